@@ -1,0 +1,29 @@
+"""One exception family for everything a user can get wrong; the CLI maps it to exit code 2."""
+
+from __future__ import annotations
+
+
+class EqpropError(Exception):
+    """Base of all errors meant for the user (bad file, bad option, bad data)."""
+
+
+class CircuitError(EqpropError):
+    """A circuit file is invalid: says where (file, line, key path) and what was expected."""
+
+    def __init__(self, message: str, *, path: str = "", key: str = "", line: int | None = None):
+        self.file = path
+        self.key = key
+        self.line = line
+        self.reason = message
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        where = self.file or "<circuit>"
+        if self.line is not None:
+            where += f":{self.line}"
+        key = f" `{self.key}`" if self.key else ""
+        return f"{where}:{key} {self.reason}"
+
+
+class InputError(EqpropError):
+    """Input vectors or command-line options that do not fit the circuit."""

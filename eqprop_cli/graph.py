@@ -1,0 +1,624 @@
+"""Compile a validated spec into one graph form (nodes and element sets).
+
+Layered files and netlists compile to the same Graph. Whole-circuit checks
+live here: undeclared nodes and devices, loops of voltage sources, nodes with
+no DC path to a fixed potential, outputs that are inputs, amplifiers that
+would leave the circuit without an energy function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .params import DEVICE_KINDS
+from .spec import GROUND_NAMES, SELF, CircuitSpec, DeviceSpec, KeyPath
+
+GROUND = "gnd"
+
+
+@dataclass
+class ResistorSet:
+    """Programmable resistors of one device model: a dense crossbar or a list of pairs."""
+
+    name: str
+    device: DeviceSpec
+    rows: np.ndarray
+    cols: np.ndarray
+    dense: bool
+    g: np.ndarray  # (len(rows), len(cols)) if dense else (len(rows),)
+    labels: list[str] = field(default_factory=list)  # element names (list form)
+
+    @property
+    def count(self) -> int:
+        return int(self.g.size)
+
+
+@dataclass
+class DiodeSet:
+    device: DeviceSpec
+    anode: np.ndarray
+    cathode: np.ndarray
+    labels: list[str]
+
+
+@dataclass
+class CurrentSourceSet:
+    device: DeviceSpec
+    plus: np.ndarray  # current flows into this node
+    minus: np.ndarray
+    current: np.ndarray
+    labels: list[str]
+
+
+@dataclass
+class Amplifier:
+    device: DeviceSpec
+    source: int  # controlling node h
+    target: int  # driven node a: V_a = gain * V_h
+    label: str
+
+
+@dataclass
+class VoltageSource:
+    plus: int
+    minus: int
+    value: float
+    gain: float
+    feature: int  # -1 for a fixed rail
+    label: str
+
+
+@dataclass
+class Graph:
+    """Nodes and element sets; node 0 is ground."""
+
+    spec: CircuitSpec
+    nodes: list[str]
+    layer_of: list[str]
+    resistors: list[ResistorSet]
+    diodes: list[DiodeSet]
+    isources: list[CurrentSourceSet]
+    amplifiers: list[Amplifier]
+    vsources: list[VoltageSource]
+    n_features: int
+    outputs: np.ndarray  # (n_outputs, 1 or 2) node indices; output = V[:,0] - V[:,1]
+    layers: list[tuple[str, int]]  # (name, size) for display
+
+    @property
+    def readout(self) -> str:
+        return "differential" if self.outputs.shape[1] == 2 else "single"
+
+
+class _Builder:
+    def __init__(self, spec: CircuitSpec):
+        self.spec = spec
+        self.nodes: list[str] = [GROUND]
+        self.layer_of: list[str] = ["ground"]
+        self.index: dict[str, int] = {GROUND: 0}
+        self.diodes: dict[str, tuple[list[int], list[int], list[str]]] = {}
+        self.isources: dict[str, tuple[list[int], list[int], list[float], list[str]]] = {}
+        self.amplifiers: list[Amplifier] = []
+        self.vsources: list[VoltageSource] = []
+        self.resistors: list[ResistorSet] = []
+
+    def node(self, name: str, layer: str) -> int:
+        if name in GROUND_NAMES or name == GROUND:
+            return 0
+        if name not in self.index:
+            self.index[name] = len(self.nodes)
+            self.nodes.append(name)
+            self.layer_of.append(layer)
+        return self.index[name]
+
+    def device(self, name: str | None, kind: str, key: KeyPath) -> DeviceSpec:
+        devices = self.spec.devices
+        if name not in devices:
+            known = ", ".join(f'"{n}"' for n, d in devices.items() if d.type == kind) or "none"
+            raise self.spec.error(
+                key, f'refers to undeclared device "{name}"; {kind} devices declared: {known}'
+            )
+        if devices[name].type != kind:
+            raise self.spec.error(
+                key, f'device "{name}" is a {devices[name].type}; expected a {kind}'
+            )
+        return devices[name]
+
+    def add_diode(self, device: DeviceSpec, anode: int, cathode: int, label: str) -> None:
+        a, c, names = self.diodes.setdefault(device.name, ([], [], []))
+        a.append(anode)
+        c.append(cathode)
+        names.append(label)
+
+    def add_isource(
+        self, device: DeviceSpec, plus: int, minus: int, label: str, current=None
+    ) -> None:
+        p, m, cur, names = self.isources.setdefault(device.name, ([], [], [], []))
+        p.append(plus)
+        m.append(minus)
+        cur.append(float(device.params["current"] if current is None else current))
+        names.append(label)
+
+    def graph(self, n_features: int, outputs: np.ndarray, layers) -> Graph:
+        devs = self.spec.devices
+        diodes = [
+            DiodeSet(devs[n], np.array(a), np.array(c), lab)
+            for n, (a, c, lab) in self.diodes.items()
+        ]
+        isources = [
+            CurrentSourceSet(devs[n], np.array(p), np.array(m), np.array(cur), lab)
+            for n, (p, m, cur, lab) in self.isources.items()
+        ]
+        return Graph(
+            self.spec,
+            self.nodes,
+            self.layer_of,
+            self.resistors,
+            diodes,
+            isources,
+            self.amplifiers,
+            self.vsources,
+            n_features,
+            outputs,
+            layers,
+        )
+
+
+def initial_conductances(device: DeviceSpec, shape: tuple[int, ...], stream: int) -> np.ndarray:
+    """Draw a device's initial conductances (seeded; ``stream`` separates connections)."""
+    p = device.params
+    if p["init"] == "constant":
+        g = np.full(shape, p["g"], dtype=float)
+    else:
+        rng = np.random.default_rng([p["seed"], stream])
+        if p["init"] == "uniform":
+            g = rng.uniform(p["init_low"], p["init_high"], size=shape)
+        else:
+            g = rng.normal(p["init_mean"], p["init_std"], size=shape)
+    return np.clip(g, p["g_min"], p["g_max"])
+
+
+def compile_circuit(spec: CircuitSpec) -> Graph:
+    """Spec -> Graph, with the whole-circuit checks."""
+    builder = _Builder(spec)
+    graph = _layered(spec, builder) if spec.form == "layered" else _netlist(spec, builder)
+    _check_sources(graph)
+    _check_outputs(graph)
+    _check_dc_paths(graph)
+    check_amplifier_stages(graph)
+    return graph
+
+
+# --------------------------------------------------------------------------- layered form
+
+
+def _layered(spec: CircuitSpec, b: _Builder) -> Graph:
+    inp = spec.input
+    for name, value in spec.rails.items():
+        node = b.node(name, "rails")
+        b.vsources.append(VoltageSource(node, 0, value, 0.0, -1, f"rail {name}"))
+    in_nodes = []
+    for i in range(inp.size):
+        if inp.encoding == "single":
+            pairs = [(f"in{i}", inp.gain)]
+        else:
+            pairs = [(f"in{i}_p", inp.gain), (f"in{i}_n", -inp.gain)]
+        for name, gain in pairs:
+            node = b.node(name, "input")
+            in_nodes.append(node)
+            b.vsources.append(
+                VoltageSource(node, 0, 0.0, gain, i, f"input {i} ({'+' if gain >= 0 else '-'})")
+            )
+    sending = {"input": np.array(in_nodes)}
+    receiving: dict[str, np.ndarray] = {}
+    layers = [("input", len(in_nodes))]
+    names = {"input"}
+    for layer in spec.hidden:
+        if layer.name in names or layer.name == "output":
+            raise spec.error((*layer.key, "name"), f'layer name "{layer.name}" is used twice')
+        names.add(layer.name)
+        nodes = np.array([b.node(f"{layer.name}_{j}", layer.name) for j in range(layer.size)])
+        receiving[layer.name] = nodes
+        sending[layer.name] = nodes
+        _attach(spec, b, layer.name, nodes, layer.diodes, layer.bias, (*layer.key, "bias"))
+        if layer.amplifier is not None:
+            amp = b.device(layer.amplifier, "amplifier", (*layer.key, "amplifier"))
+            outs = np.array([b.node(f"{layer.name}_{j}_a", layer.name) for j in range(layer.size)])
+            for j, (h, a) in enumerate(zip(nodes, outs)):
+                b.amplifiers.append(Amplifier(amp, int(h), int(a), f"{layer.name}[{j}] amplifier"))
+            sending[layer.name] = outs
+        layers.append((layer.name, layer.size))
+    out = spec.output
+    if out.readout == "single":
+        out_nodes = np.array([[b.node(f"out{k}", "output")] for k in range(out.size)])
+    else:
+        out_nodes = np.array(
+            [
+                [b.node(f"out{k}_p", "output"), b.node(f"out{k}_n", "output")]
+                for k in range(out.size)
+            ]
+        )
+    flat = out_nodes.ravel()
+    receiving["output"] = sending["output"] = flat
+    _attach(spec, b, "output", flat, out.diodes, out.bias, ("output", "bias"))
+    layers.append(("output", out.size))
+    seen = set()
+    for n, conn in enumerate(spec.connections):
+        if conn.source not in sending:
+            raise spec.error(
+                (*conn.key, "from"), f'unknown layer "{conn.source}"; layers: {", ".join(sending)}'
+            )
+        if conn.target not in receiving:
+            choices = ", ".join(receiving)
+            raise spec.error(
+                (*conn.key, "to"),
+                f'unknown or input layer "{conn.target}"; a connection goes to one of: {choices}',
+            )
+        if conn.source == conn.target:
+            raise spec.error((*conn.key, "to"), "a layer cannot connect to itself")
+        if (conn.source, conn.target) in seen:
+            raise spec.error(
+                conn.key, f"connection {conn.source} -> {conn.target} is declared twice"
+            )
+        seen.add((conn.source, conn.target))
+        device = b.device(conn.device, "resistor", (*conn.key, "device"))
+        rows, cols = sending[conn.source], receiving[conn.target]
+        g = initial_conductances(device, (len(rows), len(cols)), n)
+        b.resistors.append(
+            ResistorSet(f"{conn.source}->{conn.target}", device, rows, cols, True, g)
+        )
+    return b.graph(inp.size, out_nodes, layers)
+
+
+def _attach(spec, b: _Builder, layer: str, nodes: np.ndarray, diodes, bias, bias_key) -> None:
+    """A layer's diodes (to rails or ground) and bias current sources."""
+    fixed = set(spec.rails) | set(GROUND_NAMES)
+    for d in diodes:
+        device = b.device(d.device, "diode", (*d.key, "device"))
+        ends = (d.anode, d.cathode)
+        if ends.count(SELF) != 1:
+            raise spec.error(
+                d.key, f'exactly one of anode/cathode must be "{SELF}" (the layer node); got {ends}'
+            )
+        other = d.cathode if d.anode == SELF else d.anode
+        if other not in fixed:
+            rails = ", ".join(f'"{r}"' for r in spec.rails) or "none declared"
+            raise spec.error(
+                (*d.key, "cathode" if d.anode == SELF else "anode"),
+                f'refers to undeclared node "{other}"; expected "{SELF}", "gnd" or a rail ({rails})',
+            )
+        rail = b.node(other, "rails")
+        for j, node in enumerate(nodes):
+            pair = (int(node), rail) if d.anode == SELF else (rail, int(node))
+            b.add_diode(device, *pair, f"{layer}[{j}] diode {d.device}")
+    if bias is not None:
+        device = b.device(bias, "isource", bias_key)
+        for j, node in enumerate(nodes):
+            b.add_isource(device, int(node), 0, f"{layer}[{j}] bias")
+
+
+# --------------------------------------------------------------------------- netlist form
+
+
+def _netlist(spec: CircuitSpec, b: _Builder) -> Graph:
+    net = spec.netlist
+    ground = net.ground
+    b.index[ground] = 0
+    names = set()
+    groups: dict[str, tuple[list[int], list[int], list[float], list[str]]] = {}
+    element_nodes = set()
+    for e in net.elements:
+        if e.name in names:
+            raise spec.error((*e.key, "name"), f'element name "{e.name}" is used twice')
+        names.add(e.name)
+        if e.device not in spec.devices:
+            known = ", ".join(f'"{n}"' for n in spec.devices) or "none"
+            raise spec.error(
+                (*e.key, "device"), f'refers to undeclared device "{e.device}"; declared: {known}'
+            )
+        device = spec.devices[e.device]
+        params = _element_params(spec, device, e)
+        a, c = (b.node(n, "netlist") for n in e.nodes)
+        element_nodes.update((a, c))
+        if a == c:
+            raise spec.error((*e.key, "nodes"), f"both ends are the same node ({e.nodes[0]})")
+        if e.feature is not None and device.type != "vsource":
+            raise spec.error(
+                (*e.key, "feature"), "only a vsource element can take an input feature"
+            )
+        if device.type == "resistor":
+            g = params["g"] if params.get("g") is not None else None
+            rows, cols, gs, labels = groups.setdefault(device.name, ([], [], [], []))
+            rows.append(a)
+            cols.append(c)
+            gs.append(np.nan if g is None else g)
+            labels.append(e.name)
+        elif device.type == "diode":
+            b.add_diode(device, a, c, e.name)
+        elif device.type == "isource":
+            b.add_isource(device, a, c, e.name, params["current"])
+        elif device.type == "amplifier":
+            if c == 0:
+                raise spec.error(
+                    (*e.key, "nodes"), "an amplifier drives its second node; it cannot be ground"
+                )
+            b.amplifiers.append(Amplifier(device, a, c, e.name))
+        else:
+            gain = params["gain"] if e.feature is not None else 0.0
+            b.vsources.append(
+                VoltageSource(
+                    a, c, params["value"], gain, -1 if e.feature is None else e.feature, e.name
+                )
+            )
+    for stream, (name, (rows, cols, gs, labels)) in enumerate(groups.items()):
+        device = spec.devices[name]
+        g = np.array(gs)
+        drawn = initial_conductances(device, g.shape, stream) if np.isnan(g).any() else g
+        g = np.where(np.isnan(g), drawn, g)
+        b.resistors.append(
+            ResistorSet(name, device, np.array(rows), np.array(cols), False, g, labels)
+        )
+    n_features = len(net.inputs)
+    for i, group in enumerate(net.inputs):
+        for n, name in enumerate(group):
+            key = ("netlist", "inputs")
+            if name not in b.index or name == ground:
+                raise spec.error(key, f'refers to undeclared node "{name}" (no element touches it)')
+            gain = net.input_gain * (1 if n == 0 else -1)
+            b.vsources.append(
+                VoltageSource(b.index[name], 0, 0.0, gain, i, f"input {i} ({'+-'[n]})")
+            )
+    features = sorted({v.feature for v in b.vsources if v.feature >= 0})
+    if features and features != list(range(len(features))):
+        raise spec.error(
+            ("elements",), f"input features must be numbered 0..n-1 without gaps; got {features}"
+        )
+    n_features = max(n_features, len(features))
+    outputs = []
+    for group in net.outputs:
+        for name in group:
+            if name not in b.index or b.index[name] == 0:
+                raise spec.error(
+                    ("netlist", "outputs"),
+                    f'refers to undeclared node "{name}" (no element touches it)',
+                )
+        outputs.append([b.index[n] for n in group])
+    if not outputs:
+        raise spec.error(("netlist", "outputs"), "needs at least one output node")
+    layers = [("nodes", len(b.nodes) - 1)]
+    return b.graph(n_features, np.array(outputs), layers)
+
+
+def _element_params(spec: CircuitSpec, device: DeviceSpec, e) -> dict:
+    """Device parameters with the element's own overrides, validated by the same table."""
+    kind = DEVICE_KINDS[device.type]
+    allowed = {"resistor": ("g", "r"), "isource": ("current",), "vsource": ("value", "gain")}.get(
+        device.type, ()
+    )
+    params = dict(device.params)
+    if device.type == "resistor":
+        params["g"] = params["g"] if params["init"] == "constant" else None
+    for name, value in e.overrides.items():
+        if name not in allowed:
+            hint = (
+                f"; an element of a {device.type} may set: {', '.join(allowed)}" if allowed else ""
+            )
+            raise spec.error((*e.key, name), f"unknown key{hint}")
+        try:
+            params[name] = kind.param(name).coerce(value)
+        except ValueError as exc:
+            raise spec.error((*e.key, name), f"must be {exc}; got {value!r}") from None
+    if "r" in e.overrides:
+        if "g" in e.overrides:
+            raise spec.error((*e.key, "r"), "give either `g` (siemens) or `r` (ohms), not both")
+        params["g"] = 1.0 / params["r"]
+    if device.type == "resistor" and params["g"] is not None:
+        lo, hi = device.params["g_min"], device.params["g_max"]
+        if not lo <= params["g"] <= hi:
+            raise spec.error(
+                e.key,
+                f"conductance {params['g']:g} S is outside the device range [{lo:g}, {hi:g}] S",
+            )
+    return params
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def fixed_nodes(graph: Graph) -> dict[int, tuple[int, float, float, int]]:
+    """Nodes held by voltage sources: node -> (reference node, value, gain, feature).
+
+    Sources form a forest hanging from ground; a cycle is a loop of voltage sources.
+    """
+    held: dict[int, tuple[int, float, float, int]] = {}
+    parent = list(range(len(graph.nodes)))
+
+    def root(n: int) -> int:
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    for v in graph.vsources:
+        ra, rb = root(v.plus), root(v.minus)
+        if ra == rb:
+            raise graph.spec.error(
+                _source_key(graph, v),
+                f'voltage source "{v.label}" closes a loop of voltage sources (or fixes a node twice)',
+            )
+        parent[ra] = rb
+    # orient each source tree from ground outwards
+    edges: dict[int, list[tuple[int, VoltageSource, int]]] = {}
+    for v in graph.vsources:
+        edges.setdefault(v.plus, []).append((v.minus, v, 1))
+        edges.setdefault(v.minus, []).append((v.plus, v, -1))
+    stack = [0]
+    seen = {0}
+    while stack:
+        n = stack.pop()
+        for other, v, sign in edges.get(n, []):
+            if other in seen:
+                continue
+            seen.add(other)
+            # V(other) = V(n) - sign * source, with source = V(plus) - V(minus)
+            held[other] = (n, -sign * v.value, -sign * v.gain, v.feature)
+            stack.append(other)
+    for v in graph.vsources:
+        if v.plus not in seen:
+            raise graph.spec.error(
+                _source_key(graph, v),
+                f'voltage source "{v.label}" floats: neither node is tied to ground through sources',
+            )
+    return held
+
+
+def _source_key(graph: Graph, v: VoltageSource) -> KeyPath:
+    if graph.spec.form == "netlist":
+        for e in graph.spec.netlist.elements:
+            if e.name == v.label:
+                return e.key
+        return ("netlist", "inputs")
+    return ("rails",) if v.feature < 0 else ("input",)
+
+
+def _check_sources(graph: Graph) -> None:
+    held = fixed_nodes(graph)
+    for amp in graph.amplifiers:
+        if amp.target in held:
+            raise graph.spec.error(
+                _amp_key(graph, amp),
+                f'amplifier "{amp.label}" drives a node that a voltage source already fixes',
+            )
+        if amp.source in held or amp.source == 0:
+            raise graph.spec.error(
+                _amp_key(graph, amp),
+                f'amplifier "{amp.label}" senses a fixed node; its input must be a free node',
+            )
+    driven = [a.target for a in graph.amplifiers]
+    if len(set(driven)) != len(driven):
+        raise graph.spec.error(("elements",), "a node is driven by two amplifiers")
+
+
+def _amp_key(graph: Graph, amp: Amplifier) -> KeyPath:
+    if graph.spec.form == "netlist":
+        return next(e.key for e in graph.spec.netlist.elements if e.name == amp.label)
+    return next(layer.key for layer in graph.spec.hidden if amp.label.startswith(layer.name + "["))
+
+
+def _check_outputs(graph: Graph) -> None:
+    held = fixed_nodes(graph)
+    key = ("netlist", "outputs") if graph.spec.form == "netlist" else ("output",)
+    for node in graph.outputs.ravel():
+        if int(node) in held:
+            raise graph.spec.error(
+                key,
+                f'output node "{graph.nodes[node]}" is also an input or a rail (a voltage source fixes it)',
+            )
+
+
+def _check_dc_paths(graph: Graph) -> None:
+    """Every free node must reach a fixed potential through resistors, Shockley diodes or amplifiers."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(graph.nodes)
+    a, b = [], []
+    for r in graph.resistors:
+        rows, cols = (
+            (np.repeat(r.rows, len(r.cols)), np.tile(r.cols, len(r.rows)))
+            if r.dense
+            else (r.rows, r.cols)
+        )
+        a.append(rows)
+        b.append(cols)
+    for d in graph.diodes:
+        if d.device.params["model"] == "shockley":
+            a.append(d.anode)
+            b.append(d.cathode)
+    a.append(np.array([amp.source for amp in graph.amplifiers], dtype=int))
+    b.append(np.array([amp.target for amp in graph.amplifiers], dtype=int))
+    held = fixed_nodes(graph)
+    anchors = np.array([0, *held], dtype=int)
+    a.append(np.zeros(len(anchors), dtype=int))
+    b.append(anchors)
+    a, b = np.concatenate(a).astype(int), np.concatenate(b).astype(int)
+    adj = sp.coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
+    _, labels = connected_components(adj, directed=False)
+    floating = [graph.nodes[i] for i in range(n) if labels[i] != labels[0]]
+    if floating:
+        shown = ", ".join(f'"{f}"' for f in floating[:5]) + (" ..." if len(floating) > 5 else "")
+        key = ("elements",) if graph.spec.form == "netlist" else ("connections",)
+        raise graph.spec.error(
+            key,
+            f"{len(floating)} node(s) have no DC path to a fixed potential through resistors (ideal diodes and current sources do not count): {shown}",
+        )
+
+
+def check_amplifier_stages(graph: Graph) -> dict[int, float]:
+    """Stage weight of every non-fixed node: 1 before any amplifier, divided by A^2 after each.
+
+    The circuit then has the energy sum_e weight_e * E_e. This needs each
+    amplifier to drive a part of the circuit that connects back to its input
+    only through that amplifier (or ones of consistent gain); else there is no
+    energy function and equilibrium propagation does not apply.
+    """
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    held = fixed_nodes(graph)
+    n = len(graph.nodes)
+    free = np.ones(n, dtype=bool)
+    free[0] = False
+    free[list(held)] = False
+    a, b = [], []
+    for r in graph.resistors:
+        rows, cols = (
+            (np.repeat(r.rows, len(r.cols)), np.tile(r.cols, len(r.rows)))
+            if r.dense
+            else (r.rows, r.cols)
+        )
+        a.append(rows)
+        b.append(cols)
+    for d in graph.diodes:
+        a.append(d.anode)
+        b.append(d.cathode)
+    for s in graph.isources:
+        a.append(s.plus)
+        b.append(s.minus)
+    a, b = (np.concatenate(x).astype(int) if x else np.zeros(0, int) for x in (a, b))
+    keep = free[a] & free[b]
+    adj = sp.coo_matrix((np.ones(keep.sum()), (a[keep], b[keep])), shape=(n, n))
+    _, comp = connected_components(adj, directed=False)
+    weight: dict[int, float] = {}
+    incoming: dict[int, list[tuple[int, float, Amplifier]]] = {}
+    for amp in graph.amplifiers:
+        if comp[amp.source] == comp[amp.target]:
+            raise graph.spec.error(
+                _amp_key(graph, amp),
+                f'amplifier "{amp.label}" output connects back to its input without passing through an amplifier: no energy function exists',
+            )
+        incoming.setdefault(comp[amp.target], []).append(
+            (comp[amp.source], amp.device.params["gain"], amp)
+        )
+    state: dict[int, int] = {}
+
+    def resolve(c: int) -> float:
+        if c in weight:
+            return weight[c]
+        if state.get(c) == 1:
+            raise graph.spec.error(
+                _amp_key(graph, incoming[c][0][2]),
+                "amplifiers form a loop: no energy function exists",
+            )
+        state[c] = 1
+        values = [resolve(src) / gain**2 for src, gain, _ in incoming.get(c, [])] or [1.0]
+        if max(values) > min(values) * (1 + 1e-12):
+            raise graph.spec.error(
+                _amp_key(graph, incoming[c][0][2]),
+                "amplifiers into one part of the circuit have inconsistent gains: no energy function exists",
+            )
+        weight[c] = values[0]
+        return weight[c]
+
+    return {i: resolve(comp[i]) for i in range(n) if free[i]}

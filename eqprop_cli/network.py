@@ -1,0 +1,327 @@
+"""Lower a Graph into arrays: the form the solvers and (later) the trainer work on.
+
+Unknowns are the potentials x of the free nodes that no amplifier drives. Every
+other node is either fixed by voltage sources, V = const + inputs @ S, or driven
+by an amplifier chain, V = coef * x[var]. The circuit's energy (co-content,
+with amplifier stage weights, see DESIGN.md) is then
+
+    E(x) = 1/2 x Q x - (F K + s) . x + const(F) + sum_d w_d e_d(v_d(x))
+
+with Q, K linear in the conductances. The node-level functions ``energy`` and
+``kcl_residual`` evaluate the same physics element by element, independently
+of Q and K; tests use them to check the solvers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .devices import IdealDiode, ShockleyDiode, diode_model
+from .graph import Graph, check_amplifier_stages, fixed_nodes
+
+DENSE_LIMIT = 20_000_000  # entries: coupling matrices up to this size are kept dense
+
+
+@dataclass
+class DiodeGroup:
+    """All diodes of one model, in node and in variable terms."""
+
+    model: IdealDiode | ShockleyDiode
+    anode: np.ndarray
+    cathode: np.ndarray
+    weight: np.ndarray  # stage weight of each diode
+    labels: list[str]
+
+
+@dataclass
+class Quadratic:
+    """Linear part of the circuit in the unknowns: Q (vars x vars), K (fixed x vars), s."""
+
+    Q: sp.csr_matrix
+    K: np.ndarray | sp.csr_matrix
+    s: np.ndarray
+    fixed_diag: np.ndarray  # sum of weighted conductances from each fixed node to unknowns
+    fixed_laplacian: sp.csr_matrix  # between fixed nodes
+
+
+class Network:
+    """Arrays of a compiled circuit; conductances live in ``self.g`` (one array per resistor set)."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.node_names = list(graph.nodes)
+        n = len(graph.nodes)
+        self.n_nodes = n
+        self.n_features = graph.n_features
+        self.outputs = graph.outputs
+        held = fixed_nodes(graph)
+        self.fixed = np.array([0, *sorted(held)], dtype=int)
+        self.fixed_index = np.full(n, -1)
+        self.fixed_index[self.fixed] = np.arange(len(self.fixed))
+        self.fixed_const, self.fixed_gain = self._resolve_fixed(held)
+        weights = check_amplifier_stages(graph)
+        self.node_weight = np.ones(n)
+        for node, w in weights.items():
+            self.node_weight[node] = w
+        self._resolve_unknowns()
+        self.resistors = graph.resistors
+        self.g = [r.g.astype(float).copy() for r in graph.resistors]
+        self.diodes = [
+            DiodeGroup(
+                diode_model(d.device.params),
+                d.anode,
+                d.cathode,
+                self._branch_weight(d.anode, d.cathode),
+                d.labels,
+            )
+            for d in graph.diodes
+        ]
+        self.isources = graph.isources
+        self.amplifiers = graph.amplifiers
+
+    # ------------------------------------------------------------------ node maps
+
+    def _resolve_fixed(self, held) -> tuple[np.ndarray, sp.csr_matrix]:
+        """Fixed potentials as const + inputs @ gain (gain: features x fixed nodes)."""
+        const = np.zeros(len(self.fixed))
+        rows, cols, vals = [], [], []
+        memo: dict[int, tuple[float, dict[int, float]]] = {0: (0.0, {})}
+
+        def value(node: int) -> tuple[float, dict[int, float]]:
+            if node not in memo:
+                ref, val, gain, feature = held[node]
+                c, terms = value(ref)
+                terms = dict(terms)
+                if feature >= 0:
+                    terms[feature] = terms.get(feature, 0.0) + gain
+                memo[node] = (c + val, terms)
+            return memo[node]
+
+        for k, node in enumerate(self.fixed):
+            c, terms = value(int(node))
+            const[k] = c
+            for feature, gain in terms.items():
+                rows.append(feature)
+                cols.append(k)
+                vals.append(gain)
+        gain = sp.csr_matrix((vals, (rows, cols)), shape=(max(self.n_features, 1), len(self.fixed)))
+        return const, gain
+
+    def _resolve_unknowns(self) -> None:
+        """Variables, and each non-fixed node as coef * x[var] (amplifier chains)."""
+        n = self.n_nodes
+        drive = {a.target: a for a in self.graph.amplifiers}
+        self.node_var = np.full(n, -1)
+        self.node_coef = np.zeros(n)
+        free = [i for i in range(n) if self.fixed_index[i] < 0 and i not in drive]
+        self.node_var[free] = np.arange(len(free))
+        self.node_coef[free] = 1.0
+        self.var_node = np.array(free, dtype=int)
+
+        def resolve(node: int) -> tuple[int, float]:
+            if self.node_var[node] >= 0:
+                return int(self.node_var[node]), float(self.node_coef[node])
+            amp = drive[node]
+            var, coef = resolve(amp.source)
+            self.node_var[node] = var
+            self.node_coef[node] = coef * amp.device.params["gain"]
+            return var, self.node_coef[node]
+
+        for node in drive:
+            resolve(node)
+        self.n_vars = len(free)
+        self.var_weight = self.node_weight[self.var_node] if self.n_vars else np.zeros(0)
+
+    def _branch_weight(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Stage weight of two-terminal elements: that of their non-fixed end."""
+        return np.where(self.fixed_index[a] < 0, self.node_weight[a], self.node_weight[b])
+
+    def fixed_potentials(self, inputs: np.ndarray) -> np.ndarray:
+        """(batch, n_fixed) potentials of the fixed nodes for a batch of input vectors."""
+        inputs = np.atleast_2d(np.asarray(inputs, dtype=float))
+        if self.n_features == 0:
+            return np.broadcast_to(self.fixed_const, (inputs.shape[0], len(self.fixed))).copy()
+        return np.asarray(self.fixed_gain.T @ inputs.T).T + self.fixed_const
+
+    def node_voltages(self, x: np.ndarray, F: np.ndarray) -> np.ndarray:
+        """All node potentials (batch, n_nodes) from unknowns and fixed potentials."""
+        V = np.empty((x.shape[0], self.n_nodes))
+        V[:, self.fixed] = F
+        nonfixed = self.fixed_index < 0
+        V[:, nonfixed] = x[:, self.node_var[nonfixed]] * self.node_coef[nonfixed]
+        return V
+
+    # ------------------------------------------------------------------ edges
+
+    def resistor_edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All resistors as (a, b, g) arrays."""
+        a, b, g = [], [], []
+        for r, cond in zip(self.resistors, self.g, strict=True):
+            if r.dense:
+                a.append(np.repeat(r.rows, len(r.cols)))
+                b.append(np.tile(r.cols, len(r.rows)))
+            else:
+                a.append(r.rows)
+                b.append(r.cols)
+            g.append(cond.ravel())
+        if not a:
+            return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
+        return np.concatenate(a), np.concatenate(b), np.concatenate(g)
+
+    def isource_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self.isources:
+            return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
+        return (
+            np.concatenate([s.plus for s in self.isources]).astype(int),
+            np.concatenate([s.minus for s in self.isources]).astype(int),
+            np.concatenate([s.current for s in self.isources]).astype(float),
+        )
+
+    # ------------------------------------------------------------------ quadratic form
+
+    def quadratic(self) -> Quadratic:
+        """Assemble Q, K, s from the current conductances and sources."""
+        a, b, g = self.resistor_edges()
+        w = self._branch_weight(a, b) * g
+        nv, nf = self.n_vars, len(self.fixed)
+        va, vb = self.node_var[a], self.node_var[b]
+        ca, cb = self.node_coef[a], self.node_coef[b]
+        fa, fb = self.fixed_index[a], self.fixed_index[b]
+        free_a, free_b = va >= 0, vb >= 0
+        # Q: each edge touching unknowns
+        q_rows = [va[free_a], vb[free_b]]
+        q_cols = [va[free_a], vb[free_b]]
+        q_vals = [w[free_a] * ca[free_a] ** 2, w[free_b] * cb[free_b] ** 2]
+        both = free_a & free_b
+        q_rows += [va[both], vb[both]]
+        q_cols += [vb[both], va[both]]
+        cross = -w[both] * ca[both] * cb[both]
+        q_vals += [cross, cross]
+        Q = sp.csr_matrix(
+            (np.concatenate(q_vals), (np.concatenate(q_rows), np.concatenate(q_cols))),
+            shape=(nv, nv),
+        )
+        # K: fixed end -> unknown end
+        m1, m2 = free_a & ~free_b, free_b & ~free_a
+        k_rows = np.concatenate([fb[m1], fa[m2]])
+        k_cols = np.concatenate([va[m1], vb[m2]])
+        k_vals = np.concatenate([w[m1] * ca[m1], w[m2] * cb[m2]])
+        K = sp.csr_matrix((k_vals, (k_rows, k_cols)), shape=(nf, nv))
+        if nf * nv <= DENSE_LIMIT:
+            K = K.toarray()
+        fixed_diag = np.bincount(
+            k_rows, weights=w[np.concatenate([np.where(m1)[0], np.where(m2)[0]])], minlength=nf
+        )
+        ff = ~free_a & ~free_b
+        lap = sp.csr_matrix(
+            (
+                np.concatenate([w[ff], w[ff], -w[ff], -w[ff]]),
+                (
+                    np.concatenate([fa[ff], fb[ff], fa[ff], fb[ff]]),
+                    np.concatenate([fa[ff], fb[ff], fb[ff], fa[ff]]),
+                ),
+            ),
+            shape=(nf, nf),
+        )
+        # current sources: energy -w I (V_plus - V_minus)
+        plus, minus, cur = self.isource_arrays()
+        ws = self._branch_weight(plus, minus) * cur
+        s = np.zeros(nv)
+        for node, sign in ((plus, 1.0), (minus, -1.0)):
+            var = self.node_var[node]
+            ok = var >= 0
+            np.add.at(s, var[ok], sign * ws[ok] * self.node_coef[node][ok])
+        return Quadratic(Q, K, s, fixed_diag, lap)
+
+    # ------------------------------------------------------------------ node-level physics
+
+    def energy(self, V: np.ndarray) -> np.ndarray:
+        """Co-content of the circuit (with stage weights) at node potentials V, per sample."""
+        V = np.atleast_2d(V)
+        total = np.zeros(V.shape[0])
+        for r, g in zip(self.resistors, self.g, strict=True):
+            if r.dense:
+                w = self._branch_weight(r.rows[:, None], r.cols[None, :]) * g
+                Va, Vb = V[:, r.rows], V[:, r.cols]
+                total += 0.5 * (
+                    (Va**2) @ w.sum(1)
+                    + (Vb**2) @ w.sum(0)
+                    - 2 * np.einsum("bi,ij,bj->b", Va, w, Vb)
+                )
+            else:
+                w = self._branch_weight(r.rows, r.cols) * g
+                total += 0.5 * ((V[:, r.rows] - V[:, r.cols]) ** 2) @ w
+        for d in self.diodes:
+            v = V[:, d.anode] - V[:, d.cathode]
+            if d.model.hard:
+                continue  # zero inside its feasible set, which a solution respects
+            total += d.model.energy(v) @ d.weight
+        plus, minus, cur = self.isource_arrays()
+        total -= (V[:, plus] - V[:, minus]) @ (self._branch_weight(plus, minus) * cur)
+        return total
+
+    def branch_currents(self, V: np.ndarray) -> np.ndarray:
+        """Current leaving each node into its elements (batch, n_nodes), amplifiers excluded.
+
+        Hard-clamp diodes carry whatever current keeps their node at the clamp;
+        they are left out here and accounted for in ``kcl_residual``.
+        """
+        V = np.atleast_2d(V)
+        out = np.zeros_like(V)
+        for r, g in zip(self.resistors, self.g, strict=True):
+            if r.dense:
+                Va, Vb = V[:, r.rows], V[:, r.cols]
+                # current from row node i to col node j: g_ij (Va_i - Vb_j)
+                from_rows = Va * g.sum(1) - Vb @ g.T
+                into_cols = Va @ g - Vb * g.sum(0)
+                np.add.at(out, (slice(None), r.rows), from_rows)
+                np.add.at(out, (slice(None), r.cols), -into_cols)
+            else:
+                i = (V[:, r.rows] - V[:, r.cols]) * g
+                np.add.at(out, (slice(None), r.rows), i)
+                np.add.at(out, (slice(None), r.cols), -i)
+        for d in self.diodes:
+            if d.model.hard:
+                continue
+            i = d.model.current(V[:, d.anode] - V[:, d.cathode])
+            np.add.at(out, (slice(None), d.anode), i)
+            np.add.at(out, (slice(None), d.cathode), -i)
+        plus, minus, cur = self.isource_arrays()
+        np.add.at(out, (slice(None), plus), -cur)
+        np.add.at(out, (slice(None), minus), cur)
+        return out
+
+    def kcl_residual(self, V: np.ndarray, clamp_tol: float = 1e-9) -> np.ndarray:
+        """Net current (A) at every node that the circuit's own devices must balance.
+
+        A hard-clamp diode at its threshold (within ``clamp_tol`` volts) carries
+        whatever current of its conducting direction balances its nodes. Zero
+        at fixed nodes (their sources supply anything) and at amplifier outputs
+        (the amplifier supplies it); at an amplifier's input it includes the
+        backward current, 1/A of what the amplifier delivers.
+        """
+        V = np.atleast_2d(V)
+        out = self.branch_currents(V)
+        for d in self.diodes:
+            if not d.model.hard:
+                continue
+            on = V[:, d.anode] - V[:, d.cathode] >= d.model.threshold - clamp_tol
+            # the clamp's current i >= 0 leaves the anode's other elements' balance
+            # short when they push current out (> 0 at the cathode, < 0 at the anode)
+            for node, sign in ((d.anode, -1.0), (d.cathode, 1.0)):
+                part = out[:, node]
+                out[:, node] = np.where(on & (sign * part >= 0), 0.0, part)
+        driver = {amp.target: amp for amp in self.amplifiers}
+
+        def depth(amp) -> int:
+            return 0 if amp.source not in driver else 1 + depth(driver[amp.source])
+
+        for amp in sorted(self.amplifiers, key=depth, reverse=True):
+            # the end of a direct chain first, so chains pass their currents back
+            out[:, amp.source] += out[:, amp.target] / amp.device.params["gain"]
+            out[:, amp.target] = 0.0
+        out[:, self.fixed] = 0.0
+        return out

@@ -1,0 +1,569 @@
+"""Parse and validate a circuit file (TOML) into a typed spec; every error is located.
+
+The spec layer knows keys, types, units and ranges (from params.py); it knows
+nothing of solvers. Checks that need the whole circuit (DC paths, source loops)
+happen in graph.py, which reports through the same located errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import CircuitError
+from .params import DEVICE_KINDS, SOLVER, Param
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+KeyPath = tuple[str | int, ...]
+
+GROUND_NAMES = ("0", "gnd")
+SELF = "node"  # in a layer's diode list, the layer's own node
+
+CIRCUIT_KEYS = (
+    Param("name", "string", "Circuit name.", ""),
+    Param("description", "string", "Free text.", ""),
+)
+INPUT_KEYS = (
+    Param("size", "int", "Number of input features.", None, 1),
+    Param(
+        "encoding",
+        "choice",
+        "single: one source per feature (+gain*x); differential: a pair (+gain*x, -gain*x).",
+        "differential",
+        choices=("single", "differential"),
+    ),
+    Param("gain", "number", "Volts per unit of input feature.", 1.0),
+)
+HIDDEN_KEYS = (
+    Param("name", "string", "Layer name used by connections.", None),
+    Param("size", "int", "Number of nodes.", None, 1),
+    Param("amplifier", "string", "Amplifier device after each node (optional).", None),
+    Param("bias", "string", "Current-source device into each node (optional).", None),
+)
+OUTPUT_KEYS = (
+    Param("size", "int", "Number of outputs (classes).", None, 1),
+    Param(
+        "readout",
+        "choice",
+        "single: one node per output; differential: a node pair, output = V+ - V-.",
+        "differential",
+        choices=("single", "differential"),
+    ),
+    Param("bias", "string", "Current-source device into each node (optional).", None),
+)
+DIODE_ATTACH_KEYS = (
+    Param("device", "string", "Diode device.", None),
+    Param("anode", "string", f'"{SELF}" (the layer node), a rail or ground.', None),
+    Param("cathode", "string", f'"{SELF}" (the layer node), a rail or ground.', None),
+)
+CONNECTION_KEYS = (
+    Param("from", "string", "Source layer (input, a hidden layer's name).", None),
+    Param("to", "string", "Target layer (a hidden layer's name or output).", None),
+    Param("device", "string", "Resistor device of every conductance.", None),
+    Param("pattern", "choice", "Which pairs are connected.", "dense", choices=("dense",)),
+)
+NETLIST_KEYS = (
+    Param("ground", "string", 'Name of the ground node ("0" is always ground too).', "gnd"),
+    Param("input_gain", "number", "Volts per unit of input feature.", 1.0),
+)
+ELEMENT_KEYS = (
+    Param("name", "string", "Unique element name.", None),
+    Param("device", "string", "Device this element is an instance of.", None),
+    Param("feature", "int", "vsource only: input feature index driving it.", None, 0),
+)
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    name: str
+    type: str
+    params: dict[str, object]
+    key: KeyPath
+
+
+@dataclass(frozen=True)
+class DiodeAttach:
+    device: str
+    anode: str
+    cathode: str
+    key: KeyPath
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    size: int
+    encoding: str
+    gain: float
+    key: KeyPath = ("input",)
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    name: str
+    size: int
+    diodes: tuple[DiodeAttach, ...]
+    amplifier: str | None
+    bias: str | None
+    key: KeyPath
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    size: int
+    readout: str
+    diodes: tuple[DiodeAttach, ...]
+    bias: str | None
+    key: KeyPath = ("output",)
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    source: str
+    target: str
+    device: str
+    pattern: str
+    key: KeyPath
+
+
+@dataclass(frozen=True)
+class ElementSpec:
+    name: str
+    device: str
+    nodes: tuple[str, str]
+    feature: int | None
+    overrides: dict[str, object]
+    key: KeyPath
+
+
+@dataclass(frozen=True)
+class NetlistSpec:
+    ground: str
+    input_gain: float
+    inputs: tuple[tuple[str, ...], ...]
+    outputs: tuple[tuple[str, ...], ...]
+    elements: tuple[ElementSpec, ...]
+
+
+@dataclass(frozen=True)
+class SolverSpec:
+    method: str = "auto"
+    tol: float = 1e-10
+    max_iter: int = 1000
+
+
+@dataclass
+class CircuitSpec:
+    """A validated circuit file: devices plus either the layered or the netlist form."""
+
+    path: str
+    name: str
+    description: str
+    devices: dict[str, DeviceSpec]
+    rails: dict[str, float]
+    solver: SolverSpec
+    input: InputSpec | None = None
+    hidden: tuple[LayerSpec, ...] = ()
+    output: OutputSpec | None = None
+    connections: tuple[ConnectionSpec, ...] = ()
+    netlist: NetlistSpec | None = None
+    locator: Locator | None = field(default=None, repr=False)
+
+    @property
+    def form(self) -> str:
+        return "netlist" if self.netlist is not None else "layered"
+
+    def error(self, key: KeyPath, message: str) -> CircuitError:
+        """A located error for ``key`` of this file."""
+        line = self.locator.line(key) if self.locator else None
+        return CircuitError(message, path=self.path, key=format_key(key), line=line)
+
+
+def format_key(key: KeyPath) -> str:
+    out = ""
+    for part in key:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# --------------------------------------------------------------------------- locating keys
+
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
+_ASSIGN = re.compile(
+    r"^\s*((?:[A-Za-z0-9_\-]+|\"[^\"]*\"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_\-]+|\"[^\"]*\"|'[^']*'))*)\s*="
+)
+
+
+def _split_dotted(text: str) -> tuple[str, ...]:
+    parts = re.findall(r"\"([^\"]*)\"|'([^']*)'|([A-Za-z0-9_\-]+)", text)
+    return tuple(a or b or c for a, b, c in parts)
+
+
+def _strip_strings(line: str) -> str:
+    """The line without quoted strings and comments, so brackets can be counted."""
+    line = re.sub(r'"(?:[^"\\]|\\.)*"|\'[^\']*\'', '""', line)
+    return line.split("#", 1)[0]
+
+
+class Locator:
+    """Maps key paths of a TOML text to line numbers (tables, arrays of tables, keys)."""
+
+    def __init__(self, text: str):
+        self._lines: dict[KeyPath, int] = {}
+        arrays: dict[KeyPath, int] = {}
+        table: KeyPath = ()
+        depth = 0  # bracket depth of a multi-line value: its inner lines hold no keys
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = _strip_strings(raw)
+            if depth == 0:
+                header = _HEADER.match(line)
+                if header:
+                    names = _split_dotted(raw[raw.index("[") :].strip("[] \t").split("#")[0])
+                    table = self._resolve(names, arrays)
+                    if header.group(1) == "[[":
+                        index = arrays.get(table, -1) + 1
+                        arrays[table] = index
+                        table = (*table, index)
+                    self._lines.setdefault(table, number)
+                    continue
+                assign = _ASSIGN.match(raw)
+                if assign:
+                    self._lines.setdefault((*table, *_split_dotted(assign.group(1))), number)
+            depth = max(
+                0, depth + sum(line.count(c) for c in "[{") - sum(line.count(c) for c in "]}")
+            )
+
+    @staticmethod
+    def _resolve(names: tuple[str, ...], arrays: dict[KeyPath, int]) -> KeyPath:
+        path: KeyPath = ()
+        for i, name in enumerate(names):
+            path = (*path, name)
+            if i < len(names) - 1 and path in arrays:
+                path = (*path, arrays[path])
+        return path
+
+    def line(self, key: KeyPath) -> int | None:
+        """Line of ``key``, or of its nearest located ancestor."""
+        key = tuple(key)
+        while key:
+            if key in self._lines:
+                return self._lines[key]
+            key = key[:-1]
+        return None
+
+
+# --------------------------------------------------------------------------- validation
+
+
+class _Reader:
+    """Reads tables against parameter lists; every complaint is a located CircuitError."""
+
+    def __init__(self, path: str, locator: Locator):
+        self.path = path
+        self.locator = locator
+
+    def error(self, key: KeyPath, message: str) -> CircuitError:
+        return CircuitError(
+            message, path=self.path, key=format_key(key), line=self.locator.line(key)
+        )
+
+    def expect_table(self, value: object, key: KeyPath) -> Mapping:
+        if not isinstance(value, Mapping):
+            raise self.error(key, f"must be a table; got {_show(value)}")
+        return value
+
+    def unknown(self, table: Mapping, allowed: list[str], key: KeyPath) -> None:
+        for name in table:
+            if name not in allowed:
+                near = difflib.get_close_matches(str(name), allowed, n=1)
+                hint = (
+                    f'; did you mean "{near[0]}"?' if near else f"; allowed: {', '.join(allowed)}"
+                )
+                raise self.error((*key, name), f"unknown key{hint}")
+
+    def values(
+        self,
+        table: Mapping,
+        params: tuple[Param, ...],
+        key: KeyPath,
+        required: tuple[str, ...] = (),
+        extra: tuple[str, ...] = (),
+    ) -> dict[str, object]:
+        """Coerce every known key; reject unknown ones; fill defaults."""
+        self.unknown(table, [p.name for p in params] + list(extra), key)
+        out: dict[str, object] = {}
+        for param in params:
+            if param.name in table:
+                try:
+                    out[param.name] = param.coerce(table[param.name])
+                except ValueError as exc:
+                    raise self.error(
+                        (*key, param.name), f"must be {exc}; got {_show(table[param.name])}"
+                    ) from None
+            elif param.name in required:
+                raise self.error(key, f"missing key `{param.name}` ({param.expectation()})")
+            else:
+                out[param.name] = param.default
+        return out
+
+    def list_of_tables(self, value: object, key: KeyPath) -> list[Mapping]:
+        if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
+            raise self.error(key, f"must be an array of tables; got {_show(value)}")
+        return value
+
+
+def _show(value: object) -> str:
+    text = repr(value) if not isinstance(value, str) else f'"{value}"'
+    return text if len(text) < 60 else text[:57] + "..."
+
+
+TOP_KEYS = [
+    "circuit",
+    "devices",
+    "rails",
+    "solver",
+    "input",
+    "hidden",
+    "output",
+    "connections",
+    "netlist",
+    "elements",
+]
+
+
+def load_circuit(path: str | Path, overrides: Mapping | None = None) -> CircuitSpec:
+    """Read and validate a circuit file; raise CircuitError naming file and line on any fault."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CircuitError("file not found", path=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CircuitError(f"cannot read the file ({exc})", path=str(path)) from None
+    return parse_circuit(text, str(path))
+
+
+def parse_circuit(text: str, path: str = "<circuit>") -> CircuitSpec:
+    """Validate circuit-file text; ``path`` is only used in messages."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"line (\d+)", str(exc))
+        reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise CircuitError(
+            f"not valid TOML: {reason}", path=path, line=int(found.group(1)) if found else None
+        ) from None
+    locator = Locator(text)
+    return _build(data, _Reader(path, locator), path, locator)
+
+
+def _build(data: Mapping, rd: _Reader, path: str, locator: Locator) -> CircuitSpec:
+    rd.unknown(data, TOP_KEYS, ())
+    circuit = rd.values(
+        rd.expect_table(data.get("circuit", {}), ("circuit",)), CIRCUIT_KEYS, ("circuit",)
+    )
+    devices = _devices(data.get("devices", {}), rd)
+    rails = _rails(data.get("rails", {}), rd)
+    solver = SolverSpec(
+        **rd.values(rd.expect_table(data.get("solver", {}), ("solver",)), SOLVER, ("solver",))
+    )
+    spec = CircuitSpec(
+        path,
+        str(circuit["name"]),
+        str(circuit["description"]),
+        devices,
+        rails,
+        solver,
+        locator=locator,
+    )
+    layered = [k for k in ("input", "hidden", "output", "connections") if k in data]
+    netlist = [k for k in ("netlist", "elements") if k in data]
+    if layered and netlist:
+        raise rd.error(
+            (netlist[0],), f"a circuit is either layered ([{layered[0]}]) or a netlist, not both"
+        )
+    if netlist:
+        spec.netlist = _netlist(data, rd)
+    elif layered:
+        _layered(data, rd, spec)
+    else:
+        raise rd.error(
+            (),
+            "describes no circuit: add [input], [[hidden]], [output] and [[connections]] (layered form) or [netlist] and [[elements]]",
+        )
+    return spec
+
+
+def _devices(table: object, rd: _Reader) -> dict[str, DeviceSpec]:
+    table = rd.expect_table(table, ("devices",))
+    out = {}
+    for name, body in table.items():
+        key = ("devices", name)
+        body = rd.expect_table(body, key)
+        kind_name = body.get("type")
+        if kind_name not in DEVICE_KINDS:
+            near = difflib.get_close_matches(str(kind_name), list(DEVICE_KINDS), n=1)
+            hint = f'; did you mean "{near[0]}"?' if near else ""
+            raise rd.error(
+                (*key, "type"),
+                f"must be one of {', '.join(DEVICE_KINDS)}; got {_show(kind_name)}{hint}",
+            )
+        kind = DEVICE_KINDS[kind_name]
+        params = rd.values({k: v for k, v in body.items() if k != "type"}, kind.params, key)
+        _check_device(params, kind_name, key, rd)
+        out[name] = DeviceSpec(name, kind_name, params, key)
+    return out
+
+
+def _check_device(p: dict, kind: str, key: KeyPath, rd: _Reader) -> None:
+    """Checks that involve two parameters of one device."""
+    if kind == "resistor":
+        if p["g"] is not None and p["r"] is not None:
+            raise rd.error((*key, "r"), "give either `g` (siemens) or `r` (ohms), not both")
+        if p["g_min"] > p["g_max"]:
+            raise rd.error(
+                (*key, "g_min"),
+                f"g_min must not exceed g_max; got g_min = {p['g_min']:g} S > g_max = {p['g_max']:g} S",
+            )
+        needs = {
+            "constant": ("g",),
+            "uniform": ("init_low", "init_high"),
+            "normal": ("init_mean", "init_std"),
+        }[p["init"]]
+        if p["init"] == "constant" and p["g"] is None and p["r"] is not None:
+            p["g"] = 1.0 / p["r"]
+        for name in needs:
+            if p[name] is None:
+                raise rd.error(key, f'init = "{p["init"]}" needs `{name}`')
+        if p["init"] == "uniform" and p["init_low"] > p["init_high"]:
+            raise rd.error((*key, "init_low"), "init_low must not exceed init_high")
+    if kind == "diode" and p["model"] == "ideal" and p["g_on"] == 0:
+        raise rd.error((*key, "g_on"), "must be a conductance > 0 S; got 0")
+
+
+def _rails(table: object, rd: _Reader) -> dict[str, float]:
+    table = rd.expect_table(table, ("rails",))
+    volt = Param("rail", "voltage", "Rail potential.")
+    out = {}
+    for name, value in table.items():
+        if name in GROUND_NAMES:
+            raise rd.error(("rails", name), "ground is always 0 V and cannot be a rail")
+        try:
+            out[name] = float(volt.coerce(value))
+        except ValueError as exc:
+            raise rd.error(("rails", name), f"must be {exc}; got {_show(value)}") from None
+    return out
+
+
+def _diodes(value: object, rd: _Reader, key: KeyPath) -> tuple[DiodeAttach, ...]:
+    out = []
+    for i, body in enumerate(rd.list_of_tables(value, key)):
+        v = rd.values(body, DIODE_ATTACH_KEYS, (*key, i), required=("device", "anode", "cathode"))
+        out.append(DiodeAttach(v["device"], v["anode"], v["cathode"], (*key, i)))
+    return tuple(out)
+
+
+def _layered(data: Mapping, rd: _Reader, spec: CircuitSpec) -> None:
+    for section in ("input", "output", "connections"):
+        if section not in data:
+            raise rd.error(
+                (),
+                f"layered circuit needs [{section}]"
+                if section != "connections"
+                else "layered circuit needs [[connections]]",
+            )
+    inp = rd.values(
+        rd.expect_table(data["input"], ("input",)), INPUT_KEYS, ("input",), required=("size",)
+    )
+    spec.input = InputSpec(inp["size"], inp["encoding"], inp["gain"])
+    hidden = []
+    for i, body in enumerate(rd.list_of_tables(data.get("hidden", []), ("hidden",))):
+        key: KeyPath = ("hidden", i)
+        v = rd.values(body, HIDDEN_KEYS, key, required=("size",), extra=("diodes",))
+        name = v["name"] or f"hidden{i + 1}"
+        hidden.append(
+            LayerSpec(
+                name,
+                v["size"],
+                _diodes(body.get("diodes", []), rd, (*key, "diodes")),
+                v["amplifier"],
+                v["bias"],
+                key,
+            )
+        )
+    spec.hidden = tuple(hidden)
+    out_table = rd.expect_table(data["output"], ("output",))
+    o = rd.values(out_table, OUTPUT_KEYS, ("output",), required=("size",), extra=("diodes",))
+    spec.output = OutputSpec(
+        o["size"],
+        o["readout"],
+        _diodes(out_table.get("diodes", []), rd, ("output", "diodes")),
+        o["bias"],
+    )
+    conns = []
+    for i, body in enumerate(rd.list_of_tables(data["connections"], ("connections",))):
+        v = rd.values(body, CONNECTION_KEYS, ("connections", i), required=("from", "to", "device"))
+        conns.append(
+            ConnectionSpec(v["from"], v["to"], v["device"], v["pattern"], ("connections", i))
+        )
+    spec.connections = tuple(conns)
+
+
+def _node_groups(value: object, rd: _Reader, key: KeyPath) -> tuple[tuple[str, ...], ...]:
+    """A list of node names, or of [plus, minus] pairs (differential)."""
+    if not isinstance(value, list):
+        raise rd.error(
+            key, f"must be a list of node names or of [plus, minus] pairs; got {_show(value)}"
+        )
+    groups = []
+    for item in value:
+        group = (
+            (item,) if isinstance(item, str) else tuple(item) if isinstance(item, list) else None
+        )
+        if group is None or not all(isinstance(n, str) for n in group) or len(group) not in (1, 2):
+            raise rd.error(
+                key,
+                f"must be a list of node names or of [plus, minus] pairs; got item {_show(item)}",
+            )
+        groups.append(group)
+    if len({len(g) for g in groups}) > 1:
+        raise rd.error(key, "mixes single nodes and pairs: use one kind throughout")
+    return tuple(groups)
+
+
+def _netlist(data: Mapping, rd: _Reader) -> NetlistSpec:
+    table = rd.expect_table(data.get("netlist", {}), ("netlist",))
+    v = rd.values(table, NETLIST_KEYS, ("netlist",), extra=("inputs", "outputs"))
+    inputs = _node_groups(table.get("inputs", []), rd, ("netlist", "inputs"))
+    if "outputs" not in table:
+        raise rd.error(
+            ("netlist",), "missing key `outputs` (the output nodes, or [plus, minus] pairs)"
+        )
+    outputs = _node_groups(table["outputs"], rd, ("netlist", "outputs"))
+    elements = []
+    for i, body in enumerate(rd.list_of_tables(data.get("elements", []), ("elements",))):
+        key: KeyPath = ("elements", i)
+        base = {k: body[k] for k in ("name", "device", "feature") if k in body}
+        e = rd.values(base, ELEMENT_KEYS, key, required=("name", "device"))
+        nodes = body.get("nodes")
+        if not (
+            isinstance(nodes, list) and len(nodes) == 2 and all(isinstance(n, str) for n in nodes)
+        ):
+            raise rd.error((*key, "nodes"), f"must be a list of two node names; got {_show(nodes)}")
+        overrides = {
+            k: val for k, val in body.items() if k not in ("name", "device", "feature", "nodes")
+        }
+        elements.append(
+            ElementSpec(e["name"], e["device"], (nodes[0], nodes[1]), e["feature"], overrides, key)
+        )
+    if not elements:
+        raise rd.error(("elements",), "a netlist needs at least one [[elements]] entry")
+    return NetlistSpec(v["ground"], v["input_gain"], inputs, outputs, tuple(elements))
