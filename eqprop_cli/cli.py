@@ -1,0 +1,288 @@
+"""The `eqprop` command: thin typer commands over the library; rich for display.
+
+Every library error (EqpropError) becomes one message on stderr and exit code 2,
+here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import EqpropError
+from .graph import compile_circuit
+from .io import read_inputs, write_atomic
+from .network import Network
+from .solve import METHODS, Problem, layered_classes, solve
+from .spec import load_circuit
+from .spice import export_spice
+
+app = typer.Typer(
+    name="eqprop",
+    help="Simulate analog neural networks of resistors, diodes, sources and amplifiers: "
+    "check circuit files, solve their DC equilibrium, export SPICE netlists.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = Console()
+err = Console(stderr=True)
+
+CircuitArg = Annotated[
+    Path, typer.Argument(help="Circuit file (TOML), see eqprop-circuit(5).", show_default=False)
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables.")]
+InputOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--input",
+        "-i",
+        help="Input vectors: a .npy or .csv file (one vector per row) or a comma list like 0.1,0.5.",
+        show_default=False,
+    ),
+]
+
+
+def _user_errors(command):
+    """Turn library errors into a message on stderr and exit code 2; Ctrl-C into exit 130."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except EqpropError as exc:
+            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; nothing was written")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"eqprop {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """eqprop: analog neural networks trained by Equilibrium Propagation."""
+
+
+def _load(path: Path) -> Network:
+    return Network(compile_circuit(load_circuit(path)))
+
+
+def _solver_choice(network: Network, method: str) -> str:
+    if method != "auto":
+        return method
+    problem = Problem(network, np.zeros((1, network.n_features)))
+    return "layered" if layered_classes(network, problem) is not None else "newton"
+
+
+@app.command()
+@_user_errors
+def check(circuit: CircuitArg, as_json: JsonOpt = False) -> None:
+    """Parse, validate and compile a circuit file; print what it contains.
+
+    Exit code 0 when the circuit is valid, 2 with a located message when not.
+
+    Example: eqprop check circuits/kendall2020-mnist.toml
+    """
+    network = _load(circuit)
+    graph = network.graph
+    spec = graph.spec
+    counts = Counter()
+    counts["resistor"] = sum(r.count for r in graph.resistors)
+    for d in network.diodes:
+        counts[
+            f"diode ({'hard clamp' if d.model.hard else type(d.model).__name__.replace('Diode', '').lower()})"
+        ] += len(d.anode)
+    counts["voltage source"] = len(graph.vsources)
+    counts["current source"] = sum(len(s.plus) for s in graph.isources)
+    counts["amplifier"] = len(graph.amplifiers)
+    trainable = sum(r.count for r in graph.resistors if r.device.params["trainable"])
+    solver = _solver_choice(network, spec.solver.method)
+    summary = {
+        "file": str(circuit),
+        "name": spec.name,
+        "form": spec.form,
+        "layers": [{"name": n, "size": s} for n, s in graph.layers],
+        "nodes": network.n_nodes,
+        "unknowns": network.n_vars,
+        "inputs": network.n_features,
+        "outputs": int(graph.outputs.shape[0]),
+        "readout": graph.readout,
+        "elements": {k: v for k, v in counts.items() if v},
+        "trainable_conductances": trainable,
+        "parameters": trainable,
+        "solver": solver,
+    }
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    table = Table(title=f"{spec.name or circuit.name} ({spec.form} form)", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    layers = " - ".join(f"{n} ({s})" for n, s in graph.layers)
+    table.add_row("layers" if spec.form == "layered" else "nodes", layers)
+    table.add_row("nodes", f"{network.n_nodes} ({network.n_vars} unknowns)")
+    table.add_row(
+        "inputs / outputs",
+        f"{network.n_features} / {graph.outputs.shape[0]} ({graph.readout} readout)",
+    )
+    for kind, n in counts.items():
+        if n:
+            table.add_row(kind, f"{n:,}")
+    table.add_row("trainable conductances", f"{trainable:,}")
+    table.add_row("parameters", f"{trainable:,}")
+    table.add_row(
+        "solver", f"{solver} (method = {spec.solver.method}, tol = {spec.solver.tol:g} A)"
+    )
+    out.print(table)
+    out.print("[green]valid[/]")
+
+
+@app.command(name="solve")
+@_user_errors
+def solve_command(
+    circuit: CircuitArg,
+    input: InputOpt = None,
+    method: Annotated[
+        str | None, typer.Option(help=f"Solver: {', '.join(METHODS)} (default: the file's).")
+    ] = None,
+    tol: Annotated[
+        float | None, typer.Option(help="KCL residual tolerance in amperes (default: the file's).")
+    ] = None,
+    max_iter: Annotated[
+        int | None, typer.Option(help="Iteration limit (default: the file's).")
+    ] = None,
+    nodes: Annotated[
+        str, typer.Option(help="Show only nodes whose names match this glob, e.g. 'out*'.")
+    ] = "*",
+    as_json: JsonOpt = False,
+) -> None:
+    """DC operating point for one or more input vectors.
+
+    Prints node voltages (volts) per input vector, with the solver used, its
+    iterations, the largest KCL residual (amperes) and the energy (co-content,
+    watts). A solve that does not reach the tolerance is reported as a warning
+    and as "converged": false in JSON.
+
+    Example: eqprop solve circuits/xor.toml --input 1,0 --json
+    """
+    network = _load(circuit)
+    settings = network.graph.spec.solver
+    if network.n_features and input is None:
+        raise EqpropError(
+            f"{circuit}: the circuit has {network.n_features} inputs; give them with --input"
+        )
+    inputs = read_inputs(input, network.n_features) if input is not None else np.zeros((1, 0))
+    eq = solve(
+        network,
+        inputs,
+        method=method or settings.method,
+        tol=settings.tol if tol is None else tol,
+        max_iter=settings.max_iter if max_iter is None else max_iter,
+    )
+    shown = [i for i, n in enumerate(network.node_names) if fnmatch.fnmatchcase(n, nodes)]
+    outputs = eq.outputs(network)
+    if not eq.success:
+        err.print(f"[yellow]warning:[/] {eq.message}")
+    if as_json:
+        samples = [
+            {
+                "nodes": {network.node_names[i]: float(eq.voltages[b, i]) for i in shown},
+                "outputs": outputs[b].tolist(),
+                "residual": float(eq.residual[b]),
+                "energy": float(eq.energy[b]),
+                "converged": bool(eq.converged[b]),
+            }
+            for b in range(len(inputs))
+        ]
+        doc = {"method": eq.method, "iterations": eq.iterations, "message": eq.message}
+        doc.update(samples[0] if len(samples) == 1 else {"samples": samples})
+        print(json.dumps(doc, indent=2))
+        return
+    table = Table(title=f"node voltages (V), {eq.method} solver, {eq.iterations} iterations")
+    table.add_column("node")
+    for b in range(len(inputs)):
+        table.add_column(f"input {b}" if len(inputs) > 1 else "V", justify="right")
+    for i in shown:
+        table.add_row(network.node_names[i], *(f"{v:.9g}" for v in eq.voltages[:, i]))
+    out.print(table)
+    for b in range(len(inputs)):
+        label = f"input {b}: " if len(inputs) > 1 else ""
+        out.print(
+            f"{label}outputs {np.array2string(outputs[b], precision=6)}; "
+            f"KCL residual {eq.residual[b]:.3g} A; energy {eq.energy[b]:.9g} W; "
+            + ("converged" if eq.converged[b] else "[yellow]not converged[/]")
+        )
+
+
+@app.command()
+@_user_errors
+def export(
+    circuit: CircuitArg,
+    format: Annotated[str, typer.Option("--format", "-f", help="Output format: spice.")] = "spice",
+    input: InputOpt = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write here (atomically) instead of stdout."),
+    ] = None,
+) -> None:
+    """Write the circuit as an ngspice netlist, input sources set to one input vector.
+
+    Resistors are R elements in ohms (exponent notation); element names map
+    back to connection, row and column (see the comments). Without --input the
+    inputs are 0 V. `ngspice -b FILE` solves it to our operating point.
+
+    Example: eqprop export circuits/kendall2020-mnist.toml --input x.npy -o mnist.cir
+    """
+    if format != "spice":
+        raise EqpropError(f'unknown format "{format}"; expected: spice')
+    network = _load(circuit)
+    inputs = (
+        read_inputs(input, network.n_features)
+        if input is not None
+        else np.zeros((1, network.n_features))
+    )
+    if len(inputs) != 1:
+        raise EqpropError(f"--input holds {len(inputs)} vectors; a netlist takes exactly one")
+    text = export_spice(
+        network,
+        inputs[0],
+        header=[
+            f"exported by eqprop {__version__} from {circuit}",
+            f"inputs: {'given' if input else 'all 0 V'}",
+        ],
+    )
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        write_atomic(output, text)
+        err.print(f"wrote {output}")
+
+
+def main() -> None:
+    app()

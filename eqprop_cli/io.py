@@ -1,0 +1,59 @@
+"""Files in and out: input vectors from the command line, atomic writes."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+
+def read_inputs(text: str, n_features: int) -> np.ndarray:
+    """Input vectors (batch, features) from a .npy or .csv file or a comma list "0.1,0.5"."""
+    path = Path(text)
+    if path.suffix.lower() in (".npy", ".csv", ".txt") or path.exists():
+        if not path.exists():
+            raise InputError(f"{text}: input file not found")
+        try:
+            if path.suffix.lower() == ".npy":
+                data = np.load(path, allow_pickle=False)
+            else:
+                data = np.loadtxt(path, delimiter=",", ndmin=2)
+        except (ValueError, OSError) as exc:
+            raise InputError(f"{text}: cannot read input vectors ({exc})") from None
+    else:
+        try:
+            data = np.array([float(v) for v in text.split(",")]) if text.strip() else np.zeros(0)
+        except ValueError:
+            raise InputError(
+                f'--input "{text}": expected a .npy/.csv file or comma-separated numbers like "0.1,0.5"'
+            ) from None
+    data = np.asarray(data, dtype=float)
+    if data.ndim == 1:
+        data = data.reshape(1, -1)
+    if data.ndim != 2 or data.shape[1] != n_features:
+        raise InputError(
+            f"{text}: the circuit takes {n_features} input feature(s) per vector; got shape {data.shape}"
+        )
+    if not np.all(np.isfinite(data)):
+        raise InputError(f"{text}: input vectors contain NaN or infinite values")
+    return data
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Write through a temporary file in the same folder, fsync, then rename."""
+    path = Path(path)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(fd, mode) as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

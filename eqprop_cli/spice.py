@@ -1,0 +1,201 @@
+"""SPICE netlists of a network, and running ngspice on them (the external oracle).
+
+Resistors are R elements in ohms, written in exponent notation (no m/Meg
+traps); Shockley diodes use a D .model at the matching temperature; ideal
+piecewise-linear diodes are behavioural current sources; a hard clamp is a
+behavioural source of very high on-conductance (1e10 times the conductance at
+its node, so its node sits within 1e-10 of the voltage swing of the clamp);
+amplifiers are an E source (forward VCVS) with a 0 V sense source and an F
+source (backward CCCS of 1/A).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .devices import IdealDiode
+from .errors import EqpropError
+from .network import Network
+from .params import ZERO_CELSIUS
+from .units import spice_number as num
+
+CLAMP_FACTOR = 1e10
+OPTIONS = "RELTOL=1e-12 ABSTOL=1e-18 VNTOL=1e-13 GMIN=1e-18 ITL1=1000"
+
+
+def spice_node_names(network: Network) -> list[str]:
+    """Unique, SPICE-safe, case-insensitive names; ground is 0."""
+    names, seen = [], {"0"}
+    for i, name in enumerate(network.node_names):
+        if i == 0:
+            names.append("0")
+            continue
+        safe = re.sub(r"[^A-Za-z0-9_]", "_", name).lower()
+        if not safe or safe[0].isdigit():
+            safe = "n" + safe
+        base, k = safe, 1
+        while safe in seen:
+            safe, k = f"{base}_{k}", k + 1
+        seen.add(safe)
+        names.append(safe)
+    return names
+
+
+def _node_conductance(network: Network) -> np.ndarray:
+    a, b, g = network.resistor_edges()
+    total = np.bincount(a, g, network.n_nodes) + np.bincount(b, g, network.n_nodes)
+    for d in network.diodes:
+        if not d.model.hard and isinstance(d.model, IdealDiode):
+            total += np.bincount(d.anode, np.full(len(d.anode), d.model.g_on), network.n_nodes)
+            total += np.bincount(d.cathode, np.full(len(d.anode), d.model.g_on), network.n_nodes)
+    return total
+
+
+def export_spice(
+    network: Network, inputs: np.ndarray, title: str = "", header: list[str] | None = None
+) -> str:
+    """The netlist of ``network`` with its input sources set to one input vector."""
+    x = np.asarray(inputs, dtype=float).reshape(-1)
+    if x.size != network.n_features:
+        raise EqpropError(f"the circuit takes {network.n_features} input feature(s); got {x.size}")
+    node = spice_node_names(network)
+    graph = network.graph
+    out = [f"* {title or graph.spec.name or 'eqprop circuit'}"]
+    out += [f"* {line}" for line in (header or [])]
+    out += ["* units: ohms, volts, amperes; node names are eqprop's, lower-cased", ""]
+    temps = {
+        round(d.model.thermal_voltage, 15)
+        for d in network.diodes
+        if hasattr(d.model, "thermal_voltage")
+    }
+    temp_c = _celsius(next(iter(temps))) if len(temps) == 1 else 27.0
+    out.append(f".options {OPTIONS} TEMP={num(temp_c)} TNOM={num(temp_c)}")
+    out.append("")
+    out.append("* voltage sources: inputs and rails")
+    for k, v in enumerate(graph.vsources):
+        value = v.value + (v.gain * x[v.feature] if v.feature >= 0 else 0.0)
+        out.append(f"V{k} {node[v.plus]} {node[v.minus]} DC {num(value)} ; {v.label}")
+    for k, (r, g) in enumerate(zip(network.resistors, network.g, strict=True)):
+        out.append("")
+        if r.dense:
+            out.append(
+                f"* connection {r.name} (device {r.device.name}): R{k}_<row>_<col>, "
+                f"rows {node[r.rows[0]]}..{node[r.rows[-1]]}, cols {node[r.cols[0]]}..{node[r.cols[-1]]}"
+            )
+            ohms = 1.0 / g
+            for i, a in enumerate(r.rows):
+                na = node[a]
+                out.extend(
+                    f"R{k}_{i}_{j} {na} {node[b]} {num(ohms[i, j])}" for j, b in enumerate(r.cols)
+                )
+        else:
+            out.append(f"* resistors of device {r.device.name}: R{k}_<index> ; element name")
+            for i, (a, b) in enumerate(zip(r.rows, r.cols, strict=True)):
+                out.append(f"R{k}_{i} {node[a]} {node[b]} {num(1.0 / g[i])} ; {r.labels[i]}")
+    conductance = _node_conductance(network)
+    models = []
+    for k, d in enumerate(network.diodes):
+        out.append("")
+        model = d.model
+        if isinstance(model, IdealDiode):
+            out.append(
+                f"* ideal diodes ({'hard clamp' if model.hard else 'piecewise linear'}): B{k}_<index>"
+            )
+            for i, (a, c) in enumerate(zip(d.anode, d.cathode, strict=True)):
+                g_on = model.g_on
+                if model.hard:
+                    g_on = CLAMP_FACTOR * max(conductance[a], conductance[c], 1e-12)
+                out.append(
+                    f"B{k}_{i} {node[a]} {node[c]} I = {num(g_on)} * max(V({node[a]},{node[c]}) - {num(model.threshold)}, 0)"
+                    f" ; {d.labels[i]}"
+                )
+        else:
+            name = f"DM{k}"
+            models.append(
+                f".model {name} D(IS={num(model.saturation_current)} N={num(model.ideality)} RS=0 TNOM={num(_celsius(model.thermal_voltage))})"
+            )
+            out.append(f"* Shockley diodes: D{k}_<index>")
+            out.extend(
+                f"D{k}_{i} {node[a]} {node[c]} {name} TEMP={num(_celsius(model.thermal_voltage))} ; {d.labels[i]}"
+                for i, (a, c) in enumerate(zip(d.anode, d.cathode, strict=True))
+            )
+    for k, s in enumerate(network.isources):
+        out.append("")
+        out.append(f"* current sources of device {s.device.name} (current into the first node)")
+        out.extend(
+            f"I{k}_{i} {node[m]} {node[p]} DC {num(cur)} ; {s.labels[i]}"
+            for i, (p, m, cur) in enumerate(zip(s.plus, s.minus, s.current, strict=True))
+        )
+    if network.amplifiers:
+        out.append("")
+        out.append(
+            "* bidirectional amplifiers: E (forward V_out = A V_in), sense V, F (draws I_out / A from the input)"
+        )
+    for k, amp in enumerate(network.amplifiers):
+        gain = amp.device.params["gain"]
+        h, a = node[amp.source], node[amp.target]
+        out.append(f"EA{k} xa{k} 0 {h} 0 {num(gain)} ; {amp.label}")
+        out.append(f"VA{k} xa{k} {a} DC 0")
+        out.append(f"FA{k} {h} 0 VA{k} {num(1.0 / gain)}")
+    out += ["", *models, "", ".op", ".end", ""]
+    return "\n".join(out)
+
+
+def _celsius(thermal_voltage: float) -> float:
+    from .params import BOLTZMANN, CHARGE
+
+    return thermal_voltage * CHARGE / BOLTZMANN - ZERO_CELSIUS
+
+
+def ngspice_path() -> str:
+    path = shutil.which("ngspice")
+    if path is None:
+        raise EqpropError("ngspice is not installed (Debian/Ubuntu: apt-get install ngspice)")
+    return path
+
+
+def run_ngspice(netlist: str, timeout: float = 600.0) -> dict[str, float]:
+    """Operating point from ``ngspice -b``: lower-case node name -> volts."""
+    with tempfile.TemporaryDirectory(prefix="eqprop-ngspice-") as tmp:
+        cir, raw = Path(tmp) / "circuit.cir", Path(tmp) / "op.raw"
+        cir.write_text(netlist)
+        env = dict(os.environ, SPICE_ASCIIRAWFILE="1")
+        proc = subprocess.run(
+            [ngspice_path(), "-b", "-r", str(raw), str(cir)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=tmp,
+        )
+        if proc.returncode != 0 or not raw.exists():
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+            raise EqpropError(f"ngspice failed (exit {proc.returncode}):\n{tail}")
+        return parse_raw(raw.read_text())
+
+
+def parse_raw(text: str) -> dict[str, float]:
+    """Node voltages of an ASCII rawfile holding one operating point."""
+    lines = text.splitlines()
+    start = lines.index("Variables:")
+    count = int(next(ln for ln in lines if ln.startswith("No. Variables:")).split(":")[1])
+    names = [lines[start + 1 + i].split()[1] for i in range(count)]
+    values_at = lines.index("Values:")
+    values = []
+    for line in lines[values_at + 1 :]:
+        parts = line.split()
+        if parts:
+            values.append(float(parts[-1]))
+    out = {}
+    for name, value in zip(names, values[:count], strict=True):
+        m = re.fullmatch(r"v\((.+)\)", name)
+        if m:
+            out[m.group(1)] = value
+    return out
