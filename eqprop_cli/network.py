@@ -45,6 +45,7 @@ class Quadratic:
     s: np.ndarray
     fixed_diag: np.ndarray  # sum of weighted conductances from each fixed node to unknowns
     fixed_laplacian: sp.csr_matrix  # between fixed nodes
+    fixed_current: np.ndarray  # current-source energy at fixed ends: -F @ fixed_current
 
 
 class Network:
@@ -81,6 +82,32 @@ class Network:
         ]
         self.isources = graph.isources
         self.amplifiers = graph.amplifiers
+        self._check_clamps()
+
+    def _check_clamps(self) -> None:
+        """A hard clamp bounds one unknown: one end must be at a fixed potential."""
+        for d, spec in zip(self.diodes, self.graph.diodes, strict=True):
+            if not d.model.hard:
+                continue
+            ends_free = (self.fixed_index[d.anode] < 0).astype(int) + (
+                self.fixed_index[d.cathode] < 0
+            )
+            bad = np.where(ends_free != 1)[0]
+            if len(bad):
+                label = d.labels[bad[0]]
+                key = (
+                    next(
+                        (e.key for e in self.graph.spec.netlist.elements if e.name == label),
+                        ("elements",),
+                    )
+                    if self.graph.spec.netlist
+                    else spec.device.key
+                )
+                raise self.graph.spec.error(
+                    key,
+                    f'hard-clamp diode "{label}" (g_on = inf) needs exactly one end at a fixed potential '
+                    "(ground, a rail or an input); give it a finite g_on to connect two free nodes",
+                )
 
     # ------------------------------------------------------------------ node maps
 
@@ -230,11 +257,13 @@ class Network:
         plus, minus, cur = self.isource_arrays()
         ws = self._branch_weight(plus, minus) * cur
         s = np.zeros(nv)
+        fixed_current = np.zeros(nf)
         for node, sign in ((plus, 1.0), (minus, -1.0)):
             var = self.node_var[node]
             ok = var >= 0
             np.add.at(s, var[ok], sign * ws[ok] * self.node_coef[node][ok])
-        return Quadratic(Q, K, s, fixed_diag, lap)
+            np.add.at(fixed_current, self.fixed_index[node][~ok], sign * ws[~ok])
+        return Quadratic(Q, K, s, fixed_diag, lap, fixed_current)
 
     # ------------------------------------------------------------------ node-level physics
 
@@ -305,23 +334,34 @@ class Network:
         """
         V = np.atleast_2d(V)
         out = self.branch_currents(V)
-        for d in self.diodes:
-            if not d.model.hard:
-                continue
-            on = V[:, d.anode] - V[:, d.cathode] >= d.model.threshold - clamp_tol
-            # the clamp's current i >= 0 leaves the anode's other elements' balance
-            # short when they push current out (> 0 at the cathode, < 0 at the anode)
-            for node, sign in ((d.anode, -1.0), (d.cathode, 1.0)):
-                part = out[:, node]
-                out[:, node] = np.where(on & (sign * part >= 0), 0.0, part)
+        clamps = [d for d in self.diodes if d.model.hard]
         driver = {amp.target: amp for amp in self.amplifiers}
 
         def depth(amp) -> int:
             return 0 if amp.source not in driver else 1 + depth(driver[amp.source])
 
+        # the end of a direct chain first, so chains pass their currents back
         for amp in sorted(self.amplifiers, key=depth, reverse=True):
-            # the end of a direct chain first, so chains pass their currents back
+            _absorb_clamps(out, V, clamps, clamp_tol, amp.target)
             out[:, amp.source] += out[:, amp.target] / amp.device.params["gain"]
             out[:, amp.target] = 0.0
+        _absorb_clamps(out, V, clamps, clamp_tol)
         out[:, self.fixed] = 0.0
         return out
+
+
+def _absorb_clamps(
+    out: np.ndarray, V: np.ndarray, clamps: list[DiodeGroup], tol: float, only=None
+) -> None:
+    """Let conducting hard clamps carry the current their nodes need, if of their direction.
+
+    The clamp's current i >= 0 flows anode to cathode: it balances a surplus
+    flowing into the anode (net outflow < 0) or out of the cathode (> 0).
+    """
+    for d in clamps:
+        on = V[:, d.anode] - V[:, d.cathode] >= d.model.threshold - tol
+        for node, sign in ((d.anode, -1.0), (d.cathode, 1.0)):
+            pick = np.arange(len(node)) if only is None else np.where(node == only)[0]
+            cols = node[pick]
+            part = out[:, cols]
+            out[:, cols] = np.where(on[:, pick] & (sign * part >= 0), 0.0, part)

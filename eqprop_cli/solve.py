@@ -86,8 +86,10 @@ class Problem:
         self.r = (
             self.F @ K if isinstance(K, np.ndarray) else np.asarray((K.T @ self.F.T).T)
         ) + quad.s
-        self.const = 0.5 * (self.F**2) @ quad.fixed_diag + 0.5 * np.einsum(
-            "bi,bi->b", self.F, np.asarray((quad.fixed_laplacian @ self.F.T).T)
+        self.const = (
+            0.5 * (self.F**2) @ quad.fixed_diag
+            + 0.5 * np.einsum("bi,bi->b", self.F, np.asarray((quad.fixed_laplacian @ self.F.T).T))
+            - self.F @ quad.fixed_current
         )
         n = network.n_vars
         self.lo = np.full((self.batch, n), -np.inf)
@@ -372,7 +374,8 @@ def _newton(problem: Problem, x: np.ndarray, tol: float, max_iter: int) -> Equil
             trial = np.clip(x + step[:, None] * d, problem.lo, problem.hi)
             e_trial = problem.energy(trial)
             slope = np.einsum("bi,bi->b", grad, trial - x)
-            ok = (e_trial <= energy + 1e-4 * slope) | done
+            # Armijo on the energy, with an allowance for rounding in the energy itself
+            ok = (e_trial <= energy + 1e-4 * slope + 1e-14 * np.abs(energy)) | done
             ok |= ~np.isfinite(slope) & done
             if ok.all():
                 break

@@ -1,0 +1,150 @@
+"""Random circuit files (TOML text) of every supported device, for solver and ngspice tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+DIODES = {
+    "ideal": 'type = "diode"\nmodel = "ideal"\nthreshold = {th}\ng_on = "{g}"\n',
+    "clamp": 'type = "diode"\nmodel = "ideal"\nthreshold = {th}\ng_on = "inf"\n',
+    "shockley": 'type = "diode"\nmodel = "shockley"\nis = "{is_}"\nn = {n}\ntemperature = {t}\n',
+}
+
+
+def _diode_device(rng: np.random.Generator, kind: str) -> str:
+    return DIODES[kind].format(
+        th=round(float(rng.uniform(0.0, 0.3)), 3),
+        g=f"{rng.uniform(1e-3, 1e-2):.4g}",
+        is_=f"{10 ** rng.uniform(-14, -9):.3g}",
+        n=round(float(rng.uniform(1.0, 2.0)), 3),
+        t=round(float(rng.uniform(280.0, 350.0)), 2),
+    )
+
+
+def layered(
+    seed: int, diode: str = "shockley", amplifier: bool = True, bias: bool = True
+) -> tuple[str, int]:
+    """A random layered circuit; returns (toml text, number of input features)."""
+    rng = np.random.default_rng(seed)
+    n_in = int(rng.integers(2, 6))
+    hidden = [int(rng.integers(2, 6)) for _ in range(int(rng.integers(1, 3)))]
+    n_out = int(rng.integers(1, 4))
+    text = f'''[circuit]
+name = "random-layered-{seed}"
+
+[devices.w]
+type = "resistor"
+init = "uniform"
+init_low = "0.1m"
+init_high = "1m"
+g_min = "1u"
+g_max = "10m"
+seed = {seed}
+
+[devices.d]
+{_diode_device(rng, diode)}
+[devices.amp]
+type = "amplifier"
+gain = {round(float(rng.uniform(0.5, 5.0)), 3)}
+
+[devices.ib]
+type = "isource"
+current = "{rng.uniform(-50e-6, 50e-6):.4g}"
+
+[rails]
+vpos = 0.3
+vneg = -0.3
+
+[input]
+size = {n_in}
+encoding = "{rng.choice(["single", "differential"])}"
+gain = {round(float(rng.uniform(0.5, 2.0)), 3)}
+
+[output]
+size = {n_out}
+readout = "{rng.choice(["single", "differential"])}"
+'''
+    names = []
+    for k, size in enumerate(hidden):
+        name = f"h{k + 1}"
+        names.append(name)
+        text += f'''
+[[hidden]]
+name = "{name}"
+size = {size}
+diodes = [
+  {{ device = "d", anode = "node", cathode = "vpos" }},
+  {{ device = "d", anode = "vneg", cathode = "node" }},
+]
+'''
+        if amplifier and rng.random() < 0.8:
+            text += 'amplifier = "amp"\n'
+        if bias and rng.random() < 0.7:
+            text += 'bias = "ib"\n'
+    chain = ["input", *names, "output"]
+    for a, b in zip(chain[:-1], chain[1:], strict=True):
+        text += f'\n[[connections]]\nfrom = "{a}"\nto = "{b}"\ndevice = "w"\n'
+    if len(names) > 1 and rng.random() < 0.5:  # a skip connection keeps it bipartite only sometimes
+        text += f'\n[[connections]]\nfrom = "input"\nto = "{names[1]}"\ndevice = "w"\n'
+    return text, n_in
+
+
+def netlist(seed: int, amplifier: bool = True) -> tuple[str, int]:
+    """A random non-layered netlist: resistor meshes, every diode kind, sources, an amplifier."""
+    rng = np.random.default_rng(seed)
+    kinds = ["ideal", "clamp", "shockley"]
+    text = f'''[circuit]
+name = "random-netlist-{seed}"
+
+[devices.w]
+type = "resistor"
+init = "uniform"
+init_low = "0.1m"
+init_high = "1m"
+g_min = "1u"
+g_max = "10m"
+seed = {seed}
+
+[devices.amp]
+type = "amplifier"
+gain = {round(float(rng.uniform(0.5, 5.0)), 3)}
+
+[devices.rail]
+type = "vsource"
+value = {round(float(rng.uniform(-1, 1)), 3)}
+
+[devices.ib]
+type = "isource"
+current = "{rng.uniform(-100e-6, 100e-6):.4g}"
+'''
+    for k in kinds:
+        text += f"\n[devices.{k}]\n{_diode_device(rng, k)}"
+    elements = []
+
+    def add(name, device, a, b):
+        elements.append(
+            f'[[elements]]\nname = "{name}"\ndevice = "{device}"\nnodes = ["{a}", "{b}"]\n'
+        )
+
+    parts = [("a", int(rng.integers(4, 8)))] + (
+        [("b", int(rng.integers(3, 6)))] if amplifier else []
+    )
+    for part, n in parts:
+        for i in range(1, n):  # spanning tree, then extra edges (odd cycles)
+            add(f"R{part}t{i}", "w", f"{part}{int(rng.integers(0, i))}", f"{part}{i}")
+        for k in range(n):
+            i, j = rng.choice(n, 2, replace=False)
+            add(f"R{part}x{k}", "w", f"{part}{i}", f"{part}{j}")
+        add(f"R{part}g", "w", f"{part}{n - 1}", "gnd")
+        i, j = rng.choice(n, 2, replace=False)
+        add(f"D{part}1", "shockley", f"{part}{i}", f"{part}{j}")
+        add(f"D{part}2", "ideal", f"{part}{j}", "gnd")
+        add(f"D{part}3", "clamp", "rail_node", f"{part}{int(rng.integers(2, n))}")
+        add(f"I{part}", "ib", f"{part}{int(rng.integers(0, n))}", "gnd")
+    add("Vrail", "rail", "rail_node", "gnd")
+    add("Rrail", "w", "rail_node", "a0")
+    if amplifier:
+        add("Amp", "amp", f"a{int(rng.integers(2, parts[0][1]))}", "b0")
+    text += '\n[netlist]\ninputs = ["a0", "a1"]\n'
+    text += f'outputs = ["{parts[-1][0]}1"]\n\n' + "\n".join(elements)
+    return text, 2

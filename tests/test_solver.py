@@ -1,0 +1,196 @@
+"""Physics of the equilibrium solvers: KCL, minimal energy, analytic cases, solver agreement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import randomcircuits as rc
+from scipy.special import lambertw
+
+from eqprop_cli import InputError, Network, compile_circuit, parse_circuit, solve
+from eqprop_cli.params import thermal_voltage
+from eqprop_cli.solve import Problem
+
+
+def network(text: str) -> Network:
+    return Network(compile_circuit(parse_circuit(text)))
+
+
+def chain(
+    elements: list[tuple[str, str, str, str]], devices: str, inputs='["x"]', outputs='["o"]'
+) -> str:
+    """A netlist from (name, device, a, b) tuples."""
+    body = "".join(
+        f'[[elements]]\nname = "{n}"\ndevice = "{d}"\nnodes = ["{a}", "{b}"]\n'
+        for n, d, a, b in elements
+    )
+    return f"{devices}\n[netlist]\ninputs = {inputs}\noutputs = {outputs}\n\n{body}"
+
+
+def voltage(net: Network, eq, name: str) -> np.ndarray:
+    return eq.voltages[:, net.node_names.index(name)]
+
+
+RES = '[devices.r1]\ntype = "resistor"\ng = "1m"\n[devices.r3]\ntype = "resistor"\ng = "0.25m"\n'
+
+
+@pytest.mark.parametrize("method", ["layered", "newton"])
+def test_divider_is_exact(method):
+    net = network(chain([("R1", "r1", "x", "o"), ("R2", "r3", "o", "gnd")], RES))
+    x = np.array([[1.0], [-2.5], [0.3]])
+    eq = solve(net, x, method=method, tol=1e-15)
+    assert eq.success
+    np.testing.assert_allclose(voltage(net, eq, "o"), x[:, 0] * 1e-3 / 1.25e-3, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["layered", "newton"])
+def test_hard_clamp_diode_holds_node_at_rail(method):
+    devices = (
+        RES
+        + '[devices.c]\ntype = "diode"\nmodel = "ideal"\nthreshold = 0.1\n[devices.rail]\ntype = "vsource"\nvalue = 0.4\n'
+    )
+    elements = [
+        ("R1", "r1", "x", "o"),
+        ("R2", "r3", "o", "gnd"),
+        ("D", "c", "o", "top"),
+        ("V", "rail", "top", "gnd"),
+    ]
+    net = network(chain(elements, devices))
+    x = np.array([[2.0], [0.5], [-1.0]])
+    eq = solve(net, x, method=method, tol=1e-15)
+    expected = np.minimum(x[:, 0] * 0.8, 0.5)  # divider, clipped at rail + threshold
+    np.testing.assert_allclose(voltage(net, eq, "o"), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["layered", "newton"])
+def test_piecewise_linear_diode(method):
+    devices = RES + '[devices.d]\ntype = "diode"\nmodel = "ideal"\nthreshold = 0.3\ng_on = "2m"\n'
+    net = network(chain([("R1", "r1", "x", "o"), ("D", "d", "o", "gnd")], devices))
+    eq = solve(net, np.array([[1.0], [0.2]]), method=method, tol=1e-15)
+    # on: 1e-3 (1 - v) = 2e-3 (v - 0.3) -> v = 1.6 / 3; off: v = x
+    np.testing.assert_allclose(voltage(net, eq, "o"), [1.6 / 3, 0.2], atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["layered", "newton"])
+def test_shockley_diode_matches_lambert_w(method):
+    devices = (
+        RES
+        + '[devices.d]\ntype = "diode"\nmodel = "shockley"\nis = "1e-12"\nn = 1.7\ntemperature = 320\n'
+    )
+    net = network(chain([("R1", "r1", "x", "o"), ("D", "d", "o", "gnd")], devices))
+    x = np.array([[0.9], [2.0], [-0.5]])
+    eq = solve(net, x, method=method, tol=1e-16)
+    Is, R, nvt = 1e-12, 1e3, 1.7 * thermal_voltage(320)
+    vs = x[:, 0]
+    # (vs - v)/R = Is (exp(v/nvt) - 1): v = vs + Is R - nvt W(Is R / nvt exp((vs + Is R)/nvt))
+    w = lambertw(Is * R / nvt * np.exp((vs + Is * R) / nvt)).real
+    np.testing.assert_allclose(voltage(net, eq, "o"), vs + Is * R - nvt * w, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["layered", "newton"])
+def test_amplifier_chain(method):
+    devices = (
+        '[devices.g1]\ntype = "resistor"\ng = "1m"\n[devices.g2]\ntype = "resistor"\ng = "0.5m"\n'
+        '[devices.g3]\ntype = "resistor"\ng = "2m"\n[devices.g4]\ntype = "resistor"\ng = "0.7m"\n'
+        '[devices.amp]\ntype = "amplifier"\ngain = 3.0\n'
+    )
+    elements = [
+        ("R1", "g1", "x", "h"),
+        ("R2", "g2", "h", "gnd"),
+        ("A", "amp", "h", "a"),
+        ("R3", "g3", "a", "o"),
+        ("R4", "g4", "o", "gnd"),
+    ]
+    net = network(chain(elements, devices))
+    eq = solve(net, np.array([[1.0], [-0.4]]), method=method, tol=1e-16)
+    G1, G2, G3, G4, A = 1e-3, 0.5e-3, 2e-3, 0.7e-3, 3.0
+    # KCL at h with the backward current (1/A of what the amplifier delivers):
+    h = np.array([1.0, -0.4]) * G1 / (G1 + G2 + G3 * G4 / (G3 + G4))
+    np.testing.assert_allclose(voltage(net, eq, "h"), h, atol=1e-12)
+    np.testing.assert_allclose(voltage(net, eq, "a"), A * h, atol=1e-12)
+    np.testing.assert_allclose(voltage(net, eq, "o"), A * h * G3 / (G3 + G4), atol=1e-12)
+
+
+def _perturbed_energies(net: Network, eq, inputs: np.ndarray, rng) -> np.ndarray:
+    problem = Problem(net, inputs)
+    out = []
+    for scale in (1e-4, 1e-2, 0.3):
+        x = eq.unknowns + scale * rng.standard_normal(eq.unknowns.shape)
+        x = np.clip(x, problem.lo, problem.hi)  # stay where hard clamps allow
+        out.append(net.energy(net.node_voltages(x, problem.F)))
+    return np.array(out)
+
+
+CASES = [("layered", s, kind) for s in range(6) for kind in ("shockley", "ideal", "clamp")]
+CASES += [("netlist", s, None) for s in range(8)]
+
+
+@pytest.mark.parametrize(("form", "seed", "diode"), CASES)
+def test_random_circuits_kcl_energy_and_agreement(form, seed, diode):
+    text, n = rc.layered(seed, diode) if form == "layered" else rc.netlist(seed)
+    net = network(text)
+    rng = np.random.default_rng(seed)
+    inputs = rng.uniform(-1.5, 1.5, (6, n))
+    tol = 1e-13
+    results = {
+        m: solve(net, inputs, method=m, tol=tol)
+        for m in (["layered", "newton"] if form == "layered" else ["newton"])
+    }
+    assert form != "layered" or solve(net, inputs, method="auto", tol=tol).method == "layered"
+    for eq in results.values():
+        assert eq.success, eq.message
+        assert np.all(eq.residual <= tol)
+        # independent node-level check of Kirchhoff's current law
+        assert np.abs(net.kcl_residual(eq.voltages)).max() <= 10 * tol
+        # the solution minimises the energy (co-content)
+        np.testing.assert_allclose(net.energy(eq.voltages), eq.energy, rtol=1e-9, atol=1e-15)
+        assert np.all(_perturbed_energies(net, eq, inputs, rng) >= eq.energy - 1e-15)
+    if form == "layered":
+        diff = np.abs(results["layered"].voltages - results["newton"].voltages).max()
+        assert diff <= 1e-7
+
+
+def test_batch_equals_one_by_one():
+    text, n = rc.layered(3, "shockley")
+    net = network(text)
+    inputs = np.random.default_rng(0).uniform(-1, 1, (5, n))
+    whole = solve(net, inputs, tol=1e-14).voltages
+    single = np.vstack([solve(net, inputs[i : i + 1], tol=1e-14).voltages for i in range(5)])
+    np.testing.assert_allclose(whole, single, atol=1e-11)
+
+
+@pytest.mark.parametrize("method", ["layered", "newton"])
+def test_iteration_limit_is_reported_not_hidden(method):
+    text, n = rc.layered(1, "shockley")
+    net = network(text)
+    eq = solve(net, np.ones((2, n)), method=method, tol=1e-30, max_iter=2)
+    assert not eq.success
+    assert "not converged" in eq.message
+    assert np.all(np.isfinite(eq.voltages)) and np.all(np.isfinite(eq.residual))
+
+
+def test_layered_method_refused_for_non_layered_circuit():
+    text, n = rc.netlist(0)
+    net = network(text)
+    with pytest.raises(InputError, match="layered solver needs"):
+        solve(net, np.zeros((1, n)), method="layered")
+    assert solve(net, np.zeros((1, n))).method == "newton"
+
+
+def test_wrong_input_width_is_an_input_error():
+    text, n = rc.layered(0)
+    with pytest.raises(InputError, match="input feature"):
+        solve(network(text), np.zeros((1, n + 1)))
+
+
+def test_mnist_circuits_layered_and_newton_agree():
+    from eqprop_cli import load_network
+
+    for name in ("kendall2020-mnist", "fast-mnist-ideal"):
+        net = load_network(f"circuits/{name}.toml")
+        x = np.random.default_rng(1).random((8, 784))
+        a = solve(net, x, method="layered", tol=1e-12)
+        b = solve(net, x, method="newton", tol=1e-12)
+        assert a.success and b.success
+        assert np.abs(a.voltages - b.voltages).max() <= 1e-7
+        assert np.abs(net.kcl_residual(a.voltages)).max() <= 1e-11
