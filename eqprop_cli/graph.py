@@ -225,7 +225,7 @@ def _layered(spec: CircuitSpec, b: _Builder) -> Graph:
         if layer.amplifier is not None:
             amp = b.device(layer.amplifier, "amplifier", (*layer.key, "amplifier"))
             outs = np.array([b.node(f"{layer.name}_{j}_a", layer.name) for j in range(layer.size)])
-            for j, (h, a) in enumerate(zip(nodes, outs)):
+            for j, (h, a) in enumerate(zip(nodes, outs, strict=False)):
                 b.amplifiers.append(Amplifier(amp, int(h), int(a), f"{layer.name}[{j}] amplifier"))
             sending[layer.name] = outs
         layers.append((layer.name, layer.size))

@@ -350,7 +350,8 @@ def _newton(problem: Problem, x: np.ndarray, tol: float, max_iter: int) -> Equil
     energy = problem.energy(x)
     done = np.zeros(B, bool)
     it = 0
-    for it in range(1, max_iter + 1):
+    while it < max_iter:
+        it += 1
         grad = problem.gradient(x)
         res = np.max(np.abs(problem.residual(x, grad)), axis=1)
         done |= res <= tol

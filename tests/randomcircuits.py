@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 DIODES = {
@@ -82,7 +84,7 @@ diodes = [
         if bias and rng.random() < 0.7:
             text += 'bias = "ib"\n'
     chain = ["input", *names, "output"]
-    for a, b in zip(chain[:-1], chain[1:], strict=True):
+    for a, b in itertools.pairwise(chain):
         text += f'\n[[connections]]\nfrom = "{a}"\nto = "{b}"\ndevice = "w"\n'
     if len(names) > 1 and rng.random() < 0.5:  # a skip connection keeps it bipartite only sometimes
         text += f'\n[[connections]]\nfrom = "input"\nto = "{names[1]}"\ndevice = "w"\n'
