@@ -3,8 +3,9 @@
 Resistors are R elements in ohms, written in exponent notation (no m/Meg
 traps); Shockley diodes use a D .model at the matching temperature; ideal
 piecewise-linear diodes are behavioural current sources; a hard clamp is a
-behavioural source of very high on-conductance (1e10 times the conductance at
-its node, so its node sits within 1e-10 of the voltage swing of the clamp);
+behavioural source of very high on-conductance (1e8 times the conductance at
+its node, so the node sits within 1e-8 of the clamp's voltage swing of the
+exact clamp; much stiffer and ngspice's Newton iteration stops converging);
 amplifiers are an E source (forward VCVS) with a 0 V sense source and an F
 source (backward CCCS of 1/A).
 """
@@ -26,8 +27,8 @@ from .network import Network
 from .params import ZERO_CELSIUS
 from .units import spice_number as num
 
-CLAMP_FACTOR = 1e10
-OPTIONS = "RELTOL=1e-12 ABSTOL=1e-18 VNTOL=1e-13 GMIN=1e-18 ITL1=1000"
+CLAMP_FACTOR = 1e8
+OPTIONS = "RELTOL=1e-12 ABSTOL=1e-18 VNTOL=1e-13 GMIN=1e-12 ITL1=1000"
 
 
 def spice_node_names(network: Network) -> list[str]:

@@ -17,8 +17,8 @@ def _diode_device(rng: np.random.Generator, kind: str) -> str:
     return DIODES[kind].format(
         th=round(float(rng.uniform(0.0, 0.3)), 3),
         g=f"{rng.uniform(1e-3, 1e-2):.4g}",
-        is_=f"{10 ** rng.uniform(-14, -9):.3g}",
-        n=round(float(rng.uniform(1.0, 2.0)), 3),
+        is_=f"{10 ** rng.uniform(-15, -12):.3g}",
+        n=round(float(rng.uniform(1.2, 2.0)), 3),
         t=round(float(rng.uniform(280.0, 350.0)), 2),
     )
 
@@ -138,7 +138,7 @@ current = "{rng.uniform(-100e-6, 100e-6):.4g}"
             i, j = rng.choice(n, 2, replace=False)
             add(f"R{part}x{k}", "w", f"{part}{i}", f"{part}{j}")
         add(f"R{part}g", "w", f"{part}{n - 1}", "gnd")
-        i, j = rng.choice(n, 2, replace=False)
+        i, j = rng.choice(np.arange(2 if part == "a" else 0, n), 2, replace=False)  # not at inputs
         add(f"D{part}1", "shockley", f"{part}{i}", f"{part}{j}")
         add(f"D{part}2", "ideal", f"{part}{j}", "gnd")
         add(f"D{part}3", "clamp", "rail_node", f"{part}{int(rng.integers(2, n))}")

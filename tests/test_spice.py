@@ -1,0 +1,70 @@
+"""ngspice is the oracle: exported netlists solve to our node voltages within 1e-6 V."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import randomcircuits as rc
+
+from eqprop_cli import Network, compile_circuit, load_network, parse_circuit, solve
+from eqprop_cli.spice import export_spice, run_ngspice, spice_node_names
+
+
+def _compare(net: Network, inputs: np.ndarray) -> float:
+    """Largest |V_ngspice - V_eqprop| over every node and sample."""
+    eq = solve(net, inputs, method="newton" if net.n_vars < 50 else "auto", tol=1e-14, max_iter=500)
+    assert eq.success, eq.message
+    names = spice_node_names(net)
+    worst = 0.0
+    for b, x in enumerate(inputs):
+        ours = eq.voltages[b]
+        theirs = run_ngspice(export_spice(net, x))
+        for i, name in enumerate(names):
+            if name == "0":
+                continue
+            assert name in theirs, f"ngspice did not report node {name}"
+            worst = max(worst, abs(theirs[name] - ours[i]))
+    return worst
+
+
+@pytest.mark.parametrize("diode", ["shockley", "ideal", "clamp"])
+@pytest.mark.parametrize("seed", range(4))
+def test_random_layered_circuits_match_ngspice(ngspice, diode, seed):
+    text, n = rc.layered(seed, diode)
+    net = Network(compile_circuit(parse_circuit(text)))
+    inputs = np.random.default_rng(seed).uniform(-1.5, 1.5, (2, n))
+    assert _compare(net, inputs) <= 1e-6
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_netlists_match_ngspice(ngspice, seed):
+    text, n = rc.netlist(seed)
+    net = Network(compile_circuit(parse_circuit(text)))
+    inputs = np.random.default_rng(seed).uniform(-1.5, 1.5, (2, n))
+    assert _compare(net, inputs) <= 1e-6
+
+
+@pytest.mark.parametrize("name", ["xor", "bridge-network"])
+def test_shipped_small_circuits_match_ngspice(ngspice, name):
+    net = load_network(f"circuits/{name}.toml")
+    inputs = np.random.default_rng(0).uniform(-1, 1, (2, net.n_features))
+    assert _compare(net, inputs) <= 1e-6
+
+
+def test_netlist_conventions():
+    text, n = rc.layered(2, "shockley")
+    net = Network(compile_circuit(parse_circuit(text)))
+    netlist = export_spice(net, np.ones(n))
+    resistors = [ln for ln in netlist.splitlines() if ln.startswith("R")]
+    assert len(resistors) == sum(r.count for r in net.resistors)
+    for line in resistors:  # ohms in exponent notation: no m / meg suffix traps
+        assert re.fullmatch(r"R\d+_\d+(_\d+)? \S+ \S+ [0-9.]+e[+-]\d+( ; .*)?", line), line
+    assert ".model" in netlist and ".op" in netlist and ".options" in netlist
+    assert "* connection input->h1" in netlist
+    if net.amplifiers:
+        assert re.search(r"^EA0 .*\n^VA0 .* DC 0\n^FA0 ", netlist, re.M)
+    g = net.g[0]
+    first = next(ln for ln in resistors if ln.startswith("R0_0_0 "))
+    assert float(first.split()[3]) == pytest.approx(1 / g[0, 0], rel=1e-15)
