@@ -206,7 +206,7 @@ def solve_command(
         max_iter=settings.max_iter if max_iter is None else max_iter,
     )
     shown = [i for i, n in enumerate(network.node_names) if fnmatch.fnmatchcase(n, nodes)]
-    outputs = eq.outputs(network)
+    outputs = eq.outputs()
     if not eq.success:
         err.print(f"[yellow]warning:[/] {eq.message}")
     if as_json:

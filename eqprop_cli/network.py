@@ -48,6 +48,29 @@ class Quadratic:
     fixed_current: np.ndarray  # current-source energy at fixed ends: -F @ fixed_current
 
 
+@dataclass
+class Linear:
+    """Q and the input-dependent linear and constant terms of the energy, in input space."""
+
+    Q: sp.csr_matrix
+    Q_diag: np.ndarray
+    SK: np.ndarray  # (features, vars)
+    r0: np.ndarray  # (vars,)
+    M: sp.csr_matrix  # (features, features)
+    m: np.ndarray  # (features,)
+    m0: float
+
+    def rhs(self, inputs: np.ndarray) -> np.ndarray:
+        return inputs @ self.SK + self.r0
+
+    def const(self, inputs: np.ndarray) -> np.ndarray:
+        if self.M.nnz == np.count_nonzero(self.M.diagonal()):  # diagonal: no sparse product
+            quad = np.square(inputs) @ self.M.diagonal()
+        else:
+            quad = np.einsum("bi,bi->b", inputs, np.asarray((self.M @ inputs.T).T))
+        return 0.5 * quad + inputs @ self.m + self.m0
+
+
 class Network:
     """Arrays of a compiled circuit; conductances live in ``self.g`` (one array per resistor set)."""
 
@@ -70,6 +93,7 @@ class Network:
         self._resolve_unknowns()
         self.resistors = graph.resistors
         self.g = [r.g.astype(float).copy() for r in graph.resistors]
+        self._linear: Linear | None = None
         self.diodes = [
             DiodeGroup(
                 diode_model(d.device.params),
@@ -134,7 +158,13 @@ class Network:
                 rows.append(feature)
                 cols.append(k)
                 vals.append(gain)
-        gain = sp.csr_matrix((vals, (rows, cols)), shape=(max(self.n_features, 1), len(self.fixed)))
+        gain = sp.csr_matrix((vals, (rows, cols)), shape=(self.n_features, len(self.fixed)))
+        # fast path: every fixed node follows at most one feature (true of layered inputs)
+        self._one_feature = len(set(cols)) == len(cols)
+        self._feature_of = np.zeros(len(self.fixed), dtype=int)
+        self._feature_gain = np.zeros(len(self.fixed))
+        self._feature_of[cols] = rows
+        self._feature_gain[cols] = vals
         return const, gain
 
     def _resolve_unknowns(self) -> None:
@@ -166,20 +196,71 @@ class Network:
         """Stage weight of two-terminal elements: that of their non-fixed end."""
         return np.where(self.fixed_index[a] < 0, self.node_weight[a], self.node_weight[b])
 
-    def fixed_potentials(self, inputs: np.ndarray) -> np.ndarray:
-        """(batch, n_fixed) potentials of the fixed nodes for a batch of input vectors."""
+    def fixed_potentials(self, inputs: np.ndarray, which: np.ndarray | None = None) -> np.ndarray:
+        """(batch, n_fixed) potentials of the fixed nodes, or of the fixed indices ``which``."""
         inputs = np.atleast_2d(np.asarray(inputs, dtype=float))
+        which = np.arange(len(self.fixed)) if which is None else np.asarray(which, dtype=int)
+        const = self.fixed_const[which]
         if self.n_features == 0:
-            return np.broadcast_to(self.fixed_const, (inputs.shape[0], len(self.fixed))).copy()
-        return np.asarray(self.fixed_gain.T @ inputs.T).T + self.fixed_const
+            return np.broadcast_to(const, (inputs.shape[0], len(which))).copy()
+        if self._one_feature:
+            F = np.take(inputs, self._feature_of[which], axis=1)
+            F *= self._feature_gain[which]
+            F += const
+            return F
+        return np.asarray(self.fixed_gain[:, which].T @ inputs.T).T + const
 
-    def node_voltages(self, x: np.ndarray, F: np.ndarray) -> np.ndarray:
-        """All node potentials (batch, n_nodes) from unknowns and fixed potentials."""
+    def voltages_at(self, x: np.ndarray, inputs: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+        """Potentials (batch, *nodes.shape) of some nodes only."""
+        nodes = np.asarray(nodes, dtype=int)
+        flat = nodes.ravel()
+        out = np.zeros((x.shape[0], flat.size))
+        fixed = self.fixed_index[flat] >= 0
+        if fixed.any():
+            out[:, fixed] = self.fixed_potentials(inputs, self.fixed_index[flat[fixed]])
+        out[:, ~fixed] = x[:, self.node_var[flat[~fixed]]] * self.node_coef[flat[~fixed]]
+        return out.reshape(x.shape[0], *nodes.shape)
+
+    def node_voltages(self, x: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+        """All node potentials (batch, n_nodes) from unknowns and input vectors."""
         V = np.empty((x.shape[0], self.n_nodes))
-        V[:, self.fixed] = F
+        nf = len(self.fixed)
+        if np.array_equal(self.fixed, np.arange(nf)):  # fixed nodes first: slices, no scatter
+            V[:, :nf] = self.fixed_potentials(inputs)
+            V[:, nf:] = x[:, self.node_var[nf:]] * self.node_coef[nf:]
+            return V
+        V[:, self.fixed] = self.fixed_potentials(inputs)
         nonfixed = self.fixed_index < 0
         V[:, nonfixed] = x[:, self.node_var[nonfixed]] * self.node_coef[nonfixed]
         return V
+
+    def set_conductances(self, g: list[np.ndarray]) -> None:
+        """Replace the conductances (one array per resistor set, same shapes)."""
+        if len(g) != len(self.g) or any(
+            np.shape(a) != b.shape for a, b in zip(g, self.g, strict=True)
+        ):
+            raise ValueError("conductances must match the resistor sets in number and shape")
+        self.g = [np.array(a, dtype=float) for a in g]
+        self._linear = None
+
+    def linear(self) -> Linear:
+        """The linear part in terms of input vectors X (cached until conductances change).
+
+        r(X) = X @ SK + r0 and const(X) = 1/2 X M X + X m + m0, with F = X S + c.
+        """
+        if self._linear is None:
+            q = self.quadratic()
+            S, c = self.fixed_gain, self.fixed_const
+            K = q.K if isinstance(q.K, np.ndarray) else q.K.toarray()
+            SK = np.asarray(S @ K)
+            A = sp.diags(q.fixed_diag) + q.fixed_laplacian  # const(F) = 1/2 F A F - F fc
+            M = (S @ A @ S.T).tocsr()
+            m = S @ (A @ c) - S @ q.fixed_current
+            m0 = 0.5 * c @ (A @ c) - c @ q.fixed_current
+            self._linear = Linear(
+                q.Q.tocsr(), q.Q.diagonal(), SK, c @ K + q.s, M, np.asarray(m), float(m0)
+            )
+        return self._linear
 
     # ------------------------------------------------------------------ edges
 

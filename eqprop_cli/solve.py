@@ -19,6 +19,7 @@ Not converging is a result (``success=False`` and a message), never NaN.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,25 +35,42 @@ METHODS = ("auto", "layered", "newton")
 
 @dataclass
 class Equilibrium:
-    """Node voltages for every sample, with diagnostics."""
+    """The operating point of every sample, with diagnostics.
 
-    voltages: np.ndarray  # (batch, n_nodes), volts
-    node_names: list[str]
+    ``voltages`` (batch, n_nodes) is computed from the unknowns on first use,
+    so callers that need only a few nodes (``at``) never build the full array.
+    """
+
+    network: Network = field(repr=False)
+    inputs: np.ndarray = field(repr=False)
+    unknowns: np.ndarray = field(repr=False)  # (batch, n_vars)
     converged: np.ndarray  # (batch,) bool
     residual: np.ndarray  # (batch,) largest KCL residual, amperes
     energy: np.ndarray  # (batch,) co-content with stage weights, watts
     iterations: int
     method: str
     message: str
-    unknowns: np.ndarray = field(repr=False, default=None)  # (batch, n_vars)
 
     @property
     def success(self) -> bool:
         return bool(np.all(self.converged))
 
-    def outputs(self, network: Network) -> np.ndarray:
+    @property
+    def node_names(self) -> list[str]:
+        return self.network.node_names
+
+    @functools.cached_property
+    def voltages(self) -> np.ndarray:
+        """All node potentials (batch, n_nodes), volts."""
+        return self.network.node_voltages(self.unknowns, self.inputs)
+
+    def at(self, nodes: np.ndarray) -> np.ndarray:
+        """Potentials of the given node indices (batch, ...), without building ``voltages``."""
+        return self.network.voltages_at(self.unknowns, self.inputs, nodes)
+
+    def outputs(self) -> np.ndarray:
         """Readout values (batch, n_outputs): V+ - V- for differential outputs."""
-        V = self.voltages[:, network.outputs]
+        V = self.at(self.network.outputs)
         return V[..., 0] - V[..., 1] if V.shape[-1] == 2 else V[..., 0]
 
 
@@ -64,6 +82,8 @@ class _DiodeTerms:
     A: sp.csr_matrix  # (n_diodes, n_vars)
     u: np.ndarray  # (batch, n_diodes)
     weight: np.ndarray
+    var: np.ndarray  # the one unknown each diode touches (-1 if two)
+    coef: np.ndarray  # dv/dx for that unknown
 
 
 class Problem:
@@ -71,26 +91,20 @@ class Problem:
 
     def __init__(self, network: Network, inputs: np.ndarray):
         inputs = np.atleast_2d(np.asarray(inputs, dtype=float))
-        if inputs.shape[1] != network.n_features:
+        if inputs.ndim != 2 or inputs.shape[1] != network.n_features:
             raise InputError(
-                f"the circuit takes {network.n_features} input feature(s); got vectors of length {inputs.shape[1]}"
+                f"the circuit takes {network.n_features} input feature(s); got vectors of length {inputs.shape[-1]}"
             )
         if not np.all(np.isfinite(inputs)):
             raise InputError("input vectors contain NaN or infinite values")
         self.network = network
+        self.inputs = inputs
         self.batch = inputs.shape[0]
-        self.F = network.fixed_potentials(inputs)
-        quad = network.quadratic()
-        self.Q = quad.Q
-        K = quad.K
-        self.r = (
-            self.F @ K if isinstance(K, np.ndarray) else np.asarray((K.T @ self.F.T).T)
-        ) + quad.s
-        self.const = (
-            0.5 * (self.F**2) @ quad.fixed_diag
-            + 0.5 * np.einsum("bi,bi->b", self.F, np.asarray((quad.fixed_laplacian @ self.F.T).T))
-            - self.F @ quad.fixed_current
-        )
+        linear = network.linear()
+        self.Q = linear.Q.toarray() if network.n_vars <= 3000 else linear.Q
+        self.Q_diag = linear.Q_diag
+        self.r = linear.rhs(inputs)
+        self.const = linear.const(inputs)
         n = network.n_vars
         self.lo = np.full((self.batch, n), -np.inf)
         self.hi = np.full((self.batch, n), np.inf)
@@ -98,31 +112,39 @@ class Problem:
         for d in network.diodes:
             va, vc = network.node_var[d.anode], network.node_var[d.cathode]
             ca, cc = network.node_coef[d.anode], network.node_coef[d.cathode]
-            fa, fc = network.fixed_index[d.anode], network.fixed_index[d.cathode]
-            u = np.where(fa >= 0, self.F[:, np.maximum(fa, 0)], 0.0) - np.where(
-                fc >= 0, self.F[:, np.maximum(fc, 0)], 0.0
-            )
+            u = self._fixed_part(d.anode) - self._fixed_part(d.cathode)
             if d.model.hard:
-                self._add_bounds(d, va, vc, ca, cc, u)
+                self._add_bounds(d.model.threshold, va, vc, ca, cc, u)
                 continue
             rows = np.concatenate([np.where(va >= 0)[0], np.where(vc >= 0)[0]])
             cols = np.concatenate([va[va >= 0], vc[vc >= 0]])
             vals = np.concatenate([ca[va >= 0], -cc[vc >= 0]])
             A = sp.csr_matrix((vals, (rows, cols)), shape=(len(d.anode), n))
-            self.terms.append(_DiodeTerms(d.model, A, u, d.weight))
+            one = (va >= 0) != (vc >= 0)
+            var = np.where(one, np.maximum(va, vc), -1)
+            coef = np.where(va >= 0, ca, -cc)
+            self.terms.append(_DiodeTerms(d.model, A, u, d.weight, var, coef))
         if np.any(self.lo > self.hi):
             raise InputError(
                 "hard-clamp diodes leave no feasible voltage at some node for these inputs"
             )
 
-    def _add_bounds(self, d, va, vc, ca, cc, u) -> None:
-        th = d.model.threshold
+    def _fixed_part(self, nodes: np.ndarray) -> np.ndarray:
+        """Potentials of the fixed ones among ``nodes`` (0 for the others), (batch, len(nodes))."""
+        index = self.network.fixed_index[nodes]
+        F = self.network.fixed_potentials(self.inputs, np.maximum(index, 0))
+        F[:, index < 0] = 0.0
+        return F
+
+    def _add_bounds(self, th, va, vc, ca, cc, u) -> None:
         up = va >= 0  # anode unknown: ca x - V_c <= th  ->  x <= (th - u) / ca
         if np.any(up):
-            np.minimum.at(self.hi.T, va[up], ((th - u[:, up]) / ca[up]).T)
+            bound = (th - u[:, up]) / ca[up]
+            _scatter_reduce(self.hi, va[up], bound, np.minimum)
         down = vc >= 0  # cathode unknown: V_a - cc x <= th  ->  x >= (u - th) / cc
         if np.any(down):
-            np.maximum.at(self.lo.T, vc[down], ((u[:, down] - th) / cc[down]).T)
+            bound = (u[:, down] - th) / cc[down]
+            _scatter_reduce(self.lo, vc[down], bound, np.maximum)
 
     # -------------------------------------------------------------- energy and gradient
 
@@ -146,18 +168,40 @@ class Problem:
         return np.where(at_hi | at_lo, 0.0, grad) / self.network.var_weight
 
     def result(self, x, converged, residual, iterations, method, message) -> Equilibrium:
-        V = self.network.node_voltages(x, self.F)
+        energy = self.energy(x)
         return Equilibrium(
-            V,
-            self.network.node_names,
-            converged,
-            residual,
-            self.energy(x),
-            iterations,
-            method,
-            message,
-            x,
+            self.network, self.inputs, x, converged, residual, energy, iterations, method, message
         )
+
+
+def _scatter_reduce(target: np.ndarray, index: np.ndarray, values: np.ndarray, ufunc) -> None:
+    """target[:, index[k]] = ufunc(target[:, index[k]], values[:, k]) over all k, vectorised."""
+    order = np.argsort(index, kind="stable")
+    index = index[order]
+    starts = np.r_[0, np.where(np.diff(index))[0] + 1]
+    reduced = ufunc.reduceat(values[:, order], starts, axis=1)
+    cols = index[starts]
+    target[:, cols] = ufunc(target[:, cols], reduced)
+
+
+class _Segments:
+    """Sums over diodes grouped by the unknown they touch: (batch, diodes) -> (batch, vars)."""
+
+    def __init__(self, var: np.ndarray, n: int):
+        self.order = np.argsort(var, kind="stable")
+        sorted_var = var[self.order]
+        self.starts = np.r_[0, np.where(np.diff(sorted_var))[0] + 1]
+        self.cols = sorted_var[self.starts]
+        self.n = n
+        self.identity = len(self.cols) == n and len(self.starts) == len(var)
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        summed = np.add.reduceat(values[:, self.order], self.starts, axis=1)
+        if len(self.cols) == self.n and np.array_equal(self.cols, np.arange(self.n)):
+            return summed
+        out = np.zeros((values.shape[0], self.n))
+        out[:, self.cols] = summed
+        return out
 
 
 def _times(x: np.ndarray, M) -> np.ndarray:
@@ -212,12 +256,12 @@ def layered_reason(network: Network) -> str:
 def layered_classes(network: Network, problem: Problem) -> tuple[np.ndarray, np.ndarray] | None:
     """The two classes of a bipartite coupling graph, or None when the circuit is not layered."""
     n = network.n_vars
-    Q = problem.Q.tocoo()
-    diag = problem.Q.diagonal()
+    Q = sp.coo_matrix(problem.Q)
+    diag = problem.Q_diag
     if np.any(diag <= 0):
         return None
     for t in problem.terms:
-        if np.any(np.diff(t.A.indptr) > 1):
+        if np.any(t.var < 0):
             return None
     off = Q.row != Q.col
     adj = sp.csr_matrix((np.ones(off.sum()), (Q.row[off], Q.col[off])), shape=(n, n))
@@ -242,54 +286,70 @@ class _Block:
     """One class of unknowns: each is an independent 1-D convex problem given the other class."""
 
     def __init__(self, problem: Problem, idx: np.ndarray, other: np.ndarray):
-        self.idx = idx
-        self.other = other
-        Qc = problem.Q[other][:, idx]
-        self.Q_oc = Qc.toarray() if Qc.shape[0] * Qc.shape[1] <= 4_000_000 else Qc.tocsr()
-        self.a = problem.Q.diagonal()[idx]
+        self.idx, self.other = idx, other
+        Qc = (
+            problem.Q[np.ix_(other, idx)]
+            if isinstance(problem.Q, np.ndarray)
+            else problem.Q[other][:, idx]
+        )
+        self.Q_oc = (
+            Qc
+            if isinstance(Qc, np.ndarray) or Qc.shape[0] * Qc.shape[1] > 4_000_000
+            else Qc.toarray()
+        )
+        self.a = problem.Q_diag[idx]
         self.r = problem.r[:, idx]
         self.lo, self.hi = problem.lo[:, idx], problem.hi[:, idx]
         self.weight = problem.network.var_weight[idx]
+        local = np.full(problem.network.n_vars, -1)
+        local[idx] = np.arange(len(idx))
         self.terms = []
-        zmin = np.full(self.r.shape, np.inf)
-        zmax = np.full(self.r.shape, -np.inf)
+        var, zero = [], []
         for t in problem.terms:
-            A = t.A[:, idx].tocoo()
-            if A.nnz == 0:
+            mine = np.where((t.var >= 0) & (local[np.maximum(t.var, 0)] >= 0))[0]
+            if len(mine) == 0:
                 continue
-            keep = A.row
-            coef = A.data
-            u = t.u[:, keep]
-            M = sp.csr_matrix((coef, (np.arange(len(keep)), A.col)), shape=(len(keep), len(idx)))
-            M = M.toarray() if M.shape[0] * M.shape[1] <= 4_000_000 else M
-            M2 = M * M if isinstance(M, np.ndarray) else M.multiply(M).tocsr()
-            self.terms.append((t.model, M, M2, u, t.weight[keep]))
-            zero = (t.model.zero_current_voltage - u) / coef  # x where the diode carries no current
-            np.minimum.at(zmin.T, A.col, zero.T)
-            np.maximum.at(zmax.T, A.col, zero.T)
-        self.zmin, self.zmax = zmin, zmax
+            v = local[t.var[mine]]
+            coef, u = t.coef[mine], t.u[:, mine]
+            self.terms.append(
+                (t.model, v, coef, u, t.weight[mine] * coef, t.weight[mine] * coef**2)
+            )
+            var.append(v)
+            zero.append((t.model.zero_current_voltage - u) / coef)  # x where it carries no current
+        self.segments = _Segments(np.concatenate(var), len(idx)) if var else None
+        if var:  # where every diode of an unknown carries no current: a bracket end
+            zero = np.concatenate(zero, axis=1)
+            self.zmin = np.full(self.r.shape, np.inf)
+            self.zmax = np.full(self.r.shape, -np.inf)
+            all_var = np.concatenate(var)
+            _scatter_reduce(self.zmin, all_var, zero, np.minimum)
+            _scatter_reduce(self.zmax, all_var, zero, np.maximum)
 
     def derivative(self, x: np.ndarray, b: np.ndarray, second: bool = False):
-        f1 = self.a * x - b
-        f2 = np.broadcast_to(self.a, x.shape).copy() if second else None
-        for model, M, M2, u, w in self.terms:
-            v = _times(x, M.T) + u
-            f1 = f1 + _times(model.current(v) * w, M)
+        """First (and second) derivative of the 1-D energies at x."""
+        current, slope = [], []
+        for model, var, coef, u, wc, wc2 in self.terms:
+            v = x[:, var] * coef + u
+            current.append(model.current(v) * wc)
             if second:
-                f2 += _times(model.conductance(v) * w, M2)
+                slope.append(model.conductance(v) * wc2)
+        f1 = self.a * x - b + self.segments.sum(np.concatenate(current, axis=1))
+        f2 = self.a + self.segments.sum(np.concatenate(slope, axis=1)) if second else None
         return f1, f2
 
     def update(self, x_all: np.ndarray, tol: float) -> float:
         """Minimise exactly over this class; return the largest residual (A) before the update."""
         b = self.r - _times(x_all[:, self.other], self.Q_oc)
         x = x_all[:, self.idx]
+        z = b / self.a
+        if not self.terms:
+            # quadratic in x: the residual before the step is a times the (projected) step
+            new = np.clip(z, self.lo, self.hi)
+            x_all[:, self.idx] = new
+            return float(np.max(np.abs(new - x) * (self.a / self.weight), initial=0.0))
         f1, _ = self.derivative(x, b)
         stuck = ((x >= self.hi) & (f1 < 0)) | ((x <= self.lo) & (f1 > 0))
         before = float(np.max(np.abs(np.where(stuck, 0.0, f1)) / self.weight, initial=0.0))
-        z = b / self.a
-        if not self.terms:
-            x_all[:, self.idx] = np.clip(z, self.lo, self.hi)
-            return before
         lo = np.minimum(z, self.zmin)
         hi = np.maximum(z, self.zmax)
         x = np.clip(x, lo, hi)
@@ -312,9 +372,12 @@ class _Block:
 def _layered(problem: Problem, x: np.ndarray, classes, tol: float, max_iter: int) -> Equilibrium:
     blocks = [_Block(problem, classes[0], classes[1]), _Block(problem, classes[1], classes[0])]
     sweeps = 0
-    for sweeps in range(1, max_iter + 1):
-        worst = [blocks[0].update(x, tol), blocks[1].update(x, tol)]
-        if sweeps > 1 and worst[0] <= tol:
+    while sweeps < max_iter:
+        sweeps += 1
+        first = blocks[0].update(x, tol)
+        blocks[1].update(x, tol)
+        # class 1 is exact now; class 0 was within tol before this sweep's update
+        if sweeps > 1 and first <= tol and np.max(np.abs(problem.residual(x))) <= tol:
             break
     residual = np.max(np.abs(problem.residual(x)), axis=1)
     converged = residual <= tol
@@ -333,7 +396,7 @@ def _layered(problem: Problem, x: np.ndarray, classes, tol: float, max_iter: int
 
 def _newton(problem: Problem, x: np.ndarray, tol: float, max_iter: int) -> Equilibrium:
     n, B = problem.network.n_vars, problem.batch
-    Qc = problem.Q.tocoo()
+    Qc = sp.coo_matrix(problem.Q)
     offsets = (np.arange(B) * n)[:, None]
     rows = [(offsets + Qc.row).ravel()]
     cols = [(offsets + Qc.col).ravel()]

@@ -409,7 +409,9 @@ def _devices(table: object, rd: _Reader) -> dict[str, DeviceSpec]:
         key = ("devices", name)
         body = rd.expect_table(body, key)
         kind_name = body.get("type")
-        if kind_name not in DEVICE_KINDS:
+        if "type" not in body:
+            raise rd.error(key, f"missing key `type` (one of {', '.join(DEVICE_KINDS)})")
+        if not isinstance(kind_name, str) or kind_name not in DEVICE_KINDS:
             near = difflib.get_close_matches(str(kind_name), list(DEVICE_KINDS), n=1)
             hint = f'; did you mean "{near[0]}"?' if near else ""
             raise rd.error(

@@ -117,7 +117,7 @@ def _perturbed_energies(net: Network, eq, inputs: np.ndarray, rng) -> np.ndarray
     for scale in (1e-4, 1e-2, 0.3):
         x = eq.unknowns + scale * rng.standard_normal(eq.unknowns.shape)
         x = np.clip(x, problem.lo, problem.hi)  # stay where hard clamps allow
-        out.append(net.energy(net.node_voltages(x, problem.F)))
+        out.append(net.energy(net.node_voltages(x, inputs)))
     return np.array(out)
 
 
