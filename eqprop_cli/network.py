@@ -165,6 +165,8 @@ class Network:
         self._feature_gain = np.zeros(len(self.fixed))
         self._feature_of[cols] = rows
         self._feature_gain[cols] = vals
+        self._input_driven = np.zeros(len(self.fixed), dtype=bool)
+        self._input_driven[cols] = True
         return const, gain
 
     def _resolve_unknowns(self) -> None:
@@ -197,10 +199,19 @@ class Network:
         return np.where(self.fixed_index[a] < 0, self.node_weight[a], self.node_weight[b])
 
     def fixed_potentials(self, inputs: np.ndarray, which: np.ndarray | None = None) -> np.ndarray:
-        """(batch, n_fixed) potentials of the fixed nodes, or of the fixed indices ``which``."""
+        """(batch, n_fixed) potentials of the fixed nodes, or of the fixed indices ``which``.
+
+        With ``which`` naming only nodes that no input drives (rails), the
+        result is one row, (1, len(which)), that broadcasts over the batch.
+        """
         inputs = np.atleast_2d(np.asarray(inputs, dtype=float))
+        rails_only = (
+            which is not None and not self._input_driven[np.asarray(which, dtype=int)].any()
+        )
         which = np.arange(len(self.fixed)) if which is None else np.asarray(which, dtype=int)
         const = self.fixed_const[which]
+        if rails_only:
+            return const[None, :].copy()
         if self.n_features == 0:
             return np.broadcast_to(const, (inputs.shape[0], len(which))).copy()
         if self._one_feature:

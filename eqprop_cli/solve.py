@@ -101,13 +101,14 @@ class Problem:
         self.inputs = inputs
         self.batch = inputs.shape[0]
         linear = network.linear()
-        self.Q = linear.Q.toarray() if network.n_vars <= 3000 else linear.Q
+        dense = linear.Q.nnz >= 0.1 * network.n_vars**2 and network.n_vars <= 3000
+        self.Q = linear.Q.toarray() if dense else linear.Q
         self.Q_diag = linear.Q_diag
         self.r = linear.rhs(inputs)
         self.const = linear.const(inputs)
         n = network.n_vars
-        self.lo = np.full((self.batch, n), -np.inf)
-        self.hi = np.full((self.batch, n), np.inf)
+        self.lo = np.full((1, n), -np.inf)  # one row while no bound depends on the inputs
+        self.hi = np.full((1, n), np.inf)
         self.terms: list[_DiodeTerms] = []
         for d in network.diodes:
             va, vc = network.node_var[d.anode], network.node_var[d.cathode]
@@ -137,6 +138,9 @@ class Problem:
         return F
 
     def _add_bounds(self, th, va, vc, ca, cc, u) -> None:
+        if u.shape[0] > self.lo.shape[0]:
+            self.lo = np.repeat(self.lo, u.shape[0], axis=0)
+            self.hi = np.repeat(self.hi, u.shape[0], axis=0)
         up = va >= 0  # anode unknown: ca x - V_c <= th  ->  x <= (th - u) / ca
         if np.any(up):
             bound = (th - u[:, up]) / ca[up]
@@ -172,6 +176,13 @@ class Problem:
         return Equilibrium(
             self.network, self.inputs, x, converged, residual, energy, iterations, method, message
         )
+
+
+def _as_slice(idx: np.ndarray) -> np.ndarray | slice:
+    """A contiguous index range as a slice: column access without a gather or scatter."""
+    if len(idx) and np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
+        return slice(int(idx[0]), int(idx[0]) + len(idx))
+    return idx
 
 
 def _scatter_reduce(target: np.ndarray, index: np.ndarray, values: np.ndarray, ufunc) -> None:
@@ -286,7 +297,8 @@ class _Block:
     """One class of unknowns: each is an independent 1-D convex problem given the other class."""
 
     def __init__(self, problem: Problem, idx: np.ndarray, other: np.ndarray):
-        self.idx, self.other = idx, other
+        self.idx, self.other = _as_slice(idx), _as_slice(other)
+        self.a_over_w = problem.Q_diag[idx] / problem.network.var_weight[idx]
         Qc = (
             problem.Q[np.ix_(other, idx)]
             if isinstance(problem.Q, np.ndarray)
@@ -337,6 +349,14 @@ class _Block:
         f2 = self.a + self.segments.sum(np.concatenate(slope, axis=1)) if second else None
         return f1, f2
 
+    def residual(self, x_all: np.ndarray) -> np.ndarray:
+        """KCL residual (A) of this class's unknowns, (batch, class size)."""
+        b = self.r - _times(x_all[:, self.other], self.Q_oc)
+        x = x_all[:, self.idx]
+        f1 = self.derivative(x, b)[0] if self.terms else self.a * x - b
+        stuck = ((x >= self.hi) & (f1 < 0)) | ((x <= self.lo) & (f1 > 0))
+        return np.where(stuck, 0.0, f1) / self.weight
+
     def update(self, x_all: np.ndarray, tol: float) -> float:
         """Minimise exactly over this class; return the largest residual (A) before the update."""
         b = self.r - _times(x_all[:, self.other], self.Q_oc)
@@ -346,7 +366,8 @@ class _Block:
             # quadratic in x: the residual before the step is a times the (projected) step
             new = np.clip(z, self.lo, self.hi)
             x_all[:, self.idx] = new
-            return float(np.max(np.abs(new - x) * (self.a / self.weight), initial=0.0))
+            new -= x
+            return float(np.max(np.abs(new).max(axis=0) * self.a_over_w, initial=0.0))
         f1, _ = self.derivative(x, b)
         stuck = ((x >= self.hi) & (f1 < 0)) | ((x <= self.lo) & (f1 > 0))
         before = float(np.max(np.abs(np.where(stuck, 0.0, f1)) / self.weight, initial=0.0))
@@ -377,9 +398,9 @@ def _layered(problem: Problem, x: np.ndarray, classes, tol: float, max_iter: int
         first = blocks[0].update(x, tol)
         blocks[1].update(x, tol)
         # class 1 is exact now; class 0 was within tol before this sweep's update
-        if sweeps > 1 and first <= tol and np.max(np.abs(problem.residual(x))) <= tol:
+        if sweeps > 1 and first <= tol and np.max(np.abs(blocks[0].residual(x))) <= tol:
             break
-    residual = np.max(np.abs(problem.residual(x)), axis=1)
+    residual = np.maximum(*(np.max(np.abs(b.residual(x)), axis=1, initial=0.0) for b in blocks))
     converged = residual <= tol
     message = (
         "converged"
