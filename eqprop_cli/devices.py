@@ -41,6 +41,9 @@ class IdealDiode:
     def conductance(self, v: np.ndarray) -> np.ndarray:
         return np.where(v > self.threshold, self.g_on, 0.0)
 
+    def current_and_conductance(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.current(v), self.conductance(v)
+
     def energy(self, v: np.ndarray) -> np.ndarray:
         on = np.maximum(v - self.threshold, 0.0)
         return 0.5 * self.g_on * on * on - 0.5 * self.g_on * max(-self.threshold, 0.0) ** 2
@@ -62,10 +65,11 @@ class ShockleyDiode:
         return self.ideality * self.thermal_voltage
 
     def _exp(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        u = v / self.nvt
+        u = v * (1.0 / self.nvt)
         capped = np.minimum(u, EXP_LIMIT)
-        e = np.exp(capped)
-        return e, u - capped
+        u -= capped
+        np.exp(capped, out=capped)
+        return capped, u
 
     def current(self, v: np.ndarray) -> np.ndarray:
         e, over = self._exp(v)
@@ -74,6 +78,13 @@ class ShockleyDiode:
     def conductance(self, v: np.ndarray) -> np.ndarray:
         e, _ = self._exp(v)
         return self.saturation_current * e / self.nvt
+
+    def current_and_conductance(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Both from one exponential (the hot path of the Newton steps)."""
+        e, over = self._exp(v)
+        return self.saturation_current * (e * (1.0 + over) - 1.0), (
+            self.saturation_current / self.nvt
+        ) * e
 
     def energy(self, v: np.ndarray) -> np.ndarray:
         e, over = self._exp(v)

@@ -199,16 +199,21 @@ class _Segments:
     """Sums over diodes grouped by the unknown they touch: (batch, diodes) -> (batch, vars)."""
 
     def __init__(self, var: np.ndarray, n: int):
+        self.n = n
+        k = len(var) // n if n else 0
+        # diodes listed layer by layer, k to a node: a reshape, no gather
+        self.tiled = k * n == len(var) and np.array_equal(var, np.tile(np.arange(n), k))
+        self.k = k
         self.order = np.argsort(var, kind="stable")
         sorted_var = var[self.order]
         self.starts = np.r_[0, np.where(np.diff(sorted_var))[0] + 1]
         self.cols = sorted_var[self.starts]
-        self.n = n
-        self.identity = len(self.cols) == n and len(self.starts) == len(var)
 
     def sum(self, values: np.ndarray) -> np.ndarray:
+        if self.tiled:
+            return values.reshape(values.shape[0], self.k, self.n).sum(axis=1)
         summed = np.add.reduceat(values[:, self.order], self.starts, axis=1)
-        if len(self.cols) == self.n and np.array_equal(self.cols, np.arange(self.n)):
+        if np.array_equal(self.cols, np.arange(self.n)):
             return summed
         out = np.zeros((values.shape[0], self.n))
         out[:, self.cols] = summed
@@ -342,11 +347,19 @@ class _Block:
         current, slope = [], []
         for model, var, coef, u, wc, wc2 in self.terms:
             v = x[:, var] * coef + u
-            current.append(model.current(v) * wc)
             if second:
-                slope.append(model.conductance(v) * wc2)
-        f1 = self.a * x - b + self.segments.sum(np.concatenate(current, axis=1))
-        f2 = self.a + self.segments.sum(np.concatenate(slope, axis=1)) if second else None
+                i, g = model.current_and_conductance(v)
+                slope.append(g * wc2)
+            else:
+                i = model.current(v)
+            current.append(i * wc)
+        join = (
+            (lambda parts: parts[0])
+            if len(self.terms) == 1
+            else (lambda parts: np.concatenate(parts, axis=1))
+        )
+        f1 = self.a * x - b + self.segments.sum(join(current))
+        f2 = self.a + self.segments.sum(join(slope)) if second else None
         return f1, f2
 
     def residual(self, x_all: np.ndarray) -> np.ndarray:
@@ -368,14 +381,16 @@ class _Block:
             x_all[:, self.idx] = new
             new -= x
             return float(np.max(np.abs(new).max(axis=0) * self.a_over_w, initial=0.0))
-        f1, _ = self.derivative(x, b)
-        stuck = ((x >= self.hi) & (f1 < 0)) | ((x <= self.lo) & (f1 > 0))
-        before = float(np.max(np.abs(np.where(stuck, 0.0, f1)) / self.weight, initial=0.0))
+        # safeguarded Newton inside a bracket of the root; a start outside the
+        # bracket still leaves a valid one, since the sign of f1 there is known
         lo = np.minimum(z, self.zmin)
         hi = np.maximum(z, self.zmax)
-        x = np.clip(x, lo, hi)
+        before = None
         for _ in range(200):
             f1, f2 = self.derivative(x, b, second=True)
+            if before is None:
+                stuck = ((x >= self.hi) & (f1 < 0)) | ((x <= self.lo) & (f1 > 0))
+                before = float(np.max(np.abs(np.where(stuck, 0.0, f1)) / self.weight, initial=0.0))
             if np.max(np.abs(f1) / self.weight) <= tol * 1e-3:
                 break
             pos = f1 > 0

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
 
 DIODES = {
     "ideal": 'type = "diode"\nmodel = "ideal"\nthreshold = {th}\ng_on = "{g}"\n',

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import randomcircuits as rc
+from randomcircuits import ROOT
 from scipy.special import lambertw
 
 from eqprop_cli import InputError, Network, compile_circuit, parse_circuit, solve
@@ -187,7 +188,7 @@ def test_mnist_circuits_layered_and_newton_agree():
     from eqprop_cli import load_network
 
     for name in ("kendall2020-mnist", "fast-mnist-ideal"):
-        net = load_network(f"circuits/{name}.toml")
+        net = load_network(ROOT / "circuits" / f"{name}.toml")
         x = np.random.default_rng(1).random((8, 784))
         a = solve(net, x, method="layered", tol=1e-12)
         b = solve(net, x, method="newton", tol=1e-12)

@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 import randomcircuits as rc
+from randomcircuits import ROOT
 
 from eqprop_cli import Network, compile_circuit, load_network, parse_circuit, solve
 from eqprop_cli.spice import export_spice, run_ngspice, spice_node_names
@@ -48,7 +49,7 @@ def test_random_netlists_match_ngspice(ngspice, seed):
 
 @pytest.mark.parametrize("name", ["xor", "bridge-network"])
 def test_shipped_small_circuits_match_ngspice(ngspice, name):
-    net = load_network(f"circuits/{name}.toml")
+    net = load_network(ROOT / "circuits" / f"{name}.toml")
     inputs = np.random.default_rng(0).uniform(-1, 1, (2, net.n_features))
     assert _compare(net, inputs) <= 1e-6
 

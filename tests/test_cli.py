@@ -1,0 +1,111 @@
+"""The command line: exit codes, JSON output, files in and out."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from randomcircuits import ROOT
+from typer.testing import CliRunner
+
+from eqprop_cli import __version__, load_network, solve
+from eqprop_cli.cli import app
+
+runner = CliRunner()
+XOR = str(ROOT / "circuits" / "xor.toml")
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_version_and_help():
+    assert run("--version").stdout.strip() == f"eqprop {__version__}"
+    result = run("--help")
+    assert result.exit_code == 0
+    for command in ("check", "solve", "export"):
+        assert command in result.stdout
+
+
+def test_check_every_shipped_circuit():
+    for path in sorted((ROOT / "circuits").glob("*.toml")):
+        result = run("check", str(path), "--json")
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.stdout)
+        assert summary["solver"] in ("layered", "newton")
+        assert summary["trainable_conductances"] > 0
+        assert summary["elements"]["resistor"] > 0
+
+
+def test_check_summary_table():
+    result = run("check", str(ROOT / "circuits" / "kendall2020-mnist.toml"))
+    assert result.exit_code == 0
+    for text in ("158,800", "amplifier", "layered", "valid"):
+        assert text in result.stdout
+
+
+def test_solve_json_matches_library():
+    result = run("solve", XOR, "--input", "1,0", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    network = load_network(XOR)
+    eq = solve(network, np.array([[1.0, 0.0]]), tol=1e-10)
+    for i, name in enumerate(network.node_names):
+        assert abs(doc["nodes"][name] - eq.voltages[0, i]) < 1e-12
+    assert doc["converged"] is True and doc["residual"] <= 1e-10
+    assert {"iterations", "energy", "method", "outputs"} <= set(doc)
+
+
+def test_solve_batch_from_npy_and_csv(tmp_path):
+    x = np.array([[1, 0], [0, 1], [1, 1.0]])
+    np.save(tmp_path / "x.npy", x)
+    np.savetxt(tmp_path / "x.csv", x, delimiter=",")
+    docs = []
+    for name in ("x.npy", "x.csv"):
+        result = run("solve", XOR, "-i", str(tmp_path / name), "--json", "--nodes", "y*")
+        assert result.exit_code == 0, result.output
+        docs.append(json.loads(result.stdout))
+    assert docs[0] == docs[1]
+    assert len(docs[0]["samples"]) == 3
+    assert set(docs[0]["samples"][0]["nodes"]) == {"y0", "y1"}
+
+
+def test_solve_table_output():
+    result = run("solve", XOR, "-i", "1,0", "--nodes", "y*")
+    assert result.exit_code == 0
+    assert "y0" in result.stdout and "converged" in result.stdout
+
+
+def test_non_convergence_is_a_warning_and_a_flag():
+    result = run("solve", XOR, "-i", "1,0", "--json", "--max-iter", "1", "--tol", "1e-30")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["converged"] is False
+    assert "warning" in result.stderr and "not converged" in result.stderr
+
+
+def test_bad_inputs_are_clean_errors(tmp_path):
+    for args in (
+        ("solve", XOR),  # inputs missing
+        ("solve", XOR, "-i", "1,2,3"),
+        ("solve", XOR, "-i", "a,b"),
+        ("solve", XOR, "-i", str(tmp_path / "missing.npy")),
+        ("solve", XOR, "-i", "1,0", "--method", "simplex"),
+        ("export", XOR, "--format", "verilog"),
+        ("export", XOR, "-o", str(tmp_path / "no" / "such" / "dir.cir")),
+    ):
+        result = run(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Traceback" not in result.output
+        assert "error" in result.stderr.lower()
+
+
+def test_export_writes_atomically(tmp_path):
+    out = tmp_path / "xor.cir"
+    result = run("export", XOR, "-i", "1,0", "-o", str(out))
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert text.rstrip().endswith(".end") and ".op" in text
+    assert "V" in text and "DC 1.00000000000000000e+00" in text
+    assert [p.name for p in tmp_path.iterdir()] == ["xor.cir"]  # no temporary left behind
+    stdout = run("export", XOR, "-i", "1,0").stdout
+    assert stdout.splitlines()[3:] == text.splitlines()[3:]
