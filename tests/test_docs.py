@@ -1,0 +1,300 @@
+"""The documentation stays true: man pages render cleanly and cover every key and option.
+
+Keys come from the parameter tables (eqprop_cli.params, eqprop_cli.spec) and
+options from the click command behind the typer app, so adding a key or an
+option without documenting it fails here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer.main
+
+import eqprop_cli.cli
+from eqprop_cli import params, spec, spice
+from eqprop_cli.units import PREFIXES, parse_si
+
+ROOT = Path(__file__).resolve().parent.parent
+MAN = ROOT / "man"
+PAGES = ["eqprop.1", "eqprop-check.1", "eqprop-solve.1", "eqprop-export.1", "eqprop-circuit.5"]
+COMMAND_PAGES = {"check": "eqprop-check.1", "solve": "eqprop-solve.1", "export": "eqprop-export.1"}
+
+# Each key table of the circuit format and the manual section (.SS heading) that documents it.
+KEY_SECTIONS = {
+    "CIRCUIT_KEYS": "[circuit]",
+    "INPUT_KEYS": "[input]",
+    "HIDDEN_KEYS": "[[hidden]]",
+    "OUTPUT_KEYS": "[output]",
+    "DIODE_ATTACH_KEYS": "[[hidden]]",
+    "CONNECTION_KEYS": "[[connections]]",
+    "NETLIST_KEYS": "[netlist]",
+    "ELEMENT_KEYS": "[[elements]]",
+}
+KIND_WORDS = {"int": "integer", "bool": "boolean"}
+UNIT_WORDS = {"Ω": "ohms"}
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def require(tool: str) -> str:
+    """Path of an external tool; a failure in CI, a skip elsewhere."""
+    path = shutil.which(tool)
+    if path is None:
+        if in_ci():
+            pytest.fail(f"{tool} is required in CI (apt-get install -y {tool})")
+        pytest.skip(f"{tool} not installed")
+    return path
+
+
+def plain(roff: str) -> str:
+    """Roff source with the escapes these pages use turned into plain text."""
+    text = re.sub(r"\\f[BIRP]", "", roff)
+    for escape, char in (("\\-", "-"), ("\\(dq", '"'), ("\\(aq", "'"), ("\\&", ""), ("\\c", "")):
+        text = text.replace(escape, char)
+    return text
+
+
+def page(name: str) -> str:
+    return plain((MAN / name).read_text(encoding="utf-8"))
+
+
+def sections(text: str, level: str) -> dict[str, str]:
+    """Body of every .SH or .SS section, by heading (quotes removed)."""
+    out: dict[str, str] = {}
+    parts = re.split(rf"^\.{level} +(.*)$", text, flags=re.M)
+    for heading, body in zip(parts[1::2], parts[2::2], strict=True):
+        heading = heading.strip()
+        if len(heading) > 1 and heading[0] == heading[-1] == '"':
+            heading = heading[1:-1]
+        out[heading] = body
+    return out
+
+
+def entries(body: str) -> dict[str, str]:
+    """Tag line of every .TP entry, by the first word of the tag."""
+    out: dict[str, str] = {}
+    for tag in re.findall(r"^\.TP\n(.*)$", body, flags=re.M):
+        words = re.sub(r"^\.[A-Z]+ ", "", tag).replace('"', " ").replace(",", " ").split()
+        for word in words[:1] + [w for w in words[1:2] if tag.startswith(".B ")]:
+            out.setdefault(word, tag)
+    return out
+
+
+def circuit_sections() -> dict[str, str]:
+    return sections(page("eqprop-circuit.5"), "SS")
+
+
+def check_entry(param: params.Param, tag: str) -> None:
+    """The tag line states the key's kind, unit, default and lower bound as the table does."""
+    kind = KIND_WORDS.get(param.kind, param.kind)
+    assert kind in tag, f"{param.name}: kind {kind!r} not in {tag!r}"
+    if param.unit:
+        unit = UNIT_WORDS.get(param.unit, param.unit)
+        assert re.search(rf"[ ,]{re.escape(unit)}[;)]", tag), f"{param.name}: unit not in {tag!r}"
+    if param.minimum is not None:
+        bound = f"{'>' if param.exclusive_min else '>='} {param.minimum:g}"
+        assert bound in tag, f"{param.name}: bound {bound!r} not in {tag!r}"
+    if param.default is None:
+        allowed = ("no default", "default from", "default hidden1")
+        assert "default" not in tag or any(a in tag for a in allowed), tag
+        return
+    found = re.search(r"default ([^;)]*)", tag)
+    assert found, f"{param.name}: no default in {tag!r}"
+    shown = found.group(1).strip()
+    if isinstance(param.default, bool):
+        assert shown == str(param.default).lower(), tag
+    elif isinstance(param.default, str):
+        assert shown.strip('"') == param.default, tag
+    else:
+        value = parse_si(shown.strip('"'))
+        assert value == param.default or (math.isinf(value) and math.isinf(param.default)), tag
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_man_page_renders_without_warnings(name):
+    groff = require("groff")
+    proc = subprocess.run(
+        [groff, "-man", "-ww", "-z", "-t", str(MAN / name)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "", proc.stderr
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_man_page_header_names_the_page(name):
+    stem, section = name.rsplit(".", 1)
+    title = stem.upper().replace("-", "\\-")
+    first = (MAN / name).read_text(encoding="utf-8").splitlines()[0]
+    assert first.startswith(f".TH {title} {section} "), first
+
+
+# --------------------------------------------------------------------------- circuit format
+
+
+@pytest.mark.parametrize("kind", sorted(params.DEVICE_KINDS))
+def test_every_device_parameter_is_documented(kind):
+    body = circuit_sections()[f'type = "{kind}"']
+    documented = entries(body)
+    for param in params.DEVICE_KINDS[kind].params:
+        assert param.name in documented, f"{kind}.{param.name} has no entry in eqprop-circuit(5)"
+        check_entry(param, documented[param.name])
+
+
+def test_every_solver_key_is_documented():
+    documented = entries(circuit_sections()["[solver]"])
+    for param in params.SOLVER:
+        assert param.name in documented, f"solver.{param.name} has no entry in eqprop-circuit(5)"
+        check_entry(param, documented[param.name])
+
+
+@pytest.mark.parametrize("table", sorted(KEY_SECTIONS))
+def test_every_section_key_is_documented(table):
+    documented = entries(circuit_sections()[KEY_SECTIONS[table]])
+    for param in getattr(spec, table):
+        assert param.name in documented, f"{table}: {param.name} has no entry in eqprop-circuit(5)"
+        check_entry(param, documented[param.name])
+
+
+def test_every_key_name_appears_in_the_circuit_page():
+    text = page("eqprop-circuit.5")
+    names = {p.name for kind in params.DEVICE_KINDS.values() for p in kind.params}
+    names |= {p.name for p in params.SOLVER}
+    for table in KEY_SECTIONS:
+        names |= {p.name for p in getattr(spec, table)}
+    missing = [n for n in sorted(names) if not re.search(rf"(?<![\w-]){n}(?![\w-])", text)]
+    assert not missing
+
+
+def test_every_device_kind_and_choice_is_documented():
+    text = page("eqprop-circuit.5")
+    for kind in params.DEVICE_KINDS.values():
+        assert f'type = "{kind.name}"' in text
+        for param in kind.params:
+            for choice in param.choices:
+                assert f'"{choice}"' in text, f"{kind.name}.{param.name} = {choice!r}"
+
+
+def test_si_prefixes_are_documented():
+    text = page("eqprop-circuit.5")
+    body = sections(text, "SH")["VALUES AND UNITS"]
+    for prefix in (p for p in PREFIXES if p != "µ"):
+        assert re.search(rf"^\.B {prefix}$", body, flags=re.M), prefix
+    assert "\\(mc" in body  # the micro sign
+    assert '"inf"' in body
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cli_commands():
+    group = typer.main.get_command(eqprop_cli.cli.app)
+    return group, dict(group.commands)
+
+
+def options(command) -> list[str]:
+    return sorted(
+        opt
+        for param in command.params
+        for opt in (*param.opts, *param.secondary_opts)
+        if opt.startswith("-")
+    )
+
+
+def test_every_command_has_a_page():
+    _, commands = cli_commands()
+    assert set(commands) == set(COMMAND_PAGES)
+    for name in commands:
+        assert f".BR eqprop-{name} (1)" in page("eqprop.1"), f"eqprop(1) does not point to {name}"
+
+
+@pytest.mark.parametrize("name", sorted(COMMAND_PAGES))
+def test_every_option_is_documented_in_the_command_page(name):
+    _, commands = cli_commands()
+    command = commands[name]
+    body = sections(page(COMMAND_PAGES[name]), "SH")["OPTIONS"]
+    documented = re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", body)
+    long_options = [o for o in options(command) if o.startswith("--")]
+    assert long_options, f"{name}: no options found on the click command"
+    for option in [*options(command), "--help", "-h"]:
+        assert option in documented, f"eqprop {name} {option} is not in {COMMAND_PAGES[name]}"
+    synopsis = sections(page(COMMAND_PAGES[name]), "SH")["SYNOPSIS"]
+    for option in long_options:
+        assert option in synopsis or option.startswith("--no-"), f"{option} not in the synopsis"
+
+
+def test_every_global_option_is_documented():
+    group, _ = cli_commands()
+    body = sections(page("eqprop.1"), "SH")["OPTIONS"]
+    for option in options(group):
+        assert option in body, f"eqprop {option} is not in eqprop.1"
+
+
+def test_export_page_matches_the_exporter():
+    text = page("eqprop-export.1")
+    assert spice.OPTIONS in text
+    found = re.search(r"on-conductance: (\S+) times the larger", text)
+    assert found and float(found.group(1)) == spice.CLAMP_FACTOR
+
+
+def test_exit_codes_are_documented():
+    body = sections(page("eqprop.1"), "SH")["EXIT STATUS"]
+    for code in ("0", "2", "130"):
+        assert re.search(rf"^\.B {code}$", body, flags=re.M), code
+
+
+# --------------------------------------------------------------------------- --help
+
+EXAMPLE = re.compile(r"example", re.I)
+
+
+def run_eqprop(*args: str) -> subprocess.CompletedProcess:
+    script = shutil.which("eqprop")
+    command = (
+        [script] if script else [sys.executable, "-c", "from eqprop_cli.cli import main; main()"]
+    )
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1", TERM="dumb")
+    return subprocess.run([*command, *args], capture_output=True, text=True, env=env, check=False)
+
+
+def test_main_help_exits_0_and_mentions_an_example():
+    proc = run_eqprop("--help")
+    assert proc.returncode == 0, proc.stderr
+    for name in COMMAND_PAGES:
+        assert name in proc.stdout
+    if not EXAMPLE.search(proc.stdout):
+        pytest.xfail(
+            "`eqprop --help` shows no example: the Typer app's help text in "
+            "eqprop_cli/cli.py has none (the commands' help do)"
+        )
+
+
+@pytest.mark.parametrize("name", sorted(COMMAND_PAGES))
+def test_command_help_exits_0_and_mentions_an_example(name):
+    proc = run_eqprop(name, "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert EXAMPLE.search(proc.stdout), proc.stdout
+    assert re.search(rf"eqprop {name} \S", proc.stdout), "the example runs the command"
+
+
+def test_help_examples_use_files_that_exist():
+    for name in COMMAND_PAGES:
+        proc = run_eqprop(name, "--help")
+        for path in re.findall(r"(circuits/[\w.-]+\.toml)", proc.stdout):
+            assert (ROOT / path).is_file(), path
