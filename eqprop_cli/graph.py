@@ -612,7 +612,13 @@ def check_amplifier_stages(graph: Graph) -> dict[int, float]:
                 "amplifiers form a loop: no energy function exists",
             )
         state[c] = 1
-        values = [resolve(src) / gain**2 for src, gain, _ in incoming.get(c, [])] or [1.0]
+        values = [resolve(src) / gain / gain for src, gain, _ in incoming.get(c, [])] or [1.0]
+        for value, (_, gain, amp) in zip(values, incoming.get(c, [])):
+            if not 0.0 < value < np.inf:
+                raise graph.spec.error(
+                    _amp_key(graph, amp),
+                    f"amplifier gain {gain:g} (through the amplifiers before it) makes the stage weight 1/A^2 {value:g}, outside floating-point range: use gains of moderate size",
+                )
         if max(values) > min(values) * (1 + 1e-12):
             raise graph.spec.error(
                 _amp_key(graph, incoming[c][0][2]),

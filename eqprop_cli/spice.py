@@ -4,8 +4,9 @@ Resistors are R elements in ohms, written in exponent notation (no m/Meg
 traps); Shockley diodes use a D .model at the matching temperature; ideal
 piecewise-linear diodes are behavioural current sources; a hard clamp is a
 behavioural source of very high on-conductance (1e8 times the conductance at
-its node, so the node sits within 1e-8 of the clamp's voltage swing of the
-exact clamp; much stiffer and ngspice's Newton iteration stops converging);
+its node) whose corner is rounded over 1 nV (a softplus), so that ngspice's
+Newton iteration converges: its node then sits within about 1e-8 of the
+clamp's voltage swing, plus 1 nV, of the exact clamp;
 amplifiers are an E source (forward VCVS) with a 0 V sense source and an F
 source (backward CCCS of 1/A).
 """
@@ -28,6 +29,7 @@ from .params import ZERO_CELSIUS
 from .units import spice_number as num
 
 CLAMP_FACTOR = 1e8
+CLAMP_WIDTH = 1e-9  # volts
 OPTIONS = "RELTOL=1e-12 ABSTOL=1e-18 VNTOL=1e-13 GMIN=1e-12 ITL1=1000"
 
 
@@ -60,9 +62,17 @@ def _node_conductance(network: Network) -> np.ndarray:
 
 
 def export_spice(
-    network: Network, inputs: np.ndarray, title: str = "", header: list[str] | None = None
+    network: Network,
+    inputs: np.ndarray,
+    title: str = "",
+    header: list[str] | None = None,
+    nodeset: np.ndarray | None = None,
 ) -> str:
-    """The netlist of ``network`` with its input sources set to one input vector."""
+    """The netlist of ``network`` with its input sources set to one input vector.
+
+    ``nodeset`` (node voltages, e.g. our solution) adds .nodeset lines: an
+    initial guess that ngspice releases before iterating to its own solution.
+    """
     x = np.asarray(inputs, dtype=float).reshape(-1)
     if x.size != network.n_features:
         raise EqpropError(f"the circuit takes {network.n_features} input feature(s); got {x.size}")
@@ -110,12 +120,15 @@ def export_spice(
                 f"* ideal diodes ({'hard clamp' if model.hard else 'piecewise linear'}): B{k}_<index>"
             )
             for i, (a, c) in enumerate(zip(d.anode, d.cathode, strict=True)):
-                g_on = model.g_on
+                drop = f"(V({node[a]},{node[c]}) - {num(model.threshold)})"
                 if model.hard:
                     g_on = CLAMP_FACTOR * max(conductance[a], conductance[c], 1e-12)
+                    # softplus of width CLAMP_WIDTH: no kink, so ngspice's Newton converges
+                    law = f"max({drop}, 0) + {CLAMP_WIDTH:g} * ln(1 + exp(-abs({drop}) / {CLAMP_WIDTH:g}))"
+                else:
+                    g_on, law = model.g_on, f"max({drop}, 0)"
                 out.append(
-                    f"B{k}_{i} {node[a]} {node[c]} I = {num(g_on)} * max(V({node[a]},{node[c]}) - {num(model.threshold)}, 0)"
-                    f" ; {d.labels[i]}"
+                    f"B{k}_{i} {node[a]} {node[c]} I = {num(g_on)} * ({law}) ; {d.labels[i]}"
                 )
         else:
             name = f"DM{k}"
@@ -145,6 +158,14 @@ def export_spice(
         out.append(f"EA{k} xa{k} 0 {h} 0 {num(gain)} ; {amp.label}")
         out.append(f"VA{k} xa{k} {a} DC 0")
         out.append(f"FA{k} {h} 0 VA{k} {num(1.0 / gain)}")
+    if nodeset is not None:
+        guess = [
+            f"V({node[i]})={num(v)}"
+            for i, v in enumerate(np.ravel(nodeset))
+            if network.fixed_index[i] < 0
+        ]
+        out += ["", "* initial guess (released before ngspice iterates to its own solution)"]
+        out += [".nodeset " + " ".join(guess[i : i + 8]) for i in range(0, len(guess), 8)]
     out += ["", *models, "", ".op", ".end", ""]
     return "\n".join(out)
 

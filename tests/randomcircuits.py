@@ -147,7 +147,9 @@ current = "{rng.uniform(-100e-6, 100e-6):.4g}"
         add(f"D{part}3", "clamp", "rail_node", f"{part}{int(rng.integers(2, n))}")
         add(f"I{part}", "ib", f"{part}{int(rng.integers(0, n))}", "gnd")
     add("Vrail", "rail", "rail_node", "gnd")
+    add("Vstack", "rail", "stack_node", "rail_node")  # a source on top of another
     add("Rrail", "w", "rail_node", "a0")
+    add("Rstack", "w", "stack_node", f"a{int(rng.integers(2, parts[0][1]))}")
     if amplifier:
         add("Amp", "amp", f"a{int(rng.integers(2, parts[0][1]))}", "b0")
     text += '\n[netlist]\ninputs = ["a0", "a1"]\n'

@@ -109,3 +109,17 @@ def test_export_writes_atomically(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["xor.cir"]  # no temporary left behind
     stdout = run("export", XOR, "-i", "1,0").stdout
     assert stdout.splitlines()[3:] == text.splitlines()[3:]
+
+
+def test_export_nodeset_is_our_operating_point(tmp_path, ngspice):
+    from eqprop_cli.spice import run_ngspice
+
+    result = run("export", XOR, "-i", "0.3,0.9", "--nodeset")
+    assert result.exit_code == 0
+    lines = [ln for ln in result.stdout.splitlines() if ln.startswith(".nodeset")]
+    network = load_network(XOR)
+    eq = solve(network, np.array([[0.3, 0.9]]), tol=1e-12)
+    guess = dict(item.split("=") for ln in lines for item in ln.split()[1:])
+    assert float(guess["V(y0)"]) == eq.voltages[0, network.node_names.index("y0")]
+    theirs = run_ngspice(result.stdout)
+    assert abs(theirs["y0"] - eq.voltages[0, network.node_names.index("y0")]) < 1e-6
