@@ -250,6 +250,14 @@ def export(
         Path | None,
         typer.Option("--output", "-o", help="Write here (atomically) instead of stdout."),
     ] = None,
+    nodeset: Annotated[
+        bool,
+        typer.Option(
+            "--nodeset",
+            help="Add our operating point as .nodeset lines: an initial guess that ngspice "
+            "releases before converging on its own (helps stiff circuits).",
+        ),
+    ] = False,
 ) -> None:
     """Write the circuit as an ngspice netlist, input sources set to one input vector.
 
@@ -269,9 +277,17 @@ def export(
     )
     if len(inputs) != 1:
         raise EqpropError(f"--input holds {len(inputs)} vectors; a netlist takes exactly one")
+    guess = None
+    if nodeset:
+        settings = network.graph.spec.solver
+        eq = solve(
+            network, inputs, method=settings.method, tol=settings.tol, max_iter=settings.max_iter
+        )
+        guess = eq.voltages[0]
     text = export_spice(
         network,
         inputs[0],
+        nodeset=guess,
         header=[
             f"exported by eqprop {__version__} from {circuit}",
             f"inputs: {'given' if input else 'all 0 V'}",
