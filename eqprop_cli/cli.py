@@ -32,6 +32,8 @@ app = typer.Typer(
     name="eqprop",
     help="Simulate analog neural networks of resistors, diodes, sources and amplifiers: "
     "check circuit files, solve their DC equilibrium, export SPICE netlists.",
+    epilog="Example: eqprop check circuits/kendall2020-mnist.toml && "
+    "eqprop solve circuits/xor.toml --input 1,0. See man eqprop(1).",
     no_args_is_help=True,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
