@@ -226,18 +226,19 @@ def solve_command(
         doc.update(samples[0] if len(samples) == 1 else {"samples": samples})
         print(json.dumps(doc, indent=2))
         return
-    table = Table(title=f"node voltages (V), {eq.method} solver, {eq.iterations} iterations")
+    table = Table(title="node voltages (V)")
     table.add_column("node")
     for b in range(len(inputs)):
         table.add_column(f"input {b}" if len(inputs) > 1 else "V", justify="right")
     for i in shown:
         table.add_row(network.node_names[i], *(f"{v:.9g}" for v in eq.voltages[:, i]))
     out.print(table)
+    out.print(f"{eq.method} solver, {eq.iterations} iterations")
     for b in range(len(inputs)):
         label = f"input {b}: " if len(inputs) > 1 else ""
         out.print(
-            f"{label}outputs {np.array2string(outputs[b], precision=6)}; "
-            f"KCL residual {eq.residual[b]:.3g} A; energy {eq.energy[b]:.9g} W; "
+            f"{label}outputs {np.array2string(outputs[b], precision=6)}\n"
+            f"  KCL residual {eq.residual[b]:.3g} A, energy {eq.energy[b]:.9g} W, "
             + ("converged" if eq.converged[b] else "[yellow]not converged[/]")
         )
 
