@@ -171,7 +171,15 @@ class Problem:
         at_lo = (x <= self.lo) & (grad > 0)
         return np.where(at_hi | at_lo, 0.0, grad) / self.network.var_weight
 
-    def result(self, x, converged, residual, iterations, method, message) -> Equilibrium:
+    def result(self, x, residual, tol, iterations, method, unit) -> Equilibrium:
+        """The Equilibrium at x; converged where the largest KCL residual is within tol."""
+        converged = residual <= tol
+        message = "converged"
+        if not converged.all():
+            message = (
+                f"not converged after {iterations} {unit}: largest KCL residual "
+                f"{residual.max():.3g} A > tol {tol:.3g} A ({(~converged).sum()} of {len(x)} samples)"
+            )
         energy = self.energy(x)
         return Equilibrium(
             self.network, self.inputs, x, converged, residual, energy, iterations, method, message
@@ -251,8 +259,7 @@ def solve(
     x = np.zeros((problem.batch, network.n_vars)) if x0 is None else np.array(x0, dtype=float)
     x = np.clip(x, problem.lo, problem.hi)
     if network.n_vars == 0:
-        zero = np.zeros(problem.batch)
-        return problem.result(x, np.ones(problem.batch, bool), zero, 0, method, "no unknowns")
+        return problem.result(x, np.zeros(problem.batch), tol, 0, method, "steps")
     classes = layered_classes(network, problem)
     if method == "layered" and classes is None:
         raise InputError(layered_reason(network))
@@ -416,15 +423,7 @@ def _layered(problem: Problem, x: np.ndarray, classes, tol: float, max_iter: int
         if sweeps > 1 and first <= tol and np.max(np.abs(blocks[0].residual(x))) <= tol:
             break
     residual = np.maximum(*(np.max(np.abs(b.residual(x)), axis=1, initial=0.0) for b in blocks))
-    converged = residual <= tol
-    message = (
-        "converged"
-        if converged.all()
-        else (
-            f"not converged after {sweeps} sweeps: largest KCL residual {residual.max():.3g} A > tol {tol:.3g} A"
-        )
-    )
-    return problem.result(x, converged, residual, sweeps, "layered", message)
+    return problem.result(x, residual, tol, sweeps, "layered", "sweeps")
 
 
 # ------------------------------------------------------------------ Newton
@@ -487,15 +486,7 @@ def _newton(problem: Problem, x: np.ndarray, tol: float, max_iter: int) -> Equil
         if stalled.any() and not moved.any():
             break
     residual = np.max(np.abs(problem.residual(x)), axis=1)
-    converged = residual <= tol
-    message = (
-        "converged"
-        if converged.all()
-        else (
-            f"not converged after {it} Newton steps: largest KCL residual {residual.max():.3g} A > tol {tol:.3g} A"
-        )
-    )
-    return problem.result(x, converged, residual, it, "newton", message)
+    return problem.result(x, residual, tol, it, "newton", "Newton steps")
 
 
 def _diode_pairs(A: sp.csr_matrix):
