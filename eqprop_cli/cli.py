@@ -17,6 +17,7 @@ from typing import Annotated
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -64,7 +65,7 @@ def _user_errors(command):
         try:
             return command(*args, **kwargs)
         except EqpropError as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("interrupted; nothing was written")
@@ -193,6 +194,10 @@ def solve_command(
 
     Example: eqprop solve circuits/xor.toml --input 1,0 --json
     """
+    if tol is not None and not tol > 0:
+        raise EqpropError(f"--tol must be a current > 0 A; got {tol:g}")
+    if max_iter is not None and max_iter < 1:
+        raise EqpropError(f"--max-iter must be an integer >= 1; got {max_iter}")
     network = _load(circuit)
     settings = network.graph.spec.solver
     if network.n_features and input is None:
@@ -210,7 +215,7 @@ def solve_command(
     shown = [i for i, n in enumerate(network.node_names) if fnmatch.fnmatchcase(n, nodes)]
     outputs = eq.outputs()
     if not eq.success:
-        err.print(f"[yellow]warning:[/] {eq.message}")
+        err.print(f"[yellow]warning:[/] {escape(eq.message)}")
     if as_json:
         samples = [
             {

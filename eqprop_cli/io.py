@@ -54,6 +54,9 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     except OSError as exc:
         raise InputError(f"{path}: cannot write there ({exc.strerror})") from None
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as an ordinary open() would create it
         with os.fdopen(fd, mode) as fh:
             fh.write(data)
             fh.flush()

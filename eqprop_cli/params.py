@@ -55,7 +55,7 @@ class Param:
         unit = f" {self.unit}" if self.unit else ""
         text = noun + (" " + " and ".join(b + unit for b in bounds) if bounds else "")
         if not bounds and unit:
-            text += f" in {unit}"
+            text += f" in{unit}"
         if self.allow_inf:
             text += ' (or "inf")'
         return text

@@ -25,17 +25,19 @@ import numpy as np
 from .devices import IdealDiode
 from .errors import EqpropError
 from .network import Network
-from .params import ZERO_CELSIUS
+from .params import BOLTZMANN, CHARGE, ZERO_CELSIUS
 from .units import spice_number as num
 
 CLAMP_FACTOR = 1e8
+AMP_NODE = "xamp"  # internal node between an amplifier's E source and its sense source
 CLAMP_WIDTH = 1e-9  # volts
 OPTIONS = "RELTOL=1e-12 ABSTOL=1e-18 VNTOL=1e-13 GMIN=1e-12 ITL1=1000"
 
 
 def spice_node_names(network: Network) -> list[str]:
     """Unique, SPICE-safe, case-insensitive names; ground is 0."""
-    names, seen = [], {"0"}
+    # the amplifiers' internal nodes are reserved
+    names, seen = [], {"0", *(f"{AMP_NODE}{k}" for k in range(len(network.amplifiers)))}
     for i, name in enumerate(network.node_names):
         if i == 0:
             names.append("0")
@@ -81,11 +83,7 @@ def export_spice(
     out = [f"* {title or graph.spec.name or 'eqprop circuit'}"]
     out += [f"* {line}" for line in (header or [])]
     out += ["* units: ohms, volts, amperes; node names are eqprop's, lower-cased", ""]
-    temps = {
-        round(d.model.thermal_voltage, 15)
-        for d in network.diodes
-        if hasattr(d.model, "thermal_voltage")
-    }
+    temps = {d.model.thermal_voltage for d in network.diodes if hasattr(d.model, "thermal_voltage")}
     temp_c = _celsius(next(iter(temps))) if len(temps) == 1 else 27.0
     out.append(f".options {OPTIONS} TEMP={num(temp_c)} TNOM={num(temp_c)}")
     out.append("")
@@ -155,8 +153,8 @@ def export_spice(
     for k, amp in enumerate(network.amplifiers):
         gain = amp.device.params["gain"]
         h, a = node[amp.source], node[amp.target]
-        out.append(f"EA{k} xa{k} 0 {h} 0 {num(gain)} ; {amp.label}")
-        out.append(f"VA{k} xa{k} {a} DC 0")
+        out.append(f"EA{k} {AMP_NODE}{k} 0 {h} 0 {num(gain)} ; {amp.label}")
+        out.append(f"VA{k} {AMP_NODE}{k} {a} DC 0")
         out.append(f"FA{k} {h} 0 VA{k} {num(1.0 / gain)}")
     if nodeset is not None:
         guess = [
@@ -171,9 +169,8 @@ def export_spice(
 
 
 def _celsius(thermal_voltage: float) -> float:
-    from .params import BOLTZMANN, CHARGE
-
-    return thermal_voltage * CHARGE / BOLTZMANN - ZERO_CELSIUS
+    """Temperature of a thermal voltage, rounded to 1 nK (27, not 26.99999999999946)."""
+    return round(thermal_voltage * CHARGE / BOLTZMANN - ZERO_CELSIUS, 9)
 
 
 def ngspice_path() -> str:

@@ -10,7 +10,8 @@ PREFIXES = {
     "p": 1e-12,
     "n": 1e-9,
     "u": 1e-6,
-    "µ": 1e-6,
+    "µ": 1e-6,  # micro sign
+    "μ": 1e-6,  # Greek mu
     "m": 1e-3,
     "k": 1e3,
     "M": 1e6,
@@ -19,7 +20,7 @@ PREFIXES = {
 }
 
 _VALUE = re.compile(
-    r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([fpnuµmkMGT]?)\s*([A-Za-zΩ]*)\s*$"
+    r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([fpnuµμmkMGT]?)\s*([A-Za-zΩ]*)\s*$"
 )
 
 

@@ -123,3 +123,29 @@ def test_export_nodeset_is_our_operating_point(tmp_path, ngspice):
     assert abs(float(guess["V(y0)"]) - eq.voltages[0, network.node_names.index("y0")]) < 1e-8
     theirs = run_ngspice(result.stdout)
     assert abs(theirs["y0"] - eq.voltages[0, network.node_names.index("y0")]) < 1e-6
+
+
+def test_error_text_keeps_brackets(tmp_path):
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    result = run("check", str(empty))
+    assert result.exit_code == 2
+    assert "[input], [[hidden]], [output] and [[connections]]" in result.stderr
+
+
+def test_solver_overrides_are_validated():
+    for args in (("--tol", "-1"), ("--tol", "0"), ("--max-iter", "0")):
+        result = run("solve", XOR, "-i", "1,0", *args)
+        assert result.exit_code == 2, args
+        assert "must be" in result.stderr
+
+
+def test_exported_file_follows_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        assert run("export", XOR, "-o", str(tmp_path / "x.cir")).exit_code == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "x.cir").stat().st_mode & 0o777 == 0o644

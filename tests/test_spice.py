@@ -74,3 +74,36 @@ def test_netlist_conventions():
     g = net.g[0]
     first = next(ln for ln in resistors if ln.startswith("R0_0_0 "))
     assert float(first.split()[3]) == pytest.approx(1 / g[0, 0], rel=1e-15)
+
+
+def test_node_names_cannot_collide_with_amplifier_internals(ngspice):
+    text = """
+[devices.r]
+type = "resistor"
+g = "1m"
+[devices.amp]
+type = "amplifier"
+gain = 2.0
+[netlist]
+inputs = ["x"]
+outputs = ["o"]
+[[elements]]
+name = "R1"
+device = "r"
+nodes = ["x", "xamp0"]
+[[elements]]
+name = "R2"
+device = "r"
+nodes = ["xamp0", "gnd"]
+[[elements]]
+name = "A"
+device = "amp"
+nodes = ["xamp0", "o"]
+[[elements]]
+name = "R3"
+device = "r"
+nodes = ["o", "gnd"]
+"""
+    net = Network(compile_circuit(parse_circuit(text)))
+    assert _compare(net, np.array([[1.0]])) <= 1e-9
+    assert len(set(spice_node_names(net))) == net.n_nodes
