@@ -107,3 +107,10 @@ nodes = ["o", "gnd"]
     net = Network(compile_circuit(parse_circuit(text)))
     assert _compare(net, np.array([[1.0]])) <= 1e-9
     assert len(set(spice_node_names(net))) == net.n_nodes
+
+
+def test_paper_circuit_matches_ngspice(ngspice):
+    """The 784-100-10 circuit of Kendall et al. (Shockley diodes, amplifiers): one full .op."""
+    net = load_network(ROOT / "circuits" / "kendall2020-mnist.toml")
+    image = np.random.default_rng(5).random((1, 784))
+    assert _compare(net, image) <= 1e-6
