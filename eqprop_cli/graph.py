@@ -16,6 +16,7 @@ from .params import DEVICE_KINDS
 from .spec import GROUND_NAMES, SELF, CircuitSpec, DeviceSpec, KeyPath
 
 GROUND = "gnd"
+MAX_CONDUCTANCES = 1_000_000_000  # per dense connection: 8 GB of float64 each copy
 
 
 @dataclass
@@ -106,6 +107,11 @@ class _Builder:
     def node(self, name: str, layer: str) -> int:
         if name in GROUND_NAMES or name == GROUND:
             return 0
+        if layer not in ("rails", "netlist") and name in self.spec.rails:
+            raise self.spec.error(
+                ("rails", name),
+                f'rail "{name}" has the name of a node of layer {layer}: rename the rail',
+            )
         if name not in self.index:
             self.index[name] = len(self.nodes)
             self.nodes.append(name)
@@ -264,6 +270,11 @@ def _layered(spec: CircuitSpec, b: _Builder) -> Graph:
         seen.add((conn.source, conn.target))
         device = b.device(conn.device, "resistor", (*conn.key, "device"))
         rows, cols = sending[conn.source], receiving[conn.target]
+        if len(rows) * len(cols) > MAX_CONDUCTANCES:
+            raise spec.error(
+                conn.key,
+                f"connection {conn.source} -> {conn.target} would hold {len(rows) * len(cols):,} conductances; at most {MAX_CONDUCTANCES:,} per connection fit in memory",
+            )
         g = initial_conductances(device, (len(rows), len(cols)), n)
         b.resistors.append(
             ResistorSet(f"{conn.source}->{conn.target}", device, rows, cols, True, g)
@@ -363,7 +374,9 @@ def _netlist(spec: CircuitSpec, b: _Builder) -> Graph:
     for i, group in enumerate(net.inputs):
         for n, name in enumerate(group):
             key = ("netlist", "inputs")
-            if name not in b.index or name == ground:
+            if name in GROUND_NAMES or b.index.get(name) == 0:
+                raise spec.error(key, f'"{name}" is ground (0 V); an input drives another node')
+            if name not in b.index:
                 raise spec.error(key, f'refers to undeclared node "{name}" (no element touches it)')
             gain = net.input_gain * (1 if n == 0 else -1)
             b.vsources.append(
@@ -378,7 +391,12 @@ def _netlist(spec: CircuitSpec, b: _Builder) -> Graph:
     outputs = []
     for group in net.outputs:
         for name in group:
-            if name not in b.index or b.index[name] == 0:
+            if name in GROUND_NAMES or b.index.get(name) == 0:
+                raise spec.error(
+                    ("netlist", "outputs"),
+                    f'"{name}" is ground (0 V); an output must be another node',
+                )
+            if name not in b.index:
                 raise spec.error(
                     ("netlist", "outputs"),
                     f'refers to undeclared node "{name}" (no element touches it)',
@@ -416,8 +434,10 @@ def _element_params(spec: CircuitSpec, device: DeviceSpec, e) -> dict:
     if device.type == "resistor" and params["g"] is not None:
         lo, hi = device.params["g_min"], device.params["g_max"]
         if not lo <= params["g"] <= hi:
+            given = [k for k in ("g", "r") if k in e.overrides]
+            where = (*e.key, *given) if given else (*device.key, "r" if device.params["r"] else "g")
             raise spec.error(
-                e.key,
+                where,
                 f"conductance {params['g']:g} S is outside the device range [{lo:g}, {hi:g}] S",
             )
     return params
@@ -495,9 +515,14 @@ def _check_sources(graph: Graph) -> None:
                 _amp_key(graph, amp),
                 f'amplifier "{amp.label}" senses a fixed node; its input must be a free node',
             )
-    driven = [a.target for a in graph.amplifiers]
-    if len(set(driven)) != len(driven):
-        raise graph.spec.error(("elements",), "a node is driven by two amplifiers")
+    driven: dict[int, Amplifier] = {}
+    for amp in graph.amplifiers:
+        if amp.target in driven:
+            raise graph.spec.error(
+                _amp_key(graph, amp),
+                f'amplifier "{amp.label}" drives node "{graph.nodes[amp.target]}", which amplifier "{driven[amp.target].label}" already drives',
+            )
+        driven[amp.target] = amp
 
 
 def _amp_key(graph: Graph, amp: Amplifier) -> KeyPath:
@@ -548,11 +573,21 @@ def _check_dc_paths(graph: Graph) -> None:
     floating = [graph.nodes[i] for i in range(n) if labels[i] != labels[0]]
     if floating:
         shown = ", ".join(f'"{f}"' for f in floating[:5]) + (" ..." if len(floating) > 5 else "")
-        key = ("elements",) if graph.spec.form == "netlist" else ("connections",)
         raise graph.spec.error(
-            key,
+            _node_key(graph, floating[0]),
             f"{len(floating)} node(s) have no DC path to a fixed potential through resistors (ideal diodes and current sources do not count): {shown}",
         )
+
+
+def _node_key(graph: Graph, name: str) -> KeyPath:
+    """Where a node comes from: the first element touching it, or its layer."""
+    spec = graph.spec
+    if spec.form == "netlist":
+        return next((e.key for e in spec.netlist.elements if name in e.nodes), ("elements",))
+    layer = graph.layer_of[graph.nodes.index(name)]
+    if layer == "output":
+        return ("output",)
+    return next((h.key for h in spec.hidden if h.name == layer), ("connections",))
 
 
 def check_amplifier_stages(graph: Graph) -> dict[int, float]:
@@ -603,17 +638,9 @@ def check_amplifier_stages(graph: Graph) -> dict[int, float]:
         )
     state: dict[int, int] = {}
 
-    def resolve(c: int) -> float:
-        if c in weight:
-            return weight[c]
-        if state.get(c) == 1:
-            raise graph.spec.error(
-                _amp_key(graph, incoming[c][0][2]),
-                "amplifiers form a loop: no energy function exists",
-            )
-        state[c] = 1
-        values = [resolve(src) / gain / gain for src, gain, _ in incoming.get(c, [])] or [1.0]
-        for value, (_, gain, amp) in zip(values, incoming.get(c, [])):
+    def finish(c: int) -> None:
+        values = [weight[src] / gain / gain for src, gain, _ in incoming.get(c, [])] or [1.0]
+        for value, (_, gain, amp) in zip(values, incoming.get(c, []), strict=False):
             if not 0.0 < value < np.inf:
                 raise graph.spec.error(
                     _amp_key(graph, amp),
@@ -625,6 +652,28 @@ def check_amplifier_stages(graph: Graph) -> dict[int, float]:
                 "amplifiers into one part of the circuit have inconsistent gains: no energy function exists",
             )
         weight[c] = values[0]
+
+    def resolve(c: int) -> float:
+        # depth-first over the amplifiers feeding c, iteratively: chains may be long
+        stack = [c]
+        while stack:
+            top = stack[-1]
+            if top in weight:
+                stack.pop()
+            elif state.get(top) == 1:
+                finish(top)
+                stack.pop()
+            else:
+                state[top] = 1
+                for src, _, amp in incoming.get(top, []):
+                    if src in weight:
+                        continue
+                    if state.get(src) == 1:
+                        raise graph.spec.error(
+                            _amp_key(graph, amp),
+                            "amplifiers form a loop: no energy function exists",
+                        )
+                    stack.append(src)
         return weight[c]
 
     return {i: resolve(comp[i]) for i in range(n) if free[i]}

@@ -26,13 +26,14 @@ KeyPath = tuple[str | int, ...]
 
 GROUND_NAMES = ("0", "gnd")
 SELF = "node"  # in a layer's diode list, the layer's own node
+MAX_SIZE = 1_000_000  # nodes per layer: beyond it compiling would exhaust memory or time
 
 CIRCUIT_KEYS = (
     Param("name", "string", "Circuit name.", ""),
     Param("description", "string", "Free text.", ""),
 )
 INPUT_KEYS = (
-    Param("size", "int", "Number of input features.", None, 1),
+    Param("size", "int", "Number of input features.", None, 1, maximum=MAX_SIZE),
     Param(
         "encoding",
         "choice",
@@ -44,12 +45,12 @@ INPUT_KEYS = (
 )
 HIDDEN_KEYS = (
     Param("name", "string", "Layer name used by connections.", None),
-    Param("size", "int", "Number of nodes.", None, 1),
+    Param("size", "int", "Number of nodes.", None, 1, maximum=MAX_SIZE),
     Param("amplifier", "string", "Amplifier device after each node (optional).", None),
     Param("bias", "string", "Current-source device into each node (optional).", None),
 )
 OUTPUT_KEYS = (
-    Param("size", "int", "Number of outputs (classes).", None, 1),
+    Param("size", "int", "Number of outputs (classes).", None, 1, maximum=MAX_SIZE),
     Param(
         "readout",
         "choice",
@@ -221,25 +222,43 @@ class Locator:
         arrays: dict[KeyPath, int] = {}
         table: KeyPath = ()
         depth = 0  # bracket depth of a multi-line value: its inner lines hold no keys
+        value: KeyPath | None = None  # key of the value being read, whose items are located
+        item = 0
         for number, raw in enumerate(text.splitlines(), 1):
             line = _strip_strings(raw)
+            segment = line
             if depth == 0:
                 header = _HEADER.match(line)
                 if header:
                     names = _split_dotted(raw[raw.index("[") :].strip("[] \t").split("#")[0])
                     table = self._resolve(names, arrays)
                     if header.group(1) == "[[":
+                        self._lines.setdefault(table, number)  # the array: its first entry
                         index = arrays.get(table, -1) + 1
                         arrays[table] = index
                         table = (*table, index)
                     self._lines.setdefault(table, number)
                     continue
                 assign = _ASSIGN.match(raw)
+                value, item = None, 0
                 if assign:
-                    self._lines.setdefault((*table, *_split_dotted(assign.group(1))), number)
-            depth = max(
-                0, depth + sum(line.count(c) for c in "[{") - sum(line.count(c) for c in "]}")
-            )
+                    value = (*table, *_split_dotted(assign.group(1)))
+                    self._lines.setdefault(value, number)
+                    segment = line.split("=", 1)[-1]
+            for char in segment:  # items of an array: the line each one starts on
+                if char in "[{":
+                    if depth == 0 and char == "{":
+                        value = None  # an inline table: its keys share its line
+                    if depth == 1 and value is not None:
+                        self._lines.setdefault((*value, item), number)
+                    depth += 1
+                elif char in "]}":
+                    depth = max(0, depth - 1)
+                elif depth == 1 and value is not None:
+                    if char == ",":
+                        item += 1
+                    elif not char.isspace():
+                        self._lines.setdefault((*value, item), number)
 
     @staticmethod
     def _resolve(names: tuple[str, ...], arrays: dict[KeyPath, int]) -> KeyPath:
@@ -391,6 +410,10 @@ def _build(data: Mapping, rd: _Reader, path: str, locator: Locator) -> CircuitSp
             (netlist[0],), f"a circuit is either layered ([{layered[0]}]) or a netlist, not both"
         )
     if netlist:
+        if "rails" in data:
+            raise rd.error(
+                ("rails",), "[rails] belong to the layered form; in a netlist, use vsource elements"
+            )
         spec.netlist = _netlist(data, rd)
     elif layered:
         _layered(data, rd, spec)
@@ -458,6 +481,11 @@ def _rails(table: object, rd: _Reader) -> dict[str, float]:
     for name, value in table.items():
         if name in GROUND_NAMES:
             raise rd.error(("rails", name), "ground is always 0 V and cannot be a rail")
+        if name == SELF:
+            raise rd.error(
+                ("rails", name),
+                f'"{SELF}" names the layer node in diode lists; it cannot be a rail',
+            )
         try:
             out[name] = float(volt.coerce(value))
         except ValueError as exc:
