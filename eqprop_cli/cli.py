@@ -204,7 +204,11 @@ def solve_command(
         raise EqpropError(
             f"{circuit}: the circuit has {network.n_features} inputs; give them with --input"
         )
-    inputs = read_inputs(input, network.n_features) if input is not None else np.zeros((1, 0))
+    inputs = (
+        read_inputs(input, network.n_features, str(circuit))
+        if input is not None
+        else np.zeros((1, 0))
+    )
     eq = solve(
         network,
         inputs,
@@ -276,10 +280,10 @@ def export(
     Example: eqprop export circuits/kendall2020-mnist.toml --input x.npy -o mnist.cir
     """
     if format != "spice":
-        raise EqpropError(f'unknown format "{format}"; expected: spice')
+        raise EqpropError(f'--format "{format}" is not a known format; expected: spice')
     network = _load(circuit)
     inputs = (
-        read_inputs(input, network.n_features)
+        read_inputs(input, network.n_features, str(circuit))
         if input is not None
         else np.zeros((1, network.n_features))
     )

@@ -11,7 +11,7 @@ import numpy as np
 from .errors import InputError
 
 
-def read_inputs(text: str, n_features: int) -> np.ndarray:
+def read_inputs(text: str, n_features: int, circuit: str = "the circuit") -> np.ndarray:
     """Input vectors (batch, features) from a .npy or .csv file or a comma list "0.1,0.5"."""
     path = Path(text)
     if path.suffix.lower() in (".npy", ".csv", ".txt") or path.exists():
@@ -36,7 +36,7 @@ def read_inputs(text: str, n_features: int) -> np.ndarray:
         data = data.reshape(1, -1)
     if data.ndim != 2 or data.shape[1] != n_features:
         raise InputError(
-            f"{text}: the circuit takes {n_features} input feature(s) per vector; got shape {data.shape}"
+            f"--input {text}: {circuit} takes {n_features} input feature(s) per vector; got shape {data.shape}"
         )
     if not np.all(np.isfinite(data)):
         raise InputError(f"{text}: input vectors contain NaN or infinite values")

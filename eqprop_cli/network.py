@@ -180,17 +180,17 @@ class Network:
         self.node_coef[free] = 1.0
         self.var_node = np.array(free, dtype=int)
 
-        def resolve(node: int) -> tuple[int, float]:
-            if self.node_var[node] >= 0:
-                return int(self.node_var[node]), float(self.node_coef[node])
-            amp = drive[node]
-            var, coef = resolve(amp.source)
-            self.node_var[node] = var
-            self.node_coef[node] = coef * amp.device.params["gain"]
-            return var, self.node_coef[node]
-
-        for node in drive:
-            resolve(node)
+        for node in drive:  # walk up each chain to a resolved node, then back down
+            chain = []
+            while self.node_var[node] < 0:
+                chain.append(node)
+                node = drive[node].source
+            for target in reversed(chain):
+                source = drive[target].source
+                self.node_var[target] = self.node_var[source]
+                self.node_coef[target] = (
+                    self.node_coef[source] * drive[target].device.params["gain"]
+                )
         self.n_vars = len(free)
         self.var_weight = self.node_weight[self.var_node] if self.n_vars else np.zeros(0)
 
@@ -264,7 +264,9 @@ class Network:
             S, c = self.fixed_gain, self.fixed_const
             K = q.K if isinstance(q.K, np.ndarray) else q.K.toarray()
             SK = np.asarray(S @ K)
-            A = sp.diags(q.fixed_diag) + q.fixed_laplacian  # const(F) = 1/2 F A F - F fc
+            A = (
+                sp.diags(q.fixed_diag.astype(float)) + q.fixed_laplacian
+            )  # const(F) = 1/2 F A F - F fc
             M = (S @ A @ S.T).tocsr()
             m = S @ (A @ c) - S @ q.fixed_current
             m0 = 0.5 * c @ (A @ c) - c @ q.fixed_current
@@ -415,6 +417,20 @@ class Network:
         np.add.at(out, (slice(None), minus), cur)
         return out
 
+    def _chain_depth(self) -> np.ndarray:
+        """Per amplifier: how many amplifiers precede it in a direct chain (input driven by one)."""
+        driver = {amp.target: k for k, amp in enumerate(self.amplifiers)}
+        depth = np.full(len(self.amplifiers), -1)
+        for k in range(len(self.amplifiers)):
+            chain = [k]
+            while depth[chain[-1]] < 0 and self.amplifiers[chain[-1]].source in driver:
+                chain.append(driver[self.amplifiers[chain[-1]].source])
+            base = depth[chain[-1]] if depth[chain[-1]] >= 0 else 0
+            for step, link in enumerate(reversed(chain)):
+                if depth[link] < 0:
+                    depth[link] = base + step
+        return depth
+
     def kcl_residual(self, V: np.ndarray, clamp_tol: float = 1e-9) -> np.ndarray:
         """Net current (A) at every node that the circuit's own devices must balance.
 
@@ -427,13 +443,9 @@ class Network:
         V = np.atleast_2d(V)
         out = self.branch_currents(V)
         clamps = [d for d in self.diodes if d.model.hard]
-        driver = {amp.target: amp for amp in self.amplifiers}
-
-        def depth(amp) -> int:
-            return 0 if amp.source not in driver else 1 + depth(driver[amp.source])
-
         # the end of a direct chain first, so chains pass their currents back
-        for amp in sorted(self.amplifiers, key=depth, reverse=True):
+        for k in np.argsort(-self._chain_depth(), kind="stable"):
+            amp = self.amplifiers[k]
             _absorb_clamps(out, V, clamps, clamp_tol, amp.target)
             out[:, amp.source] += out[:, amp.target] / amp.device.params["gain"]
             out[:, amp.target] = 0.0

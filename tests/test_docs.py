@@ -194,9 +194,10 @@ def test_every_device_kind_and_choice_is_documented():
 def test_si_prefixes_are_documented():
     text = page("eqprop-circuit.5")
     body = sections(text, "SH")["VALUES AND UNITS"]
-    for prefix in (p for p in PREFIXES if p != "µ"):
+    for prefix in (p for p in PREFIXES if p not in "µμ"):
         assert re.search(rf"^\.B {prefix}$", body, flags=re.M), prefix
     assert "\\(mc" in body  # the micro sign
+    assert "\\[*m]" in body  # Greek mu
     assert '"inf"' in body
 
 

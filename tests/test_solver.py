@@ -195,3 +195,25 @@ def test_mnist_circuits_layered_and_newton_agree():
         assert a.success and b.success
         assert np.abs(a.voltages - b.voltages).max() <= 1e-7
         assert np.abs(net.kcl_residual(a.voltages)).max() <= 1e-11
+
+
+@pytest.mark.parametrize("method", ["layered", "newton"])
+def test_direct_amplifier_chain_passes_current_back(method):
+    devices = (
+        '[devices.g1]\ntype = "resistor"\ng = "1m"\n[devices.g3]\ntype = "resistor"\ng = "2m"\n'
+        '[devices.a1]\ntype = "amplifier"\ngain = 3.0\n[devices.a2]\ntype = "amplifier"\ngain = 0.5\n'
+    )
+    elements = [
+        ("R1", "g1", "x", "h"),
+        ("R2", "g1", "h", "gnd"),
+        ("A1", "a1", "h", "a"),  # a second amplifier senses the first one's output
+        ("A2", "a2", "a", "b"),
+        ("R3", "g3", "b", "o"),
+        ("R4", "g3", "o", "gnd"),
+    ]
+    net = network(chain(elements, devices))
+    eq = solve(net, np.array([[1.0]]), method=method, tol=1e-16)
+    h = 1e-3 / (2e-3 + 1e-3)  # G1 / (G1 + G2 + G3 G4 / (G3 + G4)); the gains cancel
+    np.testing.assert_allclose(voltage(net, eq, "h"), h, atol=1e-12)
+    np.testing.assert_allclose(voltage(net, eq, "b"), 1.5 * h, atol=1e-12)
+    assert np.abs(net.kcl_residual(eq.voltages)).max() <= 1e-15
