@@ -608,7 +608,9 @@ def test_solve_reports_circuit_errors_too(tmp_path):
 def test_export_with_an_unknown_format(tmp_path):
     path = write(tmp_path, NETLIST)
     assert_user_error(
-        invoke("export", path, "--format", "verilog"), '--format "verilog" is not a known format', "spice"
+        invoke("export", path, "--format", "verilog"),
+        '--format "verilog" is not a known format',
+        "spice",
     )
 
 
