@@ -35,6 +35,12 @@ class ResistorSet:
     def count(self) -> int:
         return int(self.g.size)
 
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """The two nodes of every resistor, in the order of ``g.ravel()``."""
+        if self.dense:
+            return np.repeat(self.rows, len(self.cols)), np.tile(self.cols, len(self.rows))
+        return self.rows, self.cols
+
 
 @dataclass
 class DiodeSet:
@@ -544,39 +550,41 @@ def _check_outputs(graph: Graph) -> None:
 
 def _check_dc_paths(graph: Graph) -> None:
     """Every free node must reach a fixed potential through resistors, Shockley diodes or amplifiers."""
-    import scipy.sparse as sp
-    from scipy.sparse.csgraph import connected_components
 
     n = len(graph.nodes)
-    a, b = [], []
-    for r in graph.resistors:
-        rows, cols = (
-            (np.repeat(r.rows, len(r.cols)), np.tile(r.cols, len(r.rows)))
-            if r.dense
-            else (r.rows, r.cols)
-        )
-        a.append(rows)
-        b.append(cols)
-    for d in graph.diodes:
-        if d.device.params["model"] == "shockley":
-            a.append(d.anode)
-            b.append(d.cathode)
-    a.append(np.array([amp.source for amp in graph.amplifiers], dtype=int))
-    b.append(np.array([amp.target for amp in graph.amplifiers], dtype=int))
-    held = fixed_nodes(graph)
-    anchors = np.array([0, *held], dtype=int)
-    a.append(np.zeros(len(anchors), dtype=int))
-    b.append(anchors)
-    a, b = np.concatenate(a).astype(int), np.concatenate(b).astype(int)
-    adj = sp.coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
-    _, labels = connected_components(adj, directed=False)
+    links = [r.pairs() for r in graph.resistors]
+    links += [(d.anode, d.cathode) for d in graph.diodes if d.device.params["model"] == "shockley"]
+    links.append(
+        ([amp.source for amp in graph.amplifiers], [amp.target for amp in graph.amplifiers])
+    )
+    anchors = [0, *fixed_nodes(graph)]
+    links.append((np.zeros(len(anchors), dtype=int), anchors))
+    labels = _components(n, links)
     floating = [graph.nodes[i] for i in range(n) if labels[i] != labels[0]]
     if floating:
         shown = ", ".join(f'"{f}"' for f in floating[:5]) + (" ..." if len(floating) > 5 else "")
         raise graph.spec.error(
             _node_key(graph, floating[0]),
-            f"{len(floating)} node(s) have no DC path to a fixed potential through resistors (ideal diodes and current sources do not count): {shown}",
+            f"{len(floating)} node(s) have no DC path to a fixed potential through resistors, "
+            f"Shockley diodes or amplifiers (ideal diodes and current sources do not count): {shown}",
         )
+
+
+def _components(n: int, links: list[tuple], keep: np.ndarray | None = None) -> np.ndarray:
+    """Connected-component label of each of n nodes, linked by (a, b) node arrays.
+
+    With ``keep`` (a mask over nodes), only links between kept nodes count.
+    """
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    a = np.concatenate([np.asarray(x, dtype=int) for x, _ in links]) if links else np.zeros(0, int)
+    b = np.concatenate([np.asarray(y, dtype=int) for _, y in links]) if links else np.zeros(0, int)
+    if keep is not None:
+        mask = keep[a] & keep[b]
+        a, b = a[mask], b[mask]
+    adj = sp.coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
+    return connected_components(adj, directed=False)[1]
 
 
 def _node_key(graph: Graph, name: str) -> KeyPath:
@@ -598,33 +606,16 @@ def check_amplifier_stages(graph: Graph) -> dict[int, float]:
     only through that amplifier (or ones of consistent gain); else there is no
     energy function and equilibrium propagation does not apply.
     """
-    import scipy.sparse as sp
-    from scipy.sparse.csgraph import connected_components
 
     held = fixed_nodes(graph)
     n = len(graph.nodes)
     free = np.ones(n, dtype=bool)
     free[0] = False
     free[list(held)] = False
-    a, b = [], []
-    for r in graph.resistors:
-        rows, cols = (
-            (np.repeat(r.rows, len(r.cols)), np.tile(r.cols, len(r.rows)))
-            if r.dense
-            else (r.rows, r.cols)
-        )
-        a.append(rows)
-        b.append(cols)
-    for d in graph.diodes:
-        a.append(d.anode)
-        b.append(d.cathode)
-    for s in graph.isources:
-        a.append(s.plus)
-        b.append(s.minus)
-    a, b = (np.concatenate(x).astype(int) if x else np.zeros(0, int) for x in (a, b))
-    keep = free[a] & free[b]
-    adj = sp.coo_matrix((np.ones(keep.sum()), (a[keep], b[keep])), shape=(n, n))
-    _, comp = connected_components(adj, directed=False)
+    links = [r.pairs() for r in graph.resistors]
+    links += [(d.anode, d.cathode) for d in graph.diodes]
+    links += [(s.plus, s.minus) for s in graph.isources]
+    comp = _components(n, links, keep=free)
     weight: dict[int, float] = {}
     incoming: dict[int, list[tuple[int, float, Amplifier]]] = {}
     for amp in graph.amplifiers:

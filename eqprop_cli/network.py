@@ -281,12 +281,9 @@ class Network:
         """All resistors as (a, b, g) arrays."""
         a, b, g = [], [], []
         for r, cond in zip(self.resistors, self.g, strict=True):
-            if r.dense:
-                a.append(np.repeat(r.rows, len(r.cols)))
-                b.append(np.tile(r.cols, len(r.rows)))
-            else:
-                a.append(r.rows)
-                b.append(r.cols)
+            rows, cols = r.pairs()
+            a.append(rows)
+            b.append(cols)
             g.append(cond.ravel())
         if not a:
             return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
