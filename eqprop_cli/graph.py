@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
 
 from .params import DEVICE_KINDS
 from .spec import GROUND_NAMES, SELF, CircuitSpec, DeviceSpec, KeyPath
@@ -575,9 +577,6 @@ def _components(n: int, links: list[tuple], keep: np.ndarray | None = None) -> n
 
     With ``keep`` (a mask over nodes), only links between kept nodes count.
     """
-    import scipy.sparse as sp
-    from scipy.sparse.csgraph import connected_components
-
     a = np.concatenate([np.asarray(x, dtype=int) for x, _ in links]) if links else np.zeros(0, int)
     b = np.concatenate([np.asarray(y, dtype=int) for _, y in links]) if links else np.zeros(0, int)
     if keep is not None:
