@@ -217,3 +217,23 @@ def test_direct_amplifier_chain_passes_current_back(method):
     np.testing.assert_allclose(voltage(net, eq, "h"), h, atol=1e-12)
     np.testing.assert_allclose(voltage(net, eq, "b"), 1.5 * h, atol=1e-12)
     assert np.abs(net.kcl_residual(eq.voltages)).max() <= 1e-15
+
+
+def test_new_conductances_take_effect():
+    text, n = rc.layered(4, "shockley")
+    net = network(text)
+    inputs = np.random.default_rng(2).uniform(-1, 1, (3, n))
+    before = solve(net, inputs, tol=1e-14).voltages
+    scaled = [2.5 * g for g in net.g]
+    net.set_conductances(scaled)  # the cached linear terms must follow
+    after = solve(net, inputs, tol=1e-14)
+    fresh = network(text)
+    fresh.g = [g.copy() for g in scaled]
+    expected = solve(fresh, inputs, tol=1e-14).voltages
+    np.testing.assert_allclose(after.voltages, expected, atol=1e-12)
+    assert (
+        np.abs(after.voltages - before).max() > 1e-6
+    )  # diodes (and biases) do not scale with them
+    assert np.abs(net.kcl_residual(after.voltages)).max() <= 1e-12
+    with pytest.raises(ValueError, match="match the resistor sets"):
+        net.set_conductances(scaled[:-1])
