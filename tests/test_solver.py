@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import randomcircuits as rc
@@ -237,3 +239,15 @@ def test_new_conductances_take_effect():
     assert np.abs(net.kcl_residual(after.voltages)).max() <= 1e-12
     with pytest.raises(ValueError, match="match the resistor sets"):
         net.set_conductances(scaled[:-1])
+
+
+@pytest.mark.parametrize("diode", ["shockley", "ideal", "clamp"])
+def test_layered_sweeps_decrease_the_energy_monotonically(diode):
+    text, n = rc.layered(7, diode)
+    net = network(text)
+    inputs = np.random.default_rng(7).uniform(-1.5, 1.5, (4, n))
+    energies = [
+        solve(net, inputs, method="layered", tol=1e-30, max_iter=k).energy for k in range(1, 8)
+    ]
+    for earlier, later in itertools.pairwise(energies):
+        assert np.all(later <= earlier + 1e-15)
