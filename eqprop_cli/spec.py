@@ -358,7 +358,7 @@ TOP_KEYS = [
 ]
 
 
-def load_circuit(path: str | Path, overrides: Mapping | None = None) -> CircuitSpec:
+def load_circuit(path: str | Path) -> CircuitSpec:
     """Read and validate a circuit file; raise CircuitError naming file and line on any fault."""
     path = Path(path)
     try:
