@@ -147,8 +147,8 @@ def check(circuit: CircuitArg, as_json: JsonOpt = False) -> None:
     table = Table(title=f"{spec.name or circuit.name} ({spec.form} form)", show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    layers = " - ".join(f"{n} ({s})" for n, s in graph.layers)
-    table.add_row("layers" if spec.form == "layered" else "nodes", layers)
+    if spec.form == "layered":
+        table.add_row("layers", " - ".join(f"{n} ({s})" for n, s in graph.layers))
     table.add_row("nodes", f"{network.n_nodes} ({network.n_vars} unknowns)")
     table.add_row(
         "inputs / outputs",
