@@ -125,6 +125,8 @@ def check(circuit: CircuitArg, as_json: JsonOpt = False) -> None:
     counts["current source"] = sum(len(s.plus) for s in graph.isources)
     counts["amplifier"] = len(graph.amplifiers)
     trainable = sum(r.count for r in graph.resistors if r.device.params["trainable"])
+    # every conductance and every bias current: what a trained circuit is programmed with
+    parameters = counts["resistor"] + counts["current source"]
     solver = _solver_choice(network, spec.solver.method)
     summary = {
         "file": str(circuit),
@@ -138,7 +140,7 @@ def check(circuit: CircuitArg, as_json: JsonOpt = False) -> None:
         "readout": graph.readout,
         "elements": {k: v for k, v in counts.items() if v},
         "trainable_conductances": trainable,
-        "parameters": trainable,
+        "parameters": parameters,
         "solver": solver,
     }
     if as_json:
@@ -158,7 +160,7 @@ def check(circuit: CircuitArg, as_json: JsonOpt = False) -> None:
         if n:
             table.add_row(kind, f"{n:,}")
     table.add_row("trainable conductances", f"{trainable:,}")
-    table.add_row("parameters", f"{trainable:,}")
+    table.add_row("parameters", f"{parameters:,} (conductances and bias currents)")
     table.add_row(
         "solver", f"{solver} (method = {spec.solver.method}, tol = {spec.solver.tol:g} A)"
     )
