@@ -470,6 +470,15 @@ def _check_device(p: dict, kind: str, key: KeyPath, rd: _Reader) -> None:
                 raise rd.error(key, f'init = "{p["init"]}" needs `{name}`')
         if p["init"] == "uniform" and p["init_low"] > p["init_high"]:
             raise rd.error((*key, "init_low"), "init_low must not exceed init_high")
+        lo, hi = p["g_min"], p["g_max"]
+        inside = {"constant": ("g",), "uniform": ("init_low", "init_high")}.get(p["init"], ())
+        for name in inside:
+            if not lo <= p[name] <= hi:
+                shown = "r" if name == "g" and p["r"] is not None else name
+                raise rd.error(
+                    (*key, shown),
+                    f"{name} = {p[name]:g} S is outside the device range [g_min, g_max] = [{lo:g}, {hi:g}] S",
+                )
     if kind == "diode" and p["model"] == "ideal" and p["g_on"] == 0:
         raise rd.error((*key, "g_on"), "must be a conductance > 0 S; got 0")
 

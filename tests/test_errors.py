@@ -268,6 +268,17 @@ def test_device_conductance_outside_its_own_range(tmp_path):
     assert_circuit_error(tmp_path, text, "devices.w.g", "outside the device range")
 
 
+def test_layered_device_conductance_outside_its_range_is_an_error_too(tmp_path):
+    text = edit(LAYERED, 'g = "1m"', f'g = "1m"  {MARK}\ng_max = "0.5m"')
+    assert_circuit_error(tmp_path, text, "devices.w.g", "outside the device range")
+
+
+def test_uniform_draw_outside_the_range(tmp_path):
+    body = f'init = "uniform"\ninit_low = "0.1m"\ninit_high = "5m"  {MARK}\ng_max = "2m"'
+    text = edit(LAYERED, 'g = "1m"', body)
+    assert_circuit_error(tmp_path, text, "devices.w.init_high", "outside the device range")
+
+
 @pytest.mark.parametrize("gain", ["0", "-4", '"-1k"'])
 def test_amplifier_gain_not_positive(tmp_path, gain):
     text = edit(LAYERED, "gain = 2.0", f"gain = {gain}  {MARK}")
