@@ -207,27 +207,26 @@ def _scatter_reduce(target: np.ndarray, index: np.ndarray, values: np.ndarray, u
 
 
 class _Segments:
-    """Sums over diodes grouped by the unknown they touch: (batch, diodes) -> (batch, vars)."""
+    """Sums over diodes sorted by the unknown they touch: (batch, diodes) -> (batch, vars).
+
+    The caller lists the diodes sorted by unknown. With k diodes at every
+    unknown the sum is a reshape; otherwise a segment sum, no gather either way.
+    """
 
     def __init__(self, var: np.ndarray, n: int):
         self.n = n
-        k = len(var) // n if n else 0
-        # diodes listed layer by layer, k to a node: a reshape, no gather
-        self.tiled = k * n == len(var) and np.array_equal(var, np.tile(np.arange(n), k))
-        self.k = k
-        self.order = np.argsort(var, kind="stable")
-        sorted_var = var[self.order]
-        self.starts = np.r_[0, np.where(np.diff(sorted_var))[0] + 1]
-        self.cols = sorted_var[self.starts]
+        self.k = len(var) // n if n else 0
+        self.regular = self.k * n == len(var) and np.array_equal(
+            var, np.repeat(np.arange(n), self.k)
+        )
+        self.starts = np.r_[0, np.where(np.diff(var))[0] + 1]
+        self.cols = var[self.starts]
 
     def sum(self, values: np.ndarray) -> np.ndarray:
-        if self.tiled:
-            return values.reshape(values.shape[0], self.k, self.n).sum(axis=1)
-        summed = np.add.reduceat(values[:, self.order], self.starts, axis=1)
-        if np.array_equal(self.cols, np.arange(self.n)):
-            return summed
+        if self.regular:
+            return values.reshape(values.shape[0], self.n, self.k).sum(axis=2)
         out = np.zeros((values.shape[0], self.n))
-        out[:, self.cols] = summed
+        out[:, self.cols] = np.add.reduceat(values, self.starts, axis=1)
         return out
 
 
@@ -330,46 +329,34 @@ class _Block:
         self.weight = problem.network.var_weight[idx]
         local = np.full(problem.network.n_vars, -1)
         local[idx] = np.arange(len(idx))
-        self.terms = []
-        var, zero = [], []
+        self.terms = []  # per diode model: its diodes touching this class, sorted by unknown
+        self.zmin = np.full(self.r.shape, np.inf)
+        self.zmax = np.full(self.r.shape, -np.inf)
         for t in problem.terms:
             mine = np.where((t.var >= 0) & (local[np.maximum(t.var, 0)] >= 0))[0]
             if len(mine) == 0:
                 continue
+            mine = mine[np.argsort(local[t.var[mine]], kind="stable")]
             v = local[t.var[mine]]
-            coef, u = t.coef[mine], t.u[:, mine]
-            self.terms.append(
-                (t.model, v, coef, u, t.weight[mine] * coef, t.weight[mine] * coef**2)
-            )
-            var.append(v)
-            zero.append((t.model.zero_current_voltage - u) / coef)  # x where it carries no current
-        self.segments = _Segments(np.concatenate(var), len(idx)) if var else None
-        if var:  # where every diode of an unknown carries no current: a bracket end
-            zero = np.concatenate(zero, axis=1)
-            self.zmin = np.full(self.r.shape, np.inf)
-            self.zmax = np.full(self.r.shape, -np.inf)
-            all_var = np.concatenate(var)
-            _scatter_reduce(self.zmin, all_var, zero, np.minimum)
-            _scatter_reduce(self.zmax, all_var, zero, np.maximum)
+            coef, u, w = t.coef[mine], t.u[:, mine], t.weight[mine]
+            self.terms.append((t.model, v, coef, u, w * coef, w * coef**2, _Segments(v, len(idx))))
+            # where a diode carries no current: the bracket of each root spans these
+            zero = (t.model.zero_current_voltage - u) / coef
+            _scatter_reduce(self.zmin, v, zero, np.minimum)
+            _scatter_reduce(self.zmax, v, zero, np.maximum)
 
     def derivative(self, x: np.ndarray, b: np.ndarray, second: bool = False):
         """First (and second) derivative of the 1-D energies at x."""
-        current, slope = [], []
-        for model, var, coef, u, wc, wc2 in self.terms:
+        f1 = self.a * x - b
+        f2 = np.broadcast_to(self.a, x.shape).copy() if second else None
+        for model, var, coef, u, wc, wc2, segments in self.terms:
             v = x[:, var] * coef + u
             if second:
                 i, g = model.current_and_conductance(v)
-                slope.append(g * wc2)
+                f2 += segments.sum(g * wc2)
             else:
                 i = model.current(v)
-            current.append(i * wc)
-        join = (
-            (lambda parts: parts[0])
-            if len(self.terms) == 1
-            else (lambda parts: np.concatenate(parts, axis=1))
-        )
-        f1 = self.a * x - b + self.segments.sum(join(current))
-        f2 = self.a + self.segments.sum(join(slope)) if second else None
+            f1 += segments.sum(i * wc)
         return f1, f2
 
     def residual(self, x_all: np.ndarray) -> np.ndarray:
@@ -408,8 +395,10 @@ class _Block:
             hi = np.where(pos, x, hi)
             lo = np.where(pos, lo, x)
             step = x - f1 / f2
-            inside = (step > lo) & (step < hi)
-            x = np.where(inside, step, 0.5 * (lo + hi))
+            # a step onto a bracket end, give or take rounding, is a Newton step too
+            slack = 1e-9 * (hi - lo) + 4e-16 * np.abs(step)
+            inside = (step >= lo - slack) & (step <= hi + slack)
+            x = np.where(inside, np.clip(step, lo, hi), 0.5 * (lo + hi))
             if np.all(hi - lo <= 4e-16 * np.maximum(1.0, np.abs(x))):
                 break
         x_all[:, self.idx] = np.clip(x, self.lo, self.hi)
