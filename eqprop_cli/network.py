@@ -14,7 +14,7 @@ of Q and K; tests use them to check the solvers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -59,6 +59,7 @@ class Linear:
     M: sp.csr_matrix  # (features, features)
     m: np.ndarray  # (features,)
     m0: float
+    derived: dict = field(default_factory=dict)  # solver data computed from these, on demand
 
     def rhs(self, inputs: np.ndarray) -> np.ndarray:
         return inputs @ self.SK + self.r0
@@ -94,6 +95,7 @@ class Network:
         self.resistors = graph.resistors
         self.g = [r.g.astype(float).copy() for r in graph.resistors]
         self._linear: Linear | None = None
+        self.structure: dict = {}  # solver data that depends on the topology only
         self.diodes = [
             DiodeGroup(
                 diode_model(d.device.params),
@@ -251,7 +253,10 @@ class Network:
             np.shape(a) != b.shape for a, b in zip(g, self.g, strict=True)
         ):
             raise ValueError("conductances must match the resistor sets in number and shape")
-        self.g = [np.array(a, dtype=float) for a in g]
+        g = [np.array(a, dtype=float) for a in g]
+        if not all(np.all(np.isfinite(a) & (a > 0)) for a in g):
+            raise ValueError("conductances must be finite and > 0 S")
+        self.g = g
         self._linear = None
 
     def linear(self) -> Linear:

@@ -86,6 +86,26 @@ class _DiodeTerms:
     coef: np.ndarray  # dv/dx for that unknown
 
 
+def _diode_maps(network: Network) -> list[tuple[sp.csr_matrix, np.ndarray, np.ndarray]]:
+    """Per diode group, v = x @ A.T + u: A, and the one unknown (var, coef) each diode touches.
+
+    Topology only, so computed once per network. var is -1 for a diode between two unknowns.
+    """
+    if "diodes" not in network.structure:
+        maps = []
+        for d in network.diodes:
+            va, vc = network.node_var[d.anode], network.node_var[d.cathode]
+            ca, cc = network.node_coef[d.anode], network.node_coef[d.cathode]
+            rows = np.concatenate([np.where(va >= 0)[0], np.where(vc >= 0)[0]])
+            cols = np.concatenate([va[va >= 0], vc[vc >= 0]])
+            vals = np.concatenate([ca[va >= 0], -cc[vc >= 0]])
+            A = sp.csr_matrix((vals, (rows, cols)), shape=(len(d.anode), network.n_vars))
+            one = (va >= 0) != (vc >= 0)
+            maps.append((A, np.where(one, np.maximum(va, vc), -1), np.where(va >= 0, ca, -cc)))
+        network.structure["diodes"] = maps
+    return network.structure["diodes"]
+
+
 class Problem:
     """Everything a solver needs for one batch: quadratic form, diode terms, bounds."""
 
@@ -101,8 +121,11 @@ class Problem:
         self.inputs = inputs
         self.batch = inputs.shape[0]
         linear = network.linear()
-        dense = linear.Q.nnz >= 0.1 * network.n_vars**2 and network.n_vars <= 3000
-        self.Q = linear.Q.toarray() if dense else linear.Q
+        self.linear = linear
+        if "Q" not in linear.derived:  # dense when small and not sparse
+            dense = linear.Q.nnz >= 0.1 * network.n_vars**2 and network.n_vars <= 3000
+            linear.derived["Q"] = linear.Q.toarray() if dense else linear.Q
+        self.Q = linear.derived["Q"]
         self.Q_diag = linear.Q_diag
         self.r = linear.rhs(inputs)
         self.const = linear.const(inputs)
@@ -110,21 +133,14 @@ class Problem:
         self.lo = np.full((1, n), -np.inf)  # one row while no bound depends on the inputs
         self.hi = np.full((1, n), np.inf)
         self.terms: list[_DiodeTerms] = []
-        for d in network.diodes:
-            va, vc = network.node_var[d.anode], network.node_var[d.cathode]
-            ca, cc = network.node_coef[d.anode], network.node_coef[d.cathode]
+        for d, (A, var, coef) in zip(network.diodes, _diode_maps(network), strict=True):
             u = self._fixed_part(d.anode) - self._fixed_part(d.cathode)
             if d.model.hard:
+                va, vc = network.node_var[d.anode], network.node_var[d.cathode]
+                ca, cc = network.node_coef[d.anode], network.node_coef[d.cathode]
                 self._add_bounds(d.model.threshold, va, vc, ca, cc, u)
-                continue
-            rows = np.concatenate([np.where(va >= 0)[0], np.where(vc >= 0)[0]])
-            cols = np.concatenate([va[va >= 0], vc[vc >= 0]])
-            vals = np.concatenate([ca[va >= 0], -cc[vc >= 0]])
-            A = sp.csr_matrix((vals, (rows, cols)), shape=(len(d.anode), n))
-            one = (va >= 0) != (vc >= 0)
-            var = np.where(one, np.maximum(va, vc), -1)
-            coef = np.where(va >= 0, ca, -cc)
-            self.terms.append(_DiodeTerms(d.model, A, u, d.weight, var, coef))
+            else:
+                self.terms.append(_DiodeTerms(d.model, A, u, d.weight, var, coef))
         if np.any(self.lo > self.hi):
             raise InputError(
                 "hard-clamp diodes leave no feasible voltage at some node for these inputs"
@@ -279,7 +295,16 @@ def layered_reason(network: Network) -> str:
 
 
 def layered_classes(network: Network, problem: Problem) -> tuple[np.ndarray, np.ndarray] | None:
-    """The two classes of a bipartite coupling graph, or None when the circuit is not layered."""
+    """The two classes of a bipartite coupling graph, or None when the circuit is not layered.
+
+    Topology only (conductances stay > 0), so computed once per network.
+    """
+    if "classes" not in network.structure:
+        network.structure["classes"] = _two_classes(network, problem)
+    return network.structure["classes"]
+
+
+def _two_classes(network: Network, problem: Problem) -> tuple[np.ndarray, np.ndarray] | None:
     n = network.n_vars
     Q = sp.coo_matrix(problem.Q)
     diag = problem.Q_diag
@@ -310,38 +335,43 @@ def layered_classes(network: Network, problem: Problem) -> tuple[np.ndarray, np.
 class _Block:
     """One class of unknowns: each is an independent 1-D convex problem given the other class."""
 
-    def __init__(self, problem: Problem, idx: np.ndarray, other: np.ndarray):
+    def __init__(self, problem: Problem, classes, k: int):
+        network = problem.network
+        idx, other = classes[k], classes[1 - k]
+        plans = network.structure.setdefault("blocks", {})
+        if k not in plans:  # topology: which diodes touch this class, sorted by unknown
+            local = np.full(network.n_vars, -1)
+            local[idx] = np.arange(len(idx))
+            plan = []
+            for g, t in enumerate(problem.terms):
+                mine = np.where((t.var >= 0) & (local[np.maximum(t.var, 0)] >= 0))[0]
+                if len(mine):
+                    mine = mine[np.argsort(local[t.var[mine]], kind="stable")]
+                    v = local[t.var[mine]]
+                    w, coef = t.weight[mine], t.coef[mine]
+                    plan.append((g, mine, v, coef, w * coef, w * coef**2, _Segments(v, len(idx))))
+            plans[k] = plan
+        derived = problem.linear.derived.setdefault("blocks", {})
+        if k not in derived:  # conductances: diagonal and coupling to the other class
+            Q = problem.Q
+            Qc = Q[np.ix_(other, idx)] if isinstance(Q, np.ndarray) else Q[other][:, idx]
+            if sp.issparse(Qc) and Qc.shape[0] * Qc.shape[1] <= 4_000_000:
+                Qc = Qc.toarray()
+            a = problem.Q_diag[idx]
+            derived[k] = (a, a / network.var_weight[idx], Qc)
+        self.a, self.a_over_w, self.Q_oc = derived[k]
         self.idx, self.other = _as_slice(idx), _as_slice(other)
-        self.a_over_w = problem.Q_diag[idx] / problem.network.var_weight[idx]
-        Qc = (
-            problem.Q[np.ix_(other, idx)]
-            if isinstance(problem.Q, np.ndarray)
-            else problem.Q[other][:, idx]
-        )
-        self.Q_oc = (
-            Qc
-            if isinstance(Qc, np.ndarray) or Qc.shape[0] * Qc.shape[1] > 4_000_000
-            else Qc.toarray()
-        )
-        self.a = problem.Q_diag[idx]
+        self.weight = network.var_weight[idx]
         self.r = problem.r[:, idx]
         self.lo, self.hi = problem.lo[:, idx], problem.hi[:, idx]
-        self.weight = problem.network.var_weight[idx]
-        local = np.full(problem.network.n_vars, -1)
-        local[idx] = np.arange(len(idx))
-        self.terms = []  # per diode model: its diodes touching this class, sorted by unknown
+        self.terms = []
         self.zmin = np.full(self.r.shape, np.inf)
         self.zmax = np.full(self.r.shape, -np.inf)
-        for t in problem.terms:
-            mine = np.where((t.var >= 0) & (local[np.maximum(t.var, 0)] >= 0))[0]
-            if len(mine) == 0:
-                continue
-            mine = mine[np.argsort(local[t.var[mine]], kind="stable")]
-            v = local[t.var[mine]]
-            coef, u, w = t.coef[mine], t.u[:, mine], t.weight[mine]
-            self.terms.append((t.model, v, coef, u, w * coef, w * coef**2, _Segments(v, len(idx))))
+        for g, mine, v, coef, wc, wc2, segments in plans[k]:
+            model, u = problem.terms[g].model, problem.terms[g].u[:, mine]
+            self.terms.append((model, v, coef, u, wc, wc2, segments))
             # where a diode carries no current: the bracket of each root spans these
-            zero = (t.model.zero_current_voltage - u) / coef
+            zero = (model.zero_current_voltage - u) / coef
             _scatter_reduce(self.zmin, v, zero, np.minimum)
             _scatter_reduce(self.zmax, v, zero, np.maximum)
 
@@ -406,7 +436,7 @@ class _Block:
 
 
 def _layered(problem: Problem, x: np.ndarray, classes, tol: float, max_iter: int) -> Equilibrium:
-    blocks = [_Block(problem, classes[0], classes[1]), _Block(problem, classes[1], classes[0])]
+    blocks = [_Block(problem, classes, 0), _Block(problem, classes, 1)]
     sweeps = 0
     residual0 = None
     while sweeps < max_iter:
