@@ -7,6 +7,7 @@ the exported netlist of one image, timed as a whole process, its largest
 node-voltage difference from ours, and the speed ratio.
 
     python benchmarks/solve_speed.py                  # all circuits, batch 1000
+    (also the time of one call at batch 1, 4 and 32: the sizes training uses)
     python benchmarks/solve_speed.py --batch 100 --circuits circuits/xor.toml --no-ngspice
 """
 
@@ -134,6 +135,12 @@ def main() -> None:
             "peak_mib": peak_memory(network, x, args.tol),
             "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
+        for small in (1, 4, 32):  # latency of one call at training-size batches
+            calls = [x[i : i + small] for i in range(0, min(len(x), 64 * small), small)]
+            start = time.perf_counter()
+            for chunk in calls:
+                solve(network, chunk, tol=args.tol)
+            row[f"ms_per_call_batch_{small}"] = (time.perf_counter() - start) / len(calls) * 1e3
         if not args.no_ngspice and path in args.ngspice_circuits and shutil.which("ngspice"):
             seconds, diff = ngspice_op(network, x[0], eq.voltages[0])
             row.update(
@@ -144,6 +151,11 @@ def main() -> None:
             f"{path}: {row['method']} ({row['iterations']} sweeps), {row['us_per_sample']:.1f} us/sample "
             f"({row['us_per_sample_all_voltages']:.1f} with all node voltages; the input matrix "
             f"product alone {row['us_per_sample_input_matmul']:.1f}), peak {row['peak_mib']:.0f} MiB"
+        )
+        text += (
+            "; per call at batch 1/4/32: "
+            + "/".join(f"{row[f'ms_per_call_batch_{k}']:.2f}" for k in (1, 4, 32))
+            + " ms"
         )
         if "ngspice_s" in row:
             text += (
