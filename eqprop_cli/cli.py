@@ -23,7 +23,7 @@ from rich.table import Table
 from . import __version__
 from .errors import EqpropError
 from .graph import compile_circuit
-from .io import read_inputs, write_atomic
+from .io import read_inputs, write_atomic, write_voltages
 from .network import Network
 from .solve import METHODS, Problem, layered_classes, solve
 from .spec import load_circuit
@@ -39,8 +39,9 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+TABLE_SAMPLES = 4  # input vectors shown as table columns (80-column terminals)
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages stay one line, for logs and pipes
 
 CircuitArg = Annotated[
     Path, typer.Argument(help="Circuit file (TOML), see eqprop-circuit(5).", show_default=False)
@@ -186,6 +187,14 @@ def solve_command(
         str, typer.Option(help="Show only nodes whose names match this glob, e.g. 'out*'.")
     ] = "*",
     as_json: JsonOpt = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the voltages (samples x shown nodes) to a .npy or .csv file instead.",
+        ),
+    ] = None,
 ) -> None:
     """DC operating point for one or more input vectors.
 
@@ -196,6 +205,8 @@ def solve_command(
 
     Example: eqprop solve circuits/xor.toml --input 1,0 --json
     """
+    if output is not None and output.suffix.lower() not in (".npy", ".csv"):
+        raise EqpropError(f"--output {output}: expected a .npy or .csv file name")
     if tol is not None and not tol > 0:
         raise EqpropError(f"--tol must be a current > 0 A; got {tol:g}")
     if max_iter is not None and max_iter < 1:
@@ -222,6 +233,13 @@ def solve_command(
     outputs = eq.outputs()
     if not eq.success:
         err.print(f"[yellow]warning:[/] {escape(eq.message)}")
+    if output is not None:
+        write_voltages(output, eq.voltages[:, shown], [network.node_names[i] for i in shown])
+        err.print(
+            f"wrote {output}: {len(inputs)} sample(s) x {len(shown)} node(s); {eq.method} solver, "
+            f"{eq.iterations} iterations, {int(eq.converged.sum())} of {len(inputs)} converged"
+        )
+        return
     if as_json:
         samples = [
             {
@@ -237,15 +255,18 @@ def solve_command(
         doc.update(samples[0] if len(samples) == 1 else {"samples": samples})
         print(json.dumps(doc, indent=2))
         return
+    columns = min(len(inputs), TABLE_SAMPLES)
     table = Table(title="node voltages (V)")
     table.add_column("node")
-    for b in range(len(inputs)):
+    for b in range(columns):
         table.add_column(f"input {b}" if len(inputs) > 1 else "V", justify="right")
     for i in shown:
-        table.add_row(network.node_names[i], *(f"{v:.9g}" for v in eq.voltages[:, i]))
+        table.add_row(network.node_names[i], *(f"{v:.9g}" for v in eq.voltages[:columns, i]))
     out.print(table)
+    if columns < len(inputs):
+        out.print(f"(the first {columns} of {len(inputs)} inputs; --output or --json give all)")
     out.print(f"{eq.method} solver, {eq.iterations} iterations")
-    for b in range(len(inputs)):
+    for b in range(columns):
         label = f"input {b}: " if len(inputs) > 1 else ""
         out.print(
             f"{label}outputs {np.array2string(outputs[b], precision=6)}\n"

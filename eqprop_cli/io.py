@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -65,3 +66,17 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_voltages(path: str | Path, voltages: np.ndarray, names: list[str]) -> None:
+    """Node voltages (samples x nodes) as .npy, or as .csv with node names as the header."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(voltages, dtype=float))
+        write_atomic(path, buffer.getvalue())
+        return
+    text = io.StringIO()
+    text.write(",".join(names) + "\n")
+    np.savetxt(text, voltages, delimiter=",", fmt="%.17g")
+    write_atomic(path, text.getvalue())

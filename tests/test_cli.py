@@ -149,3 +149,34 @@ def test_exported_file_follows_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "x.cir").stat().st_mode & 0o777 == 0o644
+
+
+def test_solve_writes_voltages_to_npy_and_csv(tmp_path):
+    x = np.random.default_rng(3).random((6, 2))
+    np.save(tmp_path / "x.npy", x)
+    network = load_network(XOR)
+    expected = solve(network, x, tol=1e-10).voltages
+    result = run("solve", XOR, "-i", str(tmp_path / "x.npy"), "-o", str(tmp_path / "v.npy"))
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "6 sample(s) x 10 node(s)" in result.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "v.npy"), expected)
+    result = run(
+        "solve", XOR, "-i", str(tmp_path / "x.npy"), "-o", str(tmp_path / "v.csv"), "--nodes", "y*"
+    )
+    assert result.exit_code == 0
+    lines = (tmp_path / "v.csv").read_text().splitlines()
+    assert lines[0] == "y0,y1"
+    ys = [network.node_names.index("y0"), network.node_names.index("y1")]
+    np.testing.assert_array_equal(
+        np.loadtxt(lines[1:], delimiter=","), expected[:, ys]
+    )  # every bit
+    result = run("solve", XOR, "-i", "1,0", "-o", str(tmp_path / "v.txt"))
+    assert result.exit_code == 2 and ".npy or .csv" in result.stderr
+
+
+def test_solve_table_shows_at_most_four_inputs(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((6, 2)))
+    result = run("solve", XOR, "-i", str(tmp_path / "x.npy"), "--nodes", "y*")
+    assert result.exit_code == 0
+    assert "input 3" in result.stdout and "input 4" not in result.stdout
+    assert "the first 4 of 6 inputs" in result.stdout
