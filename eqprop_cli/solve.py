@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order
-from scipy.sparse.linalg import spsolve
+from scipy.sparse.linalg import splu
 
 from .errors import InputError
 from .network import Network
@@ -499,7 +499,9 @@ def _newton(problem: Problem, x: np.ndarray, tol: float, max_iter: int) -> Equil
         keep_rc = np.concatenate([keep[rows[: -B * n]] * keep[cols[: -B * n]], np.ones(B * n)])
         H = sp.csc_matrix((data * keep_rc, (rows, cols)), shape=(B * n, B * n))
         rhs = np.where(active, 0.0, -grad).ravel()
-        d = spsolve(H, rhs).reshape(B, n)
+        # symmetric positive definite: a minimum-degree ordering of H + H^T fills in least
+        lu = splu(H, permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
+        d = lu.solve(rhs).reshape(B, n)
         d[done] = 0.0
         step = np.ones(B)
         for _ in range(60):
