@@ -16,6 +16,18 @@ DIODES = {
 }
 
 
+def _resistor_device(seed: int) -> str:
+    return f"""[devices.w]
+type = "resistor"
+init = "uniform"
+init_low = "0.1m"
+init_high = "1m"
+g_min = "1u"
+g_max = "10m"
+seed = {seed}
+"""
+
+
 def _diode_device(rng: np.random.Generator, kind: str) -> str:
     return DIODES[kind].format(
         th=round(float(rng.uniform(0.0, 0.3)), 3),
@@ -37,15 +49,7 @@ def layered(
     text = f'''[circuit]
 name = "random-layered-{seed}"
 
-[devices.w]
-type = "resistor"
-init = "uniform"
-init_low = "0.1m"
-init_high = "1m"
-g_min = "1u"
-g_max = "10m"
-seed = {seed}
-
+{_resistor_device(seed)}
 [devices.d]
 {_diode_device(rng, diode)}
 [devices.amp]
@@ -101,15 +105,7 @@ def netlist(seed: int, amplifier: bool = True) -> tuple[str, int]:
     text = f'''[circuit]
 name = "random-netlist-{seed}"
 
-[devices.w]
-type = "resistor"
-init = "uniform"
-init_low = "0.1m"
-init_high = "1m"
-g_min = "1u"
-g_max = "10m"
-seed = {seed}
-
+{_resistor_device(seed)}
 [devices.amp]
 type = "amplifier"
 gain = {round(float(rng.uniform(0.5, 5.0)), 3)}
