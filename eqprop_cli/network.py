@@ -22,12 +22,10 @@ import scipy.sparse as sp
 from .devices import IdealDiode, ShockleyDiode, diode_model
 from .graph import Graph, check_amplifier_stages, fixed_nodes
 
-DENSE_LIMIT = 20_000_000  # entries: coupling matrices up to this size are kept dense
-
 
 @dataclass
 class DiodeGroup:
-    """All diodes of one model, in node and in variable terms."""
+    """All diodes of one model: their nodes, I-V model and stage weights."""
 
     model: IdealDiode | ShockleyDiode
     anode: np.ndarray
@@ -41,7 +39,7 @@ class Quadratic:
     """Linear part of the circuit in the unknowns: Q (vars x vars), K (fixed x vars), s."""
 
     Q: sp.csr_matrix
-    K: np.ndarray | sp.csr_matrix
+    K: sp.csr_matrix
     s: np.ndarray
     fixed_diag: np.ndarray  # sum of weighted conductances from each fixed node to unknowns
     fixed_laplacian: sp.csr_matrix  # between fixed nodes
@@ -267,17 +265,13 @@ class Network:
         if self._linear is None:
             q = self.quadratic()
             S, c = self.fixed_gain, self.fixed_const
-            K = q.K if isinstance(q.K, np.ndarray) else q.K.toarray()
-            SK = np.asarray(S @ K)
-            A = (
-                sp.diags(q.fixed_diag.astype(float)) + q.fixed_laplacian
-            )  # const(F) = 1/2 F A F - F fc
-            M = (S @ A @ S.T).tocsr()
+            SK = (S @ q.K).toarray()  # dense: the one big matrix product of every solve
+            A = sp.diags(q.fixed_diag.astype(float)) + q.fixed_laplacian
+            M = (S @ A @ S.T).tocsr()  # const(F) = 1/2 F A F - F fc, in terms of X
             m = S @ (A @ c) - S @ q.fixed_current
             m0 = 0.5 * c @ (A @ c) - c @ q.fixed_current
-            self._linear = Linear(
-                q.Q.tocsr(), q.Q.diagonal(), SK, c @ K + q.s, M, np.asarray(m), float(m0)
-            )
+            r0 = q.K.T @ c + q.s
+            self._linear = Linear(q.Q.tocsr(), q.Q.diagonal(), SK, r0, M, np.asarray(m), float(m0))
         return self._linear
 
     # ------------------------------------------------------------------ edges
@@ -333,8 +327,6 @@ class Network:
         k_cols = np.concatenate([va[m1], vb[m2]])
         k_vals = np.concatenate([w[m1] * ca[m1], w[m2] * cb[m2]])
         K = sp.csr_matrix((k_vals, (k_rows, k_cols)), shape=(nf, nv))
-        if nf * nv <= DENSE_LIMIT:
-            K = K.toarray()
         fixed_diag = np.bincount(
             k_rows, weights=w[np.concatenate([np.where(m1)[0], np.where(m2)[0]])], minlength=nf
         )
