@@ -462,22 +462,94 @@ def _layered(problem: Problem, x: np.ndarray, classes, tol: float, max_iter: int
 # ------------------------------------------------------------------ Newton
 
 
+class _BlockLU:
+    """Newton directions from one sparse LU of the batch's block-diagonal Hessian."""
+
+    def __init__(self, problem: Problem):
+        n, B = problem.network.n_vars, problem.batch
+        self.problem, self.n, self.B = problem, n, B
+        Qc = sp.coo_matrix(problem.Q)
+        offsets = (np.arange(B) * n)[:, None]
+        rows = [(offsets + Qc.row).ravel()]
+        cols = [(offsets + Qc.col).ravel()]
+        self.pairs = []
+        for t in problem.terms:
+            pr, pc, pd, pv = _diode_pairs(t.A)
+            self.pairs.append((t, pd, pv))
+            rows.append((offsets + pr).ravel())
+            cols.append((offsets + pc).ravel())
+        rows.append(np.arange(B * n))
+        cols.append(np.arange(B * n))
+        self.rows, self.cols = np.concatenate(rows), np.concatenate(cols)
+        self.q_data = np.tile(Qc.data, B)
+
+    def direction(self, x: np.ndarray, grad: np.ndarray, active: np.ndarray) -> np.ndarray:
+        n, B = self.n, self.B
+        keep = (~active).ravel().astype(float)
+        data = [self.q_data]
+        for t, pd, pv in self.pairs:
+            gw = t.model.conductance(_times(x, t.A.T) + t.u) * t.weight
+            data.append((gw[:, pd] * pv).ravel())
+        data.append(active.ravel().astype(float))
+        data = np.concatenate(data)
+        inner = self.rows[: -B * n], self.cols[: -B * n]
+        keep_rc = np.concatenate([keep[inner[0]] * keep[inner[1]], np.ones(B * n)])
+        H = sp.csc_matrix((data * keep_rc, (self.rows, self.cols)), shape=(B * n, B * n))
+        rhs = np.where(active, 0.0, -grad).ravel()
+        # symmetric positive definite: a minimum-degree ordering of H + H^T fills in least
+        lu = splu(H, permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
+        return lu.solve(rhs).reshape(B, n)
+
+
+class _Woodbury:
+    """Newton directions with Q factorised once: the diodes are a low-rank update per sample.
+
+    H_b = Q + U D_b U^T with U the diodes' incidence (n x k) and D_b their
+    conductances, so H_b^-1 = Q^-1 - Z (I + D_b C)^-1 D_b Z^T with Z = Q^-1 U
+    and C = U^T Z: one sparse LU for the whole solve, then k x k systems.
+    Only for circuits without hard clamps and with few diodes.
+    """
+
+    MAX_DIODES = 256
+
+    @classmethod
+    def applies(cls, problem: Problem) -> bool:
+        k = sum(t.A.shape[0] for t in problem.terms)
+        bounded = np.isfinite(problem.lo).any() or np.isfinite(problem.hi).any()
+        return not bounded and 0 < k <= min(cls.MAX_DIODES, problem.network.n_vars)
+
+    def __init__(self, problem: Problem):
+        self.problem = problem
+        self.lu = splu(
+            sp.csc_matrix(problem.Q), permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True}
+        )
+        U = sp.vstack([t.A for t in problem.terms]).T.tocsc()  # (n, k)
+        self.Z = self.lu.solve(U.toarray())
+        self.C = np.asarray(U.T @ self.Z)
+        self.U = U
+
+    def direction(self, x: np.ndarray, grad: np.ndarray, active: np.ndarray) -> np.ndarray:
+        D = np.concatenate(
+            [t.model.conductance(_times(x, t.A.T) + t.u) * t.weight for t in self.problem.terms],
+            axis=1,
+        )  # (B, k)
+        Y = self.lu.solve(-grad.T).T  # Q^-1 (-grad), (B, n)
+        UY = np.asarray((self.U.T @ Y.T).T)  # (B, k)
+        k = D.shape[1]
+        system = np.eye(k) + D[:, :, None] * self.C[None, :, :]  # I + D_b C
+        s = np.linalg.solve(system, (D * UY)[:, :, None])[:, :, 0]
+        return Y - s @ self.Z.T
+
+
 def _newton(problem: Problem, x: np.ndarray, tol: float, max_iter: int) -> Equilibrium:
-    n, B = problem.network.n_vars, problem.batch
-    Qc = sp.coo_matrix(problem.Q)
-    offsets = (np.arange(B) * n)[:, None]
-    rows = [(offsets + Qc.row).ravel()]
-    cols = [(offsets + Qc.col).ravel()]
-    pairs = []
-    for t in problem.terms:
-        pr, pc, pd, pv = _diode_pairs(t.A)
-        pairs.append((t, pd, pv))
-        rows.append((offsets + pr).ravel())
-        cols.append((offsets + pc).ravel())
-    rows.append(np.arange(B * n))
-    cols.append(np.arange(B * n))
-    rows, cols = np.concatenate(rows), np.concatenate(cols)
-    q_data = np.tile(Qc.data, B)
+    solver = None
+    if _Woodbury.applies(problem):
+        try:
+            solver = _Woodbury(problem)
+        except RuntimeError:  # Q singular: a node held only through diodes
+            solver = None
+    solver = solver or _BlockLU(problem)
+    B = problem.batch
     energy = problem.energy(x)
     done = np.zeros(B, bool)
     it = 0
@@ -489,19 +561,7 @@ def _newton(problem: Problem, x: np.ndarray, tol: float, max_iter: int) -> Equil
         if done.all():
             break
         active = ((x >= problem.hi) & (grad < 0)) | ((x <= problem.lo) & (grad > 0))
-        keep = (~active).ravel().astype(float)
-        data = [q_data]
-        for t, pd, pv in pairs:
-            gw = t.model.conductance(_times(x, t.A.T) + t.u) * t.weight
-            data.append((gw[:, pd] * pv).ravel())
-        data.append(active.ravel().astype(float))
-        data = np.concatenate(data)
-        keep_rc = np.concatenate([keep[rows[: -B * n]] * keep[cols[: -B * n]], np.ones(B * n)])
-        H = sp.csc_matrix((data * keep_rc, (rows, cols)), shape=(B * n, B * n))
-        rhs = np.where(active, 0.0, -grad).ravel()
-        # symmetric positive definite: a minimum-degree ordering of H + H^T fills in least
-        lu = splu(H, permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
-        d = lu.solve(rhs).reshape(B, n)
+        d = solver.direction(x, grad, active)
         d[done] = 0.0
         step = np.ones(B)
         for _ in range(60):

@@ -98,7 +98,7 @@ diodes = [
     return text, n_in
 
 
-def netlist(seed: int, amplifier: bool = True) -> tuple[str, int]:
+def netlist(seed: int, amplifier: bool = True, clamps: bool = True) -> tuple[str, int]:
     """A random non-layered netlist: resistor meshes, every diode kind, sources, an amplifier."""
     rng = np.random.default_rng(seed)
     kinds = ["ideal", "clamp", "shockley"]
@@ -140,7 +140,9 @@ current = "{rng.uniform(-100e-6, 100e-6):.4g}"
         i, j = rng.choice(np.arange(2 if part == "a" else 0, n), 2, replace=False)  # not at inputs
         add(f"D{part}1", "shockley", f"{part}{i}", f"{part}{j}")
         add(f"D{part}2", "ideal", f"{part}{j}", "gnd")
-        add(f"D{part}3", "clamp", "rail_node", f"{part}{int(rng.integers(2, n))}")
+        clamped = f"{part}{int(rng.integers(2, n))}"
+        if clamps:
+            add(f"D{part}3", "clamp", "rail_node", clamped)
         add(f"I{part}", "ib", f"{part}{int(rng.integers(0, n))}", "gnd")
     add("Vrail", "rail", "rail_node", "gnd")
     add("Vstack", "rail", "stack_node", "rail_node")  # a source on top of another

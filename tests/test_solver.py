@@ -251,3 +251,38 @@ def test_layered_sweeps_decrease_the_energy_monotonically(diode):
     ]
     for earlier, later in itertools.pairwise(energies):
         assert np.all(later <= earlier + 1e-15)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_newton_low_rank_diode_updates_match_full_factorisation(seed, monkeypatch):
+    """Without clamps and with few diodes, Newton factorises Q once (Woodbury); same answer."""
+    from eqprop_cli.solve import _Woodbury
+
+    text, n = rc.netlist(seed, clamps=False)
+    net = network(text)
+    inputs = np.random.default_rng(seed).uniform(-1.5, 1.5, (5, n))
+    assert _Woodbury.applies(Problem(net, inputs))
+    fast = solve(net, inputs, method="newton", tol=1e-13)
+    monkeypatch.setattr(_Woodbury, "applies", classmethod(lambda cls, problem: False))
+    full = solve(net, inputs, method="newton", tol=1e-13)
+    assert fast.success and full.success
+    np.testing.assert_allclose(fast.voltages, full.voltages, atol=1e-10)
+    assert np.abs(net.kcl_residual(fast.voltages)).max() <= 1e-12
+
+
+def test_newton_falls_back_when_only_diodes_hold_a_node():
+    devices = RES + '[devices.d]\ntype = "diode"\nmodel = "shockley"\n'
+    elements = [
+        ("R1", "r1", "x", "a"),
+        ("R2", "r3", "a", "gnd"),
+        ("D1", "d", "a", "b"),  # b has no resistor: Q is singular there
+        ("D2", "d", "b", "gnd"),
+        ("R3", "r1", "a", "c"),
+        ("R4", "r1", "c", "gnd"),
+        ("R5", "r3", "c", "o"),
+        ("R6", "r3", "o", "gnd"),
+    ]
+    net = network(chain(elements, devices))
+    eq = solve(net, np.array([[2.0], [-1.0]]), method="newton", tol=1e-14)
+    assert eq.success
+    assert np.abs(net.kcl_residual(eq.voltages)).max() <= 1e-13
