@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eqprop_cli import load_network, solve
+from eqprop_cli import Network, compile_circuit, load_network, parse_circuit, solve
 from eqprop_cli.spice import export_spice, parse_raw, spice_node_names
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,6 +39,30 @@ CIRCUITS = [
     "circuits/fast-mnist-ideal.toml",
     "circuits/fast-mnist-1024.toml",
 ]
+
+
+def random_network(nodes: int, seed: int = 0) -> str:
+    """A random resistor network (3 resistors per node) with a Shockley diode per 20 nodes."""
+    rng = np.random.default_rng(seed)
+    edges = {(int(rng.integers(0, i)), i) for i in range(1, nodes)}
+    while len(edges) < 3 * nodes:
+        a, b = sorted(rng.choice(nodes, 2, replace=False).tolist())
+        edges.add((a, b))
+    parts = [
+        '[circuit]\nname = "random-network"\n',
+        '[devices.w]\ntype = "resistor"\ninit = "uniform"\ninit_low = "0.1m"\ninit_high = "1m"\n',
+        '[devices.d]\ntype = "diode"\nmodel = "shockley"\nn = 1.8\n',
+        '[netlist]\ninputs = ["n0", "n1", "n2", "n3"]\noutputs = ["n10", "n11"]\n',
+    ]
+    element = '[[elements]]\nname = "{}"\ndevice = "{}"\nnodes = ["{}", "{}"]\n'
+    parts += [
+        element.format(f"R{k}", "w", f"n{a}", f"n{b}") for k, (a, b) in enumerate(sorted(edges))
+    ]
+    for k in range(nodes // 20):
+        a, b = rng.choice(np.arange(4, nodes), 2, replace=False)
+        parts.append(element.format(f"D{k}", "d", f"n{a}", f"n{b}"))
+    parts.append(element.format("Rg", "w", f"n{nodes - 1}", "gnd"))
+    return "\n".join(parts)
 
 
 def mnist_images(n: int) -> np.ndarray:
@@ -108,6 +132,13 @@ def main() -> None:
     parser.add_argument("--circuits", nargs="*", default=CIRCUITS)
     parser.add_argument("--ngspice-circuits", nargs="*", default=CIRCUITS[:2])
     parser.add_argument("--no-ngspice", action="store_true")
+    parser.add_argument(
+        "--random-network",
+        type=int,
+        default=1000,
+        metavar="NODES",
+        help="also a random resistor network of this many nodes (netlist form, Newton); 0: none",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     x = mnist_images(args.batch)
@@ -116,14 +147,21 @@ def main() -> None:
         f"numpy {np.__version__}; batch {args.batch}, tol {args.tol:g} A, median of {args.repeats}"
     )
     rows = []
-    for path in args.circuits:
-        network = load_network(ROOT / path)
+    cases = [(path, x, lambda path=path: load_network(ROOT / path)) for path in args.circuits]
+    if args.random_network:
+        text = random_network(args.random_network)
+        name = f"random network, {args.random_network} nodes"
+        inputs = np.random.default_rng(1).uniform(-1, 1, (args.batch, 4))
+        cases.append((name, inputs, lambda: Network(compile_circuit(parse_circuit(text)))))
+        args.ngspice_circuits.append(name)
+    for path, x, build in cases:
+        network = build()
         solve(network, x[:8], tol=args.tol)  # warm caches (linear terms)
         lazy = time_solve(network, x, args.tol, args.repeats, materialise=False)
         full = time_solve(network, x, args.tol, args.repeats, materialise=True)
         eq = solve(network, x, tol=args.tol)
         SK = network.linear().SK
-        matmul = statistics.median(_timed(lambda SK=SK: x @ SK) for _ in range(args.repeats))
+        matmul = statistics.median(_timed(lambda x=x, SK=SK: x @ SK) for _ in range(args.repeats))
         row = {
             "circuit": path,
             "batch": args.batch,
@@ -148,7 +186,7 @@ def main() -> None:
             )
         rows.append(row)
         text = (
-            f"{path}: {row['method']} ({row['iterations']} sweeps), {row['us_per_sample']:.1f} us/sample "
+            f"{path}: {row['method']} ({row['iterations']} {'sweeps' if row['method'] == 'layered' else 'Newton steps'}), {row['us_per_sample']:.1f} us/sample "
             f"({row['us_per_sample_all_voltages']:.1f} with all node voltages; the input matrix "
             f"product alone {row['us_per_sample_input_matmul']:.1f}), peak {row['peak_mib']:.0f} MiB"
         )

@@ -520,13 +520,17 @@ class _Woodbury:
 
     def __init__(self, problem: Problem):
         self.problem = problem
-        self.lu = splu(
-            sp.csc_matrix(problem.Q), permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True}
-        )
-        U = sp.vstack([t.A for t in problem.terms]).T.tocsc()  # (n, k)
-        self.Z = self.lu.solve(U.toarray())
-        self.C = np.asarray(U.T @ self.Z)
-        self.U = U
+        derived = problem.linear.derived
+        if "woodbury" not in derived:  # once per conductance state
+            lu = splu(
+                sp.csc_matrix(problem.Q),
+                permc_spec="MMD_AT_PLUS_A",
+                options={"SymmetricMode": True},
+            )
+            U = sp.vstack([t.A for t in problem.terms]).T.tocsc()  # (n, k)
+            Z = lu.solve(U.toarray())
+            derived["woodbury"] = (lu, U, Z, np.asarray(U.T @ Z))
+        self.lu, self.U, self.Z, self.C = derived["woodbury"]
 
     def direction(self, x: np.ndarray, grad: np.ndarray, active: np.ndarray) -> np.ndarray:
         D = np.concatenate(
