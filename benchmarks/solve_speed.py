@@ -152,7 +152,7 @@ def main() -> None:
         text = random_network(args.random_network)
         name = f"random network, {args.random_network} nodes"
         inputs = np.random.default_rng(1).uniform(-1, 1, (args.batch, 4))
-        cases.append((name, inputs, lambda: Network(compile_circuit(parse_circuit(text)))))
+        cases.append((name, inputs, lambda t=text: Network(compile_circuit(parse_circuit(t)))))
         args.ngspice_circuits.append(name)
     for path, x, build in cases:
         network = build()
