@@ -10,9 +10,10 @@ that return the same ``Equilibrium``:
   and hard clamps, safeguarded Newton for diodes), batched with matrix
   products. The energy decreases monotonically.
 - ``newton``: damped Newton on Kirchhoff's current law for any circuit, with
-  sparse linear algebra (one block-diagonal system for the whole batch), an
-  energy line search and projection onto hard-clamp bounds. The energy is
-  convex, so this converges from any start.
+  sparse linear algebra (the resistor part factorised once and the diodes as
+  low-rank updates when that applies, else one block-diagonal system for the
+  whole batch), an energy line search and projection onto hard-clamp bounds.
+  The energy is convex, so this converges from any start.
 
 Not converging is a result (``success=False`` and a message), never NaN.
 """
