@@ -256,10 +256,10 @@ def solve_command(
         print(json.dumps(doc, indent=2))
         return
     columns = min(len(inputs), TABLE_SAMPLES)
-    table = Table(title="node voltages (V)")
+    table = Table()
     table.add_column("node")
     for b in range(columns):
-        table.add_column(f"input {b}" if len(inputs) > 1 else "V", justify="right")
+        table.add_column(f"input {b} (V)" if len(inputs) > 1 else "voltage (V)", justify="right")
     for i in shown:
         table.add_row(network.node_names[i], *(f"{v:.9g}" for v in eq.voltages[:columns, i]))
     out.print(table)

@@ -14,6 +14,8 @@ from .errors import InputError
 
 def read_inputs(text: str, n_features: int, circuit: str = "the circuit") -> np.ndarray:
     """Input vectors (batch, features) from a .npy or .csv file or a comma list "0.1,0.5"."""
+    if not text.strip():
+        raise InputError('--input is empty; expected a .npy/.csv file or numbers like "0.1,0.5"')
     path = Path(text)
     if path.suffix.lower() in (".npy", ".csv", ".txt") or path.exists():
         if not path.exists():

@@ -88,6 +88,7 @@ def test_bad_inputs_are_clean_errors(tmp_path):
         ("solve", XOR),  # inputs missing
         ("solve", XOR, "-i", "1,2,3"),
         ("solve", XOR, "-i", "a,b"),
+        ("solve", XOR, "-i", ""),
         ("solve", XOR, "-i", str(tmp_path / "missing.npy")),
         ("solve", XOR, "-i", "1,0", "--method", "simplex"),
         ("export", XOR, "--format", "verilog"),
