@@ -501,12 +501,16 @@ def fixed_nodes(graph: Graph) -> dict[int, tuple[int, float, float, int]]:
     return held
 
 
+def element_key(graph: Graph, label: str, default: KeyPath) -> KeyPath:
+    """Key path of the netlist element called ``label``, else ``default``."""
+    if graph.spec.form != "netlist":
+        return default
+    return next((e.key for e in graph.spec.netlist.elements if e.name == label), default)
+
+
 def _source_key(graph: Graph, v: VoltageSource) -> KeyPath:
     if graph.spec.form == "netlist":
-        for e in graph.spec.netlist.elements:
-            if e.name == v.label:
-                return e.key
-        return ("netlist", "inputs")
+        return element_key(graph, v.label, ("netlist", "inputs"))
     return ("rails",) if v.feature < 0 else ("input",)
 
 
@@ -535,7 +539,7 @@ def _check_sources(graph: Graph) -> None:
 
 def _amp_key(graph: Graph, amp: Amplifier) -> KeyPath:
     if graph.spec.form == "netlist":
-        return next(e.key for e in graph.spec.netlist.elements if e.name == amp.label)
+        return element_key(graph, amp.label, ("elements",))
     return next(layer.key for layer in graph.spec.hidden if amp.label.startswith(layer.name + "["))
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .devices import IdealDiode, ShockleyDiode, diode_model
-from .graph import Graph, check_amplifier_stages, fixed_nodes
+from .graph import Graph, check_amplifier_stages, element_key, fixed_nodes
 
 
 @dataclass
@@ -119,16 +119,8 @@ class Network:
             bad = np.where(ends_free != 1)[0]
             if len(bad):
                 label = d.labels[bad[0]]
-                key = (
-                    next(
-                        (e.key for e in self.graph.spec.netlist.elements if e.name == label),
-                        ("elements",),
-                    )
-                    if self.graph.spec.netlist
-                    else spec.device.key
-                )
                 raise self.graph.spec.error(
-                    key,
+                    element_key(self.graph, label, spec.device.key),
                     f'hard-clamp diode "{label}" (g_on = inf) needs exactly one end at a fixed potential '
                     "(ground, a rail or an input); give it a finite g_on to connect two free nodes",
                 )
@@ -327,9 +319,7 @@ class Network:
         k_cols = np.concatenate([va[m1], vb[m2]])
         k_vals = np.concatenate([w[m1] * ca[m1], w[m2] * cb[m2]])
         K = sp.csr_matrix((k_vals, (k_rows, k_cols)), shape=(nf, nv))
-        fixed_diag = np.bincount(
-            k_rows, weights=w[np.concatenate([np.where(m1)[0], np.where(m2)[0]])], minlength=nf
-        )
+        fixed_diag = np.bincount(k_rows, weights=np.concatenate([w[m1], w[m2]]), minlength=nf)
         ff = ~free_a & ~free_b
         lap = sp.csr_matrix(
             (

@@ -187,9 +187,7 @@ class Problem:
     def residual(self, x: np.ndarray, grad: np.ndarray | None = None) -> np.ndarray:
         """KCL residual (amperes) per unknown, zero where a clamp absorbs it."""
         grad = self.gradient(x) if grad is None else grad
-        at_hi = (x >= self.hi) & (grad < 0)
-        at_lo = (x <= self.lo) & (grad > 0)
-        return np.where(at_hi | at_lo, 0.0, grad) / self.network.var_weight
+        return np.where(_held(x, grad, self.lo, self.hi), 0.0, grad) / self.network.var_weight
 
     def result(self, x, residual, tol, iterations, method, unit, xQx=None) -> Equilibrium:
         """The Equilibrium at x; converged where the largest KCL residual is within tol."""
@@ -211,6 +209,11 @@ def _as_slice(idx: np.ndarray) -> np.ndarray | slice:
     if len(idx) and np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
         return slice(int(idx[0]), int(idx[0]) + len(idx))
     return idx
+
+
+def _held(x: np.ndarray, grad: np.ndarray, lo, hi) -> np.ndarray:
+    """Unknowns a hard clamp holds: at a bound, with the energy falling beyond it."""
+    return ((x >= hi) & (grad < 0)) | ((x <= lo) & (grad > 0))
 
 
 def _scatter_reduce(target: np.ndarray, index: np.ndarray, values: np.ndarray, ufunc) -> None:
@@ -390,17 +393,19 @@ class _Block:
             f1 += segments.sum(i * wc)
         return f1, f2
 
+    def _rhs(self, x_all: np.ndarray) -> np.ndarray:
+        """Linear term of this class's 1-D problems, given the other class."""
+        return self.r - _times(x_all[:, self.other], self.Q_oc)
+
     def residual(self, x_all: np.ndarray) -> np.ndarray:
         """KCL residual (A) of this class's unknowns, (batch, class size)."""
-        b = self.r - _times(x_all[:, self.other], self.Q_oc)
         x = x_all[:, self.idx]
-        f1 = self.derivative(x, b)[0] if self.terms else self.a * x - b
-        stuck = ((x >= self.hi) & (f1 < 0)) | ((x <= self.lo) & (f1 > 0))
-        return np.where(stuck, 0.0, f1) / self.weight
+        f1 = self.derivative(x, self._rhs(x_all))[0]
+        return np.where(_held(x, f1, self.lo, self.hi), 0.0, f1) / self.weight
 
     def update(self, x_all: np.ndarray, tol: float) -> float:
         """Minimise exactly over this class; return the largest residual (A) before the update."""
-        b = self.r - _times(x_all[:, self.other], self.Q_oc)
+        b = self._rhs(x_all)
         x = x_all[:, self.idx]
         z = b / self.a
         if not self.terms:
@@ -418,8 +423,8 @@ class _Block:
         for _ in range(200):
             f1, f2 = self.derivative(x, b, second=True)
             if before is None:
-                stuck = ((x >= self.hi) & (f1 < 0)) | ((x <= self.lo) & (f1 > 0))
-                before = float(np.max(np.abs(np.where(stuck, 0.0, f1)) / self.weight, initial=0.0))
+                held = _held(x, f1, self.lo, self.hi)
+                before = float(np.max(np.abs(np.where(held, 0.0, f1)) / self.weight, initial=0.0))
             if np.max(np.abs(f1) / self.weight) <= tol * 1e-3:
                 break
             pos = f1 > 0
@@ -565,7 +570,7 @@ def _newton(problem: Problem, x: np.ndarray, tol: float, max_iter: int) -> Equil
         done |= res <= tol
         if done.all():
             break
-        active = ((x >= problem.hi) & (grad < 0)) | ((x <= problem.lo) & (grad > 0))
+        active = _held(x, grad, problem.lo, problem.hi)
         d = solver.direction(x, grad, active)
         d[done] = 0.0
         step = np.ones(B)
