@@ -86,6 +86,10 @@ class _DiodeTerms:
     var: np.ndarray  # the one unknown each diode touches (-1 if two)
     coef: np.ndarray  # dv/dx for that unknown
 
+    def voltage(self, x: np.ndarray) -> np.ndarray:
+        """Anode-to-cathode voltage of every diode, (batch, n_diodes)."""
+        return _times(x, self.A.T) + self.u
+
 
 def _diode_maps(network: Network) -> list[tuple[sp.csr_matrix, np.ndarray, np.ndarray]]:
     """Per diode group, v = x @ A.T + u: A, and the one unknown (var, coef) each diode touches.
@@ -175,13 +179,13 @@ class Problem:
             xQx = np.einsum("bi,bi->b", x, _times(x, self.Q))
         total = 0.5 * xQx - np.einsum("bi,bi->b", self.r, x)
         for t in self.terms:
-            total += t.model.energy(_times(x, t.A.T) + t.u) @ t.weight
+            total += t.model.energy(t.voltage(x)) @ t.weight
         return total + self.const
 
     def gradient(self, x: np.ndarray) -> np.ndarray:
         grad = _times(x, self.Q) - self.r
         for t in self.terms:
-            grad += _times(t.model.current(_times(x, t.A.T) + t.u) * t.weight, t.A)
+            grad += _times(t.model.current(t.voltage(x)) * t.weight, t.A)
         return grad
 
     def residual(self, x: np.ndarray, grad: np.ndarray | None = None) -> np.ndarray:
@@ -494,7 +498,7 @@ class _BlockLU:
         keep = (~active).ravel().astype(float)
         data = [self.q_data]
         for t, pd, pv in self.pairs:
-            gw = t.model.conductance(_times(x, t.A.T) + t.u) * t.weight
+            gw = t.model.conductance(t.voltage(x)) * t.weight
             data.append((gw[:, pd] * pv).ravel())
         data.append(active.ravel().astype(float))
         data = np.concatenate(data)
@@ -540,7 +544,7 @@ class _Woodbury:
 
     def direction(self, x: np.ndarray, grad: np.ndarray, active: np.ndarray) -> np.ndarray:
         D = np.concatenate(
-            [t.model.conductance(_times(x, t.A.T) + t.u) * t.weight for t in self.problem.terms],
+            [t.model.conductance(t.voltage(x)) * t.weight for t in self.problem.terms],
             axis=1,
         )  # (B, k)
         Y = self.lu.solve(-grad.T).T  # Q^-1 (-grad), (B, n)
