@@ -105,6 +105,7 @@ class Network:
             for d in graph.diodes
         ]
         self.isources = graph.isources
+        self.currents = [s.current.astype(float).copy() for s in graph.isources]
         self.amplifiers = graph.amplifiers
         self._check_clamps()
 
@@ -249,6 +250,33 @@ class Network:
         self.g = g
         self._linear = None
 
+    def set_currents(self, currents: list[np.ndarray]) -> None:
+        """Replace the current-source currents (one array per source set, same shapes)."""
+        if len(currents) != len(self.currents) or any(
+            np.shape(a) != b.shape for a, b in zip(currents, self.currents, strict=True)
+        ):
+            raise ValueError("currents must match the current-source sets in number and shape")
+        currents = [np.array(a, dtype=float) for a in currents]
+        if not all(np.all(np.isfinite(a)) for a in currents):
+            raise ValueError("currents must be finite")
+        self.currents = currents
+        self._linear = None
+
+    def readout_map(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The readout in terms of the unknowns: o_k = sum_j coef[k, j] x[var[k, j]].
+
+        Also the stage weight of each output (that of its first node).
+        """
+        if "readout" not in self.structure:
+            nodes = self.outputs
+            sign = np.array([1.0, -1.0])[: nodes.shape[1]]
+            self.structure["readout"] = (
+                self.node_var[nodes],
+                self.node_coef[nodes] * sign,
+                self.node_weight[nodes[:, 0]],
+            )
+        return self.structure["readout"]
+
     def linear(self) -> Linear:
         """The linear part in terms of input vectors X (cached until conductances change).
 
@@ -286,7 +314,7 @@ class Network:
         return (
             np.concatenate([s.plus for s in self.isources]).astype(int),
             np.concatenate([s.minus for s in self.isources]).astype(int),
-            np.concatenate([s.current for s in self.isources]).astype(float),
+            np.concatenate(self.currents).astype(float),
         )
 
     # ------------------------------------------------------------------ quadratic form

@@ -162,7 +162,12 @@ VSOURCE = DeviceKind(
 ISOURCE = DeviceKind(
     "isource",
     "DC current source; positive current flows into the first node (a bias).",
-    (Param("current", "current", "Source current.", 0.0),),
+    (
+        Param("current", "current", "Source current (initial value when trained).", 0.0),
+        Param("trainable", "bool", "Whether training may change the currents (biases).", True),
+        Param("i_min", "current", "Smallest current training may set.", -math.inf, allow_inf=True),
+        Param("i_max", "current", "Largest current training may set.", math.inf, allow_inf=True),
+    ),
 )
 
 AMPLIFIER = DeviceKind(

@@ -76,6 +76,62 @@ class Equilibrium:
 
 
 @dataclass
+class Nudge:
+    """The nudge of EP's second phase, added to the circuit at its outputs.
+
+    With ``target``: a conductance ``beta`` (siemens) across each output (or
+    output pair) in series with a source at the target voltage, which adds
+    beta * L, L = 1/2 sum_k (o_k - target_k)^2, to the energy (o: the readout);
+    a negative beta is a negative (active) conductance. With ``current``: a
+    current source per output, into its + node (and out of its - node), which
+    adds -current . o. Either way the term carries the outputs' stage weight.
+    """
+
+    beta: float = 0.0
+    target: np.ndarray | None = None  # (batch, n_outputs), volts
+    current: np.ndarray | None = None  # (batch, n_outputs), amperes
+
+
+@dataclass
+class _NudgeTerm:
+    """A Nudge in terms of the unknowns: o = sum_j coef[:, j] * x[var[:, j]]."""
+
+    beta_w: np.ndarray  # (n_outputs,) beta times the stage weight of each output
+    target: np.ndarray  # (batch or 1, n_outputs)
+    current_w: np.ndarray  # (batch or 1, n_outputs) injected current times the stage weight
+    var: np.ndarray  # (n_outputs, 1 or 2)
+    coef: np.ndarray  # (n_outputs, 1 or 2), signed
+
+    def readout(self, x: np.ndarray) -> np.ndarray:
+        return np.einsum("bkj,kj->bk", x[:, self.var], self.coef)
+
+    def excess(self, x: np.ndarray) -> np.ndarray:
+        """Derivative of the nudge's energy by each output, (batch, n_outputs), amperes."""
+        return self.beta_w * (self.readout(x) - self.target) - self.current_w
+
+    def energy(self, x: np.ndarray) -> np.ndarray:
+        o = self.readout(x)
+        return 0.5 * np.square(o - self.target) @ self.beta_w - np.einsum(
+            "bk,bk->b", np.broadcast_to(self.current_w, o.shape), o
+        )
+
+    def add_gradient(self, grad: np.ndarray, x: np.ndarray) -> None:
+        excess = self.excess(x)
+        for j in range(self.var.shape[1]):
+            np.add.at(grad, (slice(None), self.var[:, j]), excess * self.coef[:, j])
+
+    def hessian(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, cols, values) of the nudge's constant Hessian beta_w P^T P."""
+        k = self.var.shape[1]
+        rows = np.concatenate([self.var[:, i] for i in range(k) for _ in range(k)])
+        cols = np.concatenate([self.var[:, j] for _ in range(k) for j in range(k)])
+        vals = np.concatenate(
+            [self.beta_w * self.coef[:, i] * self.coef[:, j] for i in range(k) for j in range(k)]
+        )
+        return rows, cols, vals
+
+
+@dataclass
 class _DiodeTerms:
     """A diode group in terms of the unknowns: v = x @ A.T + u."""
 
@@ -114,7 +170,7 @@ def _diode_maps(network: Network) -> list[tuple[sp.csr_matrix, np.ndarray, np.nd
 class Problem:
     """Everything a solver needs for one batch: quadratic form, diode terms, bounds."""
 
-    def __init__(self, network: Network, inputs: np.ndarray):
+    def __init__(self, network: Network, inputs: np.ndarray, nudge: Nudge | None = None):
         inputs = np.atleast_2d(np.asarray(inputs, dtype=float))
         if inputs.ndim != 2 or inputs.shape[1] != network.n_features:
             raise InputError(
@@ -150,6 +206,37 @@ class Problem:
             raise InputError(
                 "hard-clamp diodes leave no feasible voltage at some node for these inputs"
             )
+        self.nudge = None
+        if nudge is not None and (nudge.target is not None or nudge.current is not None):
+            self.nudge = self._nudge_term(nudge)
+
+    def _per_output(self, values: np.ndarray | None, what: str) -> np.ndarray:
+        n_out = len(self.network.outputs)
+        if values is None:
+            return np.zeros((1, n_out))
+        values = np.atleast_2d(np.asarray(values, dtype=float))
+        if values.shape not in ((self.batch, n_out), (1, n_out)) or not np.all(np.isfinite(values)):
+            raise InputError(
+                f"nudge {what} must be finite, one per output ({n_out}) for each of the "
+                f"{self.batch} samples; got shape {values.shape}"
+            )
+        return values
+
+    def _nudge_term(self, nudge: Nudge) -> _NudgeTerm:
+        var, coef, weight = self.network.readout_map()
+        beta = nudge.beta if nudge.target is not None else 0.0
+        target = self._per_output(nudge.target, "targets")
+        current = self._per_output(nudge.current, "currents")
+        term = _NudgeTerm(beta * weight, target, current * weight, var, coef)
+        if beta < 0:  # a negative conductance: the nudged energy must stay bounded below
+            spread = (coef**2 / self.Q_diag[var]).sum(axis=1)
+            limit = float(np.min(1.0 / (weight * spread)))
+            if -nudge.beta >= limit:
+                raise InputError(
+                    f"beta = {nudge.beta:g} S is too negative for this circuit: the nudged "
+                    f"circuit has no equilibrium unless |beta| < {limit:.3g} S"
+                )
+        return term
 
     def _fixed_part(self, nodes: np.ndarray) -> np.ndarray:
         """Potentials of the fixed ones among ``nodes`` (0 for the others), (batch, len(nodes))."""
@@ -171,6 +258,14 @@ class Problem:
             bound = (u[:, down] - th) / cc[down]
             _scatter_reduce(self.lo, vc[down], bound, np.maximum)
 
+    def base_hessian(self) -> sp.csr_matrix:
+        """Hessian of the energy's quadratic part: Q, plus the nudge's when nudged."""
+        Q = sp.csr_matrix(self.Q)
+        if self.nudge is None:
+            return Q
+        rows, cols, vals = self.nudge.hessian()
+        return Q + sp.csr_matrix((vals, (rows, cols)), shape=Q.shape)
+
     # -------------------------------------------------------------- energy and gradient
 
     def energy(self, x: np.ndarray, xQx: np.ndarray | None = None) -> np.ndarray:
@@ -180,12 +275,16 @@ class Problem:
         total = 0.5 * xQx - np.einsum("bi,bi->b", self.r, x)
         for t in self.terms:
             total += t.model.energy(t.voltage(x)) @ t.weight
+        if self.nudge is not None:
+            total += self.nudge.energy(x)
         return total + self.const
 
     def gradient(self, x: np.ndarray) -> np.ndarray:
         grad = _times(x, self.Q) - self.r
         for t in self.terms:
             grad += _times(t.model.current(t.voltage(x)) * t.weight, t.A)
+        if self.nudge is not None:
+            self.nudge.add_gradient(grad, x)
         return grad
 
     def residual(self, x: np.ndarray, grad: np.ndarray | None = None) -> np.ndarray:
@@ -271,22 +370,25 @@ def solve(
     tol: float = 1e-10,
     max_iter: int = 1000,
     x0: np.ndarray | None = None,
+    nudge: Nudge | None = None,
 ) -> Equilibrium:
     """Equilibrium for a batch of input vectors (batch x features).
 
     ``method``: "auto" (layered when the circuit allows, else Newton),
     "layered" or "newton". ``tol`` is the KCL residual accepted (amperes),
     ``max_iter`` the limit on sweeps (layered) or Newton steps. ``x0`` is a
-    warm start for the unknowns.
+    warm start for the unknowns; ``nudge`` adds EP's nudging term.
     """
     if method not in METHODS:
         raise InputError(f'unknown method "{method}"; expected one of {", ".join(METHODS)}')
-    problem = Problem(network, inputs)
+    problem = Problem(network, inputs, nudge)
     x = np.zeros((problem.batch, network.n_vars)) if x0 is None else np.array(x0, dtype=float)
     x = np.clip(x, problem.lo, problem.hi)
     if network.n_vars == 0:
         return problem.result(x, np.zeros(problem.batch), tol, 0, method, "steps")
     classes = layered_classes(network, problem)
+    if classes is not None and problem.nudge is not None and not _nudge_fits(problem, classes):
+        classes = None
     if method == "layered" and classes is None:
         raise InputError(layered_reason(network))
     if method == "newton" or classes is None:
@@ -294,11 +396,21 @@ def solve(
     return _layered(problem, x, classes, tol, max_iter)
 
 
+def _nudge_fits(problem: Problem, classes) -> bool:
+    """The layered solver nudges in closed form: outputs in one class, free of diodes and clamps."""
+    var = problem.nudge.var.ravel()
+    same = any(np.isin(var, c).all() for c in classes)
+    diodes = any(np.isin(var, t.A.indices).any() for t in problem.terms)
+    bounded = np.isfinite(problem.lo[:, var]).any() or np.isfinite(problem.hi[:, var]).any()
+    return same and len(np.unique(var)) == len(var) and not diodes and not bounded
+
+
 def layered_reason(network: Network) -> str:
     return (
         "the layered solver needs the unknowns to split into two classes with no resistor "
         "inside a class, every unknown to have a resistor, and every diode to have one end "
-        "at a fixed potential; use method newton"
+        "at a fixed potential (and, when nudged, the outputs free of diodes and clamps); "
+        "use method newton"
     )
 
 
@@ -373,6 +485,15 @@ class _Block:
         self.r = problem.r[:, idx]
         self.lo, self.hi = problem.lo[:, idx], problem.hi[:, idx]
         self.terms = []
+        self.nudge = None
+        n = problem.nudge
+        if n is not None and np.isin(n.var, idx).all():
+            local = np.full(network.n_vars, -1)
+            local[idx] = np.arange(len(idx))
+            a_out = self.a[local[n.var]]
+            # spread: how much of the nudge current each output's own conductance absorbs
+            spread = (n.coef**2 / a_out).sum(axis=1)
+            self.nudge = (n, local[n.var], a_out, spread)
         self.zmin = np.full(self.r.shape, np.inf)
         self.zmax = np.full(self.r.shape, -np.inf)
         for g, mine, v, coef, wc, wc2, segments in plans[k]:
@@ -405,7 +526,24 @@ class _Block:
         """KCL residual (A) of this class's unknowns, (batch, class size)."""
         x = x_all[:, self.idx]
         f1 = self.derivative(x, self._rhs(x_all))[0]
+        if self.nudge is not None:
+            n, local = self.nudge[:2]
+            excess = n.excess(x_all)
+            for j in range(local.shape[1]):
+                f1[:, local[:, j]] += excess * n.coef[:, j]
         return np.where(_held(x, f1, self.lo, self.hi), 0.0, f1) / self.weight
+
+    def _nudged(self, b: np.ndarray, x: np.ndarray) -> None:
+        """Set the outputs in ``x`` (this class) to their exact minimum, coupled by the nudge."""
+        n, local, a_out, spread = self.nudge
+        z = b[:, local] / a_out  # (batch, outputs, 1 or 2): minima without the nudge
+        o = (np.einsum("bkj,kj->bk", z, n.coef) + spread * (n.beta_w * n.target + n.current_w)) / (
+            1.0 + n.beta_w * spread
+        )
+        excess = n.beta_w * (o - n.target) - n.current_w
+        new = z - excess[:, :, None] * n.coef / a_out
+        for j in range(local.shape[1]):
+            x[:, local[:, j]] = new[:, :, j]
 
     def update(self, x_all: np.ndarray, tol: float) -> float:
         """Minimise exactly over this class; return the largest residual (A) before the update."""
@@ -415,6 +553,8 @@ class _Block:
         if not self.terms:
             # quadratic in x: the residual before the step is a times the (projected) step
             new = np.clip(z, self.lo, self.hi, out=z)
+            if self.nudge is not None:
+                self._nudged(b, new)
             step = np.subtract(new, x, out=b)
             x_all[:, self.idx] = new
             np.abs(step, out=step)
@@ -441,7 +581,10 @@ class _Block:
             x = np.where(inside, np.clip(step, lo, hi), 0.5 * (lo + hi))
             if np.all(hi - lo <= 4e-16 * np.maximum(1.0, np.abs(x))):
                 break
-        x_all[:, self.idx] = np.clip(x, self.lo, self.hi)
+        x = np.clip(x, self.lo, self.hi)
+        if self.nudge is not None:
+            self._nudged(b, x)
+        x_all[:, self.idx] = x
         return before
 
 
@@ -478,7 +621,7 @@ class _BlockLU:
     def __init__(self, problem: Problem):
         n, B = problem.network.n_vars, problem.batch
         self.problem, self.n, self.B = problem, n, B
-        Qc = sp.coo_matrix(problem.Q)
+        Qc = sp.coo_matrix(problem.base_hessian())
         offsets = (np.arange(B) * n)[:, None]
         rows = [(offsets + Qc.row).ravel()]
         cols = [(offsets + Qc.col).ravel()]
@@ -531,16 +674,17 @@ class _Woodbury:
     def __init__(self, problem: Problem):
         self.problem = problem
         derived = problem.linear.derived
-        if "woodbury" not in derived:  # once per conductance state
+        key = ("woodbury", None if problem.nudge is None else tuple(problem.nudge.beta_w))
+        if key not in derived:  # once per conductance state (and nudge strength)
             lu = splu(
-                sp.csc_matrix(problem.Q),
+                sp.csc_matrix(problem.base_hessian()),
                 permc_spec="MMD_AT_PLUS_A",
                 options={"SymmetricMode": True},
             )
             U = sp.vstack([t.A for t in problem.terms]).T.tocsc()  # (n, k)
             Z = lu.solve(U.toarray())
-            derived["woodbury"] = (lu, U, Z, np.asarray(U.T @ Z))
-        self.lu, self.U, self.Z, self.C = derived["woodbury"]
+            derived[key] = (lu, U, Z, np.asarray(U.T @ Z))
+        self.lu, self.U, self.Z, self.C = derived[key]
 
     def direction(self, x: np.ndarray, grad: np.ndarray, active: np.ndarray) -> np.ndarray:
         D = np.concatenate(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,6 +80,109 @@ ELEMENT_KEYS = (
     Param("device", "string", "Device this element is an instance of.", None),
     Param("feature", "int", "vsource only: input feature index driving it.", None, 0),
 )
+TRAINING_KEYS = (
+    Param(
+        "dataset",
+        "string",
+        'A dataset name ("mnist", "fashion-mnist", "mnist-mini", "xor") or the path of an '
+        "IDX folder, .npz or .csv file.",
+        "mnist-mini",
+    ),
+    Param("data_path", "string", "Where to find a named dataset (overrides the search).", None),
+    Param("train_subset", "int", "Train on this many samples only (0: all).", 0, 0),
+    Param("test_subset", "int", "Evaluate on this many test samples only (0: all).", 0, 0),
+    Param(
+        "validation",
+        "number",
+        "Held out of the training set: a fraction (< 1) or a count of samples.",
+        0.0,
+        0,
+    ),
+    Param("seed", "int", "Seed of shuffling, subsets and random nudge signs.", 0, 0),
+    Param("epochs", "int", "Passes over the training set.", 10, 1),
+    Param("batch_size", "int", "Samples per conductance update.", 16, 1),
+    Param(
+        "loss",
+        "choice",
+        "Loss at the readout: squared error, or softmax cross-entropy (current nudge only).",
+        "squared_error",
+        choices=("squared_error", "cross_entropy"),
+    ),
+    Param("target_high", "voltage", "squared_error: target readout of the true class.", 1.0),
+    Param("target_low", "voltage", "squared_error: target readout of the other classes.", 0.0),
+    Param(
+        "temperature", "voltage", "cross_entropy: readout volts per unit of logit.", 0.25, 0, True
+    ),
+    Param(
+        "nudge",
+        "choice",
+        "conductance: beta across each output to a source at its target; "
+        "current: a current source of beta times the loss gradient at the free state.",
+        "conductance",
+        choices=("conductance", "current"),
+    ),
+    Param("beta", "conductance", "Nudge strength.", 1e-6, 0, True),
+    Param(
+        "phases",
+        "choice",
+        "Nudged phases: centred (+beta and -beta), positive (free and +beta), "
+        "negative (free and -beta), random (free and a random-sign beta per batch).",
+        "centred",
+        choices=("centred", "positive", "negative", "random"),
+    ),
+    Param(
+        "learning_rate",
+        "number",
+        "SGD step on conductances normalised by g_max (currents by their scale).",
+        0.01,
+        0,
+        True,
+    ),
+    Param("momentum", "number", "SGD momentum (0: none).", 0.0, 0, maximum=0.999),
+    Param(
+        "schedule",
+        "choice",
+        "Learning-rate schedule over epochs.",
+        "constant",
+        choices=("constant", "step", "exponential", "cosine"),
+    ),
+    Param("decay", "number", "step/exponential: factor applied to the rate.", 0.5, 0, True, 1.0),
+    Param("decay_every", "int", "step: epochs between decays.", 1, 1),
+    Param(
+        "free_tol", "current", "Free phase KCL tolerance (default: [solver] tol).", None, 0, True
+    ),
+    Param(
+        "nudged_tol", "current", "Nudged phase KCL tolerance (default: free_tol).", None, 0, True
+    ),
+    Param("free_max_iter", "int", "Free phase iteration limit (default: [solver]).", None, 1),
+    Param("nudged_max_iter", "int", "Nudged phase iteration limit (default: [solver]).", None, 1),
+    Param("warm_start", "bool", "Start each nudged phase from the free equilibrium.", True),
+    Param("eval_batch_size", "int", "Samples per solve when evaluating.", 1000, 1),
+)
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    """The [training] section, every key resolved (defaults filled in)."""
+
+    values: dict[str, object]
+    learning_rates: dict[str, float]  # per connection (resistor set) or current-source device
+    key: KeyPath = ("training",)
+
+    def __getattr__(self, name: str) -> object:
+        if name == "values":
+            raise AttributeError(name)
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def document(self) -> dict[str, object]:
+        """As a TOML table (no None values), for a run's resolved config."""
+        table = {k: v for k, v in self.values.items() if v is not None}
+        if self.learning_rates:
+            table["learning_rates"] = dict(self.learning_rates)
+        return table
 
 
 @dataclass(frozen=True)
@@ -175,16 +278,28 @@ class CircuitSpec:
     output: OutputSpec | None = None
     connections: tuple[ConnectionSpec, ...] = ()
     netlist: NetlistSpec | None = None
+    training: TrainingSpec | None = None
     locator: Locator | None = field(default=None, repr=False)
+    document: dict = field(default_factory=dict, repr=False)  # the TOML data, overrides applied
 
     @property
     def form(self) -> str:
         return "netlist" if self.netlist is not None else "layered"
 
     def error(self, key: KeyPath, message: str) -> CircuitError:
-        """A located error for ``key`` of this file."""
-        line = self.locator.line(key) if self.locator else None
-        return CircuitError(message, path=self.path, key=format_key(key), line=line)
+        """A located error for ``key`` of this file (or of the --set option that gave it)."""
+        return (
+            self.locator.error(self.path, key, message)
+            if self.locator
+            else CircuitError(message, path=self.path, key=format_key(key))
+        )
+
+    def resolved_document(self) -> dict:
+        """The file's data with --set overrides applied and [training] fully resolved."""
+        data = dict(self.document)
+        if self.training is not None:
+            data["training"] = self.training.document()
+        return data
 
 
 def format_key(key: KeyPath) -> str:
@@ -218,6 +333,7 @@ class Locator:
     """Maps key paths of a TOML text to line numbers (tables, arrays of tables, keys)."""
 
     def __init__(self, text: str):
+        self.overridden: dict[KeyPath, str] = {}  # key paths set by --set, with the option
         self._lines: dict[KeyPath, int] = {}
         arrays: dict[KeyPath, int] = {}
         table: KeyPath = ()
@@ -269,6 +385,17 @@ class Locator:
                 path = (*path, arrays[path])
         return path
 
+    def error(self, path: str, key: KeyPath, message: str) -> CircuitError:
+        """A CircuitError at ``key``: its line, or the --set option that set it."""
+        key = tuple(key)
+        for k in range(len(key), 0, -1):
+            if key[:k] in self.overridden:
+                option = self.overridden[key[:k]]
+                return CircuitError(
+                    f"{message} (from --set {option})", path=path, key=format_key(key)
+                )
+        return CircuitError(message, path=path, key=format_key(key), line=self.line(key))
+
     def line(self, key: KeyPath) -> int | None:
         """Line of ``key``, or of its nearest located ancestor."""
         key = tuple(key)
@@ -290,9 +417,7 @@ class _Reader:
         self.locator = locator
 
     def error(self, key: KeyPath, message: str) -> CircuitError:
-        return CircuitError(
-            message, path=self.path, key=format_key(key), line=self.locator.line(key)
-        )
+        return self.locator.error(self.path, key, message)
 
     def expect_table(self, value: object, key: KeyPath) -> Mapping:
         if not isinstance(value, Mapping):
@@ -355,11 +480,15 @@ TOP_KEYS = [
     "connections",
     "netlist",
     "elements",
+    "training",
 ]
 
 
-def load_circuit(path: str | Path) -> CircuitSpec:
-    """Read and validate a circuit file; raise CircuitError naming file and line on any fault."""
+def load_circuit(path: str | Path, overrides: Sequence[str] = ()) -> CircuitSpec:
+    """Read and validate a circuit file; raise CircuitError naming file and line on any fault.
+
+    ``overrides`` are --set options, "dotted.key=VALUE" (VALUE in TOML, else a string).
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -367,10 +496,10 @@ def load_circuit(path: str | Path) -> CircuitSpec:
         raise CircuitError("file not found", path=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CircuitError(f"cannot read the file ({exc})", path=str(path)) from None
-    return parse_circuit(text, str(path))
+    return parse_circuit(text, str(path), overrides)
 
 
-def parse_circuit(text: str, path: str = "<circuit>") -> CircuitSpec:
+def parse_circuit(text: str, path: str = "<circuit>", overrides: Sequence[str] = ()) -> CircuitSpec:
     """Validate circuit-file text; ``path`` is only used in messages."""
     try:
         data = tomllib.loads(text)
@@ -381,7 +510,51 @@ def parse_circuit(text: str, path: str = "<circuit>") -> CircuitSpec:
             f"not valid TOML: {reason}", path=path, line=int(found.group(1)) if found else None
         ) from None
     locator = Locator(text)
-    return _build(data, _Reader(path, locator), path, locator)
+    for option in overrides:
+        key, value = _parse_override(option, path)
+        _apply_override(data, key, value, option, path)
+        locator.overridden[key] = option
+    spec = _build(data, _Reader(path, locator), path, locator)
+    spec.document = data
+    return spec
+
+
+def _parse_override(option: str, path: str) -> tuple[KeyPath, object]:
+    """ "a.b.0.c=VALUE" -> (("a", "b", 0, "c"), value); VALUE is TOML, else a plain string."""
+    name, sep, text = option.partition("=")
+    parts = [p.strip() for p in name.split(".")]
+    if not sep or not all(parts):
+        raise CircuitError(
+            f'--set {option}: expected KEY=VALUE with a dotted key, e.g. "training.epochs=1"',
+            path=path,
+        )
+    try:
+        value = tomllib.loads(f"value = {text.strip()}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()  # an unquoted string, as the shell leaves it
+    return tuple(int(p) if p.isdigit() else p for p in parts), value
+
+
+def _apply_override(data: dict, key: KeyPath, value: object, option: str, path: str) -> None:
+    node: object = data
+    for depth, part in enumerate(key[:-1]):
+        nxt = key[depth + 1]
+        if isinstance(part, int):
+            if not isinstance(node, list) or part >= len(node):
+                raise CircuitError(
+                    f"--set {option}: `{format_key(key[: depth + 1])}` does not exist", path=path
+                )
+            node = node[part]
+        elif isinstance(node, dict):
+            node = node.setdefault(part, [] if isinstance(nxt, int) else {})
+        else:
+            raise CircuitError(
+                f"--set {option}: `{format_key(key[:depth])}` is not a table", path=path
+            )
+    last = key[-1]
+    if isinstance(last, int) or not isinstance(node, dict):
+        raise CircuitError(f"--set {option}: can only set a key of a table", path=path)
+    node[last] = value
 
 
 def _build(data: Mapping, rd: _Reader, path: str, locator: Locator) -> CircuitSpec:
@@ -403,6 +576,8 @@ def _build(data: Mapping, rd: _Reader, path: str, locator: Locator) -> CircuitSp
         solver,
         locator=locator,
     )
+    if "training" in data:
+        spec.training = _training(data["training"], rd)
     layered = [k for k in ("input", "hidden", "output", "connections") if k in data]
     netlist = [k for k in ("netlist", "elements") if k in data]
     if layered and netlist:
@@ -423,6 +598,33 @@ def _build(data: Mapping, rd: _Reader, path: str, locator: Locator) -> CircuitSp
             "describes no circuit: add [input], [[hidden]], [output] and [[connections]] (layered form) or [netlist] and [[elements]]",
         )
     return spec
+
+
+def _training(table: object, rd: _Reader) -> TrainingSpec:
+    key: KeyPath = ("training",)
+    table = rd.expect_table(table, key)
+    values = rd.values(table, TRAINING_KEYS, key, extra=("learning_rates",))
+    rates = rd.expect_table(table.get("learning_rates", {}), (*key, "learning_rates"))
+    rate = Param("rate", "number", "", None, 0, True)
+    learning_rates = {}
+    for name, value in rates.items():
+        try:
+            learning_rates[str(name)] = float(rate.coerce(value))
+        except ValueError as exc:
+            raise rd.error(
+                (*key, "learning_rates", name), f"must be {exc}; got {_show(value)}"
+            ) from None
+    validation = values["validation"]
+    if validation >= 1 and validation != int(validation):
+        raise rd.error(
+            (*key, "validation"), f"must be a fraction below 1 or a whole count; got {validation:g}"
+        )
+    if values["loss"] == "cross_entropy" and values["nudge"] == "conductance":
+        raise rd.error(
+            (*key, "nudge"),
+            'cross_entropy has no conductance nudge (its loss is not a resistor\'s co-content); use nudge = "current"',
+        )
+    return TrainingSpec(values, learning_rates)
 
 
 def _devices(table: object, rd: _Reader) -> dict[str, DeviceSpec]:
@@ -481,6 +683,11 @@ def _check_device(p: dict, kind: str, key: KeyPath, rd: _Reader) -> None:
                 )
     if kind == "diode" and p["model"] == "ideal" and p["g_on"] == 0:
         raise rd.error((*key, "g_on"), "must be a conductance > 0 S; got 0")
+    if kind == "isource" and not p["i_min"] <= p["current"] <= p["i_max"]:
+        raise rd.error(
+            (*key, "current"),
+            f"current = {p['current']:g} A is outside [i_min, i_max] = [{p['i_min']:g}, {p['i_max']:g}] A",
+        )
 
 
 def _rails(table: object, rd: _Reader) -> dict[str, float]:

@@ -138,12 +138,12 @@ def export_spice(
                 f"D{k}_{i} {node[a]} {node[c]} {name} TEMP={num(_celsius(model.thermal_voltage))} ; {d.labels[i]}"
                 for i, (a, c) in enumerate(zip(d.anode, d.cathode, strict=True))
             )
-    for k, s in enumerate(network.isources):
+    for k, (s, currents) in enumerate(zip(network.isources, network.currents, strict=True)):
         out.append("")
         out.append(f"* current sources of device {s.device.name} (current into the first node)")
         out.extend(
             f"I{k}_{i} {node[m]} {node[p]} DC {num(cur)} ; {s.labels[i]}"
-            for i, (p, m, cur) in enumerate(zip(s.plus, s.minus, s.current, strict=True))
+            for i, (p, m, cur) in enumerate(zip(s.plus, s.minus, currents, strict=True))
         )
     if network.amplifiers:
         out.append("")
