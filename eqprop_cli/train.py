@@ -1,0 +1,347 @@
+"""Equilibrium Propagation: free and nudged equilibria, local updates, the training loop.
+
+For every trainable conductance g between nodes i and j the energy's
+derivative is dE/dg = w (V_i - V_j)^2 / 2 (w: the stage weight of amplifier
+chains, 1 without amplifiers), and for a current source dE/dI = -w (V+ - V-).
+EP estimates the loss gradient from two equilibria at nudge strengths
+beta_a > beta_b:
+
+    dL/dtheta ~ [dE/dtheta(V^a) - dE/dtheta(V^b)] / ((beta_a - beta_b) w_out)
+
+where w_out is the outputs' stage weight (the nudge carries it). Centred
+phases (+beta, -beta) cancel the first-order bias of one-sided ones. The
+update needs only the voltage drop across each device in the two phases.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import CircuitError, EqpropError
+from .evaluate import Evaluation, evaluate
+from .loss import ReadoutLoss, predictions
+from .network import Network
+from .optim import SGD, schedule_factor
+from .solve import Equilibrium, solve
+from .spec import CircuitSpec, TrainingSpec
+
+Splits = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class ParamGroup:
+    """One trained array: a connection's conductances or a source device's currents."""
+
+    name: str
+    kind: str  # "conductance" or "current"
+    index: int  # into network.g or network.currents
+    scale: float  # normalisation of the optimizer's parameters (g_max, or a current scale)
+    low: float
+    high: float
+    rate: float  # base learning rate of this group
+
+
+def parameter_groups(
+    network: Network, training: TrainingSpec, spec: CircuitSpec
+) -> list[ParamGroup]:
+    """The trainable arrays of a network, with bounds, scales and learning rates."""
+    groups = []
+    g_ref = 1.0
+    for k, r in enumerate(network.resistors):
+        p = r.device.params
+        if p["trainable"]:
+            g_ref = max(g_ref if groups else 0.0, p["g_max"])
+            groups.append(
+                ParamGroup(r.name, "conductance", k, p["g_max"], p["g_min"], p["g_max"], 0.0)
+            )
+    for k, s in enumerate(network.isources):
+        p = s.device.params
+        if p["trainable"]:
+            bounds = [abs(b) for b in (p["i_min"], p["i_max"]) if np.isfinite(b)]
+            scale = max(bounds) if bounds else g_ref * 1.0  # a fully-on device at 1 V
+            groups.append(
+                ParamGroup(s.device.name, "current", k, scale, p["i_min"], p["i_max"], 0.0)
+            )
+    names = {g.name for g in groups}
+    for name in training.learning_rates:
+        if name not in names:
+            raise spec.error(
+                ("training", "learning_rates", name),
+                f"names no trainable connection or current source; expected one of {', '.join(sorted(names)) or '(none)'}",
+            )
+    for g in groups:
+        g.rate = training.learning_rates.get(g.name, float(training.learning_rate))
+    if not groups:
+        raise spec.error(
+            ("training",), "the circuit has nothing trainable (every device has trainable = false)"
+        )
+    return groups
+
+
+class EPEstimator:
+    """EP gradient estimates of every group from two equilibria, vectorised over the batch."""
+
+    def __init__(self, network: Network, groups: list[ParamGroup]):
+        self.network = network
+        self.groups = groups
+        _, _, out_weight = network.readout_map()
+        if not np.allclose(out_weight, out_weight[0]):
+            raise EqpropError(
+                "the outputs sit at different amplifier stages; EP needs one stage weight at the readout"
+            )
+        self.out_weight = float(out_weight[0])
+        self.plans = []
+        for g in groups:
+            if g.kind == "conductance":
+                r = network.resistors[g.index]
+                if r.dense:
+                    w = network._branch_weight(r.rows[:, None], r.cols[None, :])
+                else:
+                    w = network._branch_weight(r.rows, r.cols)
+                self.plans.append((r.rows, r.cols, r.dense, w))
+            else:
+                s = network.isources[g.index]
+                self.plans.append((s.plus, s.minus, False, network._branch_weight(s.plus, s.minus)))
+
+    def __call__(
+        self, a: Equilibrium, b: Equilibrium, beta_a: float, beta_b: float, scale: float
+    ) -> list[np.ndarray]:
+        """dL/dtheta per group (physical units), averaged over the batch."""
+        factor = 1.0 / ((beta_a - beta_b) * self.out_weight * scale * a.unknowns.shape[0])
+        grads = []
+        for g, (p, q, dense, w) in zip(self.groups, self.plans, strict=True):
+            Pa, Pb, Qa, Qb = a.at(p), b.at(p), a.at(q), b.at(q)
+            if g.kind == "current":  # dE/dI = -w (V+ - V-)
+                grads.append(-w * ((Pa - Qa) - (Pb - Qb)).sum(axis=0) * factor)
+                continue
+            # (dVa^2 - dVb^2) = (dVa - dVb)(dVa + dVb), summed over the batch without cancellation
+            Dp, Sp, Dq, Sq = Pa - Pb, Pa + Pb, Qa - Qb, Qa + Qb
+            if dense:
+                total = (Dp * Sp).sum(axis=0)[:, None] + (Dq * Sq).sum(axis=0)[None, :]
+                total -= Dp.T @ Sq + Sp.T @ Dq
+            else:
+                total = ((Dp - Dq) * (Sp - Sq)).sum(axis=0)
+            grads.append(0.5 * w * total * factor)
+        return grads
+
+
+def phase_betas(phases: str, beta: float, seed: int, epoch: int, step: int) -> tuple[float, float]:
+    """(beta_a, beta_b), beta_a > beta_b; 0 means the free equilibrium."""
+    if phases == "centred":
+        return beta, -beta
+    if phases == "positive":
+        return beta, 0.0
+    if phases == "negative":
+        return 0.0, -beta
+    sign = np.random.default_rng([seed, epoch, step]).integers(2)  # counter-based: resumable
+    return (beta, 0.0) if sign else (0.0, -beta)
+
+
+@dataclass
+class TrainState:
+    """Everything that changes during training besides the network's conductances."""
+
+    epoch: int = 0  # completed epochs
+    step: int = 0  # batches done in the current epoch
+    optimizer: list[np.ndarray] = field(default_factory=list)
+    running: dict[str, float] = field(default_factory=dict)  # sums over the current epoch
+    metrics: list[dict[str, float]] = field(default_factory=list)  # one row per epoch
+
+
+@dataclass
+class BatchInfo:
+    """What the progress display shows after every batch."""
+
+    epoch: int
+    step: int
+    steps: int
+    samples: int
+    loss: float  # running mean over the epoch
+    error: float  # running error rate over the epoch
+    seconds: float
+
+
+RUNNING_KEYS = ("loss", "errors", "samples", "seconds", "not_converged")
+
+
+class Trainer:
+    """Trains a network's conductances (and bias currents) with EP on a dataset split."""
+
+    def __init__(self, network: Network, spec: CircuitSpec, splits: Splits, n_classes: int):
+        if spec.training is None:
+            raise spec.error((), "has no [training] section")
+        self.network = network
+        self.spec = spec
+        self.training = t = spec.training
+        self.splits = splits
+        self.loss = ReadoutLoss(t, len(network.outputs), n_classes)
+        self.groups = parameter_groups(network, t, spec)
+        self.estimator = EPEstimator(network, self.groups)
+        self.optimizer = SGD(float(t.momentum))
+        solver = spec.solver
+        self.free = dict(
+            method=solver.method,
+            tol=t.free_tol or solver.tol,
+            max_iter=t.free_max_iter or solver.max_iter,
+        )
+        self.nudged = dict(
+            method=solver.method,
+            tol=t.nudged_tol or self.free["tol"],
+            max_iter=t.nudged_max_iter or solver.max_iter,
+        )
+        x, _ = splits["train"]
+        if len(x) == 0:
+            raise CircuitError("the training split is empty", path=spec.path, key="training")
+        self.steps = -(-len(x) // int(t.batch_size))
+
+    # ------------------------------------------------------------------ parameters
+
+    def params(self) -> list[np.ndarray]:
+        """The trained arrays, physical units (views of the network's arrays)."""
+        return [
+            self.network.g[g.index] if g.kind == "conductance" else self.network.currents[g.index]
+            for g in self.groups
+        ]
+
+    def set_params(self, values: list[np.ndarray]) -> None:
+        g, currents = list(self.network.g), list(self.network.currents)
+        for group, v in zip(self.groups, values, strict=True):
+            (g if group.kind == "conductance" else currents)[group.index] = v
+        self.network.set_conductances(g)
+        if currents:
+            self.network.set_currents(currents)
+
+    def new_state(self) -> TrainState:
+        normalised = [p / g.scale for p, g in zip(self.params(), self.groups, strict=True)]
+        return TrainState(optimizer=self.optimizer.init(normalised), running=self._zero_running())
+
+    @staticmethod
+    def _zero_running() -> dict[str, float]:
+        return dict.fromkeys(RUNNING_KEYS, 0.0)
+
+    # ------------------------------------------------------------------ one batch
+
+    def batch_gradients(
+        self, x: np.ndarray, y: np.ndarray, betas: tuple[float, float]
+    ) -> tuple[list[np.ndarray], Equilibrium, int]:
+        """EP gradient estimates, the free equilibrium, and how many solves missed tol."""
+        free = solve(self.network, x, **self.free)
+        outputs = free.outputs()
+        start = free.unknowns if self.training.warm_start else None
+        states = []
+        for beta in betas:
+            if beta == 0.0:
+                states.append(free)
+                continue
+            nudge = self.loss.nudge(beta, outputs, y)
+            states.append(solve(self.network, x, x0=start, nudge=nudge, **self.nudged))
+        missed = sum(
+            int((~s.converged).sum()) for s in {id(s): s for s in [free, *states]}.values()
+        )
+        grads = self.estimator(states[0], states[1], betas[0], betas[1], self.loss.scale)
+        return grads, free, missed
+
+    def train_step(self, state: TrainState, x: np.ndarray, y: np.ndarray) -> TrainState:
+        """One EP update on a batch; returns the new state (the network is updated in place)."""
+        t = self.training
+        start = time.perf_counter()
+        betas = phase_betas(str(t.phases), float(t.beta), int(t.seed), state.epoch, state.step)
+        grads, free, missed = self.batch_gradients(x, y, betas)
+        factor = schedule_factor(
+            str(t.schedule), state.epoch, int(t.epochs), float(t.decay), int(t.decay_every)
+        )
+        normalised = [g_.scale * grad for g_, grad in zip(self.groups, grads, strict=True)]
+        steps, opt = self.optimizer.update(
+            normalised, state.optimizer, [g.rate * factor for g in self.groups]
+        )
+        new = [
+            np.clip(p + s * g.scale, g.low, g.high)
+            for p, s, g in zip(self.params(), steps, self.groups, strict=True)
+        ]
+        outputs = free.outputs()
+        running = dict(state.running)
+        running["loss"] += float(self.loss.value(outputs, y).sum())
+        running["errors"] += float((predictions(outputs) != y).sum())
+        running["samples"] += len(y)
+        running["not_converged"] += missed
+        running["seconds"] += time.perf_counter() - start
+        self.set_params(new)
+        return TrainState(state.epoch, state.step + 1, opt, running, state.metrics)
+
+    # ------------------------------------------------------------------ epochs
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The seeded order of the training samples in an epoch."""
+        n = len(self.splits["train"][1])
+        return np.random.default_rng([int(self.training.seed), epoch]).permutation(n)
+
+    def evaluate(self, split: str) -> Evaluation | None:
+        x, y = self.splits[split]
+        if len(y) == 0:
+            return None
+        return evaluate(
+            self.network, x, y, self.loss, int(self.training.eval_batch_size), **self.free
+        )
+
+    def finish_epoch(self, state: TrainState) -> TrainState:
+        """Close an epoch: evaluate, append its metrics row, reset the running sums."""
+        r = state.running
+        row: dict[str, float] = {
+            "epoch": state.epoch + 1,
+            "train_loss": r["loss"] / max(r["samples"], 1),
+            "train_error": r["errors"] / max(r["samples"], 1),
+        }
+        for split in ("validation", "test"):
+            result = self.evaluate(split)
+            row[f"{split}_loss"] = result.loss if result else float("nan")
+            row[f"{split}_error"] = result.error_rate if result else float("nan")
+        row["seconds"] = r["seconds"]
+        row["samples_per_second"] = r["samples"] / r["seconds"] if r["seconds"] else float("nan")
+        t = self.training
+        row["learning_rate"] = float(t.learning_rate) * schedule_factor(
+            str(t.schedule), state.epoch, int(t.epochs), float(t.decay), int(t.decay_every)
+        )
+        row["not_converged"] = r["not_converged"]
+        return TrainState(
+            state.epoch + 1, 0, state.optimizer, self._zero_running(), [*state.metrics, row]
+        )
+
+    def run(
+        self,
+        state: TrainState,
+        epochs: int,
+        on_batch: Callable[[BatchInfo], None] | None = None,
+        on_epoch: Callable[[TrainState], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> tuple[TrainState, bool]:
+        """Train until ``epochs`` epochs are complete; (state, stopped early)."""
+        x, y = self.splits["train"]
+        size = int(self.training.batch_size)
+        while state.epoch < epochs:
+            order = self.order(state.epoch)
+            while state.step < self.steps:
+                if should_stop and should_stop():
+                    return state, True
+                pick = order[state.step * size : (state.step + 1) * size]
+                state = self.train_step(state, x[pick], y[pick])
+                if on_batch:
+                    r = state.running
+                    on_batch(
+                        BatchInfo(
+                            state.epoch,
+                            state.step,
+                            self.steps,
+                            int(r["samples"]),
+                            r["loss"] / r["samples"],
+                            r["errors"] / r["samples"],
+                            r["seconds"],
+                        )
+                    )
+            state = self.finish_epoch(state)
+            if on_epoch:
+                on_epoch(state)
+        return state, False
