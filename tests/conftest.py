@@ -16,3 +16,17 @@ def ngspice() -> str:
             pytest.fail("ngspice is required in CI (apt-get install -y ngspice)")
         pytest.skip("ngspice not installed")
     return path
+
+
+@pytest.fixture
+def mnist_dir():
+    """The full MNIST of the build machines (a Path): ../shared/data/mnist from the repo root."""
+    from pathlib import Path
+
+    path = Path(__file__).absolute().parents[1].parent / "shared" / "data" / "mnist"
+    names = ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1")
+    if not all((path / f"{name}-ubyte.gz").is_file() for name in names):
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"MNIST is required in CI at {path} (see its README.md)")
+        pytest.skip(f"MNIST not found at {path}")
+    return path
