@@ -47,6 +47,32 @@ class Quadratic:
 
 
 @dataclass
+class Stamp:
+    """A sparse matrix whose entries are linear in the conductances g: data = A @ g."""
+
+    A: sp.csr_matrix  # (stored entries, conductances)
+    indices: np.ndarray
+    indptr: np.ndarray
+    shape: tuple[int, int]
+
+    @classmethod
+    def build(cls, rows, cols, coefs, edges, shape: tuple[int, int], n_edges: int) -> Stamp:
+        """From COO pieces: entry (rows[k], cols[k]) gains coefs[k] * g[edges[k]]."""
+        rows, cols = np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64)
+        keys = rows * shape[1] + cols
+        unique, inverse = np.unique(keys, return_inverse=True)
+        A = sp.csr_matrix(
+            (np.concatenate(coefs), (inverse, np.concatenate(edges))),
+            shape=(len(unique), n_edges),
+        )
+        indptr = np.searchsorted(unique // shape[1], np.arange(shape[0] + 1))
+        return cls(A, (unique % shape[1]).astype(np.int32), indptr.astype(np.int32), shape)
+
+    def matrix(self, g: np.ndarray) -> sp.csr_matrix:
+        return sp.csr_matrix((self.A @ g, self.indices, self.indptr), shape=self.shape)
+
+
+@dataclass
 class Linear:
     """Q and the input-dependent linear and constant terms of the energy, in input space."""
 
@@ -285,7 +311,8 @@ class Network:
         if self._linear is None:
             q = self.quadratic()
             S, c = self.fixed_gain, self.fixed_const
-            SK = (S @ q.K).toarray()  # dense: the one big matrix product of every solve
+            g = np.concatenate([c.ravel() for c in self.g]) if self.g else np.zeros(0)
+            SK = self._stamps()["SK"].matrix(g).toarray()  # dense: the big product of every solve
             A = sp.diags(q.fixed_diag.astype(float)) + q.fixed_laplacian
             M = (S @ A @ S.T).tocsr()  # const(F) = 1/2 F A F - F fc, in terms of X
             m = S @ (A @ c) - S @ q.fixed_current
@@ -319,46 +346,71 @@ class Network:
 
     # ------------------------------------------------------------------ quadratic form
 
+    def _stamps(self) -> dict[str, Stamp]:
+        """Q, K, S K, the fixed diagonal and Laplacian as linear maps of the conductances.
+
+        Topology only, so built once per network; each conductance update then
+        costs one sparse matrix-vector product per matrix.
+        """
+        if "stamps" not in self.structure:
+            a, b, _ = self.resistor_edges()
+            weight = self._branch_weight(a, b)
+            edge = np.arange(len(a))
+            nv, nf = self.n_vars, len(self.fixed)
+            va, vb = self.node_var[a], self.node_var[b]
+            ca, cb = self.node_coef[a], self.node_coef[b]
+            fa, fb = self.fixed_index[a], self.fixed_index[b]
+            free_a, free_b = va >= 0, vb >= 0
+            both = free_a & free_b
+            cross = -weight[both] * ca[both] * cb[both]
+            Q = Stamp.build(
+                [va[free_a], vb[free_b], va[both], vb[both]],
+                [va[free_a], vb[free_b], vb[both], va[both]],
+                [weight[free_a] * ca[free_a] ** 2, weight[free_b] * cb[free_b] ** 2, cross, cross],
+                [edge[free_a], edge[free_b], edge[both], edge[both]],
+                (nv, nv),
+                len(a),
+            )
+            m1, m2 = free_a & ~free_b, free_b & ~free_a  # fixed end -> unknown end
+            k_rows, k_cols = np.concatenate([fb[m1], fa[m2]]), np.concatenate([va[m1], vb[m2]])
+            k_coef = np.concatenate([weight[m1] * ca[m1], weight[m2] * cb[m2]])
+            k_edge = np.concatenate([edge[m1], edge[m2]])
+            K = Stamp.build([k_rows], [k_cols], [k_coef], [k_edge], (nf, nv), len(a))
+            # S K: every K entry times the features that drive its fixed node
+            S = self.fixed_gain.tocsc()
+            count = np.diff(S.indptr)[k_rows]
+            entry = np.repeat(np.arange(len(k_rows)), count)
+            offset = np.arange(len(entry)) - np.repeat(np.cumsum(count) - count, count)
+            at = S.indptr[k_rows][entry] + offset
+            SK = Stamp.build(
+                [S.indices[at]],
+                [k_cols[entry]],
+                [k_coef[entry] * S.data[at]],
+                [k_edge[entry]],
+                (self.n_features, nv),
+                len(a),
+            )
+            fd = Stamp.build(
+                [k_rows], [np.zeros(len(k_rows), int)], [weight[k_edge]], [k_edge], (nf, 1), len(a)
+            )
+            ff = ~free_a & ~free_b
+            lap = Stamp.build(
+                [fa[ff], fb[ff], fa[ff], fb[ff]],
+                [fa[ff], fb[ff], fb[ff], fa[ff]],
+                [weight[ff], weight[ff], -weight[ff], -weight[ff]],
+                [edge[ff]] * 4,
+                (nf, nf),
+                len(a),
+            )
+            self.structure["stamps"] = {"Q": Q, "K": K, "SK": SK, "fixed_diag": fd, "lap": lap}
+        return self.structure["stamps"]
+
     def quadratic(self) -> Quadratic:
         """Assemble Q, K, s from the current conductances and sources."""
-        a, b, g = self.resistor_edges()
-        w = self._branch_weight(a, b) * g
+        stamps = self._stamps()
+        g = np.concatenate([c.ravel() for c in self.g]) if self.g else np.zeros(0)
         nv, nf = self.n_vars, len(self.fixed)
-        va, vb = self.node_var[a], self.node_var[b]
-        ca, cb = self.node_coef[a], self.node_coef[b]
-        fa, fb = self.fixed_index[a], self.fixed_index[b]
-        free_a, free_b = va >= 0, vb >= 0
-        # Q: each edge touching unknowns
-        q_rows = [va[free_a], vb[free_b]]
-        q_cols = [va[free_a], vb[free_b]]
-        q_vals = [w[free_a] * ca[free_a] ** 2, w[free_b] * cb[free_b] ** 2]
-        both = free_a & free_b
-        q_rows += [va[both], vb[both]]
-        q_cols += [vb[both], va[both]]
-        cross = -w[both] * ca[both] * cb[both]
-        q_vals += [cross, cross]
-        Q = sp.csr_matrix(
-            (np.concatenate(q_vals), (np.concatenate(q_rows), np.concatenate(q_cols))),
-            shape=(nv, nv),
-        )
-        # K: fixed end -> unknown end
-        m1, m2 = free_a & ~free_b, free_b & ~free_a
-        k_rows = np.concatenate([fb[m1], fa[m2]])
-        k_cols = np.concatenate([va[m1], vb[m2]])
-        k_vals = np.concatenate([w[m1] * ca[m1], w[m2] * cb[m2]])
-        K = sp.csr_matrix((k_vals, (k_rows, k_cols)), shape=(nf, nv))
-        fixed_diag = np.bincount(k_rows, weights=np.concatenate([w[m1], w[m2]]), minlength=nf)
-        ff = ~free_a & ~free_b
-        lap = sp.csr_matrix(
-            (
-                np.concatenate([w[ff], w[ff], -w[ff], -w[ff]]),
-                (
-                    np.concatenate([fa[ff], fb[ff], fa[ff], fb[ff]]),
-                    np.concatenate([fa[ff], fb[ff], fb[ff], fa[ff]]),
-                ),
-            ),
-            shape=(nf, nf),
-        )
+        fixed_diag = stamps["fixed_diag"].matrix(g).toarray().ravel()
         # current sources: energy -w I (V_plus - V_minus)
         plus, minus, cur = self.isource_arrays()
         ws = self._branch_weight(plus, minus) * cur
@@ -369,7 +421,14 @@ class Network:
             ok = var >= 0
             np.add.at(s, var[ok], sign * ws[ok] * self.node_coef[node][ok])
             np.add.at(fixed_current, self.fixed_index[node][~ok], sign * ws[~ok])
-        return Quadratic(Q, K, s, fixed_diag, lap, fixed_current)
+        return Quadratic(
+            stamps["Q"].matrix(g),
+            stamps["K"].matrix(g),
+            s,
+            fixed_diag,
+            stamps["lap"].matrix(g),
+            fixed_current,
+        )
 
     # ------------------------------------------------------------------ node-level physics
 

@@ -114,7 +114,8 @@ class EPEstimator:
         factor = 1.0 / ((beta_a - beta_b) * self.out_weight * scale * a.unknowns.shape[0])
         grads = []
         for g, (p, q, dense, w) in zip(self.groups, self.plans, strict=True):
-            Pa, Pb, Qa, Qb = a.at(p), b.at(p), a.at(q), b.at(q)
+            Pa, Pb = self._pair(a, b, p)
+            Qa, Qb = self._pair(a, b, q)
             if g.kind == "current":  # dE/dI = -w (V+ - V-)
                 grads.append(-w * ((Pa - Qa) - (Pb - Qb)).sum(axis=0) * factor)
                 continue
@@ -122,11 +123,22 @@ class EPEstimator:
             Dp, Sp, Dq, Sq = Pa - Pb, Pa + Pb, Qa - Qb, Qa + Qb
             if dense:
                 total = (Dp * Sp).sum(axis=0)[:, None] + (Dq * Sq).sum(axis=0)[None, :]
-                total -= Dp.T @ Sq + Sp.T @ Dq
+                total -= Sp.T @ Dq
+                if Pb is not Pa:  # rows at fixed potentials (inputs) do not move: Dp = 0
+                    total -= Dp.T @ Sq
             else:
                 total = ((Dp - Dq) * (Sp - Sq)).sum(axis=0)
             grads.append(0.5 * w * total * factor)
         return grads
+
+    def _pair(
+        self, a: Equilibrium, b: Equilibrium, nodes: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Potentials of ``nodes`` in both states; the same array when all are fixed."""
+        Va = a.at(nodes)
+        if np.all(self.network.fixed_index[nodes] >= 0):
+            return Va, Va
+        return Va, b.at(nodes)
 
 
 def phase_betas(phases: str, beta: float, seed: int, epoch: int, step: int) -> tuple[float, float]:
