@@ -141,6 +141,37 @@ class EPEstimator:
         return Va, b.at(nodes)
 
 
+def ep_gradients(
+    network: Network,
+    estimator: EPEstimator,
+    loss: ReadoutLoss,
+    x: np.ndarray,
+    y: np.ndarray,
+    betas: tuple[float, float],
+    free_solver: dict,
+    nudged_solver: dict,
+    warm_start: bool = True,
+) -> tuple[list[np.ndarray], Equilibrium, int]:
+    """EP estimates of dL/dtheta from a free and two (or one) nudged equilibria.
+
+    Returns the estimates per group, the free equilibrium, and how many
+    sample solves missed their tolerance.
+    """
+    free = solve(network, x, **free_solver)
+    outputs = free.outputs()
+    start = free.unknowns if warm_start else None
+    states = []
+    for beta in betas:
+        if beta == 0.0:
+            states.append(free)
+            continue
+        nudge = loss.nudge(beta, outputs, y)
+        states.append(solve(network, x, x0=start, nudge=nudge, **nudged_solver))
+    distinct = {id(s): s for s in [free, *states]}.values()
+    missed = sum(int((~s.converged).sum()) for s in distinct)
+    return estimator(states[0], states[1], betas[0], betas[1], loss.scale), free, missed
+
+
 def phase_betas(phases: str, beta: float, seed: int, epoch: int, step: int) -> tuple[float, float]:
     """(beta_a, beta_b), beta_a > beta_b; 0 means the free equilibrium."""
     if phases == "centred":
@@ -241,21 +272,17 @@ class Trainer:
         self, x: np.ndarray, y: np.ndarray, betas: tuple[float, float]
     ) -> tuple[list[np.ndarray], Equilibrium, int]:
         """EP gradient estimates, the free equilibrium, and how many solves missed tol."""
-        free = solve(self.network, x, **self.free)
-        outputs = free.outputs()
-        start = free.unknowns if self.training.warm_start else None
-        states = []
-        for beta in betas:
-            if beta == 0.0:
-                states.append(free)
-                continue
-            nudge = self.loss.nudge(beta, outputs, y)
-            states.append(solve(self.network, x, x0=start, nudge=nudge, **self.nudged))
-        missed = sum(
-            int((~s.converged).sum()) for s in {id(s): s for s in [free, *states]}.values()
+        return ep_gradients(
+            self.network,
+            self.estimator,
+            self.loss,
+            x,
+            y,
+            betas,
+            self.free,
+            self.nudged,
+            bool(self.training.warm_start),
         )
-        grads = self.estimator(states[0], states[1], betas[0], betas[1], self.loss.scale)
-        return grads, free, missed
 
     def train_step(self, state: TrainState, x: np.ndarray, y: np.ndarray) -> TrainState:
         """One EP update on a batch; returns the new state (the network is updated in place)."""
