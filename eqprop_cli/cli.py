@@ -22,17 +22,17 @@ from rich.table import Table
 
 from . import __version__
 from .errors import EqpropError
-from .graph import compile_circuit
 from .io import read_inputs, write_atomic, write_voltages
 from .network import Network
+from .runs import load_target
 from .solve import METHODS, Problem, layered_classes, solve
-from .spec import load_circuit
 from .spice import export_spice
 
 app = typer.Typer(
     name="eqprop",
-    help="Simulate analog neural networks of resistors, diodes, sources and amplifiers: "
-    "check circuit files, solve their DC equilibrium, export SPICE netlists.",
+    help="Simulate and train analog neural networks of resistors, diodes, sources and "
+    "amplifiers: check circuit files, solve their DC equilibrium, train them with "
+    "Equilibrium Propagation, evaluate them, export SPICE netlists.",
     epilog="Example: eqprop check circuits/kendall2020-mnist.toml && "
     "eqprop solve circuits/xor.toml --input 1,0. See man eqprop(1).",
     no_args_is_help=True,
@@ -44,7 +44,30 @@ out = Console()
 err = Console(stderr=True, soft_wrap=True)  # messages stay one line, for logs and pipes
 
 CircuitArg = Annotated[
-    Path, typer.Argument(help="Circuit file (TOML), see eqprop-circuit(5).", show_default=False)
+    Path,
+    typer.Argument(
+        help="Circuit file (TOML, see eqprop-circuit(5)), or a run directory or checkpoint "
+        "(the trained circuit).",
+        show_default=False,
+    ),
+]
+TargetArg = Annotated[
+    Path,
+    typer.Argument(
+        help="A run directory or checkpoint (trained conductances), or a circuit file "
+        "(initial ones).",
+        show_default=False,
+    ),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Override a key of the circuit file for this run: KEY=VALUE, dotted key, TOML "
+        "value (repeatable), e.g. --set training.epochs=1.",
+        metavar="KEY=VALUE",
+        show_default=False,
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables.")]
 InputOpt = Annotated[
@@ -93,8 +116,8 @@ def _main(
     """eqprop: analog neural networks trained by Equilibrium Propagation."""
 
 
-def _load(path: Path) -> Network:
-    return Network(compile_circuit(load_circuit(path)))
+def _load(path: Path, sets: list[str] | None) -> Network:
+    return load_target(path, list(sets or [])).network
 
 
 def _solver_choice(network: Network, method: str) -> str:
@@ -106,14 +129,14 @@ def _solver_choice(network: Network, method: str) -> str:
 
 @app.command()
 @_user_errors
-def check(circuit: CircuitArg, as_json: JsonOpt = False) -> None:
+def check(circuit: CircuitArg, as_json: JsonOpt = False, sets: SetOpt = None) -> None:
     """Parse, validate and compile a circuit file; print what it contains.
 
     Exit code 0 when the circuit is valid, 2 with a located message when not.
 
     Example: eqprop check circuits/kendall2020-mnist.toml
     """
-    network = _load(circuit)
+    network = _load(circuit, sets)
     graph = network.graph
     spec = graph.spec
     counts = Counter()
@@ -195,6 +218,7 @@ def solve_command(
             help="Write the voltages (samples x shown nodes) to a .npy or .csv file instead.",
         ),
     ] = None,
+    sets: SetOpt = None,
 ) -> None:
     """DC operating point for one or more input vectors.
 
@@ -211,7 +235,7 @@ def solve_command(
         raise EqpropError(f"--tol must be a current > 0 A; got {tol:g}")
     if max_iter is not None and max_iter < 1:
         raise EqpropError(f"--max-iter must be an integer >= 1; got {max_iter}")
-    network = _load(circuit)
+    network = _load(circuit, sets)
     settings = network.graph.spec.solver
     if network.n_features and input is None:
         raise EqpropError(
@@ -293,6 +317,7 @@ def export(
             "releases before converging on its own (helps stiff circuits).",
         ),
     ] = False,
+    sets: SetOpt = None,
 ) -> None:
     """Write the circuit as an ngspice netlist, input sources set to one input vector.
 
@@ -304,7 +329,7 @@ def export(
     """
     if format != "spice":
         raise EqpropError(f'--format "{format}" is not a known format; expected: spice')
-    network = _load(circuit)
+    network = _load(circuit, sets)
     inputs = (
         read_inputs(input, network.n_features, str(circuit))
         if input is not None
@@ -333,6 +358,9 @@ def export(
     else:
         write_atomic(output, text)
         err.print(f"wrote {output}")
+
+
+from . import cli_train  # noqa: E402, F401  (registers the training commands on `app`)
 
 
 def main() -> None:

@@ -21,15 +21,42 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .datasets import Dataset, load_dataset, split
 from .errors import CircuitError, EqpropError
 from .evaluate import Evaluation, evaluate
 from .loss import ReadoutLoss, predictions
 from .network import Network
 from .optim import SGD, schedule_factor
 from .solve import Equilibrium, solve
-from .spec import CircuitSpec, TrainingSpec
+from .spec import TRAINING_KEYS, CircuitSpec, TrainingSpec
 
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def training_settings(spec: CircuitSpec) -> TrainingSpec:
+    """The file's [training] section, or every default when it has none."""
+    return spec.training or TrainingSpec({p.name: p.default for p in TRAINING_KEYS}, {})
+
+
+def training_data(spec: CircuitSpec, network: Network) -> tuple[Dataset, Splits]:
+    """Load the [training] dataset and split it (subsets, validation) as the settings say."""
+    t = training_settings(spec)
+    dataset = load_dataset(str(t.dataset), t.data_path)
+    if dataset.n_features != network.n_features:
+        raise spec.error(
+            ("training", "dataset"),
+            f'dataset "{t.dataset}" has {dataset.n_features} features per sample but the '
+            f"circuit takes {network.n_features} inputs",
+        )
+    validation = float(t.validation)
+    splits = split(
+        dataset,
+        validation=int(validation) if validation >= 1 else validation,
+        train_subset=int(t.train_subset) or None,
+        test_subset=int(t.test_subset) or None,
+        seed=int(t.seed),
+    )
+    return dataset, splits
 
 
 @dataclass
@@ -215,11 +242,9 @@ class Trainer:
     """Trains a network's conductances (and bias currents) with EP on a dataset split."""
 
     def __init__(self, network: Network, spec: CircuitSpec, splits: Splits, n_classes: int):
-        if spec.training is None:
-            raise spec.error((), "has no [training] section")
         self.network = network
         self.spec = spec
-        self.training = t = spec.training
+        self.training = t = training_settings(spec)
         self.splits = splits
         self.loss = ReadoutLoss(t, len(network.outputs), n_classes)
         self.groups = parameter_groups(network, t, spec)
@@ -334,10 +359,10 @@ class Trainer:
             "train_loss": r["loss"] / max(r["samples"], 1),
             "train_error": r["errors"] / max(r["samples"], 1),
         }
-        for split in ("validation", "test"):
-            result = self.evaluate(split)
-            row[f"{split}_loss"] = result.loss if result else float("nan")
-            row[f"{split}_error"] = result.error_rate if result else float("nan")
+        for name in ("validation", "test"):
+            result = self.evaluate(name)
+            row[f"{name}_loss"] = result.loss if result else float("nan")
+            row[f"{name}_error"] = result.error_rate if result else float("nan")
         row["seconds"] = r["seconds"]
         row["samples_per_second"] = r["samples"] / r["seconds"] if r["seconds"] else float("nan")
         t = self.training

@@ -67,13 +67,13 @@ def test_solve_batch_from_npy_and_csv(tmp_path):
         docs.append(json.loads(result.stdout))
     assert docs[0] == docs[1]
     assert len(docs[0]["samples"]) == 3
-    assert set(docs[0]["samples"][0]["nodes"]) == {"y0", "y1"}
+    assert set(docs[0]["samples"][0]["nodes"]) == {"y0p", "y0n", "y1p", "y1n"}
 
 
 def test_solve_table_output():
     result = run("solve", XOR, "-i", "1,0", "--nodes", "y*")
     assert result.exit_code == 0
-    assert "y0" in result.stdout and "converged" in result.stdout
+    assert "y0p" in result.stdout and "converged" in result.stdout
 
 
 def test_non_convergence_is_a_warning_and_a_flag():
@@ -121,9 +121,9 @@ def test_export_nodeset_is_our_operating_point(tmp_path, ngspice):
     network = load_network(XOR)
     eq = solve(network, np.array([[0.3, 0.9]]), tol=1e-12)
     guess = dict(item.split("=") for ln in lines for item in ln.split()[1:])
-    assert abs(float(guess["V(y0)"]) - eq.voltages[0, network.node_names.index("y0")]) < 1e-8
+    assert abs(float(guess["V(y0p)"]) - eq.voltages[0, network.node_names.index("y0p")]) < 1e-8
     theirs = run_ngspice(result.stdout)
-    assert abs(theirs["y0"] - eq.voltages[0, network.node_names.index("y0")]) < 1e-6
+    assert abs(theirs["y0p"] - eq.voltages[0, network.node_names.index("y0p")]) < 1e-6
 
 
 def test_error_text_keeps_brackets(tmp_path):
@@ -159,15 +159,15 @@ def test_solve_writes_voltages_to_npy_and_csv(tmp_path):
     expected = solve(network, x, tol=1e-10).voltages
     result = run("solve", XOR, "-i", str(tmp_path / "x.npy"), "-o", str(tmp_path / "v.npy"))
     assert result.exit_code == 0 and result.stdout == ""
-    assert "6 sample(s) x 10 node(s)" in result.stderr
+    assert f"6 sample(s) x {network.n_nodes} node(s)" in result.stderr
     np.testing.assert_array_equal(np.load(tmp_path / "v.npy"), expected)
     result = run(
         "solve", XOR, "-i", str(tmp_path / "x.npy"), "-o", str(tmp_path / "v.csv"), "--nodes", "y*"
     )
     assert result.exit_code == 0
     lines = (tmp_path / "v.csv").read_text().splitlines()
-    assert lines[0] == "y0,y1"
-    ys = [network.node_names.index("y0"), network.node_names.index("y1")]
+    assert lines[0] == "y0p,y0n,y1p,y1n"
+    ys = [network.node_names.index(n) for n in ("y0p", "y0n", "y1p", "y1n")]
     np.testing.assert_array_equal(
         np.loadtxt(lines[1:], delimiter=","), expected[:, ys]
     )  # every bit

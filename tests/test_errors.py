@@ -551,7 +551,7 @@ def test_file_not_found(tmp_path):
 
 
 def test_path_is_a_directory(tmp_path):
-    message = assert_user_error(invoke("check", tmp_path), "cannot read the file")
+    message = assert_user_error(invoke("check", tmp_path), "not a run directory (no config.toml)")
     assert message.startswith(f"error: {tmp_path}:"), message
 
 
