@@ -24,8 +24,21 @@ from eqprop_cli.units import PREFIXES, parse_si
 
 ROOT = Path(__file__).resolve().parent.parent
 MAN = ROOT / "man"
-PAGES = ["eqprop.1", "eqprop-check.1", "eqprop-solve.1", "eqprop-export.1", "eqprop-circuit.5"]
-COMMAND_PAGES = {"check": "eqprop-check.1", "solve": "eqprop-solve.1", "export": "eqprop-export.1"}
+# Every command, sub-commands of a group as "group command", and the page that documents it.
+COMMAND_PAGES = {
+    "check": "eqprop-check.1",
+    "solve": "eqprop-solve.1",
+    "export": "eqprop-export.1",
+    "train": "eqprop-train.1",
+    "eval": "eqprop-eval.1",
+    "gradcheck": "eqprop-gradcheck.1",
+    "report": "eqprop-report.1",
+    "data list": "eqprop-data.1",
+    "data fetch": "eqprop-data.1",
+}
+PAGES = ["eqprop.1", *dict.fromkeys(COMMAND_PAGES.values()), "eqprop-circuit.5"]
+# The files of a run directory, described by the pages of the commands that read them.
+RUN_FILES = ("config.toml", "checkpoint.npz", "metrics.csv", "report/")
 
 # Each key table of the circuit format and the manual section (.SS heading) that documents it.
 KEY_SECTIONS = {
@@ -37,6 +50,7 @@ KEY_SECTIONS = {
     "CONNECTION_KEYS": "[[connections]]",
     "NETLIST_KEYS": "[netlist]",
     "ELEMENT_KEYS": "[[elements]]",
+    "TRAINING_KEYS": "[training]",
 }
 KIND_WORDS = {"int": "integer", "bool": "boolean"}
 UNIT_WORDS = {"Ω": "ohms"}
@@ -116,8 +130,9 @@ def check_entry(param: params.Param, tag: str) -> None:
     elif isinstance(param.default, str):
         assert shown.strip('"') == param.default, tag
     else:
-        value = parse_si(shown.strip('"'))
-        assert value == param.default or (math.isinf(value) and math.isinf(param.default)), tag
+        # minus infinity is the TOML float -inf (parse_si reads "inf" and "+inf" only)
+        value = -math.inf if shown == "-inf" else parse_si(shown.strip('"'))
+        assert value == param.default, tag
 
 
 # --------------------------------------------------------------------------- rendering
@@ -172,6 +187,14 @@ def test_every_section_key_is_documented(table):
         check_entry(param, documented[param.name])
 
 
+@pytest.mark.parametrize("table", sorted(KEY_SECTIONS))
+def test_every_section_choice_is_documented(table):
+    body = circuit_sections()[KEY_SECTIONS[table]]
+    for param in getattr(spec, table):
+        for choice in param.choices:
+            assert f'"{choice}"' in body, f"{table}: {param.name} = {choice!r}"
+
+
 def test_every_key_name_appears_in_the_circuit_page():
     text = page("eqprop-circuit.5")
     names = {p.name for kind in params.DEVICE_KINDS.values() for p in kind.params}
@@ -205,8 +228,25 @@ def test_si_prefixes_are_documented():
 
 
 def cli_commands():
+    """The click group behind the app, and every command by name ("data list" for a sub-app's)."""
     group = typer.main.get_command(eqprop_cli.cli.app)
-    return group, dict(group.commands)
+    commands = {}
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):  # a group (typer may vendor its own click)
+            commands.update({f"{name} {sub}": c for sub, c in command.commands.items()})
+        else:
+            commands[name] = command
+    return group, commands
+
+
+def options_section(name: str) -> str:
+    """The OPTIONS of a command's page; on a page of several commands, its own .SS there."""
+    body = sections(page(COMMAND_PAGES[name]), "SH")["OPTIONS"]
+    if list(COMMAND_PAGES.values()).count(COMMAND_PAGES[name]) > 1:
+        subsections = sections(body, "SS")
+        assert f"eqprop {name}" in subsections, f"{COMMAND_PAGES[name]} has no .SS eqprop {name}"
+        body = subsections[f"eqprop {name}"]
+    return body
 
 
 def options(command) -> list[str]:
@@ -222,14 +262,16 @@ def test_every_command_has_a_page():
     _, commands = cli_commands()
     assert set(commands) == set(COMMAND_PAGES)
     for name in commands:
-        assert f".BR eqprop-{name} (1)" in page("eqprop.1"), f"eqprop(1) does not point to {name}"
+        stem = COMMAND_PAGES[name].rsplit(".", 1)[0]
+        assert f".BR {stem} (1)" in page("eqprop.1"), f"eqprop(1) does not point to {name}"
+        assert f"eqprop {name}" in sections(page("eqprop.1"), "SH")["COMMANDS"], name
 
 
 @pytest.mark.parametrize("name", sorted(COMMAND_PAGES))
 def test_every_option_is_documented_in_the_command_page(name):
     _, commands = cli_commands()
     command = commands[name]
-    body = sections(page(COMMAND_PAGES[name]), "SH")["OPTIONS"]
+    body = options_section(name)
     documented = re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", body)
     long_options = [o for o in options(command) if o.startswith("--")]
     assert long_options, f"{name}: no options found on the click command"
@@ -256,8 +298,63 @@ def test_export_page_matches_the_exporter():
 
 def test_exit_codes_are_documented():
     body = sections(page("eqprop.1"), "SH")["EXIT STATUS"]
-    for code in ("0", "2", "130"):
+    for code in ("0", "1", "2", "130"):
         assert re.search(rf"^\.B {code}$", body, flags=re.M), code
+
+
+@pytest.mark.parametrize("name", sorted(set(COMMAND_PAGES.values())))
+def test_every_command_page_has_the_usual_sections(name):
+    headings = sections(page(name), "SH")
+    for heading in ("NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "EXIT STATUS", "EXAMPLES"):
+        assert heading in headings, f"{name} has no {heading}"
+    assert "SEE ALSO" in headings and ".BR eqprop (1)" in headings["SEE ALSO"], name
+    codes = ("0", "1", "2", "130") if name == "eqprop-gradcheck.1" else ("0", "2", "130")
+    for code in codes:
+        assert re.search(rf"^\.B {code}$", headings["EXIT STATUS"], flags=re.M), (name, code)
+
+
+@pytest.mark.parametrize("name", ["eqprop-train.1", "eqprop-eval.1", "eqprop-gradcheck.1"])
+def test_run_directory_files_are_documented(name):
+    files = sections(page(name), "SH")["FILES"]
+    for file in RUN_FILES:
+        assert file in files, f"{file} not in the FILES of {name}"
+
+
+def test_metrics_columns_are_documented():
+    """The columns of metrics.csv, in the order the trainer writes them (one epoch of xor)."""
+    from eqprop_cli.runs import load_target
+    from eqprop_cli.train import Trainer, training_data
+
+    loaded = load_target(ROOT / "circuits" / "xor.toml", ["training.epochs=1"])
+    dataset, splits = training_data(loaded.spec, loaded.network)
+    trainer = Trainer(loaded.network, loaded.spec, splits, dataset.n_classes)
+    state, _ = trainer.run(trainer.new_state(), 1)
+    columns = list(state.metrics[-1])
+    files = sections(page("eqprop-train.1"), "SH")["FILES"]
+    tags = re.findall(r"^\.TP\n\.BR? (.*)$", files, flags=re.M)
+    shown = [w for tag in tags for w in re.findall(r"\w+", tag) if w in columns]
+    assert shown == columns
+
+
+def test_eval_json_keys_are_documented():
+    body = options_section("eval")
+    keys = ("target", "dataset", "split", "n_samples", "accuracy", "error_rate", "loss")
+    keys += ("not_converged", "classes", "confusion", "per_class_accuracy")
+    for key in keys:
+        assert re.search(rf"^\.B {key}$", body, flags=re.M), key
+
+
+def test_gradcheck_json_keys_and_verdict_are_documented():
+    from eqprop_cli import cli_train, gradcheck
+
+    body = options_section("gradcheck")
+    for key in ("target", "data", "samples", "beta", "tol", "passed", "variants"):
+        assert re.search(rf"^\.B {key}$", body, flags=re.M), key
+    for key in ("cosine", "relative_error", "overall", "connections", *gradcheck.VARIANTS):
+        assert re.search(rf"(?<![\w-]){key}(?![\w-])", body), key
+    text = page("eqprop-gradcheck.1")
+    assert f"cosine is >= {cli_train.GRADCHECK_COSINE:g}" in text
+    assert f"relative error <= {cli_train.GRADCHECK_ERROR:g}" in text
 
 
 # --------------------------------------------------------------------------- --help
@@ -278,20 +375,25 @@ def test_main_help_exits_0_and_mentions_an_example():
     proc = run_eqprop("--help")
     assert proc.returncode == 0, proc.stderr
     for name in COMMAND_PAGES:
-        assert name in proc.stdout
+        assert name.split()[0] in proc.stdout
     assert EXAMPLE.search(proc.stdout), proc.stdout
 
 
 @pytest.mark.parametrize("name", sorted(COMMAND_PAGES))
 def test_command_help_exits_0_and_mentions_an_example(name):
-    proc = run_eqprop(name, "--help")
+    _, commands = cli_commands()
+    proc = run_eqprop(*name.split(), "--help")
     assert proc.returncode == 0, proc.stderr
     assert EXAMPLE.search(proc.stdout), proc.stdout
-    assert re.search(rf"eqprop {name} \S", proc.stdout), "the example runs the command"
+    takes_argument = any(
+        p.param_type_name == "argument" and p.required for p in commands[name].params
+    )
+    runs = rf"eqprop {name} \S" if takes_argument else rf"eqprop {name}(?![\w-])"
+    assert re.search(runs, proc.stdout), "the example runs the command"
 
 
-def test_help_examples_use_files_that_exist():
-    for name in COMMAND_PAGES:
-        proc = run_eqprop(name, "--help")
-        for path in re.findall(r"(circuits/[\w.-]+\.toml)", proc.stdout):
-            assert (ROOT / path).is_file(), path
+@pytest.mark.parametrize("name", sorted(COMMAND_PAGES))
+def test_help_examples_use_files_that_exist(name):
+    proc = run_eqprop(*name.split(), "--help")
+    for path in re.findall(r"(circuits/[\w.-]+\.toml)", proc.stdout):
+        assert (ROOT / path).is_file(), f"eqprop {name} --help: {path} does not exist"
