@@ -192,7 +192,7 @@ def train(
     def on_epoch(s: TrainState) -> None:
         save(s)
         progress.reset(task, total=n_train, completed=0)
-        progress.console.print(_epoch_line(s.metrics[-1], total))
+        progress.console.print(_epoch_line(s.metrics[-1], total), soft_wrap=True)
 
     with _StopFlag() as stop, progress:
         task = progress.add_task("", total=n_train, rate=0.0, loss=float("nan"), error="-")

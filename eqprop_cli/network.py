@@ -35,18 +35,6 @@ class DiodeGroup:
 
 
 @dataclass
-class Quadratic:
-    """Linear part of the circuit in the unknowns: Q (vars x vars), K (fixed x vars), s."""
-
-    Q: sp.csr_matrix
-    K: sp.csr_matrix
-    s: np.ndarray
-    fixed_diag: np.ndarray  # sum of weighted conductances from each fixed node to unknowns
-    fixed_laplacian: sp.csr_matrix  # between fixed nodes
-    fixed_current: np.ndarray  # current-source energy at fixed ends: -F @ fixed_current
-
-
-@dataclass
 class Stamp:
     """A sparse matrix whose entries are linear in the conductances g: data = A @ g."""
 
@@ -70,6 +58,15 @@ class Stamp:
 
     def matrix(self, g: np.ndarray) -> sp.csr_matrix:
         return sp.csr_matrix((self.A @ g, self.indices, self.indptr), shape=self.shape)
+
+    def dense(self, g: np.ndarray) -> np.ndarray:
+        """The matrix as a dense array."""
+        if "flat" not in self.__dict__:  # row-major positions of the stored entries
+            rows = np.repeat(np.arange(self.shape[0]), np.diff(self.indptr))
+            self.__dict__["flat"] = rows * self.shape[1] + self.indices
+        out = np.zeros(self.shape[0] * self.shape[1])
+        out[self.__dict__["flat"]] = self.A @ g
+        return out.reshape(self.shape)
 
 
 @dataclass
@@ -309,16 +306,21 @@ class Network:
         r(X) = X @ SK + r0 and const(X) = 1/2 X M X + X m + m0, with F = X S + c.
         """
         if self._linear is None:
-            q = self.quadratic()
-            S, c = self.fixed_gain, self.fixed_const
+            stamps = self._stamps()
             g = np.concatenate([c.ravel() for c in self.g]) if self.g else np.zeros(0)
-            SK = self._stamps()["SK"].matrix(g).toarray()  # dense: the big product of every solve
-            A = sp.diags(q.fixed_diag.astype(float)) + q.fixed_laplacian
-            M = (S @ A @ S.T).tocsr()  # const(F) = 1/2 F A F - F fc, in terms of X
-            m = S @ (A @ c) - S @ q.fixed_current
-            m0 = 0.5 * c @ (A @ c) - c @ q.fixed_current
-            r0 = q.K.T @ c + q.s
-            self._linear = Linear(q.Q.tocsr(), q.Q.diagonal(), SK, r0, M, np.asarray(m), float(m0))
+            S, c = self.fixed_gain, self.fixed_const
+            s, fixed_current = self._source_terms()
+            fixed_diag = stamps["fixed_diag"].dense(g).ravel()
+            A = sp.diags(fixed_diag)  # conductance among fixed nodes: const(F) = 1/2 F A F - F fc
+            if stamps["lap"].A.nnz:
+                A = A + stamps["lap"].matrix(g)
+            M = (S @ A @ S.T).tocsr()
+            m = S @ (A @ c) - S @ fixed_current
+            m0 = 0.5 * c @ (A @ c) - c @ fixed_current
+            r0 = stamps["K"].matrix(g).T @ c + s
+            Q = stamps["Q"].matrix(g)
+            SK = stamps["SK"].dense(g)  # dense: the one big product of every solve
+            self._linear = Linear(Q, Q.diagonal(), SK, r0, M, np.asarray(m), float(m0))
         return self._linear
 
     # ------------------------------------------------------------------ edges
@@ -345,6 +347,8 @@ class Network:
         )
 
     # ------------------------------------------------------------------ quadratic form
+
+    # ------------------------------------------------------------------ linear part
 
     def _stamps(self) -> dict[str, Stamp]:
         """Q, K, S K, the fixed diagonal and Laplacian as linear maps of the conductances.
@@ -405,30 +409,18 @@ class Network:
             self.structure["stamps"] = {"Q": Q, "K": K, "SK": SK, "fixed_diag": fd, "lap": lap}
         return self.structure["stamps"]
 
-    def quadratic(self) -> Quadratic:
-        """Assemble Q, K, s from the current conductances and sources."""
-        stamps = self._stamps()
-        g = np.concatenate([c.ravel() for c in self.g]) if self.g else np.zeros(0)
-        nv, nf = self.n_vars, len(self.fixed)
-        fixed_diag = stamps["fixed_diag"].matrix(g).toarray().ravel()
-        # current sources: energy -w I (V_plus - V_minus)
+    def _source_terms(self) -> tuple[np.ndarray, np.ndarray]:
+        """Current sources' linear energy terms: on the unknowns (s) and on fixed nodes."""
         plus, minus, cur = self.isource_arrays()
-        ws = self._branch_weight(plus, minus) * cur
-        s = np.zeros(nv)
-        fixed_current = np.zeros(nf)
+        ws = self._branch_weight(plus, minus) * cur  # energy -w I (V_plus - V_minus)
+        s = np.zeros(self.n_vars)
+        fixed_current = np.zeros(len(self.fixed))
         for node, sign in ((plus, 1.0), (minus, -1.0)):
             var = self.node_var[node]
             ok = var >= 0
             np.add.at(s, var[ok], sign * ws[ok] * self.node_coef[node][ok])
             np.add.at(fixed_current, self.fixed_index[node][~ok], sign * ws[~ok])
-        return Quadratic(
-            stamps["Q"].matrix(g),
-            stamps["K"].matrix(g),
-            s,
-            fixed_diag,
-            stamps["lap"].matrix(g),
-            fixed_current,
-        )
+        return s, fixed_current
 
     # ------------------------------------------------------------------ node-level physics
 

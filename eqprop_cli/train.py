@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .datasets import Dataset, load_dataset, split
 from .errors import CircuitError, EqpropError
@@ -382,7 +383,15 @@ class Trainer:
         on_epoch: Callable[[TrainState], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> tuple[TrainState, bool]:
-        """Train until ``epochs`` epochs are complete; (state, stopped early)."""
+        """Train until ``epochs`` epochs are complete; (state, stopped early).
+
+        BLAS runs single-threaded meanwhile: at training's small batches a
+        second thread costs far more in synchronisation than it computes.
+        """
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._run(state, epochs, on_batch, on_epoch, should_stop)
+
+    def _run(self, state, epochs, on_batch, on_epoch, should_stop) -> tuple[TrainState, bool]:
         x, y = self.splits["train"]
         size = int(self.training.batch_size)
         while state.epoch < epochs:
