@@ -18,7 +18,7 @@ from .cli import JsonOpt, SetOpt, TargetArg, _user_errors, app, err, out
 from .datasets import DATASETS, fetch_dataset, list_datasets
 from .errors import EqpropError
 from .evaluate import evaluate
-from .gradcheck import compare
+from .gradcheck import at_a_kink, compare
 from .io import write_atomic
 from .loss import ReadoutLoss
 from .report import write_report
@@ -40,6 +40,7 @@ from .train import (
     Trainer,
     TrainState,
     parameter_groups,
+    solver_settings,
     training_data,
     training_settings,
 )
@@ -95,15 +96,21 @@ class _StopFlag:
 @app.command()
 @_user_errors
 def train(
-    circuit: TargetArg,
+    circuit: Annotated[
+        Path,
+        typer.Argument(
+            help="Circuit file (TOML), or a run directory to continue (with --resume).",
+            show_default=False,
+        ),
+    ],
     out_dir: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Run directory (default: runs/<circuit name>)."),
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option(help="Train until this many epochs are complete.")
+        int | None, typer.Option(min=1, help="Train until this many epochs are complete.")
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed (sets training.seed).")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Seed (sets training.seed).")] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")
     ] = False,
@@ -114,7 +121,7 @@ def train(
 ) -> None:
     """Train a circuit's conductances with Equilibrium Propagation.
 
-    Reads the [training] section (dataset, nudging, learning rates, ...),
+    Reads the training section of the file (dataset, nudging, learning rates),
     shows a progress bar and one line per epoch, and keeps a run directory
     (config.toml, checkpoint.npz, metrics.csv) up to date after every epoch.
     Ctrl-C saves the last complete batch; --resume continues exactly.
@@ -152,8 +159,7 @@ def train(
             f"{out_dir}: already trained for {state.epoch} epochs (asked {total}); nothing to do"
         )
         return
-    if not resume:
-        write_atomic(out_dir / CONFIG, text)
+    write_atomic(out_dir / CONFIG, text)  # on --resume: the new number of epochs
 
     def save(s: TrainState) -> None:
         ckpt = Checkpoint(
@@ -253,7 +259,7 @@ def eval_command(
     """Accuracy, loss, confusion matrix and per-class accuracy of a trained run.
 
     TARGET is a run directory, a checkpoint, or a circuit file (then with its
-    initial conductances). The dataset and loss come from its [training].
+    initial conductances). The dataset and loss come from its training section.
 
     Example: eqprop eval runs/mini --json
     """
@@ -267,16 +273,8 @@ def eval_command(
     if len(y) == 0:
         raise EqpropError(f"the {split} split is empty (see training.validation and subsets)")
     loss = ReadoutLoss(settings, len(network.outputs), dataset.n_classes)
-    solver = spec.solver
     result = evaluate(
-        network,
-        x,
-        y,
-        loss,
-        int(settings.eval_batch_size),
-        method=solver.method,
-        tol=settings.free_tol or solver.tol,
-        max_iter=settings.free_max_iter or solver.max_iter,
+        network, x, y, loss, int(settings.eval_batch_size), **solver_settings(spec, "free")
     )
     if as_json:
         doc = {"target": str(target), "dataset": dataset.name, "split": split}
@@ -313,8 +311,8 @@ def gradcheck(
     beta: Annotated[
         float | None, typer.Option(help="Nudge strength in siemens (default: training.beta).")
     ] = None,
-    samples: Annotated[int, typer.Option(help="Samples in the batch compared.")] = 8,
-    seed: Annotated[int, typer.Option(help="Seed of the sample choice.")] = 0,
+    samples: Annotated[int, typer.Option(min=1, help="Samples in the batch compared.")] = 8,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the sample choice.")] = 0,
     tol: Annotated[
         float | None,
         typer.Option(help="KCL tolerance of the solves, A (default: 1e-3 x the file's)."),
@@ -332,8 +330,8 @@ def gradcheck(
 
     Example: eqprop gradcheck circuits/kendall2020-mnist.toml --beta 1e-8
     """
-    if samples < 1:
-        raise EqpropError(f"--samples must be >= 1; got {samples}")
+    if tol is not None and not tol > 0:
+        raise EqpropError(f"--tol must be a current > 0 A; got {tol:g}")
     if beta is not None and not beta > 0:
         raise EqpropError(f"--beta must be a conductance > 0 S; got {beta:g}")
     loaded = load_target(target, list(sets or []))
@@ -358,6 +356,13 @@ def gradcheck(
         "tol": tol if tol is not None else 1e-3 * spec.solver.tol,
         "max_iter": max(spec.solver.max_iter, 10_000),
     }
+    kinked = at_a_kink(network, x, **solver)
+    if kinked.all():
+        raise EqpropError(
+            "every sample sits at a kink (a hard clamp at its threshold carrying no current), "
+            "where the loss has no gradient; try other --samples or --seed"
+        )
+    x, y = x[~kinked], y[~kinked]
     result = compare(network, groups, x, y, loss, beta, **solver)
     centred = result["centred"]["overall"]
     ok = centred.cosine >= GRADCHECK_COSINE and centred.relative_error <= GRADCHECK_ERROR
@@ -366,6 +371,7 @@ def gradcheck(
             "target": str(target),
             "data": source,
             "samples": len(y),
+            "excluded_at_kinks": int(kinked.sum()),
             "beta": beta,
             "tol": solver["tol"],
             "cosine": centred.cosine,
@@ -390,6 +396,11 @@ def gradcheck(
             for name, a in rows.items():
                 table.add_row(variant, escape(name), f"{a.cosine:.6f}", f"{a.relative_error:.3g}")
         out.print(table)
+        if kinked.any():
+            out.print(
+                f"{int(kinked.sum())} sample(s) left out: at a kink (a hard clamp at its "
+                "threshold carrying no current), where the loss has no gradient"
+            )
         verdict = (
             "[green]EP computes the gradient[/]" if ok else "[red]EP does not match the gradient[/]"
         )
@@ -423,14 +434,7 @@ def report(
     x, y = splits["test"]
     loss = ReadoutLoss(settings, len(network.outputs), dataset.n_classes)
     result = evaluate(
-        network,
-        x,
-        y,
-        loss,
-        int(settings.eval_batch_size),
-        method=spec.solver.method,
-        tol=spec.solver.tol,
-        max_iter=spec.solver.max_iter,
+        network, x, y, loss, int(settings.eval_batch_size), **solver_settings(spec, "free")
     )
     names = [r.name for r in network.resistors]
     ranges = {
@@ -448,7 +452,7 @@ def report(
         loss_label=unit,
     )
     for path in paths:
-        out.print(str(path))
+        print(path)
 
 
 data_app = typer.Typer(

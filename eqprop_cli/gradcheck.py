@@ -74,6 +74,20 @@ def exact_gradients(
     return grads
 
 
+def at_a_kink(network: Network, x: np.ndarray, **solver: object) -> np.ndarray:
+    """Samples with an unknown at a hard clamp's threshold whose clamp carries no current.
+
+    The loss is not differentiable there (one-sided derivatives differ), so no
+    estimate can match "the" gradient; gradcheck leaves such samples out.
+    """
+    eq = solve(network, x, **solver)
+    problem = Problem(network, x)
+    xs = eq.unknowns
+    at_bound = (np.abs(xs - problem.lo) <= 1e-12) | (np.abs(xs - problem.hi) <= 1e-12)
+    idle = np.abs(problem.gradient(xs)) <= 10 * float(solver.get("tol", 1e-10)) * network.var_weight
+    return np.any(at_bound & idle, axis=1)
+
+
 @dataclass
 class Agreement:
     """How well an estimate matches the exact gradient."""

@@ -448,6 +448,12 @@ def _element_params(spec: CircuitSpec, device: DeviceSpec, e) -> dict:
                 where,
                 f"conductance {params['g']:g} S is outside the device range [{lo:g}, {hi:g}] S",
             )
+    if device.type == "isource" and not params["i_min"] <= params["current"] <= params["i_max"]:
+        raise spec.error(
+            (*e.key, "current") if "current" in e.overrides else (*device.key, "current"),
+            f"current {params['current']:g} A is outside [i_min, i_max] = "
+            f"[{params['i_min']:g}, {params['i_max']:g}] A",
+        )
     return params
 
 

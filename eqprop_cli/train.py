@@ -39,6 +39,20 @@ def training_settings(spec: CircuitSpec) -> TrainingSpec:
     return spec.training or TrainingSpec({p.name: p.default for p in TRAINING_KEYS}, {})
 
 
+def solver_settings(spec: CircuitSpec, phase: str = "free") -> dict:
+    """Solver keyword arguments of the free or nudged phase (training overrides [solver])."""
+    t, solver = training_settings(spec), spec.solver
+    free_tol = t.free_tol or solver.tol
+    free_iter = t.free_max_iter or solver.max_iter
+    if phase == "free":
+        return {"method": solver.method, "tol": free_tol, "max_iter": free_iter}
+    return {
+        "method": solver.method,
+        "tol": t.nudged_tol or free_tol,
+        "max_iter": t.nudged_max_iter or solver.max_iter,
+    }
+
+
 def training_data(spec: CircuitSpec, network: Network) -> tuple[Dataset, Splits]:
     """Load the [training] dataset and split it (subsets, validation) as the settings say."""
     t = training_settings(spec)
@@ -251,17 +265,8 @@ class Trainer:
         self.groups = parameter_groups(network, t, spec)
         self.estimator = EPEstimator(network, self.groups)
         self.optimizer = SGD(float(t.momentum))
-        solver = spec.solver
-        self.free = dict(
-            method=solver.method,
-            tol=t.free_tol or solver.tol,
-            max_iter=t.free_max_iter or solver.max_iter,
-        )
-        self.nudged = dict(
-            method=solver.method,
-            tol=t.nudged_tol or self.free["tol"],
-            max_iter=t.nudged_max_iter or solver.max_iter,
-        )
+        self.free = solver_settings(spec, "free")
+        self.nudged = solver_settings(spec, "nudged")
         x, _ = splits["train"]
         if len(x) == 0:
             raise CircuitError("the training split is empty", path=spec.path, key="training")

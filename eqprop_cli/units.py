@@ -38,8 +38,10 @@ def parse_si(value: object, unit: str = "") -> float:
     if not isinstance(value, str):
         raise ValueError(f'expected a number or a string like "2.5u", not {type(value).__name__}')
     text = value.strip()
-    if text.lower() in ("inf", "+inf", "infinity"):
+    if text.lower() in ("inf", "+inf", "infinity", "+infinity"):
         return math.inf
+    if text.lower() in ("-inf", "-infinity"):
+        return -math.inf
     match = _VALUE.match(text)
     if not match:
         raise ValueError(
