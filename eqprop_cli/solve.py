@@ -20,6 +20,7 @@ Not converging is a result (``success=False`` and a message), never NaN.
 
 from __future__ import annotations
 
+import copy
 import functools
 from dataclasses import dataclass, field
 
@@ -51,6 +52,7 @@ class Equilibrium:
     iterations: int
     method: str
     message: str
+    problem: Problem | None = field(default=None, repr=False, compare=False)
 
     @property
     def success(self) -> bool:
@@ -303,8 +305,25 @@ class Problem:
             )
         energy = self.energy(x, xQx)
         return Equilibrium(
-            self.network, self.inputs, x, converged, residual, energy, iterations, method, message
+            self.network,
+            self.inputs,
+            x,
+            converged,
+            residual,
+            energy,
+            iterations,
+            method,
+            message,
+            self,
         )
+
+    def nudged(self, nudge: Nudge) -> Problem:
+        """The same batch with another nudge: linear terms, diodes and bounds are shared."""
+        other = copy.copy(self)
+        other.nudge = None
+        if nudge.target is not None or nudge.current is not None:
+            other.nudge = other._nudge_term(nudge)
+        return other
 
 
 def _as_slice(idx: np.ndarray) -> np.ndarray | slice:
@@ -371,17 +390,29 @@ def solve(
     max_iter: int = 1000,
     x0: np.ndarray | None = None,
     nudge: Nudge | None = None,
+    like: Equilibrium | None = None,
 ) -> Equilibrium:
     """Equilibrium for a batch of input vectors (batch x features).
 
     ``method``: "auto" (layered when the circuit allows, else Newton),
     "layered" or "newton". ``tol`` is the KCL residual accepted (amperes),
     ``max_iter`` the limit on sweeps (layered) or Newton steps. ``x0`` is a
-    warm start for the unknowns; ``nudge`` adds EP's nudging term.
+    warm start for the unknowns; ``nudge`` adds EP's nudging term. ``like``,
+    an equilibrium of the same network and inputs (at the same conductances),
+    lends its set-up so that a nudged solve skips it.
     """
     if method not in METHODS:
         raise InputError(f'unknown method "{method}"; expected one of {", ".join(METHODS)}')
-    problem = Problem(network, inputs, nudge)
+    base = like.problem if like is not None else None
+    if (
+        base is not None
+        and base.network is network
+        and base.linear is network.linear()
+        and (base.inputs is inputs or np.array_equal(base.inputs, inputs))
+    ):
+        problem = base.nudged(nudge or Nudge())
+    else:
+        problem = Problem(network, inputs, nudge)
     x = np.zeros((problem.batch, network.n_vars)) if x0 is None else np.array(x0, dtype=float)
     x = np.clip(x, problem.lo, problem.hi)
     if network.n_vars == 0:
@@ -397,7 +428,16 @@ def solve(
 
 
 def _nudge_fits(problem: Problem, classes) -> bool:
-    """The layered solver nudges in closed form: outputs in one class, free of diodes and clamps."""
+    """The layered solver nudges in closed form: outputs in one class, free of diodes and clamps.
+
+    Topology only, so decided once per network.
+    """
+    if "nudge_fits" not in problem.network.structure:
+        problem.network.structure["nudge_fits"] = _outputs_separable(problem, classes)
+    return problem.network.structure["nudge_fits"]
+
+
+def _outputs_separable(problem: Problem, classes) -> bool:
     var = problem.nudge.var.ravel()
     same = any(np.isin(var, c).all() for c in classes)
     diodes = any(np.isin(var, t.A.indices).any() for t in problem.terms)

@@ -208,7 +208,7 @@ def ep_gradients(
             states.append(free)
             continue
         nudge = loss.nudge(beta, outputs, y)
-        states.append(solve(network, x, x0=start, nudge=nudge, **nudged_solver))
+        states.append(solve(network, x, x0=start, nudge=nudge, like=free, **nudged_solver))
     distinct = {id(s): s for s in [free, *states]}.values()
     missed = sum(int((~s.converged).sum()) for s in distinct)
     return estimator(states[0], states[1], betas[0], betas[1], loss.scale), free, missed
