@@ -171,7 +171,8 @@ def train(
     n_train = len(splits["train"][1])
     out.print(
         f"training {escape(spec.name or str(circuit))} on {escape(dataset.name)}: {n_train:,} samples, "
-        f"batch {settings.batch_size}, {settings.phases} phases, beta {settings.beta:g} S -> {out_dir}"
+        f"batch {settings.batch_size}, {settings.phases} phases, beta {settings.beta:g} S -> {out_dir}",
+        soft_wrap=True,
     )
     progress = Progress(
         TextColumn("{task.description}"),

@@ -377,3 +377,37 @@ def test_report_writes_three_pngs(tmp_path):
     ]
     for p in paths:
         assert Path(p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ctrl_c_saves_the_last_complete_batch_and_resume_continues(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "r"
+    command = [sys.executable, "-m", "eqprop_cli", "train", str(XOR), "--out", str(out)]
+    proc = subprocess.Popen(
+        [*command, "--epochs", "100000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    deadline = time.monotonic() + 60
+    while not (out / "metrics.csv").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (stdout, stderr)
+    assert "interrupted: saved epoch" in stderr and "--resume" in stderr
+    assert "Traceback" not in stderr
+    ckpt = load_checkpoint(out / CHECKPOINT)
+    done = ckpt.state.epoch
+    assert done >= 1 and len(ckpt.state.metrics) == done
+    assert not list(out.glob(".*.tmp"))  # no temporary file left behind
+    resumed = run("train", out, "--resume", "--epochs", done + 2)
+    assert resumed.exit_code == 0, resumed.output
+    assert load_checkpoint(out / CHECKPOINT).state.epoch == done + 2

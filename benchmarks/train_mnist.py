@@ -1,0 +1,99 @@
+"""Training benchmark: EP on full MNIST (or any dataset), accuracy per epoch, time, memory.
+
+Runs the library's Trainer exactly as `eqprop train` does (BLAS single-
+threaded), for a circuit file plus --set overrides, and writes one JSON
+record to benchmarks/results/train_<name>.json: the command, the machine,
+metrics of every epoch (train/test loss and error, seconds), and peak
+resident memory of the process.
+
+    EQPROP_DATA_DIR=../shared/data python benchmarks/train_mnist.py \\
+        circuits/mnist-mini.toml --name ideal-784-100-10 \\
+        --set training.dataset=mnist --set training.epochs=10
+    # timing only: --max-batches 300 trains that many batches of epoch 1 and
+    # extrapolates seconds per epoch (no accuracy)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from eqprop_cli import Network, compile_circuit
+from eqprop_cli.spec import load_circuit
+from eqprop_cli.train import Trainer, training_data
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def peak_memory_mib() -> float:
+    """Peak resident set size of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("circuit", type=Path)
+    parser.add_argument("--name", required=True, help="Result file: results/train_<name>.json")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--max-batches", type=int, default=0, help="Time this many batches only.")
+    args = parser.parse_args()
+
+    spec = load_circuit(args.circuit, args.sets)
+    network = Network(compile_circuit(spec))
+    dataset, splits = training_data(spec, network)
+    trainer = Trainer(network, spec, splits, dataset.n_classes)
+    t = trainer.training
+    record = {
+        "command": "python " + " ".join([f"benchmarks/{Path(__file__).name}", *sys.argv[1:]]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+        "numpy": np.__version__,
+        "circuit": str(args.circuit),
+        "dataset": dataset.name,
+        "n_train": len(splits["train"][1]),
+        "batch_size": t.batch_size,
+    }
+    start = time.perf_counter()
+    if args.max_batches:
+        calls = iter(range(10**9))
+        state, _ = trainer.run(
+            trainer.new_state(), 1, should_stop=lambda: next(calls) >= args.max_batches
+        )
+        seconds = state.running["seconds"]
+        per_batch = seconds / state.step
+        record["timed_batches"] = state.step
+        record["seconds_per_batch"] = per_batch
+        record["seconds_per_epoch_extrapolated"] = per_batch * trainer.steps
+        print(
+            f"{state.step} batches, {per_batch * 1e3:.2f} ms each: {per_batch * trainer.steps:.1f} s per epoch"
+        )
+    else:
+
+        def report(s) -> None:
+            row = s.metrics[-1]
+            print(
+                f"epoch {row['epoch']}: train error {100 * row['train_error']:.2f}%  "
+                f"test error {100 * row['test_error']:.2f}%  {row['seconds']:.1f} s",
+                flush=True,
+            )
+
+        state, _ = trainer.run(trainer.new_state(), int(t.epochs), on_epoch=report)
+        record["epochs"] = state.metrics
+        record["final_test_error"] = state.metrics[-1]["test_error"]
+        record["median_seconds_per_epoch"] = float(np.median([m["seconds"] for m in state.metrics]))
+    record["wall_seconds"] = time.perf_counter() - start
+    record["peak_memory_mib"] = peak_memory_mib()
+    out = ROOT / "benchmarks" / "results" / f"train_{args.name}.json"
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"peak memory {record['peak_memory_mib']:.0f} MiB; wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

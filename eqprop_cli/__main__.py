@@ -1,0 +1,5 @@
+"""`python -m eqprop_cli`: the same as the `eqprop` command."""
+
+from eqprop_cli.cli import main
+
+main()
