@@ -544,10 +544,16 @@ def split(
     n_sub = _count(test_subset, "test_subset", len(test), name)
     if n_sub is not None:
         test = _stratified(dataset.y_test, n_sub, rng)[0]
+
+    def take(x: np.ndarray, y: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if len(rows) == len(y):  # every sample, in order: the arrays themselves, no copy
+            return x, y
+        return x[rows], y[rows]
+
     return {
-        "train": (dataset.x_train[train], dataset.y_train[train]),
-        "validation": (dataset.x_train[val], dataset.y_train[val]),
-        "test": (dataset.x_test[test], dataset.y_test[test]),
+        "train": take(dataset.x_train, dataset.y_train, train),
+        "validation": take(dataset.x_train, dataset.y_train, val),
+        "test": take(dataset.x_test, dataset.y_test, test),
     }
 
 

@@ -144,8 +144,8 @@ def test_exact_gradient_agrees_with_finite_differences():
 def test_trained_current_sources_get_exact_gradients_too():
     spec, network, x, y, loss = _setup(lambda s: layered(s, diode="ideal", bias=True)[0], 7)
     groups = parameter_groups(network, training_settings(spec), spec)
-    assert any(g.kind == "current" for g in groups) or not network.isources
-    result = compare(network, groups, x, y, loss, 1e-7, tol=1e-15, max_iter=20_000)
+    assert any(g.kind == "current" for g in groups)  # seed 7 gives its hidden layer biases
+    result = compare(network, groups, x, y, loss, 1e-7, tol=1e-14, max_iter=20_000)
     for name, agreement in result["centred"].items():
         assert agreement.cosine >= 0.999, name
 
