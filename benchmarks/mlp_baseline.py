@@ -1,0 +1,171 @@
+"""Software baseline: the same layer sizes as our analog circuits, trained by backprop in numpy.
+
+A 784-H-10 multilayer perceptron (H = --hidden, 100 or 1024 as in the
+circuits) with standard settings:
+
+- ReLU hidden layer, softmax output, cross-entropy loss (mean over the batch);
+- Glorot-uniform weights, zero biases;
+- SGD with momentum 0.9, constant learning rate 0.05, minibatch 64,
+  training set reshuffled every epoch; no weight decay, no augmentation;
+- float32 arithmetic; pixels in [0, 1], not standardised;
+- trained on all 60,000 training images, tested on the 10,000 test images
+  after every epoch.
+
+It prints the test error and the training time (not counting the error
+evaluations) of every epoch and writes the run to
+benchmarks/results/mlp_baseline_<dataset>_<hidden>.json (the latest run
+replaces the previous one). The data come from eqprop's own loader
+(`eqprop_cli.datasets.load_dataset`): --data FOLDER, else $EQPROP_DATA_DIR/<dataset>,
+the user cache, or for fashion-mnist the Debian package's folder.
+
+    EQPROP_DATA_DIR=../shared/data python benchmarks/mlp_baseline.py --hidden 100
+    EQPROP_DATA_DIR=../shared/data python benchmarks/mlp_baseline.py --hidden 1024
+    python benchmarks/mlp_baseline.py --hidden 1024 --dataset fashion-mnist
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from eqprop_cli.datasets import load_dataset
+from eqprop_cli.io import write_atomic
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+MOMENTUM = 0.9
+
+
+def glorot(rng: np.random.Generator, fan_in: int, fan_out: int) -> np.ndarray:
+    """Glorot-uniform weights of shape (fan_in, fan_out)."""
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, (fan_in, fan_out)).astype(np.float32)
+
+
+class MLP:
+    """Inputs-hidden-outputs: ReLU hidden layer, softmax cross-entropy, SGD with momentum."""
+
+    def __init__(self, sizes: tuple[int, int, int], rng: np.random.Generator):
+        n_in, n_hidden, n_out = sizes
+        self.params = [
+            glorot(rng, n_in, n_hidden),
+            np.zeros(n_hidden, np.float32),
+            glorot(rng, n_hidden, n_out),
+            np.zeros(n_out, np.float32),
+        ]
+        self.velocity = [np.zeros_like(p) for p in self.params]
+
+    def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Hidden activations and output logits."""
+        w1, b1, w2, b2 = self.params
+        hidden = np.maximum(x @ w1 + b1, 0.0)
+        return hidden, hidden @ w2 + b2
+
+    def step(self, x: np.ndarray, y: np.ndarray, lr: float) -> float:
+        """One SGD-with-momentum step on a minibatch; returns its mean cross-entropy."""
+        hidden, logits = self.forward(x)
+        logits -= logits.max(axis=1, keepdims=True)
+        log_prob = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        rows = np.arange(len(y))
+        loss = -float(log_prob[rows, y].mean())
+        d_logits = np.exp(log_prob)
+        d_logits[rows, y] -= 1.0
+        d_logits /= len(y)
+        d_hidden = (d_logits @ self.params[2].T) * (hidden > 0)
+        grads = [x.T @ d_hidden, d_hidden.sum(0), hidden.T @ d_logits, d_logits.sum(0)]
+        for param, velocity, grad in zip(self.params, self.velocity, grads, strict=True):
+            velocity *= MOMENTUM
+            velocity -= lr * grad
+            param += velocity
+        return loss
+
+    def error(self, x: np.ndarray, y: np.ndarray, batch: int = 2000) -> float:
+        """Fraction of samples misclassified."""
+        wrong = sum(
+            int((self.forward(x[i : i + batch])[1].argmax(1) != y[i : i + batch]).sum())
+            for i in range(0, len(x), batch)
+        )
+        return wrong / len(x)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist")
+    parser.add_argument("--data", type=Path, help="folder of the IDX files (default: the loader's)")
+    parser.add_argument("--hidden", type=int, default=100, help="hidden units (100 or 1024)")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    data = load_dataset(args.dataset, args.data)
+    x_train, x_test = data.x_train.astype(np.float32), data.x_test.astype(np.float32)
+    y_train, y_test = data.y_train, data.y_test
+    rng = np.random.default_rng(args.seed)
+    model = MLP((x_train.shape[1], args.hidden, len(data.classes)), rng)
+    settings = (
+        f"{x_train.shape[1]}-{args.hidden}-{len(data.classes)} MLP, ReLU, softmax cross-entropy, "
+        f"Glorot-uniform init, SGD lr {args.lr:g} momentum {MOMENTUM}, batch {args.batch_size}, "
+        f"float32, seed {args.seed}"
+    )
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    print(
+        f"{args.dataset}: {len(x_train):,} train / {len(x_test):,} test; {settings}\n"
+        f"machine: {machine}, numpy {np.__version__}",
+        flush=True,
+    )
+    epochs = []
+    for epoch in range(1, args.epochs + 1):
+        start = time.perf_counter()
+        order = rng.permutation(len(x_train))
+        losses = [
+            model.step(x_train[batch], y_train[batch], args.lr)
+            for batch in np.array_split(order, range(args.batch_size, len(order), args.batch_size))
+        ]
+        seconds = time.perf_counter() - start
+        row = {
+            "epoch": epoch,
+            "train_loss": float(np.mean(losses)),
+            "train_error": model.error(x_train, y_train),
+            "test_error": model.error(x_test, y_test),
+            "seconds": seconds,
+        }
+        epochs.append(row)
+        print(
+            f"epoch {epoch:2d}: train loss {row['train_loss']:.4f}, train error "
+            f"{row['train_error']:.2%}, test error {row['test_error']:.2%}, {seconds:.1f} s",
+            flush=True,
+        )
+    result = {
+        "command": shlex.join(["python", "benchmarks/mlp_baseline.py", *sys.argv[1:]]),
+        "dataset": args.dataset,
+        "data": data.source,
+        "settings": settings,
+        "machine": machine,
+        "numpy": np.__version__,
+        "final_test_error": epochs[-1]["test_error"],
+        "median_seconds_per_epoch": float(np.median([row["seconds"] for row in epochs])),
+        "epochs": epochs,
+    }
+    path = RESULTS / f"mlp_baseline_{args.dataset}_{args.hidden}.json"
+    write_atomic(path, json.dumps(result, indent=2) + "\n")
+    print(
+        f"final test error {result['final_test_error']:.2%}, "
+        f"median {result['median_seconds_per_epoch']:.1f} s per epoch (training only, the median "
+        f"because the machine may be shared); wrote {path.relative_to(ROOT)}"
+    )
+
+
+if __name__ == "__main__":
+    main()
