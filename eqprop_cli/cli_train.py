@@ -48,6 +48,7 @@ from .train import (
 SPLITS = ("train", "validation", "test")
 GRADCHECK_COSINE = 0.999  # what "EP computes the gradient" means for the verdict
 GRADCHECK_ERROR = 1e-2
+SAVE_EVERY_S = 1.0  # checkpoint after an epoch only if the last save is older than this
 
 
 def _percent(x: float) -> str:
@@ -150,6 +151,7 @@ def train(
         state = _resume(out_dir, spec, network, overrides)
         ckpt = load_checkpoint(out_dir / CHECKPOINT)
         initial = ckpt.initial_conductances, ckpt.initial_currents
+        text = config_text(spec, str(circuit), overrides, previous=ckpt.config)
     else:
         _fresh_run_dir(out_dir, overwrite)
         state = trainer.new_state()
@@ -179,7 +181,7 @@ def train(
         BarColumn(),
         TextColumn("{task.completed:,}/{task.total:,}"),
         TextColumn(
-            "{task.fields[rate]:,.0f} samples/s  loss {task.fields[loss]:.4g}  error {task.fields[error]}"
+            "{task.fields[rate]:,.0f} samples/s  loss {task.fields[loss]:.4g}  accuracy {task.fields[accuracy]}"
         ),
         TimeRemainingColumn(),
         console=out,
@@ -193,16 +195,20 @@ def train(
             description=f"epoch {info.epoch + 1}/{total}",
             rate=info.samples / info.seconds if info.seconds else 0.0,
             loss=info.loss,
-            error=_percent(info.error),
+            accuracy=_percent(1.0 - info.error),
         )
 
+    last_save = [time.monotonic()]
+
     def on_epoch(s: TrainState) -> None:
-        save(s)
+        if s.epoch == total or time.monotonic() - last_save[0] >= SAVE_EVERY_S:
+            save(s)  # at most once a second: tiny epochs would spend their time in fsync
+            last_save[0] = time.monotonic()
         progress.reset(task, total=n_train, completed=0)
         progress.console.print(_epoch_line(s.metrics[-1], total), soft_wrap=True)
 
     with _StopFlag() as stop, progress:
-        task = progress.add_task("", total=n_train, rate=0.0, loss=float("nan"), error="-")
+        task = progress.add_task("", total=n_train, rate=0.0, loss=float("nan"), accuracy="-")
         state, stopped = trainer.run(state, total, on_batch, on_epoch, stop)
     if stopped:
         save(state)
@@ -213,7 +219,7 @@ def train(
         raise typer.Exit(130)
     final = state.metrics[-1]
     out.print(
-        f"[green]done[/]: {state.epoch} epochs, test error {_percent(final['test_error'])}; "
+        f"[green]done[/]: {state.epoch} epoch{'s' if state.epoch != 1 else ''}, test error {_percent(final['test_error'])}; "
         f"run directory {out_dir}"
     )
 

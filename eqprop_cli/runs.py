@@ -33,7 +33,7 @@ from .graph import compile_circuit
 from .io import write_atomic
 from .network import Network
 from .spec import CircuitSpec, load_circuit, parse_circuit
-from .train import TrainState
+from .train import METRIC_COLUMNS, TrainState
 
 FORMAT = "eqprop-checkpoint"
 FORMAT_VERSION = 1
@@ -72,11 +72,24 @@ class Checkpoint:
             network.set_currents(self.currents)
 
 
-def config_text(spec: CircuitSpec, source: str, overrides: list[str]) -> str:
-    """config.toml: a header saying where it came from, then the resolved document."""
-    header = [f"# eqprop {__version__} run configuration, resolved from {source}"]
-    header += [f"#   --set {o}" for o in overrides]
-    header.append("# A valid circuit file: the run's circuit and training settings.")
+HEADER_END = "# A valid circuit file: the run's circuit and training settings."
+
+
+def config_text(
+    spec: CircuitSpec, source: str, overrides: list[str], previous: str | None = None
+) -> str:
+    """config.toml: a header saying where it came from, then the resolved document.
+
+    On a resumed run, ``previous`` (the run's config text) keeps its original
+    header, with this invocation's options added.
+    """
+    if previous is not None and HEADER_END in previous:
+        header = previous[: previous.index(HEADER_END)].rstrip("\n").splitlines()
+        header += [f"#   --set {o} (on --resume)" for o in overrides]
+    else:
+        header = [f"# eqprop {__version__} run configuration, resolved from {source}"]
+        header += [f"#   --set {o}" for o in overrides]
+    header.append(HEADER_END)
     return "\n".join(header) + "\n\n" + tomli_w.dumps(spec.resolved_document())
 
 
@@ -171,10 +184,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
 
 def write_metrics(path: Path, metrics: list[dict[str, float]]) -> None:
-    """metrics.csv: one row per epoch, columns in the order of the first row."""
+    """metrics.csv: one row per epoch, the columns of METRIC_COLUMNS in that order."""
     text = io.StringIO()
     if metrics:
-        writer = csv.DictWriter(text, fieldnames=list(metrics[0]), lineterminator="\n")
+        writer = csv.DictWriter(text, fieldnames=list(METRIC_COLUMNS), lineterminator="\n")
         writer.writeheader()
         for row in metrics:
             writer.writerow({k: repr(float(v)) if k != "epoch" else int(v) for k, v in row.items()})

@@ -251,6 +251,19 @@ class BatchInfo:
 
 
 RUNNING_KEYS = ("loss", "errors", "samples", "seconds", "not_converged")
+METRIC_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_error",
+    "validation_loss",
+    "validation_error",
+    "test_loss",
+    "test_error",
+    "seconds",
+    "samples_per_second",
+    "learning_rate",
+    "not_converged",
+)
 
 
 class Trainer:

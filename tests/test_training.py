@@ -249,9 +249,21 @@ def test_resume_after_an_interruption_is_bit_exact(tmp_path):
     )
 
 
+def test_conductances_stay_inside_the_device_range():
+    trainer = _trainer(XOR, "training.learning_rate=1000", "training.momentum=0.9")
+    trainer.run(trainer.new_state(), 3)
+    for group, values in zip(trainer.groups, trainer.params(), strict=True):
+        assert values.min() >= group.low and values.max() <= group.high
+        assert np.isclose(values, group.low).any() or np.isclose(values, group.high).any()
+
+
 def test_run_directory_files(tmp_path):
-    result = run("train", XOR, "--out", tmp_path / "r", "--epochs", 3)
+    result = run(
+        "train", XOR, "--out", tmp_path / "r", "--epochs", 3, "--set", "training.momentum=0.5"
+    )
     assert result.exit_code == 0, result.output
+    config = (tmp_path / "r" / "config.toml").read_text()
+    assert "--set training.momentum=0.5" in config and "momentum = 0.5" in config
     assert "epoch 3/3" in result.output and "test error" in result.output
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [
         "checkpoint.npz",
