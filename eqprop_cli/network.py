@@ -14,6 +14,8 @@ of Q and K; tests use them to check the solvers.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,26 +73,34 @@ class Stamp:
 
 @dataclass
 class Linear:
-    """Q and the input-dependent linear and constant terms of the energy, in input space."""
+    """Q and the input-dependent linear and constant terms of the energy, in input space.
+
+    The constant term (M, m, m0) matters only for energy values, so it is
+    computed on first use: a training step never needs it.
+    """
 
     Q: sp.csr_matrix
     Q_diag: np.ndarray
     SK: np.ndarray  # (features, vars)
     r0: np.ndarray  # (vars,)
-    M: sp.csr_matrix  # (features, features)
-    m: np.ndarray  # (features,)
-    m0: float
+    constant_terms: Callable[[], tuple[sp.csr_matrix, np.ndarray, float]] = field(repr=False)
     derived: dict = field(default_factory=dict)  # solver data computed from these, on demand
 
     def rhs(self, inputs: np.ndarray) -> np.ndarray:
         return inputs @ self.SK + self.r0
 
+    @functools.cached_property
+    def constant(self) -> tuple[sp.csr_matrix, np.ndarray, float]:
+        """(M, m, m0): const(X) = 1/2 X M X + X m + m0."""
+        return self.constant_terms()
+
     def const(self, inputs: np.ndarray) -> np.ndarray:
-        if self.M.nnz == np.count_nonzero(self.M.diagonal()):  # diagonal: no sparse product
-            quad = np.square(inputs) @ self.M.diagonal()
+        M, m, m0 = self.constant
+        if M.nnz == np.count_nonzero(M.diagonal()):  # diagonal: no sparse product
+            quad = np.square(inputs) @ M.diagonal()
         else:
-            quad = np.einsum("bi,bi->b", inputs, np.asarray((self.M @ inputs.T).T))
-        return 0.5 * quad + inputs @ self.m + self.m0
+            quad = np.einsum("bi,bi->b", inputs, np.asarray((M @ inputs.T).T))
+        return 0.5 * quad + inputs @ m + m0
 
 
 class Network:
@@ -308,19 +318,22 @@ class Network:
         if self._linear is None:
             stamps = self._stamps()
             g = np.concatenate([c.ravel() for c in self.g]) if self.g else np.zeros(0)
-            S, c = self.fixed_gain, self.fixed_const
             s, fixed_current = self._source_terms()
-            fixed_diag = stamps["fixed_diag"].dense(g).ravel()
-            A = sp.diags(fixed_diag)  # conductance among fixed nodes: const(F) = 1/2 F A F - F fc
-            if stamps["lap"].A.nnz:
-                A = A + stamps["lap"].matrix(g)
-            M = (S @ A @ S.T).tocsr()
-            m = S @ (A @ c) - S @ fixed_current
-            m0 = 0.5 * c @ (A @ c) - c @ fixed_current
-            r0 = stamps["K"].matrix(g).T @ c + s
             Q = stamps["Q"].matrix(g)
             SK = stamps["SK"].dense(g)  # dense: the one big product of every solve
-            self._linear = Linear(Q, Q.diagonal(), SK, r0, M, np.asarray(m), float(m0))
+            r0 = stamps["r0"].dense(g).ravel() + s  # K^T c: only edges to non-zero rails
+
+            def constant_terms() -> tuple[sp.csr_matrix, np.ndarray, float]:
+                S, c = self.fixed_gain, self.fixed_const
+                # conductance among fixed nodes: const(F) = 1/2 F A F - F fc, in terms of X
+                A = sp.diags(stamps["fixed_diag"].dense(g).ravel())
+                if stamps["lap"].A.nnz:
+                    A = A + stamps["lap"].matrix(g)
+                M = (S @ A @ S.T).tocsr()
+                m = np.asarray(S @ (A @ c) - S @ fixed_current)
+                return M, m, float(0.5 * c @ (A @ c) - c @ fixed_current)
+
+            self._linear = Linear(Q, Q.diagonal(), SK, r0, constant_terms)
         return self._linear
 
     # ------------------------------------------------------------------ edges
@@ -351,7 +364,7 @@ class Network:
     # ------------------------------------------------------------------ linear part
 
     def _stamps(self) -> dict[str, Stamp]:
-        """Q, K, S K, the fixed diagonal and Laplacian as linear maps of the conductances.
+        """Q, K^T c, S K, the fixed diagonal and Laplacian as linear maps of the conductances.
 
         Topology only, so built once per network; each conductance update then
         costs one sparse matrix-vector product per matrix.
@@ -379,7 +392,15 @@ class Network:
             k_rows, k_cols = np.concatenate([fb[m1], fa[m2]]), np.concatenate([va[m1], vb[m2]])
             k_coef = np.concatenate([weight[m1] * ca[m1], weight[m2] * cb[m2]])
             k_edge = np.concatenate([edge[m1], edge[m2]])
-            K = Stamp.build([k_rows], [k_cols], [k_coef], [k_edge], (nf, nv), len(a))
+            rail = self.fixed_const[k_rows] != 0  # K^T c: edges from fixed nodes off 0 V
+            r0 = Stamp.build(
+                [k_cols[rail]],
+                [np.zeros(int(rail.sum()), int)],
+                [(k_coef * self.fixed_const[k_rows])[rail]],
+                [k_edge[rail]],
+                (nv, 1),
+                len(a),
+            )
             # S K: every K entry times the features that drive its fixed node
             S = self.fixed_gain.tocsc()
             count = np.diff(S.indptr)[k_rows]
@@ -406,7 +427,7 @@ class Network:
                 (nf, nf),
                 len(a),
             )
-            self.structure["stamps"] = {"Q": Q, "K": K, "SK": SK, "fixed_diag": fd, "lap": lap}
+            self.structure["stamps"] = {"Q": Q, "r0": r0, "SK": SK, "fixed_diag": fd, "lap": lap}
         return self.structure["stamps"]
 
     def _source_terms(self) -> tuple[np.ndarray, np.ndarray]:

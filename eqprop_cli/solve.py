@@ -48,11 +48,16 @@ class Equilibrium:
     unknowns: np.ndarray = field(repr=False)  # (batch, n_vars)
     converged: np.ndarray  # (batch,) bool
     residual: np.ndarray  # (batch,) largest KCL residual, amperes
-    energy: np.ndarray  # (batch,) co-content with stage weights, watts
     iterations: int
     method: str
     message: str
-    problem: Problem | None = field(default=None, repr=False, compare=False)
+    problem: Problem = field(repr=False, compare=False)
+    xQx: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @functools.cached_property
+    def energy(self) -> np.ndarray:
+        """Co-content with stage weights (and the nudge's term, if nudged) per sample, watts."""
+        return self.problem.energy(self.unknowns, self.xQx)
 
     @property
     def success(self) -> bool:
@@ -191,7 +196,6 @@ class Problem:
         self.Q = linear.derived["Q"]
         self.Q_diag = linear.Q_diag
         self.r = linear.rhs(inputs)
-        self.const = linear.const(inputs)
         n = network.n_vars
         self.lo = np.full((1, n), -np.inf)  # one row while no bound depends on the inputs
         self.hi = np.full((1, n), np.inf)
@@ -260,6 +264,11 @@ class Problem:
             bound = (u[:, down] - th) / cc[down]
             _scatter_reduce(self.lo, vc[down], bound, np.maximum)
 
+    @functools.cached_property
+    def const(self) -> np.ndarray:
+        """The energy's constant term per sample (needed only for energy values)."""
+        return self.linear.const(self.inputs)
+
     def base_hessian(self) -> sp.csr_matrix:
         """Hessian of the energy's quadratic part: Q, plus the nudge's when nudged."""
         Q = sp.csr_matrix(self.Q)
@@ -303,18 +312,17 @@ class Problem:
                 f"not converged after {iterations} {unit}: largest KCL residual "
                 f"{residual.max():.3g} A > tol {tol:.3g} A ({(~converged).sum()} of {len(x)} samples)"
             )
-        energy = self.energy(x, xQx)
         return Equilibrium(
             self.network,
             self.inputs,
             x,
             converged,
             residual,
-            energy,
             iterations,
             method,
             message,
             self,
+            xQx,
         )
 
     def nudged(self, nudge: Nudge) -> Problem:
