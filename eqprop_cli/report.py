@@ -225,6 +225,8 @@ def write_report(
 ) -> list[Path]:
     """Write learning_curves.png, conductances.png and confusion.png into ``out_dir``."""
     out_dir = Path(out_dir)
+    if not metrics:  # checked before the folder is made: nothing is left behind on error
+        raise EqpropError("no epoch has finished yet, so there are no learning curves to plot")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
