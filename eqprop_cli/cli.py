@@ -33,8 +33,8 @@ app = typer.Typer(
     help="Simulate and train analog neural networks of resistors, diodes, sources and "
     "amplifiers: check circuit files, solve their DC equilibrium, train them with "
     "Equilibrium Propagation, evaluate them, export SPICE netlists.",
-    epilog="Example: eqprop check circuits/kendall2020-mnist.toml && "
-    "eqprop solve circuits/xor.toml --input 1,0. See man eqprop(1).",
+    epilog="Example: eqprop train circuits/mnist-mini.toml && eqprop eval runs/mnist-mini. "
+    "See man eqprop(1).",
     no_args_is_help=True,
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
