@@ -148,8 +148,8 @@ def train(
     text = config_text(spec, str(circuit), overrides)
     initial = [g.copy() for g in network.g], [c.copy() for c in network.currents]
     if resume:
-        state = _resume(out_dir, spec, network, overrides)
-        ckpt = load_checkpoint(out_dir / CHECKPOINT)
+        ckpt = _resume(out_dir, spec, network)
+        state = ckpt.state
         initial = ckpt.initial_conductances, ckpt.initial_currents
         text = config_text(spec, str(circuit), overrides, previous=ckpt.config)
     else:
@@ -238,7 +238,7 @@ def _fresh_run_dir(out_dir: Path, overwrite: bool) -> None:
         (out_dir / name).unlink(missing_ok=True)
 
 
-def _resume(out_dir: Path, spec, network, overrides: list[str]) -> TrainState:
+def _resume(out_dir: Path, spec, network) -> Checkpoint:
     """Load a run's checkpoint into the network after checking the settings still match."""
     ckpt = load_checkpoint(out_dir / CHECKPOINT)
     before = parse_circuit(ckpt.config, str(out_dir / CONFIG)).resolved_document()
@@ -252,7 +252,7 @@ def _resume(out_dir: Path, spec, network, overrides: list[str]) -> TrainState:
             "only the number of epochs may change on --resume"
         )
     ckpt.apply(network)
-    return ckpt.state
+    return ckpt
 
 
 @app.command(name="eval")
