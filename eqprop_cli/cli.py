@@ -184,7 +184,8 @@ def check(circuit: CircuitArg, as_json: JsonOpt = False, sets: SetOpt = None) ->
         if n:
             table.add_row(kind, f"{n:,}")
     table.add_row("trainable conductances", f"{trainable:,}")
-    table.add_row("parameters", f"{parameters:,} (conductances and bias currents)")
+    what = "conductances and bias currents" if counts["current source"] else "conductances"
+    table.add_row("parameters", f"{parameters:,} ({what})")
     table.add_row(
         "solver", f"{solver} (method = {spec.solver.method}, tol = {spec.solver.tol:g} A)"
     )
