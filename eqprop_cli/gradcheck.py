@@ -17,8 +17,8 @@ import numpy as np
 
 from .loss import ReadoutLoss
 from .network import Network
-from .solve import Problem, _BlockLU, _held, solve
-from .train import EPEstimator, ParamGroup, ep_gradients
+from .solve import _BlockLU, _held, solve
+from .train import EPEstimator, ParamGroup, ep_gradients, summed_drop_products
 
 VARIANTS = {
     "centred": lambda b: (b, -b),
@@ -37,7 +37,7 @@ def exact_gradients(
 ) -> list[np.ndarray]:
     """dL/dtheta of the batch-mean loss at the free equilibrium, per group (physical units)."""
     eq = solve(network, x, **solver)
-    problem = Problem(network, x)
+    problem = eq.problem
     xs = eq.unknowns
     grad = problem.gradient(xs)
     active = _held(xs, grad, problem.lo, problem.hi)
@@ -50,27 +50,18 @@ def exact_gradients(
     free_nodes = network.fixed_index < 0
 
     def adjoint(nodes: np.ndarray) -> np.ndarray:
-        nodes = np.asarray(nodes)
         out = lam[:, np.maximum(network.node_var[nodes], 0)] * network.node_coef[nodes]
         return np.where(free_nodes[nodes], out, 0.0)
 
     grads = []
-    for g in groups:
+    for g, (p, q, dense, w, p_fixed) in zip(
+        groups, EPEstimator(network, groups).plans, strict=True
+    ):
+        Lp = None if p_fixed else adjoint(p)  # zero at fixed nodes
         if g.kind == "current":
-            s = network.isources[g.index]
-            w = network._branch_weight(s.plus, s.minus)
-            grads.append(w * (adjoint(s.plus) - adjoint(s.minus)).sum(axis=0))
+            grads.append(w * ((0.0 if Lp is None else Lp) - adjoint(q)).sum(axis=0))
             continue
-        r = network.resistors[g.index]
-        Vp, Vq, Lp, Lq = eq.at(r.rows), eq.at(r.cols), adjoint(r.rows), adjoint(r.cols)
-        if r.dense:
-            w = network._branch_weight(r.rows[:, None], r.cols[None, :])
-            total = (Vp * Lp).sum(axis=0)[:, None] + (Vq * Lq).sum(axis=0)[None, :]
-            total -= Vp.T @ Lq + Lp.T @ Vq
-        else:
-            w = network._branch_weight(r.rows, r.cols)
-            total = ((Vp - Vq) * (Lp - Lq)).sum(axis=0)
-        grads.append(-w * total)
+        grads.append(-w * summed_drop_products(Lp, adjoint(q), eq.at(p), eq.at(q), dense))
     return grads
 
 
@@ -81,7 +72,7 @@ def at_a_kink(network: Network, x: np.ndarray, **solver: object) -> np.ndarray:
     estimate can match "the" gradient; gradcheck leaves such samples out.
     """
     eq = solve(network, x, **solver)
-    problem = Problem(network, x)
+    problem = eq.problem
     xs = eq.unknowns
     at_bound = (np.abs(xs - problem.lo) <= 1e-12) | (np.abs(xs - problem.hi) <= 1e-12)
     idle = np.abs(problem.gradient(xs)) <= 10 * float(solver.get("tol", 1e-10)) * network.var_weight

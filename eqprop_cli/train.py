@@ -136,18 +136,23 @@ class EPEstimator:
                 "the outputs sit at different amplifier stages; EP needs one stage weight at the readout"
             )
         self.out_weight = float(out_weight[0])
-        self.plans = []
-        for g in groups:
-            if g.kind == "conductance":
-                r = network.resistors[g.index]
-                if r.dense:
-                    w = network._branch_weight(r.rows[:, None], r.cols[None, :])
-                else:
-                    w = network._branch_weight(r.rows, r.cols)
-                self.plans.append((r.rows, r.cols, r.dense, w))
-            else:
-                s = network.isources[g.index]
-                self.plans.append((s.plus, s.minus, False, network._branch_weight(s.plus, s.minus)))
+        self.plans = [self._plan(network, g) for g in groups]
+
+    @staticmethod
+    def _plan(network: Network, group: ParamGroup) -> tuple:
+        """(first nodes, second nodes, dense, stage weights, first nodes all fixed) of a group."""
+        if group.kind == "conductance":
+            r = network.resistors[group.index]
+            p, q, dense = r.rows, r.cols, r.dense
+        else:
+            s = network.isources[group.index]
+            p, q, dense = s.plus, s.minus, False
+        w = (
+            network._branch_weight(p[:, None], q[None, :])
+            if dense
+            else network._branch_weight(p, q)
+        )
+        return p, q, dense, w, bool(np.all(network.fixed_index[p] >= 0))
 
     def __call__(
         self, a: Equilibrium, b: Equilibrium, beta_a: float, beta_b: float, scale: float
@@ -155,32 +160,34 @@ class EPEstimator:
         """dL/dtheta per group (physical units), averaged over the batch."""
         factor = 1.0 / ((beta_a - beta_b) * self.out_weight * scale * a.unknowns.shape[0])
         grads = []
-        for g, (p, q, dense, w) in zip(self.groups, self.plans, strict=True):
-            Pa, Pb = self._pair(a, b, p)
-            Qa, Qb = self._pair(a, b, q)
+        for g, (p, q, dense, w, p_fixed) in zip(self.groups, self.plans, strict=True):
+            Pa = a.at(p)
+            Pb = Pa if p_fixed else b.at(p)  # fixed potentials (inputs) are the same in both
+            Qa, Qb = a.at(q), b.at(q)
             if g.kind == "current":  # dE/dI = -w (V+ - V-)
                 grads.append(-w * ((Pa - Qa) - (Pb - Qb)).sum(axis=0) * factor)
                 continue
             # (dVa^2 - dVb^2) = (dVa - dVb)(dVa + dVb), summed over the batch without cancellation
-            Dp, Sp, Dq, Sq = Pa - Pb, Pa + Pb, Qa - Qb, Qa + Qb
-            if dense:
-                total = (Dp * Sp).sum(axis=0)[:, None] + (Dq * Sq).sum(axis=0)[None, :]
-                total -= Sp.T @ Dq
-                if Pb is not Pa:  # rows at fixed potentials (inputs) do not move: Dp = 0
-                    total -= Dp.T @ Sq
-            else:
-                total = ((Dp - Dq) * (Sp - Sq)).sum(axis=0)
+            Dp = None if p_fixed else Pa - Pb
+            total = summed_drop_products(Dp, Qa - Qb, Pa + Pb, Qa + Qb, dense)
             grads.append(0.5 * w * total * factor)
         return grads
 
-    def _pair(
-        self, a: Equilibrium, b: Equilibrium, nodes: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Potentials of ``nodes`` in both states; the same array when all are fixed."""
-        Va = a.at(nodes)
-        if np.all(self.network.fixed_index[nodes] >= 0):
-            return Va, Va
-        return Va, b.at(nodes)
+
+def summed_drop_products(
+    xp: np.ndarray | None, xq: np.ndarray, yp: np.ndarray, yq: np.ndarray, dense: bool
+) -> np.ndarray:
+    """Sum over the batch of (xp - xq)(yp - yq) for every element between nodes p and q.
+
+    Dense: for every (row p, column q) pair, by matrix products. ``xp`` None
+    means zero at every p (nodes at fixed potentials), which skips a product.
+    """
+    if not dense:
+        return (((0.0 if xp is None else xp) - xq) * (yp - yq)).sum(axis=0)
+    total = (xq * yq).sum(axis=0)[None, :] - yp.T @ xq
+    if xp is not None:
+        total = total + (xp * yp).sum(axis=0)[:, None] - xp.T @ yq
+    return total
 
 
 def ep_gradients(
