@@ -15,9 +15,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from .cli import JsonOpt, SetOpt, TargetArg, _user_errors, app, err, out
-from .datasets import DATASETS, fetch_dataset, list_datasets
+from .datasets import DATASETS, Dataset, fetch_dataset, list_datasets
 from .errors import EqpropError
-from .evaluate import evaluate
+from .evaluate import Evaluation, evaluate
 from .gradcheck import at_a_kink, compare
 from .io import write_atomic
 from .loss import ReadoutLoss
@@ -255,6 +255,20 @@ def _resume(out_dir: Path, spec, network) -> Checkpoint:
     return ckpt
 
 
+def _evaluate_split(spec, network, split: str) -> tuple[Dataset, Evaluation]:
+    """Score one split of the circuit's [training] dataset with its loss and free-phase solver."""
+    settings = training_settings(spec)
+    dataset, splits = training_data(spec, network)
+    x, y = splits[split]
+    if len(y) == 0:
+        raise EqpropError(f"the {split} split is empty (see training.validation and subsets)")
+    loss = ReadoutLoss(settings, len(network.outputs), dataset.n_classes)
+    result = evaluate(
+        network, x, y, loss, int(settings.eval_batch_size), **solver_settings(spec, "free")
+    )
+    return dataset, result
+
+
 @app.command(name="eval")
 @_user_errors
 def eval_command(
@@ -273,16 +287,8 @@ def eval_command(
     if split not in SPLITS:
         raise EqpropError(f'--split "{split}": expected one of {", ".join(SPLITS)}')
     loaded = load_target(target, list(sets or []))
-    spec, network = loaded.spec, loaded.network
-    settings = training_settings(spec)
-    dataset, splits = training_data(spec, network)
-    x, y = splits[split]
-    if len(y) == 0:
-        raise EqpropError(f"the {split} split is empty (see training.validation and subsets)")
-    loss = ReadoutLoss(settings, len(network.outputs), dataset.n_classes)
-    result = evaluate(
-        network, x, y, loss, int(settings.eval_batch_size), **solver_settings(spec, "free")
-    )
+    settings = training_settings(loaded.spec)
+    dataset, result = _evaluate_split(loaded.spec, loaded.network, split)
     if as_json:
         doc = {"target": str(target), "dataset": dataset.name, "split": split}
         doc.update(result.as_dict(dataset.classes))
@@ -437,12 +443,7 @@ def report(
         raise RunError(f"{run_dir}: not a run directory or checkpoint")
     spec, network, ckpt = loaded.spec, loaded.network, loaded.checkpoint
     settings = training_settings(spec)
-    dataset, splits = training_data(spec, network)
-    x, y = splits["test"]
-    loss = ReadoutLoss(settings, len(network.outputs), dataset.n_classes)
-    result = evaluate(
-        network, x, y, loss, int(settings.eval_batch_size), **solver_settings(spec, "free")
-    )
+    dataset, result = _evaluate_split(spec, network, "test")
     names = [r.name for r in network.resistors]
     ranges = {
         r.name: (r.device.params["g_min"], r.device.params["g_max"]) for r in network.resistors
