@@ -41,7 +41,8 @@ class Stamp:
     """A sparse matrix whose entries are linear in the conductances g: data = A @ g."""
 
     A: sp.csr_matrix  # (stored entries, conductances)
-    indices: np.ndarray
+    keys: np.ndarray  # row-major position (row * columns + column) of each stored entry, sorted
+    indices: np.ndarray  # the CSR structure of those entries, derived from keys once
     indptr: np.ndarray
     shape: tuple[int, int]
 
@@ -49,25 +50,21 @@ class Stamp:
     def build(cls, rows, cols, coefs, edges, shape: tuple[int, int], n_edges: int) -> Stamp:
         """From COO pieces: entry (rows[k], cols[k]) gains coefs[k] * g[edges[k]]."""
         rows, cols = np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64)
-        keys = rows * shape[1] + cols
-        unique, inverse = np.unique(keys, return_inverse=True)
+        keys, inverse = np.unique(rows * shape[1] + cols, return_inverse=True)
         A = sp.csr_matrix(
             (np.concatenate(coefs), (inverse, np.concatenate(edges))),
-            shape=(len(unique), n_edges),
+            shape=(len(keys), n_edges),
         )
-        indptr = np.searchsorted(unique // shape[1], np.arange(shape[0] + 1))
-        return cls(A, (unique % shape[1]).astype(np.int32), indptr.astype(np.int32), shape)
+        indptr = np.searchsorted(keys // shape[1], np.arange(shape[0] + 1)).astype(np.int32)
+        return cls(A, keys, (keys % shape[1]).astype(np.int32), indptr, shape)
 
     def matrix(self, g: np.ndarray) -> sp.csr_matrix:
         return sp.csr_matrix((self.A @ g, self.indices, self.indptr), shape=self.shape)
 
     def dense(self, g: np.ndarray) -> np.ndarray:
         """The matrix as a dense array."""
-        if "flat" not in self.__dict__:  # row-major positions of the stored entries
-            rows = np.repeat(np.arange(self.shape[0]), np.diff(self.indptr))
-            self.__dict__["flat"] = rows * self.shape[1] + self.indices
         out = np.zeros(self.shape[0] * self.shape[1])
-        out[self.__dict__["flat"]] = self.A @ g
+        out[self.keys] = self.A @ g
         return out.reshape(self.shape)
 
 
