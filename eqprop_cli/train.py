@@ -309,6 +309,13 @@ class Trainer:
         if currents:
             self.network.set_currents(currents)
 
+    def rate_factor(self, epoch: int) -> float:
+        """The learning-rate schedule's multiplier during ``epoch`` (0-based)."""
+        t = self.training
+        return schedule_factor(
+            str(t.schedule), epoch, int(t.epochs), float(t.decay), int(t.decay_every)
+        )
+
     def new_state(self) -> TrainState:
         normalised = [p / g.scale for p, g in zip(self.params(), self.groups, strict=True)]
         return TrainState(optimizer=self.optimizer.init(normalised), running=self._zero_running())
@@ -341,9 +348,7 @@ class Trainer:
         start = time.perf_counter()
         betas = phase_betas(str(t.phases), float(t.beta), int(t.seed), state.epoch, state.step)
         grads, free, missed = self.batch_gradients(x, y, betas)
-        factor = schedule_factor(
-            str(t.schedule), state.epoch, int(t.epochs), float(t.decay), int(t.decay_every)
-        )
+        factor = self.rate_factor(state.epoch)
         normalised = [g_.scale * grad for g_, grad in zip(self.groups, grads, strict=True)]
         steps, opt = self.optimizer.update(
             normalised, state.optimizer, [g.rate * factor for g in self.groups]
@@ -391,10 +396,7 @@ class Trainer:
             row[f"{name}_error"] = result.error_rate if result else float("nan")
         row["seconds"] = r["seconds"]
         row["samples_per_second"] = r["samples"] / r["seconds"] if r["seconds"] else float("nan")
-        t = self.training
-        row["learning_rate"] = float(t.learning_rate) * schedule_factor(
-            str(t.schedule), state.epoch, int(t.epochs), float(t.decay), int(t.decay_every)
-        )
+        row["learning_rate"] = float(self.training.learning_rate) * self.rate_factor(state.epoch)
         row["not_converged"] = r["not_converged"]
         return TrainState(
             state.epoch + 1, 0, state.optimizer, self._zero_running(), [*state.metrics, row]
