@@ -521,9 +521,9 @@ def parse_circuit(text: str, path: str = "<circuit>", overrides: Sequence[str] =
 
 def _parse_override(option: str, path: str) -> tuple[KeyPath, object]:
     """ "a.b.0.c=VALUE" -> (("a", "b", 0, "c"), value); VALUE is TOML, else a plain string."""
-    name, sep, text = option.partition("=")
-    parts = [p.strip() for p in name.split(".")]
-    if not sep or not all(parts):
+    name, sep, text = _split_assignment(option)
+    parts = _OVERRIDE_KEY.findall(name)
+    if not sep or not parts or "".join(m.group(0) for m in _OVERRIDE_KEY.finditer(name)) != name:
         raise CircuitError(
             f'--set {option}: expected KEY=VALUE with a dotted key, e.g. "training.epochs=1"',
             path=path,
@@ -532,7 +532,26 @@ def _parse_override(option: str, path: str) -> tuple[KeyPath, object]:
         value = tomllib.loads(f"value = {text.strip()}")["value"]
     except tomllib.TOMLDecodeError:
         value = text.strip()  # an unquoted string, as the shell leaves it
-    return tuple(int(p) if p.isdigit() else p for p in parts), value
+    return tuple(
+        int(bare) if bare.isdigit() else bare or quoted or single for quoted, single, bare in parts
+    ), value
+
+
+# One segment of a --set key: "quoted", 'quoted' or bare, then a dot or the end.
+_OVERRIDE_KEY = re.compile(r"""\s*(?:"([^"]+)"|'([^']+)'|([A-Za-z0-9_-]+))\s*(?:\.(?=.)|$)""")
+
+
+def _split_assignment(option: str) -> tuple[str, str, str]:
+    """KEY=VALUE split at the first "=" outside a quoted key segment."""
+    quote = ""
+    for i, ch in enumerate(option):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "=":
+            return option[:i], "=", option[i + 1 :]
+    return option, "", ""
 
 
 def _apply_override(data: dict, key: KeyPath, value: object, option: str, path: str) -> None:

@@ -353,6 +353,17 @@ def test_set_errors_name_the_option():
     assert "--set training.batch_size=0" in result.output and "training.batch_size" in result.output
 
 
+def test_set_takes_quoted_key_segments():
+    spec = load_circuit(
+        ROOT / "circuits" / "mnist-mini.toml",
+        ['training.learning_rates."hidden->output"=0.5', "training.learning_rates.'bias'=0.25"],
+    )
+    assert spec.training.learning_rates == {"hidden->output": 0.5, "bias": 0.25}
+    for bad in ('training."open=1', "training..epochs=1", "training.epochs"):
+        result = run("check", XOR, "--set", bad)
+        assert result.exit_code == 2 and "KEY=VALUE" in result.output, bad
+
+
 def test_readout_must_match_the_classes(tmp_path):
     result = run(
         "train",
