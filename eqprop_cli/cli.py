@@ -9,7 +9,6 @@ from __future__ import annotations
 import fnmatch
 import functools
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -22,11 +21,10 @@ from rich.table import Table
 
 from . import __version__
 from .errors import EqpropError
-from .io import read_inputs, write_atomic, write_voltages
+from .io import read_inputs, write_voltages
 from .network import Network
 from .runs import load_target
 from .solve import METHODS, Problem, layered_classes, solve
-from .spice import export_spice
 
 app = typer.Typer(
     name="eqprop",
@@ -300,68 +298,7 @@ def solve_command(
         )
 
 
-@app.command()
-@_user_errors
-def export(
-    circuit: CircuitArg,
-    format: Annotated[str, typer.Option("--format", "-f", help="Output format: spice.")] = "spice",
-    input: InputOpt = None,
-    output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", help="Write here (atomically) instead of stdout."),
-    ] = None,
-    nodeset: Annotated[
-        bool,
-        typer.Option(
-            "--nodeset",
-            help="Add our operating point as .nodeset lines: an initial guess that ngspice "
-            "releases before converging on its own (helps stiff circuits).",
-        ),
-    ] = False,
-    sets: SetOpt = None,
-) -> None:
-    """Write the circuit as an ngspice netlist, input sources set to one input vector.
-
-    Resistors are R elements in ohms (exponent notation); element names map
-    back to connection, row and column (see the comments). Without --input the
-    inputs are 0 V. `ngspice -b FILE` solves it to our operating point.
-
-    Example: eqprop export circuits/kendall2020-mnist.toml --input x.npy -o mnist.cir
-    """
-    if format != "spice":
-        raise EqpropError(f'--format "{format}" is not a known format; expected: spice')
-    network = _load(circuit, sets)
-    inputs = (
-        read_inputs(input, network.n_features, str(circuit))
-        if input is not None
-        else np.zeros((1, network.n_features))
-    )
-    if len(inputs) != 1:
-        raise EqpropError(f"--input holds {len(inputs)} vectors; a netlist takes exactly one")
-    guess = None
-    if nodeset:
-        settings = network.graph.spec.solver
-        eq = solve(
-            network, inputs, method=settings.method, tol=settings.tol, max_iter=settings.max_iter
-        )
-        guess = eq.voltages[0]
-    text = export_spice(
-        network,
-        inputs[0],
-        nodeset=guess,
-        header=[
-            f"exported by eqprop {__version__} from {circuit}",
-            f"inputs: {'given' if input else 'all 0 V'}",
-        ],
-    )
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        write_atomic(output, text)
-        err.print(f"wrote {output}")
-
-
-from . import cli_train  # noqa: E402, F401  (registers the training commands on `app`)
+from . import cli_hardware, cli_train  # noqa: E402, F401  (they register their commands on `app`)
 
 
 def main() -> None:

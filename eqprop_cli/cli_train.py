@@ -1,4 +1,4 @@
-"""Training commands of `eqprop`: train, eval, gradcheck, report, data. Thin over the library."""
+"""Training commands of `eqprop`: train, gradcheck, report, data. Thin over the library."""
 
 from __future__ import annotations
 
@@ -255,66 +255,28 @@ def _resume(out_dir: Path, spec, network) -> Checkpoint:
     return ckpt
 
 
-def _evaluate_split(spec, network, split: str) -> tuple[Dataset, Evaluation]:
-    """Score one split of the circuit's [training] dataset with its loss and free-phase solver."""
-    settings = training_settings(spec)
+def split_samples(
+    spec, network, split: str, limit: int | None = None
+) -> tuple[Dataset, np.ndarray, np.ndarray, list[str]]:
+    """The samples of one split of the [training] dataset (the first ``limit`` of them)."""
     dataset, splits = training_data(spec, network)
     x, y = splits[split]
     if len(y) == 0:
         raise EqpropError(f"the {split} split is empty (see training.validation and subsets)")
+    return dataset, x[:limit], y[:limit], dataset.classes
+
+
+def _evaluate_split(
+    spec, network, split: str, limit: int | None = None
+) -> tuple[Dataset, Evaluation]:
+    """Score one split of the circuit's [training] dataset with its loss and free-phase solver."""
+    settings = training_settings(spec)
+    dataset, x, y, _ = split_samples(spec, network, split, limit)
     loss = ReadoutLoss(settings, len(network.outputs), dataset.n_classes)
     result = evaluate(
         network, x, y, loss, int(settings.eval_batch_size), **solver_settings(spec, "free")
     )
     return dataset, result
-
-
-@app.command(name="eval")
-@_user_errors
-def eval_command(
-    target: TargetArg,
-    split: Annotated[str, typer.Option(help="Which split: train, validation or test.")] = "test",
-    as_json: JsonOpt = False,
-    sets: SetOpt = None,
-) -> None:
-    """Accuracy, loss, confusion matrix and per-class accuracy of a trained run.
-
-    TARGET is a run directory, a checkpoint, or a circuit file (then with its
-    initial conductances). The dataset and loss come from its training section.
-
-    Example: eqprop eval runs/mini --json
-    """
-    if split not in SPLITS:
-        raise EqpropError(f'--split "{split}": expected one of {", ".join(SPLITS)}')
-    loaded = load_target(target, list(sets or []))
-    settings = training_settings(loaded.spec)
-    dataset, result = _evaluate_split(loaded.spec, loaded.network, split)
-    if as_json:
-        doc = {"target": str(target), "dataset": dataset.name, "split": split}
-        doc.update(result.as_dict(dataset.classes))
-        print(json.dumps(doc, indent=2))
-        return
-    summary = Table(title=f"{escape(str(target))}: {dataset.name} {split}", show_header=False)
-    summary.add_column(style="bold")
-    summary.add_column(justify="right")
-    summary.add_row("samples", f"{result.n_samples:,}")
-    summary.add_row("accuracy", _percent(result.accuracy))
-    summary.add_row("error rate", _percent(result.error_rate))
-    unit = "V²" if settings.loss == "squared_error" else "nats"
-    summary.add_row(f"loss ({settings.loss}, {unit})", f"{result.loss:.6g}")
-    if result.not_converged:
-        summary.add_row("[yellow]solves that missed tol[/]", str(result.not_converged))
-    out.print(summary)
-    confusion = Table(title="confusion matrix (rows: true class, columns: predicted)")
-    confusion.add_column("true")
-    for c in dataset.classes:
-        confusion.add_column(escape(c[:6]), justify="right")
-    confusion.add_column("accuracy", justify="right")
-    for c, row, acc in zip(
-        dataset.classes, result.confusion, result.per_class_accuracy, strict=True
-    ):
-        confusion.add_row(escape(c), *(str(v) for v in row), _percent(acc))
-    out.print(confusion)
 
 
 @app.command()

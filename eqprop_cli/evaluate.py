@@ -1,7 +1,9 @@
-"""Evaluate a network on a labelled set: accuracy, loss, confusion matrix, per-class accuracy."""
+"""Evaluate a network on a labelled set: accuracy, loss, confusion matrix, per-class accuracy;
+and the same samples through ngspice, node by node."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,6 +11,7 @@ import numpy as np
 from .loss import ReadoutLoss, predictions
 from .network import Network
 from .solve import solve
+from .spice import export_spice, ngspice_ops, printed_class, spice_node_names
 
 
 @dataclass
@@ -71,3 +74,50 @@ def evaluate(
         missed += int((~eq.converged).sum())
     n = len(y)
     return Evaluation(n, float(np.trace(confusion)) / n, total_loss / n, confusion, missed)
+
+
+@dataclass
+class SpiceCheck:
+    """Our solver against ngspice on the same exported netlists, sample by sample."""
+
+    labels: np.ndarray
+    ours: np.ndarray  # predicted classes, our solver
+    theirs: np.ndarray  # predicted classes printed by the netlists' .control blocks
+    max_voltage_difference: float  # volts, over every node of every sample
+    seconds: float  # wall time of the ngspice runs
+
+    @property
+    def agreement(self) -> float:
+        return float(np.mean(self.ours == self.theirs))
+
+    def as_dict(self) -> dict:
+        return {
+            "n_samples": len(self.labels),
+            "accuracy": float(np.mean(self.theirs == self.labels)),
+            "solver_accuracy": float(np.mean(self.ours == self.labels)),
+            "agreement": self.agreement,
+            "max_voltage_difference": self.max_voltage_difference,
+            "seconds": self.seconds,
+        }
+
+
+def check_with_ngspice(
+    network: Network, x: np.ndarray, y: np.ndarray, jobs: int, **solver: object
+) -> SpiceCheck:
+    """Export one netlist per sample, run them all with ngspice (``jobs`` at a time), and
+    compare every node voltage and the printed class with our solver's."""
+    eq = solve(network, x, **solver)
+    ours = predictions(eq.outputs())
+    voltages = eq.voltages
+    names = spice_node_names(network)
+    netlists = [export_spice(network, x[b], header=[f"sample {b}"]) for b in range(len(x))]
+    start = time.perf_counter()
+    results = ngspice_ops(netlists, jobs)
+    seconds = time.perf_counter() - start
+    worst = 0.0
+    theirs = np.empty(len(x), dtype=np.int64)
+    for b, (op, stdout) in enumerate(results):
+        theirs[b] = printed_class(stdout)
+        spice = np.array([op[n] if i else 0.0 for i, n in enumerate(names)])
+        worst = max(worst, float(np.max(np.abs(spice - voltages[b]))))
+    return SpiceCheck(np.asarray(y), ours, theirs, worst, seconds)

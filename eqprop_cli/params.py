@@ -122,6 +122,13 @@ RESISTOR = DeviceKind(
         Param("seed", "int", "Seed of the initial draw.", 0, 0),
         Param("g_min", "conductance", "Smallest programmable conductance.", 1e-9, 0, True),
         Param("g_max", "conductance", "Largest programmable conductance.", 1.0, 0, True),
+        Param(
+            "levels",
+            "int",
+            "Programmable levels, evenly spaced in [g_min, g_max], used by exports (0: continuous).",
+            0,
+            0,
+        ),
         Param("trainable", "bool", "Whether training may change these conductances.", True),
     ),
 )

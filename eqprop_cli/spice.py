@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,7 @@ from .units import spice_number as num
 CLAMP_FACTOR = 1e8
 AMP_NODE = "xamp"  # internal node between an amplifier's E source and its sense source
 CLAMP_WIDTH = 1e-9  # volts
+CONTROL_START = ".control\nop\n"  # how an exported .control block starts
 OPTIONS = "RELTOL=1e-12 ABSTOL=1e-18 VNTOL=1e-13 GMIN=1e-12 ITL1=1000"
 
 
@@ -65,30 +67,47 @@ def _node_conductance(network: Network) -> np.ndarray:
 
 def export_spice(
     network: Network,
-    inputs: np.ndarray,
+    inputs: np.ndarray | None,
     title: str = "",
     header: list[str] | None = None,
     nodeset: np.ndarray | None = None,
+    subckt: str | None = None,
 ) -> str:
     """The netlist of ``network`` with its input sources set to one input vector.
 
-    ``nodeset`` (node voltages, e.g. our solution) adds .nodeset lines: an
-    initial guess that ngspice releases before iterating to its own solution.
+    It ends with a .control block that runs the operating point and prints
+    the output voltages, the readouts and the predicted class (the largest
+    readout). With ``subckt`` (a name) it is instead a .subckt whose ports
+    are the input nodes then the output nodes, for inclusion in a larger
+    design (``inputs`` is then unused). ``nodeset`` (node voltages, e.g. our
+    solution) adds .nodeset lines: an initial guess that ngspice releases
+    before iterating to its own solution.
     """
-    x = np.asarray(inputs, dtype=float).reshape(-1)
-    if x.size != network.n_features:
-        raise EqpropError(f"the circuit takes {network.n_features} input feature(s); got {x.size}")
     node = spice_node_names(network)
     graph = network.graph
+    if subckt is None:
+        x = np.asarray(inputs, dtype=float).reshape(-1)
+        if x.size != network.n_features:
+            raise EqpropError(
+                f"the circuit takes {network.n_features} input feature(s); got {x.size}"
+            )
     out = [f"* {title or graph.spec.name or 'eqprop circuit'}"]
     out += [f"* {line}" for line in (header or [])]
     out += ["* units: ohms, volts, amperes; node names are eqprop's, lower-cased", ""]
-    temps = {d.model.thermal_voltage for d in network.diodes if hasattr(d.model, "thermal_voltage")}
-    temp_c = _celsius(next(iter(temps))) if len(temps) == 1 else 27.0
-    out.append(f".options {OPTIONS} TEMP={num(temp_c)} TNOM={num(temp_c)}")
-    out.append("")
-    out.append("* voltage sources: inputs and rails")
+    if subckt is None:
+        temps = {
+            d.model.thermal_voltage for d in network.diodes if hasattr(d.model, "thermal_voltage")
+        }
+        temp_c = _celsius(next(iter(temps))) if len(temps) == 1 else 27.0
+        out.append(f".options {OPTIONS} TEMP={num(temp_c)} TNOM={num(temp_c)}")
+        out.append("")
+        out.append("* voltage sources: inputs and rails")
+    else:
+        out += _subckt_header(network, node, subckt)
+        out.append("* voltage sources: rails (the inputs are ports)")
     for k, v in enumerate(graph.vsources):
+        if v.feature >= 0 and subckt is not None:
+            continue
         value = v.value + (v.gain * x[v.feature] if v.feature >= 0 else 0.0)
         out.append(f"V{k} {node[v.plus]} {node[v.minus]} DC {num(value)} ; {v.label}")
     for k, (r, g) in enumerate(zip(network.resistors, network.g, strict=True)):
@@ -164,8 +183,72 @@ def export_spice(
         ]
         out += ["", "* initial guess (released before ngspice iterates to its own solution)"]
         out += [".nodeset " + " ".join(guess[i : i + 8]) for i in range(0, len(guess), 8)]
-    out += ["", *models, "", ".op", ".end", ""]
+    if subckt is not None:
+        out += ["", *models, f".ends {subckt}", ""]
+    else:
+        out += ["", *models, "", *_control_block(network, node), ".end", ""]
     return "\n".join(out)
+
+
+def _input_ports(network: Network) -> list[int]:
+    """The nodes that input sources drive (each against ground), in feature order."""
+    sources = sorted((v for v in network.graph.vsources if v.feature >= 0), key=lambda v: v.feature)
+    floating = [v.label for v in sources if v.minus != 0]
+    if floating:
+        raise EqpropError(
+            f"a subcircuit needs every input source referenced to ground; {floating[0]} is not"
+        )
+    return [v.plus for v in sources]
+
+
+def _subckt_header(network: Network, node: list[str], name: str) -> list[str]:
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+        raise EqpropError(
+            f'--subckt "{name}": expected a SPICE name (a letter, then letters, digits, _)'
+        )
+    inputs = [node[i] for i in _input_ports(network)]
+    outputs = [node[i] for i in network.outputs.ravel()]
+    ports = inputs + outputs
+    lines = [
+        f"* ports: {len(inputs)} inputs ({inputs[0]} ... {inputs[-1]}), then "
+        f"{len(outputs)} outputs ({outputs[0]} ... {outputs[-1]})",
+        f"* usage: X1 <{len(ports)} nodes> {name}",
+        f".subckt {name}",
+    ]
+    lines += ["+ " + " ".join(ports[i : i + 10]) for i in range(0, len(ports), 10)]
+    return [*lines, ""]
+
+
+def _readouts(network: Network, node: list[str]) -> list[str]:
+    """ngspice expressions of the readouts: v(plus) - v(minus), or v(out)."""
+    if network.outputs.shape[1] == 2:
+        return [f"v({node[p]}) - v({node[m]})" for p, m in network.outputs]
+    return [f"v({node[o]})" for o in network.outputs[:, 0]]
+
+
+def _control_block(network: Network, node: list[str]) -> list[str]:
+    """Run the operating point; print outputs, readouts and the predicted class."""
+    readouts = _readouts(network, node)
+    voltages = [f"v({node[i]})" for i in network.outputs.ravel()]
+    lines = [*CONTROL_START.splitlines(), "set numdgt=12", "echo output voltages:"]
+    lines += ["print " + " ".join(voltages[i : i + 8]) for i in range(0, len(voltages), 8)]
+    lines.append(f"let readout = vector({len(readouts)})")
+    lines += [f"let readout[{k}] = {expr}" for k, expr in enumerate(readouts)]
+    lines += ["print readout", "* the predicted class: the index of the largest readout"]
+    lines.append("let best = 0")
+    if len(readouts) > 1:  # (ngspice cannot index a vector of length 1, even in a dead loop)
+        lines += [
+            "let k = 1",
+            f"dowhile k < {len(readouts)}",
+            "  if readout[k] > readout[best]",
+            "    let best = k",
+            "  end",
+            "  let k = k + 1",
+            "end",
+        ]
+    lines.append('echo "predicted class: $&best"')
+    # exit status 0 in batch mode (ngspice -b); an interactive session stays open
+    return [*lines, "if $?batchmode", "  quit 0", "end", ".endc"]
 
 
 def _celsius(thermal_voltage: float) -> float:
@@ -182,22 +265,48 @@ def ngspice_path() -> str:
 
 def run_ngspice(netlist: str, timeout: float = 600.0) -> dict[str, float]:
     """Operating point from ``ngspice -b``: lower-case node name -> volts."""
+    return ngspice_op(netlist, timeout)[0]
+
+
+def ngspice_op(netlist: str, timeout: float = 600.0) -> tuple[dict[str, float], str]:
+    """Run a netlist with ``ngspice -b``: its node voltages and what it printed.
+
+    An exported netlist (with its .control block) runs as it is, with one line
+    added after its ``op`` that saves every node voltage (``write``); one
+    without a .control block runs its .op with ``-r``.
+    """
     with tempfile.TemporaryDirectory(prefix="eqprop-ngspice-") as tmp:
         cir, raw = Path(tmp) / "circuit.cir", Path(tmp) / "op.raw"
+        if CONTROL_START in netlist:
+            netlist = netlist.replace(CONTROL_START, f"{CONTROL_START}write {raw.name} all\n", 1)
+            command = [ngspice_path(), "-b", str(cir)]
+        else:
+            command = [ngspice_path(), "-b", "-r", str(raw), str(cir)]
         cir.write_text(netlist)
         env = dict(os.environ, SPICE_ASCIIRAWFILE="1")
         proc = subprocess.run(
-            [ngspice_path(), "-b", "-r", str(raw), str(cir)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env,
-            cwd=tmp,
+            command, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp
         )
         if proc.returncode != 0 or not raw.exists():
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
             raise EqpropError(f"ngspice failed (exit {proc.returncode}):\n{tail}")
-        return parse_raw(raw.read_text())
+        return parse_raw(raw.read_text()), proc.stdout
+
+
+def ngspice_ops(
+    netlists: list[str], jobs: int, timeout: float = 600.0
+) -> list[tuple[dict[str, float], str]]:
+    """``ngspice_op`` of every netlist, ``jobs`` ngspice processes at a time."""
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(lambda text: ngspice_op(text, timeout), netlists))
+
+
+def printed_class(stdout: str) -> int:
+    """The class that an exported netlist's .control block printed."""
+    found = re.findall(r"predicted class: (\d+)", stdout)
+    if not found:
+        raise EqpropError("ngspice printed no predicted class (was the .control block removed?)")
+    return int(found[-1])
 
 
 def parse_raw(text: str) -> dict[str, float]:
