@@ -96,6 +96,10 @@ def _user_errors(command):
     return wrapper
 
 
+def _percent(x: float) -> str:
+    return "-" if np.isnan(x) else f"{100 * x:.2f}%"
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"eqprop {__version__}")

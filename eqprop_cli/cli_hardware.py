@@ -18,10 +18,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .cli import InputOpt, JsonOpt, SetOpt, TargetArg, _user_errors, app, err, out
-from .cli_train import SPLITS, _evaluate_split, _percent, split_samples
+from .cli import InputOpt, JsonOpt, SetOpt, TargetArg, _percent, _user_errors, app, err, out
 from .devicemap import (
     MAP_FORMATS,
+    ConductanceMap,
+    Levels,
     conductance_map,
     level_ranges,
     parameters_digest,
@@ -35,7 +36,7 @@ from .loss import ReadoutLoss
 from .runs import Loaded, load_target
 from .solve import solve
 from .spice import export_spice
-from .train import solver_settings, training_settings
+from .train import SPLITS, evaluate_split, solver_settings, split_samples, training_settings
 from .units import parse_si
 from .variation import Variation, monte_carlo
 
@@ -193,32 +194,15 @@ def export(
         "circuit_sha256": _circuit_digest(loaded),
         "units": {"conductance": "S", "resistance": "ohm", "current": "A", "voltage": "V"},
     }
-    cmap = conductance_map(network)
+    # a netlist needs no map unless levels are asked for (it may have nothing programmable)
+    cmap = conductance_map(network) if format != "spice" or requested is not None else None
     if requested is not None:
-        before = _accuracy(loaded, split)
-        cmap = quantise(cmap, requested)
-        after = _accuracy(loaded, split)
-        metadata["levels"] = {
-            "count": requested.count,
-            "ranges_S": dict(
-                zip(
-                    [network.resistors[k].name for k in cmap.resistor_sets],
-                    [list(r) for r in requested.ranges],
-                    strict=True,
-                )
-            ),
-        }
-        if before is not None and after is not None:
-            metadata["accuracy"] = {"split": split, "unquantised": before, "quantised": after}
-            err.print(
-                f"{requested.count} levels: {split} accuracy {_percent(after)} "
-                f"(unquantised {_percent(before)}, {100 * (after - before):+.2f} points)"
-            )
+        cmap = _quantise_and_compare(loaded, cmap, requested, split, metadata)
     metadata["parameters_sha256"] = parameters_digest(network)
-    cmap.metadata = metadata
     if format == "spice":
         data = _netlist(loaded, metadata, sample, split, input, subckt, nodeset, target)
     else:
+        cmap.metadata = metadata
         data = cmap.render(format)
     if output is None:
         sys.stdout.write(data)
@@ -227,10 +211,33 @@ def export(
         err.print(f"wrote {output}")
 
 
+def _quantise_and_compare(
+    loaded: Loaded, cmap: ConductanceMap, levels: Levels, split: str, metadata: dict
+) -> ConductanceMap:
+    """Quantise the network's conductances; record (and print) the split's accuracy before
+    and after."""
+    network = loaded.network
+    before = _accuracy(loaded, split)
+    cmap = quantise(cmap, levels)
+    after = _accuracy(loaded, split)
+    names = [network.resistors[k].name for k in cmap.resistor_sets]
+    metadata["levels"] = {
+        "count": levels.count,
+        "ranges_S": {name: list(r) for name, r in zip(names, levels.ranges, strict=True)},
+    }
+    if before is not None and after is not None:
+        metadata["accuracy"] = {"split": split, "unquantised": before, "quantised": after}
+        err.print(
+            f"{levels.count} levels: {split} accuracy {_percent(after)} "
+            f"(unquantised {_percent(before)}, {100 * (after - before):+.2f} points)"
+        )
+    return cmap
+
+
 def _accuracy(loaded: Loaded, split: str) -> float | None:
     """Accuracy of the split, or None (with a warning) when the dataset is not at hand."""
     try:
-        return _evaluate_split(loaded.spec, loaded.network, split)[1].accuracy
+        return evaluate_split(loaded.spec, loaded.network, split)[1].accuracy
     except EqpropError as exc:
         err.print(f"[yellow]warning:[/] accuracy not measured: {escape(str(exc))}")
         return None
@@ -377,7 +384,7 @@ def eval_command(
 
 def _eval_solver(loaded: Loaded, target: Path, split: str, limit: int | None, as_json: bool):
     settings = training_settings(loaded.spec)
-    dataset, result = _evaluate_split(loaded.spec, loaded.network, split, limit)
+    dataset, result = evaluate_split(loaded.spec, loaded.network, split, limit)
     if as_json:
         doc = {"target": str(target), "dataset": dataset.name, "split": split}
         doc.update(result.as_dict(dataset.classes))
@@ -496,5 +503,6 @@ def _eval_ngspice(
     table.add_row("accuracy (our solver)", _percent(doc["solver_accuracy"]))
     table.add_row("same predicted class", _percent(doc["agreement"]))
     table.add_row("largest node-voltage difference", f"{doc['max_voltage_difference']:.3g} V")
+    table.add_row("solved only from our .nodeset guess", f"{doc['needed_nodeset']}")
     table.add_row("ngspice wall time", f"{doc['seconds']:.1f} s")
     out.print(table)

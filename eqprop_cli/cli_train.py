@@ -14,10 +14,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .cli import JsonOpt, SetOpt, TargetArg, _user_errors, app, err, out
-from .datasets import DATASETS, Dataset, fetch_dataset, list_datasets
+from .cli import JsonOpt, SetOpt, TargetArg, _percent, _user_errors, app, err, out
+from .datasets import DATASETS, fetch_dataset, list_datasets
 from .errors import EqpropError
-from .evaluate import Evaluation, evaluate
 from .gradcheck import at_a_kink, compare
 from .io import write_atomic
 from .loss import ReadoutLoss
@@ -39,20 +38,15 @@ from .train import (
     BatchInfo,
     Trainer,
     TrainState,
+    evaluate_split,
     parameter_groups,
-    solver_settings,
     training_data,
     training_settings,
 )
 
-SPLITS = ("train", "validation", "test")
 GRADCHECK_COSINE = 0.999  # what "EP computes the gradient" means for the verdict
 GRADCHECK_ERROR = 1e-2
 SAVE_EVERY_S = 1.0  # checkpoint after an epoch only if the last save is older than this
-
-
-def _percent(x: float) -> str:
-    return "-" if np.isnan(x) else f"{100 * x:.2f}%"
 
 
 def _number(x: float) -> str:
@@ -255,30 +249,6 @@ def _resume(out_dir: Path, spec, network) -> Checkpoint:
     return ckpt
 
 
-def split_samples(
-    spec, network, split: str, limit: int | None = None
-) -> tuple[Dataset, np.ndarray, np.ndarray, list[str]]:
-    """The samples of one split of the [training] dataset (the first ``limit`` of them)."""
-    dataset, splits = training_data(spec, network)
-    x, y = splits[split]
-    if len(y) == 0:
-        raise EqpropError(f"the {split} split is empty (see training.validation and subsets)")
-    return dataset, x[:limit], y[:limit], dataset.classes
-
-
-def _evaluate_split(
-    spec, network, split: str, limit: int | None = None
-) -> tuple[Dataset, Evaluation]:
-    """Score one split of the circuit's [training] dataset with its loss and free-phase solver."""
-    settings = training_settings(spec)
-    dataset, x, y, _ = split_samples(spec, network, split, limit)
-    loss = ReadoutLoss(settings, len(network.outputs), dataset.n_classes)
-    result = evaluate(
-        network, x, y, loss, int(settings.eval_batch_size), **solver_settings(spec, "free")
-    )
-    return dataset, result
-
-
 @app.command()
 @_user_errors
 def gradcheck(
@@ -405,7 +375,7 @@ def report(
         raise RunError(f"{run_dir}: not a run directory or checkpoint")
     spec, network, ckpt = loaded.spec, loaded.network, loaded.checkpoint
     settings = training_settings(spec)
-    dataset, result = _evaluate_split(spec, network, "test")
+    dataset, result = evaluate_split(spec, network, "test")
     names = [r.name for r in network.resistors]
     ranges = {
         r.name: (r.device.params["g_min"], r.device.params["g_max"]) for r in network.resistors

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import EqpropError
 from .loss import ReadoutLoss, predictions
 from .network import Network
 from .solve import solve
@@ -85,6 +86,7 @@ class SpiceCheck:
     theirs: np.ndarray  # predicted classes printed by the netlists' .control blocks
     max_voltage_difference: float  # volts, over every node of every sample
     seconds: float  # wall time of the ngspice runs
+    nodeset: int  # netlists that ngspice solved only from our operating point as a guess
 
     @property
     def agreement(self) -> float:
@@ -97,6 +99,7 @@ class SpiceCheck:
             "solver_accuracy": float(np.mean(self.ours == self.labels)),
             "agreement": self.agreement,
             "max_voltage_difference": self.max_voltage_difference,
+            "needed_nodeset": self.nodeset,
             "seconds": self.seconds,
         }
 
@@ -105,14 +108,30 @@ def check_with_ngspice(
     network: Network, x: np.ndarray, y: np.ndarray, jobs: int, **solver: object
 ) -> SpiceCheck:
     """Export one netlist per sample, run them all with ngspice (``jobs`` at a time), and
-    compare every node voltage and the printed class with our solver's."""
+    compare every node voltage and the printed class with our solver's.
+
+    A netlist on which ngspice finds no operating point from scratch (stiff
+    hard clamps) runs again with our operating point as .nodeset lines: an
+    initial guess that ngspice releases before converging on its own; those
+    are counted. A netlist that fails even so is an error.
+    """
     eq = solve(network, x, **solver)
     ours = predictions(eq.outputs())
     voltages = eq.voltages
     names = spice_node_names(network)
-    netlists = [export_spice(network, x[b], header=[f"sample {b}"]) for b in range(len(x))]
+
+    def netlist(b: int, guess: bool = False) -> str:
+        return export_spice(
+            network, x[b], header=[f"sample {b}"], nodeset=voltages[b] if guess else None
+        )
+
     start = time.perf_counter()
-    results = ngspice_ops(netlists, jobs)
+    results = ngspice_ops([netlist(b) for b in range(len(x))], jobs)
+    failed = [b for b, r in enumerate(results) if isinstance(r, EqpropError)]
+    for b, r in zip(failed, ngspice_ops([netlist(b, True) for b in failed], jobs), strict=True):
+        if isinstance(r, EqpropError):
+            raise EqpropError(f"sample {b}: {r}")
+        results[b] = r
     seconds = time.perf_counter() - start
     worst = 0.0
     theirs = np.empty(len(x), dtype=np.int64)
@@ -120,4 +139,4 @@ def check_with_ngspice(
         theirs[b] = printed_class(stdout)
         spice = np.array([op[n] if i else 0.0 for i, n in enumerate(names)])
         worst = max(worst, float(np.max(np.abs(spice - voltages[b]))))
-    return SpiceCheck(np.asarray(y), ours, theirs, worst, seconds)
+    return SpiceCheck(np.asarray(y), ours, theirs, worst, seconds, len(failed))

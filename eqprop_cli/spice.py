@@ -4,9 +4,9 @@ Resistors are R elements in ohms, written in exponent notation (no m/Meg
 traps); Shockley diodes use a D .model at the matching temperature; ideal
 piecewise-linear diodes are behavioural current sources; a hard clamp is a
 behavioural source of very high on-conductance (1e8 times the conductance at
-its node) whose corner is rounded over 1 nV (a softplus), so that ngspice's
+its node) whose corner is rounded over 10 nV (a softplus), so that ngspice's
 Newton iteration converges: its node then sits within about 1e-8 of the
-clamp's voltage swing, plus 1 nV, of the exact clamp;
+clamp's voltage swing, plus about 10 nV, of the exact clamp;
 amplifiers are an E source (forward VCVS) with a 0 V sense source and an F
 source (backward CCCS of 1/A).
 """
@@ -31,7 +31,8 @@ from .units import spice_number as num
 
 CLAMP_FACTOR = 1e8
 AMP_NODE = "xamp"  # internal node between an amplifier's E source and its sense source
-CLAMP_WIDTH = 1e-9  # volts
+CLAMP_WIDTH = 1e-8  # volts: sharper corners make ngspice fail to converge more often
+MAX_PORTS = 1000  # ngspice refuses a subcircuit with more (N_GLOBAL_NODES)
 CONTROL_START = ".control\nop\n"  # how an exported .control block starts
 OPTIONS = "RELTOL=1e-12 ABSTOL=1e-18 VNTOL=1e-13 GMIN=1e-12 ITL1=1000"
 
@@ -78,7 +79,8 @@ def export_spice(
     It ends with a .control block that runs the operating point and prints
     the output voltages, the readouts and the predicted class (the largest
     readout). With ``subckt`` (a name) it is instead a .subckt whose ports
-    are the input nodes then the output nodes, for inclusion in a larger
+    are one per input feature (its value in volts; the input sources become
+    VCVSs of their gain) then the output nodes, for inclusion in a larger
     design (``inputs`` is then unused). ``nodeset`` (node voltages, e.g. our
     solution) adds .nodeset lines: an initial guess that ngspice releases
     before iterating to its own solution.
@@ -104,9 +106,11 @@ def export_spice(
         out.append("* voltage sources: inputs and rails")
     else:
         out += _subckt_header(network, node, subckt)
-        out.append("* voltage sources: rails (the inputs are ports)")
+        out.append("* voltage sources: rails, and inputs driven by the feature ports")
+    ports = _feature_ports(network, node) if subckt is not None else []
     for k, v in enumerate(graph.vsources):
         if v.feature >= 0 and subckt is not None:
+            out += _input_source(k, v, node, ports[v.feature])
             continue
         value = v.value + (v.gain * x[v.feature] if v.feature >= 0 else 0.0)
         out.append(f"V{k} {node[v.plus]} {node[v.minus]} DC {num(value)} ; {v.label}")
@@ -190,15 +194,13 @@ def export_spice(
     return "\n".join(out)
 
 
-def _input_ports(network: Network) -> list[int]:
-    """The nodes that input sources drive (each against ground), in feature order."""
-    sources = sorted((v for v in network.graph.vsources if v.feature >= 0), key=lambda v: v.feature)
-    floating = [v.label for v in sources if v.minus != 0]
-    if floating:
-        raise EqpropError(
-            f"a subcircuit needs every input source referenced to ground; {floating[0]} is not"
-        )
-    return [v.plus for v in sources]
+def _feature_ports(network: Network, node: list[str]) -> list[str]:
+    """One port name per input feature, distinct from every node name."""
+    taken = set(node)
+    prefix = "feature"
+    while any(f"{prefix}{i}" in taken for i in range(network.n_features)):
+        prefix = "x" + prefix
+    return [f"{prefix}{i}" for i in range(network.n_features)]
 
 
 def _subckt_header(network: Network, node: list[str], name: str) -> list[str]:
@@ -206,17 +208,34 @@ def _subckt_header(network: Network, node: list[str], name: str) -> list[str]:
         raise EqpropError(
             f'--subckt "{name}": expected a SPICE name (a letter, then letters, digits, _)'
         )
-    inputs = [node[i] for i in _input_ports(network)]
+    inputs = _feature_ports(network, node)
     outputs = [node[i] for i in network.outputs.ravel()]
     ports = inputs + outputs
+    if len(ports) > MAX_PORTS:
+        raise EqpropError(
+            f"a subcircuit of {len(ports)} ports is more than ngspice takes ({MAX_PORTS})"
+        )
     lines = [
-        f"* ports: {len(inputs)} inputs ({inputs[0]} ... {inputs[-1]}), then "
-        f"{len(outputs)} outputs ({outputs[0]} ... {outputs[-1]})",
+        f"* ports: {len(inputs)} input features ({inputs[0]} ... {inputs[-1]}: volts equal to "
+        f"the feature value; the input sources' gains are inside), then {len(outputs)} output "
+        f"nodes ({outputs[0]} ... {outputs[-1]})",
         f"* usage: X1 <{len(ports)} nodes> {name}",
         f".subckt {name}",
     ]
     lines += ["+ " + " ".join(ports[i : i + 10]) for i in range(0, len(ports), 10)]
     return [*lines, ""]
+
+
+def _input_source(k: int, v, node: list[str], port: str) -> list[str]:
+    """A subcircuit's input: a VCVS of the source's gain from the feature port (plus its
+    fixed part in series)."""
+    if v.value == 0:
+        return [f"EIN{k} {node[v.plus]} {node[v.minus]} {port} 0 {num(v.gain)} ; {v.label}"]
+    mid = f"{node[v.plus]}_in"
+    return [
+        f"EIN{k} {mid} {node[v.minus]} {port} 0 {num(v.gain)} ; {v.label}",
+        f"V{k} {node[v.plus]} {mid} DC {num(v.value)}",
+    ]
 
 
 def _readouts(network: Network, node: list[str]) -> list[str]:
@@ -295,10 +314,18 @@ def ngspice_op(netlist: str, timeout: float = 600.0) -> tuple[dict[str, float], 
 
 def ngspice_ops(
     netlists: list[str], jobs: int, timeout: float = 600.0
-) -> list[tuple[dict[str, float], str]]:
-    """``ngspice_op`` of every netlist, ``jobs`` ngspice processes at a time."""
+) -> list[tuple[dict[str, float], str] | EqpropError]:
+    """``ngspice_op`` of every netlist, ``jobs`` ngspice processes at a time; the error
+    in place of the result where ngspice failed (e.g. found no operating point)."""
+
+    def one(text: str) -> tuple[dict[str, float], str] | EqpropError:
+        try:
+            return ngspice_op(text, timeout)
+        except EqpropError as exc:
+            return exc
+
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(lambda text: ngspice_op(text, timeout), netlists))
+        return list(pool.map(one, netlists))
 
 
 def printed_class(stdout: str) -> int:

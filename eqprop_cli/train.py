@@ -34,6 +34,9 @@ from .spec import TRAINING_KEYS, CircuitSpec, TrainingSpec
 Splits = dict[str, tuple[np.ndarray, np.ndarray]]
 
 
+SPLITS = ("train", "validation", "test")
+
+
 def training_settings(spec: CircuitSpec) -> TrainingSpec:
     """The file's [training] section, or every default when it has none."""
     return spec.training or TrainingSpec({p.name: p.default for p in TRAINING_KEYS}, {})
@@ -72,6 +75,30 @@ def training_data(spec: CircuitSpec, network: Network) -> tuple[Dataset, Splits]
         seed=int(t.seed),
     )
     return dataset, splits
+
+
+def split_samples(
+    spec: CircuitSpec, network: Network, split: str, limit: int | None = None
+) -> tuple[Dataset, np.ndarray, np.ndarray, list[str]]:
+    """The samples of one split of the [training] dataset (the first ``limit`` of them)."""
+    dataset, splits = training_data(spec, network)
+    x, y = splits[split]
+    if len(y) == 0:
+        raise EqpropError(f"the {split} split is empty (see training.validation and subsets)")
+    return dataset, x[:limit], y[:limit], dataset.classes
+
+
+def evaluate_split(
+    spec: CircuitSpec, network: Network, split: str, limit: int | None = None
+) -> tuple[Dataset, Evaluation]:
+    """Score one split of the circuit's [training] dataset with its loss and free-phase solver."""
+    settings = training_settings(spec)
+    dataset, x, y, _ = split_samples(spec, network, split, limit)
+    loss = ReadoutLoss(settings, len(network.outputs), dataset.n_classes)
+    result = evaluate(
+        network, x, y, loss, int(settings.eval_batch_size), **solver_settings(spec, "free")
+    )
+    return dataset, result
 
 
 @dataclass

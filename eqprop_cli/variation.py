@@ -74,14 +74,20 @@ class MonteCarlo:
     """Accuracies of the nominal circuit and of every trial."""
 
     nominal: Evaluation
-    accuracies: np.ndarray  # one per trial
+    correct: np.ndarray  # correctly classified samples, one count per trial
+
+    @property
+    def accuracies(self) -> np.ndarray:
+        return self.correct / self.nominal.n_samples
 
     def as_dict(self) -> dict:
+        n, trials = self.nominal.n_samples, len(self.correct)
+        # from integer counts: trials that equal the nominal circuit give exactly its accuracy
+        mean = int(self.correct.sum()) / (trials * n)
         a = self.accuracies
-        mean = math.fsum(a) / len(a)  # exact sums: equal trials give exactly their value
-        spread = math.fsum((a - mean) ** 2) / (len(a) - 1) if len(a) > 1 else 0.0
+        spread = float(np.sum((a - mean) ** 2)) / (trials - 1) if trials > 1 else 0.0
         return {
-            "trials": len(a),
+            "trials": trials,
             "nominal_accuracy": self.nominal.accuracy,
             "mean_accuracy": mean,
             "std_accuracy": math.sqrt(spread),
@@ -100,7 +106,6 @@ def monte_carlo(
     trials: int,
     seed: int = 0,
     batch_size: int = 1000,
-    on_trial=None,
     **solver: object,
 ) -> MonteCarlo:
     """Evaluate ``trials`` programmed copies of the network; the network is left as it was."""
@@ -108,13 +113,11 @@ def monte_carlo(
         raise EqpropError(f"--trials {trials}: expected at least 1")
     g = [a.copy() for a in network.g]
     nominal = evaluate(network, x, y, loss, batch_size, **solver)
-    accuracies = np.empty(trials)
+    correct = np.empty(trials, dtype=np.int64)
     try:
         for t in range(trials):
             network.set_conductances(variation.draw(network, g, seed, t))
-            accuracies[t] = evaluate(network, x, y, loss, batch_size, **solver).accuracy
-            if on_trial is not None:
-                on_trial(t, accuracies[t])
+            correct[t] = np.trace(evaluate(network, x, y, loss, batch_size, **solver).confusion)
     finally:
         network.set_conductances(g)
-    return MonteCarlo(nominal, accuracies)
+    return MonteCarlo(nominal, correct)
