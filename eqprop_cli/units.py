@@ -50,6 +50,9 @@ def parse_si(value: object, unit: str = "") -> float:
     number, prefix, suffix = match.groups()
     if suffix and suffix not in _unit_spellings(unit):
         raise ValueError(f'"{value}": unit "{suffix}" does not fit; expected {unit or "no unit"}')
+    if prefix and "e" not in number.lower():
+        # "20u" -> float("20e-6"): correctly rounded (20 * 1e-6 is 1.9999999999999998e-05)
+        return float(f"{number}e{round(math.log10(PREFIXES[prefix]))}")
     return float(number) * PREFIXES.get(prefix, 1.0)
 
 
