@@ -20,8 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from eqprop_cli.devicemap import conductance_map, level_ranges, quantise
 from eqprop_cli.evaluate import check_with_ngspice, evaluate
 from eqprop_cli.loss import ReadoutLoss

@@ -127,7 +127,9 @@ def export(
     subckt: Annotated[
         bool,
         typer.Option(
-            "--subckt", help="spice: a .subckt with the inputs and outputs as ports, no sources."
+            "--subckt",
+            help="spice: a .subckt for a larger design; ports: one per input feature, then the "
+            "output nodes.",
         ),
     ] = False,
     levels: Annotated[

@@ -232,6 +232,8 @@ def _input_source(k: int, v, node: list[str], port: str) -> list[str]:
     if v.value == 0:
         return [f"EIN{k} {node[v.plus]} {node[v.minus]} {port} 0 {num(v.gain)} ; {v.label}"]
     mid = f"{node[v.plus]}_in"
+    while mid in node:
+        mid = "x" + mid
     return [
         f"EIN{k} {mid} {node[v.minus]} {port} 0 {num(v.gain)} ; {v.label}",
         f"V{k} {node[v.plus]} {mid} DC {num(v.value)}",
@@ -265,7 +267,7 @@ def _control_block(network: Network, node: list[str]) -> list[str]:
             "  let k = k + 1",
             "end",
         ]
-    lines.append('echo "predicted class: $&best"')
+    lines += ["let top = readout[best]", 'echo "predicted class: $&best, readout $&top V"']
     # exit status 0 in batch mode (ngspice -b); an interactive session stays open
     return [*lines, "if $?batchmode", "  quit 0", "end", ".endc"]
 

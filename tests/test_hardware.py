@@ -252,6 +252,74 @@ def test_subcircuit_in_a_larger_design_matches_the_solver(trained, ngspice):
     assert max(abs(theirs[f"top_o{i}"] - v) for i, v in enumerate(ours)) <= 1e-6
 
 
+OFFSET_INPUTS = """\
+[circuit]
+name = "offset"
+
+[devices.w]
+type = "resistor"
+g = "1m"
+
+[devices.src]
+type = "vsource"
+value = 0.3
+gain = 2.0
+
+[devices.d]
+type = "diode"
+model = "shockley"
+
+[netlist]
+outputs = ["o"]
+
+[[elements]]
+name = "V1"
+device = "src"
+nodes = ["a", "gnd"]
+feature = 0
+
+[[elements]]
+name = "V2"
+device = "src"
+nodes = ["c", "a"]
+feature = 1
+
+[[elements]]
+name = "R1"
+device = "w"
+nodes = ["a", "o"]
+
+[[elements]]
+name = "R2"
+device = "w"
+nodes = ["c", "o"]
+
+[[elements]]
+name = "R3"
+device = "w"
+nodes = ["o", "gnd"]
+
+[[elements]]
+name = "D1"
+device = "d"
+nodes = ["o", "gnd"]
+"""
+
+
+def test_subcircuit_keeps_offsets_and_stacked_input_sources(tmp_path, ngspice):
+    path = tmp_path / "offset.toml"
+    path.write_text(OFFSET_INPUTS)
+    result = run("export", path, "--subckt")
+    assert result.exit_code == 0, result.output
+    network = load_target(path).network
+    x = np.array([[0.4, -0.7]])
+    top = "\n".join(
+        [result.stdout, "VF0 f0 0 DC 0.4", "VF1 f1 0 DC -0.7", "X1 f0 f1 out offset", ".op", ".end"]
+    )
+    ours = solve(network, x, method="newton", tol=1e-14).outputs()[0, 0]
+    assert abs(run_ngspice(top + "\n")["out"] - ours) <= 1e-9
+
+
 def test_a_netlist_prints_the_predicted_class(trained, ngspice):
     network = load_target(trained).network
     x = np.random.default_rng(3).random((1, 784))
