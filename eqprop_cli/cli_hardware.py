@@ -15,6 +15,7 @@ import numpy as np
 import tomli_w
 import typer
 from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from . import __version__
@@ -481,9 +482,25 @@ def _eval_ngspice(
 ) -> None:
     dataset, x, y, _ = split_samples(loaded.spec, loaded.network, split, limit)
     workers = jobs or len(os.sched_getaffinity(0))
-    if not as_json:
-        err.print(f"running ngspice on {len(y)} netlists, {workers} at a time")
-    check = check_with_ngspice(loaded.network, x, y, workers, **solver_settings(loaded.spec))
+    progress = Progress(
+        TextColumn(f"ngspice, {workers} at a time"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} netlists"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=as_json,
+    )
+    with progress:
+        task = progress.add_task("ngspice", total=len(y))
+        check = check_with_ngspice(
+            loaded.network,
+            x,
+            y,
+            workers,
+            on_done=lambda: progress.advance(task),
+            **solver_settings(loaded.spec),
+        )
     doc = {
         "target": str(target),
         "dataset": dataset.name,

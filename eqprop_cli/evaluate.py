@@ -105,10 +105,11 @@ class SpiceCheck:
 
 
 def check_with_ngspice(
-    network: Network, x: np.ndarray, y: np.ndarray, jobs: int, **solver: object
+    network: Network, x: np.ndarray, y: np.ndarray, jobs: int, on_done=None, **solver: object
 ) -> SpiceCheck:
     """Export one netlist per sample, run them all with ngspice (``jobs`` at a time), and
-    compare every node voltage and the printed class with our solver's.
+    compare every node voltage and the printed class with our solver's; ``on_done()``
+    is called as each first run finishes.
 
     A netlist on which ngspice finds no operating point from scratch (stiff
     hard clamps) runs again with our operating point as .nodeset lines: an
@@ -126,9 +127,10 @@ def check_with_ngspice(
         )
 
     start = time.perf_counter()
-    results = ngspice_ops([netlist(b) for b in range(len(x))], jobs)
+    results = ngspice_ops([netlist(b) for b in range(len(x))], jobs, on_done=on_done)
     failed = [b for b, r in enumerate(results) if isinstance(r, EqpropError)]
-    for b, r in zip(failed, ngspice_ops([netlist(b, True) for b in failed], jobs), strict=True):
+    retried = ngspice_ops([netlist(b, True) for b in failed], jobs)
+    for b, r in zip(failed, retried, strict=True):
         if isinstance(r, EqpropError):
             raise EqpropError(f"sample {b}: {r}")
         results[b] = r

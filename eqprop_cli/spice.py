@@ -315,16 +315,20 @@ def ngspice_op(netlist: str, timeout: float = 600.0) -> tuple[dict[str, float], 
 
 
 def ngspice_ops(
-    netlists: list[str], jobs: int, timeout: float = 600.0
+    netlists: list[str], jobs: int, timeout: float = 600.0, on_done=None
 ) -> list[tuple[dict[str, float], str] | EqpropError]:
     """``ngspice_op`` of every netlist, ``jobs`` ngspice processes at a time; the error
-    in place of the result where ngspice failed (e.g. found no operating point)."""
+    in place of the result where ngspice failed (e.g. found no operating point).
+    ``on_done()`` is called as each netlist finishes (for progress displays)."""
 
     def one(text: str) -> tuple[dict[str, float], str] | EqpropError:
         try:
             return ngspice_op(text, timeout)
         except EqpropError as exc:
             return exc
+        finally:
+            if on_done is not None:
+                on_done()
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         return list(pool.map(one, netlists))
