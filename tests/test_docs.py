@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import typer.main
 
@@ -397,3 +398,24 @@ def test_help_examples_use_files_that_exist(name):
     proc = run_eqprop(*name.split(), "--help")
     for path in re.findall(r"(circuits/[\w.-]+\.toml)", proc.stdout):
         assert (ROOT / path).is_file(), f"eqprop {name} --help: {path} does not exist"
+
+
+def test_every_map_column_is_documented_in_the_export_page():
+    from eqprop_cli.devicemap import COLUMNS
+
+    text = page("eqprop-export.1")
+    for column in COLUMNS:
+        assert re.search(rf"^\.BR? {column}\b", text, flags=re.M), column
+
+
+def test_monte_carlo_and_ngspice_json_keys_are_documented():
+    """The keys that `eqprop eval --variation` and `--backend ngspice` print."""
+    from eqprop_cli.evaluate import Evaluation, SpiceCheck
+    from eqprop_cli.variation import MonteCarlo
+
+    nominal = Evaluation(2, 0.5, 0.1, np.eye(2, dtype=int), 0)
+    keys = list(MonteCarlo(nominal, np.array([1, 2])).as_dict())
+    keys += list(SpiceCheck(np.zeros(2), np.zeros(2), np.zeros(2), 0.0, 1.0, 0).as_dict())
+    text = page("eqprop-eval.1")
+    for key in keys:
+        assert re.search(rf"^\.BR? .*\b{key}\b", text, flags=re.M), key
