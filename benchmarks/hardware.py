@@ -22,9 +22,8 @@ from pathlib import Path
 
 from eqprop_cli.devicemap import conductance_map, level_ranges, quantise
 from eqprop_cli.evaluate import check_with_ngspice, evaluate
-from eqprop_cli.loss import ReadoutLoss
 from eqprop_cli.runs import load_target
-from eqprop_cli.train import solver_settings, split_samples, training_settings
+from eqprop_cli.train import scoring, split_samples
 from eqprop_cli.variation import Variation, monte_carlo
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,11 +41,8 @@ def main() -> None:
 
     loaded = load_target(args.run)
     spec, network = loaded.spec, loaded.network
-    settings = training_settings(spec)
     dataset, x, y, _ = split_samples(spec, network, "test")
-    loss = ReadoutLoss(settings, len(network.outputs), dataset.n_classes)
-    solver = solver_settings(spec)
-    batch = int(settings.eval_batch_size)
+    loss, batch, solver = scoring(spec, network, dataset.n_classes)
     trained = [g.copy() for g in network.g]
     nominal = evaluate(network, x, y, loss, batch, **solver).accuracy
     print(f"nominal test accuracy {100 * nominal:.2f}%")

@@ -31,13 +31,19 @@ from .devicemap import (
     read_map,
 )
 from .errors import EqpropError
-from .evaluate import check_with_ngspice
+from .evaluate import check_with_ngspice, evaluate
 from .io import read_inputs, write_atomic
-from .loss import ReadoutLoss
 from .runs import Loaded, load_target
 from .solve import solve
 from .spice import export_spice
-from .train import SPLITS, evaluate_split, solver_settings, split_samples, training_settings
+from .train import (
+    SPLITS,
+    evaluate_split,
+    scoring,
+    solver_settings,
+    split_samples,
+    training_settings,
+)
 from .units import parse_si
 from .variation import Variation, monte_carlo
 
@@ -220,30 +226,26 @@ def _quantise_and_compare(
     """Quantise the network's conductances; record (and print) the split's accuracy before
     and after."""
     network = loaded.network
-    before = _accuracy(loaded, split)
+    try:
+        dataset, x, y, _ = split_samples(loaded.spec, network, split)
+    except EqpropError as exc:
+        err.print(f"[yellow]warning:[/] accuracy not measured: {escape(str(exc))}")
+        return quantise(cmap, levels)
+    loss, batch, solver = scoring(loaded.spec, network, dataset.n_classes)
+    before = evaluate(network, x, y, loss, batch, **solver).accuracy
     cmap = quantise(cmap, levels)
-    after = _accuracy(loaded, split)
+    after = evaluate(network, x, y, loss, batch, **solver).accuracy
     names = [network.resistors[k].name for k in cmap.resistor_sets]
     metadata["levels"] = {
         "count": levels.count,
         "ranges_S": {name: list(r) for name, r in zip(names, levels.ranges, strict=True)},
     }
-    if before is not None and after is not None:
-        metadata["accuracy"] = {"split": split, "unquantised": before, "quantised": after}
-        err.print(
-            f"{levels.count} levels: {split} accuracy {_percent(after)} "
-            f"(unquantised {_percent(before)}, {100 * (after - before):+.2f} points)"
-        )
+    metadata["accuracy"] = {"split": split, "unquantised": before, "quantised": after}
+    err.print(
+        f"{levels.count} levels: {split} accuracy {_percent(after)} "
+        f"(unquantised {_percent(before)}, {100 * (after - before):+.2f} points)"
+    )
     return cmap
-
-
-def _accuracy(loaded: Loaded, split: str) -> float | None:
-    """Accuracy of the split, or None (with a warning) when the dataset is not at hand."""
-    try:
-        return evaluate_split(loaded.spec, loaded.network, split)[1].accuracy
-    except EqpropError as exc:
-        err.print(f"[yellow]warning:[/] accuracy not measured: {escape(str(exc))}")
-        return None
 
 
 def _netlist(
@@ -426,20 +428,9 @@ def _eval_monte_carlo(
     seed: int,
     as_json: bool,
 ) -> None:
-    settings = training_settings(loaded.spec)
     dataset, x, y, _ = split_samples(loaded.spec, loaded.network, split, limit)
-    loss = ReadoutLoss(settings, len(loaded.network.outputs), dataset.n_classes)
-    result = monte_carlo(
-        loaded.network,
-        x,
-        y,
-        loss,
-        spread,
-        trials,
-        seed,
-        int(settings.eval_batch_size),
-        **solver_settings(loaded.spec),
-    )
+    loss, batch, solver = scoring(loaded.spec, loaded.network, dataset.n_classes)
+    result = monte_carlo(loaded.network, x, y, loss, spread, trials, seed, batch, **solver)
     doc = {
         "target": str(target),
         "dataset": dataset.name,

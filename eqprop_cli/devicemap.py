@@ -115,16 +115,13 @@ class ConductanceMap:
             cols["column_polarity"] += [polarity.get(i, "") for i in b]
             cols["conductance_S"] += g.tolist()
             cols["resistance_ohm"] += (1.0 / g).tolist()
-            cols["current_A"] += [""] * count
             if self.levels is not None:
                 low, high = self.levels.ranges[n_set]
                 cols["level"] += self.level_index[n_set].ravel().tolist()
                 cols["n_levels"] += [self.levels.count] * count
                 cols["level_low_S"] += [low] * count
                 cols["level_high_S"] += [high] * count
-            else:
-                for c in ("level", "n_levels", "level_low_S", "level_high_S"):
-                    cols[c] += [""] * count
+            _pad(cols)
         for k in self.source_sets:
             s = net.isources[k]
             count = len(s.plus)
@@ -135,18 +132,7 @@ class ConductanceMap:
             cols["node_a"] += [names[i] for i in s.plus]
             cols["node_b"] += [names[i] for i in s.minus]
             cols["current_A"] += net.currents[k].tolist()
-            for c in (
-                "column",
-                "row_polarity",
-                "column_polarity",
-                "conductance_S",
-                "resistance_ohm",
-                "level",
-                "n_levels",
-                "level_low_S",
-                "level_high_S",
-            ):
-                cols[c] += [""] * count
+            _pad(cols)
         return cols
 
     # ----------------------------------------------------------- writing
@@ -219,14 +205,14 @@ def programmable_sets(network: Network) -> tuple[list[int], list[int]]:
     return resistors, sources
 
 
-def conductance_map(network: Network, metadata: dict | None = None) -> ConductanceMap:
+def conductance_map(network: Network) -> ConductanceMap:
     """The map of ``network``'s current conductances and bias currents."""
     resistors, sources = programmable_sets(network)
     if not resistors and not sources:
         raise MapError(
             "the circuit has no programmable devices (every device has trainable = false)"
         )
-    return ConductanceMap(network, resistors, sources, metadata=dict(metadata or {}))
+    return ConductanceMap(network, resistors, sources)
 
 
 def level_ranges(
@@ -531,6 +517,13 @@ def _polarities(network: Network) -> dict[int, str]:
             polarity[int(plus)] = "+"
             polarity[int(minus)] = "-"
     return polarity
+
+
+def _pad(cols: dict[str, list]) -> None:
+    """Fill the columns that the last set of devices left out with empty cells."""
+    rows = len(cols["connection"])
+    for values in cols.values():
+        values += [""] * (rows - len(values))
 
 
 def _texts(values: list) -> list[str]:

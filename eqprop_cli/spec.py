@@ -318,8 +318,12 @@ _ASSIGN = re.compile(
 )
 
 
+# One segment of a dotted TOML key: "quoted", 'quoted' or bare.
+_KEY_SEGMENT = r"\"([^\"]*)\"|'([^']*)'|([A-Za-z0-9_\-]+)"
+
+
 def _split_dotted(text: str) -> tuple[str, ...]:
-    parts = re.findall(r"\"([^\"]*)\"|'([^']*)'|([A-Za-z0-9_\-]+)", text)
+    parts = re.findall(_KEY_SEGMENT, text)
     return tuple(a or b or c for a, b, c in parts)
 
 
@@ -522,8 +526,10 @@ def parse_circuit(text: str, path: str = "<circuit>", overrides: Sequence[str] =
 def _parse_override(option: str, path: str) -> tuple[KeyPath, object]:
     """ "a.b.0.c=VALUE" -> (("a", "b", 0, "c"), value); VALUE is TOML, else a plain string."""
     name, sep, text = _split_assignment(option)
-    parts = _OVERRIDE_KEY.findall(name)
-    if not sep or not parts or "".join(m.group(0) for m in _OVERRIDE_KEY.finditer(name)) != name:
+    matches = list(_OVERRIDE_KEY.finditer(name))
+    parts = [m.groups() for m in matches]
+    whole = "".join(m.group(0) for m in matches) == name
+    if not sep or not parts or not whole or not all(any(p) for p in parts):  # no empty segment
         raise CircuitError(
             f'--set {option}: expected KEY=VALUE with a dotted key, e.g. "training.epochs=1"',
             path=path,
@@ -533,12 +539,13 @@ def _parse_override(option: str, path: str) -> tuple[KeyPath, object]:
     except tomllib.TOMLDecodeError:
         value = text.strip()  # an unquoted string, as the shell leaves it
     return tuple(
-        int(bare) if bare.isdigit() else bare or quoted or single for quoted, single, bare in parts
+        int(bare) if bare and bare.isdigit() else bare or quoted or single
+        for quoted, single, bare in parts
     ), value
 
 
-# One segment of a --set key: "quoted", 'quoted' or bare, then a dot or the end.
-_OVERRIDE_KEY = re.compile(r"""\s*(?:"([^"]+)"|'([^']+)'|([A-Za-z0-9_-]+))\s*(?:\.(?=.)|$)""")
+# One segment of a --set key, then a dot or the end (every character of the key is in one).
+_OVERRIDE_KEY = re.compile(rf"\s*(?:{_KEY_SEGMENT})\s*(?:\.(?=.)|$)")
 
 
 def _split_assignment(option: str) -> tuple[str, str, str]:

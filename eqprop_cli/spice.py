@@ -105,9 +105,9 @@ def export_spice(
         out.append("")
         out.append("* voltage sources: inputs and rails")
     else:
-        out += _subckt_header(network, node, subckt)
+        ports = _feature_ports(network, node)
+        out += _subckt_header(network, node, subckt, ports)
         out.append("* voltage sources: rails, and inputs driven by the feature ports")
-    ports = _feature_ports(network, node) if subckt is not None else []
     for k, v in enumerate(graph.vsources):
         if v.feature >= 0 and subckt is not None:
             out += _input_source(k, v, node, ports[v.feature])
@@ -203,12 +203,11 @@ def _feature_ports(network: Network, node: list[str]) -> list[str]:
     return [f"{prefix}{i}" for i in range(network.n_features)]
 
 
-def _subckt_header(network: Network, node: list[str], name: str) -> list[str]:
+def _subckt_header(network: Network, node: list[str], name: str, inputs: list[str]) -> list[str]:
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
         raise EqpropError(
             f'--subckt "{name}": expected a SPICE name (a letter, then letters, digits, _)'
         )
-    inputs = _feature_ports(network, node)
     outputs = [node[i] for i in network.outputs.ravel()]
     ports = inputs + outputs
     if len(ports) > MAX_PORTS:

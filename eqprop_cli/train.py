@@ -88,17 +88,21 @@ def split_samples(
     return dataset, x[:limit], y[:limit], dataset.classes
 
 
+def scoring(spec: CircuitSpec, network: Network, n_classes: int) -> tuple[ReadoutLoss, int, dict]:
+    """What scores samples of the circuit: its loss, evaluation batch size and free-phase
+    solver settings (the arguments of ``evaluate`` after the samples)."""
+    settings = training_settings(spec)
+    loss = ReadoutLoss(settings, len(network.outputs), n_classes)
+    return loss, int(settings.eval_batch_size), solver_settings(spec, "free")
+
+
 def evaluate_split(
     spec: CircuitSpec, network: Network, split: str, limit: int | None = None
 ) -> tuple[Dataset, Evaluation]:
     """Score one split of the circuit's [training] dataset with its loss and free-phase solver."""
-    settings = training_settings(spec)
     dataset, x, y, _ = split_samples(spec, network, split, limit)
-    loss = ReadoutLoss(settings, len(network.outputs), dataset.n_classes)
-    result = evaluate(
-        network, x, y, loss, int(settings.eval_batch_size), **solver_settings(spec, "free")
-    )
-    return dataset, result
+    loss, batch, solver = scoring(spec, network, dataset.n_classes)
+    return dataset, evaluate(network, x, y, loss, batch, **solver)
 
 
 @dataclass
