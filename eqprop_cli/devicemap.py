@@ -344,13 +344,7 @@ class _RowReader:
         name, kind = str(row.get("connection", "")), str(row.get("kind", ""))
         names = self.net.node_names
         if kind == RESISTOR:
-            if name not in self.resistors:
-                raise self.fail(
-                    where,
-                    f'connection "{name}" is not a programmable resistor set of the circuit; '
-                    f"expected one of {', '.join(self.resistors) or '(none)'}",
-                )
-            k = self.resistors[name]
+            k = self._lookup(self.resistors, name, "a programmable resistor set", where)
             r = self.net.resistors[k]
             i = self._index(row, "row", len(r.rows), where)
             if r.dense:
@@ -362,13 +356,7 @@ class _RowReader:
             value = self._conductance(row, where)
             target = self.g[k]
         elif kind == CURRENT_SOURCE:
-            if name not in self.sources:
-                raise self.fail(
-                    where,
-                    f'"{name}" is not a trainable current-source device of the circuit; '
-                    f"expected one of {', '.join(self.sources) or '(none)'}",
-                )
-            k = self.sources[name]
+            k = self._lookup(self.sources, name, "a trainable current-source device", where)
             s = self.net.isources[k]
             i = self._index(row, "row", len(s.plus), where)
             self._nodes(row, names[s.plus[i]], names[s.minus[i]], where)
@@ -380,6 +368,15 @@ class _RowReader:
         if not np.isnan(target[at]):
             raise self.fail(where, f"{name} row {row.get('row')} appears twice")
         target[at] = value
+
+    def _lookup(self, known: dict[str, int], name: str, what: str, where: str) -> int:
+        if name not in known:
+            raise self.fail(
+                where,
+                f'connection "{name}" is not {what} of the circuit; '
+                f"expected one of {', '.join(known) or '(none)'}",
+            )
+        return known[name]
 
     def _index(self, row: dict, key: str, size: int, where: str) -> int:
         text = str(row.get(key, "")).strip()
