@@ -6,20 +6,25 @@ circuits) with standard settings:
 - ReLU hidden layer, softmax output, cross-entropy loss (mean over the batch);
 - Glorot-uniform weights, zero biases;
 - SGD with momentum 0.9, constant learning rate 0.05, minibatch 64,
-  training set reshuffled every epoch; no weight decay, no augmentation;
+  training set reshuffled every epoch; no weight decay; no augmentation
+  unless --shift N, which moves each training image by up to N pixels
+  (eqprop's own `training.shift`: `eqprop_cli.datasets.shift_images`);
 - float32 arithmetic; pixels in [0, 1], not standardised;
 - trained on all 60,000 training images, tested on the 10,000 test images
   after every epoch.
 
 It prints the test error and the training time (not counting the error
 evaluations) of every epoch and writes the run to
-benchmarks/results/mlp_baseline_<dataset>_<hidden>.json (the latest run
-replaces the previous one). The data come from eqprop's own loader
+benchmarks/results/mlp_baseline_<dataset>_<hidden>[_<E>epochs][_shift<N>].json
+(the latest run replaces the previous one; the epoch count is named when
+it is not 10). The data come from eqprop's own loader
 (`eqprop_cli.datasets.load_dataset`): --data FOLDER, else $EQPROP_DATA_DIR/<dataset>,
 the user cache, or for fashion-mnist the Debian package's folder.
 
     EQPROP_DATA_DIR=../shared/data python benchmarks/mlp_baseline.py --hidden 100
     EQPROP_DATA_DIR=../shared/data python benchmarks/mlp_baseline.py --hidden 1024
+    EQPROP_DATA_DIR=../shared/data python benchmarks/mlp_baseline.py --hidden 1024 \
+        --epochs 50 --shift 1
     python benchmarks/mlp_baseline.py --hidden 1024 --dataset fashion-mnist
 """
 
@@ -36,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eqprop_cli.datasets import load_dataset
+from eqprop_cli.datasets import load_dataset, shift_images
 from eqprop_cli.io import write_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,6 +112,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shift", type=int, default=0, help="augmentation: pixels (0: none)")
     args = parser.parse_args()
 
     data = load_dataset(args.dataset, args.data)
@@ -118,6 +124,7 @@ def main() -> None:
         f"{x_train.shape[1]}-{args.hidden}-{len(data.classes)} MLP, ReLU, softmax cross-entropy, "
         f"Glorot-uniform init, SGD lr {args.lr:g} momentum {MOMENTUM}, batch {args.batch_size}, "
         f"float32, seed {args.seed}"
+        + (f", images shifted by up to {args.shift} px" if args.shift else "")
     )
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     print(
@@ -125,12 +132,16 @@ def main() -> None:
         f"machine: {machine}, numpy {np.__version__}",
         flush=True,
     )
+
+    def augment(x: np.ndarray) -> np.ndarray:
+        return shift_images(x, args.shift, rng).astype(np.float32) if args.shift else x
+
     epochs = []
     for epoch in range(1, args.epochs + 1):
         start = time.perf_counter()
         order = rng.permutation(len(x_train))
         losses = [
-            model.step(x_train[batch], y_train[batch], args.lr)
+            model.step(augment(x_train[batch]), y_train[batch], args.lr)
             for batch in np.array_split(order, range(args.batch_size, len(order), args.batch_size))
         ]
         seconds = time.perf_counter() - start
@@ -158,7 +169,9 @@ def main() -> None:
         "median_seconds_per_epoch": float(np.median([row["seconds"] for row in epochs])),
         "epochs": epochs,
     }
-    path = RESULTS / f"mlp_baseline_{args.dataset}_{args.hidden}.json"
+    epochs_part = f"_{args.epochs}epochs" if args.epochs != 10 else ""
+    shift_part = f"_shift{args.shift}" if args.shift else ""
+    path = RESULTS / f"mlp_baseline_{args.dataset}_{args.hidden}{epochs_part}{shift_part}.json"
     write_atomic(path, json.dumps(result, indent=2) + "\n")
     print(
         f"final test error {result['final_test_error']:.2%}, "

@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import http.client
 import io
+import math
 import os
 import shutil
 import tempfile
@@ -555,6 +556,38 @@ def split(
         "validation": take(dataset.x_train, dataset.y_train, val),
         "test": take(dataset.x_test, dataset.y_test, test),
     }
+
+
+# --------------------------------------------------------------------------- augmentation
+
+
+def image_side(n_features: int) -> int | None:
+    """The side of a square image of ``n_features`` pixels (28 for MNIST), or None."""
+    side = math.isqrt(n_features)
+    return side if side * side == n_features and side > 1 else None
+
+
+def shift_images(x: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
+    """Square images (flattened rows) each moved by its own random whole-pixel offset.
+
+    Offsets along each axis are uniform in [-max_shift, max_shift]; pixels moved out of
+    the frame are dropped and the ones vacated are 0 (the background of MNIST-like data).
+    """
+    n, features = x.shape
+    side = image_side(features)
+    if side is None:
+        raise ValueError(f"{features} features are not a square image")
+    dy, dx = rng.integers(-max_shift, max_shift + 1, size=(2, n))
+    rows = np.arange(side) - dy[:, None]  # source row of each target row, per image
+    cols = np.arange(side) - dx[:, None]
+    inside = ((rows >= 0) & (rows < side))[:, :, None] & ((cols >= 0) & (cols < side))[:, None, :]
+    images = x.reshape(n, side, side)
+    moved = images[
+        np.arange(n)[:, None, None],
+        np.clip(rows, 0, side - 1)[:, :, None],
+        np.clip(cols, 0, side - 1)[:, None, :],
+    ]
+    return np.where(inside, moved, 0.0).reshape(n, features)
 
 
 # --------------------------------------------------------------------------- fetching

@@ -27,6 +27,7 @@ KeyPath = tuple[str | int, ...]
 GROUND_NAMES = ("0", "gnd")
 SELF = "node"  # in a layer's diode list, the layer's own node
 MAX_SIZE = 1_000_000  # nodes per layer: beyond it compiling would exhaust memory or time
+MAX_SHIFT = 8  # pixels: beyond it most of an MNIST-sized image leaves the frame
 
 CIRCUIT_KEYS = (
     Param("name", "string", "Circuit name.", ""),
@@ -98,7 +99,16 @@ TRAINING_KEYS = (
         0.0,
         0,
     ),
-    Param("seed", "int", "Seed of shuffling, subsets and random nudge signs.", 0, 0),
+    Param("seed", "int", "Seed of shuffling, subsets, image shifts and random nudge signs.", 0, 0),
+    Param(
+        "shift",
+        "int",
+        "Augmentation: move each training image by a random whole number of pixels, up to "
+        "this many along each axis, drawn afresh every epoch (0: none; square images only).",
+        0,
+        0,
+        maximum=MAX_SHIFT,
+    ),
     Param("epochs", "int", "Passes over the training set.", 10, 1),
     Param("batch_size", "int", "Samples per conductance update.", 16, 1),
     Param(

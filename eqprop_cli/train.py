@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .datasets import Dataset, load_dataset, split
+from .datasets import Dataset, image_side, load_dataset, shift_images, split
 from .errors import CircuitError, EqpropError
 from .evaluate import Evaluation, evaluate
 from .loss import ReadoutLoss, predictions
@@ -65,6 +65,12 @@ def training_data(spec: CircuitSpec, network: Network) -> tuple[Dataset, Splits]
             ("training", "dataset"),
             f'dataset "{t.dataset}" has {dataset.n_features} features per sample but the '
             f"circuit takes {network.n_features} inputs",
+        )
+    if int(t.shift) and image_side(dataset.n_features) is None:
+        raise spec.error(
+            ("training", "shift"),
+            f'shifting needs square images, but dataset "{t.dataset}" has '
+            f"{dataset.n_features} features per sample; set training.shift = 0",
         )
     validation = float(t.validation)
     splits = split(
@@ -405,6 +411,14 @@ class Trainer:
         n = len(self.splits["train"][1])
         return np.random.default_rng([int(self.training.seed), epoch]).permutation(n)
 
+    def augment(self, x: np.ndarray, state: TrainState) -> np.ndarray:
+        """The batch as trained on: shifted images when training.shift asks for them."""
+        max_shift = int(self.training.shift)
+        if not max_shift:
+            return x
+        rng = np.random.default_rng([int(self.training.seed), state.epoch, state.step, 1])
+        return shift_images(x, max_shift, rng)  # counter-based like the order: resumable
+
     def evaluate(self, split: str) -> Evaluation | None:
         x, y = self.splits[split]
         if len(y) == 0:
@@ -458,7 +472,7 @@ class Trainer:
                 if should_stop and should_stop():
                     return state, True
                 pick = order[state.step * size : (state.step + 1) * size]
-                state = self.train_step(state, x[pick], y[pick])
+                state = self.train_step(state, self.augment(x[pick], state), y[pick])
                 if on_batch:
                     r = state.running
                     on_batch(

@@ -634,3 +634,25 @@ def test_mnist_mini_from_a_path_and_make_mini_limits(mnist_dir, tmp_path):
         make_mini(mnist_dir, out, train_per_class=6000, test_per_class=1, seed=0)
     with pytest.raises(DataError, match="no such file"):
         load_dataset("mnist-mini", path=tmp_path / "absent.npz")
+
+
+def test_shift_images_moves_each_image_by_its_own_offset():
+    rng = np.random.default_rng(0)
+    n, side = 400, 9
+    x = np.zeros((n, side * side))
+    x[:, 4 * side + 4] = 1.0  # one lit pixel in the centre
+    x[:, 0] = 0.5  # and one in a corner, which some shifts push out
+    moved = datasets.shift_images(x, 2, rng).reshape(n, side, side)
+    centre = np.array([np.argwhere(m == 1.0)[0] for m in moved]) - 4
+    assert set(map(tuple, centre)) == {(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)}
+    corner = moved[np.arange(n), centre[:, 0], centre[:, 1]]  # where the corner pixel went
+    inside = (centre >= 0).all(axis=1)
+    assert np.all(corner[inside] == 0.5)
+    assert np.all(moved.sum(axis=(1, 2)) == 1.0 + 0.5 * inside)  # the rest is background
+    np.testing.assert_array_equal(datasets.shift_images(x, 0, rng), x)
+
+
+def test_shift_images_needs_square_images():
+    assert datasets.image_side(784) == 28 and datasets.image_side(2) is None
+    with pytest.raises(ValueError, match="not a square image"):
+        datasets.shift_images(np.zeros((3, 10)), 1, np.random.default_rng(0))

@@ -18,7 +18,13 @@ from eqprop_cli.loss import ReadoutLoss
 from eqprop_cli.runs import CHECKPOINT, Checkpoint, load_checkpoint, load_target, save_checkpoint
 from eqprop_cli.solve import Nudge
 from eqprop_cli.spec import load_circuit
-from eqprop_cli.train import Trainer, parameter_groups, training_data, training_settings
+from eqprop_cli.train import (
+    Trainer,
+    TrainState,
+    parameter_groups,
+    training_data,
+    training_settings,
+)
 
 runner = CliRunner()
 XOR = ROOT / "circuits" / "xor.toml"
@@ -200,7 +206,8 @@ def test_same_seed_same_conductances_bit_for_bit():
     assert not np.array_equal(other.network.g[0], results[0][0])
 
 
-def test_resume_after_an_interruption_is_bit_exact(tmp_path):
+@pytest.mark.parametrize("shift", [0, 1])
+def test_resume_after_an_interruption_is_bit_exact(tmp_path, shift):
     args = (
         "--set",
         "training.train_subset=96",
@@ -208,6 +215,8 @@ def test_resume_after_an_interruption_is_bit_exact(tmp_path):
         "training.test_subset=50",
         "--set",
         "training.batch_size=8",
+        "--set",
+        f"training.shift={shift}",
     )
     args += ("--set", "training.momentum=0.9", "--set", "training.phases=random")
     mini = ROOT / "circuits" / "mnist-mini.toml"
@@ -249,6 +258,37 @@ def test_resume_after_an_interruption_is_bit_exact(tmp_path):
     assert (
         (tmp_path / "a" / "metrics.csv").read_text().splitlines()[0].startswith("epoch,train_loss")
     )
+
+
+def test_shift_trains_on_freshly_shifted_images_every_epoch():
+    mini = ROOT / "circuits" / "mnist-mini.toml"
+    sets = ["training.train_subset=40", "training.test_subset=10", "training.batch_size=8"]
+    spec = load_circuit(mini, [*sets, "training.shift=2"])
+    network = Network(compile_circuit(spec))
+    trainer = Trainer(network, spec, training_data(spec, network)[1], 10)
+    state = trainer.new_state()
+    x = trainer.splits["train"][0][:8]
+    batch = trainer.augment(x, state)
+    assert batch.shape == x.shape and not np.array_equal(batch, x)
+    np.testing.assert_array_equal(batch, trainer.augment(x, state))  # counter-based: resumable
+    later = TrainState(epoch=1, step=0, optimizer=state.optimizer, running=state.running)
+    assert not np.array_equal(trainer.augment(x, later), batch)
+    # every image is one of its 25 shifts (zero-padded, then cropped back to 28 x 28)
+    for image, moved in zip(x, batch, strict=True):
+        padded = np.pad(image.reshape(28, 28), 2)
+        shifts = [
+            padded[2 - dy : 30 - dy, 2 - dx : 30 - dx].ravel()
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+        ]
+        assert any(np.array_equal(s, moved) for s in shifts)
+    plain_spec = load_circuit(mini, sets)
+    plain_network = Network(compile_circuit(plain_spec))
+    plain = Trainer(plain_network, plain_spec, training_data(plain_spec, plain_network)[1], 10)
+    np.testing.assert_array_equal(plain.augment(x, state), x)
+    trainer.run(state, 1)
+    plain.run(plain.new_state(), 1)
+    assert not np.array_equal(trainer.network.g[0], plain.network.g[0])
 
 
 def test_conductances_stay_inside_the_device_range():
@@ -336,6 +376,8 @@ def test_corrupt_and_foreign_checkpoints_are_clean_errors(tmp_path):
         ("training.nudge=conductance", "cross_entropy has no conductance nudge"),
         ("training.learning_rates.nowhere=1", "nowhere"),
         ("training.epochs", "KEY=VALUE"),
+        ("training.shift=1", "shifting needs square images"),
+        ("training.shift=9", "shift"),
     ],
 )
 def test_bad_training_settings_are_clean_errors(tmp_path, setting, phrase):
