@@ -263,9 +263,7 @@ def test_resume_after_an_interruption_is_bit_exact(tmp_path, shift):
 def test_shift_trains_on_freshly_shifted_images_every_epoch():
     mini = ROOT / "circuits" / "mnist-mini.toml"
     sets = ["training.train_subset=40", "training.test_subset=10", "training.batch_size=8"]
-    spec = load_circuit(mini, [*sets, "training.shift=2"])
-    network = Network(compile_circuit(spec))
-    trainer = Trainer(network, spec, training_data(spec, network)[1], 10)
+    trainer = _trainer(mini, *sets, "training.shift=2")
     state = trainer.new_state()
     x = trainer.splits["train"][0][:8]
     batch = trainer.augment(x, state)
@@ -282,9 +280,7 @@ def test_shift_trains_on_freshly_shifted_images_every_epoch():
             for dx in range(-2, 3)
         ]
         assert any(np.array_equal(s, moved) for s in shifts)
-    plain_spec = load_circuit(mini, sets)
-    plain_network = Network(compile_circuit(plain_spec))
-    plain = Trainer(plain_network, plain_spec, training_data(plain_spec, plain_network)[1], 10)
+    plain = _trainer(mini, *sets)
     np.testing.assert_array_equal(plain.augment(x, state), x)
     trainer.run(state, 1)
     plain.run(plain.new_state(), 1)
@@ -377,7 +373,7 @@ def test_corrupt_and_foreign_checkpoints_are_clean_errors(tmp_path):
         ("training.learning_rates.nowhere=1", "nowhere"),
         ("training.epochs", "KEY=VALUE"),
         ("training.shift=1", "shifting needs square images"),
-        ("training.shift=9", "shift"),
+        ("training.shift=9", "training.shift` must be an integer >= 0 and <= 8"),
     ],
 )
 def test_bad_training_settings_are_clean_errors(tmp_path, setting, phrase):
