@@ -170,6 +170,10 @@ def _tables(spec: Sweep, doc: dict) -> None:
         cells.append(str(s["n"]) + (f" ({s['failed']} failed)" if s["failed"] else ""))
         for m in spec.metrics:
             mean, std = s["mean"][m], s["std"][m]
-            cells.append("-" if mean is None else f"{_metric(m, mean)} ± {_metric(m, std)}")
+            cells.append(
+                "-"
+                if mean is None
+                else f"{_metric(m, mean)} ± {_metric(m, std)}".replace("% ±", " ±")
+            )
         table.add_row(*cells)
     out.print(table)

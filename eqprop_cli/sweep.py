@@ -238,7 +238,11 @@ def parse_sweep(text: str, path: Path) -> Sweep:
     circuit = (path.parent / str(settings["circuit"])).resolve()
     if not circuit.is_file():
         raise rd.error(("sweep", "circuit"), f"no circuit file at {circuit}")
-    load_circuit(circuit, lists["set"])  # the base circuit and the fixed overrides are valid
+    try:  # the base circuit with the fixed overrides; each point's own are checked as it runs
+        load_circuit(circuit, lists["set"])
+    except CircuitError as exc:
+        at = ("sweep", "set") if lists["set"] else ("sweep", "circuit")
+        raise rd.error(at, f"the base circuit does not load: {exc}") from None
 
     axes: dict[str, KeyPath] = {}  # varying key -> where it is first given
     grid: list[tuple[str, list]] = []

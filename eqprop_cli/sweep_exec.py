@@ -23,7 +23,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 
-import click
+import typer
 from threadpoolctl import threadpool_limits
 
 from .devicemap import conductance_map, level_ranges, quantise
@@ -92,7 +92,7 @@ def run_point(task: Task) -> dict:
         record["error"] = None
     except EqpropError as exc:
         record.update(status="failed", error=str(exc))
-    except (KeyboardInterrupt, click.exceptions.Exit):
+    except (KeyboardInterrupt, typer.Exit):  # Ctrl-C: train saved and stopped
         record.update(status="interrupted", error="interrupted")
     except Exception as exc:  # a bug, not the point's fault: keep the traceback in the log
         with open(run_dir / POINT_LOG, "a", encoding="utf-8") as log:
