@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from randomcircuits import ROOT
+from test_docs import check_entry, entries, page, sections
 from typer.testing import CliRunner
 
 from eqprop_cli.cli import app
@@ -415,10 +416,15 @@ training.seed = [0, 1, 2]
 
 
 def test_every_sweep_key_and_metric_is_documented():
-    text = (ROOT / "man" / "eqprop-sweep.1").read_text(encoding="utf-8").replace("\\", "")
-    for param in (*SWEEP_KEYS, *EVAL_KEYS):
-        assert re.search(rf"^\.BR? {param.name}\b", text, flags=re.M), param.name
-        for choice in param.choices:
-            assert f'"{choice}"' in text, (param.name, choice)
-    for name in ("set", "metrics", *SWEEP_METRICS):
-        assert re.search(rf"(?<![\w-]){name}(?![\w-])", text), name
+    """Each key of [sweep] and [eval] with its kind, default and bound; each metric."""
+    documented = sections(page("eqprop-sweep.1"), "SS")
+    for table, keys in (("[sweep]", SWEEP_KEYS), ("[eval]", EVAL_KEYS)):
+        tags = entries(documented[table])
+        for param in keys:
+            assert param.name in tags, f"{table} {param.name} is not in eqprop-sweep(1)"
+            check_entry(param, tags[param.name])
+            for choice in param.choices:
+                assert f'"{choice}"' in documented[table], (param.name, choice)
+    assert {"set", "metrics"} <= set(entries(documented["[sweep]"]))
+    for name in SWEEP_METRICS:
+        assert re.search(rf"(?<![\w-]){name}(?![\w-])", documented["[sweep]"]), name
