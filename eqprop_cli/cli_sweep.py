@@ -86,9 +86,10 @@ def sweep(
     with sweep_lock(folder):
         records = {t.name: r for t in spec.tasks if (r := read_record(t)) is not None}
         todo = [t for t in spec.tasks if t.name not in records]
-        where = (
-            f"Ray at {address}" if address else f"{min(workers, max(len(todo), 1))} local workers"
-        )
+        where = f"Ray at {address}"
+        if not address:
+            workers = min(workers, max(len(todo), 1))
+            where = f"{workers} local worker{'s' * (workers != 1)}"
         err.print(
             f"sweep {escape(spec.name)}: {len(spec.tasks)} training points, {len(spec.rows)} rows; "
             f"{len(records)} already done, {len(todo)} to run on {where} -> {folder}",
@@ -97,11 +98,7 @@ def sweep(
         start = time.perf_counter()
         write_results(folder, results_document(spec, records, 0.0))
         if todo:
-            runner = (
-                run_ray(todo, workers, address)
-                if address
-                else run_local(todo, min(workers, len(todo)))
-            )
+            runner = run_ray(todo, workers, address) if address else run_local(todo, workers)
             try:
                 for n, record in enumerate(runner, 1):
                     records[record["point"]] = record
