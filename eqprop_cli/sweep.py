@@ -30,8 +30,8 @@ import tomli_w
 from .errors import CircuitError, EqpropError
 from .io import write_atomic
 from .params import Param
-from .spec import KeyPath, Locator, _Reader, _show, load_circuit, tomllib
-from .train import SPLITS
+from .spec import KeyPath, Locator, _Reader, _show, load_circuit, read_text, read_toml
+from .train import METRIC_COLUMNS, SPLITS
 from .variation import DISTRIBUTIONS
 
 FORMAT = "eqprop-sweep"
@@ -90,12 +90,7 @@ MONTE_CARLO_KEYS = ("variation", "stuck_off", "stuck_on")
 NGSPICE_LIMIT = 20
 
 TRAIN_METRICS = (
-    "train_loss",
-    "train_error",
-    "validation_loss",
-    "validation_error",
-    "test_loss",
-    "test_error",
+    *(c for c in METRIC_COLUMNS if c.endswith(("_loss", "_error"))),  # of the last epoch
     "epochs",
     "train_seconds",
 )
@@ -209,27 +204,13 @@ def point_names(points: list[list[tuple[str, object]]]) -> list[str]:
 
 def load_sweep(path: str | Path) -> Sweep:
     """Read and validate a sweep file; CircuitError (file, line, key) on any fault."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CircuitError("file not found", path=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CircuitError(f"cannot read the file ({exc})", path=str(path)) from None
-    return parse_sweep(text, path)
+    return parse_sweep(read_text(path), Path(path))
 
 
 def parse_sweep(text: str, path: Path) -> Sweep:
     """Validate sweep-file text; ``path`` locates the base circuit and names messages."""
     where = str(path)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        found = re.search(r"line (\d+)", str(exc))
-        reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
-        raise CircuitError(
-            f"not valid TOML: {reason}", path=where, line=int(found.group(1)) if found else None
-        ) from None
+    data = read_toml(text, where)
     rd = _Reader(where, Locator(text))
     rd.unknown(data, ["sweep", "grid", "points", "eval"], ())
     head = rd.expect_table(data.get("sweep", {}), ("sweep",))
@@ -244,88 +225,20 @@ def parse_sweep(text: str, path: Path) -> Sweep:
         at = ("sweep", "set") if lists["set"] else ("sweep", "circuit")
         raise rd.error(at, f"the base circuit does not load: {exc}") from None
 
-    axes: dict[str, KeyPath] = {}  # varying key -> where it is first given
-    grid: list[tuple[str, list]] = []
-    leaves, located = _leaves(rd.expect_table(data.get("grid", {}), ("grid",)), ("grid",))
-    for key, values in leaves.items():
-        if not isinstance(values, list) or not values:
-            raise rd.error(
-                located[key], f"must be a non-empty array of values; got {_show(values)}"
-            )
-        if len({_toml_value(v) for v in values}) != len(values):
-            raise rd.error(located[key], "holds the same value twice")
-        grid.append((key, values))
-        axes[key] = located[key]
-    entries: list[list[tuple[str, object]]] = []
-    if "points" in data:
-        for i, entry in enumerate(rd.list_of_tables(data["points"], ("points",))):
-            leaves, located = _leaves(entry, ("points", i))
-            for key in leaves:
-                if key in dict(grid):
-                    raise rd.error(located[key], "is swept in [grid] too; give it in one place")
-                axes.setdefault(key, located[key])
-            entries.append(list(leaves.items()))
-    for key, at in axes.items():
-        _check_key(key, at, rd)
-
-    evaluation = data.get("eval")
-    base_eval = (
-        rd.values(rd.expect_table(evaluation, ("eval",)), EVAL_KEYS, ("eval",))
-        if evaluation is not None
-        else None
-    )
-    if base_eval is None and any(k.startswith("eval.") for k in axes):
+    grid, axes = _grid(data, rd)
+    entries = _points(data, rd, axes)
+    base_eval = None
+    if "eval" in data:
+        base_eval = rd.values(rd.expect_table(data["eval"], ("eval",)), EVAL_KEYS, ("eval",))
+    elif any(k.startswith("eval.") for k in axes):
         key = next(k for k in axes if k.startswith("eval."))
         raise rd.error(axes[key], "varies an evaluation setting, but there is no [eval] table")
-    for key, values in grid:
-        if key.startswith("eval."):
-            grid[grid.index((key, values))] = (
-                key,
-                [_eval_value(key, v, (*axes[key], i), rd) for i, v in enumerate(values)],
-            )
-    for i, entry in enumerate(entries):
-        for j, (key, value) in enumerate(entry):
-            if key.startswith("eval."):
-                _, located = _leaves(data["points"][i], ("points", i))
-                entry[j] = (key, _eval_value(key, value, located[key], rd))
-
     combos = [
         list(zip([k for k, _ in grid], c, strict=True))
         for c in itertools.product(*(v for _, v in grid))
     ]
-    raw_points = [e + c for e in entries or [[]] for c in combos]
-    train_points = [[(k, v) for k, v in p if not k.startswith("eval.")] for p in raw_points]
-    unique_train = list({repr(p): p for p in train_points}.values())
-    names = dict(zip((repr(p) for p in unique_train), point_names(unique_train), strict=True))
-    cases: dict[str, list] = {}
-    rows = []
-    seen = set()
-    for raw, train in zip(raw_points, train_points, strict=True):
-        if repr(raw) in seen:
-            raise rd.error(("points",), f"two points are the same: {_describe(raw)}")
-        seen.add(repr(raw))
-        name = names[repr(train)]
-        case = None
-        if base_eval is not None:
-            settings_ = dict(base_eval)
-            settings_.update({k[len("eval.") :]: v for k, v in raw if k.startswith("eval.")})
-            _check_eval(settings_, rd)
-            items = tuple(sorted(settings_.items()))
-            cases.setdefault(name, [])
-            if items not in cases[name]:
-                cases[name].append(items)
-            case = cases[name].index(items)
-        rows.append(Row(name, tuple(raw), case))
-    tasks = [
-        Task(
-            names[repr(p)],
-            str(circuit),
-            "",  # set by place()
-            (*lists["set"], *(f"{k}={_toml_value(v)}" for k, v in p)),
-            tuple(cases.get(names[repr(p)], ())),
-        )
-        for p in unique_train
-    ]
+    tasks, rows = _expand([e + c for e in entries or [[]] for c in combos], base_eval, rd)
+    tasks = [Task(t.name, str(circuit), "", (*lists["set"], *t.overrides), t.evals) for t in tasks]
     evaluates = base_eval is not None
     modes = _eval_modes(tasks)
     metrics = lists["metrics"] or _default_metrics(evaluates, modes)
@@ -345,6 +258,79 @@ def parse_sweep(text: str, path: Path) -> Sweep:
         settings["address"],
         text,
     )
+
+
+def _grid(data: Mapping, rd: _Reader) -> tuple[list[tuple[str, list]], dict[str, KeyPath]]:
+    """[grid]: each swept key (dotted) with its values; and where each key is."""
+    grid: list[tuple[str, list]] = []
+    leaves, located = _leaves(rd.expect_table(data.get("grid", {}), ("grid",)), ("grid",))
+    for key, values in leaves.items():
+        _check_key(key, located[key], rd)
+        if not isinstance(values, list) or not values:
+            raise rd.error(
+                located[key], f"must be a non-empty array of values; got {_show(values)}"
+            )
+        if len({_toml_value(v) for v in values}) != len(values):
+            raise rd.error(located[key], "holds the same value twice")
+        if key.startswith("eval."):
+            values = [_eval_value(key, v, (*located[key], i), rd) for i, v in enumerate(values)]
+        grid.append((key, values))
+    return grid, located
+
+
+def _points(data: Mapping, rd: _Reader, axes: dict[str, KeyPath]) -> list[list[tuple[str, object]]]:
+    """[[points]]: each a list of (dotted key, value); their keys are added to ``axes``."""
+    if "points" not in data:
+        return []
+    grid = set(axes)
+    entries = []
+    for i, entry in enumerate(rd.list_of_tables(data["points"], ("points",))):
+        leaves, located = _leaves(entry, ("points", i))
+        for key, value in leaves.items():
+            _check_key(key, located[key], rd)
+            if key in grid:
+                raise rd.error(located[key], "is swept in [grid] too; give it in one place")
+            if key.startswith("eval."):
+                leaves[key] = _eval_value(key, value, located[key], rd)
+            axes.setdefault(key, located[key])
+        entries.append(list(leaves.items()))
+    return entries
+
+
+def _expand(
+    points: list[list[tuple[str, object]]], base_eval: dict | None, rd: _Reader
+) -> tuple[list[Task], list[Row]]:
+    """Training points (one run each, with its evaluation cases) and result rows."""
+    train = [[(k, v) for k, v in p if not k.startswith("eval.")] for p in points]
+    unique = list({repr(p): p for p in train}.values())
+    names = dict(zip((repr(p) for p in unique), point_names(unique), strict=True))
+    cases: dict[str, list] = {name: [] for name in names.values()}
+    rows = []
+    for point, own in zip(points, train, strict=True):
+        if any(r.values == tuple(point) for r in rows):
+            raise rd.error(("points",), f"two points are the same: {_describe(point)}")
+        name = names[repr(own)]
+        case = None
+        if base_eval is not None:
+            settings = dict(base_eval)
+            settings.update({k[len("eval.") :]: v for k, v in point if k.startswith("eval.")})
+            _check_eval(settings, rd)
+            items = tuple(sorted(settings.items()))
+            if items not in cases[name]:
+                cases[name].append(items)
+            case = cases[name].index(items)
+        rows.append(Row(name, tuple(point), case))
+    tasks = [
+        Task(
+            names[repr(p)],
+            "",
+            "",  # circuit and run directory: set by the caller and place()
+            tuple(f"{k}={_toml_value(v)}" for k, v in p),
+            tuple(cases[names[repr(p)]]),
+        )
+        for p in unique
+    ]
+    return tasks, rows
 
 
 def _describe(point: list[tuple[str, object]]) -> str:
