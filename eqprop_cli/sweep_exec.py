@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import json
 import os
+import signal
 import socket
 import time
 import traceback
@@ -95,7 +96,7 @@ def run_point(task: Task) -> dict:
     except (KeyboardInterrupt, typer.Exit):  # Ctrl-C: train saved and stopped
         record.update(status="interrupted", error="interrupted")
     except Exception as exc:  # a bug, not the point's fault: keep the traceback in the log
-        with open(run_dir / POINT_LOG, "a", encoding="utf-8") as log:
+        with contextlib.suppress(OSError), open(run_dir / POINT_LOG, "a", encoding="utf-8") as log:
             log.write(traceback.format_exc())
         record.update(status="failed", error=f"internal error: {type(exc).__name__}: {exc}")
     record["seconds"] = time.perf_counter() - start
@@ -172,18 +173,33 @@ def _evaluate(run_dir: Path, case: dict) -> dict:
 # --------------------------------------------------------------------------- executors
 
 
-def _single_threaded() -> None:
-    """Worker start-up: one BLAS/OpenMP thread, so N workers use N cores."""
-    for name in THREAD_VARIABLES:
-        os.environ[name] = "1"
-    threadpool_limits(limits=1)
+@contextlib.contextmanager
+def _single_threaded_children() -> Iterator[None]:
+    """Processes started meanwhile get one BLAS/OpenMP thread each (read at their start)."""
+    saved = {name: os.environ.get(name) for name in THREAD_VARIABLES}
+    os.environ.update(dict.fromkeys(THREAD_VARIABLES, "1"))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _worker_start() -> None:
+    """A local worker leaves Ctrl-C to the training in progress, which saves and stops after
+    its batch (an evaluation finishes); the sweep process then stops handing out points."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def run_local(tasks: list[Task], workers: int) -> Iterator[dict]:
     """Records as points finish, ``workers`` processes at a time."""
     context = get_context("spawn")  # a clean interpreter: no inherited threads or locks
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_single_threaded) as pool:
-        pending = {pool.submit(run_point, t): t for t in tasks}
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start) as pool:
+        with _single_threaded_children():
+            pending = {pool.submit(run_point, t): t for t in tasks}
         try:
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
