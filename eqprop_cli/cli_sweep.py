@@ -105,7 +105,10 @@ def sweep(
                     _progress(n, len(todo), record, spec.metrics[0])
                     doc = results_document(spec, records, time.perf_counter() - start)
                     write_results(folder, doc)
-            except KeyboardInterrupt:
+            except KeyboardInterrupt:  # the workers have stopped; their records are on disk
+                records.update(
+                    {t.name: r for t in todo if (r := read_record(t, finished=False)) is not None}
+                )
                 write_results(folder, results_document(spec, records, time.perf_counter() - start))
                 err.print(
                     f"interrupted: finished points are kept in {folder}; run the same command "

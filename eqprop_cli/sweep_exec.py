@@ -47,15 +47,17 @@ class SweepError(EqpropError):
 # --------------------------------------------------------------------------- one point
 
 
-def read_record(task: Task) -> dict | None:
-    """The point's record if it is finished for exactly these overrides and evaluations."""
+def read_record(task: Task, finished: bool = True) -> dict | None:
+    """The point's record for exactly these overrides and evaluations (with ``finished``,
+    only if it says "done")."""
     path = Path(task.run_dir) / POINT_RECORD
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if (
-        record.get("status") == "done"
+        isinstance(record, dict)
+        and (record.get("status") == "done" or not finished)
         and record.get("overrides") == list(task.overrides)
         and record.get("eval_settings") == _eval_settings(task)
     ):
@@ -195,20 +197,27 @@ def _worker_start() -> None:
 
 
 def run_local(tasks: list[Task], workers: int) -> Iterator[dict]:
-    """Records as points finish, ``workers`` processes at a time."""
+    """Records as points finish, ``workers`` processes at a time. A point is handed out only
+    when a worker is free, so after Ctrl-C no queued point starts."""
     context = get_context("spawn")  # a clean interpreter: no inherited threads or locks
+    waiting = list(reversed(tasks))
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start) as pool:
-        with _single_threaded_children():
-            pending = {pool.submit(run_point, t): t for t in tasks}
-        try:
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    task = pending.pop(future)
-                    yield _outcome(task, future.result)
-        finally:
-            for future in pending:
-                future.cancel()
+        pending = {}
+
+        def submit() -> None:
+            task = waiting.pop()
+            pending[pool.submit(run_point, task)] = task
+
+        with _single_threaded_children():  # the workers start with the first submissions
+            for _ in range(min(workers, len(waiting))):
+                submit()
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                task = pending.pop(future)
+                if waiting:
+                    submit()
+                yield _outcome(task, future.result)
 
 
 def _outcome(task: Task, get: Callable[[], dict]) -> dict:

@@ -194,6 +194,35 @@ def test_a_killed_sweep_reruns_only_the_unfinished_points(local_sweep, tmp_path)
     )
 
 
+def test_ctrl_c_stops_the_sweep_and_its_trainings_save(tmp_path):
+    sweep_file = write(
+        tmp_path, GRID.replace(f"training.epochs={EPOCHS}", "training.epochs=100000")
+    )
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "eqprop_cli", "sweep", str(sweep_file), "-o", str(out)]
+    proc = subprocess.Popen(
+        [*command, "--workers", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
+    )
+    deadline = time.monotonic() + 120
+    while len(list(out.glob(f"points/*/{CHECKPOINT}"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (stdout, stderr)
+    assert "Traceback" not in stderr and "run the same command again" in stderr
+    doc = json.loads((out / "results.json").read_text())
+    stopped = [r for r in doc["rows"] if r["status"] == "interrupted"]
+    assert len(stopped) == 2 and all(r["status"] == "pending" for r in doc["rows"][2:])
+    for row in stopped:  # each training saved its last batch, so a rerun continues from it
+        state = load_checkpoint(Path(row["run_dir"]) / CHECKPOINT).state
+        assert state.epoch + state.step > 0
+
+
 def test_a_bad_override_fails_its_point_alone(tmp_path):
     text = f"""
 [sweep]
