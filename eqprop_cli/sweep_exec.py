@@ -32,7 +32,15 @@ from .errors import EqpropError
 from .evaluate import check_with_ngspice, evaluate
 from .io import write_atomic
 from .runs import CHECKPOINT, load_target
-from .sweep import NGSPICE_LIMIT, POINT_LOG, POINT_RECORD, Task
+from .sweep import (
+    MONTE_CARLO_KEYS,
+    MONTE_CARLO_METRICS,
+    NGSPICE_LIMIT,
+    POINT_LOG,
+    POINT_RECORD,
+    TRAIN_METRICS,
+    Task,
+)
 from .train import scoring, solver_settings, split_samples
 from .variation import Variation, monte_carlo
 
@@ -120,10 +128,8 @@ def _train(task: Task) -> dict:
     )
     state = load_target(run_dir).checkpoint.state
     final = state.metrics[-1]
-    metrics = {k: final[k] for k in final if k.endswith(("_loss", "_error"))}
-    metrics["epochs"] = state.epoch
-    metrics["train_seconds"] = sum(m["seconds"] for m in state.metrics)
-    return metrics
+    totals = {"epochs": state.epoch, "train_seconds": sum(m["seconds"] for m in state.metrics)}
+    return {k: final[k] if k in final else totals[k] for k in TRAIN_METRICS}
 
 
 def _evaluate(run_dir: Path, case: dict) -> dict:
@@ -137,7 +143,7 @@ def _evaluate(run_dir: Path, case: dict) -> dict:
     dataset, x, y, _ = split_samples(spec, network, case["split"], limit)
     loss, batch, solver = scoring(spec, network, dataset.n_classes)
     out: dict[str, float] = {}
-    if any(case[k] is not None for k in ("variation", "stuck_off", "stuck_on")):
+    if any(case[k] is not None for k in MONTE_CARLO_KEYS):
         spread = Variation(
             case["variation"] or 0.0,
             case["distribution"],
@@ -147,12 +153,7 @@ def _evaluate(run_dir: Path, case: dict) -> dict:
         mc = monte_carlo(network, x, y, loss, spread, case["trials"], case["seed"], batch, **solver)
         result = mc.nominal
         doc = mc.as_dict()
-        out.update(
-            {
-                k: doc[k]
-                for k in ("mean_accuracy", "std_accuracy", "worst_accuracy", "best_accuracy")
-            }
-        )
+        out.update({k: doc[k] for k in MONTE_CARLO_METRICS})
     else:
         result = evaluate(network, x, y, loss, batch, **solver)
     if ngspice:
@@ -237,7 +238,8 @@ def _outcome(task: Task, get: Callable[[], dict]) -> dict:
 
 def run_ray(tasks: list[Task], workers: int | None, address: str) -> Iterator[dict]:
     """Records as points finish, as Ray tasks of one CPU each on the cluster at ``address``
-    ("local": a Ray instance started here with ``workers`` CPUs)."""
+    ("local": a Ray instance started here with ``workers`` CPUs), at most ``workers`` at a
+    time when given."""
     try:
         import ray
     except ImportError:
@@ -256,9 +258,14 @@ def run_ray(tasks: list[Task], workers: int | None, address: str) -> Iterator[di
         raise SweepError(f"--address {address}: cannot reach the Ray cluster ({exc})") from None
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(run_point)
-        pending = {remote.remote(t): t for t in tasks}
+        waiting = list(reversed(tasks))
+        in_flight = workers or len(tasks)  # on a cluster without --workers: all, Ray schedules
+        pending = {}
         try:
-            while pending:
+            while waiting or pending:
+                while waiting and len(pending) < in_flight:
+                    task = waiting.pop()
+                    pending[remote.remote(task)] = task
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
                     task = pending.pop(ref)
