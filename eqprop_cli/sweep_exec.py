@@ -246,7 +246,10 @@ def run_ray(tasks: list[Task], workers: int | None, address: str) -> Iterator[di
         raise SweepError(
             f"--address {address}: Ray is not installed; pip install 'eqprop[ray]'"
         ) from None
-    env = {"env_vars": dict.fromkeys(THREAD_VARIABLES, "1")}
+    variables = dict.fromkeys(THREAD_VARIABLES, "1")
+    if os.environ.get("EQPROP_DATA_DIR"):  # where the data sets are, on every node too
+        variables["EQPROP_DATA_DIR"] = str(Path(os.environ["EQPROP_DATA_DIR"]).resolve())
+    env = {"env_vars": variables}
     try:
         if address == "local":
             ray.init(

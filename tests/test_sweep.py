@@ -150,7 +150,7 @@ def test_rerun_of_a_finished_sweep_runs_nothing_and_report_draws_each_key(local_
 
 def test_a_killed_sweep_reruns_only_the_unfinished_points(local_sweep, tmp_path):
     reference, _ = local_sweep
-    epochs = 200
+    epochs = 120
     text = GRID.replace(f"training.epochs={EPOCHS}", f"training.epochs={epochs}")
     sweep_file = write(tmp_path, text)
     out = tmp_path / "out"
