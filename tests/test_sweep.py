@@ -31,6 +31,7 @@ from eqprop_cli.sweep import (
 from eqprop_cli.sweep import (
     METRICS as SWEEP_METRICS,
 )
+from eqprop_cli.sweep_exec import sweep_lock
 
 XOR = ROOT / "circuits" / "xor.toml"
 EPOCHS = 30
@@ -221,6 +222,15 @@ def test_ctrl_c_stops_the_sweep_and_its_trainings_save(tmp_path):
     for row in stopped:  # each training saved its last batch, so a rerun continues from it
         state = load_checkpoint(Path(row["run_dir"]) / CHECKPOINT).state
         assert state.epoch + state.step > 0
+
+
+def test_a_second_sweep_into_a_busy_folder_is_refused(tmp_path):
+    out = tmp_path / "out"
+    with sweep_lock(out):
+        result = run("sweep", write(tmp_path, GRID), "-o", out)
+    assert result.exit_code == 2
+    assert f"error: {out}: another sweep is running into this folder" in result.stderr
+    assert not (out / "points").exists()
 
 
 def test_a_bad_override_fails_its_point_alone(tmp_path):
