@@ -81,6 +81,36 @@ def metrics_without_timing(run_dir: Path) -> list[dict]:
     return rows
 
 
+def train_by_hand(values: dict, epochs: int, out: Path) -> None:
+    """`eqprop train` of xor with a point's overrides."""
+    args = ["train", XOR, "--out", out, "--set", f"training.epochs={epochs}"]
+    for k, v in values.items():
+        args += ["--set", f"{k}={v}"]
+    assert run(*args).exit_code == 0
+
+
+def signal_sweep(
+    sweep_file: Path, out: Path, workers: int, wait_for: str, sig: int
+) -> subprocess.CompletedProcess:
+    """Run `eqprop sweep` in its own process group (SIGINT as in a terminal); once two files
+    match ``wait_for`` under ``out``, send ``sig`` to the whole group, as a kill or Ctrl-C."""
+    command = [sys.executable, "-m", "eqprop_cli", "sweep", str(sweep_file), "-o", str(out)]
+    proc = subprocess.Popen(
+        [*command, "--workers", str(workers)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 120
+    while len(list(out.glob(wait_for))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
 @pytest.fixture(scope="module")
 def local_sweep(tmp_path_factory) -> tuple[Path, dict]:
     """The 2 x 2 x 2-seed xor sweep with two local workers: its folder and results.json."""
@@ -96,13 +126,8 @@ def test_every_point_equals_the_run_made_by_hand(local_sweep, tmp_path):
     names = {r["point"] for r in doc["rows"]}
     assert len(names) == 8
     for row in doc["rows"]:
-        sets = [f"training.epochs={EPOCHS}"]
-        sets += [f"{k}={v}" for k, v in row["values"].items()]
         hand = tmp_path / row["point"]
-        args = ["train", XOR, "--out", hand]
-        for s in sets:
-            args += ["--set", s]
-        assert run(*args).exit_code == 0
+        train_by_hand(row["values"], EPOCHS, hand)
         point = out / "points" / row["point"]
         assert same_parameters(point, hand), row["point"]
         assert metrics_without_timing(point) == metrics_without_timing(hand)
@@ -155,18 +180,8 @@ def test_a_killed_sweep_reruns_only_the_unfinished_points(local_sweep, tmp_path)
     text = GRID.replace(f"training.epochs={EPOCHS}", f"training.epochs={epochs}")
     sweep_file = write(tmp_path, text)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "eqprop_cli", "sweep", str(sweep_file), "-o", str(out)]
-    proc = subprocess.Popen(
-        [*command, "--workers", "1"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: the kill takes its worker too
-    )
-    deadline = time.monotonic() + 120
-    while len(list(out.glob(f"points/*/{POINT_RECORD}"))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    killed = signal_sweep(sweep_file, out, 1, f"points/*/{POINT_RECORD}", signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL  # the worker went with it (same group)
     done = {
         p: p.stat().st_mtime_ns
         for p in out.glob(f"points/*/{POINT_RECORD}")
@@ -185,10 +200,7 @@ def test_a_killed_sweep_reruns_only_the_unfinished_points(local_sweep, tmp_path)
     for point in [*interrupted, next(iter(done)).parent]:
         row = next(r for r in doc["rows"] if r["point"] == point.name)
         hand = tmp_path / "hand" / row["point"]
-        args = ["train", XOR, "--out", hand, "--set", f"training.epochs={epochs}"]
-        for k, v in row["values"].items():
-            args += ["--set", f"{k}={v}"]
-        assert run(*args).exit_code == 0
+        train_by_hand(row["values"], epochs, hand)
         assert same_parameters(out / "points" / row["point"], hand)
     assert sorted(p.name for p in (out / "points").iterdir()) == sorted(
         p.name for p in (reference / "points").iterdir()
@@ -200,22 +212,10 @@ def test_ctrl_c_stops_the_sweep_and_its_trainings_save(tmp_path):
         tmp_path, GRID.replace(f"training.epochs={EPOCHS}", "training.epochs=100000")
     )
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "eqprop_cli", "sweep", str(sweep_file), "-o", str(out)]
-    proc = subprocess.Popen(
-        [*command, "--workers", "2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
-    )
-    deadline = time.monotonic() + 120
-    while len(list(out.glob(f"points/*/{CHECKPOINT}"))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole foreground group
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, (stdout, stderr)
-    assert "Traceback" not in stderr and "run the same command again" in stderr
+    proc = signal_sweep(sweep_file, out, 2, f"points/*/{CHECKPOINT}", signal.SIGINT)
+    assert proc.returncode == 130, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert "run the same command again" in proc.stderr
     doc = json.loads((out / "results.json").read_text())
     stopped = [r for r in doc["rows"] if r["status"] == "interrupted"]
     assert len(stopped) == 2 and all(r["status"] == "pending" for r in doc["rows"][2:])
