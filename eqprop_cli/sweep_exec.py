@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import signal
 import socket
@@ -129,7 +130,8 @@ def _train(task: Task) -> dict:
     state = load_target(run_dir).checkpoint.state
     final = state.metrics[-1]
     totals = {"epochs": state.epoch, "train_seconds": sum(m["seconds"] for m in state.metrics)}
-    return {k: final[k] if k in final else totals[k] for k in TRAIN_METRICS}
+    values = {k: final[k] if k in final else totals[k] for k in TRAIN_METRICS}
+    return {k: None if math.isnan(v) else v for k, v in values.items()}  # NaN: not evaluated
 
 
 def _evaluate(run_dir: Path, case: dict) -> dict:

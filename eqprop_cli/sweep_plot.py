@@ -32,7 +32,10 @@ def plot_sweep(doc: dict, out_dir: Path) -> list[Path]:
     """One figure per swept key but the seed: ``doc`` is a sweep's results.json."""
     metric = doc["metrics"][0]
     if not any(s["mean"][metric] is not None for s in doc["summary"]):
-        raise EqpropError(f"{doc['name']}: no point has finished yet, so there is nothing to plot")
+        raise EqpropError(
+            f"{doc['name']}: no finished point has a value of {metric} (the first metric), "
+            "so there is nothing to plot"
+        )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
