@@ -52,7 +52,7 @@ def sweep(
             "--workers",
             "-j",
             min=1,
-            help="Points at a time (default: [sweep] workers, else the CPUs).",
+            help="Points at a time (default: the sweep file's workers, else the CPUs).",
             show_default=False,
         ),
     ] = None,
@@ -61,7 +61,8 @@ def sweep(
         typer.Option(
             "--address",
             help='Run on the Ray cluster at this address ("auto", "ray://host:10001"), or '
-            '"local" to start Ray here (default: [sweep] address, else local processes).',
+            '"local" to start Ray here (default: the sweep file\'s address, else local '
+            "processes).",
             show_default=False,
         ),
     ] = None,
