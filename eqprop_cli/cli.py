@@ -302,7 +302,7 @@ def solve_command(
         )
 
 
-from . import cli_hardware, cli_train  # noqa: E402, F401  (they register their commands on `app`)
+from . import cli_hardware, cli_sweep, cli_train  # noqa: E402, F401  (they register their commands on `app`)
 
 
 def main() -> None:

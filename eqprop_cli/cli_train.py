@@ -34,6 +34,8 @@ from .runs import (
     write_metrics,
 )
 from .spec import parse_circuit
+from .sweep import read_results
+from .sweep_plot import plot_sweep
 from .train import (
     BatchInfo,
     Trainer,
@@ -360,16 +362,24 @@ def gradcheck(
 @app.command()
 @_user_errors
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory written by eqprop train.")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="Run directory written by eqprop train, or a sweep folder.")
+    ],
     out_dir: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Folder for the figures (default: RUN_DIR/report)."),
     ] = None,
 ) -> None:
     """Figures of a run as PNG: learning curves, conductance histograms, confusion matrix.
+    Of a sweep folder: its first metric against each swept key.
 
     Example: eqprop report runs/mini
     """
+    sweep = read_results(run_dir) if run_dir.is_dir() else None
+    if sweep is not None:
+        for path in plot_sweep(sweep, out_dir or run_dir / "report"):
+            print(path)
+        return
     loaded = load_target(run_dir)
     if loaded.checkpoint is None:
         raise RunError(f"{run_dir}: not a run directory or checkpoint")

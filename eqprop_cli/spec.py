@@ -503,26 +503,35 @@ def load_circuit(path: str | Path, overrides: Sequence[str] = ()) -> CircuitSpec
 
     ``overrides`` are --set options, "dotted.key=VALUE" (VALUE in TOML, else a string).
     """
+    return parse_circuit(read_text(path), str(path), overrides)
+
+
+def read_text(path: str | Path) -> str:
+    """A TOML file's text; CircuitError naming the file when it cannot be read."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CircuitError("file not found", path=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CircuitError(f"cannot read the file ({exc})", path=str(path)) from None
-    return parse_circuit(text, str(path), overrides)
 
 
-def parse_circuit(text: str, path: str = "<circuit>", overrides: Sequence[str] = ()) -> CircuitSpec:
-    """Validate circuit-file text; ``path`` is only used in messages."""
+def read_toml(text: str, path: str) -> dict:
+    """Parse TOML text; CircuitError with the file and line when it is not valid TOML."""
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"line (\d+)", str(exc))
         reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
         raise CircuitError(
             f"not valid TOML: {reason}", path=path, line=int(found.group(1)) if found else None
         ) from None
+
+
+def parse_circuit(text: str, path: str = "<circuit>", overrides: Sequence[str] = ()) -> CircuitSpec:
+    """Validate circuit-file text; ``path`` is only used in messages."""
+    data = read_toml(text, path)
     locator = Locator(text)
     for option in overrides:
         key, value = _parse_override(option, path)

@@ -34,6 +34,7 @@ COMMAND_PAGES = {
     "eval": "eqprop-eval.1",
     "gradcheck": "eqprop-gradcheck.1",
     "report": "eqprop-report.1",
+    "sweep": "eqprop-sweep.1",
     "data list": "eqprop-data.1",
     "data fetch": "eqprop-data.1",
 }
