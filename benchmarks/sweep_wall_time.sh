@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One real sweep (sweeps/mnist-mini-levels.toml) with 1 and then 2 local
+# One real sweep (circuits/sweeps/mnist-mini-levels.toml) with 1 and then 2 local
 # workers, each into a fresh folder, BLAS single-threaded in every worker;
 # prints the wall time of each and checks that both give the same results.
 # Copies the results, the summary and the figures of the 2-worker run to
@@ -14,7 +14,7 @@ mkdir -p "$out"
 for workers in 1 2; do
     rm -rf "$out/j$workers"
     start=$(date +%s.%N)
-    eqprop sweep sweeps/mnist-mini-levels.toml --workers "$workers" --out "$out/j$workers" \
+    eqprop sweep circuits/sweeps/mnist-mini-levels.toml --workers "$workers" --out "$out/j$workers" \
         > "$out/j$workers.txt" 2>&1 || true
     end=$(date +%s.%N)
     echo "workers $workers: $(echo "$end - $start" | bc) s wall"

@@ -77,7 +77,7 @@ def sweep(
     point failed (its error is in the table). `eqprop report SWEEP_FOLDER` draws
     the first metric against each swept key.
 
-    Example: eqprop sweep sweeps/xor-lr.toml --workers 2
+    Example: eqprop sweep circuits/sweeps/xor-lr.toml --workers 2
     """
     spec = load_sweep(sweep_file)
     folder = out_dir or Path("runs") / spec.name
