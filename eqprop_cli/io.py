@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -47,27 +49,62 @@ def read_inputs(text: str, n_features: int, circuit: str = "the circuit") -> np.
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:
-    """Write through a temporary file in the same folder, fsync, then rename."""
+    """Write through a temporary file in the same folder, fsync, then rename.
+
+    Only a regular file (or a new name) is written: the rename would replace a
+    symbolic link, a device or a pipe by a plain file. A full disk or any other
+    failure to write leaves whatever was at ``path`` as it was.
+    """
     path = Path(path)
-    mode = "wb" if isinstance(data, bytes) else "w"
+    data = data.encode() if isinstance(data, str) else data  # UTF-8, whatever the locale
+    if path.is_symlink():
+        raise InputError(
+            f"{path}: is a symbolic link; eqprop replaces the files it writes whole (a new "
+            "file renamed over the old one), which would replace the link, not write "
+            "where it points: give the target's own path or another name"
+        )
     if path.is_dir():
         raise InputError(f"{path}: is a folder; give a file name")
+    if path.exists() and not path.is_file():
+        raise InputError(
+            f"{path}: is a device, pipe or socket, not a regular file; eqprop replaces the "
+            "files it writes whole and so writes only regular files (for stdout, leave out "
+            "-o or give -o -)"
+        )
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise InputError(f"{path}: cannot write there ({exc.strerror})") from None
+        raise _write_error(path, exc, data) from None
     try:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # as an ordinary open() would create it
-        with os.fdopen(fd, mode) as fh:
+        with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise _write_error(path, exc, data) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_error(path: Path, exc: OSError, data: bytes) -> InputError:
+    """A failed write as one message: for a full disk, how much it needed and had."""
+    kept = "; the previous file is intact" if path.is_file() else "; nothing was written"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            free = f"{shutil.disk_usage(path.parent).free:,}"
+        except OSError:
+            free = "an unknown number of"
+        return InputError(
+            f"{path}: no space left on the device: writing it needs {len(data):,} bytes and "
+            f"{free} bytes are free{kept}"
+        )
+    return InputError(f"{path}: cannot write it ({exc.strerror or exc}){kept}")
 
 
 def write_voltages(path: str | Path, voltages: np.ndarray, names: list[str]) -> None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import difflib
 import re
+import reprlib
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import CircuitError
+from .errors import CircuitError, printable
 from .params import DEVICE_KINDS, SOLVER, Param
 
 if sys.version_info >= (3, 11):
@@ -28,6 +29,14 @@ GROUND_NAMES = ("0", "gnd")
 SELF = "node"  # in a layer's diode list, the layer's own node
 MAX_SIZE = 1_000_000  # nodes per layer: beyond it compiling would exhaust memory or time
 MAX_SHIFT = 8  # pixels: beyond it most of an MNIST-sized image leaves the frame
+MAX_NAME = 200  # characters of a name
+# Names of the circuit, devices, rails, layers, elements and nodes: they reach netlists,
+# run directories, CSV headers and messages, so they are plain ASCII words.
+NAME = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9_.+\-]{{0,{MAX_NAME - 1}}}")
+NAME_RULE = (
+    f"a name of 1 to {MAX_NAME} characters: ASCII letters, digits, _ . + and -, "
+    "starting with a letter, a digit or _"
+)
 
 CIRCUIT_KEYS = (
     Param("name", "string", "Circuit name.", ""),
@@ -337,9 +346,13 @@ def _split_dotted(text: str) -> tuple[str, ...]:
     return tuple(a or b or c for a, b, c in parts)
 
 
+# A basic or literal string; possessive, unrolled: linear time on a string of megabytes.
+_STRINGS = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"|\'[^\']*+\'')
+
+
 def _strip_strings(line: str) -> str:
     """The line without quoted strings and comments, so brackets can be counted."""
-    line = re.sub(r'"(?:[^"\\]|\\.)*"|\'[^\']*\'', '""', line)
+    line = _STRINGS.sub('""', line)
     return line.split("#", 1)[0]
 
 
@@ -472,14 +485,25 @@ class _Reader:
                 out[param.name] = param.default
         return out
 
+    def name(self, value: object, key: KeyPath) -> str:
+        """``value`` if it is a valid name (NAME_RULE), else a located error."""
+        if not isinstance(value, str) or not NAME.fullmatch(value):
+            raise self.error(key, f"must be {NAME_RULE}; got {_show(value)}")
+        return value
+
     def list_of_tables(self, value: object, key: KeyPath) -> list[Mapping]:
         if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
             raise self.error(key, f"must be an array of tables; got {_show(value)}")
         return value
 
 
+_SHORT = reprlib.Repr()  # bounded: a value may be huge or deeply nested
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 80, 80
+
+
 def _show(value: object) -> str:
-    text = repr(value) if not isinstance(value, str) else f'"{value}"'
+    text = _SHORT.repr(value) if not isinstance(value, str) else f'"{value[:80]}"'
+    text = printable(text)
     return text if len(text) < 60 else text[:57] + "..."
 
 
@@ -598,6 +622,8 @@ def _build(data: Mapping, rd: _Reader, path: str, locator: Locator) -> CircuitSp
     circuit = rd.values(
         rd.expect_table(data.get("circuit", {}), ("circuit",)), CIRCUIT_KEYS, ("circuit",)
     )
+    if circuit["name"]:
+        rd.name(circuit["name"], ("circuit", "name"))
     devices = _devices(data.get("devices", {}), rd)
     rails = _rails(data.get("rails", {}), rd)
     solver = SolverSpec(
@@ -668,6 +694,7 @@ def _devices(table: object, rd: _Reader) -> dict[str, DeviceSpec]:
     out = {}
     for name, body in table.items():
         key = ("devices", name)
+        rd.name(name, key)
         body = rd.expect_table(body, key)
         kind_name = body.get("type")
         if "type" not in body:
@@ -731,6 +758,7 @@ def _rails(table: object, rd: _Reader) -> dict[str, float]:
     volt = Param("rail", "voltage", "Rail potential.")
     out = {}
     for name, value in table.items():
+        rd.name(name, ("rails", name))
         if name in GROUND_NAMES:
             raise rd.error(("rails", name), "ground is always 0 V and cannot be a rail")
         if name == SELF:
@@ -770,7 +798,7 @@ def _layered(data: Mapping, rd: _Reader, spec: CircuitSpec) -> None:
     for i, body in enumerate(rd.list_of_tables(data.get("hidden", []), ("hidden",))):
         key: KeyPath = ("hidden", i)
         v = rd.values(body, HIDDEN_KEYS, key, required=("size",), extra=("diodes",))
-        name = v["name"] or f"hidden{i + 1}"
+        name = rd.name(v["name"], (*key, "name")) if v["name"] is not None else f"hidden{i + 1}"
         hidden.append(
             LayerSpec(
                 name,
@@ -815,6 +843,8 @@ def _node_groups(value: object, rd: _Reader, key: KeyPath) -> tuple[tuple[str, .
                 key,
                 f"must be a list of node names or of [plus, minus] pairs; got item {_show(item)}",
             )
+        for node in group:
+            rd.name(node, key)
         groups.append(group)
     if len({len(g) for g in groups}) > 1:
         raise rd.error(key, "mixes single nodes and pairs: use one kind throughout")
@@ -824,6 +854,7 @@ def _node_groups(value: object, rd: _Reader, key: KeyPath) -> tuple[tuple[str, .
 def _netlist(data: Mapping, rd: _Reader) -> NetlistSpec:
     table = rd.expect_table(data.get("netlist", {}), ("netlist",))
     v = rd.values(table, NETLIST_KEYS, ("netlist",), extra=("inputs", "outputs"))
+    rd.name(v["ground"], ("netlist", "ground"))
     inputs = _node_groups(table.get("inputs", []), rd, ("netlist", "inputs"))
     if "outputs" not in table:
         raise rd.error(
@@ -840,6 +871,9 @@ def _netlist(data: Mapping, rd: _Reader) -> NetlistSpec:
             isinstance(nodes, list) and len(nodes) == 2 and all(isinstance(n, str) for n in nodes)
         ):
             raise rd.error((*key, "nodes"), f"must be a list of two node names; got {_show(nodes)}")
+        rd.name(e["name"], (*key, "name"))
+        for node in nodes:
+            rd.name(node, (*key, "nodes"))
         overrides = {
             k: val for k, val in body.items() if k not in ("name", "device", "feature", "nodes")
         }
