@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import errno
 import io
+import math
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -24,6 +27,8 @@ def read_inputs(text: str, n_features: int, circuit: str = "the circuit") -> np.
             raise InputError(f"{text}: input file not found")
         try:
             if path.suffix.lower() == ".npy":
+                with open(path, "rb") as fh:
+                    check_npy_size(fh, path.stat().st_size, text)
                 data = np.load(path, allow_pickle=False)
             else:
                 data = np.loadtxt(path, delimiter=",", ndmin=2)
@@ -46,6 +51,60 @@ def read_inputs(text: str, n_features: int, circuit: str = "the circuit") -> np.
     if not np.all(np.isfinite(data)):
         raise InputError(f"{text}: input vectors contain NaN or infinite values")
     return data
+
+
+def check_npz_sizes(file: str | Path | BinaryIO) -> None:
+    """ValueError when an array of a .npz declares more data than it holds, or more than
+    this machine's memory: checked from the headers, before anything is allocated."""
+    start = file.tell() if hasattr(file, "tell") else None
+    try:
+        with zipfile.ZipFile(file) as archive:
+            for info in archive.infolist():
+                if info.filename.endswith(".npy"):
+                    with archive.open(info) as fh:
+                        check_npy_size(fh, info.file_size, info.filename)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ValueError(f"not a readable .npz archive ({exc})") from None
+    finally:
+        if start is not None:
+            file.seek(start)
+
+
+def check_npy_size(fh: BinaryIO, size: int, name: str = "the array") -> None:
+    """ValueError when a .npy stream's header declares more than its ``size`` bytes hold,
+    more than this machine's memory, or Python objects."""
+    try:
+        version = np.lib.format.read_magic(fh)
+        read = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read(fh)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        raise ValueError(f"{name}: not a valid .npy header ({exc})") from None
+    if dtype.hasobject:
+        raise ValueError(f"{name}: holds Python objects, which eqprop does not read")
+    declared = math.prod(shape) * dtype.itemsize
+    held = size - fh.tell()
+    if declared > held:
+        raise ValueError(
+            f"{name}: its header declares shape {shape} of {dtype} ({declared:,} bytes) but "
+            f"it holds only {max(held, 0):,} bytes"
+        )
+    if declared > _memory():
+        raise ValueError(
+            f"{name}: shape {shape} of {dtype} needs {declared:,} bytes, more than this "
+            f"machine's memory ({_memory():,} bytes)"
+        )
+
+
+def _memory() -> int:
+    """Physical memory in bytes (a very large number where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2**62
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:

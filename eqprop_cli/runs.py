@@ -39,7 +39,7 @@ import tomli_w
 from . import __version__
 from .errors import EqpropError
 from .graph import compile_circuit
-from .io import write_atomic
+from .io import check_npz_sizes, write_atomic
 from .network import Network
 from .spec import CircuitSpec, load_circuit, parse_circuit
 from .train import METRIC_COLUMNS, TrainState
@@ -159,6 +159,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if not path.is_file():
         raise RunError(f"{path}: no checkpoint there")
     try:
+        check_npz_sizes(path)
         with np.load(path, allow_pickle=False) as data:
             contents = {name: data[name] for name in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:

@@ -30,6 +30,7 @@ SELF = "node"  # in a layer's diode list, the layer's own node
 MAX_SIZE = 1_000_000  # nodes per layer: beyond it compiling would exhaust memory or time
 MAX_SHIFT = 8  # pixels: beyond it most of an MNIST-sized image leaves the frame
 MAX_NAME = 200  # characters of a name
+MAX_FILE_BYTES = 64 * 2**20  # a circuit file: parsing takes about 0.2 s per MB
 # Names of the circuit, devices, rails, layers, elements and nodes: they reach netlists,
 # run directories, CSV headers and messages, so they are plain ASCII words.
 NAME = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9_.+\-]{{0,{MAX_NAME - 1}}}")
@@ -529,6 +530,12 @@ def load_circuit(path: str | Path, overrides: Sequence[str] = ()) -> CircuitSpec
     """
     path = Path(path)
     try:
+        if path.is_file() and path.stat().st_size > MAX_FILE_BYTES:
+            raise CircuitError(
+                f"{path.stat().st_size:,} bytes is larger than a circuit file may be "
+                f"({MAX_FILE_BYTES:,} bytes)",
+                path=str(path),
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CircuitError("file not found", path=str(path)) from None
@@ -541,6 +548,12 @@ def parse_circuit(text: str, path: str = "<circuit>", overrides: Sequence[str] =
     """Validate circuit-file text; ``path`` is only used in messages."""
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise CircuitError(
+            "not valid TOML for eqprop: arrays or tables nested too deeply (a circuit file "
+            "needs at most 3 levels)",
+            path=path,
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"line (\d+)", str(exc))
         reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
