@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .devices import IdealDiode, ShockleyDiode, diode_model
-from .graph import Graph, check_amplifier_stages, element_key, fixed_nodes
+from .graph import FixedNodes, Graph, check_amplifier_stages, element_key, fixed_nodes
 
 
 @dataclass
@@ -111,14 +111,11 @@ class Network:
         self.n_features = graph.n_features
         self.outputs = graph.outputs
         held = fixed_nodes(graph)
-        self.fixed = np.array([0, *sorted(held)], dtype=int)
+        self.fixed = np.concatenate([[0], np.sort(held.node)]).astype(int)
         self.fixed_index = np.full(n, -1)
         self.fixed_index[self.fixed] = np.arange(len(self.fixed))
         self.fixed_const, self.fixed_gain = self._resolve_fixed(held)
-        weights = check_amplifier_stages(graph)
-        self.node_weight = np.ones(n)
-        for node, w in weights.items():
-            self.node_weight[node] = w
+        self.node_weight = check_amplifier_stages(graph).copy()
         self._resolve_unknowns()
         self.resistors = graph.resistors
         self.g = [r.g.astype(float).copy() for r in graph.resistors]
@@ -158,32 +155,31 @@ class Network:
 
     # ------------------------------------------------------------------ node maps
 
-    def _resolve_fixed(self, held) -> tuple[np.ndarray, sp.csr_matrix]:
-        """Fixed potentials as const + inputs @ gain (gain: features x fixed nodes)."""
-        const = np.zeros(len(self.fixed))
-        rows, cols, vals = [], [], []
-        memo: dict[int, tuple[float, dict[int, float]]] = {0: (0.0, {})}
+    def _resolve_fixed(self, held: FixedNodes) -> tuple[np.ndarray, sp.csr_matrix]:
+        """Fixed potentials as const + inputs @ gain (gain: features x fixed nodes).
 
-        def value(node: int) -> tuple[float, dict[int, float]]:
-            if node not in memo:
-                ref, val, gain, feature = held[node]
-                c, terms = value(ref)
-                terms = dict(terms)
-                if feature >= 0:
-                    terms[feature] = terms.get(feature, 0.0) + gain
-                memo[node] = (c + val, terms)
-            return memo[node]
-
-        for k, node in enumerate(self.fixed):
-            c, terms = value(int(node))
-            const[k] = c
-            for feature, gain in terms.items():
-                rows.append(feature)
-                cols.append(k)
-                vals.append(gain)
+        Each held node adds its source to its parent's potential; summing along the
+        chains to ground goes by doubling (2, 4, 8, ... ancestors at a time), so long
+        chains of sources cost a few sparse products, not a loop over nodes.
+        """
+        k = len(self.fixed)
+        own, up = self.fixed_index[held.node], self.fixed_index[held.parent]
+        jump = sp.csr_matrix((np.ones(len(own)), (own, up)), shape=(k, k))
+        const = np.zeros(k)
+        const[own] = held.value
+        driven = held.feature >= 0
+        terms = sp.csr_matrix(
+            (held.gain[driven], (own[driven], held.feature[driven])), shape=(k, self.n_features)
+        )
+        while jump.nnz:
+            const = const + jump @ const
+            terms = terms + jump @ terms
+            jump = jump @ jump
+        terms = terms.tocoo()
+        cols, rows, vals = terms.row, terms.col, terms.data
         gain = sp.csr_matrix((vals, (rows, cols)), shape=(self.n_features, len(self.fixed)))
         # fast path: every fixed node follows at most one feature (true of layered inputs)
-        self._one_feature = len(set(cols)) == len(cols)
+        self._one_feature = np.bincount(cols, minlength=1).max() <= 1
         self._feature_of = np.zeros(len(self.fixed), dtype=int)
         self._feature_gain = np.zeros(len(self.fixed))
         self._feature_of[cols] = rows
@@ -198,7 +194,9 @@ class Network:
         drive = {a.target: a for a in self.graph.amplifiers}
         self.node_var = np.full(n, -1)
         self.node_coef = np.zeros(n)
-        free = [i for i in range(n) if self.fixed_index[i] < 0 and i not in drive]
+        unknown = self.fixed_index < 0
+        unknown[list(drive)] = False
+        free = np.flatnonzero(unknown)
         self.node_var[free] = np.arange(len(free))
         self.node_coef[free] = 1.0
         self.var_node = np.array(free, dtype=int)
