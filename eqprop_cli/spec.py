@@ -344,7 +344,17 @@ _KEY_SEGMENT = r"\"([^\"]*)\"|'([^']*)'|([A-Za-z0-9_\-]+)"
 
 def _split_dotted(text: str) -> tuple[str, ...]:
     parts = re.findall(_KEY_SEGMENT, text)
-    return tuple(a or b or c for a, b, c in parts)
+    return tuple(_unescape(a) if a else b or c for a, b, c in parts)
+
+
+def _unescape(quoted: str) -> str:
+    """A basic-string key segment's TOML escapes (\\n, \\u000a, ...) decoded."""
+    if "\\" not in quoted:
+        return quoted
+    try:
+        return tomllib.loads(f'k = "{quoted}"')["k"]
+    except tomllib.TOMLDecodeError:
+        return quoted
 
 
 # A basic or literal string; possessive, unrolled: linear time on a string of megabytes.
