@@ -320,4 +320,7 @@ from . import cli_hardware, cli_train  # noqa: E402, F401  (they register their 
 
 
 def main() -> None:
+    # overflow in a solve of extreme values shows as NaN and "not converged", not as
+    # floating-point warnings on stderr
+    np.seterr(all="ignore")
     app()

@@ -10,25 +10,32 @@ from __future__ import annotations
 import errno
 import fcntl
 import io
+import json
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import tracemalloc
 import zipfile
 from pathlib import Path
 
+import hostile_corpus
 import numpy as np
 import pytest
+import tomli_w
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from eqprop_cli import cli_train, graph
 from eqprop_cli import io as eqio
 from eqprop_cli.cli import app
+from eqprop_cli.errors import CircuitError
 from eqprop_cli.graph import compile_circuit
 from eqprop_cli.network import Network
 from eqprop_cli.runs import CHECKPOINT, CONFIG, METRICS, load_checkpoint
-from eqprop_cli.spec import load_circuit
+from eqprop_cli.spec import load_circuit, parse_circuit
 from eqprop_cli.spice import export_spice
 
 runner = CliRunner()
@@ -503,3 +510,108 @@ def test_progress_lines_when_not_on_a_terminal(tmp_path, monkeypatch):
     result = invoke("train", XOR, "--out", tmp_path / "run", "--epochs", 1)
     assert result.exit_code == 0, result.output
     assert "epoch 1/1: batch 1/1, 4/4 samples" in result.stdout
+
+
+# --------------------------------------------------------------------------- the corpus
+
+CORPUS = hostile_corpus.circuits()
+DATA = sorted(hostile_corpus.datasets(Path(tempfile.mkdtemp())))
+
+
+def handled(result, path: Path) -> None:
+    """Exit 0, or exit 2 with one message that starts with the file's name."""
+    assert result.exit_code in (0, 2), (result.exit_code, result.output, result.exception)
+    assert "Traceback" not in result.output
+    if result.exit_code == 2:
+        message = result.stderr.strip()
+        assert message.startswith(f"error: {path}") and "\n" not in message, message
+
+
+def test_the_corpus_is_large():
+    assert len(CORPUS) + len(DATA) >= 80
+
+
+def test_the_corpus_bases_are_valid(tmp_path):
+    """Each hostile file is one edit away from a valid circuit."""
+    for text in (hostile_corpus.BASE, hostile_corpus.LAYERED):
+        assert invoke("check", write(tmp_path, text)).exit_code == 0
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS))
+def test_hostile_circuit(tmp_path, name):
+    path = write(tmp_path, CORPUS[name], "hostile.toml")
+    result = invoke("check", path, "--json")
+    handled(result, path)
+    if result.exit_code == 0:  # valid, if extreme: solving it must be clean too
+        features = json.loads(result.stdout)["inputs"]
+        handled(invoke("solve", path, "--input", ",".join(["1"] * features)), path)
+    assert [p.name for p in tmp_path.iterdir()] == ["hostile.toml"]
+
+
+@pytest.mark.parametrize("name", DATA)
+def test_hostile_data_set(tmp_path, name):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    data = hostile_corpus.datasets(folder)[name]
+    path = write(tmp_path, hostile_corpus.LAYERED)
+    result = invoke("train", path, "--out", tmp_path / "run", "--set", f"training.dataset={data}")
+    refused(result, f"{path}: `training.dataset`")
+    assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------- fuzz
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    names=st.lists(
+        st.one_of(
+            st.text(max_size=30), st.from_regex(r"[A-Za-z_][A-Za-z0-9_.+-]{0,12}", fullmatch=True)
+        ),
+        min_size=4,
+        max_size=4,
+    ),
+    value=st.one_of(
+        st.floats(1e-9, 1.0),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=12),
+        st.integers(),
+    ),
+)
+def test_fuzz_every_netlist_has_exactly_our_control_block(names, value):
+    """Arbitrary names (circuit, device, element, node) and values: a file is refused with
+    one located message, or its exported netlist has exactly one .control block (ours)."""
+    circuit, device, element, node = names
+    document = {
+        "circuit": {"name": circuit},
+        "devices": {device: {"type": "resistor", "g": value}, "s": {"type": "isource"}},
+        "netlist": {"inputs": ["x"], "outputs": [node]},
+        "elements": [
+            {"name": element, "device": device, "nodes": ["x", node]},
+            {"name": "R0", "device": device, "nodes": [node, "gnd"]},
+            {"name": "I0", "device": "s", "nodes": [node, "gnd"]},
+        ],
+    }
+    try:
+        text = tomli_w.dumps(document)
+    except (TypeError, ValueError):  # not representable in TOML (e.g. a NaN-free writer)
+        return
+    try:
+        network = Network(compile_circuit(parse_circuit(text, "fuzz.toml")))
+    except CircuitError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("fuzz.toml")
+        return
+    netlist = export_spice(network, np.array([0.5]))
+    assert control_blocks(netlist) == 1
+    assert all(line.isascii() and line.isprintable() for line in netlist.splitlines())
+    assert netlist.count("\n.endc\n") == 1
+
+
+@settings(max_examples=40, deadline=None)
+@given(text=st.text(min_size=1, max_size=60))
+def test_fuzz_labels_that_bypass_validation_stay_in_their_comments(text):
+    network = Network(compile_circuit(load_circuit(XOR)))
+    hostile_labels(network, text)
+    netlist = export_spice(network, np.array([1.0, 0.0]), header=[text])
+    assert control_blocks(netlist) == 1
+    assert all(line.isascii() and line.isprintable() for line in netlist.splitlines())
