@@ -8,7 +8,6 @@ would leave the circuit without an energy function.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -287,12 +286,13 @@ def _layered(spec: CircuitSpec, b: _Builder) -> Graph:
         node = b.node(name, "rails")
         b.vsources.append(VoltageSource(node, 0, value, 0.0, -1, f"rail {name}"))
     ends = [("", inp.gain)] if inp.encoding == "single" else [("_p", inp.gain), ("_n", -inp.gain)]
-    pins = list(itertools.product(range(inp.size), ends))  # (feature, (suffix, gain))
-    in_nodes = b.new_nodes([f"in{i}{suffix}" for i, (suffix, _) in pins], "input")
+    names = [f"in{i}{suffix}" for i in range(inp.size) for suffix, _ in ends]
+    in_nodes = b.new_nodes(names, "input")
+    del names
     b.vsources.add_inputs(
         in_nodes,
-        np.array([gain for _, (_, gain) in pins]),
-        np.array([i for i, _ in pins], dtype=np.int64),
+        np.tile([gain for _, gain in ends], inp.size),
+        np.repeat(np.arange(inp.size), len(ends)),
     )
     sending = {"input": in_nodes}
     receiving: dict[str, np.ndarray] = {}
