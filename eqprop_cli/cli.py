@@ -88,6 +88,8 @@ def _user_errors(command):
             return command(*args, **kwargs)
         except EqpropError as exc:
             _fail(str(exc))
+        except (typer.Exit, typer.Abort):  # click's exits are RuntimeErrors too
+            raise
         except (np.linalg.LinAlgError, ArithmeticError, RuntimeError) as exc:
             # a solve driven outside floating-point range by extreme values: no traceback
             _fail(

@@ -16,11 +16,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from .cli import JsonOpt, SetOpt, TargetArg, _percent, _user_errors, app, err, out
-from .datasets import DATASETS, fetch_dataset, list_datasets
+from .datasets import DATASETS, Dataset, fetch_dataset, list_datasets
 from .errors import EqpropError
 from .gradcheck import at_a_kink, compare
 from .io import write_atomic
 from .loss import ReadoutLoss
+from .network import Network
 from .report import write_report
 from .runs import (
     CHECKPOINT,
@@ -35,7 +36,7 @@ from .runs import (
     save_checkpoint,
     write_metrics,
 )
-from .spec import parse_circuit
+from .spec import CircuitSpec, parse_circuit
 from .train import (
     BatchInfo,
     Trainer,
@@ -148,7 +149,17 @@ def train(
         _train(trainer, spec, network, circuit, overrides, out_dir, resume, overwrite, dataset)
 
 
-def _train(trainer, spec, network, circuit, overrides, out_dir, resume, overwrite, dataset):
+def _train(
+    trainer: Trainer,
+    spec: CircuitSpec,
+    network: Network,
+    circuit: Path,
+    overrides: list[str],
+    out_dir: Path,
+    resume: bool,
+    overwrite: bool,
+    dataset: Dataset,
+) -> None:
     """Train into ``out_dir`` (locked by the caller)."""
     settings = training_settings(spec)
     text = config_text(spec, str(circuit), overrides)

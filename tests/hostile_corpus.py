@@ -157,6 +157,7 @@ HOSTILE_NAMES = (
 
 
 def toml_string(text: str) -> str:
+    """A TOML basic string holding ``text`` (control characters escaped)."""
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
     return '"' + "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in escaped) + '"'
 
@@ -256,7 +257,7 @@ def _npz(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def _declared(shape: str) -> bytes:
+def declared_npz(shape: str) -> bytes:
     """An .npz whose x_train header declares ``shape`` while holding 2 x 2 values."""
     raw = _npz({"x_train": np.zeros((2, 2)), "y_train": np.zeros(2, dtype=np.int64)})
     out = io.BytesIO()
@@ -273,9 +274,9 @@ def _declared(shape: str) -> bytes:
 def datasets(folder: Path) -> dict[str, Path]:
     """Bad data sets for a 2-input, 2-class circuit, written into ``folder``."""
     files: dict[str, bytes | str] = {
-        "huge-header.npz": _declared("(100000000000, 4)"),
-        "negative-shape.npz": _declared("(-1, 2)"),
-        "overflow-shape.npz": _declared("(9223372036854775807, 9223372036854775807)"),
+        "huge-header.npz": declared_npz("(100000000000, 4)"),
+        "negative-shape.npz": declared_npz("(-1, 2)"),
+        "overflow-shape.npz": declared_npz("(9223372036854775807, 9223372036854775807)"),
         "truncated.npz": _npz({"x_train": np.zeros((4, 2)), "y_train": np.zeros(4)})[:100],
         "not-a-zip.npz": b"PK\x03\x04" + b"\x00" * 40,
         "no-labels.npz": _npz({"x_train": np.zeros((4, 2))}),

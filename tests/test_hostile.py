@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import io
 import json
 import os
 import shutil
@@ -24,6 +23,7 @@ import hostile_corpus
 import numpy as np
 import pytest
 import tomli_w
+from hostile_corpus import toml_string
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -89,12 +89,6 @@ def refused(result, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment in message, (fragment, message)
     return message
-
-
-def toml_string(text: str) -> str:
-    """A TOML basic string holding ``text`` (control characters escaped)."""
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
-    return '"' + "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in escaped) + '"'
 
 
 def write(folder: Path, text: str, name: str = "circuit.toml") -> Path:
@@ -347,25 +341,9 @@ def test_numerical_failures_escaping_a_solve_are_one_message(monkeypatch):
     refused(invoke("solve", XOR, "--input", "1,0"), "numerical failure", "Singular matrix")
 
 
-def npz_with_shape(path: Path, shape: str) -> None:
-    """A data set whose x_train header declares ``shape`` but holds 2 x 2 values."""
-    buffer = io.BytesIO()
-    np.savez(buffer, x_train=np.zeros((2, 2)), y_train=np.zeros(2, dtype=np.int64))
-    with (
-        zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as src,
-        zipfile.ZipFile(path, "w") as dst,
-    ):
-        for info in src.infolist():
-            data = src.read(info)
-            if info.filename == "x_train.npy":
-                header = data[:128].decode("latin1").replace("(2, 2)", shape)
-                data = header[:127].ljust(127).encode("latin1") + b"\n" + data[128:]
-            dst.writestr(info.filename, data)
-
-
 def test_a_data_set_declaring_a_huge_shape_is_refused_before_allocating(tmp_path):
     data = tmp_path / "huge.npz"
-    npz_with_shape(data, "(100000000000, 4)")
+    data.write_bytes(hostile_corpus.declared_npz("(100000000000, 4)"))
     tracemalloc.start()
     try:
         result = invoke(
