@@ -81,41 +81,55 @@ class VoltageSource:
 
 
 class VoltageSources(Sequence):
-    """All voltage sources of a circuit as one table of numbers (a layered input layer
-    holds millions); indexing and iteration give VoltageSource objects."""
+    """All voltage sources of a circuit as numbers (a layered input layer holds millions:
+    three arrays, not objects); indexing and iteration give VoltageSource objects."""
 
     def __init__(self) -> None:
-        self._table = np.zeros((0, 5))  # plus, minus, value, gain, feature
-        self._pending: list[tuple[int, int, float, float, int]] = []
+        # in order: lists of (plus, minus, value, gain, feature) rows, or input blocks
+        self._parts: list[list[tuple] | tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._labels: dict[int, str] = {}  # else "input FEATURE (+)" or "(-)"
+        self._count = 0
 
     def append(self, v: VoltageSource) -> None:
-        self._labels[len(self)] = v.label
-        self._pending.append((v.plus, v.minus, v.value, v.gain, v.feature))
+        self._labels[self._count] = v.label
+        if not self._parts or not isinstance(self._parts[-1], list):
+            self._parts.append([])
+        self._parts[-1].append((v.plus, v.minus, v.value, v.gain, v.feature))
+        self._count += 1
 
     def add_inputs(self, nodes: np.ndarray, gains: np.ndarray, features: np.ndarray) -> None:
         """Input sources from ground to ``nodes``, labelled "input FEATURE (+)" or "(-)"."""
-        zeros = np.zeros(len(nodes))
-        rows = np.column_stack([nodes, zeros, zeros, gains, features])
-        self._table = np.concatenate([self.table(), rows])
+        self._parts.append((nodes, gains, features))
+        self._count += len(nodes)
 
     def table(self) -> np.ndarray:
-        """(sources, 5): plus, minus, value, gain, feature."""
-        if self._pending:
-            self._table = np.concatenate([self._table, np.array(self._pending, dtype=float)])
-            self._pending = []
-        return self._table
+        """(sources, 5): plus, minus, value, gain, feature (built on each call)."""
+        blocks = [np.zeros((0, 5))]
+        for part in self._parts:
+            if isinstance(part, list):
+                blocks.append(np.array(part, dtype=float).reshape(-1, 5))
+            else:
+                nodes, gains, features = part
+                zeros = np.zeros(len(nodes))
+                blocks.append(np.column_stack([nodes, zeros, zeros, gains, features]))
+        return np.concatenate(blocks)
 
     def __len__(self) -> int:
-        return len(self._table) + len(self._pending)
+        return self._count
+
+    def _source(self, k: int, row: list[float]) -> VoltageSource:
+        plus, minus, value, gain, feature = row
+        label = self._labels.get(k) or f"input {int(feature)} ({'+' if gain >= 0 else '-'})"
+        return VoltageSource(int(plus), int(minus), value, gain, int(feature), label)
 
     def __getitem__(self, k):
         if isinstance(k, slice):
             return [self[i] for i in range(*k.indices(len(self)))]
         k = range(len(self))[k]
-        plus, minus, value, gain, feature = self.table()[k].tolist()
-        label = self._labels.get(k) or f"input {int(feature)} ({'+' if gain >= 0 else '-'})"
-        return VoltageSource(int(plus), int(minus), value, gain, int(feature), label)
+        return self._source(k, self.table()[k].tolist())
+
+    def __iter__(self):
+        return (self._source(k, row) for k, row in enumerate(self.table().tolist()))
 
 
 @dataclass
