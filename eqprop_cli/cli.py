@@ -11,7 +11,7 @@ import functools
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import numpy as np
 import typer
@@ -87,13 +87,29 @@ def _user_errors(command):
         try:
             return command(*args, **kwargs)
         except EqpropError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            _fail(str(exc))
+        except (typer.Exit, typer.Abort):  # click's exits are RuntimeErrors too
+            raise
+        except (np.linalg.LinAlgError, ArithmeticError, RuntimeError) as exc:
+            # a solve driven outside floating-point range by extreme values: no traceback
+            _fail(
+                f"numerical failure ({type(exc).__name__}: {exc}); the circuit's values or its "
+                "inputs are too extreme for floating-point arithmetic: check the conductances, "
+                "device parameters, gains and input scale"
+            )
+        except MemoryError:
+            _fail("out of memory: the circuit or the data set is too large for this machine")
         except KeyboardInterrupt:
             err.print("interrupted; nothing was written")
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def _fail(message: str) -> NoReturn:
+    """One message on stderr, exit code 2."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2) from None
 
 
 def _percent(x: float) -> str:
@@ -306,4 +322,7 @@ from . import cli_hardware, cli_sweep, cli_train  # noqa: E402, F401  (they regi
 
 
 def main() -> None:
+    # overflow in a solve of extreme values shows as NaN and "not converged", not as
+    # floating-point warnings on stderr
+    np.seterr(all="ignore")
     app()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 from pathlib import Path
@@ -15,11 +16,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from .cli import JsonOpt, SetOpt, TargetArg, _percent, _user_errors, app, err, out
-from .datasets import DATASETS, fetch_dataset, list_datasets
+from .datasets import DATASETS, Dataset, fetch_dataset, list_datasets
 from .errors import EqpropError
 from .gradcheck import at_a_kink, compare
 from .io import write_atomic
 from .loss import ReadoutLoss
+from .network import Network
 from .report import write_report
 from .runs import (
     CHECKPOINT,
@@ -30,10 +32,11 @@ from .runs import (
     config_text,
     load_checkpoint,
     load_target,
+    run_lock,
     save_checkpoint,
     write_metrics,
 )
-from .spec import parse_circuit
+from .spec import CircuitSpec, parse_circuit
 from .sweep import read_results
 from .sweep_plot import plot_sweep
 from .train import (
@@ -48,7 +51,7 @@ from .train import (
 
 GRADCHECK_COSINE = 0.999  # what "EP computes the gradient" means for the verdict
 GRADCHECK_ERROR = 1e-2
-SAVE_EVERY_S = 1.0  # checkpoint after an epoch only if the last save is older than this
+PROGRESS_EVERY_S = 10.0  # not on a terminal: a progress line at most this often
 
 
 def _number(x: float) -> str:
@@ -137,10 +140,30 @@ def train(
     if loaded.checkpoint is not None:
         raise EqpropError(f"{circuit}: give the run directory to continue a run (with --resume)")
     spec, network = loaded.spec, loaded.network
-    settings = training_settings(spec)
-    out_dir = out_dir or Path("runs") / (spec.name or circuit.stem)
+    out_dir = out_dir or Path("runs") / run_name(spec.name or circuit.stem)
     dataset, splits = training_data(spec, network)
     trainer = Trainer(network, spec, splits, dataset.n_classes)
+    if resume and not (out_dir / CHECKPOINT).is_file():
+        raise RunError(f"{out_dir / CHECKPOINT}: no checkpoint there; nothing to resume")
+    if not resume:
+        _make_run_dir(out_dir)
+    with run_lock(out_dir):
+        _train(trainer, spec, network, circuit, overrides, out_dir, resume, overwrite, dataset)
+
+
+def _train(
+    trainer: Trainer,
+    spec: CircuitSpec,
+    network: Network,
+    circuit: Path,
+    overrides: list[str],
+    out_dir: Path,
+    resume: bool,
+    overwrite: bool,
+    dataset: Dataset,
+) -> None:
+    """Train into ``out_dir`` (locked by the caller)."""
+    settings = training_settings(spec)
     text = config_text(spec, str(circuit), overrides)
     initial = [g.copy() for g in network.g], [c.copy() for c in network.currents]
     if resume:
@@ -149,7 +172,7 @@ def train(
         initial = ckpt.initial_conductances, ckpt.initial_currents
         text = config_text(spec, str(circuit), overrides, previous=ckpt.config)
     else:
-        _fresh_run_dir(out_dir, overwrite)
+        _clear_run_dir(out_dir, overwrite)
         state = trainer.new_state()
     total = int(settings.epochs)
     if state.epoch >= total:
@@ -157,16 +180,20 @@ def train(
             f"{out_dir}: already trained for {state.epoch} epochs (asked {total}); nothing to do"
         )
         return
-    write_atomic(out_dir / CONFIG, text)  # on --resume: the new number of epochs
 
     def save(s: TrainState) -> None:
+        """metrics.csv, then the checkpoint that records its checksum and config.toml's."""
         ckpt = Checkpoint(
             [g.copy() for g in network.g], [c.copy() for c in network.currents], *initial, s, text
         )
-        save_checkpoint(out_dir / CHECKPOINT, ckpt)
         write_metrics(out_dir / METRICS, s.metrics)
+        save_checkpoint(out_dir / CHECKPOINT, ckpt)
 
-    n_train = len(splits["train"][1])
+    write_atomic(out_dir / CONFIG, text)  # on --resume: the new number of epochs
+    if resume:
+        save(state)  # the checkpoint records the new config.toml: the directory stays whole
+
+    n_train = len(trainer.splits["train"][1])
     out.print(
         f"training {escape(spec.name or str(circuit))} on {escape(dataset.name)}: {n_train:,} samples, "
         f"batch {settings.batch_size}, {settings.phases} phases, beta {settings.beta:g} S -> {out_dir}",
@@ -184,7 +211,17 @@ def train(
         transient=True,
     )
 
+    last_line = [time.monotonic()]
+
     def on_batch(info: BatchInfo) -> None:
+        if not out.is_terminal and time.monotonic() - last_line[0] >= PROGRESS_EVERY_S:
+            last_line[0] = time.monotonic()  # a log or a pipe: no bar, a line now and then
+            out.print(
+                f"epoch {info.epoch + 1}/{total}: batch {info.step}/{info.steps}, "
+                f"{info.samples:,}/{n_train:,} samples, {info.seconds:.0f} s, "
+                f"loss {info.loss:.4g}",
+                soft_wrap=True,
+            )
         progress.update(
             task,
             completed=info.samples,
@@ -194,12 +231,8 @@ def train(
             accuracy=_percent(1.0 - info.error),
         )
 
-    last_save = [time.monotonic()]
-
     def on_epoch(s: TrainState) -> None:
-        if s.epoch == total or time.monotonic() - last_save[0] >= SAVE_EVERY_S:
-            save(s)  # at most once a second: tiny epochs would spend their time in fsync
-            last_save[0] = time.monotonic()
+        save(s)
         progress.reset(task, total=n_train, completed=0)
         progress.console.print(_epoch_line(s.metrics[-1], total), soft_wrap=True)
 
@@ -220,16 +253,27 @@ def train(
     )
 
 
-def _fresh_run_dir(out_dir: Path, overwrite: bool) -> None:
+def run_name(name: str) -> str:
+    """A circuit name as one folder name under runs/: never absolute, never "..", no "/"."""
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name).lstrip(".") or "run"
+
+
+def _make_run_dir(out_dir: Path) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunError(f"{out_dir}: exists and is not a folder; choose another --out")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"{out_dir}: cannot create the run directory ({exc.strerror})") from None
+
+
+def _clear_run_dir(out_dir: Path, overwrite: bool) -> None:
+    """Make way for a new run (under the lock, so two trainings cannot both pass)."""
     if (out_dir / CHECKPOINT).exists() and not overwrite:
         raise RunError(
             f"{out_dir}: already holds a run; continue it with --resume, replace it with "
             "--overwrite, or choose another --out"
         )
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RunError(f"{out_dir}: cannot create the run directory ({exc.strerror})") from None
     for name in (CHECKPOINT, METRICS):
         (out_dir / name).unlink(missing_ok=True)
 

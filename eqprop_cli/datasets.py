@@ -31,7 +31,7 @@ import numpy as np
 
 from . import __version__
 from .errors import EqpropError
-from .io import write_atomic
+from .io import check_npz_sizes, write_atomic
 
 
 class DataError(EqpropError):
@@ -359,6 +359,7 @@ def _missing(name: str, path: str | Path | None) -> DataError:
 
 def _load_npz(file: Path | io.BytesIO, source: str) -> dict:
     try:
+        check_npz_sizes(file)
         with np.load(file, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in ("x_train", "y_train", "x_test", "y_test") if k in npz}
     except (OSError, ValueError, zipfile.BadZipFile, zlib.error) as exc:

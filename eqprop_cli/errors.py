@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 
+def printable(text: str) -> str:
+    """``text`` with control, format and line/paragraph separator characters escaped
+    (\\n, \\x1b, \\u2028, ...), so that a message stays one line and a name cannot
+    start a line of its own."""
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
+
+
 class EqpropError(Exception):
     """Base of all errors meant for the user (bad file, bad option, bad data)."""
 
@@ -22,7 +33,7 @@ class CircuitError(EqpropError):
         if self.line is not None:
             where += f":{self.line}"
         key = f" `{self.key}`" if self.key else ""
-        return f"{where}:{key} {self.reason}"
+        return printable(f"{where}:{key} {self.reason}")
 
 
 class InputError(EqpropError):

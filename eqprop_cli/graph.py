@@ -8,11 +8,12 @@ would leave the circuit without an energy function.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
+from scipy.sparse.csgraph import breadth_first_order, connected_components
 
 from .params import DEVICE_KINDS
 from .spec import GROUND_NAMES, SELF, CircuitSpec, DeviceSpec, KeyPath
@@ -69,7 +70,7 @@ class Amplifier:
     label: str
 
 
-@dataclass
+@dataclass(slots=True)
 class VoltageSource:
     plus: int
     minus: int
@@ -77,6 +78,58 @@ class VoltageSource:
     gain: float
     feature: int  # -1 for a fixed rail
     label: str
+
+
+class VoltageSources(Sequence):
+    """All voltage sources of a circuit as numbers (a layered input layer holds millions:
+    three arrays, not objects); indexing and iteration give VoltageSource objects."""
+
+    def __init__(self) -> None:
+        # in order: lists of (plus, minus, value, gain, feature) rows, or input blocks
+        self._parts: list[list[tuple] | tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._labels: dict[int, str] = {}  # else "input FEATURE (+)" or "(-)"
+        self._count = 0
+
+    def append(self, v: VoltageSource) -> None:
+        self._labels[self._count] = v.label
+        if not self._parts or not isinstance(self._parts[-1], list):
+            self._parts.append([])
+        self._parts[-1].append((v.plus, v.minus, v.value, v.gain, v.feature))
+        self._count += 1
+
+    def add_inputs(self, nodes: np.ndarray, gains: np.ndarray, features: np.ndarray) -> None:
+        """Input sources from ground to ``nodes``, labelled "input FEATURE (+)" or "(-)"."""
+        self._parts.append((nodes, gains, features))
+        self._count += len(nodes)
+
+    def table(self) -> np.ndarray:
+        """(sources, 5): plus, minus, value, gain, feature (built on each call)."""
+        blocks = [np.zeros((0, 5))]
+        for part in self._parts:
+            if isinstance(part, list):
+                blocks.append(np.array(part, dtype=float).reshape(-1, 5))
+            else:
+                nodes, gains, features = part
+                zeros = np.zeros(len(nodes))
+                blocks.append(np.column_stack([nodes, zeros, zeros, gains, features]))
+        return np.concatenate(blocks)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def _source(self, k: int, row: list[float]) -> VoltageSource:
+        plus, minus, value, gain, feature = row
+        label = self._labels.get(k) or f"input {int(feature)} ({'+' if gain >= 0 else '-'})"
+        return VoltageSource(int(plus), int(minus), value, gain, int(feature), label)
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(len(self)))]
+        k = range(len(self))[k]
+        return self._source(k, self.table()[k].tolist())
+
+    def __iter__(self):
+        return (self._source(k, row) for k, row in enumerate(self.table().tolist()))
 
 
 @dataclass
@@ -90,10 +143,12 @@ class Graph:
     diodes: list[DiodeSet]
     isources: list[CurrentSourceSet]
     amplifiers: list[Amplifier]
-    vsources: list[VoltageSource]
+    vsources: VoltageSources
     n_features: int
     outputs: np.ndarray  # (n_outputs, 1 or 2) node indices; output = V[:,0] - V[:,1]
     layers: list[tuple[str, int]]  # (name, size) for display
+    fixed: FixedNodes | None = field(default=None, repr=False)  # computed once, on demand
+    stage_weights: np.ndarray | None = field(default=None, repr=False)  # likewise
 
     @property
     def readout(self) -> str:
@@ -109,7 +164,7 @@ class _Builder:
         self.diodes: dict[str, tuple[list[int], list[int], list[str]]] = {}
         self.isources: dict[str, tuple[list[int], list[int], list[float], list[str]]] = {}
         self.amplifiers: list[Amplifier] = []
-        self.vsources: list[VoltageSource] = []
+        self.vsources = VoltageSources()
         self.resistors: list[ResistorSet] = []
 
     def node(self, name: str, layer: str) -> int:
@@ -125,6 +180,22 @@ class _Builder:
             self.nodes.append(name)
             self.layer_of.append(layer)
         return self.index[name]
+
+    def new_nodes(self, names: list[str], layer: str) -> np.ndarray:
+        """Indices of a layer's own nodes, by the million (as ``node`` one by one)."""
+        clash = next((name for name in names if name in self.spec.rails), None)
+        if clash is not None:
+            self.node(clash, layer)  # the rail's error
+        start, index = len(self.nodes), self.index
+        fresh = [name for name in names if name not in index]
+        self.index.update(
+            zip(fresh, range(len(self.nodes), len(self.nodes) + len(fresh)), strict=True)
+        )
+        self.nodes.extend(fresh)
+        self.layer_of.extend([layer] * len(fresh))
+        if len(fresh) == len(names):  # the usual case: all new
+            return np.arange(start, start + len(names))
+        return np.fromiter((index[name] for name in names), np.int64, len(names))
 
     def device(self, name: str | None, kind: str, key: KeyPath) -> DeviceSpec:
         devices = self.spec.devices
@@ -207,24 +278,37 @@ def compile_circuit(spec: CircuitSpec) -> Graph:
 # --------------------------------------------------------------------------- layered form
 
 
+def _check_sizes(spec: CircuitSpec) -> None:
+    """Refuse a dense connection too large for memory before any node is made."""
+    sides = {"input": spec.input.size * (1 if spec.input.encoding == "single" else 2)}
+    sides.update((layer.name, layer.size) for layer in spec.hidden)
+    sides["output"] = spec.output.size * (1 if spec.output.readout == "single" else 2)
+    for conn in spec.connections:
+        count = sides.get(conn.source, 0) * sides.get(conn.target, 0)
+        if count > MAX_CONDUCTANCES:
+            raise spec.error(
+                conn.key,
+                f"connection {conn.source} -> {conn.target} would hold {count:,} conductances; "
+                f"at most {MAX_CONDUCTANCES:,} per connection fit in memory",
+            )
+
+
 def _layered(spec: CircuitSpec, b: _Builder) -> Graph:
+    _check_sizes(spec)
     inp = spec.input
     for name, value in spec.rails.items():
         node = b.node(name, "rails")
         b.vsources.append(VoltageSource(node, 0, value, 0.0, -1, f"rail {name}"))
-    in_nodes = []
-    for i in range(inp.size):
-        if inp.encoding == "single":
-            pairs = [(f"in{i}", inp.gain)]
-        else:
-            pairs = [(f"in{i}_p", inp.gain), (f"in{i}_n", -inp.gain)]
-        for name, gain in pairs:
-            node = b.node(name, "input")
-            in_nodes.append(node)
-            b.vsources.append(
-                VoltageSource(node, 0, 0.0, gain, i, f"input {i} ({'+' if gain >= 0 else '-'})")
-            )
-    sending = {"input": np.array(in_nodes)}
+    ends = [("", inp.gain)] if inp.encoding == "single" else [("_p", inp.gain), ("_n", -inp.gain)]
+    names = [f"in{i}{suffix}" for i in range(inp.size) for suffix, _ in ends]
+    in_nodes = b.new_nodes(names, "input")
+    del names
+    b.vsources.add_inputs(
+        in_nodes,
+        np.tile([gain for _, gain in ends], inp.size),
+        np.repeat(np.arange(inp.size), len(ends)),
+    )
+    sending = {"input": in_nodes}
     receiving: dict[str, np.ndarray] = {}
     layers = [("input", len(in_nodes))]
     names = {"input"}
@@ -232,13 +316,13 @@ def _layered(spec: CircuitSpec, b: _Builder) -> Graph:
         if layer.name in names or layer.name == "output":
             raise spec.error((*layer.key, "name"), f'layer name "{layer.name}" is used twice')
         names.add(layer.name)
-        nodes = np.array([b.node(f"{layer.name}_{j}", layer.name) for j in range(layer.size)])
+        nodes = b.new_nodes([f"{layer.name}_{j}" for j in range(layer.size)], layer.name)
         receiving[layer.name] = nodes
         sending[layer.name] = nodes
         _attach(spec, b, layer.name, nodes, layer.diodes, layer.bias, (*layer.key, "bias"))
         if layer.amplifier is not None:
             amp = b.device(layer.amplifier, "amplifier", (*layer.key, "amplifier"))
-            outs = np.array([b.node(f"{layer.name}_{j}_a", layer.name) for j in range(layer.size)])
+            outs = b.new_nodes([f"{layer.name}_{j}_a" for j in range(layer.size)], layer.name)
             for j, (h, a) in enumerate(zip(nodes, outs, strict=False)):
                 b.amplifiers.append(Amplifier(amp, int(h), int(a), f"{layer.name}[{j}] amplifier"))
             sending[layer.name] = outs
@@ -278,11 +362,6 @@ def _layered(spec: CircuitSpec, b: _Builder) -> Graph:
         seen.add((conn.source, conn.target))
         device = b.device(conn.device, "resistor", (*conn.key, "device"))
         rows, cols = sending[conn.source], receiving[conn.target]
-        if len(rows) * len(cols) > MAX_CONDUCTANCES:
-            raise spec.error(
-                conn.key,
-                f"connection {conn.source} -> {conn.target} would hold {len(rows) * len(cols):,} conductances; at most {MAX_CONDUCTANCES:,} per connection fit in memory",
-            )
         g = initial_conductances(device, (len(rows), len(cols)), n)
         b.resistors.append(
             ResistorSet(f"{conn.source}->{conn.target}", device, rows, cols, True, g)
@@ -390,7 +469,7 @@ def _netlist(spec: CircuitSpec, b: _Builder) -> Graph:
             b.vsources.append(
                 VoltageSource(b.index[name], 0, 0.0, gain, i, f"input {i} ({'+-'[n]})")
             )
-    features = sorted({v.feature for v in b.vsources if v.feature >= 0})
+    features = sorted({int(f) for f in b.vsources.table()[:, 4] if f >= 0})
     if features and features != list(range(len(features))):
         raise spec.error(
             ("elements",), f"input features must be numbered 0..n-1 without gaps; got {features}"
@@ -460,51 +539,96 @@ def _element_params(spec: CircuitSpec, device: DeviceSpec, e) -> dict:
 # --------------------------------------------------------------------------- checks
 
 
-def fixed_nodes(graph: Graph) -> dict[int, tuple[int, float, float, int]]:
-    """Nodes held by voltage sources: node -> (reference node, value, gain, feature).
+@dataclass
+class FixedNodes:
+    """Nodes held by voltage sources: V[node] = V[parent] + value + gain * x[feature].
+
+    Arrays over the held nodes (ground is not among them), parents before their
+    children; ``node in held`` and iteration work as over a set of node indices.
+    """
+
+    node: np.ndarray
+    parent: np.ndarray
+    value: np.ndarray
+    gain: np.ndarray
+    feature: np.ndarray  # -1: a fixed rail
+    mask: np.ndarray  # over all nodes: held or not
+
+    def __contains__(self, node: object) -> bool:
+        return bool(self.mask[int(node)])
+
+    def __iter__(self):
+        return iter(self.node.tolist())
+
+    def __len__(self) -> int:
+        return len(self.node)
+
+
+def fixed_nodes(graph: Graph) -> FixedNodes:
+    """Nodes held by voltage sources, computed once per graph (array operations only:
+    a million input sources take about a second).
 
     Sources form a forest hanging from ground; a cycle is a loop of voltage sources.
     """
-    held: dict[int, tuple[int, float, float, int]] = {}
-    parent = list(range(len(graph.nodes)))
+    if graph.fixed is None:
+        graph.fixed = _fixed_nodes(graph)
+    return graph.fixed
 
-    def root(n: int) -> int:
-        while parent[n] != n:
-            parent[n] = parent[parent[n]]
-            n = parent[n]
-        return n
 
-    for v in graph.vsources:
-        ra, rb = root(v.plus), root(v.minus)
-        if ra == rb:
-            raise graph.spec.error(
-                _source_key(graph, v),
-                f'voltage source "{v.label}" closes a loop of voltage sources (or fixes a node twice)',
-            )
-        parent[ra] = rb
-    # orient each source tree from ground outwards
-    edges: dict[int, list[tuple[int, VoltageSource, int]]] = {}
-    for v in graph.vsources:
-        edges.setdefault(v.plus, []).append((v.minus, v, 1))
-        edges.setdefault(v.minus, []).append((v.plus, v, -1))
-    stack = [0]
-    seen = {0}
-    while stack:
-        n = stack.pop()
-        for other, v, sign in edges.get(n, []):
-            if other in seen:
-                continue
-            seen.add(other)
-            # V(other) = V(n) - sign * source, with source = V(plus) - V(minus)
-            held[other] = (n, -sign * v.value, -sign * v.gain, v.feature)
-            stack.append(other)
-    for v in graph.vsources:
-        if v.plus not in seen:
-            raise graph.spec.error(
-                _source_key(graph, v),
-                f'voltage source "{v.label}" floats: neither node is tied to ground through sources',
-            )
-    return held
+def _fixed_nodes(graph: Graph) -> FixedNodes:
+    n, sources = len(graph.nodes), graph.vsources
+    m = len(sources)
+    table = sources.table()
+    plus, minus = table[:, 0].astype(np.int64), table[:, 1].astype(np.int64)
+    adj = sp.coo_matrix((np.ones(m), (plus, minus)), shape=(n, n)).tocsr()
+    _, labels = connected_components(adj, directed=False)
+    touched = np.zeros(n, dtype=bool)
+    touched[plus] = touched[minus] = True
+    trees = np.zeros(n, dtype=bool)
+    trees[labels[touched]] = True
+    if m != touched.sum() - trees.sum():  # not a forest: find the loop
+        parent = list(range(n))
+
+        def root(k: int) -> int:
+            while parent[k] != k:
+                parent[k] = parent[parent[k]]
+                k = parent[k]
+            return k
+
+        for v in sources:
+            ra, rb = root(v.plus), root(v.minus)
+            if ra == rb:
+                raise graph.spec.error(
+                    _source_key(graph, v),
+                    f'voltage source "{v.label}" closes a loop of voltage sources (or fixes a node twice)',
+                )
+            parent[ra] = rb
+    floating = np.flatnonzero(labels[plus] != labels[0])
+    if len(floating):
+        v = sources[int(floating[0])]
+        raise graph.spec.error(
+            _source_key(graph, v),
+            f'voltage source "{v.label}" floats: neither node is tied to ground through sources',
+        )
+    order, pred = breadth_first_order(adj, 0, directed=False, return_predecessors=True)
+    node = order[1:]
+    parent_of = pred[node].astype(np.int64)
+    # the source between each held node and its parent, and which way round it is
+    keys = np.concatenate([plus * n + minus, minus * n + plus])
+    sort = np.argsort(keys)
+    found = sort[np.searchsorted(keys, node * n + parent_of, sorter=sort)]
+    source, sign = found % max(m, 1), np.where(found < m, 1.0, -1.0)  # +1: node is the plus end
+    values, gains, features = table[:, 2], table[:, 3], table[:, 4].astype(np.int64)
+    mask = np.zeros(n, dtype=bool)
+    mask[node] = True
+    return FixedNodes(
+        node,
+        parent_of,
+        sign * values[source],
+        sign * gains[source],
+        features[source],
+        mask,
+    )
 
 
 def element_key(graph: Graph, label: str, default: KeyPath) -> KeyPath:
@@ -550,10 +674,10 @@ def _amp_key(graph: Graph, amp: Amplifier) -> KeyPath:
 
 
 def _check_outputs(graph: Graph) -> None:
-    held = fixed_nodes(graph)
+    held = fixed_nodes(graph).mask
     key = ("netlist", "outputs") if graph.spec.form == "netlist" else ("output",)
     for node in graph.outputs.ravel():
-        if int(node) in held:
+        if held[node]:
             raise graph.spec.error(
                 key,
                 f'output node "{graph.nodes[node]}" is also an input or a rail (a voltage source fixes it)',
@@ -569,7 +693,7 @@ def _check_dc_paths(graph: Graph) -> None:
     links.append(
         ([amp.source for amp in graph.amplifiers], [amp.target for amp in graph.amplifiers])
     )
-    anchors = [0, *fixed_nodes(graph)]
+    anchors = np.concatenate([[0], fixed_nodes(graph).node])
     links.append((np.zeros(len(anchors), dtype=int), anchors))
     labels = _components(n, links)
     floating = [graph.nodes[i] for i in range(n) if labels[i] != labels[0]]
@@ -607,8 +731,9 @@ def _node_key(graph: Graph, name: str) -> KeyPath:
     return next((h.key for h in spec.hidden if h.name == layer), ("connections",))
 
 
-def check_amplifier_stages(graph: Graph) -> dict[int, float]:
-    """Stage weight of every non-fixed node: 1 before any amplifier, divided by A^2 after each.
+def check_amplifier_stages(graph: Graph) -> np.ndarray:
+    """Stage weight of every node (computed once per graph): 1 before any amplifier (and at
+    fixed nodes), divided by A^2 after each.
 
     The circuit then has the energy sum_e weight_e * E_e. This needs each
     amplifier to drive a part of the circuit that connects back to its input
@@ -616,11 +741,15 @@ def check_amplifier_stages(graph: Graph) -> dict[int, float]:
     energy function and equilibrium propagation does not apply.
     """
 
-    held = fixed_nodes(graph)
+    if graph.stage_weights is None:
+        graph.stage_weights = _stage_weights(graph)
+    return graph.stage_weights
+
+
+def _stage_weights(graph: Graph) -> np.ndarray:
     n = len(graph.nodes)
-    free = np.ones(n, dtype=bool)
+    free = ~fixed_nodes(graph).mask
     free[0] = False
-    free[list(held)] = False
     links = [r.pairs() for r in graph.resistors]
     links += [(d.anode, d.cathode) for d in graph.diodes]
     links += [(s.plus, s.minus) for s in graph.isources]
@@ -676,4 +805,11 @@ def check_amplifier_stages(graph: Graph) -> dict[int, float]:
                     stack.append(src)
         return weight[c]
 
-    return {i: resolve(comp[i]) for i in range(n) if free[i]}
+    weights = np.ones(n)
+    by_part = np.ones(comp.max() + 1 if n else 0)
+    parts = np.zeros(len(by_part), dtype=bool)
+    parts[comp[free]] = True
+    for c in np.flatnonzero(parts):
+        by_part[c] = resolve(int(c))
+    weights[free] = by_part[comp[free]]
+    return weights

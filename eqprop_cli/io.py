@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import io
+import math
 import os
+import shutil
 import tempfile
+import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -22,6 +27,8 @@ def read_inputs(text: str, n_features: int, circuit: str = "the circuit") -> np.
             raise InputError(f"{text}: input file not found")
         try:
             if path.suffix.lower() == ".npy":
+                with open(path, "rb") as fh:
+                    check_npy_size(fh, path.stat().st_size, text)
                 data = np.load(path, allow_pickle=False)
             else:
                 data = np.loadtxt(path, delimiter=",", ndmin=2)
@@ -46,28 +53,117 @@ def read_inputs(text: str, n_features: int, circuit: str = "the circuit") -> np.
     return data
 
 
+def check_npz_sizes(file: str | Path | BinaryIO) -> None:
+    """ValueError when an array of a .npz declares more data than it holds, or more than
+    this machine's memory: checked from the headers, before anything is allocated."""
+    start = file.tell() if hasattr(file, "tell") else None
+    try:
+        with zipfile.ZipFile(file) as archive:
+            for info in archive.infolist():
+                if info.filename.endswith(".npy"):
+                    with archive.open(info) as fh:
+                        check_npy_size(fh, info.file_size, info.filename)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ValueError(f"not a readable .npz archive ({exc})") from None
+    finally:
+        if start is not None:
+            file.seek(start)
+
+
+def check_npy_size(fh: BinaryIO, size: int, name: str = "the array") -> None:
+    """ValueError when a .npy stream's header declares more than its ``size`` bytes hold,
+    more than this machine's memory, or Python objects."""
+    try:
+        version = np.lib.format.read_magic(fh)
+        read = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, _, dtype = read(fh)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+        raise ValueError(f"{name}: not a valid .npy header ({exc})") from None
+    if dtype.hasobject:
+        raise ValueError(f"{name}: holds Python objects, which eqprop does not read")
+    declared = math.prod(shape) * dtype.itemsize
+    held = size - fh.tell()
+    if declared > held:
+        raise ValueError(
+            f"{name}: its header declares shape {shape} of {dtype} ({declared:,} bytes) but "
+            f"it holds only {max(held, 0):,} bytes"
+        )
+    if declared > _memory():
+        raise ValueError(
+            f"{name}: shape {shape} of {dtype} needs {declared:,} bytes, more than this "
+            f"machine's memory ({_memory():,} bytes)"
+        )
+
+
+def _memory() -> int:
+    """Physical memory in bytes (a very large number where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2**62
+
+
 def write_atomic(path: str | Path, data: str | bytes) -> None:
-    """Write through a temporary file in the same folder, fsync, then rename."""
+    """Write through a temporary file in the same folder, fsync, then rename.
+
+    Only a regular file (or a new name) is written: the rename would replace a
+    symbolic link, a device or a pipe by a plain file. A full disk or any other
+    failure to write leaves whatever was at ``path`` as it was.
+    """
     path = Path(path)
-    mode = "wb" if isinstance(data, bytes) else "w"
+    data = data.encode() if isinstance(data, str) else data  # UTF-8, whatever the locale
+    if path.is_symlink():
+        raise InputError(
+            f"{path}: is a symbolic link; eqprop replaces the files it writes whole (a new "
+            "file renamed over the old one), which would replace the link, not write "
+            "where it points: give the target's own path or another name"
+        )
     if path.is_dir():
         raise InputError(f"{path}: is a folder; give a file name")
+    if path.exists() and not path.is_file():
+        raise InputError(
+            f"{path}: is a device, pipe or socket, not a regular file; eqprop replaces the "
+            "files it writes whole and so writes only regular files (for stdout, leave out "
+            "-o or give -o -)"
+        )
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise InputError(f"{path}: cannot write there ({exc.strerror})") from None
+        raise _write_error(path, exc, data) from None
     try:
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # as an ordinary open() would create it
-        with os.fdopen(fd, mode) as fh:
+        with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise _write_error(path, exc, data) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_error(path: Path, exc: OSError, data: bytes) -> InputError:
+    """A failed write as one message: for a full disk, how much it needed and had."""
+    kept = "; the previous file is intact" if path.is_file() else "; nothing was written"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        try:
+            free = f"{shutil.disk_usage(path.parent).free:,}"
+        except OSError:
+            free = "an unknown number of"
+        return InputError(
+            f"{path}: no space left on the device: writing it needs {len(data):,} bytes and "
+            f"{free} bytes are free{kept}"
+        )
+    return InputError(f"{path}: cannot write it ({exc.strerror or exc}){kept}")
 
 
 def write_voltages(path: str | Path, voltages: np.ndarray, names: list[str]) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .devices import IdealDiode, ShockleyDiode, diode_model
-from .graph import Graph, check_amplifier_stages, element_key, fixed_nodes
+from .graph import FixedNodes, Graph, check_amplifier_stages, element_key, fixed_nodes
 
 
 @dataclass
@@ -49,12 +49,10 @@ class Stamp:
     @classmethod
     def build(cls, rows, cols, coefs, edges, shape: tuple[int, int], n_edges: int) -> Stamp:
         """From COO pieces: entry (rows[k], cols[k]) gains coefs[k] * g[edges[k]]."""
-        rows, cols = np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64)
-        keys, inverse = np.unique(rows * shape[1] + cols, return_inverse=True)
-        A = sp.csr_matrix(
-            (np.concatenate(coefs), (inverse, np.concatenate(edges))),
-            shape=(len(keys), n_edges),
-        )
+        flat = _joined(rows).astype(np.int64) * shape[1] + _joined(cols)
+        keys, inverse = np.unique(flat, return_inverse=True)
+        del flat  # peak memory: with a million inputs each array here is 16 MB
+        A = sp.csr_matrix((_joined(coefs), (inverse, _joined(edges))), shape=(len(keys), n_edges))
         indptr = np.searchsorted(keys // shape[1], np.arange(shape[0] + 1)).astype(np.int32)
         return cls(A, keys, (keys % shape[1]).astype(np.int32), indptr, shape)
 
@@ -66,6 +64,11 @@ class Stamp:
         out = np.zeros(self.shape[0] * self.shape[1])
         out[self.keys] = self.A @ g
         return out.reshape(self.shape)
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """The pieces as one array (the piece itself when there is one: no copy)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 @dataclass
@@ -111,14 +114,12 @@ class Network:
         self.n_features = graph.n_features
         self.outputs = graph.outputs
         held = fixed_nodes(graph)
-        self.fixed = np.array([0, *sorted(held)], dtype=int)
+        self.fixed = np.concatenate([[0], np.sort(held.node)]).astype(int)
         self.fixed_index = np.full(n, -1)
         self.fixed_index[self.fixed] = np.arange(len(self.fixed))
         self.fixed_const, self.fixed_gain = self._resolve_fixed(held)
-        weights = check_amplifier_stages(graph)
-        self.node_weight = np.ones(n)
-        for node, w in weights.items():
-            self.node_weight[node] = w
+        graph.fixed = None  # held in these arrays now; a million inputs make it 80 MB
+        self.node_weight = check_amplifier_stages(graph)
         self._resolve_unknowns()
         self.resistors = graph.resistors
         self.g = [r.g.astype(float).copy() for r in graph.resistors]
@@ -158,32 +159,31 @@ class Network:
 
     # ------------------------------------------------------------------ node maps
 
-    def _resolve_fixed(self, held) -> tuple[np.ndarray, sp.csr_matrix]:
-        """Fixed potentials as const + inputs @ gain (gain: features x fixed nodes)."""
-        const = np.zeros(len(self.fixed))
-        rows, cols, vals = [], [], []
-        memo: dict[int, tuple[float, dict[int, float]]] = {0: (0.0, {})}
+    def _resolve_fixed(self, held: FixedNodes) -> tuple[np.ndarray, sp.csr_matrix]:
+        """Fixed potentials as const + inputs @ gain (gain: features x fixed nodes).
 
-        def value(node: int) -> tuple[float, dict[int, float]]:
-            if node not in memo:
-                ref, val, gain, feature = held[node]
-                c, terms = value(ref)
-                terms = dict(terms)
-                if feature >= 0:
-                    terms[feature] = terms.get(feature, 0.0) + gain
-                memo[node] = (c + val, terms)
-            return memo[node]
-
-        for k, node in enumerate(self.fixed):
-            c, terms = value(int(node))
-            const[k] = c
-            for feature, gain in terms.items():
-                rows.append(feature)
-                cols.append(k)
-                vals.append(gain)
+        Each held node adds its source to its parent's potential; summing along the
+        chains to ground goes by doubling (2, 4, 8, ... ancestors at a time), so long
+        chains of sources cost a few sparse products, not a loop over nodes.
+        """
+        k = len(self.fixed)
+        own, up = self.fixed_index[held.node], self.fixed_index[held.parent]
+        jump = sp.csr_matrix((np.ones(len(own)), (own, up)), shape=(k, k))
+        const = np.zeros(k)
+        const[own] = held.value
+        driven = held.feature >= 0
+        terms = sp.csr_matrix(
+            (held.gain[driven], (own[driven], held.feature[driven])), shape=(k, self.n_features)
+        )
+        while jump.nnz:
+            const = const + jump @ const
+            terms = terms + jump @ terms
+            jump = jump @ jump
+        terms = terms.tocoo()
+        cols, rows, vals = terms.row, terms.col, terms.data
         gain = sp.csr_matrix((vals, (rows, cols)), shape=(self.n_features, len(self.fixed)))
         # fast path: every fixed node follows at most one feature (true of layered inputs)
-        self._one_feature = len(set(cols)) == len(cols)
+        self._one_feature = np.bincount(cols, minlength=1).max() <= 1
         self._feature_of = np.zeros(len(self.fixed), dtype=int)
         self._feature_gain = np.zeros(len(self.fixed))
         self._feature_of[cols] = rows
@@ -198,7 +198,9 @@ class Network:
         drive = {a.target: a for a in self.graph.amplifiers}
         self.node_var = np.full(n, -1)
         self.node_coef = np.zeros(n)
-        free = [i for i in range(n) if self.fixed_index[i] < 0 and i not in drive]
+        unknown = self.fixed_index < 0
+        unknown[list(drive)] = False
+        free = np.flatnonzero(unknown)
         self.node_var[free] = np.arange(len(free))
         self.node_coef[free] = 1.0
         self.var_node = np.array(free, dtype=int)
@@ -369,11 +371,13 @@ class Network:
         if "stamps" not in self.structure:
             a, b, _ = self.resistor_edges()
             weight = self._branch_weight(a, b)
-            edge = np.arange(len(a))
+            n_edges = len(a)
+            edge = np.arange(n_edges)
             nv, nf = self.n_vars, len(self.fixed)
             va, vb = self.node_var[a], self.node_var[b]
             ca, cb = self.node_coef[a], self.node_coef[b]
             fa, fb = self.fixed_index[a], self.fixed_index[b]
+            del a, b  # peak memory: a million inputs make each of these 16 MB
             free_a, free_b = va >= 0, vb >= 0
             both = free_a & free_b
             cross = -weight[both] * ca[both] * cb[both]
@@ -383,12 +387,13 @@ class Network:
                 [weight[free_a] * ca[free_a] ** 2, weight[free_b] * cb[free_b] ** 2, cross, cross],
                 [edge[free_a], edge[free_b], edge[both], edge[both]],
                 (nv, nv),
-                len(a),
+                n_edges,
             )
             m1, m2 = free_a & ~free_b, free_b & ~free_a  # fixed end -> unknown end
             k_rows, k_cols = np.concatenate([fb[m1], fa[m2]]), np.concatenate([va[m1], vb[m2]])
             k_coef = np.concatenate([weight[m1] * ca[m1], weight[m2] * cb[m2]])
             k_edge = np.concatenate([edge[m1], edge[m2]])
+            del va, vb, ca, cb
             rail = self.fixed_const[k_rows] != 0  # K^T c: edges from fixed nodes off 0 V
             r0 = Stamp.build(
                 [k_cols[rail]],
@@ -396,7 +401,7 @@ class Network:
                 [(k_coef * self.fixed_const[k_rows])[rail]],
                 [k_edge[rail]],
                 (nv, 1),
-                len(a),
+                n_edges,
             )
             # S K: every K entry times the features that drive its fixed node
             S = self.fixed_gain.tocsc()
@@ -410,10 +415,11 @@ class Network:
                 [k_coef[entry] * S.data[at]],
                 [k_edge[entry]],
                 (self.n_features, nv),
-                len(a),
+                n_edges,
             )
+            del S, count, entry, offset, at
             fd = Stamp.build(
-                [k_rows], [np.zeros(len(k_rows), int)], [weight[k_edge]], [k_edge], (nf, 1), len(a)
+                [k_rows], [np.zeros(len(k_rows), int)], [weight[k_edge]], [k_edge], (nf, 1), n_edges
             )
             ff = ~free_a & ~free_b
             lap = Stamp.build(
@@ -422,7 +428,7 @@ class Network:
                 [weight[ff], weight[ff], -weight[ff], -weight[ff]],
                 [edge[ff]] * 4,
                 (nf, nf),
-                len(a),
+                n_edges,
             )
             self.structure["stamps"] = {"Q": Q, "r0": r0, "SK": SK, "fixed_diag": fd, "lap": lap}
         return self.structure["stamps"]

@@ -90,6 +90,12 @@ class Param:
         return int(value) if self.kind == "int" else number
 
 
+# Shockley diodes: real junctions have saturation currents far below this; above it
+# the exponential overflows the solvers' arithmetic (is = 1e300 made Newton's matrix
+# singular).
+MAX_IS = 1e-3
+
+
 @dataclass(frozen=True)
 class DeviceKind:
     """A device type: its parameters and what it is."""
@@ -148,12 +154,24 @@ DIODE = DeviceKind(
             True,
             allow_inf=True,
         ),
-        Param("is", "current", "Shockley: saturation current.", 1e-14, 0, True),
-        Param("n", "number", "Shockley: ideality factor.", 1.0, 0, True),
+        Param("is", "current", "Shockley: saturation current.", 1e-14, 0, True, MAX_IS),
+        Param("n", "number", "Shockley: ideality factor.", 1.0, 0.5, maximum=10.0),
         Param(
-            "vt", "voltage", "Shockley: thermal voltage (default from temperature).", None, 0, True
+            "vt",
+            "voltage",
+            "Shockley: thermal voltage (default from temperature).",
+            None,
+            1e-4,
+            maximum=0.1,
         ),
-        Param("temperature", "temperature", "Shockley: junction temperature.", 300.15, 0, True),
+        Param(
+            "temperature",
+            "temperature",
+            "Shockley: junction temperature.",
+            300.15,
+            1.0,
+            maximum=1000.0,
+        ),
     ),
 )
 

@@ -9,6 +9,11 @@ A run directory holds
   and a SHA-256 checksum over all of it, verified on load;
 - metrics.csv: one row per completed epoch.
 
+The checkpoint records the SHA-256 of config.toml and metrics.csv as they were
+when it was saved; every command that reads the run directory checks them, so
+an edited config or a directory that mixes two runs is refused. Training holds
+an exclusive lock (flock) on the directory while it writes it.
+
 Every file is written atomically (temporary file, fsync, rename). Random
 numbers are counter-based (seed, epoch, batch), so the counters are the RNG
 state and a resumed run replays exactly what an uninterrupted one does.
@@ -17,11 +22,15 @@ state and a resumed run replays exactly what an uninterrupted one does.
 from __future__ import annotations
 
 import csv
+import fcntl
 import hashlib
 import io
 import json
+import os
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +39,7 @@ import tomli_w
 from . import __version__
 from .errors import EqpropError
 from .graph import compile_circuit
-from .io import write_atomic
+from .io import check_npz_sizes, write_atomic
 from .network import Network
 from .spec import CircuitSpec, load_circuit, parse_circuit
 from .train import METRIC_COLUMNS, TrainState
@@ -57,6 +66,7 @@ class Checkpoint:
     state: TrainState
     config: str  # the run's config.toml text
     version: str = __version__
+    files: dict[str, str] = field(default_factory=dict)  # SHA-256 of config.toml, metrics.csv
 
     def apply(self, network: Network) -> None:
         """Load the checkpoint's conductances and currents into a network of the same circuit."""
@@ -130,6 +140,10 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
             "metrics": s.metrics,
             "counts": [len(ckpt.conductances), len(ckpt.currents), len(s.optimizer)],
             "config": ckpt.config,
+            "files": {
+                CONFIG: _sha256(ckpt.config),
+                METRICS: _sha256(metrics_text(s.metrics)),
+            },
         },
         sort_keys=True,
     )
@@ -145,6 +159,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if not path.is_file():
         raise RunError(f"{path}: no checkpoint there")
     try:
+        check_npz_sizes(path)
         with np.load(path, allow_pickle=False) as data:
             contents = {name: data[name] for name in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
@@ -172,6 +187,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     state = TrainState(
         meta["epoch"], meta["step"], group("opt", n_opt), meta["running"], meta["metrics"]
     )
+    files = meta.get("files") or {  # checkpoints before the hashes were recorded
+        CONFIG: _sha256(meta["config"]),
+        METRICS: _sha256(metrics_text(meta["metrics"])),
+    }
     return Checkpoint(
         group("g", n_g),
         group("i", n_i),
@@ -180,10 +199,15 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         state,
         meta["config"],
         meta["eqprop_version"],
+        files,
     )
 
 
-def write_metrics(path: Path, metrics: list[dict[str, float]]) -> None:
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def metrics_text(metrics: list[dict[str, float]]) -> str:
     """metrics.csv: one row per epoch, the columns of METRIC_COLUMNS in that order."""
     text = io.StringIO()
     if metrics:
@@ -191,7 +215,53 @@ def write_metrics(path: Path, metrics: list[dict[str, float]]) -> None:
         writer.writeheader()
         for row in metrics:
             writer.writerow({k: repr(float(v)) if k != "epoch" else int(v) for k, v in row.items()})
-    write_atomic(path, text.getvalue())
+    return text.getvalue()
+
+
+def write_metrics(path: Path, metrics: list[dict[str, float]]) -> None:
+    """Write metrics.csv (atomically)."""
+    write_atomic(path, metrics_text(metrics))
+
+
+def check_run_files(run_dir: Path, ckpt: Checkpoint) -> None:
+    """Refuse a run directory whose config.toml or metrics.csv is not the checkpoint's."""
+    for name, expected in ckpt.files.items():
+        try:
+            actual = hashlib.sha256((run_dir / name).read_bytes()).hexdigest()
+        except OSError as exc:
+            actual = f"unreadable ({exc.strerror})"
+        if actual != expected:
+            raise RunError(
+                f"{run_dir / name}: does not match the checkpoint (its SHA-256 differs from "
+                f"the one {run_dir / CHECKPOINT} records): the file was edited, or the folder "
+                "mixes files of two runs, or a save was cut short. The checkpoint holds the "
+                f"run's own settings: give {run_dir / CHECKPOINT} to use them, or continue "
+                f"with `eqprop train {run_dir} --resume`, which rewrites the metrics"
+            )
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a run directory; RunError when another process holds it.
+
+    The lock (flock on the directory itself) goes with the process, so a killed
+    training never leaves a stale one behind.
+    """
+    try:
+        fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise RunError(f"{run_dir}: cannot open the run directory ({exc.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunError(
+                f"{run_dir}: another eqprop train is writing this run directory; wait for it "
+                "to finish or choose another --out"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -211,6 +281,7 @@ def load_target(target: str | Path, overrides: list[str] = ()) -> Loaded:
         if not (target / CONFIG).is_file():
             raise RunError(f"{target}: a folder but not a run directory (no {CONFIG})")
         ckpt = load_checkpoint(target / CHECKPOINT)
+        check_run_files(target, ckpt)
         text, where, run_dir = (
             (target / CONFIG).read_text(encoding="utf-8"),
             target / CONFIG,

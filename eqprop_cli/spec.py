@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import difflib
 import re
+import reprlib
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import CircuitError
+from .errors import CircuitError, printable
 from .params import DEVICE_KINDS, SOLVER, Param
 
 if sys.version_info >= (3, 11):
@@ -28,6 +29,15 @@ GROUND_NAMES = ("0", "gnd")
 SELF = "node"  # in a layer's diode list, the layer's own node
 MAX_SIZE = 1_000_000  # nodes per layer: beyond it compiling would exhaust memory or time
 MAX_SHIFT = 8  # pixels: beyond it most of an MNIST-sized image leaves the frame
+MAX_NAME = 200  # characters of a name
+MAX_FILE_BYTES = 64 * 2**20  # a circuit file: parsing takes about 0.2 s per MB
+# Names of the circuit, devices, rails, layers, elements and nodes: they reach netlists,
+# run directories, CSV headers and messages, so they are plain ASCII words.
+NAME = re.compile(rf"[A-Za-z0-9_][A-Za-z0-9_.+\-]{{0,{MAX_NAME - 1}}}")
+NAME_RULE = (
+    f"a name of 1 to {MAX_NAME} characters: ASCII letters, digits, _ . + and -, "
+    "starting with a letter, a digit or _"
+)
 
 CIRCUIT_KEYS = (
     Param("name", "string", "Circuit name.", ""),
@@ -334,12 +344,26 @@ _KEY_SEGMENT = r"\"([^\"]*)\"|'([^']*)'|([A-Za-z0-9_\-]+)"
 
 def _split_dotted(text: str) -> tuple[str, ...]:
     parts = re.findall(_KEY_SEGMENT, text)
-    return tuple(a or b or c for a, b, c in parts)
+    return tuple(_unescape(a) if a else b or c for a, b, c in parts)
+
+
+def _unescape(quoted: str) -> str:
+    """A basic-string key segment's TOML escapes (\\n, \\u000a, ...) decoded."""
+    if "\\" not in quoted:
+        return quoted
+    try:
+        return tomllib.loads(f'k = "{quoted}"')["k"]
+    except tomllib.TOMLDecodeError:
+        return quoted
+
+
+# A basic or literal string; possessive, unrolled: linear time on a string of megabytes.
+_STRINGS = re.compile(r'"[^"\\]*+(?:\\.[^"\\]*+)*+"|\'[^\']*+\'')
 
 
 def _strip_strings(line: str) -> str:
     """The line without quoted strings and comments, so brackets can be counted."""
-    line = re.sub(r'"(?:[^"\\]|\\.)*"|\'[^\']*\'', '""', line)
+    line = _STRINGS.sub('""', line)
     return line.split("#", 1)[0]
 
 
@@ -472,14 +496,25 @@ class _Reader:
                 out[param.name] = param.default
         return out
 
+    def name(self, value: object, key: KeyPath) -> str:
+        """``value`` if it is a valid name (NAME_RULE), else a located error."""
+        if not isinstance(value, str) or not NAME.fullmatch(value):
+            raise self.error(key, f"must be {NAME_RULE}; got {_show(value)}")
+        return value
+
     def list_of_tables(self, value: object, key: KeyPath) -> list[Mapping]:
         if not isinstance(value, list) or not all(isinstance(v, Mapping) for v in value):
             raise self.error(key, f"must be an array of tables; got {_show(value)}")
         return value
 
 
+_SHORT = reprlib.Repr()  # bounded: a value may be huge or deeply nested
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother = 3, 80, 80
+
+
 def _show(value: object) -> str:
-    text = repr(value) if not isinstance(value, str) else f'"{value}"'
+    text = _SHORT.repr(value) if not isinstance(value, str) else f'"{value[:80]}"'
+    text = printable(text)
     return text if len(text) < 60 else text[:57] + "..."
 
 
@@ -510,6 +545,12 @@ def read_text(path: str | Path) -> str:
     """A TOML file's text; CircuitError naming the file when it cannot be read."""
     path = Path(path)
     try:
+        if path.is_file() and path.stat().st_size > MAX_FILE_BYTES:
+            raise CircuitError(
+                f"{path.stat().st_size:,} bytes is larger than a circuit file may be "
+                f"({MAX_FILE_BYTES:,} bytes)",
+                path=str(path),
+            )
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CircuitError("file not found", path=str(path)) from None
@@ -521,6 +562,12 @@ def read_toml(text: str, path: str) -> dict:
     """Parse TOML text; CircuitError with the file and line when it is not valid TOML."""
     try:
         return tomllib.loads(text)
+    except RecursionError:
+        raise CircuitError(
+            "not valid TOML for eqprop: arrays or tables nested too deeply (a circuit file "
+            "needs at most 3 levels)",
+            path=path,
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"line (\d+)", str(exc))
         reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
@@ -607,6 +654,8 @@ def _build(data: Mapping, rd: _Reader, path: str, locator: Locator) -> CircuitSp
     circuit = rd.values(
         rd.expect_table(data.get("circuit", {}), ("circuit",)), CIRCUIT_KEYS, ("circuit",)
     )
+    if circuit["name"]:
+        rd.name(circuit["name"], ("circuit", "name"))
     devices = _devices(data.get("devices", {}), rd)
     rails = _rails(data.get("rails", {}), rd)
     solver = SolverSpec(
@@ -677,6 +726,7 @@ def _devices(table: object, rd: _Reader) -> dict[str, DeviceSpec]:
     out = {}
     for name, body in table.items():
         key = ("devices", name)
+        rd.name(name, key)
         body = rd.expect_table(body, key)
         kind_name = body.get("type")
         if "type" not in body:
@@ -740,6 +790,7 @@ def _rails(table: object, rd: _Reader) -> dict[str, float]:
     volt = Param("rail", "voltage", "Rail potential.")
     out = {}
     for name, value in table.items():
+        rd.name(name, ("rails", name))
         if name in GROUND_NAMES:
             raise rd.error(("rails", name), "ground is always 0 V and cannot be a rail")
         if name == SELF:
@@ -779,7 +830,7 @@ def _layered(data: Mapping, rd: _Reader, spec: CircuitSpec) -> None:
     for i, body in enumerate(rd.list_of_tables(data.get("hidden", []), ("hidden",))):
         key: KeyPath = ("hidden", i)
         v = rd.values(body, HIDDEN_KEYS, key, required=("size",), extra=("diodes",))
-        name = v["name"] or f"hidden{i + 1}"
+        name = rd.name(v["name"], (*key, "name")) if v["name"] is not None else f"hidden{i + 1}"
         hidden.append(
             LayerSpec(
                 name,
@@ -824,6 +875,8 @@ def _node_groups(value: object, rd: _Reader, key: KeyPath) -> tuple[tuple[str, .
                 key,
                 f"must be a list of node names or of [plus, minus] pairs; got item {_show(item)}",
             )
+        for node in group:
+            rd.name(node, key)
         groups.append(group)
     if len({len(g) for g in groups}) > 1:
         raise rd.error(key, "mixes single nodes and pairs: use one kind throughout")
@@ -833,6 +886,7 @@ def _node_groups(value: object, rd: _Reader, key: KeyPath) -> tuple[tuple[str, .
 def _netlist(data: Mapping, rd: _Reader) -> NetlistSpec:
     table = rd.expect_table(data.get("netlist", {}), ("netlist",))
     v = rd.values(table, NETLIST_KEYS, ("netlist",), extra=("inputs", "outputs"))
+    rd.name(v["ground"], ("netlist", "ground"))
     inputs = _node_groups(table.get("inputs", []), rd, ("netlist", "inputs"))
     if "outputs" not in table:
         raise rd.error(
@@ -849,6 +903,9 @@ def _netlist(data: Mapping, rd: _Reader) -> NetlistSpec:
             isinstance(nodes, list) and len(nodes) == 2 and all(isinstance(n, str) for n in nodes)
         ):
             raise rd.error((*key, "nodes"), f"must be a list of two node names; got {_show(nodes)}")
+        rd.name(e["name"], (*key, "name"))
+        for node in nodes:
+            rd.name(node, (*key, "nodes"))
         overrides = {
             k: val for k, val in body.items() if k not in ("name", "device", "feature", "nodes")
         }

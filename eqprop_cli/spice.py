@@ -93,8 +93,8 @@ def export_spice(
             raise EqpropError(
                 f"the circuit takes {network.n_features} input feature(s); got {x.size}"
             )
-    out = [f"* {title or graph.spec.name or 'eqprop circuit'}"]
-    out += [f"* {line}" for line in (header or [])]
+    out = [f"* {_text(title or graph.spec.name or 'eqprop circuit')}"]
+    out += [f"* {_text(line)}" for line in (header or [])]
     out += ["* units: ohms, volts, amperes; node names are eqprop's, lower-cased", ""]
     if subckt is None:
         temps = {
@@ -113,12 +113,12 @@ def export_spice(
             out += _input_source(k, v, node, ports[v.feature])
             continue
         value = v.value + (v.gain * x[v.feature] if v.feature >= 0 else 0.0)
-        out.append(f"V{k} {node[v.plus]} {node[v.minus]} DC {num(value)} ; {v.label}")
+        out.append(f"V{k} {node[v.plus]} {node[v.minus]} DC {num(value)} ; {_text(v.label)}")
     for k, (r, g) in enumerate(zip(network.resistors, network.g, strict=True)):
         out.append("")
         if r.dense:
             out.append(
-                f"* connection {r.name} (device {r.device.name}): R{k}_<row>_<col>, "
+                f"* connection {_text(r.name)} (device {_text(r.device.name)}): R{k}_<row>_<col>, "
                 f"rows {node[r.rows[0]]}..{node[r.rows[-1]]}, cols {node[r.cols[0]]}..{node[r.cols[-1]]}"
             )
             ohms = 1.0 / g
@@ -128,9 +128,9 @@ def export_spice(
                     f"R{k}_{i}_{j} {na} {node[b]} {num(ohms[i, j])}" for j, b in enumerate(r.cols)
                 )
         else:
-            out.append(f"* resistors of device {r.device.name}: R{k}_<index> ; element name")
+            out.append(f"* resistors of device {_text(r.device.name)}: R{k}_<index> ; element name")
             for i, (a, b) in enumerate(zip(r.rows, r.cols, strict=True)):
-                out.append(f"R{k}_{i} {node[a]} {node[b]} {num(1.0 / g[i])} ; {r.labels[i]}")
+                out.append(f"R{k}_{i} {node[a]} {node[b]} {num(1.0 / g[i])} ; {_text(r.labels[i])}")
     conductance = _node_conductance(network)
     models = []
     for k, d in enumerate(network.diodes):
@@ -149,7 +149,7 @@ def export_spice(
                 else:
                     g_on, law = model.g_on, f"max({drop}, 0)"
                 out.append(
-                    f"B{k}_{i} {node[a]} {node[c]} I = {num(g_on)} * ({law}) ; {d.labels[i]}"
+                    f"B{k}_{i} {node[a]} {node[c]} I = {num(g_on)} * ({law}) ; {_text(d.labels[i])}"
                 )
         else:
             name = f"DM{k}"
@@ -158,14 +158,16 @@ def export_spice(
             )
             out.append(f"* Shockley diodes: D{k}_<index>")
             out.extend(
-                f"D{k}_{i} {node[a]} {node[c]} {name} TEMP={num(_celsius(model.thermal_voltage))} ; {d.labels[i]}"
+                f"D{k}_{i} {node[a]} {node[c]} {name} TEMP={num(_celsius(model.thermal_voltage))} ; {_text(d.labels[i])}"
                 for i, (a, c) in enumerate(zip(d.anode, d.cathode, strict=True))
             )
     for k, (s, currents) in enumerate(zip(network.isources, network.currents, strict=True)):
         out.append("")
-        out.append(f"* current sources of device {s.device.name} (current into the first node)")
+        out.append(
+            f"* current sources of device {_text(s.device.name)} (current into the first node)"
+        )
         out.extend(
-            f"I{k}_{i} {node[m]} {node[p]} DC {num(cur)} ; {s.labels[i]}"
+            f"I{k}_{i} {node[m]} {node[p]} DC {num(cur)} ; {_text(s.labels[i])}"
             for i, (p, m, cur) in enumerate(zip(s.plus, s.minus, currents, strict=True))
         )
     if network.amplifiers:
@@ -176,7 +178,7 @@ def export_spice(
     for k, amp in enumerate(network.amplifiers):
         gain = amp.device.params["gain"]
         h, a = node[amp.source], node[amp.target]
-        out.append(f"EA{k} {AMP_NODE}{k} 0 {h} 0 {num(gain)} ; {amp.label}")
+        out.append(f"EA{k} {AMP_NODE}{k} 0 {h} 0 {num(gain)} ; {_text(amp.label)}")
         out.append(f"VA{k} {AMP_NODE}{k} {a} DC 0")
         out.append(f"FA{k} {h} 0 VA{k} {num(1.0 / gain)}")
     if nodeset is not None:
@@ -192,6 +194,16 @@ def export_spice(
     else:
         out += ["", *models, "", *_control_block(network, node), ".end", ""]
     return "\n".join(out)
+
+
+def _text(text: str) -> str:
+    """Free text for a comment or a title line: printable ASCII only, so that nothing in
+    a name can end the line and start a netlist line of its own (names are validated when
+    a circuit is read; this is the second line of defence)."""
+    return _UNSAFE.sub("?", text)
+
+
+_UNSAFE = re.compile(r"[^\x20-\x7e]")
 
 
 def _feature_ports(network: Network, node: list[str]) -> list[str]:
@@ -229,12 +241,12 @@ def _input_source(k: int, v, node: list[str], port: str) -> list[str]:
     """A subcircuit's input: a VCVS of the source's gain from the feature port (plus its
     fixed part in series)."""
     if v.value == 0:
-        return [f"EIN{k} {node[v.plus]} {node[v.minus]} {port} 0 {num(v.gain)} ; {v.label}"]
+        return [f"EIN{k} {node[v.plus]} {node[v.minus]} {port} 0 {num(v.gain)} ; {_text(v.label)}"]
     mid = f"{node[v.plus]}_in"
     while mid in node:
         mid = "x" + mid
     return [
-        f"EIN{k} {mid} {node[v.minus]} {port} 0 {num(v.gain)} ; {v.label}",
+        f"EIN{k} {mid} {node[v.minus]} {port} 0 {num(v.gain)} ; {_text(v.label)}",
         f"V{k} {node[v.plus]} {mid} DC {num(v.value)}",
     ]
 

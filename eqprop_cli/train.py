@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .datasets import Dataset, image_side, load_dataset, shift_images, split
+from .datasets import DataError, Dataset, image_side, load_dataset, shift_images, split
 from .errors import CircuitError, EqpropError
 from .evaluate import Evaluation, evaluate
 from .loss import ReadoutLoss, predictions
@@ -59,7 +59,11 @@ def solver_settings(spec: CircuitSpec, phase: str = "free") -> dict:
 def training_data(spec: CircuitSpec, network: Network) -> tuple[Dataset, Splits]:
     """Load the [training] dataset and split it (subsets, validation) as the settings say."""
     t = training_settings(spec)
-    dataset = load_dataset(str(t.dataset), t.data_path)
+    try:
+        dataset = load_dataset(str(t.dataset), t.data_path)
+    except DataError as exc:
+        key = "data_path" if t.data_path is not None else "dataset"
+        raise spec.error(("training", key), str(exc)) from None
     if dataset.n_features != network.n_features:
         raise spec.error(
             ("training", "dataset"),
@@ -73,13 +77,17 @@ def training_data(spec: CircuitSpec, network: Network) -> tuple[Dataset, Splits]
             f"{dataset.n_features} features per sample; set training.shift = 0",
         )
     validation = float(t.validation)
-    splits = split(
-        dataset,
-        validation=int(validation) if validation >= 1 else validation,
-        train_subset=int(t.train_subset) or None,
-        test_subset=int(t.test_subset) or None,
-        seed=int(t.seed),
-    )
+    try:
+        splits = split(
+            dataset,
+            validation=int(validation) if validation >= 1 else validation,
+            train_subset=int(t.train_subset) or None,
+            test_subset=int(t.test_subset) or None,
+            seed=int(t.seed),
+        )
+    except DataError as exc:  # located at the key that asked for too many samples
+        key = next((k for k in ("train_subset", "test_subset") if k in str(exc)), "validation")
+        raise spec.error(("training", key), str(exc)) from None
     return dataset, splits
 
 

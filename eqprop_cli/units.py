@@ -28,7 +28,8 @@ def parse_si(value: object, unit: str = "") -> float:
     """Return ``value`` as a float; strings may carry an SI prefix and the unit.
 
     Case matters for prefixes, as in SI: "m" is milli and "M" is mega.
-    "inf" is accepted for quantities that may be infinite. Raises ValueError
+    "inf" is accepted for quantities that may be infinite; minus infinity only as the
+    TOML float -inf (the string "-inf" is refused, as eqprop-circuit(5) says). Raises ValueError
     with a short reason otherwise.
     """
     if isinstance(value, bool):
@@ -41,7 +42,7 @@ def parse_si(value: object, unit: str = "") -> float:
     if text.lower() in ("inf", "+inf", "infinity", "+infinity"):
         return math.inf
     if text.lower() in ("-inf", "-infinity"):
-        return -math.inf
+        raise ValueError(f'"{value}": minus infinity is the TOML float -inf, without quotes')
     match = _VALUE.match(text)
     if not match:
         raise ValueError(
