@@ -48,10 +48,16 @@ def solver_settings(spec: CircuitSpec, phase: str = "free") -> dict:
     free_tol = t.free_tol or solver.tol
     free_iter = t.free_max_iter or solver.max_iter
     if phase == "free":
-        return {"method": solver.method, "tol": free_tol, "max_iter": free_iter}
+        return {
+            "method": solver.method,
+            "tol": free_tol,
+            "vtol": solver.vtol,
+            "max_iter": free_iter,
+        }
     return {
         "method": solver.method,
         "tol": t.nudged_tol or free_tol,
+        "vtol": solver.vtol,
         "max_iter": t.nudged_max_iter or solver.max_iter,
     }
 
