@@ -243,14 +243,20 @@ class Problem:
             E = sp.csr_matrix(
                 (
                     np.concatenate([net.node_coef[a][va >= 0], -net.node_coef[b][vb >= 0]]),
-                    (np.concatenate([edge[va >= 0], edge[vb >= 0]]), np.concatenate([va[va >= 0], vb[vb >= 0]])),
+                    (
+                        np.concatenate([edge[va >= 0], edge[vb >= 0]]),
+                        np.concatenate([va[va >= 0], vb[vb >= 0]]),
+                    ),
                 ),
                 shape=(len(a), net.n_vars),
             )
             Ef = sp.csr_matrix(
                 (
                     np.concatenate([np.ones(int((fa >= 0).sum())), -np.ones(int((fb >= 0).sum()))]),
-                    (np.concatenate([edge[fa >= 0], edge[fb >= 0]]), np.concatenate([fa[fa >= 0], fb[fb >= 0]])),
+                    (
+                        np.concatenate([edge[fa >= 0], edge[fb >= 0]]),
+                        np.concatenate([fa[fa >= 0], fb[fb >= 0]]),
+                    ),
                 ),
                 shape=(len(a), len(net.fixed)),
             )
@@ -373,7 +379,9 @@ class Problem:
         converged = (residual <= tol) & (error <= vtol)
         message = "converged"
         if not converged.all():
-            worst = int(np.argmax(np.where(converged, -np.inf, np.maximum(residual / tol, error / vtol))))
+            worst = int(
+                np.argmax(np.where(converged, -np.inf, np.maximum(residual / tol, error / vtol)))
+            )
             message = (
                 f"not converged after {iterations} {unit} ({(~converged).sum()} of {len(x)} "
                 f"samples): KCL residual {residual[worst]:.3g} A (tol {tol:.3g} A), estimated "
@@ -691,9 +699,10 @@ class _Block:
             if before is None:
                 held = _held(x, f1, self.lo, self.hi)
                 before = float(np.max(np.abs(np.where(held, 0.0, f1)) / self.weight, initial=0.0))
-            if np.max(np.abs(f1) / self.weight) <= tol * 1e-3 and np.max(
-                np.abs(f1 / f2) * self.scale
-            ) <= vtol * 1e-3:
+            if (
+                np.max(np.abs(f1) / self.weight) <= tol * 1e-3
+                and np.max(np.abs(f1 / f2) * self.scale) <= vtol * 1e-3
+            ):
                 break
             pos = f1 > 0
             hi = np.where(pos, x, hi)
@@ -755,11 +764,15 @@ def _layered(
             if residual0.max() <= tol:
                 break
             residual0 = None
-        if handover and sweeps >= 5 and _too_slow(error, rho, vtol, min(SLOW_SWEEPS, max_iter - sweeps)):
+        if (
+            handover
+            and sweeps >= 5
+            and _too_slow(error, rho, vtol, min(SLOW_SWEEPS, max_iter - sweeps))
+        ):
             steps = _newton(problem, x, tol, vtol, max_iter)
             steps.method = "layered+newton"
             steps.iterations += sweeps
-            steps.message = steps.message.replace("Newton steps", f"sweeps and Newton steps", 1)
+            steps.message = steps.message.replace("Newton steps", "sweeps and Newton steps", 1)
             return steps
     if residual0 is None:
         residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
