@@ -34,7 +34,9 @@ AMP_NODE = "xamp"  # internal node between an amplifier's E source and its sense
 CLAMP_WIDTH = 1e-8  # volts: sharper corners make ngspice fail to converge more often
 MAX_PORTS = 1000  # ngspice refuses a subcircuit with more (N_GLOBAL_NODES)
 CONTROL_START = ".control\nop\n"  # how an exported .control block starts
-OPTIONS = "RELTOL=1e-12 ABSTOL=1e-18 VNTOL=1e-13 GMIN=1e-12 ITL1=1000"
+# GMIN=0: no conductance across the diodes, so ngspice solves the circuit eqprop solves
+OPTIONS = "RELTOL=1e-12 ABSTOL=1e-18 VNTOL=1e-13 GMIN=0 ITL1=1000"
+E = 2.718281828459045  # ngspice's CONSTe
 
 
 def spice_node_names(network: Network) -> list[str]:
@@ -156,11 +158,18 @@ def export_spice(
             models.append(
                 f".model {name} D(IS={num(model.saturation_current)} N={num(model.ideality)} RS=0 TNOM={num(_celsius(model.thermal_voltage))})"
             )
-            out.append(f"* Shockley diodes: D{k}_<index>")
-            out.extend(
-                f"D{k}_{i} {node[a]} {node[c]} {name} TEMP={num(_celsius(model.thermal_voltage))} ; {d.labels[i]}"
-                for i, (a, c) in enumerate(zip(d.anode, d.cathode, strict=True))
+            out.append(
+                f"* Shockley diodes: D{k}_<index>, each with BD{k}_<index>, the difference "
+                "between Shockley's law and ngspice's reverse region (below -3 n Vt)"
             )
+            correction = _reverse_correction(model)
+            for i, (a, c) in enumerate(zip(d.anode, d.cathode, strict=True)):
+                out.append(
+                    f"D{k}_{i} {node[a]} {node[c]} {name} TEMP={num(_celsius(model.thermal_voltage))} ; {d.labels[i]}"
+                )
+                out.append(
+                    f"BD{k}_{i} {node[a]} {node[c]} I = {correction.format(v=f'V({node[a]},{node[c]})')}"
+                )
     for k, (s, currents) in enumerate(zip(network.isources, network.currents, strict=True)):
         out.append("")
         out.append(f"* current sources of device {s.device.name} (current into the first node)")
@@ -192,6 +201,21 @@ def export_spice(
     else:
         out += ["", *models, "", *_control_block(network, node), ".end", ""]
     return "\n".join(out)
+
+
+def _reverse_correction(model) -> str:
+    """ngspice expression (of {v}) that makes its diode exactly Shockley in reverse.
+
+    Below v = -3 n Vt ngspice's diode carries -Is (1 + (3 n Vt / (e v))^3) instead of
+    Is (exp(v / n Vt) - 1); this current source adds the difference there, and nothing
+    above. The two match in value and slope at -3 n Vt, so the sum stays smooth.
+    """
+    nvt = num(model.ideality * model.thermal_voltage)
+    Is = num(model.saturation_current)
+    return (
+        f"({{v}} < -3 * {nvt}) ? {Is} * (exp({{v}} / {nvt}) + "
+        f"pwr(3 * {nvt} / ({num(E)} * {{v}}), 3)) : 0"
+    )
 
 
 def _feature_ports(network: Network, node: list[str]) -> list[str]:
