@@ -217,14 +217,16 @@ class Problem:
         if nudge is not None and (nudge.target is not None or nudge.current is not None):
             self.nudge = self._nudge_term(nudge)
 
-    @functools.cached_property
+    @property
     def var_scale(self) -> np.ndarray:
         """Volts per unit of each unknown: the largest |dV/dx| of the nodes it gives (amplifiers)."""
         net = self.network
-        scale = np.zeros(net.n_vars)
-        free = net.node_var >= 0
-        np.maximum.at(scale, net.node_var[free], np.abs(net.node_coef[free]))
-        return scale
+        if "var_scale" not in net.structure:  # topology only
+            scale = np.zeros(net.n_vars)
+            free = net.node_var >= 0
+            np.maximum.at(scale, net.node_var[free], np.abs(net.node_coef[free]))
+            net.structure["var_scale"] = scale
+        return net.structure["var_scale"]
 
     @functools.cached_property
     def _branches(self) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray]:
@@ -608,7 +610,8 @@ class _Block:
         self.a, self.a_over_w, self.Q_oc = derived[k]
         self.idx, self.other = _as_slice(idx), _as_slice(other)
         self.weight = network.var_weight[idx]
-        self.scale = problem.var_scale[idx]
+        scale = problem.var_scale[idx]
+        self.scale = None if np.all(scale == 1.0) else scale  # None: no amplifier gains
         self.r = problem.r[:, idx]
         self.lo, self.hi = problem.lo[:, idx], problem.hi[:, idx]
         self.terms = []
@@ -672,8 +675,9 @@ class _Block:
         for j in range(local.shape[1]):
             x[:, local[:, j]] = new[:, :, j]
 
-    def update(self, x_all: np.ndarray, tol: float, vtol: float) -> float:
-        """Minimise exactly over this class; return the largest residual (A) before the update.
+    def update(self, x_all: np.ndarray, tol: float, vtol: float) -> tuple[float, np.ndarray]:
+        """Minimise exactly over this class; return the largest residual (A) before the
+        update and, per sample, the largest change of a node voltage (V) it made.
 
         Each 1-D solve ends within tol / 1000 amperes and vtol / 1000 volts of its root.
         """
@@ -688,7 +692,8 @@ class _Block:
             step = np.subtract(new, x, out=b)
             x_all[:, self.idx] = new
             np.abs(step, out=step)
-            return float(np.max(step.max(axis=0) * self.a_over_w, initial=0.0))
+            residual = float(np.max(step.max(axis=0) * self.a_over_w, initial=0.0))
+            return residual, _largest(step, self.scale)
         # safeguarded Newton inside a bracket of the root; a start outside the
         # bracket still leaves a valid one, since the sign of f1 there is known
         lo = np.minimum(z, self.zmin)
@@ -701,7 +706,7 @@ class _Block:
                 before = float(np.max(np.abs(np.where(held, 0.0, f1)) / self.weight, initial=0.0))
             if (
                 np.max(np.abs(f1) / self.weight) <= tol * 1e-3
-                and np.max(np.abs(f1 / f2) * self.scale) <= vtol * 1e-3
+                and np.max(_largest(np.abs(f1 / f2), self.scale)) <= vtol * 1e-3
             ):
                 break
             pos = f1 > 0
@@ -717,8 +722,9 @@ class _Block:
         x = np.clip(x, self.lo, self.hi)
         if self.nudge is not None:
             self._nudged(b, x)
+        change = _largest(np.abs(x - x_all[:, self.idx]), self.scale)
         x_all[:, self.idx] = x
-        return before
+        return before, change
 
 
 def _layered(
@@ -728,52 +734,40 @@ def _layered(
 
     The error estimate: with successive sweep changes d_k (largest node-voltage change)
     and their contraction rho (the largest of the last three ratios d_k / d_k-1), the
-    remaining error is at most d_k rho / (1 - rho) while the sweeps contract linearly.
-    With ``handover``, a contraction too slow to finish (in the iteration limit, or in
-    SLOW_SWEEPS more sweeps) hands the solve to Newton, warm-started from the sweeps.
+    remaining error is at most d_k rho / (1 - rho) while the sweeps contract linearly
+    (times LAYERED_SAFETY). With ``handover``, a contraction too slow to finish (within
+    the iteration limit, or SLOW_SWEEPS more sweeps) hands the solve to Newton,
+    warm-started from the sweeps.
     """
     blocks = [_Block(problem, classes, 0), _Block(problem, classes, 1)]
     B = problem.batch
-    scale = problem.var_scale
-    ratios = np.zeros((3, B))
-    change = np.full(B, np.inf)
+    changes = [np.full(B, np.inf)] * 4  # the last four sweeps' changes, newest first
     error = np.full(B, np.inf)
     sweeps = 0
     residual0 = None
     while sweeps < max_iter:
         sweeps += 1
-        before = x.copy()
-        first = blocks[0].update(x, tol, vtol)
-        blocks[1].update(x, tol, vtol)
-        np.subtract(before, x, out=before)
-        np.abs(before, out=before)
-        new = np.max(before * scale, axis=1, initial=0.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratios = np.roll(ratios, 1, axis=0)
-            ratios[0] = np.where(new > 0, new / change, 0.0)
-        change = new
-        rho = ratios.max(axis=0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            error = np.where(rho < 1, LAYERED_SAFETY * change * rho / (1 - rho), np.inf)
-        # a change at the rounding level of the voltages: the sweeps have settled
-        settled = change <= 1e-14 * np.maximum(1.0, np.max(np.abs(x) * scale, axis=1, initial=0.0))
-        error[settled] = change[settled]
+        first, change0 = blocks[0].update(x, tol, vtol)
+        _, change1 = blocks[1].update(x, tol, vtol)
+        changes = [np.maximum(change0, change1), *changes[:3]]
+        slow = handover and sweeps % 5 == 0  # a look at the contraction every 5 sweeps
+        if sweeps == 1 or (first > tol and not slow):
+            continue  # nothing to decide yet: no estimate needed
+        error, rho = _sweep_error(changes, x, problem.var_scale)
         # class 1 is exact now; class 0 was within tol before this sweep's update
-        if sweeps > 1 and first <= tol and error.max() <= vtol:
+        if first <= tol and error.max() <= vtol:
             residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
             if residual0.max() <= tol:
                 break
             residual0 = None
-        if (
-            handover
-            and sweeps >= 5
-            and _too_slow(error, rho, vtol, min(SLOW_SWEEPS, max_iter - sweeps))
-        ):
+        if slow and _too_slow(error, rho, vtol, min(SLOW_SWEEPS, max_iter - sweeps)):
             steps = _newton(problem, x, tol, vtol, max_iter)
             steps.method = "layered+newton"
             steps.iterations += sweeps
             steps.message = steps.message.replace("Newton steps", "sweeps and Newton steps", 1)
             return steps
+    if sweeps > 1:
+        error = _sweep_error(changes, x, problem.var_scale)[0]
     if residual0 is None:
         residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
     residual = np.maximum(residual0, np.max(np.abs(blocks[1].residual(x)), axis=1, initial=0.0))
@@ -782,6 +776,24 @@ def _layered(
     xQx = (x0 * x0) @ blocks[0].a + (x1 * x1) @ blocks[1].a
     xQx += 2.0 * np.einsum("bi,bi->b", _times(x1, blocks[0].Q_oc), x0)
     return problem.result(x, residual, error, tol, vtol, sweeps, "layered", "sweeps", xQx)
+
+
+def _largest(change: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
+    """Per sample, the largest |change| of a node voltage, from changes of the unknowns."""
+    return (change if scale is None else change * scale).max(axis=1)
+
+
+def _sweep_error(changes: list[np.ndarray], x: np.ndarray, scale) -> tuple[np.ndarray, np.ndarray]:
+    """Estimated remaining error (V) per sample, and the contraction rho it assumed."""
+    c0, c1, c2, c3 = changes
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = np.maximum(np.maximum(c0 / c1, c1 / c2), c2 / c3)  # NaN where 0 / 0 or inf / inf
+        error = LAYERED_SAFETY * c0 * rho / (1 - rho)
+    error[~(rho < 1)] = np.inf
+    # no change, or one at the rounding level of the voltages: the sweeps have settled
+    settled = c0 <= 1e-14 * max(1.0, float(np.abs(x).max() * scale.max()))
+    error[settled] = c0[settled]
+    return error, rho
 
 
 LAYERED_SAFETY = 2.0  # margin on the contraction estimate of the remaining error
@@ -794,7 +806,7 @@ def _too_slow(error: np.ndarray, rho: np.ndarray, vtol: float, budget: int) -> b
     if not late.any():
         return False
     rho = rho[late]
-    if np.any(rho >= 1):
+    if not np.all(rho < 1):
         return True
     needed = np.log(vtol / error[late]) / np.log(np.maximum(rho, 1e-300))
     return bool(np.max(needed) > budget)
