@@ -780,6 +780,8 @@ def _layered(
 
 def _largest(change: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
     """Per sample, the largest |change| of a node voltage, from changes of the unknowns."""
+    if change.shape[1] == 0:
+        return np.zeros(change.shape[0])
     return (change if scale is None else change * scale).max(axis=1)
 
 
