@@ -272,6 +272,33 @@ class Problem:
         u = _times(net.fixed_potentials(self.inputs), Ef.T)
         return E, u, wg, source
 
+    @property
+    def inverse_bound(self) -> float:
+        """A bound on ||Q^-1|| (inf-norm): the largest error of x per ampere of residual.
+
+        With Q an M-matrix (no positive coupling), any v > 0 with Q v >= c > 0 gives
+        ||Q^-1|| <= max(v) / c; v comes from one LU solve of Q v = 1 and Q v is recomputed
+        from branch voltages. Diodes with a fixed end and hard clamps only lower the
+        inverse, so it bounds the nonlinear circuit's error too. Infinite when no bound
+        is found (a circuit too stiff for the LU to resolve).
+        """
+        derived = self.linear.derived
+        if "inverse_bound" not in derived:  # once per conductance state
+            bound = np.inf
+            Q = sp.csc_matrix(self.linear.Q)
+            off = Q - sp.diags(Q.diagonal())
+            if Q.shape[0] and (off.nnz == 0 or off.max() <= 0):
+                try:
+                    v = splu(Q).solve(np.ones(Q.shape[0]))
+                    E, _, wg, _ = self._branches
+                    c = float(np.min(E.T @ (wg * (E @ v))))
+                    if np.all(v > 0) and c > 0:
+                        bound = float(v.max()) / c
+                except RuntimeError:  # singular: nodes held by diodes only
+                    pass
+            derived["inverse_bound"] = bound
+        return derived["inverse_bound"]
+
     def quadratic_gradient(self, x: np.ndarray) -> np.ndarray:
         """Gradient of the quadratic part (Q x - r), from branch voltages."""
         E, u, wg, source = self._branches
@@ -741,7 +768,7 @@ def _layered(
     """
     blocks = [_Block(problem, classes, 0), _Block(problem, classes, 1)]
     B = problem.batch
-    changes = [np.full(B, np.inf)] * 4  # the last four sweeps' changes, newest first
+    changes = [np.full(B, np.nan)] * 4  # the last four sweeps' changes, newest first
     error = np.full(B, np.inf)
     sweeps = 0
     residual0 = None
@@ -753,7 +780,7 @@ def _layered(
         slow = handover and sweeps % 5 == 0  # a look at the contraction every 5 sweeps
         if sweeps == 1 or (first > tol and not slow):
             continue  # nothing to decide yet: no estimate needed
-        error, rho = _sweep_error(changes, x, problem.var_scale)
+        error, rho = _sweep_error(changes, x, problem, blocks)
         # class 1 is exact now; class 0 was within tol before this sweep's update
         if first <= tol and error.max() <= vtol:
             residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
@@ -767,7 +794,7 @@ def _layered(
             steps.message = steps.message.replace("Newton steps", "sweeps and Newton steps", 1)
             return steps
     if sweeps > 1:
-        error = _sweep_error(changes, x, problem.var_scale)[0]
+        error = _sweep_error(changes, x, problem, blocks)[0]
     if residual0 is None:
         residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
     residual = np.maximum(residual0, np.max(np.abs(blocks[1].residual(x)), axis=1, initial=0.0))
@@ -785,16 +812,24 @@ def _largest(change: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
     return (change if scale is None else change * scale).max(axis=1)
 
 
-def _sweep_error(changes: list[np.ndarray], x: np.ndarray, scale) -> tuple[np.ndarray, np.ndarray]:
-    """Estimated remaining error (V) per sample, and the contraction rho it assumed."""
+def _sweep_error(changes: list[np.ndarray], x: np.ndarray, problem: Problem, blocks):
+    """Estimated remaining error (V) per sample, and the contraction rho it assumed.
+
+    Where the last change is at the rounding level of the voltages, the changes say
+    nothing (a stiff circuit can creep by less than a rounding step per sweep): there
+    the error is bounded from the residual instead, ||Q^-1|| times the largest one.
+    """
     c0, c1, c2, c3 = changes
     with np.errstate(divide="ignore", invalid="ignore"):
-        rho = np.maximum(np.maximum(c0 / c1, c1 / c2), c2 / c3)  # NaN where 0 / 0 or inf / inf
+        rho = np.fmax(np.fmax(c0 / c1, c1 / c2), c2 / c3)  # NaN: no ratio known yet
         error = LAYERED_SAFETY * c0 * rho / (1 - rho)
     error[~(rho < 1)] = np.inf
-    # no change, or one at the rounding level of the voltages: the sweeps have settled
-    settled = c0 <= 1e-14 * max(1.0, float(np.abs(x).max() * scale.max()))
-    error[settled] = c0[settled]
+    scale = problem.var_scale
+    floor = c0 <= 1e-14 * max(1.0, float(np.abs(x).max(initial=0.0) * scale.max(initial=0.0)))
+    if floor.any():
+        raw = [np.abs(b.residual(x)[floor]) * b.weight for b in blocks]
+        largest = np.maximum(*(np.max(r, axis=1, initial=0.0) for r in raw))
+        error[floor] = problem.inverse_bound * scale.max(initial=0.0) * largest
     return error, rho
 
 

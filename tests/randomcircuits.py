@@ -248,13 +248,13 @@ def anything(
         resistor(node, str(rng.choice(free)))
     # extra devices on the free nodes
     for _ in range(int(rng.integers(0, 4))):
-        a, b = rng.choice(free + ["gnd"], 2, replace=False)
+        a, b = rng.choice([*free, "gnd"], 2, replace=False)
         add("D", "dsh", str(a), str(b))
     for _ in range(int(rng.integers(0, 3))):
-        a, b = rng.choice(free + ["gnd"], 2, replace=False)
+        a, b = rng.choice([*free, "gnd"], 2, replace=False)
         add("D", "dpl", str(a), str(b))
     for _ in range(int(rng.integers(0, 3)) if anchored else 0):
-        a, b = rng.choice(anchored + ["gnd"], 2, replace=False)
+        a, b = rng.choice([*anchored, "gnd"], 2, replace=False)
         current = float(rng.uniform(-1, 1)) * _log_uniform(rng, 1e-9, 1e-6)
         add("I", "ib", str(a), str(b), f'current = "{current:.4g}"\n')
     # nodes held by Shockley diodes only (their reverse currents set them)
@@ -274,12 +274,12 @@ def anything(
         for j, node in enumerate(stage[1:], 1):
             resistor(stage[int(rng.integers(j))], node)
             if rng.random() < 0.5:
-                resistor(node, str(rng.choice(fixed + ["gnd"])))
-        resistor(stage[-1], str(rng.choice(fixed + ["gnd"])))
+                resistor(node, str(rng.choice([*fixed, "gnd"])))
+        resistor(stage[-1], str(rng.choice([*fixed, "gnd"])))
         if rng.random() < 0.5:
             add("D", "dsh", stage[int(rng.integers(len(stage)))], "gnd")
         if rng.random() < 0.5:
-            add("D", "dpl", str(rng.choice(stage)), str(rng.choice(fixed + ["gnd"])))
+            add("D", "dpl", str(rng.choice(stage)), str(rng.choice([*fixed, "gnd"])))
         source = stage[-1]
     text = f'[circuit]\nname = "random-{seed}"\n\n'
     text += "".join(f"[devices.{k}]\n{v}\n" for k, v in devices.items())

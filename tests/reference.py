@@ -25,7 +25,7 @@ DIGITS = 50
 def _solve_linear(J: list[list[Decimal]], r: list[Decimal]) -> list[Decimal]:
     """Gaussian elimination with partial pivoting."""
     n = len(r)
-    A = [row[:] + [r[i]] for i, row in enumerate(J)]
+    A = [[*row[:], r[i]] for i, row in enumerate(J)]
     for k in range(n):
         p = max(range(k, n), key=lambda i: abs(A[i][k]))
         A[k], A[p] = A[p], A[k]
@@ -59,7 +59,9 @@ def _exact(net: Network, inputs: np.ndarray, start: np.ndarray) -> np.ndarray:
         for p, q in zip(d.anode, d.cathode, strict=True):
             diodes.append((int(p), int(q), d.model))
     plus, minus, cur = net.isource_arrays()
-    sources = [(int(p), int(m), Decimal(float(c))) for p, m, c in zip(plus, minus, cur, strict=True)]
+    sources = [
+        (int(p), int(m), Decimal(float(c))) for p, m, c in zip(plus, minus, cur, strict=True)
+    ]
 
     def depth(node: int) -> int:
         k = 0
