@@ -1,7 +1,9 @@
 """SPICE netlists of a network, and running ngspice on them (the external oracle).
 
 Resistors are R elements in ohms, written in exponent notation (no m/Meg
-traps); Shockley diodes use a D .model at the matching temperature; ideal
+traps); Shockley diodes use a D .model at the matching temperature, each with a
+behavioural source that makes ngspice's reverse region (below -3 n Vt) exactly
+Shockley's law, and GMIN is 0, so ngspice solves eqprop's circuit exactly; ideal
 piecewise-linear diodes are behavioural current sources; a hard clamp is a
 behavioural source of very high on-conductance (1e8 times the conductance at
 its node) whose corner is rounded over 10 nV (a softplus), so that ngspice's
