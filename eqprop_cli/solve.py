@@ -33,6 +33,7 @@ from .errors import InputError
 from .network import Network
 
 METHODS = ("auto", "layered", "newton")
+SPD = {"SymmetricMode": True}  # SuperLU: the Hessians are symmetric positive definite
 
 
 @dataclass
@@ -873,12 +874,38 @@ class _BlockLU:
         self.rows, self.cols = np.concatenate(rows), np.concatenate(cols)
         self.q_data = np.tile(Qc.data, B)
 
-    def factor(self, x: np.ndarray, active: np.ndarray, shift: float = 0.0):
-        """A solver of H d = rhs at x (rows of held unknowns: d = 0), as a function.
+    def factor(self, x: np.ndarray, active: np.ndarray):
+        """A solver of H d = rhs at x (rows of held unknowns: d = 0), as a function."""
+        lu = splu(self.hessian(x, active), permc_spec="MMD_AT_PLUS_A", options=SPD)
+        return lambda rhs: lu.solve(rhs.ravel()).reshape(self.B, self.n)
 
-        ``shift`` > 0 adds shift times each unknown's diagonal (plus a floor) to H: the
-        regularised Hessian used where diode conductances underflow and H is singular.
+    def factor_each(self, x: np.ndarray, active: np.ndarray, shift: float = 1e-12):
+        """As ``factor``, sample by sample, and the samples whose Hessian was regularised.
+
+        Where a sample's Hessian is singular in floating point (diode conductances that
+        underflow at a node held by diodes only), shift times its diagonal, plus a
+        floor, is added to it.
         """
+        n, H = self.n, self.hessian(x, active)
+        solvers, regularised = [], np.zeros(self.B, bool)
+        for b in range(self.B):
+            block = H[b * n : (b + 1) * n, b * n : (b + 1) * n]
+            try:
+                lu = splu(block, permc_spec="MMD_AT_PLUS_A", options=SPD)
+                if not np.all(np.isfinite(lu.solve(np.ones(n)))):
+                    raise RuntimeError("singular")
+            except RuntimeError:
+                diag = block.diagonal()
+                floor = max(shift * np.max(diag, initial=0.0) * 1e-3, 1e-300)
+                block = block + sp.diags(shift * diag + floor, format="csc")
+                lu, regularised[b] = splu(block, permc_spec="MMD_AT_PLUS_A", options=SPD), True
+            solvers.append(lu)
+        return lambda rhs: np.stack(
+            [lu.solve(r) for lu, r in zip(solvers, rhs, strict=True)]
+        ), regularised
+
+    def hessian(self, x: np.ndarray, active: np.ndarray) -> sp.csc_matrix:
+        """The batch's block-diagonal Hessian at x, held unknowns' rows and columns identity."""
         n, B = self.n, self.B
         keep = (~active).ravel().astype(float)
         data = [self.q_data]
@@ -889,14 +916,7 @@ class _BlockLU:
         data = np.concatenate(data)
         inner = self.rows[: -B * n], self.cols[: -B * n]
         keep_rc = np.concatenate([keep[inner[0]] * keep[inner[1]], np.ones(B * n)])
-        H = sp.csc_matrix((data * keep_rc, (self.rows, self.cols)), shape=(B * n, B * n))
-        if shift > 0:
-            diag = H.diagonal()
-            floor = max(shift * np.max(diag, initial=0.0) * 1e-3, 1e-300)
-            H = H + sp.diags(shift * diag + floor, format="csc")
-        # symmetric positive definite: a minimum-degree ordering of H + H^T fills in least
-        lu = splu(H, permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
-        return lambda rhs: lu.solve(rhs.ravel()).reshape(B, n)
+        return sp.csc_matrix((data * keep_rc, (self.rows, self.cols)), shape=(B * n, B * n))
 
 
 class _Woodbury:
@@ -934,13 +954,13 @@ class _Woodbury:
             derived[key] = (lu, U, Z, np.asarray(U.T @ Z))
         self.lu, self.U, self.Z, self.C = derived[key]
 
-    def factor(self, x: np.ndarray, active: np.ndarray, shift: float = 0.0):
+    def factor(self, x: np.ndarray, active: np.ndarray):
         """As _BlockLU.factor, or None when the update is too stiff for these formulas."""
         D = np.concatenate(
             [t.model.conductance(t.voltage(x)) * t.weight for t in self.problem.terms],
             axis=1,
         )  # (B, k)
-        if shift > 0 or np.max(D * np.abs(np.diagonal(self.C)), initial=0.0) > self.STIFF:
+        if np.max(D * np.abs(np.diagonal(self.C)), initial=0.0) > self.STIFF:
             return None
         k = D.shape[1]
         system = np.eye(k) + D[:, :, None] * self.C[None, :, :]  # I + D_b C
@@ -997,27 +1017,26 @@ def _newton(problem: Problem, x: np.ndarray, tol: float, vtol: float, max_iter: 
         if done.all() or it >= max_iter:
             break
         it += 1
-        apply, regularised = None, False
+        apply, regularised = None, np.zeros(B, bool)
         if fast is not None:
             apply = fast.factor(x, active)
         if apply is None:
             block = block or _BlockLU(problem)
             try:
                 apply = block.factor(x, active)
-                d = apply(np.where(active, 0.0, -grad))
-                if not np.all(np.isfinite(d)):
+                if not np.all(np.isfinite(apply(np.where(active, 0.0, -grad)))):
                     raise RuntimeError("non-finite direction")
-            except RuntimeError:  # singular: diode conductances underflowed
-                apply, regularised = block.factor(x, active, shift=1e-12), True
+            except RuntimeError:  # singular: diode conductances underflowed somewhere
+                apply, regularised = block.factor_each(x, active)
         d = apply(np.where(active, 0.0, -grad))
         d[done] = 0.0
         cond = problem.conductances(x)
         x, moved, full = _line_search(problem, x, grad, d, done)
-        if not regularised:  # where no step lowers the energy, the step itself is the error
-            stuck = ~moved & ~done
-            error[stuck] = NEWTON_SAFETY * np.max(np.abs(d[stuck]) * scale, axis=1, initial=0.0)
-            done |= stuck & (residual <= tol) & (error <= vtol)
-        last = (apply, active, cond, full & (not regularised))
+        # where no step lowers the energy, the step itself is the error
+        stuck = ~moved & ~done & ~regularised
+        error[stuck] = NEWTON_SAFETY * np.max(np.abs(d[stuck]) * scale, axis=1, initial=0.0)
+        done |= stuck & (residual <= tol) & (error <= vtol)
+        last = (apply, active, cond, full & ~regularised)
         grad = problem.gradient(x)
         if not moved.any():
             break
@@ -1034,21 +1053,23 @@ def _steady(before: list[np.ndarray], after: list[np.ndarray]) -> np.ndarray:
 
 
 def _line_search(problem: Problem, x, grad, d, done) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Backtrack along d (projected onto the clamps' bounds) until the energy falls enough.
+    """Backtrack along d (projected onto the clamps' bounds) until the energy falls enough;
+    after a full step that lowered the energy, try doubling it while that lowers it more.
 
-    The energy change is computed as a change (branch voltages, per-diode differences),
-    not as a difference of two totals, so that it keeps its digits when the energy is
-    large or nodes are tied by large conductances. Returns (x, moved, full step).
+    The doubling is for diodes far in forward conduction, where Newton's steps shrink
+    to about n Vt each: the energy falls along d for many such steps. The energy
+    change is computed as a change (branch voltages, per-diode differences), not as a
+    difference of two totals, so that it keeps its digits when the energy is large or
+    nodes are tied by large conductances. Returns (x, moved, full step).
     """
     B = x.shape[0]
     base = problem.quadratic_gradient(x)
     v0 = [t.voltage(x) for t in problem.terms]
     f0 = [t.model.energy(v) for t, v in zip(problem.terms, v0, strict=True)]
     n0 = problem.nudge.energy(x) if problem.nudge is not None else None
-    step = np.ones(B)
-    ok = done.copy()
-    trial = x
-    for _ in range(100):
+
+    def change_at(step: np.ndarray):
+        """(trial point, energy change, its rounding allowance, slope times step)."""
         trial = np.clip(x + step[:, None] * d, problem.lo, problem.hi)
         s = trial - x
         lin = np.einsum("bi,bi->b", base, s)
@@ -1063,15 +1084,28 @@ def _line_search(problem: Problem, x, grad, d, done) -> tuple[np.ndarray, np.nda
             n1 = problem.nudge.energy(trial)
             change += n1 - n0
             size += np.abs(n1) + np.abs(n0)
-        slope = np.einsum("bi,bi->b", grad, s)
+        return trial, change, 1e-15 * size, np.einsum("bi,bi->b", grad, s)
+
+    step = np.ones(B)
+    for _ in range(100):
+        trial, change, allowance, slope = change_at(step)
         # Armijo, with an allowance for the rounding of the change itself
-        ok = done | (change <= 1e-4 * slope + 1e-15 * size)
+        ok = done | (change <= 1e-4 * slope + allowance)
         if ok.all():
             break
         step = np.where(ok, step, 0.5 * step)
+    grow = ok & ~done & (step == 1.0) & (change < -allowance)
+    for _ in range(60):
+        if not grow.any():
+            break
+        trial2, change2, allowance2, _ = change_at(np.where(grow, 2 * step, step))
+        grow &= change2 < change - allowance2
+        step = np.where(grow, 2 * step, step)
+        trial = np.where(grow[:, None], trial2, trial)
+        change = np.where(grow, change2, change)
     moved = ok & ~done & np.any(trial != x, axis=1)
     x = np.where(moved[:, None], trial, x)
-    return x, moved, moved & (step == 1.0)
+    return x, moved, moved & (step >= 1.0)
 
 
 def _diode_pairs(A: sp.csr_matrix):
