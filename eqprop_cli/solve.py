@@ -8,13 +8,19 @@ that return the same ``Equilibrium``:
   even and odd layers). With one class fixed, every node of the other is an
   independent 1-D convex problem, solved exactly (closed form for resistors
   and hard clamps, safeguarded Newton for diodes), batched with matrix
-  products. The energy decreases monotonically.
+  products. The energy decreases monotonically. ``auto`` hands a solve whose
+  sweeps contract too slowly to finish over to Newton, warm-started.
 - ``newton``: damped Newton on Kirchhoff's current law for any circuit, with
   sparse linear algebra (the resistor part factorised once and the diodes as
   low-rank updates when that applies, else one block-diagonal system for the
-  whole batch), an energy line search and projection onto hard-clamp bounds.
-  The energy is convex, so this converges from any start.
+  whole batch), gradients from branch voltages, an energy line search that
+  also lengthens full steps, projection onto hard-clamp bounds, and a
+  regularised Hessian where diode conductances underflow. The energy is
+  convex, so this converges from any start.
 
+Converged means both: the largest KCL residual within ``tol`` (amperes) and
+the estimated largest node-voltage error within ``vtol`` (volts), estimated
+from the Newton step or from the sweeps' contraction (see each solver).
 Not converging is a result (``success=False`` and a message), never NaN.
 """
 
@@ -511,7 +517,8 @@ def solve(
 
     ``method``: "auto" (layered when the circuit allows, else Newton),
     "layered" or "newton". ``tol`` is the KCL residual accepted (amperes),
-    ``max_iter`` the limit on sweeps (layered) or Newton steps. ``x0`` is a
+    ``vtol`` the estimated node-voltage error accepted (volts), ``max_iter``
+    the limit on sweeps (layered) or Newton steps. ``x0`` is a
     warm start for the unknowns; ``nudge`` adds EP's nudging term. ``like``,
     an equilibrium of the same network and inputs (at the same conductances),
     lends its set-up so that a nudged solve skips it.
