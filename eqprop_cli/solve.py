@@ -1024,18 +1024,21 @@ def _newton(problem: Problem, x: np.ndarray, tol: float, vtol: float, max_iter: 
         if done.all() or it >= max_iter:
             break
         it += 1
-        apply, regularised = None, np.zeros(B, bool)
+        rhs = np.where(active, 0.0, -grad)
+        apply, regularised, d = None, np.zeros(B, bool), None
         if fast is not None:
             apply = fast.factor(x, active)
         if apply is None:
             block = block or _BlockLU(problem)
             try:
                 apply = block.factor(x, active)
-                if not np.all(np.isfinite(apply(np.where(active, 0.0, -grad)))):
+                d = apply(rhs)
+                if not np.all(np.isfinite(d)):
                     raise RuntimeError("non-finite direction")
             except RuntimeError:  # singular: diode conductances underflowed somewhere
                 apply, regularised = block.factor_each(x, active)
-        d = apply(np.where(active, 0.0, -grad))
+                d = None
+        d = apply(rhs) if d is None else d
         d[done] = 0.0
         cond = problem.conductances(x)
         x, moved, full = _line_search(problem, x, grad, d, done)
