@@ -7,9 +7,10 @@ random meshes and layers), one random input vector each, solved by
 ``eqprop_cli.solve`` with its defaults:
 
 - ``ngspice``: resistors 1e-7 to 1e-3 S, no diode-only islands, against
-  ngspice on the exported netlist (GMIN=0, exact Shockley reverse region);
+  ngspice on the exported netlist (GMIN taken back out, exact Shockley
+  reverse region);
 - ``islands``: the same with nodes held by diodes only, against the 50-digit
-  reference of ``tests/reference.py`` (ngspice cannot resolve those nodes);
+  reference of ``tests/reference.py`` (ngspice fails or stops off on those nodes);
 - ``stiff``: with islands and resistors of 1e-12 to 1e3 S, against the reference.
 
 For each: how many converged, the largest |V - exact| among converged samples,

@@ -3,7 +3,8 @@
 Resistors are R elements in ohms, written in exponent notation (no m/Meg
 traps); Shockley diodes use a D .model at the matching temperature, each with a
 behavioural source that makes ngspice's reverse region (below -3 n Vt) exactly
-Shockley's law, and GMIN is 0, so ngspice solves eqprop's circuit exactly; ideal
+Shockley's law and takes back the GMIN that ngspice puts across each diode, so
+ngspice solves eqprop's circuit exactly; ideal
 piecewise-linear diodes are behavioural current sources; a hard clamp is a
 behavioural source of very high on-conductance (1e8 times the conductance at
 its node) whose corner is rounded over 10 nV (a softplus), so that ngspice's
@@ -36,8 +37,10 @@ AMP_NODE = "xamp"  # internal node between an amplifier's E source and its sense
 CLAMP_WIDTH = 1e-8  # volts: sharper corners make ngspice fail to converge more often
 MAX_PORTS = 1000  # ngspice refuses a subcircuit with more (N_GLOBAL_NODES)
 CONTROL_START = ".control\nop\n"  # how an exported .control block starts
-# GMIN=0: no conductance across the diodes, so ngspice solves the circuit eqprop solves
-OPTIONS = "RELTOL=1e-12 ABSTOL=1e-18 VNTOL=1e-13 GMIN=0 ITL1=1000"
+# ngspice puts GMIN across every diode; each diode's BD source takes it back out (GMIN=0
+# instead makes ngspice's gmin stepping, which clamp-heavy circuits need, never finish)
+GMIN = 1e-12
+OPTIONS = f"RELTOL=1e-12 ABSTOL=1e-18 VNTOL=1e-13 GMIN={GMIN:g} ITL1=1000"
 E = 2.718281828459045  # ngspice's CONSTe
 
 
@@ -206,17 +209,18 @@ def export_spice(
 
 
 def _reverse_correction(model) -> str:
-    """ngspice expression (of {v}) that makes its diode exactly Shockley in reverse.
+    """ngspice expression (of {v}) that makes its diode exactly Shockley's law.
 
     Below v = -3 n Vt ngspice's diode carries -Is (1 + (3 n Vt / (e v))^3) instead of
     Is (exp(v / n Vt) - 1); this current source adds the difference there, and nothing
-    above. The two match in value and slope at -3 n Vt, so the sum stays smooth.
+    above (the two match in value and slope at -3 n Vt, so the sum stays smooth). It
+    also takes back the GMIN * v that ngspice adds across every diode.
     """
     nvt = num(model.ideality * model.thermal_voltage)
     Is = num(model.saturation_current)
     return (
-        f"({{v}} < -3 * {nvt}) ? {Is} * (exp({{v}} / {nvt}) + "
-        f"pwr(3 * {nvt} / ({num(E)} * {{v}}), 3)) : 0"
+        f"(({{v}} < -3 * {nvt}) ? {Is} * (exp({{v}} / {nvt}) + "
+        f"pwr(3 * {nvt} / ({num(E)} * {{v}}), 3)) : 0) - {GMIN:g} * {{v}}"
     )
 
 

@@ -168,7 +168,7 @@ def anything(
     piecewise-linear diodes, grounded, stacked and input sources, current sources,
     amplifiers (chained sometimes), and either a random mesh or layers with rails.
     With ``islands``, some nodes are held by Shockley diodes only (their potentials
-    set by reverse currents, which ngspice cannot resolve without GMIN). Current
+    set by reverse currents, on which ngspice fails or stops off). Current
     sources drive only nodes with a resistor path to a fixed potential: into a node
     held by reverse-biased diodes only, a current above their saturation currents
     leaves no equilibrium. Returns (toml text, number of input features = 2).

@@ -176,8 +176,8 @@ def test_diode_only_islands_are_solved_not_a_crash(tmp_path):
 def test_island_held_by_reverse_current_matches_brentq_and_ngspice(ngspice):
     """A node held through 1 pS against a reverse-biased diode: its reverse current sets it.
 
-    ngspice's own diode differs from Shockley's law below -3 n Vt, and its GMIN would
-    carry more than the reverse current: the export makes both exact.
+    ngspice's own diode differs from Shockley's law below -3 n Vt, and its GMIN (1e-12 S)
+    would carry more than the reverse current: the export takes both back out.
     """
     text = chain(
         [("V1", "v", "a", "gnd"), ("R1", "r", "a", "b"), ("D1", "d", "gnd", "b")],
@@ -193,7 +193,6 @@ def test_island_held_by_reverse_current_matches_brentq_and_ngspice(ngspice):
     assert 0.489 < exact < 0.491  # about 10 mV below the source: 10 fA through 1 pS
     assert eq.success and abs(voltage(net, eq, "b")[0] - exact) <= VTOL
     netlist = export_spice(net, np.zeros(0))
-    assert "GMIN=0 " in netlist
     theirs = run_ngspice(netlist)
     assert abs(theirs["b"] - exact) <= 1e-12
 
@@ -265,8 +264,8 @@ def test_train_stops_on_an_equilibrium_that_fails(tmp_path):
 
 @pytest.mark.parametrize("seed", range(8))
 def test_random_circuits_agree_with_ngspice_at_default_settings(ngspice, seed):
-    """Every device and topology (no diode-only islands: ngspice cannot resolve those
-    without GMIN), resistors of 1e-7 to 1e-3 S, default settings: within 1e-8 V."""
+    """Every device and topology (no diode-only islands: ngspice fails or stops off on
+    those), resistors of 1e-7 to 1e-3 S, default settings: within 1e-8 V."""
     text, n = rc.anything(seed, islands=False)
     net = Network(compile_circuit(parse_circuit(text)))
     inputs = np.random.default_rng(seed).uniform(-1, 1, (2, n))
