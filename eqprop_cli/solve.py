@@ -156,10 +156,11 @@ class _DiodeTerms:
     weight: np.ndarray
     var: np.ndarray  # the one unknown each diode touches (-1 if two)
     coef: np.ndarray  # dv/dx for that unknown
+    AT: sp.csr_matrix  # A transposed, for the diodes' currents into the unknowns
 
     def voltage(self, x: np.ndarray) -> np.ndarray:
         """Anode-to-cathode voltage of every diode, (batch, n_diodes)."""
-        return _times(x, self.A.T) + self.u
+        return _rows(self.A, x) + self.u
 
 
 def _diode_maps(network: Network) -> list[tuple[sp.csr_matrix, np.ndarray, np.ndarray]]:
@@ -208,14 +209,16 @@ class Problem:
         self.lo = np.full((1, n), -np.inf)  # one row while no bound depends on the inputs
         self.hi = np.full((1, n), np.inf)
         self.terms: list[_DiodeTerms] = []
-        for d, (A, var, coef) in zip(network.diodes, _diode_maps(network), strict=True):
+        maps = _diode_maps(network)
+        transposed = network.structure.setdefault("diodes_T", [m[0].T.tocsr() for m in maps])
+        for d, (A, var, coef), AT in zip(network.diodes, maps, transposed, strict=True):
             u = self._fixed_part(d.anode) - self._fixed_part(d.cathode)
             if d.model.hard:
                 va, vc = network.node_var[d.anode], network.node_var[d.cathode]
                 ca, cc = network.node_coef[d.anode], network.node_coef[d.cathode]
                 self._add_bounds(d.model.threshold, va, vc, ca, cc, u)
             else:
-                self.terms.append(_DiodeTerms(d.model, A, u, d.weight, var, coef))
+                self.terms.append(_DiodeTerms(d.model, A, u, d.weight, var, coef, AT))
         if np.any(self.lo > self.hi):
             raise InputError(
                 "hard-clamp diodes leave no feasible voltage at some node for these inputs"
@@ -236,8 +239,9 @@ class Problem:
         return net.structure["var_scale"]
 
     @functools.cached_property
-    def _branches(self) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray]:
-        """Resistors as branches: E (edges x unknowns), u (fixed part), w g, and the source term.
+    def _branches(self) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray]:
+        """Resistors as branches: E (edges x unknowns), its transpose, u (fixed part), w g,
+        and the source term.
 
         The gradient of the quadratic part is E^T (w g (E x + u)) - s: each branch's
         voltage is a difference of two node voltages, so two nodes tied by a large
@@ -269,15 +273,15 @@ class Problem:
                 ),
                 shape=(len(a), len(net.fixed)),
             )
-            net.structure["branches"] = (E, Ef, net._branch_weight(a, b))
-        E, Ef, weight = net.structure["branches"]
+            net.structure["branches"] = (E, E.T.tocsr(), Ef, net._branch_weight(a, b))
+        E, ET, Ef, weight = net.structure["branches"]
         derived = self.linear.derived
         if "branch_wg" not in derived:  # once per conductance and current state
             g = np.concatenate([c.ravel() for c in net.g]) if net.g else np.zeros(0)
             derived["branch_wg"] = (weight * g, net._source_terms()[0])
         wg, source = derived["branch_wg"]
-        u = _times(net.fixed_potentials(self.inputs), Ef.T)
-        return E, u, wg, source
+        u = _rows(Ef, net.fixed_potentials(self.inputs))
+        return E, ET, u, wg, source
 
     @property
     def inverse_bound(self) -> float:
@@ -297,8 +301,8 @@ class Problem:
             if Q.shape[0] and (off.nnz == 0 or off.max() <= 0):
                 try:
                     v = splu(Q).solve(np.ones(Q.shape[0]))
-                    E, _, wg, _ = self._branches
-                    c = float(np.min(E.T @ (wg * (E @ v))))
+                    E, ET, _, wg, _ = self._branches
+                    c = float(np.min(ET @ (wg * (E @ v))))
                     if np.all(v > 0) and c > 0:
                         bound = float(v.max()) / c
                 except RuntimeError:  # singular: nodes held by diodes only
@@ -308,13 +312,13 @@ class Problem:
 
     def quadratic_gradient(self, x: np.ndarray) -> np.ndarray:
         """Gradient of the quadratic part (Q x - r), from branch voltages."""
-        E, u, wg, source = self._branches
-        return _times((_times(x, E.T) + u) * wg, E) - source
+        E, ET, u, wg, source = self._branches
+        return _rows(ET, (_rows(E, x) + u) * wg) - source
 
     def quadratic_form(self, s: np.ndarray) -> np.ndarray:
         """s Q s per sample, from branch voltages."""
-        E, _, wg, _ = self._branches
-        return np.square(_times(s, E.T)) @ wg
+        E, _, _, wg, _ = self._branches
+        return np.square(_rows(E, s)) @ wg
 
     def _per_output(self, values: np.ndarray | None, what: str) -> np.ndarray:
         n_out = len(self.network.outputs)
@@ -390,10 +394,11 @@ class Problem:
             total += self.nudge.energy(x)
         return total + self.const
 
-    def gradient(self, x: np.ndarray) -> np.ndarray:
-        grad = self.quadratic_gradient(x)
+    def gradient(self, x: np.ndarray, quadratic: np.ndarray | None = None) -> np.ndarray:
+        """The energy's gradient; ``quadratic``: its quadratic part's, if computed already."""
+        grad = self.quadratic_gradient(x) if quadratic is None else quadratic.copy()
         for t in self.terms:
-            grad += _times(t.model.current(t.voltage(x)) * t.weight, t.A)
+            grad += _rows(t.AT, t.model.current(t.voltage(x)) * t.weight)
         if self.nudge is not None:
             self.nudge.add_gradient(grad, x)
         return grad
@@ -490,6 +495,11 @@ class _Segments:
         out = np.zeros((values.shape[0], self.n))
         out[:, self.cols] = np.add.reduceat(values, self.starts, axis=1)
         return out
+
+
+def _rows(M: sp.spmatrix, x: np.ndarray) -> np.ndarray:
+    """M applied to every row of x: x @ M.T, for a sparse M (no transposed copy of M)."""
+    return np.asarray(M @ x.T).T
 
 
 def _times(x: np.ndarray, M) -> np.ndarray:
@@ -971,12 +981,11 @@ class _Woodbury:
             return None
         k = D.shape[1]
         system = np.eye(k) + D[:, :, None] * self.C[None, :, :]  # I + D_b C
-        inverse = np.linalg.inv(system)
 
         def apply(rhs: np.ndarray) -> np.ndarray:
             Y = self.lu.solve(rhs.T).T  # Q^-1 rhs, (B, n)
             UY = np.asarray((self.U.T @ Y.T).T)  # (B, k)
-            s = np.einsum("bij,bj->bi", inverse, D * UY)
+            s = np.linalg.solve(system, (D * UY)[:, :, None])[:, :, 0]
             return Y - s @ self.Z.T
 
         return apply
@@ -988,10 +997,11 @@ NEWTON_SAFETY = 2.0  # the error estimate is a first-order one: this much margin
 def _newton(problem: Problem, x: np.ndarray, tol: float, vtol: float, max_iter: int) -> Equilibrium:
     """Damped Newton with an energy line search until residual <= tol and error <= vtol.
 
-    The error estimate at x_k+1 is the step that the last factorisation (at x_k) gives
-    from x_k+1, -H_k^-1 g(x_k+1), times NEWTON_SAFETY; it is trusted only after a full
-    step that left every diode's conductance within 25% and the held set unchanged, so
-    that H_k is the Hessian near x_k+1 too. Where the Hessian is singular (diode
+    The error estimate at x_k is the Newton step there, -H_k^-1 g(x_k), times
+    NEWTON_SAFETY; at x_k+1, before a new factorisation, the step that the last one gives
+    from there, -H_k^-1 g(x_k+1), likewise, trusted only after a full step that left
+    every diode's conductance within 25% and the held set unchanged, so that H_k is the
+    Hessian near x_k+1 too. Where the Hessian is singular (diode
     conductances underflowed on a node held by diodes only), the step is regularised.
     """
     fast = None
@@ -1006,7 +1016,8 @@ def _newton(problem: Problem, x: np.ndarray, tol: float, vtol: float, max_iter: 
     done = np.zeros(B, bool)
     error = np.full(B, np.inf)
     last = None  # (solver, held set, conductances, full step) of the previous step
-    grad = problem.gradient(x)
+    quadratic = problem.quadratic_gradient(x)
+    grad = problem.gradient(x, quadratic)
     it = 0
     while True:
         residual = np.max(np.abs(problem.residual(x, grad)), axis=1, initial=0.0)
@@ -1039,15 +1050,23 @@ def _newton(problem: Problem, x: np.ndarray, tol: float, vtol: float, max_iter: 
                 apply, regularised = block.factor_each(x, active)
                 d = None
         d = apply(rhs) if d is None else d
+        # the Newton step at x is itself an estimate of the error at x
+        fresh = NEWTON_SAFETY * np.max(np.abs(d) * scale, axis=1, initial=0.0)
+        now = ~done & ~regularised & (residual <= tol) & (fresh <= vtol)
+        error[now] = fresh[now]
+        done |= now
+        if done.all():
+            break
         d[done] = 0.0
         cond = problem.conductances(x)
-        x, moved, full = _line_search(problem, x, grad, d, done)
+        x, moved, full = _line_search(problem, x, grad, quadratic, d, done)
         # where no step lowers the energy, the step itself is the error
         stuck = ~moved & ~done & ~regularised
         error[stuck] = NEWTON_SAFETY * np.max(np.abs(d[stuck]) * scale, axis=1, initial=0.0)
         done |= stuck & (residual <= tol) & (error <= vtol)
         last = (apply, active, cond, full & ~regularised)
-        grad = problem.gradient(x)
+        quadratic = problem.quadratic_gradient(x)
+        grad = problem.gradient(x, quadratic)
         if not moved.any():
             break
     return problem.result(x, residual, error, tol, vtol, it, "newton", "Newton steps")
@@ -1062,7 +1081,9 @@ def _steady(before: list[np.ndarray], after: list[np.ndarray]) -> np.ndarray:
     return ok
 
 
-def _line_search(problem: Problem, x, grad, d, done) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _line_search(
+    problem: Problem, x, grad, base, d, done
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Backtrack along d (projected onto the clamps' bounds) until the energy falls enough;
     after a full step that lowered the energy, try doubling it while that lowers it more.
 
@@ -1070,10 +1091,10 @@ def _line_search(problem: Problem, x, grad, d, done) -> tuple[np.ndarray, np.nda
     to about n Vt each: the energy falls along d for many such steps. The energy
     change is computed as a change (branch voltages, per-diode differences), not as a
     difference of two totals, so that it keeps its digits when the energy is large or
-    nodes are tied by large conductances. Returns (x, moved, full step).
+    nodes are tied by large conductances. ``base``: the quadratic part's gradient at x.
+    Returns (x, moved, full step).
     """
     B = x.shape[0]
-    base = problem.quadratic_gradient(x)
     v0 = [t.voltage(x) for t in problem.terms]
     f0 = [t.model.energy(v) for t, v in zip(problem.terms, v0, strict=True)]
     n0 = problem.nudge.energy(x) if problem.nudge is not None else None
@@ -1087,7 +1108,7 @@ def _line_search(problem: Problem, x, grad, d, done) -> tuple[np.ndarray, np.nda
         change = lin + quad
         size = np.abs(lin) + quad
         for t, v, f in zip(problem.terms, v0, f0, strict=True):
-            f1 = t.model.energy(v + _times(s, t.A.T))
+            f1 = t.model.energy(v + _rows(t.A, s))
             change += (f1 - f) @ t.weight
             size += (np.abs(f1) + np.abs(f)) @ t.weight
         if n0 is not None:
