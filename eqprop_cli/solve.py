@@ -1125,7 +1125,9 @@ def _line_search(
         if ok.all():
             break
         step = np.where(ok, step, 0.5 * step)
-    grow = ok & ~done & (step == 1.0) & (change < -allowance)
+    # lengthen only where the energy fell by more than the 1/2 of its slope that a
+    # quadratic gives at a full Newton step (an exponential far forward gives 1 - 1/e)
+    grow = ok & ~done & (step == 1.0) & (change < -allowance) & (change <= 0.6 * slope)
     for _ in range(60):
         if not grow.any():
             break
