@@ -238,50 +238,46 @@ class Problem:
             net.structure["var_scale"] = scale
         return net.structure["var_scale"]
 
-    @functools.cached_property
-    def _branches(self) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray]:
-        """Resistors as branches: E (edges x unknowns), its transpose, u (fixed part), w g,
-        and the source term.
+    @property
+    def _branches(self) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, np.ndarray]:
+        """Resistors between two unknowns as branches: E (edges x unknowns), its transpose,
+        their w g; and D, the diagonal that the resistors to fixed nodes add to Q.
 
-        The gradient of the quadratic part is E^T (w g (E x + u)) - s: each branch's
-        voltage is a difference of two node voltages, so two nodes tied by a large
-        conductance keep their weak couplings (Q x - r would round them away).
+        Q = E^T diag(w g) E + diag(D), so the quadratic part's gradient Q x - r is
+        E^T (w g (E x)) + D x - r: each such branch's voltage is a difference of two node
+        voltages, so two nodes tied by a large conductance keep their weak couplings
+        (the product with Q would round them away). A resistor to a fixed node holds
+        its node directly, and its term is exact enough as part of D x - r.
         """
         net = self.network
-        if "branches" not in net.structure:
+        if "branches" not in net.structure:  # topology only
             a, b, _ = net.resistor_edges()
-            edge = np.arange(len(a))
             va, vb = net.node_var[a], net.node_var[b]
-            fa, fb = net.fixed_index[a], net.fixed_index[b]
+            inner = np.where((va >= 0) & (vb >= 0))[0]
+            rows = np.arange(len(inner))
             E = sp.csr_matrix(
                 (
-                    np.concatenate([net.node_coef[a][va >= 0], -net.node_coef[b][vb >= 0]]),
-                    (
-                        np.concatenate([edge[va >= 0], edge[vb >= 0]]),
-                        np.concatenate([va[va >= 0], vb[vb >= 0]]),
-                    ),
+                    np.concatenate([net.node_coef[a[inner]], -net.node_coef[b[inner]]]),
+                    (np.concatenate([rows, rows]), np.concatenate([va[inner], vb[inner]])),
                 ),
-                shape=(len(a), net.n_vars),
+                shape=(len(inner), net.n_vars),
             )
-            Ef = sp.csr_matrix(
-                (
-                    np.concatenate([np.ones(int((fa >= 0).sum())), -np.ones(int((fb >= 0).sum()))]),
-                    (
-                        np.concatenate([edge[fa >= 0], edge[fb >= 0]]),
-                        np.concatenate([fa[fa >= 0], fb[fb >= 0]]),
-                    ),
-                ),
-                shape=(len(a), len(net.fixed)),
-            )
-            net.structure["branches"] = (E, E.T.tocsr(), Ef, net._branch_weight(a, b))
-        E, ET, Ef, weight = net.structure["branches"]
+            weight = net._branch_weight(a, b)
+            outer = [(va, net.node_coef[a]), (vb, net.node_coef[b])]
+            net.structure["branches"] = (E, E.T.tocsr(), inner, weight, va, vb, outer)
+        E, ET, inner, weight, va, vb, outer = net.structure["branches"]
         derived = self.linear.derived
-        if "branch_wg" not in derived:  # once per conductance and current state
+        if "branches" not in derived:  # once per conductance state
             g = np.concatenate([c.ravel() for c in net.g]) if net.g else np.zeros(0)
-            derived["branch_wg"] = (weight * g, net._source_terms()[0])
-        wg, source = derived["branch_wg"]
-        u = _rows(Ef, net.fixed_potentials(self.inputs))
-        return E, ET, u, wg, source
+            wg = weight * g
+            D = np.zeros(net.n_vars)
+            one = (va >= 0) != (vb >= 0)  # exactly one end an unknown
+            for v, c in outer:
+                pick = one & (v >= 0)
+                np.add.at(D, v[pick], wg[pick] * c[pick] ** 2)
+            derived["branches"] = (wg[inner], D)
+        wg, D = derived["branches"]
+        return E, ET, wg, D
 
     @property
     def inverse_bound(self) -> float:
@@ -301,8 +297,8 @@ class Problem:
             if Q.shape[0] and (off.nnz == 0 or off.max() <= 0):
                 try:
                     v = splu(Q).solve(np.ones(Q.shape[0]))
-                    E, ET, _, wg, _ = self._branches
-                    c = float(np.min(ET @ (wg * (E @ v))))
+                    E, ET, wg, D = self._branches
+                    c = float(np.min(ET @ (wg * (E @ v)) + D * v))
                     if np.all(v > 0) and c > 0:
                         bound = float(v.max()) / c
                 except RuntimeError:  # singular: nodes held by diodes only
@@ -312,13 +308,13 @@ class Problem:
 
     def quadratic_gradient(self, x: np.ndarray) -> np.ndarray:
         """Gradient of the quadratic part (Q x - r), from branch voltages."""
-        E, ET, u, wg, source = self._branches
-        return _rows(ET, (_rows(E, x) + u) * wg) - source
+        E, ET, wg, D = self._branches
+        return _rows(ET, _rows(E, x) * wg) + D * x - self.r
 
     def quadratic_form(self, s: np.ndarray) -> np.ndarray:
         """s Q s per sample, from branch voltages."""
-        E, _, _, wg, _ = self._branches
-        return np.square(_rows(E, s)) @ wg
+        E, _, wg, D = self._branches
+        return np.square(_rows(E, s)) @ wg + np.square(s) @ D
 
     def _per_output(self, values: np.ndarray | None, what: str) -> np.ndarray:
         n_out = len(self.network.outputs)
