@@ -210,7 +210,9 @@ class Problem:
         self.hi = np.full((1, n), np.inf)
         self.terms: list[_DiodeTerms] = []
         maps = _diode_maps(network)
-        transposed = network.structure.setdefault("diodes_T", [m[0].T.tocsr() for m in maps])
+        if "diodes_T" not in network.structure:
+            network.structure["diodes_T"] = [m[0].T.tocsr() for m in maps]
+        transposed = network.structure["diodes_T"]
         for d, (A, var, coef), AT in zip(network.diodes, maps, transposed, strict=True):
             u = self._fixed_part(d.anode) - self._fixed_part(d.cathode)
             if d.model.hard:
@@ -263,7 +265,8 @@ class Problem:
                 shape=(len(inner), net.n_vars),
             )
             weight = net._branch_weight(a, b)
-            outer = [(va, net.node_coef[a]), (vb, net.node_coef[b])]
+            one = (va >= 0) != (vb >= 0)
+            outer = [(one & (v >= 0), v, net.node_coef[n]) for v, n in ((va, a), (vb, b))]
             net.structure["branches"] = (E, E.T.tocsr(), inner, weight, va, vb, outer)
         E, ET, inner, weight, va, vb, outer = net.structure["branches"]
         derived = self.linear.derived
@@ -271,10 +274,8 @@ class Problem:
             g = np.concatenate([c.ravel() for c in net.g]) if net.g else np.zeros(0)
             wg = weight * g
             D = np.zeros(net.n_vars)
-            one = (va >= 0) != (vb >= 0)  # exactly one end an unknown
-            for v, c in outer:
-                pick = one & (v >= 0)
-                np.add.at(D, v[pick], wg[pick] * c[pick] ** 2)
+            for pick, v, c in outer:  # resistors with exactly one end an unknown
+                D += np.bincount(v[pick], wg[pick] * c[pick] ** 2, net.n_vars)
             derived["branches"] = (wg[inner], D)
         wg, D = derived["branches"]
         return E, ET, wg, D
@@ -829,9 +830,10 @@ def _largest(change: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
 def _sweep_error(changes: list[np.ndarray], x: np.ndarray, problem: Problem, blocks):
     """Estimated remaining error (V) per sample, and the contraction rho it assumed.
 
-    Where the last change is at the rounding level of the voltages, the changes say
-    nothing (a stiff circuit can creep by less than a rounding step per sweep): there
-    the error is bounded from the residual instead, ||Q^-1|| times the largest one.
+    Where the last change is at the rounding level of the voltages, it says nothing (a
+    stiff circuit can creep by less than a rounding step per sweep): there the estimate
+    of the sweep before holds if it was made from changes above that level, and else
+    the error is bounded from the residual, ||Q^-1|| times the largest one.
     """
     c0, c1, c2, c3 = changes
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -839,7 +841,17 @@ def _sweep_error(changes: list[np.ndarray], x: np.ndarray, problem: Problem, blo
         error = LAYERED_SAFETY * c0 * rho / (1 - rho)
     error[~(rho < 1)] = np.inf
     scale = problem.var_scale
-    floor = c0 <= 1e-14 * max(1.0, float(np.abs(x).max(initial=0.0) * scale.max(initial=0.0)))
+    level = 1e-14 * max(1.0, float(np.abs(x).max(initial=0.0) * scale.max(initial=0.0)))
+    floor = c0 <= level
+    if floor.any():  # the last sweep's estimate, made from changes above the floor, still holds
+        with np.errstate(divide="ignore", invalid="ignore"):
+            before = np.fmax(c1 / c2, c2 / c3)
+            error[floor] = np.where(
+                (c1[floor] > level) & (before[floor] < 1),
+                LAYERED_SAFETY * c1[floor] * before[floor] / (1 - before[floor]),
+                np.inf,
+            )
+        floor &= ~np.isfinite(error)
     if floor.any():
         raw = [np.abs(b.residual(x)[floor]) * b.weight for b in blocks]
         largest = np.maximum(*(np.max(r, axis=1, initial=0.0) for r in raw))
