@@ -80,14 +80,15 @@ InputOpt = Annotated[
 
 
 def _user_errors(command):
-    """Turn library errors into a message on stderr and exit code 2; Ctrl-C into exit 130."""
+    """Turn library errors into a message on stderr and exit code 2 (3 for an equilibrium
+    that did not converge); Ctrl-C into exit 130."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except EqpropError as exc:
-            _fail(str(exc))
+            _fail(str(exc), getattr(exc, "exit_code", 2))
         except (typer.Exit, typer.Abort):  # click's exits are RuntimeErrors too
             raise
         except (np.linalg.LinAlgError, ArithmeticError, RuntimeError) as exc:
@@ -106,10 +107,10 @@ def _user_errors(command):
     return wrapper
 
 
-def _fail(message: str) -> NoReturn:
-    """One message on stderr, exit code 2."""
+def _fail(message: str, code: int = 2) -> NoReturn:
+    """One message on stderr, then exit (code 2 unless the error says otherwise)."""
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2) from None
+    raise typer.Exit(code) from None
 
 
 def _percent(x: float) -> str:
@@ -205,7 +206,9 @@ def check(circuit: CircuitArg, as_json: JsonOpt = False, sets: SetOpt = None) ->
     what = "conductances and bias currents" if counts["current source"] else "conductances"
     table.add_row("parameters", f"{parameters:,} ({what})")
     table.add_row(
-        "solver", f"{solver} (method = {spec.solver.method}, tol = {spec.solver.tol:g} A)"
+        "solver",
+        f"{solver} (method = {spec.solver.method}, tol = {spec.solver.tol:g} A, "
+        f"vtol = {spec.solver.vtol:g} V)",
     )
     out.print(table)
     out.print("[green]valid[/]")
@@ -221,6 +224,12 @@ def solve_command(
     ] = None,
     tol: Annotated[
         float | None, typer.Option(help="KCL residual tolerance in amperes (default: the file's).")
+    ] = None,
+    vtol: Annotated[
+        float | None,
+        typer.Option(
+            help="Tolerance on every node voltage's estimated error, volts (default: the file's)."
+        ),
     ] = None,
     max_iter: Annotated[
         int | None, typer.Option(help="Iteration limit (default: the file's).")
@@ -242,9 +251,11 @@ def solve_command(
     """DC operating point for one or more input vectors.
 
     Prints node voltages (volts) per input vector, with the solver used, its
-    iterations, the largest KCL residual (amperes) and the energy (co-content,
-    watts). A solve that does not reach the tolerance is reported as a warning
-    and as "converged": false in JSON.
+    iterations, the largest KCL residual (amperes), the estimated largest
+    node-voltage error (volts) and the energy (co-content, watts). Converged
+    means residual <= tol and estimated error <= vtol. A solve that does not
+    converge is reported as a warning and as "converged": false in JSON, and
+    the command exits with status 3 (after printing the results).
 
     Example: eqprop solve circuits/xor.toml --input 1,0 --json
     """
@@ -252,6 +263,8 @@ def solve_command(
         raise EqpropError(f"--output {output}: expected a .npy or .csv file name")
     if tol is not None and not tol > 0:
         raise EqpropError(f"--tol must be a current > 0 A; got {tol:g}")
+    if vtol is not None and not vtol > 0:
+        raise EqpropError(f"--vtol must be a voltage > 0 V; got {vtol:g}")
     if max_iter is not None and max_iter < 1:
         raise EqpropError(f"--max-iter must be an integer >= 1; got {max_iter}")
     network = _load(circuit, sets)
@@ -270,6 +283,7 @@ def solve_command(
         inputs,
         method=method or settings.method,
         tol=settings.tol if tol is None else tol,
+        vtol=settings.vtol if vtol is None else vtol,
         max_iter=settings.max_iter if max_iter is None else max_iter,
     )
     shown = [i for i, n in enumerate(network.node_names) if fnmatch.fnmatchcase(n, nodes)]
@@ -282,6 +296,7 @@ def solve_command(
             f"wrote {output}: {len(inputs)} sample(s) x {len(shown)} node(s); {eq.method} solver, "
             f"{eq.iterations} iterations, {int(eq.converged.sum())} of {len(inputs)} converged"
         )
+        _exit_unless_converged(eq)
         return
     if as_json:
         samples = [
@@ -289,6 +304,7 @@ def solve_command(
                 "nodes": {network.node_names[i]: float(eq.voltages[b, i]) for i in shown},
                 "outputs": outputs[b].tolist(),
                 "residual": float(eq.residual[b]),
+                "error": float(eq.error[b]),
                 "energy": float(eq.energy[b]),
                 "converged": bool(eq.converged[b]),
             }
@@ -297,6 +313,7 @@ def solve_command(
         doc = {"method": eq.method, "iterations": eq.iterations, "message": eq.message}
         doc.update(samples[0] if len(samples) == 1 else {"samples": samples})
         print(json.dumps(doc, indent=2))
+        _exit_unless_converged(eq)
         return
     columns = min(len(inputs), TABLE_SAMPLES)
     table = Table()
@@ -313,9 +330,20 @@ def solve_command(
         label = f"input {b}: " if len(inputs) > 1 else ""
         out.print(
             f"{label}outputs {np.array2string(outputs[b], precision=6)}\n"
-            f"  KCL residual {eq.residual[b]:.3g} A, energy {eq.energy[b]:.9g} W, "
+            f"  KCL residual {eq.residual[b]:.3g} A, estimated voltage error {eq.error[b]:.3g} V, "
+            f"energy {eq.energy[b]:.9g} W, "
             + ("converged" if eq.converged[b] else "[yellow]not converged[/]")
         )
+    _exit_unless_converged(eq)
+
+
+NOT_CONVERGED = 3  # exit status of `eqprop solve` when some sample did not converge
+
+
+def _exit_unless_converged(eq) -> None:
+    """Exit with NOT_CONVERGED (the results are printed) when a sample missed its tolerances."""
+    if not eq.success:
+        raise typer.Exit(NOT_CONVERGED)
 
 
 from . import cli_hardware, cli_sweep, cli_train  # noqa: E402, F401  (they register their commands on `app`)

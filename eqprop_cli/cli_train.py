@@ -17,7 +17,7 @@ from rich.table import Table
 
 from .cli import JsonOpt, SetOpt, TargetArg, _percent, _user_errors, app, err, out
 from .datasets import DATASETS, Dataset, fetch_dataset, list_datasets
-from .errors import EqpropError
+from .errors import EqpropError, NotConvergedError
 from .gradcheck import at_a_kink, compare
 from .io import write_atomic
 from .loss import ReadoutLoss
@@ -238,7 +238,14 @@ def _train(
 
     with _StopFlag() as stop, progress:
         task = progress.add_task("", total=n_train, rate=0.0, loss=float("nan"), accuracy="-")
-        state, stopped = trainer.run(state, total, on_batch, on_epoch, stop)
+        try:
+            state, stopped = trainer.run(state, total, on_batch, on_epoch, stop)
+        except NotConvergedError as exc:
+            save(exc.state)
+            raise NotConvergedError(
+                f"{exc}; saved epoch {exc.state.epoch + 1}, batch {exc.state.step} to "
+                f"{out_dir / CHECKPOINT}; continue with: eqprop train {out_dir} --resume"
+            ) from None
     if stopped:
         save(state)
         err.print(

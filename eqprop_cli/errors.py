@@ -38,3 +38,16 @@ class CircuitError(EqpropError):
 
 class InputError(EqpropError):
     """Input vectors or command-line options that do not fit the circuit."""
+
+
+class NotConvergedError(EqpropError):
+    """An equilibrium missed its tolerances where a result is needed (exit code 3).
+
+    ``state``, when set, is what to save before stopping (training's last complete batch).
+    """
+
+    exit_code = 3
+
+    def __init__(self, message: str, state: object = None):
+        super().__init__(message)
+        self.state = state

@@ -46,7 +46,8 @@ def exact_gradients(
     dL_dx = np.zeros_like(xs)
     for j in range(var.shape[1]):
         np.add.at(dL_dx, (slice(None), var[:, j]), dL_do * coef[:, j])
-    lam = _BlockLU(problem).direction(xs, -dL_dx, active)  # H lam = dL/dx on free unknowns
+    # H lam = dL/dx on free unknowns
+    lam = _BlockLU(problem).factor(xs, active)(np.where(active, 0.0, dL_dx))
     free_nodes = network.fixed_index < 0
 
     def adjoint(nodes: np.ndarray) -> np.ndarray:

@@ -207,6 +207,9 @@ SOLVER = (
     Param("method", "choice", "Equilibrium solver.", "auto", choices=("auto", "layered", "newton")),
     Param("tol", "current", "Largest KCL residual accepted at any node.", 1e-10, 0, True),
     Param("max_iter", "int", "Iteration limit (sweeps or Newton steps).", 1000, 1),
+    Param(
+        "vtol", "voltage", "Largest error accepted in any node voltage (estimated).", 1e-9, 0, True
+    ),
 )
 
 BOLTZMANN = 1.38064852e-23  # J/K, the value ngspice uses

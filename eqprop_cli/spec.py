@@ -281,6 +281,7 @@ class SolverSpec:
     method: str = "auto"
     tol: float = 1e-10
     max_iter: int = 1000
+    vtol: float = 1e-9
 
 
 @dataclass

@@ -1,7 +1,10 @@
 """SPICE netlists of a network, and running ngspice on them (the external oracle).
 
 Resistors are R elements in ohms, written in exponent notation (no m/Meg
-traps); Shockley diodes use a D .model at the matching temperature; ideal
+traps); Shockley diodes use a D .model at the matching temperature, each with a
+behavioural source that makes ngspice's reverse region (below -3 n Vt) exactly
+Shockley's law and takes back the GMIN that ngspice puts across each diode, so
+ngspice solves eqprop's circuit exactly; ideal
 piecewise-linear diodes are behavioural current sources; a hard clamp is a
 behavioural source of very high on-conductance (1e8 times the conductance at
 its node) whose corner is rounded over 10 nV (a softplus), so that ngspice's
@@ -34,7 +37,11 @@ AMP_NODE = "xamp"  # internal node between an amplifier's E source and its sense
 CLAMP_WIDTH = 1e-8  # volts: sharper corners make ngspice fail to converge more often
 MAX_PORTS = 1000  # ngspice refuses a subcircuit with more (N_GLOBAL_NODES)
 CONTROL_START = ".control\nop\n"  # how an exported .control block starts
-OPTIONS = "RELTOL=1e-12 ABSTOL=1e-18 VNTOL=1e-13 GMIN=1e-12 ITL1=1000"
+# ngspice puts GMIN across every diode; each diode's BD source takes it back out (GMIN=0
+# instead makes ngspice's gmin stepping, which clamp-heavy circuits need, never finish)
+GMIN = 1e-12
+OPTIONS = f"RELTOL=1e-12 ABSTOL=1e-18 VNTOL=1e-13 GMIN={GMIN:g} ITL1=1000"
+E = 2.718281828459045  # ngspice's CONSTe
 
 
 def spice_node_names(network: Network) -> list[str]:
@@ -156,11 +163,18 @@ def export_spice(
             models.append(
                 f".model {name} D(IS={num(model.saturation_current)} N={num(model.ideality)} RS=0 TNOM={num(_celsius(model.thermal_voltage))})"
             )
-            out.append(f"* Shockley diodes: D{k}_<index>")
-            out.extend(
-                f"D{k}_{i} {node[a]} {node[c]} {name} TEMP={num(_celsius(model.thermal_voltage))} ; {_text(d.labels[i])}"
-                for i, (a, c) in enumerate(zip(d.anode, d.cathode, strict=True))
+            out.append(
+                f"* Shockley diodes: D{k}_<index>, each with BD{k}_<index>, the difference "
+                "between Shockley's law and ngspice's reverse region (below -3 n Vt)"
             )
+            correction = _reverse_correction(model)
+            for i, (a, c) in enumerate(zip(d.anode, d.cathode, strict=True)):
+                out.append(
+                    f"D{k}_{i} {node[a]} {node[c]} {name} TEMP={num(_celsius(model.thermal_voltage))} ; {_text(d.labels[i])}"
+                )
+                out.append(
+                    f"BD{k}_{i} {node[a]} {node[c]} I = {correction.format(v=f'V({node[a]},{node[c]})')}"
+                )
     for k, (s, currents) in enumerate(zip(network.isources, network.currents, strict=True)):
         out.append("")
         out.append(
@@ -204,6 +218,22 @@ def _text(text: str) -> str:
 
 
 _UNSAFE = re.compile(r"[^\x20-\x7e]")
+
+
+def _reverse_correction(model) -> str:
+    """ngspice expression (of {v}) that makes its diode exactly Shockley's law.
+
+    Below v = -3 n Vt ngspice's diode carries -Is (1 + (3 n Vt / (e v))^3) instead of
+    Is (exp(v / n Vt) - 1); this current source adds the difference there, and nothing
+    above (the two match in value and slope at -3 n Vt, so the sum stays smooth). It
+    also takes back the GMIN * v that ngspice adds across every diode.
+    """
+    nvt = num(model.ideality * model.thermal_voltage)
+    Is = num(model.saturation_current)
+    return (
+        f"(({{v}} < -3 * {nvt}) ? {Is} * (exp({{v}} / {nvt}) + "
+        f"pwr(3 * {nvt} / ({num(E)} * {{v}}), 3)) : 0) - {GMIN:g} * {{v}}"
+    )
 
 
 def _feature_ports(network: Network, node: list[str]) -> list[str]:

@@ -23,7 +23,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .datasets import DataError, Dataset, image_side, load_dataset, shift_images, split
-from .errors import CircuitError, EqpropError
+from .errors import CircuitError, EqpropError, NotConvergedError
 from .evaluate import Evaluation, evaluate
 from .loss import ReadoutLoss, predictions
 from .network import Network
@@ -48,10 +48,16 @@ def solver_settings(spec: CircuitSpec, phase: str = "free") -> dict:
     free_tol = t.free_tol or solver.tol
     free_iter = t.free_max_iter or solver.max_iter
     if phase == "free":
-        return {"method": solver.method, "tol": free_tol, "max_iter": free_iter}
+        return {
+            "method": solver.method,
+            "tol": free_tol,
+            "vtol": solver.vtol,
+            "max_iter": free_iter,
+        }
     return {
         "method": solver.method,
         "tol": t.nudged_tol or free_tol,
+        "vtol": solver.vtol,
         "max_iter": t.nudged_max_iter or solver.max_iter,
     }
 
@@ -245,11 +251,11 @@ def ep_gradients(
     free_solver: dict,
     nudged_solver: dict,
     warm_start: bool = True,
-) -> tuple[list[np.ndarray], Equilibrium, int]:
+) -> tuple[list[np.ndarray], Equilibrium, list[Equilibrium]]:
     """EP estimates of dL/dtheta from a free and two (or one) nudged equilibria.
 
-    Returns the estimates per group, the free equilibrium, and how many
-    sample solves missed their tolerance.
+    Returns the estimates per group, the free equilibrium, and the equilibria
+    (free or nudged) of which some sample missed its tolerances.
     """
     free = solve(network, x, **free_solver)
     outputs = free.outputs()
@@ -262,8 +268,8 @@ def ep_gradients(
         nudge = loss.nudge(beta, outputs, y)
         states.append(solve(network, x, x0=start, nudge=nudge, like=free, **nudged_solver))
     distinct = {id(s): s for s in [free, *states]}.values()
-    missed = sum(int((~s.converged).sum()) for s in distinct)
-    return estimator(states[0], states[1], betas[0], betas[1], loss.scale), free, missed
+    failed = [s for s in distinct if not s.success]
+    return estimator(states[0], states[1], betas[0], betas[1], loss.scale), free, failed
 
 
 def phase_betas(phases: str, beta: float, seed: int, epoch: int, step: int) -> tuple[float, float]:
@@ -374,7 +380,7 @@ class Trainer:
     def batch_gradients(
         self, x: np.ndarray, y: np.ndarray, betas: tuple[float, float]
     ) -> tuple[list[np.ndarray], Equilibrium, int]:
-        """EP gradient estimates, the free equilibrium, and how many solves missed tol."""
+        """EP gradient estimates, the free equilibrium, and the equilibria that missed tol."""
         return ep_gradients(
             self.network,
             self.estimator,
@@ -392,7 +398,14 @@ class Trainer:
         t = self.training
         start = time.perf_counter()
         betas = phase_betas(str(t.phases), float(t.beta), int(t.seed), state.epoch, state.step)
-        grads, free, missed = self.batch_gradients(x, y, betas)
+        grads, free, failed = self.batch_gradients(x, y, betas)
+        if failed:
+            phase = "free" if failed[0] is free else "nudged"
+            raise NotConvergedError(
+                f"epoch {state.epoch + 1}, batch {state.step + 1}: the {phase} equilibrium did "
+                f"not converge ({failed[0].method} solver, {failed[0].message}); training "
+                "stopped before this batch's update"
+            )
         factor = self.rate_factor(state.epoch)
         normalised = [g_.scale * grad for g_, grad in zip(self.groups, grads, strict=True)]
         steps, opt = self.optimizer.update(
@@ -407,7 +420,6 @@ class Trainer:
         running["loss"] += float(self.loss.value(outputs, y).sum())
         running["errors"] += float((predictions(outputs) != y).sum())
         running["samples"] += len(y)
-        running["not_converged"] += missed
         running["seconds"] += time.perf_counter() - start
         self.set_params(new)
         return TrainState(state.epoch, state.step + 1, opt, running, state.metrics)
@@ -443,14 +455,16 @@ class Trainer:
             "train_loss": r["loss"] / max(r["samples"], 1),
             "train_error": r["errors"] / max(r["samples"], 1),
         }
+        missed = 0  # evaluation solves that missed their tolerances (training ones stop it)
         for name in ("validation", "test"):
             result = self.evaluate(name)
             row[f"{name}_loss"] = result.loss if result else float("nan")
             row[f"{name}_error"] = result.error_rate if result else float("nan")
+            missed += result.not_converged if result else 0
         row["seconds"] = r["seconds"]
         row["samples_per_second"] = r["samples"] / r["seconds"] if r["seconds"] else float("nan")
         row["learning_rate"] = float(self.training.learning_rate) * self.rate_factor(state.epoch)
-        row["not_converged"] = r["not_converged"]
+        row["not_converged"] = missed
         return TrainState(
             state.epoch + 1, 0, state.optimizer, self._zero_running(), [*state.metrics, row]
         )
@@ -480,7 +494,11 @@ class Trainer:
                 if should_stop and should_stop():
                     return state, True
                 pick = order[state.step * size : (state.step + 1) * size]
-                state = self.train_step(state, self.augment(x[pick], state), y[pick])
+                try:
+                    state = self.train_step(state, self.augment(x[pick], state), y[pick])
+                except NotConvergedError as exc:
+                    exc.state = state  # the last complete batch, for the caller to save
+                    raise
                 if on_batch:
                     r = state.running
                     on_batch(

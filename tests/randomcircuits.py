@@ -153,3 +153,136 @@ current = "{rng.uniform(-100e-6, 100e-6):.4g}"
     text += '\n[netlist]\ninputs = ["a0", "a1"]\n'
     text += f'outputs = ["{parts[-1][0]}1"]\n\n' + "\n".join(elements)
     return text, 2
+
+
+def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(10 ** rng.uniform(np.log10(low), np.log10(high)))
+
+
+def anything(
+    seed: int, islands: bool = True, conductances: tuple[float, float] = (1e-7, 1e-3)
+) -> tuple[str, int]:
+    """A random netlist of 5 to 60 nodes over every device the format allows but hard clamps.
+
+    Resistors of 1e-7 to 1e-3 S (``conductances``; log-uniform, each its own value), Shockley and
+    piecewise-linear diodes, grounded, stacked and input sources, current sources,
+    amplifiers (chained sometimes), and either a random mesh or layers with rails.
+    With ``islands``, some nodes are held by Shockley diodes only (their potentials
+    set by reverse currents, on which ngspice fails or stops off). Current
+    sources drive only nodes with a resistor path to a fixed potential: into a node
+    held by reverse-biased diodes only, a current above their saturation currents
+    leaves no equilibrium. Returns (toml text, number of input features = 2).
+    """
+    rng = np.random.default_rng(seed)
+    low, high = conductances
+    layered_form = bool(rng.random() < 0.5)
+    devices = {
+        "w": f'type = "resistor"\ng_min = "{low:g}"\ng_max = "{high:g}"\ninit = "constant"\n'
+        f'g = "{low:g}"\n',
+        "dsh": DIODES["shockley"].format(
+            is_=f"{10 ** rng.uniform(-15, -9):.3g}",
+            n=round(float(rng.uniform(1.0, 2.0)), 3),
+            t=round(float(rng.uniform(250.0, 350.0)), 2),
+        ),
+        "dpl": DIODES["ideal"].format(
+            th=round(float(rng.uniform(-0.2, 0.4)), 3), g=f"{_log_uniform(rng, 1e-6, 1e-3):.4g}"
+        ),
+        "amp": f'type = "amplifier"\ngain = {round(float(rng.uniform(0.5, 5.0)), 3)}\n',
+        "amp2": f'type = "amplifier"\ngain = {round(float(rng.uniform(0.5, 5.0)), 3)}\n',
+        "ib": 'type = "isource"\ncurrent = "1e-7"\n',
+        "vs": 'type = "vsource"\nvalue = 0.5\n',
+    }
+    elements: list[str] = []
+
+    def add(kind: str, device: str, a: str, b: str, extra: str = "") -> None:
+        elements.append(
+            f'[[elements]]\nname = "{kind}{len(elements)}"\ndevice = "{device}"\n'
+            f'nodes = ["{a}", "{b}"]\n{extra}'
+        )
+
+    def resistor(a: str, b: str) -> None:
+        add("R", "w", a, b, f'g = "{_log_uniform(rng, low, high):.6g}"\n')
+
+    # fixed potentials: a grounded rail, one stacked on it, sometimes a third on that
+    rails = ["r0", "r1"] + (["r2"] if rng.random() < 0.5 else [])
+    for i, rail in enumerate(rails):
+        below = "gnd" if i == 0 else rails[i - 1]
+        add("V", "vs", rail, below, f"value = {round(float(rng.uniform(-0.6, 0.6)), 4)}\n")
+    inputs = ["x0", "x1"]
+    fixed = rails + inputs
+    if layered_form:
+        sizes = [int(rng.integers(2, 8)) for _ in range(int(rng.integers(1, 4)))]
+        layers = [[f"l{k}n{i}" for i in range(size)] for k, size in enumerate(sizes)]
+        free = [n for layer in layers for n in layer]
+        anchored = list(free)
+        previous = inputs
+        for layer in layers:
+            for a in previous:
+                for b in layer:
+                    if rng.random() < 0.8:
+                        resistor(a, b)
+            for b in layer:  # at least one resistor into the layer below
+                resistor(previous[int(rng.integers(len(previous)))], b)
+                if rng.random() < 0.7:
+                    add("D", "dsh", b, rails[int(rng.integers(len(rails)))])
+                if rng.random() < 0.7:
+                    add("D", "dsh", rails[int(rng.integers(len(rails)))], b)
+            previous = layer
+    else:
+        n = int(rng.integers(5, 50))
+        free = [f"n{i}" for i in range(n)]
+        everything = fixed + free
+        anchored = []
+        for i, node in enumerate(free):  # spanning tree down to the fixed nodes
+            other = everything[int(rng.integers(len(fixed) + i))]
+            if not islands or rng.random() < 0.85:
+                resistor(other, node)
+                if other in fixed or other in anchored:
+                    anchored.append(node)
+            else:
+                add("D", "dsh", *((other, node) if rng.random() < 0.5 else (node, other)))
+        for _ in range(int(rng.integers(0, 2 * n))):
+            a, b = rng.choice(everything, 2, replace=False)
+            resistor(str(a), str(b))
+    for node in fixed:  # every source drives something
+        resistor(node, str(rng.choice(free)))
+    # extra devices on the free nodes
+    for _ in range(int(rng.integers(0, 4))):
+        a, b = rng.choice([*free, "gnd"], 2, replace=False)
+        add("D", "dsh", str(a), str(b))
+    for _ in range(int(rng.integers(0, 3))):
+        a, b = rng.choice([*free, "gnd"], 2, replace=False)
+        add("D", "dpl", str(a), str(b))
+    for _ in range(int(rng.integers(0, 3)) if anchored else 0):
+        a, b = rng.choice([*anchored, "gnd"], 2, replace=False)
+        current = float(rng.uniform(-1, 1)) * _log_uniform(rng, 1e-9, 1e-6)
+        add("I", "ib", str(a), str(b), f'current = "{current:.4g}"\n')
+    # nodes held by Shockley diodes only (their reverse currents set them)
+    for k in range(int(rng.integers(0, 3)) if islands else 0):
+        island = f"isl{k}"
+        anchor = str(rng.choice(free + fixed))
+        add("D", "dsh", *((anchor, island) if rng.random() < 0.5 else (island, anchor)))
+        if rng.random() < 0.5:
+            resistor(island, f"isl{k}b")
+            add("D", "dsh", f"isl{k}b", str(rng.choice(free + fixed)))
+    # amplifiers: a free node drives a stage of new nodes, tied to the rest only through
+    # fixed nodes (else no energy function exists); the second amplifier drives from it
+    source = str(rng.choice(free))
+    for k, device in enumerate(["amp", "amp2"][: int(rng.integers(0, 3))]):
+        stage = [f"a{k}"] + [f"a{k}m{j}" for j in range(int(rng.integers(1, 4)))]
+        add("A", device, source, stage[0])
+        for j, node in enumerate(stage[1:], 1):
+            resistor(stage[int(rng.integers(j))], node)
+            if rng.random() < 0.5:
+                resistor(node, str(rng.choice([*fixed, "gnd"])))
+        resistor(stage[-1], str(rng.choice([*fixed, "gnd"])))
+        if rng.random() < 0.5:
+            add("D", "dsh", stage[int(rng.integers(len(stage)))], "gnd")
+        if rng.random() < 0.5:
+            add("D", "dpl", str(rng.choice(stage)), str(rng.choice([*fixed, "gnd"])))
+        source = stage[-1]
+    text = f'[circuit]\nname = "random-{seed}"\n\n'
+    text += "".join(f"[devices.{k}]\n{v}\n" for k, v in devices.items())
+    output = str(rng.choice(free))
+    text += f'[netlist]\ninputs = {inputs!r}\noutputs = ["{output}"]\n\n'.replace("'", '"')
+    return text + "\n".join(elements), 2

@@ -76,9 +76,9 @@ def test_solve_table_output():
     assert "y0p" in result.stdout and "converged" in result.stdout
 
 
-def test_non_convergence_is_a_warning_and_a_flag():
+def test_non_convergence_is_a_warning_a_flag_and_exit_3():
     result = run("solve", XOR, "-i", "1,0", "--json", "--max-iter", "1", "--tol", "1e-30")
-    assert result.exit_code == 0
+    assert result.exit_code == 3
     assert json.loads(result.stdout)["converged"] is False
     assert "warning" in result.stderr and "not converged" in result.stderr
 
