@@ -16,7 +16,7 @@ from rich.table import Table
 
 from .cli import JsonOpt, SetOpt, TargetArg, _percent, _user_errors, app, err, out
 from .datasets import DATASETS, fetch_dataset, list_datasets
-from .errors import EqpropError
+from .errors import CircuitError, EqpropError
 from .gradcheck import at_a_kink, compare
 from .io import write_atomic
 from .loss import ReadoutLoss
@@ -135,6 +135,7 @@ def train(
     if loaded.checkpoint is not None:
         raise EqpropError(f"{circuit}: give the run directory to continue a run (with --resume)")
     spec, network = loaded.spec, loaded.network
+    _require_recipe(spec, circuit)
     settings = training_settings(spec)
     out_dir = out_dir or Path("runs") / (spec.name or circuit.stem)
     dataset, splits = training_data(spec, network)
@@ -215,6 +216,27 @@ def train(
     out.print(
         f"[green]done[/]: {state.epoch} epoch{'s' if state.epoch != 1 else ''}, test error {_percent(final['test_error'])}; "
         f"run directory {out_dir}"
+    )
+
+
+def _require_recipe(spec, circuit: Path) -> None:
+    """Refuse to train a circuit that names no recipe: defaults suit no circuit in general."""
+    table = spec.document.get("training")
+    if isinstance(table, dict) and "dataset" in table:
+        return
+    given = set(spec.locator.overridden) if spec.locator else set()
+    from_file = [k for k in table or {} if ("training", k) not in given]
+    what = (
+        "has a [training] section without `dataset`" if from_file else "has no [training] section"
+    )
+    raise CircuitError(
+        f"{what}, so there is no recipe to train it with (the defaults suit no circuit in "
+        "particular). Add a [training] section naming at least the dataset, epochs, "
+        "batch_size, learning_rate, beta and the targets (eqprop-circuit(5); "
+        "circuits/mnist-ideal.toml is an example), or give them with --set, e.g. "
+        "--set training.dataset=mnist --set training.epochs=10 --set training.batch_size=32 "
+        "--set training.learning_rate=1 --set training.beta=1e-6",
+        path=str(circuit),
     )
 
 

@@ -154,7 +154,8 @@ def export_spice(
         else:
             name = f"DM{k}"
             models.append(
-                f".model {name} D(IS={num(model.saturation_current)} N={num(model.ideality)} RS=0 TNOM={num(_celsius(model.thermal_voltage))})"
+                f".model {name} D(IS={num(model.saturation_current)} N={num(model.ideality)} "
+                f"RS={num(model.series_resistance)} TNOM={num(_celsius(model.thermal_voltage))})"
             )
             out.append(f"* Shockley diodes: D{k}_<index>")
             out.extend(
