@@ -93,13 +93,14 @@ class ShockleyDiode:
         log_z = u + math.log(a)  # ln(1 + a e^u), below without overflow:
         lz = np.maximum(log_z, 0.0) + np.log1p(np.exp(-np.abs(log_z)))
         x = u - lz * (1.0 - np.log1p(lz) / (2.0 + lz))
+        scale = 1e-15 * (1.0 + np.max(np.abs(u), initial=0.0))
         for k in range(50):
             ae = a * np.exp(x)
             f = x + ae - u
+            if k and np.max(np.abs(f), initial=0.0) <= scale:
+                return x, ae / a  # e^x of the x just checked
             d1 = 1.0 + ae
             x -= f / (d1 - 0.5 * ae * f / d1)
-            if k >= 2 and np.all(np.abs(f) <= 1e-14 * (1.0 + np.abs(u))):
-                break
         return x, np.exp(x)
 
     def current(self, v: np.ndarray) -> np.ndarray:
