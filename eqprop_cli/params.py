@@ -160,6 +160,18 @@ DIODE_PARTS = {
             "simulation overview): is=2.495e-09 rs=4.755e-01 n=1.679e+00",
         ),
         DiodePart(
+            "2N3904-diode",
+            "diode-connected small-signal NPN transistor (base and collector tied)",
+            6.75e-15,
+            1.0,
+            0.0,
+            "the Q2N3904 card of the URI ELE 343 notes (IS = 6.734e-15, NF = 1, BF = 416.4, "
+            "RB = 10): emitter current IS (1 + 1/BF) e^(V/Vt); left out: the base resistance "
+            "seen through the base current, RB / (1 + BF) = 0.024 ohm (2.4 uV at 100 uA, "
+            "and ngspice converges far more slowly with it), and the base leakage ISE "
+            "(NE = 1.259, under 1% of the current above 0.55 V)",
+        ),
+        DiodePart(
             "sky130-pw2nd",
             "on-chip p-well/n+ junction diode of the SkyWater SKY130 process, one unit area",
             2.75e-15,

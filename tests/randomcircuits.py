@@ -17,7 +17,7 @@ DIODES = {
     "temperature = {t}\n",
     "part": 'type = "diode"\nmodel = "{part}"\ntemperature = {t}\n',
 }
-PARTS = ("1N4148", "sky130-pw2nd")
+PARTS = ("1N4148", "2N3904-diode", "sky130-pw2nd")
 
 
 def _resistor_device(seed: int) -> str:

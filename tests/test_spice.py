@@ -173,3 +173,16 @@ def test_series_resistance_and_parts_match_ngspice(ngspice, model, g1):
     for d in net.diodes:
         object.__setattr__(d, "model", dataclasses.replace(d.model, series_resistance=0.0))
     assert np.max(np.abs(solve(net, inputs, tol=1e-14).voltages - with_rs)) > 1e-4
+
+
+def test_paper_circuit_exports_at_physical_values():
+    """Every voltage source of the exported paper circuit within 1 V, a real diode model,
+    the amplifiers as E and F sources."""
+    net = load_network(ROOT / "circuits" / "kendall2020-mnist.toml")
+    netlist = export_spice(net, np.random.default_rng(0).random(784))
+    volts = [float(m) for m in re.findall(r"^V\S* \S+ \S+ DC (\S+)", netlist, flags=re.M)]
+    assert len(volts) == 2 * 784 + 2 + 100  # inputs, rails, the amplifiers' 0 V sense sources
+    assert max(abs(v) for v in volts) <= 1.0
+    assert re.search(r"^\.model DM0 D\(IS=\S+ N=\S+ RS=\S+ ", netlist, flags=re.M)
+    assert len(re.findall(r"^EA\d+ ", netlist, flags=re.M)) == 100
+    assert len(re.findall(r"^FA\d+ ", netlist, flags=re.M)) == 100
