@@ -186,3 +186,10 @@ def test_paper_circuit_exports_at_physical_values():
     assert re.search(r"^\.model DM0 D\(IS=\S+ N=\S+ RS=\S+ ", netlist, flags=re.M)
     assert len(re.findall(r"^EA\d+ ", netlist, flags=re.M)) == 100
     assert len(re.findall(r"^FA\d+ ", netlist, flags=re.M)) == 100
+
+
+def test_an_ngspice_timeout_is_a_user_error(ngspice):
+    """A netlist ngspice cannot finish in time is an error with a message, not a traceback."""
+    net = load_network(ROOT / "circuits" / "xor.toml")
+    with pytest.raises(EqpropError, match="did not finish within"):
+        run_ngspice(export_spice(net, np.zeros(net.n_features)), timeout=1e-3)
