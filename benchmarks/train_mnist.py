@@ -16,9 +16,11 @@ resident memory of the process.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import platform
+import pstats
 import resource
 import sys
 import time
@@ -38,12 +40,41 @@ def peak_memory_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+# Parts of a training step, by the function that does them (file suffix, function name).
+PARTS = {
+    "whole batch (profiled)": ("train.py", "train_step"),
+    "equilibria (free and nudged)": ("solve.py", "solve"),
+    "  diode I-V evaluations": ("devices.py", "*"),
+    "  layered block updates": ("solve.py", "update"),
+    "EP estimate": ("train.py", "__call__"),
+    "new conductances into the linear part": ("network.py", "set_conductances"),
+}
+
+
+def time_split(profiler: cProfile.Profile, per_epoch: float) -> dict[str, float]:
+    """Cumulative seconds per epoch of each part (diode evaluations: their own time)."""
+    stats = pstats.Stats(profiler).stats
+    out = {}
+    for part, (suffix, name) in PARTS.items():
+        total = 0.0
+        for (path, _, func), (_, _, own, cumulative, _) in stats.items():
+            if path.endswith(suffix) and (name == "*" or func == name):
+                total += own if name == "*" else cumulative
+        out[part] = total * per_epoch
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("circuit", type=Path)
     parser.add_argument("--name", required=True, help="Result file: results/train_<name>.json")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--max-batches", type=int, default=0, help="Time this many batches only.")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="With --max-batches: where the time goes (seconds per epoch by part, cProfile).",
+    )
     args = parser.parse_args()
 
     spec = load_circuit(args.circuit, args.sets)
@@ -63,9 +94,17 @@ def main() -> None:
     start = time.perf_counter()
     if args.max_batches:
         calls = iter(range(10**9))
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler:
+            profiler.enable()
         state, _ = trainer.run(
             trainer.new_state(), 1, should_stop=lambda: next(calls) >= args.max_batches
         )
+        if profiler:
+            profiler.disable()
+            record["profile_seconds_per_epoch"] = time_split(profiler, trainer.steps / state.step)
+            for part, seconds in record["profile_seconds_per_epoch"].items():
+                print(f"  {part}: {seconds:.1f} s per epoch")
         seconds = state.running["seconds"]
         per_batch = seconds / state.step
         record["timed_batches"] = state.step

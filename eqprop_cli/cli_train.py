@@ -17,7 +17,7 @@ from rich.table import Table
 
 from .cli import JsonOpt, SetOpt, TargetArg, _percent, _user_errors, app, err, out
 from .datasets import DATASETS, Dataset, fetch_dataset, list_datasets
-from .errors import EqpropError, NotConvergedError
+from .errors import CircuitError, EqpropError, NotConvergedError
 from .gradcheck import at_a_kink, compare
 from .io import write_atomic
 from .loss import ReadoutLoss
@@ -140,6 +140,7 @@ def train(
     if loaded.checkpoint is not None:
         raise EqpropError(f"{circuit}: give the run directory to continue a run (with --resume)")
     spec, network = loaded.spec, loaded.network
+    _require_recipe(spec, circuit)
     out_dir = out_dir or Path("runs") / run_name(spec.name or circuit.stem)
     dataset, splits = training_data(spec, network)
     trainer = Trainer(network, spec, splits, dataset.n_classes)
@@ -272,6 +273,27 @@ def _make_run_dir(out_dir: Path) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunError(f"{out_dir}: cannot create the run directory ({exc.strerror})") from None
+
+
+def _require_recipe(spec, circuit: Path) -> None:
+    """Refuse to train a circuit that names no recipe: defaults suit no circuit in general."""
+    table = spec.document.get("training")
+    if isinstance(table, dict) and "dataset" in table:
+        return
+    given = set(spec.locator.overridden) if spec.locator else set()
+    from_file = [k for k in table or {} if ("training", k) not in given]
+    what = (
+        "has a [training] section without `dataset`" if from_file else "has no [training] section"
+    )
+    raise CircuitError(
+        f"{what}, so there is no recipe to train it with (the defaults suit no circuit in "
+        "particular). Add a [training] section naming at least the dataset, epochs, "
+        "batch_size, learning_rate, beta and the targets (eqprop-circuit(5); "
+        "circuits/mnist-ideal.toml is an example), or give them with --set, e.g. "
+        "--set training.dataset=mnist --set training.epochs=10 --set training.batch_size=32 "
+        "--set training.learning_rate=1 --set training.beta=1e-6",
+        path=str(circuit),
+    )
 
 
 def _clear_run_dir(out_dir: Path, overwrite: bool) -> None:

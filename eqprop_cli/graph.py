@@ -689,7 +689,7 @@ def _check_dc_paths(graph: Graph) -> None:
 
     n = len(graph.nodes)
     links = [r.pairs() for r in graph.resistors]
-    links += [(d.anode, d.cathode) for d in graph.diodes if d.device.params["model"] == "shockley"]
+    links += [(d.anode, d.cathode) for d in graph.diodes if d.device.params["model"] != "ideal"]
     links.append(
         ([amp.source for amp in graph.amplifiers], [amp.target for amp in graph.amplifiers])
     )

@@ -139,11 +139,71 @@ RESISTOR = DeviceKind(
     ),
 )
 
+
+@dataclass(frozen=True)
+class DiodePart:
+    """A named diode: SPICE D-model parameters of a real part, with their source."""
+
+    name: str
+    what: str
+    saturation_current: float  # IS, A
+    ideality: float  # N
+    series_resistance: float  # RS, ohms
+    source: str
+
+
+# Only the DC parameters matter at an operating point (IS, N, RS at TNOM = 27 °C).
+DIODE_PARTS = {
+    p.name: p
+    for p in (
+        DiodePart(
+            "1N4148",
+            "small-signal silicon switching diode (discrete)",
+            2.495e-9,
+            1.679,
+            0.4755,
+            "the 1n4148 model card of the ngspice manual (section 'Device Models' of the "
+            "simulation overview): is=2.495e-09 rs=4.755e-01 n=1.679e+00",
+        ),
+        DiodePart(
+            "2N3904-diode",
+            "diode-connected small-signal NPN transistor (base and collector tied)",
+            6.75e-15,
+            1.0,
+            0.0,
+            "the Q2N3904 card of the URI ELE 343 notes (IS = 6.734e-15, NF = 1, BF = 416.4, "
+            "RB = 10): emitter current IS (1 + 1/BF) e^(V/Vt); left out: the base resistance "
+            "seen through the base current, RB / (1 + BF) = 0.024 ohm (2.4 uV at 100 uA, "
+            "and ngspice converges far more slowly with it), and the base leakage ISE "
+            "(NE = 1.259, under 1% of the current above 0.55 V)",
+        ),
+        DiodePart(
+            "sky130-pw2nd",
+            "on-chip p-well/n+ junction diode of the SkyWater SKY130 process, one unit area",
+            2.75e-15,
+            1.2928,
+            981.0,
+            "SkyWater SKY130 PDK model card sky130_fd_pr__diode_pw2nd_05v5 "
+            "(libs.tech/ngspice/sky130.lib.spice): js = 2.75e-15 per unit area, n = 1.2928, "
+            "rs = 981 ohm; IS = js times one unit of area, the sidewall term left out",
+        ),
+    )
+}
+SHOCKLEY_KEYS = ("is", "n", "rs")  # what a part fixes
+
 DIODE = DeviceKind(
     "diode",
-    "Diode, ideal piecewise-linear or Shockley exponential; current flows anode to cathode.",
+    "Diode, ideal piecewise-linear or Shockley exponential (with series resistance), or a "
+    "named part; current flows anode to cathode.",
     (
-        Param("model", "choice", "I-V model.", "ideal", choices=("ideal", "shockley")),
+        Param(
+            "model",
+            "choice",
+            'I-V model: "ideal", "shockley" (is, n, rs as given), or a named part that fixes '
+            "is, n and rs: " + ", ".join(f'"{p}"' for p in DIODE_PARTS) + ".",
+            "ideal",
+            choices=("ideal", "shockley", *DIODE_PARTS),
+        ),
         Param("threshold", "voltage", "Ideal: turn-on voltage.", 0.0),
         Param(
             "g_on",
@@ -156,6 +216,13 @@ DIODE = DeviceKind(
         ),
         Param("is", "current", "Shockley: saturation current.", 1e-14, 0, True, MAX_IS),
         Param("n", "number", "Shockley: ideality factor.", 1.0, 0.5, maximum=10.0),
+        Param(
+            "rs",
+            "resistance",
+            "Shockley: series (ohmic) resistance in series with the junction.",
+            0.0,
+            0,
+        ),
         Param(
             "vt",
             "voltage",

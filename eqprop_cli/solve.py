@@ -40,6 +40,10 @@ from .network import Network
 
 METHODS = ("auto", "layered", "newton")
 SPD = {"SymmetricMode": True}  # SuperLU: the Hessians are symmetric positive definite
+# Each sweep's 1-D diode problems are solved only as far as the next sweep can use:
+# once every step is a Newton step (no bisection) smaller than this, the rest of the
+# error is of the order of its square and the following sweeps refine it anyway.
+INNER_SETTLED = 1e-3  # volts
 
 
 @dataclass
@@ -758,8 +762,10 @@ class _Block:
             # a step onto a bracket end, give or take rounding, is a Newton step too
             slack = 1e-9 * (hi - lo) + 4e-16 * np.abs(step)
             inside = (step >= lo - slack) & (step <= hi + slack)
-            x = np.where(inside, np.clip(step, lo, hi), 0.5 * (lo + hi))
-            if np.all(hi - lo <= 4e-16 * np.maximum(1.0, np.abs(x))):
+            new = np.where(inside, np.clip(step, lo, hi), 0.5 * (lo + hi))
+            settled = inside.all() and np.max(np.abs(new - x), initial=0.0) <= INNER_SETTLED
+            x = new
+            if settled or np.all(hi - lo <= 4e-16 * np.maximum(1.0, np.abs(x))):
                 break
         x = np.clip(x, self.lo, self.hi)
         if self.nudge is not None:

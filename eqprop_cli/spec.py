@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import CircuitError, printable
-from .params import DEVICE_KINDS, SOLVER, Param
+from .params import DEVICE_KINDS, DIODE_PARTS, SHOCKLEY_KEYS, SOLVER, Param
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -742,6 +742,8 @@ def _devices(table: object, rd: _Reader) -> dict[str, DeviceSpec]:
         kind = DEVICE_KINDS[kind_name]
         params = rd.values({k: v for k, v in body.items() if k != "type"}, kind.params, key)
         _check_device(params, kind_name, key, rd)
+        if kind_name == "diode" and params["model"] in DIODE_PARTS:
+            _part_parameters(params, body, key, rd)
         out[name] = DeviceSpec(name, kind_name, params, key)
     return out
 
@@ -784,6 +786,21 @@ def _check_device(p: dict, kind: str, key: KeyPath, rd: _Reader) -> None:
             (*key, "current"),
             f"current = {p['current']:g} A is outside [i_min, i_max] = [{p['i_min']:g}, {p['i_max']:g}] A",
         )
+
+
+def _part_parameters(p: dict, body: Mapping, key: KeyPath, rd: _Reader) -> None:
+    """A named diode part: its card's is, n and rs, which the file may not also give."""
+    part = DIODE_PARTS[p["model"]]
+    for name in SHOCKLEY_KEYS:
+        if name in body:
+            raise rd.error(
+                (*key, name),
+                f'model "{part.name}" fixes is, n and rs (its SPICE card: IS = '
+                f"{part.saturation_current:g} A, N = {part.ideality:g}, RS = "
+                f'{part.series_resistance:g} Ω); remove `{name}`, or use model = "shockley" '
+                "to give your own",
+            )
+    p["is"], p["n"], p["rs"] = part.saturation_current, part.ideality, part.series_resistance
 
 
 def _rails(table: object, rd: _Reader) -> dict[str, float]:

@@ -161,7 +161,8 @@ def export_spice(
         else:
             name = f"DM{k}"
             models.append(
-                f".model {name} D(IS={num(model.saturation_current)} N={num(model.ideality)} RS=0 TNOM={num(_celsius(model.thermal_voltage))})"
+                f".model {name} D(IS={num(model.saturation_current)} N={num(model.ideality)} "
+                f"RS={num(model.series_resistance)} TNOM={num(_celsius(model.thermal_voltage))})"
             )
             out.append(
                 f"* Shockley diodes: D{k}_<index>, each with BD{k}_<index>, the difference "
@@ -346,9 +347,12 @@ def ngspice_op(netlist: str, timeout: float = 600.0) -> tuple[dict[str, float], 
             command = [ngspice_path(), "-b", "-r", str(raw), str(cir)]
         cir.write_text(netlist)
         env = dict(os.environ, SPICE_ASCIIRAWFILE="1")
-        proc = subprocess.run(
-            command, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp
-        )
+        try:
+            proc = subprocess.run(
+                command, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp
+            )
+        except subprocess.TimeoutExpired:
+            raise EqpropError(f"ngspice did not finish within {timeout:g} s") from None
         if proc.returncode != 0 or not raw.exists():
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
             raise EqpropError(f"ngspice failed (exit {proc.returncode}):\n{tail}")

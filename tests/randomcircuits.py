@@ -13,7 +13,11 @@ DIODES = {
     "ideal": 'type = "diode"\nmodel = "ideal"\nthreshold = {th}\ng_on = "{g}"\n',
     "clamp": 'type = "diode"\nmodel = "ideal"\nthreshold = {th}\ng_on = "inf"\n',
     "shockley": 'type = "diode"\nmodel = "shockley"\nis = "{is_}"\nn = {n}\ntemperature = {t}\n',
+    "series": 'type = "diode"\nmodel = "shockley"\nis = "{is_}"\nn = {n}\nrs = "{rs}"\n'
+    "temperature = {t}\n",
+    "part": 'type = "diode"\nmodel = "{part}"\ntemperature = {t}\n',
 }
+PARTS = ("1N4148", "2N3904-diode", "sky130-pw2nd")
 
 
 def _resistor_device(seed: int) -> str:
@@ -29,13 +33,20 @@ seed = {seed}
 
 
 def _diode_device(rng: np.random.Generator, kind: str) -> str:
-    return DIODES[kind].format(
-        th=round(float(rng.uniform(0.0, 0.3)), 3),
-        g=f"{rng.uniform(1e-3, 1e-2):.4g}",
-        is_=f"{10 ** rng.uniform(-15, -12):.3g}",
-        n=round(float(rng.uniform(1.2, 2.0)), 3),
-        t=round(float(rng.uniform(280.0, 350.0)), 2),
-    )
+    values = {
+        "th": round(float(rng.uniform(0.0, 0.3)), 3),
+        "g": f"{rng.uniform(1e-3, 1e-2):.4g}",
+        "is_": f"{10 ** rng.uniform(-15, -12):.3g}",
+        "n": round(float(rng.uniform(1.2, 2.0)), 3),
+        "t": round(float(rng.uniform(280.0, 350.0)), 2),
+    }
+    if kind in ("series", "part"):  # drawn only here: the other kinds' circuits stay as they were
+        values["rs"] = f"{10 ** rng.uniform(1, 4):.4g}"
+        values["part"] = PARTS[int(rng.integers(len(PARTS)))]
+        # conducting at a few tenths of a volt, so that RS carries current; not more, for
+        # ngspice approximates the reverse current below -3 n Vt (an error of up to ~5% of IS)
+        values["is_"] = f"{10 ** rng.uniform(-10, -8.7):.3g}"
+    return DIODES[kind].format(**values)
 
 
 def layered(

@@ -663,3 +663,42 @@ def test_long_amplifier_chain_lowers(tmp_path):
     network = load_network(_amplifier_chain(tmp_path, 1500))
     assert len(network.amplifiers) == 1500
     assert np.all(network.node_coef[network.node_var >= 0] > 0)
+
+
+# --------------------------------------------------------------------------- diode parts
+
+
+def test_a_diode_part_fixes_its_spice_parameters(tmp_path):
+    text = edit(LAYERED, 'type = "diode"', f'type = "diode"\nmodel = "1N4148"\nis = "1p"  {MARK}')
+    assert_circuit_error(
+        tmp_path,
+        text,
+        "devices.clamp.is",
+        'model "1N4148" fixes is, n and rs',
+        'model = "shockley"',
+    )
+
+
+def test_a_diode_part_loads_its_card(tmp_path):
+    text = edit(LAYERED, 'type = "diode"', 'type = "diode"\nmodel = "sky130-pw2nd"')
+    params = load_circuit(write(tmp_path, text)).devices["clamp"].params
+    assert (params["is"], params["n"], params["rs"]) == (2.75e-15, 1.2928, 981.0)
+
+
+# --------------------------------------------------------------------------- training recipes
+
+
+def test_train_refuses_a_circuit_without_a_recipe(tmp_path, monkeypatch):
+    """No [training] section: exit 2, one message naming the file and the way out, no run dir."""
+    monkeypatch.chdir(tmp_path)
+    path = write(tmp_path, LAYERED)
+    result = invoke("train", path, "--epochs", "1", "--out", tmp_path / "run")
+    assert_user_error(
+        result, str(path), "has no [training] section", "--set training.dataset=", "[training]"
+    )
+    assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists()
+    # a [training] section without a dataset is no recipe either
+    path = write(tmp_path, LAYERED + "\n[training]\nepochs = 2\n", "partial.toml")
+    result = invoke("train", path, "--out", tmp_path / "run")
+    assert_user_error(result, "without `dataset`")
+    assert not (tmp_path / "run").exists()

@@ -91,6 +91,44 @@ def test_shockley_diode_matches_lambert_w(method):
 
 
 @pytest.mark.parametrize("method", ["layered", "newton"])
+def test_shockley_diode_with_series_resistance_is_exact(method):
+    """A diode with RS behind R: the junction sees R + RS, and the node between them
+    sits R I below the source (Lambert W); the internal node is eliminated exactly."""
+    devices = (
+        RES + '[devices.d]\ntype = "diode"\nmodel = "shockley"\nis = "1e-9"\nn = 1.6\n'
+        'rs = "300"\ntemperature = 310\n'
+    )
+    net = network(chain([("R1", "r1", "x", "o"), ("D", "d", "o", "gnd")], devices))
+    x = np.array([[0.9], [3.0], [-0.5], [30.0]])
+    eq = solve(net, x, method=method, tol=1e-16)
+    Is, R, RS, nvt = 1e-9, 1e3, 300.0, 1.6 * thermal_voltage(310)
+    vs, Rt = x[:, 0], R + RS
+    w = lambertw(Is * Rt / nvt * np.exp((vs + Is * Rt) / nvt)).real
+    current = (vs - (vs + Is * Rt - nvt * w)) / Rt
+    np.testing.assert_allclose(voltage(net, eq, "o"), vs - R * current, atol=1e-11)
+
+
+def test_series_resistance_model_is_consistent():
+    """I(v) solves v = Vj + RS I; conductance is dI/dv; the energy's derivative is I."""
+    from eqprop_cli.devices import ShockleyDiode
+
+    v = np.concatenate([np.linspace(-2.0, 3.0, 2001), [-1e3, 1e3, 1e6]])
+    for rs in (0.4755, 981.0, 1e6):
+        d = ShockleyDiode(2.5e-9, 1.3, 0.0259, rs)
+        i, g = d.current_and_conductance(v)
+        x, _ = d.junction(v)
+        np.testing.assert_allclose(x * d.nvt + rs * i, v, rtol=1e-13, atol=1e-13)
+        h = 1e-6
+        inner = np.abs(v) < 10
+        fd_i = (d.current(v + h) - d.current(v - h)) / (2 * h)
+        np.testing.assert_allclose(fd_i[inner], g[inner], rtol=1e-5, atol=1e-15)
+        fd_e = (d.energy(v + h) - d.energy(v - h)) / (2 * h)
+        np.testing.assert_allclose(fd_e[inner], i[inner], rtol=1e-6, atol=1e-14)
+        assert abs(d.energy(np.zeros(1))[0]) <= 1e-15 * d.saturation_current * d.nvt
+        assert np.all(np.diff(i[:2001]) >= 0) and np.all(g >= 0)
+
+
+@pytest.mark.parametrize("method", ["layered", "newton"])
 def test_amplifier_chain(method):
     devices = (
         '[devices.g1]\ntype = "resistor"\ng = "1m"\n[devices.g2]\ntype = "resistor"\ng = "0.5m"\n'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import numpy as np
@@ -35,7 +36,7 @@ def _compare(net: Network, inputs: np.ndarray) -> float:
     return worst
 
 
-@pytest.mark.parametrize("diode", ["shockley", "ideal", "clamp"])
+@pytest.mark.parametrize("diode", ["shockley", "series", "part", "ideal", "clamp"])
 @pytest.mark.parametrize("seed", range(4))
 def test_random_layered_circuits_match_ngspice(ngspice, diode, seed):
     text, n = rc.layered(seed, diode)
@@ -114,3 +115,81 @@ def test_paper_circuit_matches_ngspice(ngspice):
     net = load_network(ROOT / "circuits" / "kendall2020-mnist.toml")
     image = np.random.default_rng(5).random((1, 784))
     assert _compare(net, image) <= 1e-6
+
+
+SERIES_CIRCUIT = """
+[devices.r1]
+type = "resistor"
+g = "{g1}"
+[devices.r2]
+type = "resistor"
+g = "1m"
+[devices.d]
+type = "diode"
+{model}
+[netlist]
+inputs = ["x"]
+outputs = ["o"]
+[[elements]]
+name = "R1"
+device = "r1"
+nodes = ["x", "a"]
+[[elements]]
+name = "D1"
+device = "d"
+nodes = ["a", "gnd"]
+[[elements]]
+name = "R2"
+device = "r2"
+nodes = ["a", "o"]
+[[elements]]
+name = "D2"
+device = "d"
+nodes = ["o", "gnd"]
+[[elements]]
+name = "R3"
+device = "r2"
+nodes = ["o", "gnd"]
+"""
+
+
+@pytest.mark.parametrize(
+    ("model", "g1"),
+    [
+        ('model = "shockley"\nis = "1n"\nn = 1.5\nrs = "2k"', "1m"),
+        ('model = "1N4148"', "10m"),
+        ('model = "sky130-pw2nd"', "1m"),
+    ],
+)
+def test_series_resistance_and_parts_match_ngspice(ngspice, model, g1):
+    """Diodes in forward conduction, their series resistance dropping millivolts or more:
+    our exact elimination of the internal node agrees with ngspice's D model (RS inside)."""
+    net = Network(compile_circuit(parse_circuit(SERIES_CIRCUIT.format(model=model, g1=g1))))
+    inputs = np.array([[3.0], [1.0], [-1.0]])
+    assert ".model DM0 D(" in export_spice(net, inputs[0])
+    assert _compare(net, inputs) <= 1e-6
+    # the resistance matters here: without it the node voltages move by far more than 1e-6 V
+    with_rs = solve(net, inputs, tol=1e-14).voltages
+    for d in net.diodes:
+        object.__setattr__(d, "model", dataclasses.replace(d.model, series_resistance=0.0))
+    assert np.max(np.abs(solve(net, inputs, tol=1e-14).voltages - with_rs)) > 1e-4
+
+
+def test_paper_circuit_exports_at_physical_values():
+    """Every voltage source of the exported paper circuit within 1 V, a real diode model,
+    the amplifiers as E and F sources."""
+    net = load_network(ROOT / "circuits" / "kendall2020-mnist.toml")
+    netlist = export_spice(net, np.random.default_rng(0).random(784))
+    volts = [float(m) for m in re.findall(r"^V\S* \S+ \S+ DC (\S+)", netlist, flags=re.M)]
+    assert len(volts) == 2 * 784 + 2 + 100  # inputs, rails, the amplifiers' 0 V sense sources
+    assert max(abs(v) for v in volts) <= 1.0
+    assert re.search(r"^\.model DM0 D\(IS=\S+ N=\S+ RS=\S+ ", netlist, flags=re.M)
+    assert len(re.findall(r"^EA\d+ ", netlist, flags=re.M)) == 100
+    assert len(re.findall(r"^FA\d+ ", netlist, flags=re.M)) == 100
+
+
+def test_an_ngspice_timeout_is_a_user_error(ngspice):
+    """A netlist ngspice cannot finish in time is an error with a message, not a traceback."""
+    net = load_network(ROOT / "circuits" / "xor.toml")
+    with pytest.raises(EqpropError, match="did not finish within"):
+        run_ngspice(export_spice(net, np.zeros(net.n_features)), timeout=1e-3)

@@ -474,3 +474,40 @@ def test_ctrl_c_saves_the_last_complete_batch_and_resume_continues(tmp_path):
     resumed = run("train", out, "--resume", "--epochs", done + 2)
     assert resumed.exit_code == 0, resumed.output
     assert load_checkpoint(out / CHECKPOINT).state.epoch == done + 2
+
+
+def test_paper_circuit_at_physical_values_learns():
+    """The shipped Kendall circuit (1N4148 diodes, amplifiers, sources within 1 V) with its
+    own recipe, on a slice of mnist-mini: one short epoch takes it far below chance."""
+    spec = load_circuit(
+        ROOT / "circuits" / "kendall2020-mnist.toml",
+        [
+            "training.dataset=mnist-mini",
+            "training.train_subset=1500",
+            "training.test_subset=300",
+            "training.epochs=1",
+        ],
+    )
+    network = Network(compile_circuit(spec))
+    dataset, splits = training_data(spec, network)
+    trainer = Trainer(network, spec, splits, dataset.n_classes)
+    before = trainer.evaluate("test").error_rate
+    state, _ = trainer.run(trainer.new_state(), 1)
+    after = state.metrics[-1]["test_error"]
+    assert before > 0.6 and after < before - 0.3, (before, after)
+    assert state.metrics[-1]["not_converged"] == 0
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "circuits").glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_circuit_has_a_recipe_or_is_refused(path, tmp_path):
+    """A circuit either carries a [training] recipe, documented with its result, or
+    `eqprop train` refuses it (exit 2, nothing written): no silent default recipe."""
+    spec = load_circuit(path)
+    if spec.training is not None:
+        assert "dataset" in spec.document["training"]
+        docs = (ROOT / "README.md").read_text() + (ROOT / "BENCHMARKS.md").read_text()
+        assert f"circuits/{path.name}" in docs
+        return
+    result = run("train", path, "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "has no [training] section" in result.output
+    assert not (tmp_path / "run").exists()
