@@ -505,6 +505,15 @@ def handled(result, path: Path) -> None:
         assert message.startswith(f"error: {path}") and "\n" not in message, message
 
 
+def solved(result, path: Path) -> None:
+    """A valid circuit's solve: handled, or exit 3 (eqprop-solve(1)) when values beyond
+    floating-point range leave no equilibrium to reach, said in a warning, no traceback."""
+    if result.exit_code == 3:
+        assert "not converged" in result.stderr and "Traceback" not in result.output
+    else:
+        handled(result, path)
+
+
 def test_the_corpus_is_large():
     assert len(CORPUS) + len(DATA) >= 80
 
@@ -522,7 +531,7 @@ def test_hostile_circuit(tmp_path, name):
     handled(result, path)
     if result.exit_code == 0:  # valid, if extreme: solving it must be clean too
         features = json.loads(result.stdout)["inputs"]
-        handled(invoke("solve", path, "--input", ",".join(["1"] * features)), path)
+        solved(invoke("solve", path, "--input", ",".join(["1"] * features)), path)
     assert [p.name for p in tmp_path.iterdir()] == ["hostile.toml"]
 
 
