@@ -17,9 +17,11 @@ from rich.table import Table
 from .cli import JsonOpt, SetOpt, TargetArg, _percent, _user_errors, app, err, out
 from .datasets import DATASETS, fetch_dataset, list_datasets
 from .errors import EqpropError
+from .finetune import fine_tune
 from .gradcheck import at_a_kink, compare
 from .io import write_atomic
 from .loss import ReadoutLoss
+from .optim import schedule_factor
 from .report import write_report
 from .runs import (
     CHECKPOINT,
@@ -33,13 +35,14 @@ from .runs import (
     save_checkpoint,
     write_metrics,
 )
-from .spec import parse_circuit
+from .spec import CircuitSpec, parse_circuit
 from .train import (
     BatchInfo,
     Trainer,
     TrainState,
     evaluate_split,
     parameter_groups,
+    portable_document,
     training_data,
     training_settings,
 )
@@ -94,7 +97,8 @@ def train(
     circuit: Annotated[
         Path,
         typer.Argument(
-            help="Circuit file (TOML), or a run directory to continue (with --resume).",
+            help="Circuit file (TOML); or a run directory or checkpoint: to continue it "
+            "(--resume) or to fine-tune from its trained conductances (--out NEW).",
             show_default=False,
         ),
     ],
@@ -112,6 +116,13 @@ def train(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing run in --out.")
     ] = False,
+    reschedule: Annotated[
+        bool,
+        typer.Option(
+            "--reschedule",
+            help="On --resume, accept a cosine schedule recomputed over a changed --epochs.",
+        ),
+    ] = False,
     sets: SetOpt = None,
 ) -> None:
     """Train a circuit's conductances with Equilibrium Propagation.
@@ -120,32 +131,54 @@ def train(
     shows a progress bar and one line per epoch, and keeps a run directory
     (config.toml, checkpoint.npz, metrics.csv) up to date after every epoch.
     Ctrl-C saves the last complete batch; --resume continues exactly.
+    Given a run or checkpoint and a new --out, it fine-tunes: a new run that
+    starts from the trained conductances and bias currents, with the parent's
+    settings and any --set applied (structural changes are refused).
 
     Example: eqprop train circuits/mnist-mini.toml --out runs/mini --epochs 5
+
+    Example: eqprop train runs/mini --out runs/mini-ft --epochs 2 --set training.learning_rate=0.2
     """
     overrides = list(sets or [])
     if seed is not None:
         overrides.append(f"training.seed={seed}")
     if epochs is not None:
         overrides.append(f"training.epochs={epochs}")
-    if circuit.is_dir() and (circuit / CONFIG).is_file():  # `eqprop train RUN --resume`
-        out_dir = out_dir or circuit
-        circuit = circuit / CONFIG
-    loaded = load_target(circuit, overrides)
-    if loaded.checkpoint is not None:
-        raise EqpropError(f"{circuit}: give the run directory to continue a run (with --resume)")
-    spec, network = loaded.spec, loaded.network
+    is_run = circuit.suffix == ".npz" or (circuit.is_dir() and (circuit / CONFIG).is_file())
+    parent_dir = circuit if circuit.is_dir() else circuit.parent
+    tuned = None
+    if is_run and not resume and out_dir is not None and not _same_dir(out_dir, parent_dir):
+        tuned = fine_tune(circuit, overrides)
+        spec, network = tuned.spec, tuned.network
+        source = (
+            f"{circuit}, fine-tuned from its trained conductances (epoch {tuned.record['epoch']}, "
+            f"checkpoint sha256 {tuned.record['sha256']})"
+        )
+    else:
+        if circuit.is_dir() and (circuit / CONFIG).is_file():  # `eqprop train RUN --resume`
+            out_dir = out_dir or circuit
+            circuit = circuit / CONFIG
+        loaded = load_target(circuit, overrides)
+        if loaded.checkpoint is not None:
+            raise EqpropError(
+                f"{circuit}: give the run directory to continue a run (with --resume), "
+                "or fine-tune from this checkpoint into a new run with --out NEW"
+            )
+        spec, network, source = loaded.spec, loaded.network, str(circuit)
     settings = training_settings(spec)
     out_dir = out_dir or Path("runs") / (spec.name or circuit.stem)
     dataset, splits = training_data(spec, network)
     trainer = Trainer(network, spec, splits, dataset.n_classes)
-    text = config_text(spec, str(circuit), overrides)
+    text = config_text(spec, source, overrides)
     initial = [g.copy() for g in network.g], [c.copy() for c in network.currents]
+    parent = tuned.record if tuned else None
     if resume:
         ckpt = _resume(out_dir, spec, network)
         state = ckpt.state
+        _check_schedule(out_dir, ckpt, spec, int(settings.epochs), reschedule)
         initial = ckpt.initial_conductances, ckpt.initial_currents
-        text = config_text(spec, str(circuit), overrides, previous=ckpt.config)
+        parent = ckpt.parent
+        text = config_text(spec, source, overrides, previous=ckpt.config)
     else:
         _fresh_run_dir(out_dir, overwrite)
         state = trainer.new_state()
@@ -159,12 +192,24 @@ def train(
 
     def save(s: TrainState) -> None:
         ckpt = Checkpoint(
-            [g.copy() for g in network.g], [c.copy() for c in network.currents], *initial, s, text
+            [g.copy() for g in network.g],
+            [c.copy() for c in network.currents],
+            *initial,
+            s,
+            text,
+            parent=parent,
         )
         save_checkpoint(out_dir / CHECKPOINT, ckpt)
         write_metrics(out_dir / METRICS, s.metrics)
 
     n_train = len(splits["train"][1])
+    if tuned is not None:
+        moved = f"; {tuned.clipped:,} trained value(s) clipped into the new device ranges"
+        out.print(
+            f"fine-tuning from {escape(str(circuit))} (epoch {tuned.record['epoch']}, "
+            f"checkpoint sha256 {tuned.record['sha256'][:12]}){moved if tuned.clipped else ''}",
+            soft_wrap=True,
+        )
     out.print(
         f"training {escape(spec.name or str(circuit))} on {escape(dataset.name)}: {n_train:,} samples, "
         f"batch {settings.batch_size}, {settings.phases} phases, beta {settings.beta:g} S -> {out_dir}",
@@ -218,11 +263,15 @@ def train(
     )
 
 
+def _same_dir(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
 def _fresh_run_dir(out_dir: Path, overwrite: bool) -> None:
     if (out_dir / CHECKPOINT).exists() and not overwrite:
         raise RunError(
             f"{out_dir}: already holds a run; continue it with --resume, replace it with "
-            "--overwrite, or choose another --out"
+            f"--overwrite, or fine-tune from it into a new run with --out NEW"
         )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -235,8 +284,8 @@ def _fresh_run_dir(out_dir: Path, overwrite: bool) -> None:
 def _resume(out_dir: Path, spec, network) -> Checkpoint:
     """Load a run's checkpoint into the network after checking the settings still match."""
     ckpt = load_checkpoint(out_dir / CHECKPOINT)
-    before = parse_circuit(ckpt.config, str(out_dir / CONFIG)).resolved_document()
-    now = spec.resolved_document()
+    before = portable_document(parse_circuit(ckpt.config, str(out_dir / CONFIG)))
+    now = portable_document(spec)
     for doc in (before, now):
         doc.get("training", {}).pop("epochs", None)
     if before != now:
@@ -247,6 +296,31 @@ def _resume(out_dir: Path, spec, network) -> Checkpoint:
         )
     ckpt.apply(network)
     return ckpt
+
+
+def _check_schedule(
+    out_dir: Path, ckpt: Checkpoint, spec: CircuitSpec, epochs: int, reschedule: bool
+) -> None:
+    """A cosine schedule depends on the number of epochs: changing it on --resume changes the
+    rate of the epochs to come (it jumps up when a finished run is extended), so that needs
+    --reschedule; the smooth alternative is a fine-tune with a fresh schedule."""
+    t = training_settings(spec)
+    before = int(training_settings(parse_circuit(ckpt.config, str(out_dir / CONFIG))).epochs)
+    done = ckpt.state.epoch
+    if str(t.schedule) != "cosine" or before == epochs or reschedule or done == 0:
+        return
+    rate = float(t.learning_rate)
+    last = rate * schedule_factor("cosine", done - 1, before, 0.0, 1)
+    planned = rate * schedule_factor("cosine", done, before, 0.0, 1)
+    new = rate * schedule_factor("cosine", done, epochs, 0.0, 1)
+    raise RunError(
+        f"{out_dir}: the run follows a cosine learning-rate schedule over {before} epochs; "
+        f"over {epochs} the rate of epoch {done + 1} would be {new:.4g} instead of {planned:.4g} "
+        f"(epoch {done} ran at {last:.4g}). Choose: add --reschedule to continue with the "
+        f"cosine over {epochs} epochs, or fine-tune into a new run with a fresh cosine from the "
+        f"last rate: eqprop train {out_dir} --out NEW --epochs {max(epochs - done, 1)} "
+        f"--set training.learning_rate={last:.4g}"
+    )
 
 
 @app.command()

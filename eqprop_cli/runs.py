@@ -33,7 +33,7 @@ from .graph import compile_circuit
 from .io import write_atomic
 from .network import Network
 from .spec import CircuitSpec, load_circuit, parse_circuit
-from .train import METRIC_COLUMNS, TrainState
+from .train import METRIC_COLUMNS, TrainState, portable_document
 
 FORMAT = "eqprop-checkpoint"
 FORMAT_VERSION = 1
@@ -57,6 +57,7 @@ class Checkpoint:
     state: TrainState
     config: str  # the run's config.toml text
     version: str = __version__
+    parent: dict | None = None  # a fine-tuned run's parent: run, checkpoint, sha256, epoch
 
     def apply(self, network: Network) -> None:
         """Load the checkpoint's conductances and currents into a network of the same circuit."""
@@ -90,7 +91,7 @@ def config_text(
         header = [f"# eqprop {__version__} run configuration, resolved from {source}"]
         header += [f"#   --set {o}" for o in overrides]
     header.append(HEADER_END)
-    return "\n".join(header) + "\n\n" + tomli_w.dumps(spec.resolved_document())
+    return "\n".join(header) + "\n\n" + tomli_w.dumps(portable_document(spec))
 
 
 def _arrays(ckpt: Checkpoint) -> dict[str, np.ndarray]:
@@ -130,6 +131,7 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
             "metrics": s.metrics,
             "counts": [len(ckpt.conductances), len(ckpt.currents), len(s.optimizer)],
             "config": ckpt.config,
+            "parent": ckpt.parent,
         },
         sort_keys=True,
     )
@@ -180,6 +182,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         state,
         meta["config"],
         meta["eqprop_version"],
+        meta.get("parent"),
     )
 
 

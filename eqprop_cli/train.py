@@ -15,14 +15,16 @@ update needs only the voltage drop across each device in the two phases.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .datasets import Dataset, image_side, load_dataset, shift_images, split
+from .datasets import DATASETS, Dataset, image_side, load_dataset, shift_images, split
 from .errors import CircuitError, EqpropError
 from .evaluate import Evaluation, evaluate
 from .loss import ReadoutLoss, predictions
@@ -56,10 +58,39 @@ def solver_settings(spec: CircuitSpec, phase: str = "free") -> dict:
     }
 
 
+def data_source(spec: CircuitSpec) -> tuple[str, str | None]:
+    """The [training] dataset and data_path with relative paths resolved (absolute): against
+    the circuit file's folder, or against the working directory for a value given by --set."""
+    t = training_settings(spec)
+    overridden = spec.locator.overridden if spec.locator is not None else {}
+
+    def resolve(key: str, value: object) -> str | None:
+        if value is None or (key == "dataset" and value in DATASETS):
+            return value
+        path = Path(str(value)).expanduser()
+        from_file = spec.training is not None and ("training", key) not in overridden
+        base = Path(spec.path).parent if from_file else Path()
+        return os.path.abspath(base / path)
+
+    return resolve("dataset", t.dataset), resolve("data_path", t.data_path)
+
+
+def portable_document(spec: CircuitSpec) -> dict:
+    """The resolved document with the data set's paths made absolute: a run's config.toml,
+    which must find its data from any working directory and wherever the run is moved."""
+    data = spec.resolved_document()
+    if "training" in data:
+        dataset, data_path = data_source(spec)
+        data["training"] = {**data["training"], "dataset": dataset}
+        if data_path is not None:
+            data["training"]["data_path"] = data_path
+    return data
+
+
 def training_data(spec: CircuitSpec, network: Network) -> tuple[Dataset, Splits]:
     """Load the [training] dataset and split it (subsets, validation) as the settings say."""
     t = training_settings(spec)
-    dataset = load_dataset(str(t.dataset), t.data_path)
+    dataset = load_dataset(*data_source(spec))
     if dataset.n_features != network.n_features:
         raise spec.error(
             ("training", "dataset"),
