@@ -15,9 +15,11 @@ from typing import Annotated
 
 import numpy as np
 import typer
-from rich.console import Console
+from rich.cells import cell_len
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from .errors import EqpropError
@@ -38,7 +40,26 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 TABLE_SAMPLES = 4  # input vectors shown as table columns (80-column terminals)
-out = Console()
+PIPE_WIDTH = 100_000  # "unlimited": tables are as wide as their content
+
+
+class _Console(Console):
+    """rich's console, except that output to a pipe or a file is never fitted to a width:
+    tables keep every value in full there (on a terminal they fit the window)."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)
+        if self.is_terminal or self._width is not None:
+            return size
+        return ConsoleDimensions(PIPE_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)
+
+
+out = _Console()
 err = Console(stderr=True, soft_wrap=True)  # messages stay one line, for logs and pipes
 
 CircuitArg = Annotated[
@@ -77,6 +98,12 @@ InputOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def titled_table(title: str, **options: object) -> Table:
+    """A table with a plain-text title that it is at least as wide as, so that the title is
+    never wrapped where the width is free (a pipe); on a terminal it fits the window."""
+    return Table(title=Text(title), min_width=cell_len(title), **options)
 
 
 def _user_errors(command):
@@ -172,7 +199,7 @@ def check(circuit: CircuitArg, as_json: JsonOpt = False, sets: SetOpt = None) ->
     if as_json:
         print(json.dumps(summary, indent=2))
         return
-    table = Table(title=f"{spec.name or circuit.name} ({spec.form} form)", show_header=False)
+    table = titled_table(f"{spec.name or circuit.name} ({spec.form} form)", show_header=False)
     table.add_column(style="bold")
     table.add_column()
     if spec.form == "layered":

@@ -16,10 +16,20 @@ import tomli_w
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from . import __version__
-from .cli import InputOpt, JsonOpt, SetOpt, TargetArg, _percent, _user_errors, app, err, out
+from .cli import (
+    InputOpt,
+    JsonOpt,
+    SetOpt,
+    TargetArg,
+    _percent,
+    _user_errors,
+    app,
+    err,
+    out,
+    titled_table,
+)
 from .devicemap import (
     MAP_FORMATS,
     ConductanceMap,
@@ -395,7 +405,7 @@ def _eval_solver(loaded: Loaded, target: Path, split: str, limit: int | None, as
         doc.update(result.as_dict(dataset.classes))
         print(json.dumps(doc, indent=2))
         return
-    summary = Table(title=f"{escape(str(target))}: {dataset.name} {split}", show_header=False)
+    summary = titled_table(f"{target}: {dataset.name} {split}", show_header=False)
     summary.add_column(style="bold")
     summary.add_column(justify="right")
     summary.add_row("samples", f"{result.n_samples:,}")
@@ -406,16 +416,29 @@ def _eval_solver(loaded: Loaded, target: Path, split: str, limit: int | None, as
     if result.not_converged:
         summary.add_row("[yellow]solves that missed tol[/]", str(result.not_converged))
     out.print(summary)
-    confusion = Table(title="confusion matrix (rows: true class, columns: predicted)")
+    confusion = titled_table("confusion matrix (rows: true class, columns: predicted)")
     confusion.add_column("true")
     for c in dataset.classes:
-        confusion.add_column(escape(c[:6]), justify="right")
-    confusion.add_column("accuracy", justify="right")
-    for c, row, acc in zip(
-        dataset.classes, result.confusion, result.per_class_accuracy, strict=True
-    ):
-        confusion.add_row(escape(c), *(str(v) for v in row), _percent(acc))
+        confusion.add_column(escape(c), justify="right")
+    for c, row in zip(dataset.classes, result.confusion, strict=True):
+        confusion.add_row(escape(c), *(str(v) for v in row))
     out.print(confusion)
+    per_class = titled_table("per class (recall: the accuracy on the class's samples)")
+    for col in ("class", "samples", "predicted", "recall", "precision"):
+        per_class.add_column(col, justify="left" if col == "class" else "right")
+    rows = zip(
+        dataset.classes,
+        result.confusion.sum(axis=1),
+        result.confusion.sum(axis=0),
+        result.per_class_accuracy,
+        result.per_class_precision,
+        strict=True,
+    )
+    for c, n, predicted, recall, precision in rows:
+        per_class.add_row(
+            escape(c), f"{n:,}", f"{predicted:,}", _percent(recall), _percent(precision)
+        )
+    out.print(per_class)
 
 
 def _eval_monte_carlo(
@@ -448,9 +471,8 @@ def _eval_monte_carlo(
     if as_json:
         print(json.dumps(doc, indent=2))
         return
-    table = Table(
-        title=f"{escape(str(target))}: {dataset.name} {split}, {len(y):,} samples, "
-        f"{trials} programmed chips",
+    table = titled_table(
+        f"{target}: {dataset.name} {split}, {len(y):,} samples, {trials} programmed chips",
         show_header=False,
     )
     table.add_column(style="bold")
@@ -502,9 +524,8 @@ def _eval_ngspice(
     if as_json:
         print(json.dumps(doc, indent=2))
         return
-    table = Table(
-        title=f"{escape(str(target))}: {dataset.name} {split}, ngspice vs our solver",
-        show_header=False,
+    table = titled_table(
+        f"{target}: {dataset.name} {split}, ngspice vs our solver", show_header=False
     )
     table.add_column(style="bold")
     table.add_column(justify="right")

@@ -14,7 +14,17 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .cli import JsonOpt, SetOpt, TargetArg, _percent, _user_errors, app, err, out
+from .cli import (
+    JsonOpt,
+    SetOpt,
+    TargetArg,
+    _percent,
+    _user_errors,
+    app,
+    err,
+    out,
+    titled_table,
+)
 from .datasets import DATASETS, fetch_dataset, list_datasets
 from .errors import EqpropError
 from .finetune import fine_tune
@@ -406,9 +416,7 @@ def gradcheck(
         }
         print(json.dumps(doc, indent=2))
     else:
-        table = Table(
-            title=f"EP vs exact gradient: {len(y)} samples of {escape(source)}, beta {beta:g} S"
-        )
+        table = titled_table(f"EP vs exact gradient: {len(y)} samples of {source}, beta {beta:g} S")
         for col in ("variant", "connection", "cosine", "relative error"):
             table.add_column(col, justify="left" if col in ("variant", "connection") else "right")
         for variant, rows in result.items():

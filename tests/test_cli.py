@@ -181,3 +181,36 @@ def test_solve_table_shows_at_most_four_inputs(tmp_path):
     assert result.exit_code == 0
     assert "input 3" in result.stdout and "input 4" not in result.stdout
     assert "the first 4 of 6 inputs" in result.stdout
+
+
+def test_piped_tables_hold_every_value_in_full(tmp_path):
+    """On an 80-column console that is not a terminal, nothing is cut or wrapped."""
+    narrow = {"COLUMNS": "80"}
+    from eqprop_cli.datasets import list_datasets
+
+    result = runner.invoke(app, ["data", "list"], env=narrow)
+    assert result.exit_code == 0
+    for row in list_datasets():
+        assert str(row["location"] or "-") in result.stdout
+    name = "a-circuit-with-a-long-name-that-does-not-fit-in-eighty-columns-of-a-terminal"
+    result = runner.invoke(app, ["check", XOR, "--set", f"circuit.name={name}"], env=narrow)
+    assert result.exit_code == 0 and name in result.stdout
+    out = tmp_path / "r"
+    sets = ["--set", "training.train_subset=300", "--set", "training.test_subset=100"]
+    mini = str(ROOT / "circuits" / "mnist-mini.toml")
+    assert (
+        runner.invoke(app, ["train", mini, "--out", str(out), "--epochs", "1", *sets]).exit_code
+        == 0
+    )
+    result = runner.invoke(app, ["eval", str(out)], env=narrow)
+    doc = json.loads(runner.invoke(app, ["eval", str(out), "--json"]).stdout)
+    assert result.exit_code == 0
+    assert "…" not in result.stdout and f"{doc['loss']:.6g}" in result.stdout
+    lines = result.stdout.splitlines()
+    for c, row in zip(doc["classes"], doc["confusion"], strict=True):
+        cells = [f"│ {c} ", *(f" {v} │" for v in row)]
+        assert any(all(cell in line for cell in cells) for line in lines), c
+        recall, precision = doc["per_class_recall"][c], doc["per_class_precision"][c]
+        cells = [f"│ {c} ", f" {sum(row):,} ", f" {100 * recall:.2f}% "]
+        cells.append("-" if precision is None else f" {100 * precision:.2f}% │")
+        assert any(all(cell in line for cell in cells) for line in lines), c

@@ -341,6 +341,7 @@ def test_eval_json_keys_are_documented():
     body = options_section("eval")
     keys = ("target", "dataset", "split", "n_samples", "accuracy", "error_rate", "loss")
     keys += ("not_converged", "classes", "confusion", "per_class_accuracy")
+    keys += ("per_class_recall", "per_class_precision")
     for key in keys:
         assert re.search(rf"^\.B {key}$", body, flags=re.M), key
 
