@@ -11,7 +11,7 @@ import functools
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import typer
@@ -20,13 +20,14 @@ from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperOption
 
 from . import __version__
 from .errors import EqpropError
 from .io import read_inputs, write_voltages
 from .network import Network
 from .runs import load_target
-from .solve import METHODS, Problem, layered_classes, solve
+from .solve import Problem, layered_classes, solve
 
 app = typer.Typer(
     name="eqprop",
@@ -98,6 +99,15 @@ InputOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def _flag_type(self: TyperOption, ctx: typer.Context) -> str | None:
+    """A flag takes no value: its help row shows no type (typer would show <bool>)."""
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+_option_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _flag_type
 
 
 def titled_table(title: str, **options: object) -> Table:
@@ -228,7 +238,8 @@ def solve_command(
     circuit: CircuitArg,
     input: InputOpt = None,
     method: Annotated[
-        str | None, typer.Option(help=f"Solver: {', '.join(METHODS)} (default: the file's).")
+        Literal["auto", "layered", "newton"] | None,
+        typer.Option(help="Solver (default: the file's).", show_default=False),
     ] = None,
     tol: Annotated[
         float | None, typer.Option(help="KCL residual tolerance in amperes (default: the file's).")

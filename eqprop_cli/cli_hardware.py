@@ -9,7 +9,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import tomli_w
@@ -31,7 +31,6 @@ from .cli import (
     titled_table,
 )
 from .devicemap import (
-    MAP_FORMATS,
     ConductanceMap,
     Levels,
     conductance_map,
@@ -47,7 +46,6 @@ from .runs import Loaded, load_target
 from .solve import solve
 from .spice import export_spice
 from .train import (
-    SPLITS,
     evaluate_split,
     scoring,
     solver_settings,
@@ -57,7 +55,6 @@ from .train import (
 from .units import parse_si
 from .variation import Variation, monte_carlo
 
-FORMATS = ("spice", *MAP_FORMATS)
 NGSPICE_LIMIT = 20  # samples that --backend ngspice runs when --limit is not given
 
 ConductancesOpt = Annotated[
@@ -69,7 +66,8 @@ ConductancesOpt = Annotated[
         show_default=False,
     ),
 ]
-SplitOpt = Annotated[str, typer.Option(help="Which split: train, validation or test.")]
+Split = Literal["train", "validation", "test"]
+SplitOpt = Annotated[Split, typer.Option(help="Which split of the run's data set.")]
 
 
 def _load(target: Path, sets: list[str] | None, conductances: Path | None) -> Loaded:
@@ -77,11 +75,6 @@ def _load(target: Path, sets: list[str] | None, conductances: Path | None) -> Lo
     if conductances is not None:
         read_map(conductances, loaded.network)
     return loaded
-
-
-def _check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise EqpropError(f'--split "{split}": expected one of {", ".join(SPLITS)}')
 
 
 def _circuit_digest(loaded: Loaded) -> str:
@@ -125,7 +118,8 @@ def _subckt_name(name: str) -> str:
 def export(
     target: TargetArg,
     format: Annotated[
-        str, typer.Option("--format", "-f", help="spice, csv, json or npz (see eqprop-export(1)).")
+        Literal["spice", "csv", "json", "npz"],
+        typer.Option("--format", "-f", help="A netlist or a map (see eqprop-export(1))."),
     ] = "spice",
     output: Annotated[
         Path | None,
@@ -188,9 +182,6 @@ def export(
 
     Example: eqprop export runs/mini --format csv --levels 32 -o mini.csv
     """
-    if format not in FORMATS:
-        raise EqpropError(f'--format "{format}": expected one of {", ".join(FORMATS)}')
-    _check_split(split)
     spice_only = {"--sample": sample is not None, "--input": input, "--subckt": subckt}
     spice_only["--nodeset"] = nodeset
     if format != "spice" and any(spice_only.values()):
@@ -320,7 +311,8 @@ def eval_command(
         ),
     ] = None,
     backend: Annotated[
-        str, typer.Option(help="solver (ours) or ngspice (one exported netlist per sample).")
+        Literal["solver", "ngspice"],
+        typer.Option(help="solver (ours) or ngspice (one exported netlist per sample)."),
     ] = "solver",
     jobs: Annotated[
         int | None,
@@ -342,7 +334,8 @@ def eval_command(
     ] = None,
     trials: Annotated[int, typer.Option(min=1, help="Monte Carlo: programmed chips drawn.")] = 10,
     distribution: Annotated[
-        str, typer.Option(help="Monte Carlo: lognormal g*exp(sigma z) or gaussian g*(1+sigma z).")
+        Literal["lognormal", "gaussian"],
+        typer.Option(help="Monte Carlo: lognormal g*exp(sigma z) or gaussian g*(1+sigma z)."),
     ] = "lognormal",
     stuck_off: Annotated[
         str | None,
@@ -376,9 +369,6 @@ def eval_command(
 
     Example: eqprop eval runs/mini --variation 5% --trials 20
     """
-    _check_split(split)
-    if backend not in ("solver", "ngspice"):
-        raise EqpropError(f'--backend "{backend}": expected solver or ngspice')
     mc = variation is not None or stuck_off is not None or stuck_on is not None
     if backend == "ngspice" and mc:
         raise EqpropError("--backend ngspice runs the nominal circuit; drop --variation/--stuck-*")

@@ -6,7 +6,7 @@ import json
 import signal
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import typer
@@ -25,7 +25,7 @@ from .cli import (
     out,
     titled_table,
 )
-from .datasets import DATASETS, fetch_dataset, list_datasets
+from .datasets import fetch_dataset, list_datasets
 from .errors import EqpropError
 from .finetune import fine_tune
 from .gradcheck import at_a_kink, compare
@@ -512,16 +512,14 @@ def data_list(as_json: JsonOpt = False) -> None:
 @_user_errors
 def data_fetch(
     name: Annotated[
-        str,
-        typer.Argument(
-            help=f"Dataset: {', '.join(d for d in DATASETS if d not in ('xor', 'mnist-mini'))}."
-        ),
+        Literal["mnist", "fashion-mnist"], typer.Argument(help="The data set to download.")
     ],
     dest: Annotated[
         Path | None, typer.Option(help="Install into this folder (default: the user cache).")
     ] = None,
     mirror: Annotated[
-        list[str] | None, typer.Option(help="Download from this base URL instead (repeatable).")
+        list[str] | None,
+        typer.Option(help="Download from this base URL instead (repeatable).", metavar="URL"),
     ] = None,
 ) -> None:
     """Download a dataset from public mirrors and verify its checksums.
