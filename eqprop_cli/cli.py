@@ -48,6 +48,10 @@ class _Console(Console):
     """rich's console, except that output to a pipe or a file is never fitted to a width:
     tables keep every value in full there (on a terminal they fit the window)."""
 
+    def __init__(self, **options: object) -> None:
+        super().__init__(**options)
+        self._width = options.get("width")  # rich took $COLUMNS: `size` honours it on a terminal
+
     @property
     def size(self) -> ConsoleDimensions:
         size = Console.size.fget(self)

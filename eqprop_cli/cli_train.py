@@ -323,13 +323,16 @@ def _check_schedule(
     last = rate * schedule_factor("cosine", done - 1, before, 0.0, 1)
     planned = rate * schedule_factor("cosine", done, before, 0.0, 1)
     new = rate * schedule_factor("cosine", done, epochs, 0.0, 1)
+    if done >= before:
+        what = f"finished a cosine learning-rate schedule over {before} epochs"
+    else:
+        what = f"follows a cosine learning-rate schedule over {before} epochs (next: {planned:.4g})"
     raise RunError(
-        f"{out_dir}: the run follows a cosine learning-rate schedule over {before} epochs; "
-        f"over {epochs} the rate of epoch {done + 1} would be {new:.4g} instead of {planned:.4g} "
-        f"(epoch {done} ran at {last:.4g}). Choose: add --reschedule to continue with the "
-        f"cosine over {epochs} epochs, or fine-tune into a new run with a fresh cosine from the "
-        f"last rate: eqprop train {out_dir} --out NEW --epochs {max(epochs - done, 1)} "
-        f"--set training.learning_rate={last:.4g}"
+        f"{out_dir}: the run {what}; epoch {done} ran at {last:.4g}, and recomputed over "
+        f"{epochs} epochs the rate of epoch {done + 1} would be {new:.4g}. Choose: add "
+        f"--reschedule to continue with the cosine over {epochs} epochs, or fine-tune into a new "
+        f"run with a fresh cosine from the last rate: eqprop train {out_dir} --out NEW "
+        f"--epochs {max(epochs - done, 1)} --set training.learning_rate={last:.4g}"
     )
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 from randomcircuits import ROOT
@@ -183,28 +186,32 @@ def test_solve_table_shows_at_most_four_inputs(tmp_path):
     assert "the first 4 of 6 inputs" in result.stdout
 
 
+def piped(*args: str) -> subprocess.CompletedProcess:
+    """`eqprop ARGS | cat` with COLUMNS=80: a non-terminal standard output."""
+    env = {**os.environ, "COLUMNS": "80"}
+    command = [sys.executable, "-m", "eqprop_cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
 def test_piped_tables_hold_every_value_in_full(tmp_path):
     """On an 80-column console that is not a terminal, nothing is cut or wrapped."""
-    narrow = {"COLUMNS": "80"}
     from eqprop_cli.datasets import list_datasets
 
-    result = runner.invoke(app, ["data", "list"], env=narrow)
-    assert result.exit_code == 0
+    result = piped("data", "list")
+    assert result.returncode == 0, result.stderr
     for row in list_datasets():
         assert str(row["location"] or "-") in result.stdout
     name = "a-circuit-with-a-long-name-that-does-not-fit-in-eighty-columns-of-a-terminal"
-    result = runner.invoke(app, ["check", XOR, "--set", f"circuit.name={name}"], env=narrow)
-    assert result.exit_code == 0 and name in result.stdout
+    result = piped("check", XOR, "--set", f"circuit.name={name}")
+    assert result.returncode == 0 and name in result.stdout
     out = tmp_path / "r"
     sets = ["--set", "training.train_subset=300", "--set", "training.test_subset=100"]
     mini = str(ROOT / "circuits" / "mnist-mini.toml")
-    assert (
-        runner.invoke(app, ["train", mini, "--out", str(out), "--epochs", "1", *sets]).exit_code
-        == 0
-    )
-    result = runner.invoke(app, ["eval", str(out)], env=narrow)
-    doc = json.loads(runner.invoke(app, ["eval", str(out), "--json"]).stdout)
-    assert result.exit_code == 0
+    assert run("train", mini, "--out", str(out), "--epochs", "1", *sets).exit_code == 0
+    target = out.rename(tmp_path / ("a-long-run-directory-name-" * 3 + "end"))
+    result = piped("eval", str(target))
+    doc = json.loads(run("eval", str(target), "--json").stdout)
+    assert result.returncode == 0 and f"{target}: mnist-mini test" in result.stdout
     assert "…" not in result.stdout and f"{doc['loss']:.6g}" in result.stdout
     lines = result.stdout.splitlines()
     for c, row in zip(doc["classes"], doc["confusion"], strict=True):
