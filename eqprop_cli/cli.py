@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Literal
@@ -24,7 +25,7 @@ from typer.core import TyperOption
 
 from . import __version__
 from .errors import EqpropError
-from .io import read_inputs, write_voltages
+from .io import read_inputs, voltages_csv, write_voltages
 from .network import Network
 from .runs import load_target
 from .solve import Problem, layered_classes, solve
@@ -260,7 +261,8 @@ def solve_command(
         typer.Option(
             "--output",
             "-o",
-            help="Write the voltages (samples x shown nodes) to a .npy or .csv file instead.",
+            help="Write the voltages (samples x shown nodes) to a .npy or .csv file instead "
+            "(- : CSV on stdout).",
         ),
     ] = None,
     sets: SetOpt = None,
@@ -274,8 +276,9 @@ def solve_command(
 
     Example: eqprop solve circuits/xor.toml --input 1,0 --json
     """
-    if output is not None and output.suffix.lower() not in (".npy", ".csv"):
-        raise EqpropError(f"--output {output}: expected a .npy or .csv file name")
+    to_stdout = output is not None and str(output) == "-"
+    if output is not None and not to_stdout and output.suffix.lower() not in (".npy", ".csv"):
+        raise EqpropError(f"--output {output}: expected a .npy or .csv file name, or - for stdout")
     if tol is not None and not tol > 0:
         raise EqpropError(f"--tol must be a current > 0 A; got {tol:g}")
     if max_iter is not None and max_iter < 1:
@@ -302,6 +305,10 @@ def solve_command(
     outputs = eq.outputs()
     if not eq.success:
         err.print(f"[yellow]warning:[/] {escape(eq.message)}")
+    if to_stdout:
+        names = [network.node_names[i] for i in shown]
+        sys.stdout.write(voltages_csv(eq.voltages[:, shown], names))
+        return
     if output is not None:
         write_voltages(output, eq.voltages[:, shown], [network.node_names[i] for i in shown])
         err.print(

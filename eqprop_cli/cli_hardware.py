@@ -124,7 +124,9 @@ def export(
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Write here (atomically) instead of stdout; npz needs it."
+            "--output",
+            "-o",
+            help="Write here (atomically) instead of stdout (- : stdout); npz needs it.",
         ),
     ] = None,
     sample: Annotated[
@@ -191,8 +193,9 @@ def export(
         raise EqpropError("give one of --sample, --input and --subckt")
     if subckt and nodeset:
         raise EqpropError("--nodeset needs a netlist with its inputs set, not --subckt")
+    to_stdout = output is None or str(output) == "-"
     if format == "npz" and output is None:
-        raise EqpropError("--format npz is binary: give -o FILE")
+        raise EqpropError("--format npz is binary: give -o FILE (or -o - for stdout)")
     loaded = _load(target, sets, conductances)
     network = loaded.network
     requested = level_ranges(network, levels, _g_range(g_range))
@@ -214,8 +217,11 @@ def export(
     else:
         cmap.metadata = metadata
         data = cmap.render(format)
-    if output is None:
-        sys.stdout.write(data)
+    if to_stdout:
+        if isinstance(data, bytes):
+            sys.stdout.buffer.write(data)
+        else:
+            sys.stdout.write(data)
     else:
         write_atomic(output, data)
         err.print(f"wrote {output}")

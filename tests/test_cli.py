@@ -221,3 +221,19 @@ def test_piped_tables_hold_every_value_in_full(tmp_path):
         cells = [f"│ {c} ", f" {sum(row):,} ", f" {100 * recall:.2f}% "]
         cells.append("-" if precision is None else f" {100 * precision:.2f}% │")
         assert any(all(cell in line for cell in cells) for line in lines), c
+
+
+def test_dash_output_is_stdout(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    plain = run("export", XOR, "-i", "1,0")
+    dashed = run("export", XOR, "-i", "1,0", "-o", "-")
+    assert dashed.exit_code == 0 and dashed.stdout == plain.stdout and ".end" in plain.stdout
+    npz = run("export", XOR, "--format", "npz", "-o", "-")
+    assert npz.exit_code == 0 and npz.stdout_bytes.startswith(b"PK")  # a zip archive
+    csv_text = run("solve", XOR, "-i", "1,0", "--nodes", "y*", "-o", "-")
+    assert csv_text.exit_code == 0
+    header, row = csv_text.stdout.splitlines()
+    doc = json.loads(run("solve", XOR, "-i", "1,0", "--nodes", "y*", "--json").stdout)
+    assert header.split(",") == list(doc["nodes"])
+    assert [float(v) for v in row.split(",")] == list(doc["nodes"].values())
+    assert list(tmp_path.iterdir()) == []  # no file named "-"
