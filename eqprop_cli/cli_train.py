@@ -133,6 +133,16 @@ def train(
             help="On --resume, accept a cosine schedule recomputed over a changed --epochs.",
         ),
     ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Print nothing but errors and the final line."),
+    ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print only the final metrics, as JSON on stdout (implies --quiet)."
+        ),
+    ] = False,
     sets: SetOpt = None,
 ) -> None:
     """Train a circuit's conductances with Equilibrium Propagation.
@@ -193,10 +203,14 @@ def train(
         _fresh_run_dir(out_dir, overwrite)
         state = trainer.new_state()
     total = int(settings.epochs)
+    say = out.print if not (quiet or as_json) else _silent
     if state.epoch >= total:
-        out.print(
-            f"{out_dir}: already trained for {state.epoch} epochs (asked {total}); nothing to do"
-        )
+        if as_json:
+            print(json.dumps(_summary(out_dir, state, parent), indent=2))
+        else:
+            out.print(
+                f"{out_dir}: already trained for {state.epoch} epochs (asked {total}); nothing to do"
+            )
         return
     write_atomic(out_dir / CONFIG, text)  # on --resume: the new number of epochs
 
@@ -215,12 +229,12 @@ def train(
     n_train = len(splits["train"][1])
     if tuned is not None:
         moved = f"; {tuned.clipped:,} trained value(s) clipped into the new device ranges"
-        out.print(
+        say(
             f"fine-tuning from {escape(str(circuit))} (epoch {tuned.record['epoch']}, "
             f"checkpoint sha256 {tuned.record['sha256'][:12]}){moved if tuned.clipped else ''}",
             soft_wrap=True,
         )
-    out.print(
+    say(
         f"training {escape(spec.name or str(circuit))} on {escape(dataset.name)}: {n_train:,} samples, "
         f"batch {settings.batch_size}, {settings.phases} phases, beta {settings.beta:g} S -> {out_dir}",
         soft_wrap=True,
@@ -235,6 +249,7 @@ def train(
         TimeRemainingColumn(),
         console=out,
         transient=True,
+        disable=quiet or as_json,
     )
 
     def on_batch(info: BatchInfo) -> None:
@@ -254,7 +269,7 @@ def train(
             save(s)  # at most once a second: tiny epochs would spend their time in fsync
             last_save[0] = time.monotonic()
         progress.reset(task, total=n_train, completed=0)
-        progress.console.print(_epoch_line(s.metrics[-1], total), soft_wrap=True)
+        say(_epoch_line(s.metrics[-1], total), soft_wrap=True)
 
     with _StopFlag() as stop, progress:
         task = progress.add_task("", total=n_train, rate=0.0, loss=float("nan"), accuracy="-")
@@ -267,10 +282,23 @@ def train(
         )
         raise typer.Exit(130)
     final = state.metrics[-1]
+    if as_json:
+        print(json.dumps(_summary(out_dir, state, parent), indent=2))
+        return
     out.print(
         f"[green]done[/]: {state.epoch} epoch{'s' if state.epoch != 1 else ''}, test error {_percent(final['test_error'])}; "
         f"run directory {out_dir}"
     )
+
+
+def _silent(*args: object, **options: object) -> None:
+    """What --quiet prints."""
+
+
+def _summary(out_dir: Path, state: TrainState, parent: dict | None) -> dict:
+    """train --json: the run directory, the epochs done, the last epoch's metrics, the parent."""
+    final = {k: (None if np.isnan(v) else v) for k, v in state.metrics[-1].items()}
+    return {"run": str(out_dir), "epochs": state.epoch, "final": final, "parent": parent}
 
 
 def _same_dir(a: Path, b: Path) -> bool:

@@ -161,3 +161,23 @@ def test_runs_find_their_data_from_anywhere_and_after_a_move(tmp_path, monkeypat
     assert result.exit_code == 0, result.output
     result = run("eval", "b", "--set", "training.dataset=blobs.csv")
     assert result.exit_code == 2 and "blobs.csv" in result.stderr
+
+
+def test_train_json_and_quiet(tmp_path):
+    import json
+
+    xor = ROOT / "circuits" / "xor.toml"
+    result = run("train", xor, "--out", tmp_path / "x", "--epochs", 3, "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)  # nothing but the JSON on stdout
+    rows = metrics(tmp_path / "x")
+    assert doc["run"] == str(tmp_path / "x") and doc["epochs"] == 3 and doc["parent"] is None
+    assert doc["final"]["test_loss"] == rows[-1]["test_loss"]
+    assert doc["final"]["validation_loss"] is None
+    quiet = run("train", xor, "--out", tmp_path / "q", "--epochs", 3, "--quiet")
+    error = 100 * metrics(tmp_path / "q")[-1]["test_error"]
+    assert quiet.exit_code == 0 and quiet.stdout.splitlines() == [
+        f"done: 3 epochs, test error {error:.2f}%; run directory {tmp_path / 'q'}"
+    ]
+    again = run("train", tmp_path / "x", "--out", tmp_path / "ft", "--epochs", 1, "--json")
+    assert json.loads(again.stdout)["parent"]["run"] == str(tmp_path / "x")
