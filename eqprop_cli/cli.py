@@ -24,11 +24,13 @@ from rich.text import Text
 from typer.core import TyperOption
 
 from . import __version__
+from .devicemap import read_map
 from .errors import EqpropError
 from .io import read_inputs, voltages_csv, write_voltages
 from .network import Network
-from .runs import load_target
+from .runs import Loaded, load_target
 from .solve import Problem, layered_classes, solve
+from .train import dataset_sample
 
 app = typer.Typer(
     name="eqprop",
@@ -95,6 +97,25 @@ SetOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables.")]
+ConductancesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--conductances",
+        help="A conductance map (.csv, .json or .npz, as export writes) to load over the "
+        "target's conductances: an edited or measured chip.",
+        show_default=False,
+    ),
+]
+Split = Literal["train", "validation", "test"]
+SplitOpt = Annotated[Split, typer.Option(help="Which split of the run's data set.")]
+SampleOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--sample",
+        help="Set the inputs to sample N of the run's dataset split.",
+        show_default=False,
+    ),
+]
 InputOpt = Annotated[
     str | None,
     typer.Option(
@@ -160,8 +181,12 @@ def _main(
     """eqprop: analog neural networks trained by Equilibrium Propagation."""
 
 
-def _load(path: Path, sets: list[str] | None) -> Network:
-    return load_target(path, list(sets or [])).network
+def _load(target: Path, sets: list[str] | None, conductances: Path | None = None) -> Loaded:
+    """The target with --set applied and, with --conductances, a map loaded over it."""
+    loaded = load_target(target, list(sets or []))
+    if conductances is not None:
+        read_map(conductances, loaded.network)
+    return loaded
 
 
 def _solver_choice(network: Network, method: str) -> str:
@@ -180,7 +205,7 @@ def check(circuit: CircuitArg, as_json: JsonOpt = False, sets: SetOpt = None) ->
 
     Example: eqprop check circuits/kendall2020-mnist.toml
     """
-    network = _load(circuit, sets)
+    network = _load(circuit, sets).network
     graph = network.graph
     spec = graph.spec
     counts = Counter()
@@ -242,6 +267,9 @@ def check(circuit: CircuitArg, as_json: JsonOpt = False, sets: SetOpt = None) ->
 def solve_command(
     circuit: CircuitArg,
     input: InputOpt = None,
+    sample: SampleOpt = None,
+    split: SplitOpt = "test",
+    conductances: ConductancesOpt = None,
     method: Annotated[
         Literal["auto", "layered", "newton"] | None,
         typer.Option(help="Solver (default: the file's).", show_default=False),
@@ -274,6 +302,9 @@ def solve_command(
     watts). A solve that does not reach the tolerance is reported as a warning
     and as "converged": false in JSON.
 
+    The inputs come from --input, or from --sample N of the [training] data
+    set's --split; --conductances loads a conductance map first.
+
     Example: eqprop solve circuits/xor.toml --input 1,0 --json
     """
     to_stdout = output is not None and str(output) == "-"
@@ -283,17 +314,23 @@ def solve_command(
         raise EqpropError(f"--tol must be a current > 0 A; got {tol:g}")
     if max_iter is not None and max_iter < 1:
         raise EqpropError(f"--max-iter must be an integer >= 1; got {max_iter}")
-    network = _load(circuit, sets)
+    if input is not None and sample is not None:
+        raise EqpropError("give one of --input and --sample")
+    loaded = _load(circuit, sets, conductances)
+    network = loaded.network
     settings = network.graph.spec.solver
-    if network.n_features and input is None:
+    if network.n_features and input is None and sample is None:
         raise EqpropError(
-            f"{circuit}: the circuit has {network.n_features} inputs; give them with --input"
+            f"{circuit}: the circuit has {network.n_features} inputs; give them with --input "
+            "or --sample"
         )
-    inputs = (
-        read_inputs(input, network.n_features, str(circuit))
-        if input is not None
-        else np.zeros((1, 0))
-    )
+    if sample is not None:
+        inputs, what = dataset_sample(loaded.spec, network, split, sample)
+        err.print(f"inputs: {what}")
+    elif input is not None:
+        inputs = read_inputs(input, network.n_features, str(circuit))
+    else:
+        inputs = np.zeros((1, 0))
     eq = solve(
         network,
         inputs,

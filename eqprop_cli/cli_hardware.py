@@ -19,10 +19,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import __version__
 from .cli import (
+    ConductancesOpt,
     InputOpt,
     JsonOpt,
+    SampleOpt,
     SetOpt,
+    SplitOpt,
     TargetArg,
+    _load,
     _percent,
     _user_errors,
     app,
@@ -37,15 +41,15 @@ from .devicemap import (
     level_ranges,
     parameters_digest,
     quantise,
-    read_map,
 )
 from .errors import EqpropError
 from .evaluate import check_with_ngspice, evaluate
 from .io import read_inputs, write_atomic
-from .runs import Loaded, load_target
+from .runs import Loaded
 from .solve import solve
 from .spice import export_spice
 from .train import (
+    dataset_sample,
     evaluate_split,
     scoring,
     solver_settings,
@@ -56,25 +60,6 @@ from .units import parse_si
 from .variation import Variation, monte_carlo
 
 NGSPICE_LIMIT = 20  # samples that --backend ngspice runs when --limit is not given
-
-ConductancesOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--conductances",
-        help="A conductance map (.csv, .json or .npz, as export writes) to load over the "
-        "target's conductances: an edited or measured chip.",
-        show_default=False,
-    ),
-]
-Split = Literal["train", "validation", "test"]
-SplitOpt = Annotated[Split, typer.Option(help="Which split of the run's data set.")]
-
-
-def _load(target: Path, sets: list[str] | None, conductances: Path | None) -> Loaded:
-    loaded = load_target(target, list(sets or []))
-    if conductances is not None:
-        read_map(conductances, loaded.network)
-    return loaded
 
 
 def _circuit_digest(loaded: Loaded) -> str:
@@ -129,12 +114,7 @@ def export(
             help="Write here (atomically) instead of stdout (- : stdout); npz needs it.",
         ),
     ] = None,
-    sample: Annotated[
-        int | None,
-        typer.Option(
-            "--sample", help="spice: set the inputs to sample N of the run's dataset split."
-        ),
-    ] = None,
+    sample: SampleOpt = None,
     split: SplitOpt = "test",
     input: InputOpt = None,
     subckt: Annotated[
@@ -278,14 +258,8 @@ def _netlist(
     if subckt:
         return export_spice(network, None, header=header, subckt=_subckt_name(loaded.spec.name))
     if sample is not None:
-        _, x, y, classes = split_samples(loaded.spec, network, split)
-        if not 0 <= sample < len(y):
-            raise EqpropError(
-                f"--sample {sample} is out of range: the {split} split has {len(y)} samples "
-                f"(0..{len(y) - 1})"
-            )
-        inputs = x[sample : sample + 1]
-        header.append(f"inputs: sample {sample} of the {split} split, label {classes[y[sample]]}")
+        inputs, what = dataset_sample(loaded.spec, network, split, sample)
+        header.append(f"inputs: {what}")
     elif input is not None:
         inputs = read_inputs(input, network.n_features, str(target))
         if len(inputs) != 1:

@@ -125,6 +125,22 @@ def split_samples(
     return dataset, x[:limit], y[:limit], dataset.classes
 
 
+def dataset_sample(
+    spec: CircuitSpec, network: Network, split: str, sample: int
+) -> tuple[np.ndarray, str]:
+    """Sample ``sample`` of a split of the [training] dataset: its inputs (1, features) and
+    a description naming its label."""
+    _, x, y, classes = split_samples(spec, network, split)
+    if not 0 <= sample < len(y):
+        raise EqpropError(
+            f"--sample {sample} is out of range: the {split} split has {len(y)} samples "
+            f"(0..{len(y) - 1})"
+        )
+    return x[
+        sample : sample + 1
+    ], f"sample {sample} of the {split} split, label {classes[y[sample]]}"
+
+
 def scoring(spec: CircuitSpec, network: Network, n_classes: int) -> tuple[ReadoutLoss, int, dict]:
     """What scores samples of the circuit: its loss, evaluation batch size and free-phase
     solver settings (the arguments of ``evaluate`` after the samples)."""

@@ -237,3 +237,33 @@ def test_dash_output_is_stdout(tmp_path, monkeypatch):
     assert header.split(",") == list(doc["nodes"])
     assert [float(v) for v in row.split(",")] == list(doc["nodes"].values())
     assert list(tmp_path.iterdir()) == []  # no file named "-"
+
+
+def test_solve_a_dataset_sample_with_a_conductance_map(tmp_path):
+    from eqprop_cli.runs import load_target
+    from eqprop_cli.train import split_samples
+
+    run_dir = tmp_path / "x"
+    assert run("train", XOR, "--out", str(run_dir), "--epochs", "20").exit_code == 0
+    loaded = load_target(run_dir)
+    _, x, _, _ = split_samples(loaded.spec, loaded.network, "test")
+    by_sample = run("solve", str(run_dir), "--sample", "2", "--json")
+    assert by_sample.exit_code == 0, by_sample.output
+    assert "sample 2 of the test split" in by_sample.stderr
+    by_input = run(
+        "solve", str(run_dir), "--input", ",".join(str(float(v)) for v in x[2]), "--json"
+    )
+    assert json.loads(by_sample.stdout) == json.loads(by_input.stdout)
+    # the circuit file with the run's map loaded over it is the trained circuit
+    chip = tmp_path / "chip.csv"
+    assert run("export", str(run_dir), "--format", "csv", "-o", str(chip)).exit_code == 0
+    mapped = run("solve", XOR, "--conductances", str(chip), "--sample", "2", "--json")
+    assert json.loads(mapped.stdout) == json.loads(by_sample.stdout)
+    untrained = run("solve", XOR, "--sample", "2", "--json")
+    assert json.loads(untrained.stdout)["outputs"] != json.loads(mapped.stdout)["outputs"]
+    for args, says in (
+        (["--sample", "9"], "out of range"),
+        (["--sample", "1", "--input", "1,0"], "one of --input and --sample"),
+    ):
+        result = run("solve", str(run_dir), *args)
+        assert result.exit_code == 2 and says in result.stderr
