@@ -37,6 +37,7 @@ from .cli import (
 from .devicemap import (
     ConductanceMap,
     Levels,
+    clipped,
     conductance_map,
     level_ranges,
     parameters_digest,
@@ -67,9 +68,23 @@ def _circuit_digest(loaded: Loaded) -> str:
     return hashlib.sha256(tomli_w.dumps(loaded.spec.document).encode()).hexdigest()
 
 
-def _g_range(text: str | None) -> tuple[float, float] | None:
+AUTO_PERCENTILE = 0.5  # --g-range auto: the 0.5th to the 99.5th percentile
+
+
+def _g_range(text: str | None) -> tuple[tuple[float, float] | None, float | None]:
+    """--g-range: (MIN, MAX) in siemens, or for "auto[:P]" the percentile P."""
     if text is None:
-        return None
+        return None, None
+    if text == "auto" or text.startswith("auto:"):
+        try:
+            percentile = float(text[5:]) if text != "auto" else AUTO_PERCENTILE
+            if not 0 <= percentile < 50:
+                raise ValueError
+        except ValueError:
+            raise EqpropError(
+                f'--g-range "{text}": expected auto or auto:P with a percentile 0 <= P < 50'
+            ) from None
+        return None, percentile
     parts = text.split(",")
     try:
         if len(parts) != 2:
@@ -77,9 +92,10 @@ def _g_range(text: str | None) -> tuple[float, float] | None:
         low, high = (parse_si(p, "S") for p in parts)
     except ValueError:
         raise EqpropError(
-            f'--g-range "{text}": expected MIN,MAX in siemens, e.g. 1e-9,2e-5 or 1n,20u'
+            f'--g-range "{text}": expected MIN,MAX in siemens, e.g. 1e-9,2e-5 or 1n,20u, '
+            "or auto[:P]"
         ) from None
-    return low, high
+    return (low, high), None
 
 
 def _fraction(text: str | None, option: str) -> float:
@@ -138,8 +154,10 @@ def export(
         str | None,
         typer.Option(
             "--g-range",
-            help="MIN,MAX in siemens of the levels (default: each device's g_min,g_max).",
-            metavar="MIN,MAX",
+            help="MIN,MAX in siemens of the levels, or auto[:P]: per connection the P-th to "
+            "(100-P)-th percentile of the trained conductances (P 0.5) (default: each "
+            "device's g_min,g_max).",
+            metavar="MIN,MAX|auto[:P]",
             show_default=False,
         ),
     ] = None,
@@ -178,7 +196,7 @@ def export(
         raise EqpropError("--format npz is binary: give -o FILE (or -o - for stdout)")
     loaded = _load(target, sets, conductances)
     network = loaded.network
-    requested = level_ranges(network, levels, _g_range(g_range))
+    requested = level_ranges(network, levels, *_g_range(g_range))
     metadata = {
         "eqprop_version": __version__,
         "source": str(target),
@@ -190,7 +208,8 @@ def export(
     # a netlist needs no map unless levels are asked for (it may have nothing programmable)
     cmap = conductance_map(network) if format != "spice" or requested is not None else None
     if requested is not None:
-        cmap = _quantise_and_compare(loaded, cmap, requested, split, metadata)
+        auto = g_range is not None and g_range.startswith("auto")
+        cmap = _quantise_and_compare(loaded, cmap, requested, split, metadata, not auto)
     metadata["parameters_sha256"] = parameters_digest(network)
     if format == "spice":
         data = _netlist(loaded, metadata, sample, split, input, subckt, nodeset, target)
@@ -208,7 +227,12 @@ def export(
 
 
 def _quantise_and_compare(
-    loaded: Loaded, cmap: ConductanceMap, levels: Levels, split: str, metadata: dict
+    loaded: Loaded,
+    cmap: ConductanceMap,
+    levels: Levels,
+    split: str,
+    metadata: dict,
+    hint: bool = True,
 ) -> ConductanceMap:
     """Quantise the network's conductances; record (and print) the split's accuracy before
     and after."""
@@ -217,9 +241,26 @@ def _quantise_and_compare(
         dataset, x, y, _ = split_samples(loaded.spec, network, split)
     except EqpropError as exc:
         err.print(f"[yellow]warning:[/] accuracy not measured: {escape(str(exc))}")
+        _, moved = clipped(cmap, levels)
+        if moved:
+            err.print(f"[yellow]warning:[/] the level range clips {moved:,} trained conductances")
         return quantise(cmap, levels)
     loss, batch, solver = scoring(loaded.spec, network, dataset.n_classes)
     before = evaluate(network, x, y, loss, batch, **solver).accuracy
+    inside, moved = clipped(cmap, levels)
+    if moved:
+        trained = list(network.g)
+        network.set_conductances(inside)
+        cost = evaluate(network, x, y, loss, batch, **solver).accuracy - before
+        network.set_conductances(trained)
+        total = sum(network.g[k].size for k in cmap.resistor_sets)
+        err.print(
+            f"[yellow]warning:[/] the level range clips {moved:,} of {total:,} trained "
+            f"conductances ({100 * moved / total:.1f}%); clipping alone changes the {split} "
+            f"accuracy by {100 * cost:+.2f} points"
+            + (" (--g-range auto picks a range from the trained conductances)" if hint else "")
+        )
+        metadata["clipped"] = {"conductances": moved, "accuracy_change": cost}
     cmap = quantise(cmap, levels)
     after = evaluate(network, x, y, loss, batch, **solver).accuracy
     names = [network.resistors[k].name for k in cmap.resistor_sets]
