@@ -90,7 +90,7 @@ def portable_document(spec: CircuitSpec) -> dict:
 def training_data(spec: CircuitSpec, network: Network) -> tuple[Dataset, Splits]:
     """Load the [training] dataset and split it (subsets, validation) as the settings say."""
     t = training_settings(spec)
-    dataset = load_dataset(*data_source(spec))
+    dataset = load_dataset(*data_source(spec), str(t.label_column))
     if dataset.n_features != network.n_features:
         raise spec.error(
             ("training", "dataset"),

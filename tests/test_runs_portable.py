@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import shutil
 
 import numpy as np
@@ -164,8 +165,6 @@ def test_runs_find_their_data_from_anywhere_and_after_a_move(tmp_path, monkeypat
 
 
 def test_train_json_and_quiet(tmp_path):
-    import json
-
     xor = ROOT / "circuits" / "xor.toml"
     result = run("train", xor, "--out", tmp_path / "x", "--epochs", 3, "--json")
     assert result.exit_code == 0, result.output
@@ -181,3 +180,17 @@ def test_train_json_and_quiet(tmp_path):
     ]
     again = run("train", tmp_path / "x", "--out", tmp_path / "ft", "--epochs", 1, "--json")
     assert json.loads(again.stdout)["parent"]["run"] == str(tmp_path / "x")
+
+
+def test_csv_class_names_in_a_named_column_reach_eval(tmp_path, monkeypatch):
+    blob_circuit(tmp_path)
+    rows = (tmp_path / "blobs.csv").read_text().splitlines()
+    names = {"0": "odd-one-out", "1": "alike"}
+    text = ["a,b,kind"] + [",".join([*r.split(",")[:2], names[r.split(",")[2]]]) for r in rows[1:]]
+    (tmp_path / "blobs.csv").write_text("\n".join(text) + "\n")
+    monkeypatch.chdir(tmp_path)
+    sets = ("--set", "training.label_column=kind")
+    assert run("train", "blobs.toml", "--out", "r", *sets).exit_code == 0
+    doc = json.loads(run("eval", "r", "--json").stdout)
+    assert doc["classes"] == ["alike", "odd-one-out"]  # sorted
+    assert 'label_column = "kind"' in (tmp_path / "r" / "config.toml").read_text()
