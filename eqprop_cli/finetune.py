@@ -50,6 +50,21 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _carry(
+    old_sets: list, new_sets: list, trained: list[np.ndarray], fresh: list[np.ndarray], unit: str
+) -> tuple[list[np.ndarray], int]:
+    """The new arrays: the trained ones where the parent trained the set, clipped into the
+    new device's [unit_min, unit_max] (``unit`` "g" or "i"), else the fresh ones; and how
+    many trained values the clipping moved."""
+    out, moved = [a.copy() for a in fresh], 0
+    for k, (old, new) in enumerate(zip(old_sets, new_sets, strict=True)):
+        if old.device.params["trainable"]:
+            p = new.device.params
+            out[k] = np.clip(trained[k], p[f"{unit}_min"], p[f"{unit}_max"])
+            moved += int(np.count_nonzero(out[k] != trained[k]))
+    return out, moved
+
+
 @dataclass
 class FineTune:
     """The parent run and the new circuit, loaded with the parent's trained parameters."""
@@ -82,23 +97,14 @@ def fine_tune(target: Path, overrides: list[str]) -> FineTune:
             "solver keys and device parameters, not layers, connections or elements. Train the "
             "changed circuit from its file instead"
         )
-    clipped = 0
-    g = [a.copy() for a in network.g]
-    for k, (old, new) in enumerate(zip(parent.network.resistors, network.resistors, strict=True)):
-        if old.device.params["trainable"]:
-            p = new.device.params
-            values = parent.network.g[k]
-            g[k] = np.clip(values, p["g_min"], p["g_max"])
-            clipped += int(np.count_nonzero(g[k] != values))
-    currents = [a.copy() for a in network.currents]
-    for k, (old, new) in enumerate(zip(parent.network.isources, network.isources, strict=True)):
-        if old.device.params["trainable"]:
-            p = new.device.params
-            values = parent.network.currents[k]
-            currents[k] = np.clip(values, p["i_min"], p["i_max"])
-            clipped += int(np.count_nonzero(currents[k] != values))
+    before, after = parent.network, network
+    g, moved_g = _carry(before.resistors, after.resistors, before.g, after.g, "g")
+    currents, moved_i = _carry(
+        before.isources, after.isources, before.currents, after.currents, "i"
+    )
     network.set_conductances(g)
     network.set_currents(currents)
+    clipped = moved_g + moved_i
     checkpoint = target if target.suffix == ".npz" else target / CHECKPOINT
     record = {
         "run": str(parent.run_dir),
