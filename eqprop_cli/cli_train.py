@@ -32,7 +32,7 @@ from .gradcheck import at_a_kink, compare
 from .io import write_atomic
 from .loss import ReadoutLoss
 from .optim import schedule_factor
-from .report import write_report
+from .report import plot_comparison, write_report
 from .runs import (
     CHECKPOINT,
     CONFIG,
@@ -473,16 +473,36 @@ def gradcheck(
 @app.command()
 @_user_errors
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory written by eqprop train.")],
+    run_dirs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Run directory written by eqprop train; several: compare them.",
+            show_default=False,
+        ),
+    ],
     out_dir: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Folder for the figures (default: RUN_DIR/report)."),
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder for the figures (default: RUN_DIR/report; comparing: ./comparison).",
+        ),
     ] = None,
 ) -> None:
     """Figures of a run as PNG: learning curves, conductance histograms, confusion matrix.
 
+    Given several runs, compares them instead: their test loss and error per
+    epoch overlaid in comparison.png, and a table of each run's last and best
+    epoch.
+
     Example: eqprop report runs/mini
+
+    Example: eqprop report runs/mini runs/mini-ft
     """
+    if len(run_dirs) > 1:
+        _compare(run_dirs, out_dir or Path("comparison"))
+        return
+    run_dir = run_dirs[0]
     loaded = load_target(run_dir)
     if loaded.checkpoint is None:
         raise RunError(f"{run_dir}: not a run directory or checkpoint")
@@ -506,6 +526,41 @@ def report(
     )
     for path in paths:
         print(path)
+
+
+def _compare(run_dirs: list[Path], out_dir: Path) -> None:
+    """eqprop report RUN RUN...: overlaid test curves and a table of last and best epochs."""
+    runs, units = {}, set()
+    for run_dir in run_dirs:
+        if run_dir.suffix == ".npz" or not (run_dir / CONFIG).is_file():
+            raise RunError(f"{run_dir}: not a run directory (no {CONFIG})")
+        ckpt = load_checkpoint(run_dir / CHECKPOINT)
+        spec = parse_circuit(ckpt.config, str(run_dir / CONFIG))
+        units.add(training_settings(spec).loss)
+        runs[str(run_dir)] = ckpt.state.metrics
+    loss = units.pop() if len(units) == 1 else "loss"
+    label = {"squared_error": "squared error (V²)", "cross_entropy": "cross-entropy (nats)"}
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"{out_dir}: cannot create the folder ({exc.strerror})") from None
+    path = plot_comparison(runs, out_dir / "comparison.png", loss_label=label.get(loss, loss))
+    table = Table()
+    for col in ("run", "epochs", "test loss", "test error", "best test error"):
+        table.add_column(col, justify="left" if col == "run" else "right")
+    for name, metrics in runs.items():
+        errors = [m["test_error"] for m in metrics]
+        best = int(np.nanargmin(errors)) if metrics else 0
+        last = metrics[-1] if metrics else {}
+        table.add_row(
+            escape(name),
+            str(len(metrics)),
+            _number(last.get("test_loss", np.nan)),
+            _percent(last.get("test_error", np.nan)),
+            f"{_percent(errors[best])} (epoch {best + 1})" if metrics else "-",
+        )
+    out.print(table)
+    print(path)
 
 
 data_app = typer.Typer(

@@ -194,3 +194,22 @@ def test_csv_class_names_in_a_named_column_reach_eval(tmp_path, monkeypatch):
     doc = json.loads(run("eval", "r", "--json").stdout)
     assert doc["classes"] == ["alike", "odd-one-out"]  # sorted
     assert 'label_column = "kind"' in (tmp_path / "r" / "config.toml").read_text()
+
+
+def test_report_compares_runs(parent, tmp_path, monkeypatch):
+    out = tmp_path / "ft"
+    assert run("train", parent, "--out", out, "--epochs", 1).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    result = run("report", parent, out)
+    assert result.exit_code == 0, result.output
+    figure = tmp_path / "comparison" / "comparison.png"
+    assert figure.read_bytes().startswith(b"\x89PNG") and result.stdout.endswith(
+        "comparison/comparison.png\n"
+    )
+    for run_dir, rows in ((parent, metrics(parent)), (out, metrics(out))):
+        best = min(range(len(rows)), key=lambda k: rows[k]["test_error"])
+        line = next(row for row in result.stdout.splitlines() if f" {run_dir} " in row)
+        assert f" {len(rows)} " in line and f"{100 * rows[-1]['test_error']:.2f}%" in line
+        assert f"{100 * rows[best]['test_error']:.2f}% (epoch {best + 1})" in line
+    bad = run("report", parent, parent / "checkpoint.npz")
+    assert bad.exit_code == 2 and "not a run directory" in bad.stderr
