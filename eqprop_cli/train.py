@@ -70,6 +70,8 @@ def data_source(spec: CircuitSpec) -> tuple[str, str | None]:
         path = Path(str(value)).expanduser()
         from_file = spec.training is not None and ("training", key) not in overridden
         base = Path(spec.path).parent if from_file else Path()
+        if from_file and not (base / path).exists() and path.exists():
+            base = Path()  # a run made before paths were relative to the file recorded it so
         return os.path.abspath(base / path)
 
     return resolve("dataset", t.dataset), resolve("data_path", t.data_path)

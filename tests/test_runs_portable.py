@@ -213,3 +213,18 @@ def test_report_compares_runs(parent, tmp_path, monkeypatch):
         assert f"{100 * rows[best]['test_error']:.2f}% (epoch {best + 1})" in line
     bad = run("report", parent, parent / "checkpoint.npz")
     assert bad.exit_code == 2 and "not a run directory" in bad.stderr
+
+
+def test_a_run_that_recorded_a_relative_path_still_evaluates_from_its_folder(tmp_path, monkeypatch):
+    """Runs made before paths were relative to the file recorded the path as given."""
+    blob_circuit(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert run("train", "blobs.toml", "--out", "runs/b").exit_code == 0
+    config = tmp_path / "runs" / "b" / "config.toml"
+    text = config.read_text()
+    config.write_text(text.replace(f'"{tmp_path / "blobs.csv"}"', '"blobs.csv"'))
+    assert 'dataset = "blobs.csv"' in config.read_text()
+    assert run("eval", "runs/b", "--json").exit_code == 0  # found in the working directory
+    monkeypatch.chdir(tmp_path / "runs")
+    result = run("eval", "b")
+    assert result.exit_code == 2 and "blobs.csv" in result.stderr
