@@ -9,22 +9,28 @@ from __future__ import annotations
 import fnmatch
 import functools
 import json
+import sys
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Literal, NoReturn
 
 import numpy as np
 import typer
-from rich.console import Console
+from rich.cells import cell_len
+from rich.console import Console, ConsoleDimensions
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperOption
 
 from . import __version__
+from .devicemap import read_map
 from .errors import EqpropError
-from .io import read_inputs, write_voltages
+from .io import read_inputs, voltages_csv, write_voltages
 from .network import Network
-from .runs import load_target
-from .solve import METHODS, Problem, layered_classes, solve
+from .runs import Loaded, load_target
+from .solve import Problem, layered_classes, solve
+from .train import dataset_sample
 
 app = typer.Typer(
     name="eqprop",
@@ -38,7 +44,30 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 TABLE_SAMPLES = 4  # input vectors shown as table columns (80-column terminals)
-out = Console()
+PIPE_WIDTH = 100_000  # "unlimited": tables are as wide as their content
+
+
+class _Console(Console):
+    """rich's console, except that output to a pipe or a file is never fitted to a width:
+    tables keep every value in full there (on a terminal they fit the window)."""
+
+    def __init__(self, **options: object) -> None:
+        super().__init__(**options)
+        self._width = options.get("width")  # rich took $COLUMNS: `size` honours it on a terminal
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)
+        if self.is_terminal or self._width is not None:
+            return size
+        return ConsoleDimensions(PIPE_WIDTH, size.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)
+
+
+out = _Console()
 err = Console(stderr=True, soft_wrap=True)  # messages stay one line, for logs and pipes
 
 CircuitArg = Annotated[
@@ -68,6 +97,25 @@ SetOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables.")]
+ConductancesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--conductances",
+        help="A conductance map (.csv, .json or .npz, as export writes) to load over the "
+        "target's conductances: an edited or measured chip.",
+        show_default=False,
+    ),
+]
+Split = Literal["train", "validation", "test"]
+SplitOpt = Annotated[Split, typer.Option(help="Which split of the run's data set.")]
+SampleOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--sample",
+        help="Set the inputs to sample N of the run's dataset split.",
+        show_default=False,
+    ),
+]
 InputOpt = Annotated[
     str | None,
     typer.Option(
@@ -77,6 +125,21 @@ InputOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def _flag_type(self: TyperOption, ctx: typer.Context) -> str | None:
+    """A flag takes no value: its help row shows no type (typer would show <bool>)."""
+    return None if self.is_flag else _option_type(self, ctx)
+
+
+_option_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _flag_type
+
+
+def titled_table(title: str, **options: object) -> Table:
+    """A table with a plain-text title that it is at least as wide as, so that the title is
+    never wrapped where the width is free (a pipe); on a terminal it fits the window."""
+    return Table(title=Text(title), min_width=cell_len(title), **options)
 
 
 def _user_errors(command):
@@ -135,8 +198,12 @@ def _main(
     """eqprop: analog neural networks trained by Equilibrium Propagation."""
 
 
-def _load(path: Path, sets: list[str] | None) -> Network:
-    return load_target(path, list(sets or [])).network
+def _load(target: Path, sets: list[str] | None, conductances: Path | None = None) -> Loaded:
+    """The target with --set applied and, with --conductances, a map loaded over it."""
+    loaded = load_target(target, list(sets or []))
+    if conductances is not None:
+        read_map(conductances, loaded.network)
+    return loaded
 
 
 def _solver_choice(network: Network, method: str) -> str:
@@ -155,7 +222,7 @@ def check(circuit: CircuitArg, as_json: JsonOpt = False, sets: SetOpt = None) ->
 
     Example: eqprop check circuits/kendall2020-mnist.toml
     """
-    network = _load(circuit, sets)
+    network = _load(circuit, sets).network
     graph = network.graph
     spec = graph.spec
     counts = Counter()
@@ -189,7 +256,7 @@ def check(circuit: CircuitArg, as_json: JsonOpt = False, sets: SetOpt = None) ->
     if as_json:
         print(json.dumps(summary, indent=2))
         return
-    table = Table(title=f"{spec.name or circuit.name} ({spec.form} form)", show_header=False)
+    table = titled_table(f"{spec.name or circuit.name} ({spec.form} form)", show_header=False)
     table.add_column(style="bold")
     table.add_column()
     if spec.form == "layered":
@@ -219,8 +286,12 @@ def check(circuit: CircuitArg, as_json: JsonOpt = False, sets: SetOpt = None) ->
 def solve_command(
     circuit: CircuitArg,
     input: InputOpt = None,
+    sample: SampleOpt = None,
+    split: SplitOpt = "test",
+    conductances: ConductancesOpt = None,
     method: Annotated[
-        str | None, typer.Option(help=f"Solver: {', '.join(METHODS)} (default: the file's).")
+        Literal["auto", "layered", "newton"] | None,
+        typer.Option(help="Solver (default: the file's).", show_default=False),
     ] = None,
     tol: Annotated[
         float | None, typer.Option(help="KCL residual tolerance in amperes (default: the file's).")
@@ -243,7 +314,8 @@ def solve_command(
         typer.Option(
             "--output",
             "-o",
-            help="Write the voltages (samples x shown nodes) to a .npy or .csv file instead.",
+            help="Write the voltages (samples x shown nodes) to a .npy or .csv file instead "
+            "(- : CSV on stdout).",
         ),
     ] = None,
     sets: SetOpt = None,
@@ -257,27 +329,37 @@ def solve_command(
     converge is reported as a warning and as "converged": false in JSON, and
     the command exits with status 3 (after printing the results).
 
+    The inputs come from --input, or from --sample N of the [training] data
+    set's --split; --conductances loads a conductance map first.
+
     Example: eqprop solve circuits/xor.toml --input 1,0 --json
     """
-    if output is not None and output.suffix.lower() not in (".npy", ".csv"):
-        raise EqpropError(f"--output {output}: expected a .npy or .csv file name")
+    to_stdout = output is not None and str(output) == "-"
+    if output is not None and not to_stdout and output.suffix.lower() not in (".npy", ".csv"):
+        raise EqpropError(f"--output {output}: expected a .npy or .csv file name, or - for stdout")
     if tol is not None and not tol > 0:
         raise EqpropError(f"--tol must be a current > 0 A; got {tol:g}")
     if vtol is not None and not vtol > 0:
         raise EqpropError(f"--vtol must be a voltage > 0 V; got {vtol:g}")
     if max_iter is not None and max_iter < 1:
         raise EqpropError(f"--max-iter must be an integer >= 1; got {max_iter}")
-    network = _load(circuit, sets)
+    if input is not None and sample is not None:
+        raise EqpropError("give one of --input and --sample")
+    loaded = _load(circuit, sets, conductances)
+    network = loaded.network
     settings = network.graph.spec.solver
-    if network.n_features and input is None:
+    if network.n_features and input is None and sample is None:
         raise EqpropError(
-            f"{circuit}: the circuit has {network.n_features} inputs; give them with --input"
+            f"{circuit}: the circuit has {network.n_features} inputs; give them with --input "
+            "or --sample"
         )
-    inputs = (
-        read_inputs(input, network.n_features, str(circuit))
-        if input is not None
-        else np.zeros((1, 0))
-    )
+    if sample is not None:
+        inputs, what = dataset_sample(loaded.spec, network, split, sample)
+        err.print(f"inputs: {what}")
+    elif input is not None:
+        inputs = read_inputs(input, network.n_features, str(circuit))
+    else:
+        inputs = np.zeros((1, 0))
     eq = solve(
         network,
         inputs,
@@ -290,6 +372,10 @@ def solve_command(
     outputs = eq.outputs()
     if not eq.success:
         err.print(f"[yellow]warning:[/] {escape(eq.message)}")
+    if to_stdout:
+        names = [network.node_names[i] for i in shown]
+        sys.stdout.write(voltages_csv(eq.voltages[:, shown], names))
+        return
     if output is not None:
         write_voltages(output, eq.voltages[:, shown], [network.node_names[i] for i in shown])
         err.print(

@@ -9,35 +9,48 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import tomli_w
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from . import __version__
-from .cli import InputOpt, JsonOpt, SetOpt, TargetArg, _percent, _user_errors, app, err, out
+from .cli import (
+    ConductancesOpt,
+    InputOpt,
+    JsonOpt,
+    SampleOpt,
+    SetOpt,
+    SplitOpt,
+    TargetArg,
+    _load,
+    _percent,
+    _user_errors,
+    app,
+    err,
+    out,
+    titled_table,
+)
 from .devicemap import (
-    MAP_FORMATS,
     ConductanceMap,
     Levels,
+    clipped,
     conductance_map,
     level_ranges,
     parameters_digest,
     quantise,
-    read_map,
 )
 from .errors import EqpropError
 from .evaluate import check_with_ngspice, evaluate
 from .io import read_inputs, write_atomic
-from .runs import Loaded, load_target
+from .runs import Loaded
 from .solve import solve
 from .spice import export_spice
 from .train import (
-    SPLITS,
+    dataset_sample,
     evaluate_split,
     scoring,
     solver_settings,
@@ -47,31 +60,7 @@ from .train import (
 from .units import parse_si
 from .variation import Variation, monte_carlo
 
-FORMATS = ("spice", *MAP_FORMATS)
 NGSPICE_LIMIT = 20  # samples that --backend ngspice runs when --limit is not given
-
-ConductancesOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--conductances",
-        help="A conductance map (.csv, .json or .npz, as export writes) to load over the "
-        "target's conductances: an edited or measured chip.",
-        show_default=False,
-    ),
-]
-SplitOpt = Annotated[str, typer.Option(help="Which split: train, validation or test.")]
-
-
-def _load(target: Path, sets: list[str] | None, conductances: Path | None) -> Loaded:
-    loaded = load_target(target, list(sets or []))
-    if conductances is not None:
-        read_map(conductances, loaded.network)
-    return loaded
-
-
-def _check_split(split: str) -> None:
-    if split not in SPLITS:
-        raise EqpropError(f'--split "{split}": expected one of {", ".join(SPLITS)}')
 
 
 def _circuit_digest(loaded: Loaded) -> str:
@@ -79,9 +68,23 @@ def _circuit_digest(loaded: Loaded) -> str:
     return hashlib.sha256(tomli_w.dumps(loaded.spec.document).encode()).hexdigest()
 
 
-def _g_range(text: str | None) -> tuple[float, float] | None:
+AUTO_PERCENTILE = 0.5  # --g-range auto: the 0.5th to the 99.5th percentile
+
+
+def _g_range(text: str | None) -> tuple[tuple[float, float] | None, float | None]:
+    """--g-range: (MIN, MAX) in siemens, or for "auto[:P]" the percentile P."""
     if text is None:
-        return None
+        return None, None
+    if text == "auto" or text.startswith("auto:"):
+        try:
+            percentile = float(text[5:]) if text != "auto" else AUTO_PERCENTILE
+            if not 0 <= percentile < 50:
+                raise ValueError
+        except ValueError:
+            raise EqpropError(
+                f'--g-range "{text}": expected auto or auto:P with a percentile 0 <= P < 50'
+            ) from None
+        return None, percentile
     parts = text.split(",")
     try:
         if len(parts) != 2:
@@ -89,9 +92,10 @@ def _g_range(text: str | None) -> tuple[float, float] | None:
         low, high = (parse_si(p, "S") for p in parts)
     except ValueError:
         raise EqpropError(
-            f'--g-range "{text}": expected MIN,MAX in siemens, e.g. 1e-9,2e-5 or 1n,20u'
+            f'--g-range "{text}": expected MIN,MAX in siemens, e.g. 1e-9,2e-5 or 1n,20u, '
+            "or auto[:P]"
         ) from None
-    return low, high
+    return (low, high), None
 
 
 def _fraction(text: str | None, option: str) -> float:
@@ -115,20 +119,18 @@ def _subckt_name(name: str) -> str:
 def export(
     target: TargetArg,
     format: Annotated[
-        str, typer.Option("--format", "-f", help="spice, csv, json or npz (see eqprop-export(1)).")
+        Literal["spice", "csv", "json", "npz"],
+        typer.Option("--format", "-f", help="A netlist or a map (see eqprop-export(1))."),
     ] = "spice",
     output: Annotated[
         Path | None,
         typer.Option(
-            "--output", "-o", help="Write here (atomically) instead of stdout; npz needs it."
+            "--output",
+            "-o",
+            help="Write here (atomically) instead of stdout (- : stdout); npz needs it.",
         ),
     ] = None,
-    sample: Annotated[
-        int | None,
-        typer.Option(
-            "--sample", help="spice: set the inputs to sample N of the run's dataset split."
-        ),
-    ] = None,
+    sample: SampleOpt = None,
     split: SplitOpt = "test",
     input: InputOpt = None,
     subckt: Annotated[
@@ -152,8 +154,10 @@ def export(
         str | None,
         typer.Option(
             "--g-range",
-            help="MIN,MAX in siemens of the levels (default: each device's g_min,g_max).",
-            metavar="MIN,MAX",
+            help="MIN,MAX in siemens of the levels, or auto[:P]: per connection the P-th to "
+            "(100-P)-th percentile of the trained conductances (P 0.5) (default: each "
+            "device's g_min,g_max).",
+            metavar="MIN,MAX|auto[:P]",
             show_default=False,
         ),
     ] = None,
@@ -178,9 +182,6 @@ def export(
 
     Example: eqprop export runs/mini --format csv --levels 32 -o mini.csv
     """
-    if format not in FORMATS:
-        raise EqpropError(f'--format "{format}": expected one of {", ".join(FORMATS)}')
-    _check_split(split)
     spice_only = {"--sample": sample is not None, "--input": input, "--subckt": subckt}
     spice_only["--nodeset"] = nodeset
     if format != "spice" and any(spice_only.values()):
@@ -190,11 +191,12 @@ def export(
         raise EqpropError("give one of --sample, --input and --subckt")
     if subckt and nodeset:
         raise EqpropError("--nodeset needs a netlist with its inputs set, not --subckt")
+    to_stdout = output is None or str(output) == "-"
     if format == "npz" and output is None:
-        raise EqpropError("--format npz is binary: give -o FILE")
+        raise EqpropError("--format npz is binary: give -o FILE (or -o - for stdout)")
     loaded = _load(target, sets, conductances)
     network = loaded.network
-    requested = level_ranges(network, levels, _g_range(g_range))
+    requested = level_ranges(network, levels, *_g_range(g_range))
     metadata = {
         "eqprop_version": __version__,
         "source": str(target),
@@ -206,22 +208,31 @@ def export(
     # a netlist needs no map unless levels are asked for (it may have nothing programmable)
     cmap = conductance_map(network) if format != "spice" or requested is not None else None
     if requested is not None:
-        cmap = _quantise_and_compare(loaded, cmap, requested, split, metadata)
+        auto = g_range is not None and g_range.startswith("auto")
+        cmap = _quantise_and_compare(loaded, cmap, requested, split, metadata, not auto)
     metadata["parameters_sha256"] = parameters_digest(network)
     if format == "spice":
         data = _netlist(loaded, metadata, sample, split, input, subckt, nodeset, target)
     else:
         cmap.metadata = metadata
         data = cmap.render(format)
-    if output is None:
-        sys.stdout.write(data)
+    if to_stdout:
+        if isinstance(data, bytes):
+            sys.stdout.buffer.write(data)
+        else:
+            sys.stdout.write(data)
     else:
         write_atomic(output, data)
         err.print(f"wrote {output}")
 
 
 def _quantise_and_compare(
-    loaded: Loaded, cmap: ConductanceMap, levels: Levels, split: str, metadata: dict
+    loaded: Loaded,
+    cmap: ConductanceMap,
+    levels: Levels,
+    split: str,
+    metadata: dict,
+    hint: bool = True,
 ) -> ConductanceMap:
     """Quantise the network's conductances; record (and print) the split's accuracy before
     and after."""
@@ -230,9 +241,26 @@ def _quantise_and_compare(
         dataset, x, y, _ = split_samples(loaded.spec, network, split)
     except EqpropError as exc:
         err.print(f"[yellow]warning:[/] accuracy not measured: {escape(str(exc))}")
+        _, moved = clipped(cmap, levels)
+        if moved:
+            err.print(f"[yellow]warning:[/] the level range clips {moved:,} trained conductances")
         return quantise(cmap, levels)
     loss, batch, solver = scoring(loaded.spec, network, dataset.n_classes)
     before = evaluate(network, x, y, loss, batch, **solver).accuracy
+    inside, moved = clipped(cmap, levels)
+    if moved:
+        trained = list(network.g)
+        network.set_conductances(inside)
+        cost = evaluate(network, x, y, loss, batch, **solver).accuracy - before
+        network.set_conductances(trained)
+        total = sum(network.g[k].size for k in cmap.resistor_sets)
+        err.print(
+            f"[yellow]warning:[/] the level range clips {moved:,} of {total:,} trained "
+            f"conductances ({100 * moved / total:.1f}%); clipping alone changes the {split} "
+            f"accuracy by {100 * cost:+.2f} points"
+            + (" (--g-range auto picks a range from the trained conductances)" if hint else "")
+        )
+        metadata["clipped"] = {"conductances": moved, "accuracy_change": cost}
     cmap = quantise(cmap, levels)
     after = evaluate(network, x, y, loss, batch, **solver).accuracy
     names = [network.resistors[k].name for k in cmap.resistor_sets]
@@ -271,14 +299,8 @@ def _netlist(
     if subckt:
         return export_spice(network, None, header=header, subckt=_subckt_name(loaded.spec.name))
     if sample is not None:
-        _, x, y, classes = split_samples(loaded.spec, network, split)
-        if not 0 <= sample < len(y):
-            raise EqpropError(
-                f"--sample {sample} is out of range: the {split} split has {len(y)} samples "
-                f"(0..{len(y) - 1})"
-            )
-        inputs = x[sample : sample + 1]
-        header.append(f"inputs: sample {sample} of the {split} split, label {classes[y[sample]]}")
+        inputs, what = dataset_sample(loaded.spec, network, split, sample)
+        header.append(f"inputs: {what}")
     elif input is not None:
         inputs = read_inputs(input, network.n_features, str(target))
         if len(inputs) != 1:
@@ -310,7 +332,8 @@ def eval_command(
         ),
     ] = None,
     backend: Annotated[
-        str, typer.Option(help="solver (ours) or ngspice (one exported netlist per sample).")
+        Literal["solver", "ngspice"],
+        typer.Option(help="solver (ours) or ngspice (one exported netlist per sample)."),
     ] = "solver",
     jobs: Annotated[
         int | None,
@@ -332,7 +355,8 @@ def eval_command(
     ] = None,
     trials: Annotated[int, typer.Option(min=1, help="Monte Carlo: programmed chips drawn.")] = 10,
     distribution: Annotated[
-        str, typer.Option(help="Monte Carlo: lognormal g*exp(sigma z) or gaussian g*(1+sigma z).")
+        Literal["lognormal", "gaussian"],
+        typer.Option(help="Monte Carlo: lognormal g*exp(sigma z) or gaussian g*(1+sigma z)."),
     ] = "lognormal",
     stuck_off: Annotated[
         str | None,
@@ -366,9 +390,6 @@ def eval_command(
 
     Example: eqprop eval runs/mini --variation 5% --trials 20
     """
-    _check_split(split)
-    if backend not in ("solver", "ngspice"):
-        raise EqpropError(f'--backend "{backend}": expected solver or ngspice')
     mc = variation is not None or stuck_off is not None or stuck_on is not None
     if backend == "ngspice" and mc:
         raise EqpropError("--backend ngspice runs the nominal circuit; drop --variation/--stuck-*")
@@ -395,7 +416,7 @@ def _eval_solver(loaded: Loaded, target: Path, split: str, limit: int | None, as
         doc.update(result.as_dict(dataset.classes))
         print(json.dumps(doc, indent=2))
         return
-    summary = Table(title=f"{escape(str(target))}: {dataset.name} {split}", show_header=False)
+    summary = titled_table(f"{target}: {dataset.name} {split}", show_header=False)
     summary.add_column(style="bold")
     summary.add_column(justify="right")
     summary.add_row("samples", f"{result.n_samples:,}")
@@ -406,16 +427,29 @@ def _eval_solver(loaded: Loaded, target: Path, split: str, limit: int | None, as
     if result.not_converged:
         summary.add_row("[yellow]solves that missed tol[/]", str(result.not_converged))
     out.print(summary)
-    confusion = Table(title="confusion matrix (rows: true class, columns: predicted)")
+    confusion = titled_table("confusion matrix (rows: true class, columns: predicted)")
     confusion.add_column("true")
     for c in dataset.classes:
-        confusion.add_column(escape(c[:6]), justify="right")
-    confusion.add_column("accuracy", justify="right")
-    for c, row, acc in zip(
-        dataset.classes, result.confusion, result.per_class_accuracy, strict=True
-    ):
-        confusion.add_row(escape(c), *(str(v) for v in row), _percent(acc))
+        confusion.add_column(escape(c), justify="right")
+    for c, row in zip(dataset.classes, result.confusion, strict=True):
+        confusion.add_row(escape(c), *(str(v) for v in row))
     out.print(confusion)
+    per_class = titled_table("per class (recall: the accuracy on the class's samples)")
+    for col in ("class", "samples", "predicted", "recall", "precision"):
+        per_class.add_column(col, justify="left" if col == "class" else "right")
+    rows = zip(
+        dataset.classes,
+        result.confusion.sum(axis=1),
+        result.confusion.sum(axis=0),
+        result.per_class_accuracy,
+        result.per_class_precision,
+        strict=True,
+    )
+    for c, n, predicted, recall, precision in rows:
+        per_class.add_row(
+            escape(c), f"{n:,}", f"{predicted:,}", _percent(recall), _percent(precision)
+        )
+    out.print(per_class)
 
 
 def _eval_monte_carlo(
@@ -448,9 +482,8 @@ def _eval_monte_carlo(
     if as_json:
         print(json.dumps(doc, indent=2))
         return
-    table = Table(
-        title=f"{escape(str(target))}: {dataset.name} {split}, {len(y):,} samples, "
-        f"{trials} programmed chips",
+    table = titled_table(
+        f"{target}: {dataset.name} {split}, {len(y):,} samples, {trials} programmed chips",
         show_header=False,
     )
     table.add_column(style="bold")
@@ -502,9 +535,8 @@ def _eval_ngspice(
     if as_json:
         print(json.dumps(doc, indent=2))
         return
-    table = Table(
-        title=f"{escape(str(target))}: {dataset.name} {split}, ngspice vs our solver",
-        show_header=False,
+    table = titled_table(
+        f"{target}: {dataset.name} {split}, ngspice vs our solver", show_header=False
     )
     table.add_column(style="bold")
     table.add_column(justify="right")

@@ -6,8 +6,9 @@ import json
 import re
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import typer
@@ -15,14 +16,26 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .cli import JsonOpt, SetOpt, TargetArg, _percent, _user_errors, app, err, out
-from .datasets import DATASETS, Dataset, fetch_dataset, list_datasets
+from .cli import (
+    JsonOpt,
+    SetOpt,
+    TargetArg,
+    _percent,
+    _user_errors,
+    app,
+    err,
+    out,
+    titled_table,
+)
+from .datasets import Dataset, fetch_dataset, list_datasets
 from .errors import CircuitError, EqpropError, NotConvergedError
+from .finetune import FineTune, fine_tune
 from .gradcheck import at_a_kink, compare
 from .io import write_atomic
 from .loss import ReadoutLoss
 from .network import Network
-from .report import write_report
+from .optim import schedule_factor
+from .report import plot_comparison, write_report
 from .runs import (
     CHECKPOINT,
     CONFIG,
@@ -45,6 +58,7 @@ from .train import (
     TrainState,
     evaluate_split,
     parameter_groups,
+    portable_document,
     training_data,
     training_settings,
 )
@@ -99,7 +113,8 @@ def train(
     circuit: Annotated[
         Path,
         typer.Argument(
-            help="Circuit file (TOML), or a run directory to continue (with --resume).",
+            help="Circuit file (TOML); or a run directory or checkpoint: to continue it "
+            "(--resume) or to fine-tune from its trained conductances (--out NEW).",
             show_default=False,
         ),
     ],
@@ -117,6 +132,23 @@ def train(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing run in --out.")
     ] = False,
+    reschedule: Annotated[
+        bool,
+        typer.Option(
+            "--reschedule",
+            help="On --resume, accept a cosine schedule recomputed over a changed --epochs.",
+        ),
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Print nothing but errors and the final line."),
+    ] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print only the final metrics, as JSON on stdout (implies --quiet)."
+        ),
+    ] = False,
     sets: SetOpt = None,
 ) -> None:
     """Train a circuit's conductances with Equilibrium Propagation.
@@ -125,22 +157,41 @@ def train(
     shows a progress bar and one line per epoch, and keeps a run directory
     (config.toml, checkpoint.npz, metrics.csv) up to date after every epoch.
     Ctrl-C saves the last complete batch; --resume continues exactly.
+    Given a run or checkpoint and a new --out, it fine-tunes: a new run that
+    starts from the trained conductances and bias currents, with the parent's
+    settings and any --set applied (structural changes are refused).
 
     Example: eqprop train circuits/mnist-mini.toml --out runs/mini --epochs 5
+
+    Example: eqprop train runs/mini --out runs/mini-ft --epochs 2 --set training.learning_rate=0.2
     """
     overrides = list(sets or [])
     if seed is not None:
         overrides.append(f"training.seed={seed}")
     if epochs is not None:
         overrides.append(f"training.epochs={epochs}")
-    if circuit.is_dir() and (circuit / CONFIG).is_file():  # `eqprop train RUN --resume`
-        out_dir = out_dir or circuit
-        circuit = circuit / CONFIG
-    loaded = load_target(circuit, overrides)
-    if loaded.checkpoint is not None:
-        raise EqpropError(f"{circuit}: give the run directory to continue a run (with --resume)")
-    spec, network = loaded.spec, loaded.network
-    _require_recipe(spec, circuit)
+    is_run = circuit.suffix == ".npz" or (circuit.is_dir() and (circuit / CONFIG).is_file())
+    parent_dir = circuit if circuit.is_dir() else circuit.parent
+    tuned = None
+    if is_run and not resume and out_dir is not None and not _same_dir(out_dir, parent_dir):
+        tuned = fine_tune(circuit, overrides)
+        spec, network = tuned.spec, tuned.network
+        source = (
+            f"{circuit}, fine-tuned from its trained conductances (epoch {tuned.record['epoch']}, "
+            f"checkpoint sha256 {tuned.record['sha256']})"
+        )
+    else:
+        if circuit.is_dir() and (circuit / CONFIG).is_file():  # `eqprop train RUN --resume`
+            out_dir = out_dir or circuit
+            circuit = circuit / CONFIG
+        loaded = load_target(circuit, overrides)
+        if loaded.checkpoint is not None:
+            raise EqpropError(
+                f"{circuit}: give the run directory to continue a run (with --resume), "
+                "or fine-tune from this checkpoint into a new run with --out NEW"
+            )
+        spec, network, source = loaded.spec, loaded.network, str(circuit)
+        _require_recipe(spec, circuit)
     out_dir = out_dir or Path("runs") / run_name(spec.name or circuit.stem)
     dataset, splits = training_data(spec, network)
     trainer = Trainer(network, spec, splits, dataset.n_classes)
@@ -149,53 +200,99 @@ def train(
     if not resume:
         _make_run_dir(out_dir)
     with run_lock(out_dir):
-        _train(trainer, spec, network, circuit, overrides, out_dir, resume, overwrite, dataset)
+        _train(
+            trainer,
+            spec,
+            network,
+            _Request(circuit, source, overrides, out_dir, resume, overwrite, reschedule),
+            dataset,
+            tuned,
+            quiet=quiet or as_json,
+            as_json=as_json,
+        )
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What the command line asked of a training: the source, --set, the run directory, flags."""
+
+    circuit: Path
+    source: str  # the circuit file, or the run it fine-tunes, as config.toml records it
+    overrides: list[str]
+    out_dir: Path
+    resume: bool
+    overwrite: bool
+    reschedule: bool
 
 
 def _train(
     trainer: Trainer,
     spec: CircuitSpec,
     network: Network,
-    circuit: Path,
-    overrides: list[str],
-    out_dir: Path,
-    resume: bool,
-    overwrite: bool,
+    request: _Request,
     dataset: Dataset,
+    tuned: FineTune | None,
+    quiet: bool,
+    as_json: bool,
 ) -> None:
-    """Train into ``out_dir`` (locked by the caller)."""
+    """Train into ``request.out_dir`` (locked by the caller)."""
+    circuit, source, overrides, out_dir = (
+        request.circuit,
+        request.source,
+        request.overrides,
+        request.out_dir,
+    )
+    say = _silent if quiet else out.print
     settings = training_settings(spec)
-    text = config_text(spec, str(circuit), overrides)
+    text = config_text(spec, source, overrides)
     initial = [g.copy() for g in network.g], [c.copy() for c in network.currents]
-    if resume:
+    parent = tuned.record if tuned else None
+    if request.resume:
         ckpt = _resume(out_dir, spec, network)
         state = ckpt.state
+        _check_schedule(out_dir, ckpt, spec, int(settings.epochs), request.reschedule)
         initial = ckpt.initial_conductances, ckpt.initial_currents
-        text = config_text(spec, str(circuit), overrides, previous=ckpt.config)
+        parent = ckpt.parent
+        text = config_text(spec, source, overrides, previous=ckpt.config)
     else:
-        _clear_run_dir(out_dir, overwrite)
+        _clear_run_dir(out_dir, request.overwrite)
         state = trainer.new_state()
     total = int(settings.epochs)
     if state.epoch >= total:
-        out.print(
-            f"{out_dir}: already trained for {state.epoch} epochs (asked {total}); nothing to do"
-        )
+        if as_json:
+            print(json.dumps(_summary(out_dir, state, parent), indent=2))
+        else:
+            out.print(
+                f"{out_dir}: already trained for {state.epoch} epochs (asked {total}); nothing to do"
+            )
         return
 
     def save(s: TrainState) -> None:
         """metrics.csv, then the checkpoint that records its checksum and config.toml's."""
         ckpt = Checkpoint(
-            [g.copy() for g in network.g], [c.copy() for c in network.currents], *initial, s, text
+            [g.copy() for g in network.g],
+            [c.copy() for c in network.currents],
+            *initial,
+            s,
+            text,
+            parent=parent,
         )
         write_metrics(out_dir / METRICS, s.metrics)
         save_checkpoint(out_dir / CHECKPOINT, ckpt)
 
     write_atomic(out_dir / CONFIG, text)  # on --resume: the new number of epochs
-    if resume:
+    if request.resume:
         save(state)  # the checkpoint records the new config.toml: the directory stays whole
 
     n_train = len(trainer.splits["train"][1])
-    out.print(
+    if tuned is not None:
+        moved = f"; {tuned.clipped:,} trained value(s) clipped into the new device ranges"
+        say(
+            f"fine-tuning from {escape(str(circuit))} (epoch {tuned.record['epoch']}, "
+            f"checkpoint sha256 {tuned.record['sha256'][:12]}){moved if tuned.clipped else ''}",
+            soft_wrap=True,
+        )
+    say(
         f"training {escape(spec.name or str(circuit))} on {escape(dataset.name)}: {n_train:,} samples, "
         f"batch {settings.batch_size}, {settings.phases} phases, beta {settings.beta:g} S -> {out_dir}",
         soft_wrap=True,
@@ -210,6 +307,7 @@ def _train(
         TimeRemainingColumn(),
         console=out,
         transient=True,
+        disable=quiet,
     )
 
     last_line = [time.monotonic()]
@@ -217,7 +315,7 @@ def _train(
     def on_batch(info: BatchInfo) -> None:
         if not out.is_terminal and time.monotonic() - last_line[0] >= PROGRESS_EVERY_S:
             last_line[0] = time.monotonic()  # a log or a pipe: no bar, a line now and then
-            out.print(
+            say(
                 f"epoch {info.epoch + 1}/{total}: batch {info.step}/{info.steps}, "
                 f"{info.samples:,}/{n_train:,} samples, {info.seconds:.0f} s, "
                 f"loss {info.loss:.4g}",
@@ -235,7 +333,7 @@ def _train(
     def on_epoch(s: TrainState) -> None:
         save(s)
         progress.reset(task, total=n_train, completed=0)
-        progress.console.print(_epoch_line(s.metrics[-1], total), soft_wrap=True)
+        say(_epoch_line(s.metrics[-1], total), soft_wrap=True)
 
     with _StopFlag() as stop, progress:
         task = progress.add_task("", total=n_train, rate=0.0, loss=float("nan"), accuracy="-")
@@ -255,6 +353,9 @@ def _train(
         )
         raise typer.Exit(130)
     final = state.metrics[-1]
+    if as_json:
+        print(json.dumps(_summary(out_dir, state, parent), indent=2))
+        return
     out.print(
         f"[green]done[/]: {state.epoch} epoch{'s' if state.epoch != 1 else ''}, test error {_percent(final['test_error'])}; "
         f"run directory {out_dir}"
@@ -296,12 +397,26 @@ def _require_recipe(spec, circuit: Path) -> None:
     )
 
 
+def _silent(*args: object, **options: object) -> None:
+    """What --quiet prints."""
+
+
+def _summary(out_dir: Path, state: TrainState, parent: dict | None) -> dict:
+    """train --json: the run directory, the epochs done, the last epoch's metrics, the parent."""
+    final = {k: (None if np.isnan(v) else v) for k, v in state.metrics[-1].items()}
+    return {"run": str(out_dir), "epochs": state.epoch, "final": final, "parent": parent}
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
 def _clear_run_dir(out_dir: Path, overwrite: bool) -> None:
     """Make way for a new run (under the lock, so two trainings cannot both pass)."""
     if (out_dir / CHECKPOINT).exists() and not overwrite:
         raise RunError(
             f"{out_dir}: already holds a run; continue it with --resume, replace it with "
-            "--overwrite, or choose another --out"
+            f"--overwrite, or fine-tune from it into a new run with --out NEW"
         )
     for name in (CHECKPOINT, METRICS):
         (out_dir / name).unlink(missing_ok=True)
@@ -310,8 +425,8 @@ def _clear_run_dir(out_dir: Path, overwrite: bool) -> None:
 def _resume(out_dir: Path, spec, network) -> Checkpoint:
     """Load a run's checkpoint into the network after checking the settings still match."""
     ckpt = load_checkpoint(out_dir / CHECKPOINT)
-    before = parse_circuit(ckpt.config, str(out_dir / CONFIG)).resolved_document()
-    now = spec.resolved_document()
+    before = portable_document(parse_circuit(ckpt.config, str(out_dir / CONFIG)))
+    now = portable_document(spec)
     for doc in (before, now):
         doc.get("training", {}).pop("epochs", None)
     if before != now:
@@ -322,6 +437,34 @@ def _resume(out_dir: Path, spec, network) -> Checkpoint:
         )
     ckpt.apply(network)
     return ckpt
+
+
+def _check_schedule(
+    out_dir: Path, ckpt: Checkpoint, spec: CircuitSpec, epochs: int, reschedule: bool
+) -> None:
+    """A cosine schedule depends on the number of epochs: changing it on --resume changes the
+    rate of the epochs to come (it jumps up when a finished run is extended), so that needs
+    --reschedule; the smooth alternative is a fine-tune with a fresh schedule."""
+    t = training_settings(spec)
+    before = int(training_settings(parse_circuit(ckpt.config, str(out_dir / CONFIG))).epochs)
+    done = ckpt.state.epoch
+    if str(t.schedule) != "cosine" or before == epochs or reschedule or done == 0:
+        return
+    rate = float(t.learning_rate)
+    last = rate * schedule_factor("cosine", done - 1, before, 0.0, 1)
+    planned = rate * schedule_factor("cosine", done, before, 0.0, 1)
+    new = rate * schedule_factor("cosine", done, epochs, 0.0, 1)
+    if done >= before:
+        what = f"finished a cosine learning-rate schedule over {before} epochs"
+    else:
+        what = f"follows a cosine learning-rate schedule over {before} epochs (next: {planned:.4g})"
+    raise RunError(
+        f"{out_dir}: the run {what}; epoch {done} ran at {last:.4g}, and recomputed over "
+        f"{epochs} epochs the rate of epoch {done + 1} would be {new:.4g}. Choose: add "
+        f"--reschedule to continue with the cosine over {epochs} epochs, or fine-tune into a new "
+        f"run with a fresh cosine from the last rate: eqprop train {out_dir} --out NEW "
+        f"--epochs {max(epochs - done, 1)} --set training.learning_rate={last:.4g}"
+    )
 
 
 @app.command()
@@ -407,9 +550,7 @@ def gradcheck(
         }
         print(json.dumps(doc, indent=2))
     else:
-        table = Table(
-            title=f"EP vs exact gradient: {len(y)} samples of {escape(source)}, beta {beta:g} S"
-        )
+        table = titled_table(f"EP vs exact gradient: {len(y)} samples of {source}, beta {beta:g} S")
         for col in ("variant", "connection", "cosine", "relative error"):
             table.add_column(col, justify="left" if col in ("variant", "connection") else "right")
         for variant, rows in result.items():
@@ -435,19 +576,38 @@ def gradcheck(
 @app.command()
 @_user_errors
 def report(
-    run_dir: Annotated[
-        Path, typer.Argument(help="Run directory written by eqprop train, or a sweep folder.")
+    run_dirs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Run directory written by eqprop train, or a sweep folder; several runs: "
+            "compare them.",
+            show_default=False,
+        ),
     ],
     out_dir: Annotated[
         Path | None,
-        typer.Option("--out", "-o", help="Folder for the figures (default: RUN_DIR/report)."),
+        typer.Option(
+            "--out",
+            "-o",
+            help="Folder for the figures (default: RUN_DIR/report; comparing: ./comparison).",
+        ),
     ] = None,
 ) -> None:
     """Figures of a run as PNG: learning curves, conductance histograms, confusion matrix.
     Of a sweep folder: its first metric against each swept key.
 
+    Given several runs, compares them instead: their test loss and error per
+    epoch overlaid in comparison.png, and a table of each run's last and best
+    epoch.
+
     Example: eqprop report runs/mini
+
+    Example: eqprop report runs/mini runs/mini-ft
     """
+    if len(run_dirs) > 1:
+        _compare(run_dirs, out_dir or Path("comparison"))
+        return
+    run_dir = run_dirs[0]
     sweep = read_results(run_dir) if run_dir.is_dir() else None
     if sweep is not None:
         for path in plot_sweep(sweep, out_dir or run_dir / "report"):
@@ -476,6 +636,41 @@ def report(
     )
     for path in paths:
         print(path)
+
+
+def _compare(run_dirs: list[Path], out_dir: Path) -> None:
+    """eqprop report RUN RUN...: overlaid test curves and a table of last and best epochs."""
+    runs, units = {}, set()
+    for run_dir in run_dirs:
+        if run_dir.suffix == ".npz" or not (run_dir / CONFIG).is_file():
+            raise RunError(f"{run_dir}: not a run directory (no {CONFIG})")
+        ckpt = load_checkpoint(run_dir / CHECKPOINT)
+        spec = parse_circuit(ckpt.config, str(run_dir / CONFIG))
+        units.add(training_settings(spec).loss)
+        runs[str(run_dir)] = ckpt.state.metrics
+    loss = units.pop() if len(units) == 1 else "loss"
+    label = {"squared_error": "squared error (V²)", "cross_entropy": "cross-entropy (nats)"}
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"{out_dir}: cannot create the folder ({exc.strerror})") from None
+    path = plot_comparison(runs, out_dir / "comparison.png", loss_label=label.get(loss, loss))
+    table = Table()
+    for col in ("run", "epochs", "test loss", "test error", "best test error"):
+        table.add_column(col, justify="left" if col == "run" else "right")
+    for name, metrics in runs.items():
+        errors = [m["test_error"] for m in metrics]
+        best = int(np.nanargmin(errors)) if metrics else 0
+        last = metrics[-1] if metrics else {}
+        table.add_row(
+            escape(name),
+            str(len(metrics)),
+            _number(last.get("test_loss", np.nan)),
+            _percent(last.get("test_error", np.nan)),
+            f"{_percent(errors[best])} (epoch {best + 1})" if metrics else "-",
+        )
+    out.print(table)
+    print(path)
 
 
 data_app = typer.Typer(
@@ -513,16 +708,14 @@ def data_list(as_json: JsonOpt = False) -> None:
 @_user_errors
 def data_fetch(
     name: Annotated[
-        str,
-        typer.Argument(
-            help=f"Dataset: {', '.join(d for d in DATASETS if d not in ('xor', 'mnist-mini'))}."
-        ),
+        Literal["mnist", "fashion-mnist"], typer.Argument(help="The data set to download.")
     ],
     dest: Annotated[
         Path | None, typer.Option(help="Install into this folder (default: the user cache).")
     ] = None,
     mirror: Annotated[
-        list[str] | None, typer.Option(help="Download from this base URL instead (repeatable).")
+        list[str] | None,
+        typer.Option(help="Download from this base URL instead (repeatable).", metavar="URL"),
     ] = None,
 ) -> None:
     """Download a dataset from public mirrors and verify its checksums.

@@ -374,7 +374,9 @@ def _load_npz(file: Path | io.BytesIO, source: str) -> dict:
     return arrays
 
 
-def _load_csv(source: Path) -> dict:
+def _load_csv(source: Path, label: str = "label") -> tuple[dict, list[str] | None]:
+    """Features and labels of a .csv file, and the class names when the labels are names
+    (numbered in sorted order) rather than numbers."""
     try:
         with open(source, encoding="utf-8") as fh:
             header = [h.strip() for h in fh.readline().strip().split(",")]
@@ -383,22 +385,34 @@ def _load_csv(source: Path) -> dict:
         raise DataError(f"{source}: cannot read it ({exc})") from None
     if not body.strip():
         raise DataError(f"{source}: no data rows after the header")
+    if label not in header or len(header) < 2:
+        raise DataError(
+            f"{source}: expected a header row with a column named `{label}` (the label column, "
+            f"training.label_column) and at least one feature column; got {header}"
+        )
     try:
-        rows = np.loadtxt(io.StringIO(body), delimiter=",", ndmin=2, dtype=np.float64)
+        rows = np.loadtxt(io.StringIO(body), delimiter=",", ndmin=2, dtype=str)
     except ValueError as exc:
         raise DataError(
-            f"{source}: every row must hold numbers only (labels integers 0..K-1), one per "
-            f"header column; rows are counted from 0 after the header ({exc})"
+            f"{source}: every row must hold one value per header column; rows are counted "
+            f"from 0 after the header ({exc})"
         ) from None
-    if "label" not in header or len(header) < 2:
-        raise DataError(
-            f"{source}: expected a header row with a column named `label` and at least one "
-            f"feature column; got {header}"
-        )
     if rows.shape[1] != len(header):
         raise DataError(f"{source}: rows have {rows.shape[1]} values, the header {len(header)}")
-    column = header.index("label")
-    return {"x_train": np.delete(rows, column, axis=1), "y_train": rows[:, column]}
+    column = header.index(label)
+    names = np.char.strip(rows[:, column])
+    try:
+        features = np.delete(rows, column, axis=1).astype(np.float64)
+    except ValueError as exc:
+        raise DataError(
+            f"{source}: every feature column must hold numbers only; rows are counted from 0 "
+            f"after the header ({exc})"
+        ) from None
+    try:
+        return {"x_train": features, "y_train": names.astype(np.float64)}, None
+    except ValueError:  # class names: numbered in sorted order
+        classes, y = np.unique(names, return_inverse=True)
+        return {"x_train": features, "y_train": y}, [str(c) for c in classes]
 
 
 def _load_mini(path: str | Path | None) -> Dataset:
@@ -435,11 +449,12 @@ def _idx_arrays(raw: dict) -> dict:
     }
 
 
-def load_dataset(source: str, path: str | Path | None = None) -> Dataset:
+def load_dataset(source: str, path: str | Path | None = None, label: str = "label") -> Dataset:
     """A known data set by name (`path` overrides where it is looked for), or a path.
 
     A path is a folder of IDX files, a .npz (x_train, y_train, optionally x_test, y_test) or a
-    .csv (a header row, a `label` column, numeric feature columns). Without a test split a
+    .csv (a header row, a label column named ``label``, numeric feature columns; labels are
+    integers 0..K-1, or class names numbered in sorted order). Without a test split a
     stratified 1/6 is held out as test (seed HOLDOUT_SEED). uint8 images are scaled by 1/255
     and flattened. Known data sets are checked against their SHA-256 checksums.
     """
@@ -465,7 +480,7 @@ def load_dataset(source: str, path: str | Path | None = None) -> Dataset:
     if file.suffix.lower() == ".npz":
         return _dataset(source, str(file), _load_npz(file, source))
     if file.suffix.lower() == ".csv":
-        return _dataset(source, str(file), _load_csv(file))
+        return _dataset(source, str(file), *_load_csv(file, label))
     raise DataError(
         f"{source}: unknown data file type {file.suffix or '(no suffix)'}; expected a folder "
         f"of IDX files, a .npz or a .csv file"

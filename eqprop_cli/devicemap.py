@@ -216,14 +216,19 @@ def conductance_map(network: Network) -> ConductanceMap:
 
 
 def level_ranges(
-    network: Network, count: int | None, g_range: tuple[float, float] | None
+    network: Network,
+    count: int | None,
+    g_range: tuple[float, float] | None,
+    percentile: float | None = None,
 ) -> Levels | None:
     """The levels asked for: N from ``count`` or the devices' ``levels``; range from
-    ``g_range`` or each device's [g_min, g_max]. None when no levels are asked for."""
+    ``g_range``, or with ``percentile`` P from each set's trained conductances (the P-th to
+    the (100-P)-th percentile, inside the device range), or each device's [g_min, g_max].
+    None when no levels are asked for."""
     resistors, _ = programmable_sets(network)
     counts = {int(network.resistors[k].device.params.get("levels") or 0) for k in resistors}
     if count is None:
-        if g_range is not None and counts <= {0}:
+        if (g_range is not None or percentile is not None) and counts <= {0}:
             raise MapError("--g-range needs --levels N (the devices set no levels)")
         if counts <= {0}:
             return None
@@ -244,13 +249,35 @@ def level_ranges(
     ranges = []
     for k in resistors:
         p = network.resistors[k].device.params
-        if not (np.isfinite(p["g_max"]) and p["g_min"] > 0):
+        low, high = float(p["g_min"]), float(p["g_max"])
+        if percentile is not None:
+            lo, hi = np.percentile(network.g[k], [percentile, 100.0 - percentile])
+            low, high = max(low, float(lo)), min(high, float(hi))
+            if not low < high:
+                raise MapError(
+                    f"--g-range auto:{percentile:g}: the trained conductances of "
+                    f"{network.resistors[k].name} span no range there; use a smaller percentile"
+                )
+        elif not (np.isfinite(high) and low > 0):
             raise MapError(
                 f"device {network.resistors[k].device.name}: levels need a finite range "
                 "[g_min, g_max] > 0; give --g-range MIN,MAX"
             )
-        ranges.append((float(p["g_min"]), float(p["g_max"])))
+        ranges.append((low, high))
     return Levels(count, ranges)
+
+
+def clipped(cmap: ConductanceMap, levels: Levels) -> tuple[list[np.ndarray], int]:
+    """The network's conductances with the mapped ones clipped into their level ranges,
+    and how many moved: what a level range costs before any rounding."""
+    g = list(cmap.network.g)
+    moved = 0
+    for n_set, k in enumerate(cmap.resistor_sets):
+        low, high = levels.ranges[n_set]
+        inside = np.clip(g[k], low, high)
+        moved += int(np.count_nonzero(inside != g[k]))
+        g[k] = inside
+    return g, moved
 
 
 def quantise(cmap: ConductanceMap, levels: Levels) -> ConductanceMap:

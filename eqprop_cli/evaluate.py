@@ -31,13 +31,21 @@ class Evaluation:
 
     @property
     def per_class_accuracy(self) -> np.ndarray:
-        totals = self.confusion.sum(axis=1)
+        """Per true class, the fraction predicted right (the recall); NaN for an absent class."""
+        return self._ratio(self.confusion.sum(axis=1))
+
+    @property
+    def per_class_precision(self) -> np.ndarray:
+        """Per predicted class, the fraction that is right; NaN for a class never predicted."""
+        return self._ratio(self.confusion.sum(axis=0))
+
+    def _ratio(self, totals: np.ndarray) -> np.ndarray:
         return np.divide(
             np.diag(self.confusion), totals, out=np.full(len(totals), np.nan), where=totals > 0
         )
 
     def as_dict(self, classes: list[str]) -> dict:
-        """JSON-ready: accuracy, error_rate, loss, n_samples, confusion, per_class."""
+        """JSON-ready: accuracy, error_rate, loss, n_samples, confusion, per-class figures."""
         return {
             "n_samples": self.n_samples,
             "accuracy": self.accuracy,
@@ -46,11 +54,14 @@ class Evaluation:
             "not_converged": self.not_converged,
             "classes": classes,
             "confusion": self.confusion.tolist(),
-            "per_class_accuracy": {
-                c: (None if np.isnan(a) else float(a))
-                for c, a in zip(classes, self.per_class_accuracy, strict=True)
-            },
+            "per_class_accuracy": _by_class(classes, self.per_class_accuracy),
+            "per_class_recall": _by_class(classes, self.per_class_accuracy),
+            "per_class_precision": _by_class(classes, self.per_class_precision),
         }
+
+
+def _by_class(classes: list[str], values: np.ndarray) -> dict[str, float | None]:
+    return {c: (None if np.isnan(a) else float(a)) for c, a in zip(classes, values, strict=True)}
 
 
 def evaluate(

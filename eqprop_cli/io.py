@@ -174,7 +174,12 @@ def write_voltages(path: str | Path, voltages: np.ndarray, names: list[str]) -> 
         np.save(buffer, np.asarray(voltages, dtype=float))
         write_atomic(path, buffer.getvalue())
         return
+    write_atomic(path, voltages_csv(voltages, names))
+
+
+def voltages_csv(voltages: np.ndarray, names: list[str]) -> str:
+    """Node voltages (samples x nodes) as CSV text, node names as the header."""
     text = io.StringIO()
     text.write(",".join(names) + "\n")
     np.savetxt(text, voltages, delimiter=",", fmt="%.17g")
-    write_atomic(path, text.getvalue())
+    return text.getvalue()

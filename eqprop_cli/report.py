@@ -29,6 +29,7 @@ FIGURE_SIZE: dict[str, tuple[float, float]] = {
     "learning_curves": (10.0, 4.0),
     "conductances": (12.0, 4.5),
     "confusion": (7.0, 6.5),
+    "comparison": (10.0, 4.0),
 }
 """Width and height in inches of each figure, by file stem; pixels = inches * DPI."""
 
@@ -210,6 +211,34 @@ def _confusion_figure(confusion: np.ndarray, classes: Sequence[str]) -> Figure:
     axes.set_ylabel("true class")
     axes.set_title(f"confusion ({total:,} samples, {accuracy})")
     return figure
+
+
+def plot_comparison(
+    runs: Mapping[str, Sequence[Mapping[str, float]]], path: Path, *, loss_label: str = "loss"
+) -> Path:
+    """Test loss and test error (%) per epoch of several runs, one line per run, overlaid."""
+    for name, metrics in runs.items():
+        if not metrics:
+            raise EqpropError(f"{name}: no epoch has finished yet, so there is nothing to compare")
+    with matplotlib.style.context("default"):
+        figure = _new_figure("comparison")
+        for axes, quantity, scale, ylabel in zip(
+            figure.subplots(1, 2),
+            ("loss", "error"),
+            (1.0, 100.0),
+            (f"test {loss_label}", "test error (%)"),
+            strict=True,
+        ):
+            for name, metrics in runs.items():
+                values = _column(metrics, f"test_{quantity}") * scale
+                axes.plot(_column(metrics, "epoch"), values, marker="o", markersize=4, label=name)
+            axes.set_xlabel("epoch")
+            axes.set_ylabel(ylabel)
+            axes.set_title(f"test {quantity}")
+            axes.grid(True, alpha=0.3)
+            axes.xaxis.get_major_locator().set_params(integer=True)
+            axes.legend()
+        return _save(figure, path)
 
 
 def write_report(

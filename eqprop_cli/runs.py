@@ -42,7 +42,7 @@ from .graph import compile_circuit
 from .io import check_npz_sizes, write_atomic
 from .network import Network
 from .spec import CircuitSpec, load_circuit, parse_circuit
-from .train import METRIC_COLUMNS, TrainState
+from .train import METRIC_COLUMNS, TrainState, portable_document
 
 FORMAT = "eqprop-checkpoint"
 FORMAT_VERSION = 1
@@ -67,6 +67,7 @@ class Checkpoint:
     config: str  # the run's config.toml text
     version: str = __version__
     files: dict[str, str] = field(default_factory=dict)  # SHA-256 of config.toml, metrics.csv
+    parent: dict | None = None  # a fine-tuned run's parent: run, checkpoint, sha256, epoch
 
     def apply(self, network: Network) -> None:
         """Load the checkpoint's conductances and currents into a network of the same circuit."""
@@ -100,7 +101,7 @@ def config_text(
         header = [f"# eqprop {__version__} run configuration, resolved from {source}"]
         header += [f"#   --set {o}" for o in overrides]
     header.append(HEADER_END)
-    return "\n".join(header) + "\n\n" + tomli_w.dumps(spec.resolved_document())
+    return "\n".join(header) + "\n\n" + tomli_w.dumps(portable_document(spec))
 
 
 def _arrays(ckpt: Checkpoint) -> dict[str, np.ndarray]:
@@ -144,6 +145,7 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
                 CONFIG: _sha256(ckpt.config),
                 METRICS: _sha256(metrics_text(s.metrics)),
             },
+            "parent": ckpt.parent,
         },
         sort_keys=True,
     )
@@ -200,6 +202,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         meta["config"],
         meta["eqprop_version"],
         files,
+        meta.get("parent"),
     )
 
 

@@ -100,6 +100,12 @@ TRAINING_KEYS = (
         "mnist-mini",
     ),
     Param("data_path", "string", "Where to find a named dataset (overrides the search).", None),
+    Param(
+        "label_column",
+        "string",
+        "The label column of a .csv dataset: integer classes, or class names (sorted).",
+        "label",
+    ),
     Param("train_subset", "int", "Train on this many samples only (0: all).", 0, 0),
     Param("test_subset", "int", "Evaluate on this many test samples only (0: all).", 0, 0),
     Param(

@@ -40,7 +40,9 @@ CONTROL_START = ".control\nop\n"  # how an exported .control block starts
 # ngspice puts GMIN across every diode; each diode's BD source takes it back out (GMIN=0
 # instead makes ngspice's gmin stepping, which clamp-heavy circuits need, never finish)
 GMIN = 1e-12
-OPTIONS = f"RELTOL=1e-12 ABSTOL=1e-18 VNTOL=1e-13 GMIN={GMIN:g} ITL1=1000"
+VNTOL = 1e-13  # volts
+ABSTOL = 1e-18  # amperes; with hard clamps at least VNTOL times their largest on-conductance
+OPTIONS = f"RELTOL=1e-12 VNTOL={VNTOL:g} GMIN={GMIN:g} ITL1=1000"
 E = 2.718281828459045  # ngspice's CONSTe
 
 
@@ -73,6 +75,28 @@ def _node_conductance(network: Network) -> np.ndarray:
     return total
 
 
+def _clamp_g_on(d, conductance: np.ndarray) -> np.ndarray:
+    """On-conductance of each exported hard clamp of a diode group: CLAMP_FACTOR times the
+    larger node conductance at its ends."""
+    ends = np.maximum(conductance[d.anode], conductance[d.cathode])
+    return CLAMP_FACTOR * np.maximum(ends, 1e-12)
+
+
+def _abstol(network: Network, conductance: np.ndarray) -> float:
+    """ngspice's ABSTOL: 1e-18 A, or VNTOL times the largest hard-clamp on-conductance.
+
+    ngspice accepts an iterate when every B source's current changed by at most
+    RELTOL |I| + ABSTOL. A clamp's current is that of its node (g_node times the
+    overdrive) while its on-conductance is 1e8 g_node, so with ABSTOL = 1e-18 A its
+    voltage would have to repeat to 1e-20 of the overdrive, finer than a double
+    holds: ngspice converged only when Newton happened to repeat bit for bit, and
+    otherwise went to gmin and source stepping for minutes (or failed). With this
+    ABSTOL the clamp's current test asks what VNTOL asks of the voltage at its node.
+    """
+    g_on = [_clamp_g_on(d, conductance).max() for d in network.diodes if d.model.hard]
+    return max([ABSTOL, *(VNTOL * g for g in g_on)])
+
+
 def export_spice(
     network: Network,
     inputs: np.ndarray | None,
@@ -94,6 +118,7 @@ def export_spice(
     """
     node = spice_node_names(network)
     graph = network.graph
+    conductance = _node_conductance(network)
     if subckt is None:
         x = np.asarray(inputs, dtype=float).reshape(-1)
         if x.size != network.n_features:
@@ -108,7 +133,8 @@ def export_spice(
             d.model.thermal_voltage for d in network.diodes if hasattr(d.model, "thermal_voltage")
         }
         temp_c = _celsius(next(iter(temps))) if len(temps) == 1 else 27.0
-        out.append(f".options {OPTIONS} TEMP={num(temp_c)} TNOM={num(temp_c)}")
+        abstol = _abstol(network, conductance)
+        out.append(f".options {OPTIONS} ABSTOL={abstol:.3g} TEMP={num(temp_c)} TNOM={num(temp_c)}")
         out.append("")
         out.append("* voltage sources: inputs and rails")
     else:
@@ -138,7 +164,6 @@ def export_spice(
             out.append(f"* resistors of device {_text(r.device.name)}: R{k}_<index> ; element name")
             for i, (a, b) in enumerate(zip(r.rows, r.cols, strict=True)):
                 out.append(f"R{k}_{i} {node[a]} {node[b]} {num(1.0 / g[i])} ; {_text(r.labels[i])}")
-    conductance = _node_conductance(network)
     models = []
     for k, d in enumerate(network.diodes):
         out.append("")
@@ -147,10 +172,11 @@ def export_spice(
             out.append(
                 f"* ideal diodes ({'hard clamp' if model.hard else 'piecewise linear'}): B{k}_<index>"
             )
+            clamp_g_on = _clamp_g_on(d, conductance) if model.hard else None
             for i, (a, c) in enumerate(zip(d.anode, d.cathode, strict=True)):
                 drop = f"(V({node[a]},{node[c]}) - {num(model.threshold)})"
                 if model.hard:
-                    g_on = CLAMP_FACTOR * max(conductance[a], conductance[c], 1e-12)
+                    g_on = clamp_g_on[i]
                     # softplus of width CLAMP_WIDTH: no kink, so ngspice's Newton converges
                     law = f"max({drop}, 0) + {CLAMP_WIDTH:g} * ln(1 + exp(-abs({drop}) / {CLAMP_WIDTH:g}))"
                 else:

@@ -15,14 +15,16 @@ update needs only the voltage drop across each device in the two phases.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .datasets import DataError, Dataset, image_side, load_dataset, shift_images, split
+from .datasets import DATASETS, DataError, Dataset, image_side, load_dataset, shift_images, split
 from .errors import CircuitError, EqpropError, NotConvergedError
 from .evaluate import Evaluation, evaluate
 from .loss import ReadoutLoss, predictions
@@ -62,11 +64,42 @@ def solver_settings(spec: CircuitSpec, phase: str = "free") -> dict:
     }
 
 
+def data_source(spec: CircuitSpec) -> tuple[str, str | None]:
+    """The [training] dataset and data_path with relative paths resolved (absolute): against
+    the circuit file's folder, or against the working directory for a value given by --set."""
+    t = training_settings(spec)
+    overridden = spec.locator.overridden if spec.locator is not None else {}
+
+    def resolve(key: str, value: object) -> str | None:
+        if value is None or (key == "dataset" and value in DATASETS):
+            return value
+        path = Path(str(value)).expanduser()
+        from_file = spec.training is not None and ("training", key) not in overridden
+        base = Path(spec.path).parent if from_file else Path()
+        if from_file and not (base / path).exists() and path.exists():
+            base = Path()  # a run made before paths were relative to the file recorded it so
+        return os.path.abspath(base / path)
+
+    return resolve("dataset", t.dataset), resolve("data_path", t.data_path)
+
+
+def portable_document(spec: CircuitSpec) -> dict:
+    """The resolved document with the data set's paths made absolute: a run's config.toml,
+    which must find its data from any working directory and wherever the run is moved."""
+    data = spec.resolved_document()
+    if "training" in data:
+        dataset, data_path = data_source(spec)
+        data["training"] = {**data["training"], "dataset": dataset}
+        if data_path is not None:
+            data["training"]["data_path"] = data_path
+    return data
+
+
 def training_data(spec: CircuitSpec, network: Network) -> tuple[Dataset, Splits]:
     """Load the [training] dataset and split it (subsets, validation) as the settings say."""
     t = training_settings(spec)
     try:
-        dataset = load_dataset(str(t.dataset), t.data_path)
+        dataset = load_dataset(*data_source(spec), str(t.label_column))
     except DataError as exc:
         key = "data_path" if t.data_path is not None else "dataset"
         raise spec.error(("training", key), str(exc)) from None
@@ -106,6 +139,22 @@ def split_samples(
     if len(y) == 0:
         raise EqpropError(f"the {split} split is empty (see training.validation and subsets)")
     return dataset, x[:limit], y[:limit], dataset.classes
+
+
+def dataset_sample(
+    spec: CircuitSpec, network: Network, split: str, sample: int
+) -> tuple[np.ndarray, str]:
+    """Sample ``sample`` of a split of the [training] dataset: its inputs (1, features) and
+    a description naming its label."""
+    _, x, y, classes = split_samples(spec, network, split)
+    if not 0 <= sample < len(y):
+        raise EqpropError(
+            f"--sample {sample} is out of range: the {split} split has {len(y)} samples "
+            f"(0..{len(y) - 1})"
+        )
+    return x[
+        sample : sample + 1
+    ], f"sample {sample} of the {split} split, label {classes[y[sample]]}"
 
 
 def scoring(spec: CircuitSpec, network: Network, n_classes: int) -> tuple[ReadoutLoss, int, dict]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 from randomcircuits import ROOT
@@ -181,3 +184,86 @@ def test_solve_table_shows_at_most_four_inputs(tmp_path):
     assert result.exit_code == 0
     assert "input 3" in result.stdout and "input 4" not in result.stdout
     assert "the first 4 of 6 inputs" in result.stdout
+
+
+def piped(*args: str) -> subprocess.CompletedProcess:
+    """`eqprop ARGS | cat` with COLUMNS=80: a non-terminal standard output."""
+    env = {**os.environ, "COLUMNS": "80"}
+    command = [sys.executable, "-m", "eqprop_cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_piped_tables_hold_every_value_in_full(tmp_path):
+    """On an 80-column console that is not a terminal, nothing is cut or wrapped."""
+    from eqprop_cli.datasets import list_datasets
+
+    result = piped("data", "list")
+    assert result.returncode == 0, result.stderr
+    for row in list_datasets():
+        assert str(row["location"] or "-") in result.stdout
+    name = "a-circuit-with-a-long-name-that-does-not-fit-in-eighty-columns-of-a-terminal"
+    result = piped("check", XOR, "--set", f"circuit.name={name}")
+    assert result.returncode == 0 and name in result.stdout
+    out = tmp_path / "r"
+    sets = ["--set", "training.train_subset=300", "--set", "training.test_subset=100"]
+    mini = str(ROOT / "circuits" / "mnist-mini.toml")
+    assert run("train", mini, "--out", str(out), "--epochs", "1", *sets).exit_code == 0
+    target = out.rename(tmp_path / ("a-long-run-directory-name-" * 3 + "end"))
+    result = piped("eval", str(target))
+    doc = json.loads(run("eval", str(target), "--json").stdout)
+    assert result.returncode == 0 and f"{target}: mnist-mini test" in result.stdout
+    assert "…" not in result.stdout and f"{doc['loss']:.6g}" in result.stdout
+    lines = result.stdout.splitlines()
+    for c, row in zip(doc["classes"], doc["confusion"], strict=True):
+        cells = [f"│ {c} ", *(f" {v} │" for v in row)]
+        assert any(all(cell in line for cell in cells) for line in lines), c
+        recall, precision = doc["per_class_recall"][c], doc["per_class_precision"][c]
+        cells = [f"│ {c} ", f" {sum(row):,} ", f" {100 * recall:.2f}% "]
+        cells.append("-" if precision is None else f" {100 * precision:.2f}% │")
+        assert any(all(cell in line for cell in cells) for line in lines), c
+
+
+def test_dash_output_is_stdout(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    plain = run("export", XOR, "-i", "1,0")
+    dashed = run("export", XOR, "-i", "1,0", "-o", "-")
+    assert dashed.exit_code == 0 and dashed.stdout == plain.stdout and ".end" in plain.stdout
+    npz = run("export", XOR, "--format", "npz", "-o", "-")
+    assert npz.exit_code == 0 and npz.stdout_bytes.startswith(b"PK")  # a zip archive
+    csv_text = run("solve", XOR, "-i", "1,0", "--nodes", "y*", "-o", "-")
+    assert csv_text.exit_code == 0
+    header, row = csv_text.stdout.splitlines()
+    doc = json.loads(run("solve", XOR, "-i", "1,0", "--nodes", "y*", "--json").stdout)
+    assert header.split(",") == list(doc["nodes"])
+    assert [float(v) for v in row.split(",")] == list(doc["nodes"].values())
+    assert list(tmp_path.iterdir()) == []  # no file named "-"
+
+
+def test_solve_a_dataset_sample_with_a_conductance_map(tmp_path):
+    from eqprop_cli.runs import load_target
+    from eqprop_cli.train import split_samples
+
+    run_dir = tmp_path / "x"
+    assert run("train", XOR, "--out", str(run_dir), "--epochs", "20").exit_code == 0
+    loaded = load_target(run_dir)
+    _, x, _, _ = split_samples(loaded.spec, loaded.network, "test")
+    by_sample = run("solve", str(run_dir), "--sample", "2", "--json")
+    assert by_sample.exit_code == 0, by_sample.output
+    assert "sample 2 of the test split" in by_sample.stderr
+    by_input = run(
+        "solve", str(run_dir), "--input", ",".join(str(float(v)) for v in x[2]), "--json"
+    )
+    assert json.loads(by_sample.stdout) == json.loads(by_input.stdout)
+    # the circuit file with the run's map loaded over it is the trained circuit
+    chip = tmp_path / "chip.csv"
+    assert run("export", str(run_dir), "--format", "csv", "-o", str(chip)).exit_code == 0
+    mapped = run("solve", XOR, "--conductances", str(chip), "--sample", "2", "--json")
+    assert json.loads(mapped.stdout) == json.loads(by_sample.stdout)
+    untrained = run("solve", XOR, "--sample", "2", "--json")
+    assert json.loads(untrained.stdout)["outputs"] != json.loads(mapped.stdout)["outputs"]
+    for args, says in (
+        (["--sample", "9"], "out of range"),
+        (["--sample", "1", "--input", "1,0"], "one of --input and --sample"),
+    ):
+        result = run("solve", str(run_dir), *args)
+        assert result.exit_code == 2 and says in result.stderr

@@ -473,12 +473,13 @@ def test_csv_with_a_label_column(tmp_path):
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        ("a,label\n1,cat\n2,dog\n", "numbers only"),
+        ("a,label\nx,0\n2,1\n", "numbers only"),
         ("a,label\n1,0\n2,1.5\n", "found 1.5"),
         ("a,b\n1,0\n", "column named `label`"),
+        ("a,label\n1,0\n2,1.5\n", "integers 0..K-1"),
         ("label\n0\n1\n", "at least one feature column"),
         ("a,label\n", "no data rows"),
-        ("a,label\n1,0\n2\n", "numbers only"),
+        ("a,label\n1,0\n2\n", "one value per header column"),
         ("a,b,label\n1,0\n2,1\n", "rows have 2 values, the header 3"),
     ],
 )
@@ -656,3 +657,20 @@ def test_shift_images_needs_square_images():
     assert datasets.image_side(784) == 28 and datasets.image_side(2) is None
     with pytest.raises(ValueError, match="not a square image"):
         datasets.shift_images(np.zeros((3, 10)), 1, np.random.default_rng(0))
+
+
+def test_csv_with_class_names_in_another_column(tmp_path):
+    """Text classes are numbered in sorted order; the label column can have any name."""
+    names = ["tulip", "rose", "iris"] * 8
+    lines = ["width,species,height"] + [f"{i},{n},{i % 5}" for i, n in enumerate(names)]
+    path = tmp_path / "flowers.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError, match="column named `kind`"):
+        load_dataset(str(path), label="kind")
+    data = load_dataset(str(path), label="species")
+    assert data.classes == ["iris", "rose", "tulip"] and data.n_features == 2
+    x = np.vstack([data.x_train, data.x_test])
+    y = np.concatenate([data.y_train, data.y_test])
+    for row, label in zip(x, y, strict=True):
+        assert names[int(row[0])] == data.classes[label]
+        assert row[1] == row[0] % 5

@@ -342,6 +342,7 @@ def test_eval_json_keys_are_documented():
     body = options_section("eval")
     keys = ("target", "dataset", "split", "n_samples", "accuracy", "error_rate", "loss")
     keys += ("not_converged", "classes", "confusion", "per_class_accuracy")
+    keys += ("per_class_recall", "per_class_precision")
     for key in keys:
         assert re.search(rf"^\.B {key}$", body, flags=re.M), key
 
@@ -420,3 +421,14 @@ def test_monte_carlo_and_ngspice_json_keys_are_documented():
     text = page("eqprop-eval.1")
     for key in keys:
         assert re.search(rf"^\.BR? .*\b{key}\b", text, flags=re.M), key
+
+
+def test_the_circuit_page_quotes_xor_training_section_as_it_is():
+    import tomllib
+
+    page = (MAN / "eqprop-circuit.5").read_text(encoding="utf-8")
+    quoted = re.search(r"\.IR circuits/xor\.toml :\n\.PP\n\.EX\n(.*?)\n\.EE", page, flags=re.S)
+    assert quoted, "the training example of circuits/xor.toml is gone from eqprop-circuit(5)"
+    shown = tomllib.loads(quoted.group(1).replace("\\-", "-"))["training"]
+    actual = tomllib.loads((ROOT / "circuits" / "xor.toml").read_text(encoding="utf-8"))
+    assert shown == actual["training"]

@@ -14,10 +14,11 @@ from typer.testing import CliRunner
 from eqprop_cli.cli import app
 from eqprop_cli.devicemap import conductance_map, level_ranges, quantise, read_map
 from eqprop_cli.errors import EqpropError
+from eqprop_cli.evaluate import evaluate
 from eqprop_cli.runs import load_target
 from eqprop_cli.solve import solve
 from eqprop_cli.spice import export_spice, ngspice_op, printed_class, run_ngspice
-from eqprop_cli.train import training_data
+from eqprop_cli.train import scoring, split_samples, training_data
 from eqprop_cli.variation import Variation
 
 runner = CliRunner()
@@ -353,7 +354,7 @@ def csv_map(trained) -> Path:
 @pytest.mark.parametrize(
     "args, phrase",
     [
-        (["--format", "verilog"], "expected one of spice, csv, json, npz"),
+        (["--format", "verilog"], "is not one of 'spice', 'csv', 'json', 'npz'"),
         (["--sample", 300], "out of range"),
         (["--sample", -1], "out of range"),
         (["--levels", 1], "at least 2 levels"),
@@ -363,13 +364,14 @@ def csv_map(trained) -> Path:
         (["--format", "npz"], "give -o FILE"),
         (["--format", "csv", "--sample", 1], "only for --format spice"),
         (["--sample", 1, "--subckt"], "one of --sample, --input and --subckt"),
-        (["--split", "holdout"], "expected one of train, validation, test"),
+        (["--split", "holdout"], "is not one of 'train', 'validation', 'test'"),
     ],
 )
 def test_bad_export_requests_are_clean_errors(trained, tmp_path, args, phrase):
     result = run("export", trained, *args)
     assert result.exit_code == 2, result.output
-    assert phrase in result.output and "Traceback" not in result.output
+    assert phrase in " ".join(result.output.replace("│", " ").split())
+    assert "Traceback" not in result.output
 
 
 @pytest.mark.parametrize(
@@ -441,18 +443,57 @@ def test_missing_rows_and_missing_files_are_clean_errors(trained, csv_map, tmp_p
         (["--variation", "lots"], "like 0.05 or 5%"),
         (["--stuck-off", "1.5"], "[0, 1]"),
         (["--stuck-off", "0.6", "--stuck-on", "0.6"], "more than 1"),
-        (["--variation", "0.1", "--distribution", "uniform"], "lognormal, gaussian"),
+        (["--variation", "0.1", "--distribution", "uniform"], "'lognormal', 'gaussian'"),
         (["--backend", "ngspice", "--variation", "0.1"], "drop --variation"),
-        (["--backend", "hspice"], "solver or ngspice"),
+        (["--backend", "hspice"], "'solver', 'ngspice'"),
     ],
 )
 def test_bad_eval_requests_are_clean_errors(trained, args, phrase):
     result = run("eval", trained, *args)
     assert result.exit_code == 2, result.output
-    assert phrase in result.output and "Traceback" not in result.output
+    assert phrase in " ".join(result.output.replace("│", " ").split())
+    assert "Traceback" not in result.output
 
 
 def test_map_errors_in_the_library_are_eqprop_errors(trained):
     network = load_target(trained).network
     with pytest.raises(EqpropError, match="at least 2"):
         level_ranges(network, 1, None)
+
+
+def test_a_clipping_range_warns_with_its_accuracy_cost(trained, tmp_path):
+    path = tmp_path / "clip.json"
+    result = run("export", trained, "-f", "json", "--levels", 16, "--g-range", "1u,5u", "-o", path)
+    assert result.exit_code == 0, result.output
+    network = load_target(trained).network
+    moved = sum(int(((g < 1e-6) | (g > 5e-6)).sum()) for g in network.g)
+    message = " ".join(result.stderr.split())
+    assert moved > 0 and f"clips {moved:,} of {sum(g.size for g in network.g):,}" in message
+    doc = json.loads(path.read_text())["metadata"]
+    clipped_only = load_target(trained).network
+    clipped_only.set_conductances([np.clip(g, 1e-6, 5e-6) for g in network.g])
+    loaded = load_target(trained)
+    _, x, y, _ = split_samples(loaded.spec, loaded.network, "test")
+    loss, batch, solver = scoring(loaded.spec, loaded.network, 10)
+    accuracy = evaluate(clipped_only, x, y, loss, batch, **solver).accuracy
+    change = accuracy - doc["accuracy"]["unquantised"]
+    assert doc["clipped"] == {"conductances": moved, "accuracy_change": change}
+    assert f"by {100 * change:+.2f} points" in message
+    quiet = run("export", trained, "-f", "csv", "--levels", 16, "-o", tmp_path / "d.csv")
+    assert "clips" not in quiet.stderr  # the device range holds every trained value
+
+
+def test_auto_range_spans_the_trained_percentiles(trained):
+    network = load_target(trained).network
+    levels = level_ranges(network, 16, None, 0.5)
+    for (low, high), g, r in zip(levels.ranges, network.g, network.resistors, strict=True):
+        p = r.device.params
+        expected = np.percentile(g, [0.5, 99.5])
+        assert low == max(p["g_min"], expected[0]) and high == min(p["g_max"], expected[1])
+    full = level_ranges(network, 16, None, 0.0)
+    assert full.ranges == [(float(g.min()), float(g.max())) for g in network.g]
+    result = run("export", trained, "-f", "csv", "--levels", 16, "--g-range", "auto", "-o", "-")
+    assert result.exit_code == 0, result.output
+    for bad in ("auto:60", "auto:x"):
+        result = run("export", trained, "--levels", 16, "--g-range", bad)
+        assert result.exit_code == 2 and "auto or auto:P" in result.stderr
