@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -14,7 +15,7 @@ from typer.testing import CliRunner
 
 from eqprop_cli.cli import app
 from eqprop_cli.optim import schedule_factor
-from eqprop_cli.runs import load_checkpoint
+from eqprop_cli.runs import load_checkpoint, save_checkpoint
 from eqprop_cli.spec import parse_circuit
 
 runner = CliRunner()
@@ -221,8 +222,11 @@ def test_a_run_that_recorded_a_relative_path_still_evaluates_from_its_folder(tmp
     monkeypatch.chdir(tmp_path)
     assert run("train", "blobs.toml", "--out", "runs/b").exit_code == 0
     config = tmp_path / "runs" / "b" / "config.toml"
-    text = config.read_text()
-    config.write_text(text.replace(f'"{tmp_path / "blobs.csv"}"', '"blobs.csv"'))
+    text = config.read_text().replace(f'"{tmp_path / "blobs.csv"}"', '"blobs.csv"')
+    config.write_text(text)
+    # as such a run was saved: its checkpoint records that config.toml (and its checksum)
+    ckpt = load_checkpoint(config.parent / "checkpoint.npz")
+    save_checkpoint(config.parent / "checkpoint.npz", dataclasses.replace(ckpt, config=text))
     assert 'dataset = "blobs.csv"' in config.read_text()
     assert run("eval", "runs/b", "--json").exit_code == 0  # found in the working directory
     monkeypatch.chdir(tmp_path / "runs")
