@@ -10,6 +10,13 @@ names, positions, node names and values. Floats are written with the
 shortest text that reads back to the same double, so a map round-trips
 exactly.
 
+Every CSV column holds one type in every line and no cell is empty, so that
+a data-frame library reads ``row``, ``column`` and ``level`` as integers: a
+column that does not apply to a device kind holds that kind's value for it
+(``FILL``: a current source has conductance 0 and resistance inf, a resistor
+current 0, a device off levels level -1). The level columns are written only
+with levels. JSON leaves such fields out of a device's object.
+
 Levels: a device that holds one of N evenly spaced conductances in
 [low, high] is modelled by rounding every conductance to the nearest level
 (``quantise``).
@@ -52,6 +59,18 @@ COLUMNS = (
     "level_low_S",
     "level_high_S",
 )
+LEVEL_COLUMNS = ("level", "n_levels", "level_low_S", "level_high_S")
+# what a CSV cell holds where a column does not apply to the device (see the module docstring)
+FILL = {
+    "conductance_S": 0.0,
+    "resistance_ohm": float("inf"),
+    "current_A": 0.0,
+    "level": -1,
+    "n_levels": 0,
+    "level_low_S": 0.0,
+    "level_high_S": 0.0,
+}
+NO_POLARITY = "none"
 RESISTOR, CURRENT_SOURCE = "resistor", "current_source"
 AGREE = 1e-9  # relative: conductance_S and 1/resistance_ohm of one row must agree this well
 
@@ -86,7 +105,8 @@ class ConductanceMap:
     # ----------------------------------------------------------- rows
 
     def columns(self) -> dict[str, list]:
-        """The map as columns of COLUMNS (one entry per device), values as Python objects."""
+        """The map as columns of COLUMNS (one entry per device), values as Python objects;
+        None where a column does not apply to the device."""
         net = self.network
         names = net.node_names
         polarity = _polarities(net)
@@ -101,7 +121,7 @@ class ConductanceMap:
                 elements = [f"R{k}_{i}_{j}" for i, j in zip(rows.tolist(), columns, strict=True)]
             else:
                 rows = np.arange(len(r.rows))
-                columns = [""] * len(rows)
+                columns = [0] * len(rows)  # a one-dimensional set: column 0
                 elements = list(r.labels)
             count = len(g)
             cols["connection"] += [r.name] * count
@@ -111,8 +131,8 @@ class ConductanceMap:
             cols["column"] += columns
             cols["node_a"] += [names[i] for i in a]
             cols["node_b"] += [names[i] for i in b]
-            cols["row_polarity"] += [polarity.get(i, "") for i in a]
-            cols["column_polarity"] += [polarity.get(i, "") for i in b]
+            cols["row_polarity"] += [polarity.get(i, NO_POLARITY) for i in a]
+            cols["column_polarity"] += [polarity.get(i, NO_POLARITY) for i in b]
             cols["conductance_S"] += g.tolist()
             cols["resistance_ohm"] += (1.0 / g).tolist()
             if self.levels is not None:
@@ -129,8 +149,11 @@ class ConductanceMap:
             cols["kind"] += [CURRENT_SOURCE] * count
             cols["element"] += list(s.labels)
             cols["row"] += list(range(count))
+            cols["column"] += [0] * count
             cols["node_a"] += [names[i] for i in s.plus]
             cols["node_b"] += [names[i] for i in s.minus]
+            cols["row_polarity"] += [polarity.get(i, NO_POLARITY) for i in s.plus]
+            cols["column_polarity"] += [polarity.get(i, NO_POLARITY) for i in s.minus]
             cols["current_A"] += net.currents[k].tolist()
             _pad(cols)
         return cols
@@ -138,20 +161,23 @@ class ConductanceMap:
     # ----------------------------------------------------------- writing
 
     def to_csv(self) -> str:
-        """One row per device; floats as the shortest text that reads back exactly."""
+        """One row per device, every cell typed and filled (``FILL``); the level columns
+        only with levels; floats as the shortest text that reads back exactly."""
         cols = self.columns()
+        keep = [c for c in COLUMNS if self.levels is not None or c not in LEVEL_COLUMNS]
+        filled = {c: [FILL[c] if v is None else v for v in cols[c]] for c in keep}
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(COLUMNS)
-        writer.writerows(zip(*(_texts(cols[c]) for c in COLUMNS), strict=True))
+        writer.writerow(keep)
+        writer.writerows(zip(*(_texts(filled[c]) for c in keep), strict=True))
         return text.getvalue()
 
     def to_json(self) -> str:
         """{"format", "version", "metadata", "columns", "devices": [row objects]}."""
         cols = self.columns()
-        keep = [c for c in COLUMNS if any(v != "" for v in cols[c])]
+        keep = [c for c in COLUMNS if any(v is not None for v in cols[c])]
         devices = ",\n".join(
-            json.dumps({c: v for c, v in zip(keep, row, strict=True) if v != ""})
+            json.dumps({c: v for c, v in zip(keep, row, strict=True) if v is not None})
             for row in zip(*(cols[c] for c in keep), strict=True)
         )
         head = {
@@ -378,15 +404,20 @@ class _RowReader:
                 j = self._index(row, "column", len(r.cols), where)
                 a, b, at = r.rows[i], r.cols[j], (i, j)
             else:
+                self._unused(row, "column", 0, where)
                 a, b, at = r.rows[i], r.cols[i], (i,)
             self._nodes(row, names[a], names[b], where)
+            self._unused(row, "current_A", FILL["current_A"], where)
             value = self._conductance(row, where)
             target = self.g[k]
         elif kind == CURRENT_SOURCE:
             k = self._lookup(self.sources, name, "a trainable current-source device", where)
             s = self.net.isources[k]
             i = self._index(row, "row", len(s.plus), where)
+            self._unused(row, "column", 0, where)
             self._nodes(row, names[s.plus[i]], names[s.minus[i]], where)
+            for key in ("conductance_S", "resistance_ohm"):
+                self._unused(row, key, FILL[key], where)
             value = self._number(row, "current_A", where)
             target, at = self.currents[k], (i,)
             self.seen_sources.add(k)
@@ -414,6 +445,20 @@ class _RowReader:
         if not 0 <= value < size:
             raise self.fail(where, f"{key} {value} is out of range: the set has {size}")
         return value
+
+    def _unused(self, row: dict, key: str, fill: float, where: str) -> None:
+        """A column that does not apply to the row's kind: empty (older maps) or its fill."""
+        text = str(row.get(key, "")).strip()
+        try:
+            ok = text == "" or float(text) == fill
+        except ValueError:
+            ok = False
+        if not ok:
+            raise self.fail(
+                where,
+                f'{key} "{text}" does not apply to a {row.get("kind")} row: expected {fill!r} '
+                "or an empty cell",
+            )
 
     def _nodes(self, row: dict, a: str, b: str, where: str) -> None:
         got = (str(row.get("node_a", "")), str(row.get("node_b", "")))
@@ -544,10 +589,10 @@ def _polarities(network: Network) -> dict[int, str]:
 
 
 def _pad(cols: dict[str, list]) -> None:
-    """Fill the columns that the last set of devices left out with empty cells."""
+    """Mark the columns that the last set of devices left out as not applying (None)."""
     rows = len(cols["connection"])
     for values in cols.values():
-        values += [""] * (rows - len(values))
+        values += [None] * (rows - len(values))
 
 
 def _texts(values: list) -> list[str]:

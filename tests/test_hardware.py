@@ -100,6 +100,81 @@ def test_csv_has_one_row_per_programmable_device_with_units(trained, tmp_path):
     assert "conductance_S" in rows[0] and "resistance_ohm" in rows[0] and "current_A" in rows[0]
 
 
+def _cell_type(text: str) -> type:
+    for kind in (int, float):
+        try:
+            kind(text)
+            return kind
+        except ValueError:
+            pass
+    return str
+
+
+@pytest.mark.parametrize("levels", [[], ["--levels", 16]])
+def test_csv_columns_hold_one_type_and_no_empty_cell(trained, tmp_path, levels):
+    """A data-frame library reads the map with row, column and level as integers."""
+    path = tmp_path / "map.csv"
+    assert run("export", trained, "-f", "csv", *levels, "-o", path).exit_code == 0
+    rows = list(csv.DictReader(path.open()))
+    kinds = {r["kind"] for r in rows}
+    assert kinds == {"resistor", "current_source"}  # both kinds share the table
+    header = list(rows[0])
+    assert ("level" in header) == bool(levels)
+    types = {c: {_cell_type(r[c]) for r in rows} for c in header}
+    assert all(r[c].strip() for r in rows for c in header), "an empty cell"
+    assert all(len(t) == 1 for t in types.values()), types
+    for column in ("row", "column", *(["level", "n_levels"] if levels else [])):
+        assert types[column] == {int}, column
+    for column in ("conductance_S", "resistance_ohm", "current_A"):
+        assert types[column] == {float}, column
+    source = next(r for r in rows if r["kind"] == "current_source")
+    assert float(source["conductance_S"]) == 0 and float(source["resistance_ohm"]) == np.inf
+    if levels:
+        assert source["level"] == "-1" and source["n_levels"] == "0"
+    try:
+        import pandas as pd
+    except ImportError:
+        return
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frame = pd.read_csv(path)
+    assert not frame.isna().any().any()
+    for column in ("row", "column", *(["level", "n_levels"] if levels else [])):
+        assert pd.api.types.is_integer_dtype(frame[column]), column
+
+
+def test_older_maps_with_empty_cells_still_load(trained, csv_map, tmp_path):
+    """Maps written before every cell was filled (empty where a column does not apply)."""
+    rows = list(csv.DictReader(csv_map.open()))
+    for row in rows:
+        if row["kind"] == "current_source":
+            row["column"] = row["conductance_S"] = row["resistance_ohm"] = ""
+        else:
+            row["current_A"] = ""
+    old = tmp_path / "old.csv"
+    with old.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    fresh = load_target(MINI, SMALL[1::2]).network
+    read_map(old, fresh)
+    assert _same(_arrays(load_target(trained).network), _arrays(fresh))
+
+
+@pytest.mark.parametrize("column, value", [("conductance_S", "1e-6"), ("resistance_ohm", "5")])
+def test_a_conductance_on_a_current_source_line_is_a_clean_error(
+    trained, csv_map, tmp_path, column, value
+):
+    line = len(csv_map.read_text().splitlines())  # the last line: a current source
+    bad = tmp_path / "bad.csv"
+    _edit_csv(csv_map, bad, line, column, value)
+    result = run("eval", trained, "--conductances", bad)
+    assert result.exit_code == 2, result.output
+    assert "does not apply to a current_source" in result.output and f"line {line}" in result.output
+
+
 def test_a_map_names_its_origin_and_exported_netlist_its_hashes(trained, tmp_path):
     doc_path = tmp_path / "map.json"
     assert run("export", trained, "-f", "json", "-o", doc_path).exit_code == 0
@@ -383,6 +458,7 @@ def test_bad_export_requests_are_clean_errors(trained, tmp_path, args, phrase):
         (5, "conductance_S", "-1e-6", "must be > 0"),
         (6, "conductance_S", "2e-6", "disagree"),
         (7, "kind", "capacitor", 'expected "resistor"'),
+        (8, "current_A", "1e-6", "does not apply to a resistor"),
     ],
 )
 def test_maps_that_do_not_fit_are_clean_errors(
