@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import io
 import math
 import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
-from .errors import InputError
+from .errors import EqpropError, InputError
 
 
 def read_inputs(text: str, n_features: int, circuit: str = "the circuit") -> np.ndarray:
@@ -183,3 +186,24 @@ def voltages_csv(voltages: np.ndarray, names: list[str]) -> str:
     text.write(",".join(names) + "\n")
     np.savetxt(text, voltages, delimiter=",", fmt="%.17g")
     return text.getvalue()
+
+
+@contextmanager
+def folder_lock(folder: Path, busy: EqpropError) -> Iterator[None]:
+    """Hold an exclusive lock (flock) on a folder itself; raise ``busy`` when another
+    process holds it, an error of the same type when the folder cannot be opened.
+
+    The lock goes with the process, so a killed one never leaves a stale lock behind.
+    """
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise type(busy)(f"{folder}: cannot open the folder ({exc.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy from None
+        yield
+    finally:
+        os.close(fd)

@@ -22,14 +22,11 @@ state and a resumed run replays exactly what an uninterrupted one does.
 from __future__ import annotations
 
 import csv
-import fcntl
 import hashlib
 import io
 import json
-import os
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +36,7 @@ import tomli_w
 from . import __version__
 from .errors import EqpropError
 from .graph import compile_circuit
-from .io import check_npz_sizes, write_atomic
+from .io import check_npz_sizes, folder_lock, write_atomic
 from .network import Network
 from .spec import CircuitSpec, load_circuit, parse_circuit
 from .train import METRIC_COLUMNS, TrainState, portable_document
@@ -243,28 +240,15 @@ def check_run_files(run_dir: Path, ckpt: Checkpoint) -> None:
             )
 
 
-@contextmanager
-def run_lock(run_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on a run directory; RunError when another process holds it.
-
-    The lock (flock on the directory itself) goes with the process, so a killed
-    training never leaves a stale one behind.
-    """
-    try:
-        fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as exc:
-        raise RunError(f"{run_dir}: cannot open the run directory ({exc.strerror})") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunError(
-                f"{run_dir}: another eqprop train is writing this run directory; wait for it "
-                "to finish or choose another --out"
-            ) from None
-        yield
-    finally:
-        os.close(fd)
+def run_lock(run_dir: Path) -> AbstractContextManager[None]:
+    """Hold an exclusive lock on a run directory; RunError when another process holds it."""
+    return folder_lock(
+        run_dir,
+        RunError(
+            f"{run_dir}: another eqprop train is writing this run directory; wait for it "
+            "to finish or choose another --out"
+        ),
+    )
 
 
 @dataclass

@@ -12,7 +12,6 @@ skip the point. A point that fails records its error and the others go on.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import math
 import os
@@ -31,7 +30,7 @@ from threadpoolctl import threadpool_limits
 from .devicemap import conductance_map, level_ranges, quantise
 from .errors import EqpropError
 from .evaluate import check_with_ngspice, evaluate
-from .io import write_atomic
+from .io import folder_lock, write_atomic
 from .runs import CHECKPOINT, load_target
 from .sweep import (
     MONTE_CARLO_KEYS,
@@ -46,7 +45,6 @@ from .train import scoring, solver_settings, split_samples
 from .variation import Variation, monte_carlo
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-LOCK = ".sweep.lock"
 
 
 class SweepError(EqpropError):
@@ -287,17 +285,10 @@ def sweep_lock(out_dir: Path) -> Iterator[None]:
     """Hold the sweep folder: a second sweep into it is refused while this one runs."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(out_dir / LOCK, "w")  # noqa: SIM115 (held for the whole sweep)
     except OSError as exc:
         raise SweepError(f"{out_dir}: cannot create the sweep folder ({exc.strerror})") from None
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise SweepError(f"{out_dir}: another sweep is running into this folder") from None
+    with folder_lock(out_dir, SweepError(f"{out_dir}: another sweep is running into this folder")):
         yield
-    finally:
-        handle.close()
 
 
 def default_workers() -> int:
