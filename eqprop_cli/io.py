@@ -20,12 +20,21 @@ import numpy as np
 from .errors import EqpropError, InputError
 
 
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` names an existing file; False for text no file can be named by
+    (a comma list of 784 numbers is longer than a file name may be)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def read_inputs(text: str, n_features: int, circuit: str = "the circuit") -> np.ndarray:
     """Input vectors (batch, features) from a .npy or .csv file or a comma list "0.1,0.5"."""
     if not text.strip():
         raise InputError('--input is empty; expected a .npy/.csv file or numbers like "0.1,0.5"')
     path = Path(text)
-    if path.suffix.lower() in (".npy", ".csv", ".txt") or path.exists():
+    if path.suffix.lower() in (".npy", ".csv", ".txt") or _is_file(path):
         if not path.exists():
             raise InputError(f"{text}: input file not found")
         try:

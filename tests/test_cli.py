@@ -73,6 +73,17 @@ def test_solve_batch_from_npy_and_csv(tmp_path):
     assert set(docs[0]["samples"][0]["nodes"]) == {"y0p", "y0n", "y1p", "y1n"}
 
 
+def test_solve_takes_a_comma_list_longer_than_a_file_name(tmp_path):
+    """784 numbers typed as --input: longer than any file name, still a comma list."""
+    mini = str(ROOT / "circuits" / "mnist-mini.toml")
+    x = np.linspace(0.0, 1.0, 784)
+    np.savetxt(tmp_path / "x.csv", x[None, :], delimiter=",", fmt="%.17g")
+    typed = run("solve", mini, "--input", ",".join(f"{v:.17g}" for v in x), "--json")
+    assert typed.exit_code == 0, typed.output
+    from_file = run("solve", mini, "--input", str(tmp_path / "x.csv"), "--json")
+    assert json.loads(typed.stdout)["outputs"] == json.loads(from_file.stdout)["outputs"]
+
+
 def test_solve_table_output():
     result = run("solve", XOR, "-i", "1,0", "--nodes", "y*")
     assert result.exit_code == 0
