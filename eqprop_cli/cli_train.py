@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import signal
 import time
 from dataclasses import dataclass
@@ -50,7 +49,7 @@ from .runs import (
     write_metrics,
 )
 from .spec import CircuitSpec, parse_circuit
-from .sweep import read_results
+from .sweep import read_results, slug
 from .sweep_plot import plot_sweep
 from .train import (
     BatchInfo,
@@ -364,7 +363,7 @@ def _train(
 
 def run_name(name: str) -> str:
     """A circuit name as one folder name under runs/: never absolute, never "..", no "/"."""
-    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name).lstrip(".") or "run"
+    return slug(name).lstrip(".") or "run"
 
 
 def _make_run_dir(out_dir: Path) -> None:

@@ -176,8 +176,9 @@ def _leaves(table: Mapping, key: KeyPath) -> tuple[dict[str, object], dict[str, 
     return leaves, where
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.+-]", "_", text)
+def slug(text: str) -> str:
+    """Text as part of a file name: ASCII letters, digits, _ . + and -; anything else is _."""
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", text)
 
 
 def short_names(keys: list[str]) -> dict[str, str]:
@@ -192,7 +193,7 @@ def point_names(points: list[list[tuple[str, object]]]) -> list[str]:
     short = short_names(list(dict.fromkeys(k for p in points for k, _ in p)))
     names = []
     for p in points:
-        name = "__".join(_slug(f"{short[k]}-{show_value(v)}") for k, v in p) or "base"
+        name = "__".join(slug(f"{short[k]}-{show_value(v)}") for k, v in p) or "base"
         name = name.lstrip(".-") or "point"
         names.append(name)
     for i, (name, p) in enumerate(zip(names, points, strict=True)):

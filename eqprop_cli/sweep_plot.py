@@ -8,7 +8,6 @@ style, fixed size, written atomically without a software tag).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import matplotlib.style
@@ -18,7 +17,7 @@ from matplotlib.figure import Figure
 
 from .errors import EqpropError
 from .report import DPI, _save
-from .sweep import show_value
+from .sweep import show_value, slug
 
 SIZE = (7.0, 4.5)  # inches
 MAX_LINES = 12  # lines per figure; beyond it the other keys are averaged over
@@ -97,5 +96,5 @@ def _figure(doc: dict, metric: str, axis: str | None, settings: list[str], out_d
         ax.grid(True, alpha=0.3)
         if any(lines):
             ax.legend(fontsize="small")
-    stem = re.sub(r"[^A-Za-z0-9.+-]", "_", axis or "points")
+    stem = slug(axis or "points")
     return _save(figure, out_dir / f"{metric}-vs-{stem}.png")
