@@ -22,6 +22,7 @@ import typer.main
 import eqprop_cli.cli
 from eqprop_cli.circuit import params, spec
 from eqprop_cli.circuit.units import PREFIXES, parse_si
+from eqprop_cli.devices import DEVICE_KINDS
 from eqprop_cli.hardware import spice
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,11 +167,11 @@ def test_man_page_header_names_the_page(name):
 # --------------------------------------------------------------------------- circuit format
 
 
-@pytest.mark.parametrize("kind", sorted(params.DEVICE_KINDS))
+@pytest.mark.parametrize("kind", sorted(DEVICE_KINDS))
 def test_every_device_parameter_is_documented(kind):
     body = circuit_sections()[f'type = "{kind}"']
     documented = entries(body)
-    for param in params.DEVICE_KINDS[kind].params:
+    for param in DEVICE_KINDS[kind].params:
         assert param.name in documented, f"{kind}.{param.name} has no entry in eqprop-circuit(5)"
         check_entry(param, documented[param.name])
 
@@ -200,7 +201,7 @@ def test_every_section_choice_is_documented(table):
 
 def test_every_key_name_appears_in_the_circuit_page():
     text = page("eqprop-circuit.5")
-    names = {p.name for kind in params.DEVICE_KINDS.values() for p in kind.params}
+    names = {p.name for kind in DEVICE_KINDS.values() for p in kind.params}
     names |= {p.name for p in params.SOLVER}
     for table in KEY_SECTIONS:
         names |= {p.name for p in getattr(spec, table)}
@@ -210,7 +211,7 @@ def test_every_key_name_appears_in_the_circuit_page():
 
 def test_every_device_kind_and_choice_is_documented():
     text = page("eqprop-circuit.5")
-    for kind in params.DEVICE_KINDS.values():
+    for kind in DEVICE_KINDS.values():
         assert f'type = "{kind.name}"' in text
         for param in kind.params:
             for choice in param.choices:

@@ -22,14 +22,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..circuit.graph import FixedNodes, Graph, check_amplifier_stages, element_key, fixed_nodes
-from ..devices.diode import IdealDiode, ShockleyDiode, diode_model
+from ..devices.protocol import IVModel
 
 
 @dataclass
 class DiodeGroup:
-    """All diodes of one model: their nodes, I-V model and stage weights."""
+    """All diodes of one device: their nodes, I-V model and stage weights."""
 
-    model: IdealDiode | ShockleyDiode
+    model: IVModel
     anode: np.ndarray
     cathode: np.ndarray
     weight: np.ndarray  # stage weight of each diode
@@ -127,7 +127,7 @@ class Network:
         self.structure: dict = {}  # solver data that depends on the topology only
         self.diodes = [
             DiodeGroup(
-                diode_model(d.device.params),
+                d.device.model,
                 d.anode,
                 d.cathode,
                 self._branch_weight(d.anode, d.cathode),
@@ -213,9 +213,7 @@ class Network:
             for target in reversed(chain):
                 source = drive[target].source
                 self.node_var[target] = self.node_var[source]
-                self.node_coef[target] = (
-                    self.node_coef[source] * drive[target].device.params["gain"]
-                )
+                self.node_coef[target] = self.node_coef[source] * drive[target].device.model.gain
         self.n_vars = len(free)
         self.var_weight = self.node_weight[self.var_node] if self.n_vars else np.zeros(0)
 
@@ -534,7 +532,7 @@ class Network:
         for k in np.argsort(-self._chain_depth(), kind="stable"):
             amp = self.amplifiers[k]
             _absorb_clamps(out, V, clamps, clamp_tol, amp.target)
-            out[:, amp.source] += out[:, amp.target] / amp.device.params["gain"]
+            out[:, amp.source] += out[:, amp.target] / amp.device.model.gain
             out[:, amp.target] = 0.0
         _absorb_clamps(out, V, clamps, clamp_tol)
         out[:, self.fixed] = 0.0
@@ -550,7 +548,7 @@ def _absorb_clamps(
     flowing into the anode (net outflow < 0) or out of the cathode (> 0).
     """
     for d in clamps:
-        on = V[:, d.anode] - V[:, d.cathode] >= d.model.threshold - tol
+        on = V[:, d.anode] - V[:, d.cathode] >= d.model.zero_current_voltage - tol
         for node, sign in ((d.anode, -1.0), (d.cathode, 1.0)):
             pick = np.arange(len(node)) if only is None else np.where(node == only)[0]
             cols = node[pick]

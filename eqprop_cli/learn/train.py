@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ..circuit.graph import CurrentSourceSet, ResistorSet
 from ..circuit.network import Network
 from ..circuit.spec import CircuitSpec, TrainingSpec
 from ..data.datasets import DataError, Dataset, image_side, load_dataset, shift_images, split
+from ..devices.protocol import TrainableModel
 from ..errors import CircuitError, EqpropError, NotConvergedError
 from ..learn.evaluate import Evaluation, evaluate
 from ..learn.loss import ReadoutLoss, predictions
@@ -120,12 +122,14 @@ class ParamGroup:
     """One trained array: a connection's conductances or a source device's currents."""
 
     name: str
-    kind: str  # "conductance" or "current"
+    kind: str  # what it trains (the model's quantity): "conductance" or "current"
     index: int  # into network.g or network.currents
     scale: float  # normalisation of the optimizer's parameters (g_max, or a current scale)
     low: float
     high: float
     rate: float  # base learning rate of this group
+    model: TrainableModel = field(repr=False)  # its device's: dE/dtheta and EP's estimate of it
+    elements: ResistorSet | CurrentSourceSet = field(repr=False)  # where they are
 
 
 def parameter_groups(
@@ -135,20 +139,16 @@ def parameter_groups(
     groups = []
     g_ref = 1.0
     for k, r in enumerate(network.resistors):
-        p = r.device.params
-        if p["trainable"]:
-            g_ref = max(g_ref if groups else 0.0, p["g_max"])
-            groups.append(
-                ParamGroup(r.name, "conductance", k, p["g_max"], p["g_min"], p["g_max"], 0.0)
-            )
+        m = r.device.model
+        if m.trainable:
+            g_ref = max(g_ref if groups else 0.0, m.high)
+            groups.append(ParamGroup(r.name, m.quantity, k, m.high, m.low, m.high, 0.0, m, r))
     for k, s in enumerate(network.isources):
-        p = s.device.params
-        if p["trainable"]:
-            bounds = [abs(b) for b in (p["i_min"], p["i_max"]) if np.isfinite(b)]
+        m = s.device.model
+        if m.trainable:
+            bounds = [abs(b) for b in (m.low, m.high) if np.isfinite(b)]
             scale = max(bounds) if bounds else g_ref * 1.0  # a fully-on device at 1 V
-            groups.append(
-                ParamGroup(s.device.name, "current", k, scale, p["i_min"], p["i_max"], 0.0)
-            )
+            groups.append(ParamGroup(s.device.name, m.quantity, k, scale, m.low, m.high, 0.0, m, s))
     names = {g.name for g in groups}
     for name in training.learning_rates:
         if name not in names:
@@ -182,12 +182,7 @@ class EPEstimator:
     @staticmethod
     def _plan(network: Network, group: ParamGroup) -> tuple:
         """(first nodes, second nodes, dense, stage weights, first nodes all fixed) of a group."""
-        if group.kind == "conductance":
-            r = network.resistors[group.index]
-            p, q, dense = r.rows, r.cols, r.dense
-        else:
-            s = network.isources[group.index]
-            p, q, dense = s.plus, s.minus, False
+        p, q, dense = group.elements.ends()
         w = (
             network._branch_weight(p[:, None], q[None, :])
             if dense
@@ -205,30 +200,8 @@ class EPEstimator:
             Pa = a.at(p)
             Pb = Pa if p_fixed else b.at(p)  # fixed potentials (inputs) are the same in both
             Qa, Qb = a.at(q), b.at(q)
-            if g.kind == "current":  # dE/dI = -w (V+ - V-)
-                grads.append(-w * ((Pa - Qa) - (Pb - Qb)).sum(axis=0) * factor)
-                continue
-            # (dVa^2 - dVb^2) = (dVa - dVb)(dVa + dVb), summed over the batch without cancellation
-            Dp = None if p_fixed else Pa - Pb
-            total = summed_drop_products(Dp, Qa - Qb, Pa + Pb, Qa + Qb, dense)
-            grads.append(0.5 * w * total * factor)
+            grads.append(g.model.ep_estimate(w, Pa, Pb, Qa, Qb, dense, p_fixed, factor))
         return grads
-
-
-def summed_drop_products(
-    xp: np.ndarray | None, xq: np.ndarray, yp: np.ndarray, yq: np.ndarray, dense: bool
-) -> np.ndarray:
-    """Sum over the batch of (xp - xq)(yp - yq) for every element between nodes p and q.
-
-    Dense: for every (row p, column q) pair, by matrix products. ``xp`` None
-    means zero at every p (nodes at fixed potentials), which skips a product.
-    """
-    if not dense:
-        return (((0.0 if xp is None else xp) - xq) * (yp - yq)).sum(axis=0)
-    total = (xq * yq).sum(axis=0)[None, :] - yp.T @ xq
-    if xp is not None:
-        total = total + (xp * yp).sum(axis=0)[:, None] - xp.T @ yq
-    return total
 
 
 def ep_gradients(

@@ -222,7 +222,7 @@ class Problem:
             if d.model.hard:
                 va, vc = network.node_var[d.anode], network.node_var[d.cathode]
                 ca, cc = network.node_coef[d.anode], network.node_coef[d.cathode]
-                self._add_bounds(d.model.threshold, va, vc, ca, cc, u)
+                self._add_bounds(d.model.zero_current_voltage, va, vc, ca, cc, u)
             else:
                 self.terms.append(_DiodeTerms(d.model, A, u, d.weight, var, coef, AT))
         if np.any(self.lo > self.hi):
