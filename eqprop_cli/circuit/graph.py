@@ -205,13 +205,14 @@ class _Builder:
         return np.fromiter((index[name] for name in names), np.int64, len(names))
 
     def device(self, name: str | None, kind: str, key: KeyPath) -> DeviceSpec:
+        """The device called ``name``, which must be of element group ``kind``."""
         devices = self.spec.devices
         if name not in devices:
-            known = ", ".join(f'"{n}"' for n, d in devices.items() if d.type == kind) or "none"
+            known = ", ".join(f'"{n}"' for n, d in devices.items() if d.group == kind) or "none"
             raise self.spec.error(
                 key, f'refers to undeclared device "{name}"; {kind} devices declared: {known}'
             )
-        if devices[name].type != kind:
+        if devices[name].group != kind:
             raise self.spec.error(
                 key, f'device "{name}" is a {devices[name].type}; expected a {kind}'
             )
@@ -414,21 +415,21 @@ def _netlist(spec: CircuitSpec, b: _Builder) -> Graph:
         element_nodes.update((a, c))
         if a == c:
             raise spec.error((*e.key, "nodes"), f"both ends are the same node ({e.nodes[0]})")
-        if e.feature is not None and device.type != "vsource":
+        if e.feature is not None and device.group != "vsource":
             raise spec.error(
                 (*e.key, "feature"), "only a vsource element can take an input feature"
             )
-        if device.type == "resistor":
+        if device.group == "resistor":
             rows, cols, gs, labels = groups.setdefault(device.name, ([], [], [], []))
             rows.append(a)
             cols.append(c)
             gs.append(np.nan if model.g is None else model.g)
             labels.append(e.name)
-        elif device.type == "diode":
+        elif device.group == "diode":
             b.add_diode(device, a, c, e.name)
-        elif device.type == "isource":
+        elif device.group == "isource":
             b.add_isource(device, a, c, e.name, model.current)
-        elif device.type == "amplifier":
+        elif device.group == "amplifier":
             if c == 0:
                 raise spec.error(
                     (*e.key, "nodes"), "an amplifier drives its second node; it cannot be ground"

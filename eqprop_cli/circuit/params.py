@@ -101,6 +101,10 @@ class DeviceKind:
     """A device type of circuit files (``type = NAME``): its parameter table, and how its
     validated values become the typed model that everything downstream reads.
 
+    ``group`` is the element group its elements join in the compiled graph, one of
+    GROUPS: what the compiler, the network and the solvers deal with (a new kind
+    of programmable resistor joins "resistor", a new nonlinear two-terminal
+    "diode"), so that no code outside eqprop_cli.devices names a kind.
     ``check(values, given, key, error)`` does the checks that involve two parameters
     (and fills what one implies, as r gives g); ``given`` is the table as written.
     ``element(model, overrides, key, error)`` is the model of one netlist element
@@ -111,6 +115,7 @@ class DeviceKind:
     name: str
     help: str
     params: tuple[Param, ...] = field(default_factory=tuple)
+    group: str = ""  # one of GROUPS; the kind's own name when empty
     build: Callable[[dict[str, object]], object] = dict
     check: Callable[[dict[str, object], Mapping, tuple, ErrorAt], None] | None = None
     element_keys: tuple[str, ...] = ()
@@ -118,6 +123,16 @@ class DeviceKind:
 
     def param(self, name: str) -> Param:
         return next(p for p in self.params if p.name == name)
+
+    @property
+    def element_group(self) -> str:
+        return self.group or self.name
+
+
+# the element groups of a compiled circuit (circuit/graph.py), by what the solvers do with
+# them: linear trainable conductances, nonlinear two-terminal I-V models, held potentials,
+# trainable currents, amplifier stages
+GROUPS = ("resistor", "diode", "vsource", "isource", "amplifier")
 
 
 SOLVER = (

@@ -222,6 +222,7 @@ class DeviceSpec:
     params: dict[str, object]
     key: KeyPath
     model: object = None
+    group: str = ""  # the element group of its kind (DeviceKind.element_group)
 
 
 @dataclass(frozen=True)
@@ -755,7 +756,7 @@ def _devices(table: object, rd: _Reader) -> dict[str, DeviceSpec]:
         params = rd.values(given, kind.params, key)
         if kind.check is not None:
             kind.check(params, given, key, rd.error)
-        out[name] = DeviceSpec(name, kind_name, params, key, kind.build(params))
+        out[name] = DeviceSpec(name, kind_name, params, key, kind.build(params), kind.element_group)
     return out
 
 

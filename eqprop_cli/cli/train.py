@@ -612,7 +612,7 @@ def report(
     settings = training_settings(spec)
     dataset, result = evaluate_split(spec, network, "test")
     names = [r.name for r in network.resistors]
-    ranges = {r.name: (r.device.model.g_min, r.device.model.g_max) for r in network.resistors}
+    ranges = {r.name: (r.device.model.low, r.device.model.high) for r in network.resistors}
     unit = "squared error (V²)" if settings.loss == "squared_error" else "cross-entropy (nats)"
     paths = write_report(
         out_dir or (loaded.run_dir / "report"),

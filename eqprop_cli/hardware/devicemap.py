@@ -275,7 +275,7 @@ def level_ranges(
     ranges = []
     for k in resistors:
         model = network.resistors[k].device.model
-        low, high = float(model.g_min), float(model.g_max)
+        low, high = float(model.low), float(model.high)
         if percentile is not None:
             lo, hi = np.percentile(network.g[k], [percentile, 100.0 - percentile])
             low, high = max(low, float(lo)), min(high, float(hi))

@@ -63,9 +63,9 @@ class Variation:
                 value = g[k] * (1.0 + self.sigma * z)
             if self.stuck_off or self.stuck_on:
                 u = rng.random(g[k].shape)
-                value = np.where(u < self.stuck_off, model.g_min, value)
-                value = np.where(u >= 1.0 - self.stuck_on, model.g_max, value)
-            out[k] = np.clip(value, model.g_min, model.g_max)
+                value = np.where(u < self.stuck_off, model.low, value)
+                value = np.where(u >= 1.0 - self.stuck_on, model.high, value)
+            out[k] = np.clip(value, model.low, model.high)
         return out
 
 
