@@ -38,6 +38,8 @@ ROWS = {
     "vsource": 'type = "vsource"\nvalue = 0.35\n',
     "isource": 'type = "isource"\ncurrent = "40u"\ni_min = "-100u"\ni_max = "100u"\n',
     "amplifier": 'type = "amplifier"\ngain = 2.5\n',
+    "memristor": 'type = "memristor"\nr_on = "1k"\nr_off = "100k"\nstate = 0.4\n'
+    "spread = 0.3\nseed = 2\n",
 }
 
 
@@ -135,8 +137,8 @@ def test_iv_model_current_is_the_energy_derivative(row):
 TRAINABLE_ROWS = [r for r in ROWS if isinstance(model_of(r), TrainableModel)]
 
 
-def test_trainable_rows_are_the_resistor_and_the_current_source():
-    assert {row_kind(r) for r in TRAINABLE_ROWS} == {"resistor", "isource"}
+def test_trainable_rows_are_the_programmable_resistors_and_the_current_source():
+    assert {row_kind(r) for r in TRAINABLE_ROWS} == {"resistor", "isource", "memristor"}
 
 
 @pytest.mark.parametrize("row", TRAINABLE_ROWS)

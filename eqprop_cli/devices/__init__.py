@@ -9,12 +9,13 @@ from __future__ import annotations
 from ..circuit.params import DeviceKind
 from .amplifier import AMPLIFIER, AmplifierModel
 from .diode import DIODE, DIODE_PARTS, IdealDiode, ShockleyDiode
+from .memristor import MEMRISTOR
 from .protocol import IVModel, TrainableModel
 from .resistor import RESISTOR, Resistor
 from .source import ISOURCE, VSOURCE, CurrentSourceModel, VoltageSourceModel
 
 DEVICE_KINDS: dict[str, DeviceKind] = {
-    k.name: k for k in (RESISTOR, DIODE, VSOURCE, ISOURCE, AMPLIFIER)
+    k.name: k for k in (RESISTOR, DIODE, VSOURCE, ISOURCE, AMPLIFIER, MEMRISTOR)
 }
 
 __all__ = [
