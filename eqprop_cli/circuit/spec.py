@@ -190,23 +190,49 @@ TRAINING_KEYS = (
 
 @dataclass(frozen=True)
 class TrainingSpec:
-    """The [training] section, every key resolved (defaults filled in)."""
+    """The [training] section, every key resolved (defaults filled in) and typed: one
+    field per key of TRAINING_KEYS, in its order (what each means is there)."""
 
-    values: dict[str, object]
-    learning_rates: dict[str, float]  # per connection (resistor set) or current-source device
+    dataset: str
+    data_path: str | None
+    label_column: str
+    train_subset: int
+    test_subset: int
+    validation: float  # a fraction (< 1) or a whole count
+    seed: int
+    shift: int
+    epochs: int
+    batch_size: int
+    loss: str
+    target_high: float
+    target_low: float
+    temperature: float
+    nudge: str
+    beta: float
+    phases: str
+    learning_rate: float
+    momentum: float
+    schedule: str
+    decay: float
+    decay_every: int
+    free_tol: float | None
+    nudged_tol: float | None
+    free_max_iter: int | None
+    nudged_max_iter: int | None
+    warm_start: bool
+    eval_batch_size: int
+    learning_rates: dict[str, float] = field(default_factory=dict)  # per set or source device
     key: KeyPath = ("training",)
 
-    def __getattr__(self, name: str) -> object:
-        if name == "values":
-            raise AttributeError(name)
-        try:
-            return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    @classmethod
+    def defaults(cls) -> TrainingSpec:
+        """Every key at its default: what a file without [training] trains with."""
+        return cls(**{p.name: p.default for p in TRAINING_KEYS})
 
     def document(self) -> dict[str, object]:
         """As a TOML table (no None values), for a run's resolved config."""
-        table = {k: v for k, v in self.values.items() if v is not None}
+        values = ((p.name, getattr(self, p.name)) for p in TRAINING_KEYS)
+        table = {k: v for k, v in values if v is not None}
         if self.learning_rates:
             table["learning_rates"] = dict(self.learning_rates)
         return table
@@ -731,7 +757,7 @@ def _training(table: object, rd: _Reader) -> TrainingSpec:
             (*key, "nudge"),
             'cross_entropy has no conductance nudge (its loss is not a resistor\'s co-content); use nudge = "current"',
         )
-    return TrainingSpec(values, learning_rates)
+    return TrainingSpec(**values, learning_rates=learning_rates)
 
 
 def _devices(table: object, rd: _Reader) -> dict[str, DeviceSpec]:

@@ -42,7 +42,7 @@ def training_data(spec: CircuitSpec, network: Network) -> tuple[Dataset, Splits]
     """Load the [training] dataset and split it (subsets, validation) as the settings say."""
     t = training_settings(spec)
     try:
-        dataset = load_dataset(*data_source(spec), str(t.label_column))
+        dataset = load_dataset(*data_source(spec), t.label_column)
     except DataError as exc:
         key = "data_path" if t.data_path is not None else "dataset"
         raise spec.error(("training", key), str(exc)) from None
@@ -52,20 +52,20 @@ def training_data(spec: CircuitSpec, network: Network) -> tuple[Dataset, Splits]
             f'dataset "{t.dataset}" has {dataset.n_features} features per sample but the '
             f"circuit takes {network.n_features} inputs",
         )
-    if int(t.shift) and image_side(dataset.n_features) is None:
+    if t.shift and image_side(dataset.n_features) is None:
         raise spec.error(
             ("training", "shift"),
             f'shifting needs square images, but dataset "{t.dataset}" has '
             f"{dataset.n_features} features per sample; set training.shift = 0",
         )
-    validation = float(t.validation)
+    validation = t.validation
     try:
         splits = split(
             dataset,
             validation=int(validation) if validation >= 1 else validation,
-            train_subset=int(t.train_subset) or None,
-            test_subset=int(t.test_subset) or None,
-            seed=int(t.seed),
+            train_subset=t.train_subset or None,
+            test_subset=t.test_subset or None,
+            seed=t.seed,
         )
     except DataError as exc:  # located at the key that asked for too many samples
         key = next((k for k in ("train_subset", "test_subset") if k in str(exc)), "validation")
@@ -105,7 +105,7 @@ def scoring(spec: CircuitSpec, network: Network, n_classes: int) -> tuple[Readou
     solver settings (the arguments of ``evaluate`` after the samples)."""
     settings = training_settings(spec)
     loss = ReadoutLoss(settings, len(network.outputs), n_classes)
-    return loss, int(settings.eval_batch_size), solver_settings(spec, "free")
+    return loss, settings.eval_batch_size, solver_settings(spec, "free")
 
 
 def evaluate_split(
@@ -157,7 +157,7 @@ def parameter_groups(
                 f"names no trainable connection or current source; expected one of {', '.join(sorted(names)) or '(none)'}",
             )
     for g in groups:
-        g.rate = training.learning_rates.get(g.name, float(training.learning_rate))
+        g.rate = training.learning_rates.get(g.name, training.learning_rate)
     if not groups:
         raise spec.error(
             ("training",), "the circuit has nothing trainable (every device has trainable = false)"
@@ -271,13 +271,13 @@ class Trainer:
         self.loss = ReadoutLoss(t, len(network.outputs), n_classes)
         self.groups = parameter_groups(network, t, spec)
         self.estimator = EPEstimator(network, self.groups)
-        self.optimizer = SGD(float(t.momentum))
+        self.optimizer = SGD(t.momentum)
         self.free = solver_settings(spec, "free")
         self.nudged = solver_settings(spec, "nudged")
         x, _ = splits["train"]
         if len(x) == 0:
             raise CircuitError("the training split is empty", path=spec.path, key="training")
-        self.steps = -(-len(x) // int(t.batch_size))
+        self.steps = -(-len(x) // t.batch_size)
 
     # ------------------------------------------------------------------ parameters
 
@@ -299,9 +299,7 @@ class Trainer:
     def rate_factor(self, epoch: int) -> float:
         """The learning-rate schedule's multiplier during ``epoch`` (0-based)."""
         t = self.training
-        return schedule_factor(
-            str(t.schedule), epoch, int(t.epochs), float(t.decay), int(t.decay_every)
-        )
+        return schedule_factor(t.schedule, epoch, t.epochs, t.decay, t.decay_every)
 
     def new_state(self) -> TrainState:
         normalised = [p / g.scale for p, g in zip(self.params(), self.groups, strict=True)]
@@ -326,14 +324,14 @@ class Trainer:
             betas,
             self.free,
             self.nudged,
-            bool(self.training.warm_start),
+            self.training.warm_start,
         )
 
     def train_step(self, state: TrainState, x: np.ndarray, y: np.ndarray) -> TrainState:
         """One EP update on a batch; returns the new state (the network is updated in place)."""
         t = self.training
         start = time.perf_counter()
-        betas = phase_betas(str(t.phases), float(t.beta), int(t.seed), state.epoch, state.step)
+        betas = phase_betas(t.phases, t.beta, t.seed, state.epoch, state.step)
         grads, free, failed = self.batch_gradients(x, y, betas)
         if failed:
             phase = "free" if failed[0] is free else "nudged"
@@ -365,23 +363,21 @@ class Trainer:
     def order(self, epoch: int) -> np.ndarray:
         """The seeded order of the training samples in an epoch."""
         n = len(self.splits["train"][1])
-        return np.random.default_rng([int(self.training.seed), epoch]).permutation(n)
+        return np.random.default_rng([self.training.seed, epoch]).permutation(n)
 
     def augment(self, x: np.ndarray, state: TrainState) -> np.ndarray:
         """The batch as trained on: shifted images when training.shift asks for them."""
-        max_shift = int(self.training.shift)
+        max_shift = self.training.shift
         if not max_shift:
             return x
-        rng = np.random.default_rng([int(self.training.seed), state.epoch, state.step, 1])
+        rng = np.random.default_rng([self.training.seed, state.epoch, state.step, 1])
         return shift_images(x, max_shift, rng)  # counter-based like the order: resumable
 
     def evaluate(self, split: str) -> Evaluation | None:
         x, y = self.splits[split]
         if len(y) == 0:
             return None
-        return evaluate(
-            self.network, x, y, self.loss, int(self.training.eval_batch_size), **self.free
-        )
+        return evaluate(self.network, x, y, self.loss, self.training.eval_batch_size, **self.free)
 
     def finish_epoch(self, state: TrainState) -> TrainState:
         """Close an epoch: evaluate, append its metrics row, reset the running sums."""
@@ -399,7 +395,7 @@ class Trainer:
             missed += result.not_converged if result else 0
         row["seconds"] = r["seconds"]
         row["samples_per_second"] = r["samples"] / r["seconds"] if r["seconds"] else float("nan")
-        row["learning_rate"] = float(self.training.learning_rate) * self.rate_factor(state.epoch)
+        row["learning_rate"] = self.training.learning_rate * self.rate_factor(state.epoch)
         row["not_converged"] = missed
         return TrainState(
             state.epoch + 1, 0, state.optimizer, self._zero_running(), [*state.metrics, row]
@@ -423,7 +419,7 @@ class Trainer:
 
     def _run(self, state, epochs, on_batch, on_epoch, should_stop) -> tuple[TrainState, bool]:
         x, y = self.splits["train"]
-        size = int(self.training.batch_size)
+        size = self.training.batch_size
         while state.epoch < epochs:
             order = self.order(state.epoch)
             while state.step < self.steps:
