@@ -72,6 +72,35 @@ def _joined(parts: list[np.ndarray]) -> np.ndarray:
 
 
 @dataclass
+class TopologyPlan:
+    """What the solvers derive from the topology alone, computed on first use and kept
+    for the network's life (conductances change, the topology does not)."""
+
+    stamps: dict[str, Stamp] | None = None  # Q, r0, SK, fixed_diag, lap as maps of g
+    readout: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # var, coef, weight
+    diodes: list[tuple[sp.csr_matrix, np.ndarray, np.ndarray]] | None = None  # A, var, coef
+    diodes_T: list[sp.csr_matrix] | None = None  # each A transposed
+    var_scale: np.ndarray | None = None  # amplifier gain of each unknown's node
+    branches: tuple | None = None  # incidence, its transpose, inner/outer edge maps, weights
+    classes_known: bool = False  # whether ``classes`` was decided (None is an answer)
+    classes: tuple[np.ndarray, np.ndarray] | None = None  # the layered solver's two classes
+    nudge_fits: bool | None = None  # the layered solver nudges in closed form
+    blocks: dict[int, list] = field(default_factory=dict)  # per class: its diodes, sorted
+
+
+@dataclass
+class ConductancePlan:
+    """What the solvers derive from the conductances, computed on first use; a new
+    conductance state (a new Linear) starts an empty one."""
+
+    Q: np.ndarray | sp.csr_matrix | None = None  # Q dense when small and not sparse
+    branches: tuple[np.ndarray, np.ndarray] | None = None  # weighted g of inner edges, D
+    inverse_bound: np.ndarray | None = None  # error bound of the layered sweeps
+    blocks: dict[int, tuple] = field(default_factory=dict)  # per class: a, a / w, coupling
+    woodbury: dict[tuple | None, tuple] = field(default_factory=dict)  # per nudge strength
+
+
+@dataclass
 class Linear:
     """Q and the input-dependent linear and constant terms of the energy, in input space.
 
@@ -84,7 +113,7 @@ class Linear:
     SK: np.ndarray  # (features, vars)
     r0: np.ndarray  # (vars,)
     constant_terms: Callable[[], tuple[sp.csr_matrix, np.ndarray, float]] = field(repr=False)
-    derived: dict = field(default_factory=dict)  # solver data computed from these, on demand
+    plan: ConductancePlan = field(default_factory=ConductancePlan)  # solver data, on demand
 
     def rhs(self, inputs: np.ndarray) -> np.ndarray:
         return inputs @ self.SK + self.r0
@@ -124,7 +153,7 @@ class Network:
         self.resistors = graph.resistors
         self.g = [r.g.astype(float).copy() for r in graph.resistors]
         self._linear: Linear | None = None
-        self.structure: dict = {}  # solver data that depends on the topology only
+        self.plan = TopologyPlan()  # solver data that depends on the topology only
         self.diodes = [
             DiodeGroup(
                 d.device.model,
@@ -297,15 +326,15 @@ class Network:
 
         Also the stage weight of each output (that of its first node).
         """
-        if "readout" not in self.structure:
+        if self.plan.readout is None:
             nodes = self.outputs
             sign = np.array([1.0, -1.0])[: nodes.shape[1]]
-            self.structure["readout"] = (
+            self.plan.readout = (
                 self.node_var[nodes],
                 self.node_coef[nodes] * sign,
                 self.node_weight[nodes[:, 0]],
             )
-        return self.structure["readout"]
+        return self.plan.readout
 
     def linear(self) -> Linear:
         """The linear part in terms of input vectors X (cached until conductances change).
@@ -366,7 +395,7 @@ class Network:
         Topology only, so built once per network; each conductance update then
         costs one sparse matrix-vector product per matrix.
         """
-        if "stamps" not in self.structure:
+        if self.plan.stamps is None:
             a, b, _ = self.resistor_edges()
             weight = self._branch_weight(a, b)
             n_edges = len(a)
@@ -428,8 +457,8 @@ class Network:
                 (nf, nf),
                 n_edges,
             )
-            self.structure["stamps"] = {"Q": Q, "r0": r0, "SK": SK, "fixed_diag": fd, "lap": lap}
-        return self.structure["stamps"]
+            self.plan.stamps = {"Q": Q, "r0": r0, "SK": SK, "fixed_diag": fd, "lap": lap}
+        return self.plan.stamps
 
     def _source_terms(self) -> tuple[np.ndarray, np.ndarray]:
         """Current sources' linear energy terms: on the unknowns (s) and on fixed nodes."""
