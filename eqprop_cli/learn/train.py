@@ -92,8 +92,9 @@ def dataset_sample(
     _, x, y, classes = split_samples(spec, network, split)
     if not 0 <= sample < len(y):
         raise EqpropError(
-            f"--sample {sample} is out of range: the {split} split has {len(y)} samples "
-            f"(0..{len(y) - 1})"
+            f"{{sample}} {sample} is out of range: the {split} split has {len(y)} samples "
+            f"(0..{len(y) - 1})",
+            params=("sample",),
         )
     return x[
         sample : sample + 1

@@ -247,7 +247,8 @@ def run_lock(run_dir: Path) -> AbstractContextManager[None]:
         run_dir,
         RunError(
             f"{run_dir}: another eqprop train is writing this run directory; wait for it "
-            "to finish or choose another --out"
+            "to finish or choose another {out}",
+            params=("out",),
         ),
     )
 
