@@ -30,8 +30,9 @@ from ..devices.protocol import TrainableModel
 from ..errors import CircuitError, EqpropError, NotConvergedError
 from ..learn.evaluate import Evaluation, evaluate
 from ..learn.loss import ReadoutLoss, predictions
-from ..learn.optim import SGD, schedule_factor
 from ..solver.equilibrium import Equilibrium, solve
+from . import optim
+from .optim import schedule_factor
 from .settings import data_source, solver_settings, training_settings
 from .state import RUNNING_KEYS, TrainState
 
@@ -272,7 +273,14 @@ class Trainer:
         self.loss = ReadoutLoss(t, len(network.outputs), n_classes)
         self.groups = parameter_groups(network, t, spec)
         self.estimator = EPEstimator(network, self.groups)
-        self.optimizer = SGD(t.momentum)
+        scales = [g.scale for g in self.groups]
+        self.optimizer = optim.chain(  # the update rule, piece by piece
+            optim.scale(scales, "normalise"),
+            optim.momentum(t.momentum),
+            optim.learning_rate(),
+            optim.scale(scales, "denormalise"),
+            optim.clip([g.low for g in self.groups], [g.high for g in self.groups]),
+        )
         self.free = solver_settings(spec, "free")
         self.nudged = solver_settings(spec, "nudged")
         x, _ = splits["train"]
@@ -303,8 +311,9 @@ class Trainer:
         return schedule_factor(t.schedule, epoch, t.epochs, t.decay, t.decay_every)
 
     def new_state(self) -> TrainState:
-        normalised = [p / g.scale for p, g in zip(self.params(), self.groups, strict=True)]
-        return TrainState(optimizer=self.optimizer.init(normalised), running=self._zero_running())
+        return TrainState(
+            optimizer=self.optimizer.init(self.params()), running=self._zero_running()
+        )
 
     @staticmethod
     def _zero_running() -> dict[str, float]:
@@ -342,14 +351,8 @@ class Trainer:
                 "stopped before this batch's update"
             )
         factor = self.rate_factor(state.epoch)
-        normalised = [g_.scale * grad for g_, grad in zip(self.groups, grads, strict=True)]
-        steps, opt = self.optimizer.update(
-            normalised, state.optimizer, [g.rate * factor for g in self.groups]
-        )
-        new = [
-            np.clip(p + s * g.scale, g.low, g.high)
-            for p, s, g in zip(self.params(), steps, self.groups, strict=True)
-        ]
+        rates = [g.rate * factor for g in self.groups]
+        new, opt = self.optimizer.step(self.params(), grads, state.optimizer, rates)
         outputs = free.outputs()
         running = dict(state.running)
         running["loss"] += float(self.loss.value(outputs, y).sum())
