@@ -1,0 +1,428 @@
+"""How programmable resistors respond to programming pulses: training as the chip would learn.
+
+A trained conductance g of a device with bounds [g_min, g_max] is written in
+the normalised state u = (g - g_min) / (g_max - g_min), 0 <= u <= 1. One
+programming pulse changes u by an amount that may depend on u itself, and
+differently up (potentiation) and down (depression). Every model here is an
+affine response per direction,
+
+    up:    u <- u + c_up - r_up u                   (step c_up - r_up u)
+    down:  u <- u - (c_down - r_down (1 - u))        (the mirror image)
+
+so that n pulses in one direction compose in closed form:
+
+    v_n = (1 - r)^n v_0 + c S_n,   S_n = sum_{j<n} (1 - r)^j   (v = u up, 1 - u down)
+
+which is the exact result of the n single-pulse steps; cycle-to-cycle write
+noise of standard deviation sigma per pulse (a fraction of the range) then
+adds a Gaussian of variance sigma^2 sum_{j<n} (1 - r)^{2j}. The bounds are
+applied after the batch's pulses. Models (eqprop-circuit(5) has the
+equations with units and the presets' sources):
+
+- linear: a constant step delta = 1 / (levels - 1), so ``levels`` equally
+  spaced states (gamma_up, gamma_down tilt the step, aihwkit's LinearStep);
+- soft_bounds: the step falls linearly to zero at the bound it approaches
+  (delta at mid-range, 2 delta at the far bound);
+- exponential: NeuroSim's nonlinear LTP/LTD curves, g(p) = B (1 - exp(-p/A))
+  + g_min over p = 0 .. levels - 1 pulses, A from the published nonlinearity
+  label of each direction.
+
+Everything is vectorised over the devices of a connection: pulse counts and
+responses are whole-array operations, and only the devices that receive
+pulses are touched. Random numbers come from counter-based streams keyed by
+(seed, epoch, batch, purpose), so a resumed run draws exactly what an
+uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+# Purposes of the random streams; 0 and 1 are taken by the data order and shifts.
+PURPOSES = {"rounding": 2, "write_noise": 3, "read_noise": 4, "nudge": 5, "variation": 6}
+
+MODELS = ("ideal", "linear", "soft_bounds", "exponential")
+ROUNDINGS = ("deterministic", "stochastic")
+
+
+def stream(seed: int, epoch: int, batch: int, purpose: str) -> np.random.Generator:
+    """The counter-based random stream (Philox) of one purpose in one batch of one epoch."""
+    key = np.random.SeedSequence([int(seed), int(epoch), int(batch), PURPOSES[purpose]])
+    return np.random.Generator(np.random.Philox(key))
+
+
+# ---------------------------------------------------------------------- NeuroSim nonlinearity
+
+
+def _max_deviation(a: float) -> float:
+    """Largest gap between the normalised curve (1 - e^{-x/a}) / (1 - e^{-1/a}) and x."""
+    e = -math.expm1(-1.0 / a)  # 1 - e^{-1/a}
+    x = -a * math.log(a * e)  # where the curve's slope is 1
+    return (1.0 - a * e) / e - x
+
+
+def nonlinearity_to_a(label: float) -> float:
+    """NeuroSim's normalised A (A / pulses) of a nonlinearity label NL (its magnitude).
+
+    NeuroSim labels a curve by its largest deviation from the straight line:
+    NL = max_x (w(x) - x) / 0.099; this reproduces its Nonlinearity-NormA
+    table (e.g. NL 2.40 -> 0.4992, 0.04 -> 31.57) to its four digits.
+    """
+    target = 0.099 * abs(label)
+    if not 0.0 < target < 0.99:
+        raise ValueError(f"nonlinearity {label} is outside (0, 10)")
+    lo, hi = math.log(1e-4), math.log(1e6)  # deviation falls as a grows
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if _max_deviation(math.exp(mid)) > target:
+            lo = mid
+        else:
+            hi = mid
+    return math.exp(0.5 * (lo + hi))
+
+
+# ---------------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True)
+class UpdateModel:
+    """The validated keys of a [devices.NAME.update] table."""
+
+    model: str = "ideal"
+    levels: int = 64  # states from g_min to g_max (linear); pulses + 1 for a full sweep
+    rounding: str = "deterministic"
+    max_pulses: int = 16  # per device and batch
+    manhattan: bool = False  # one pulse of the requested sign, whatever its size
+    gamma_up: float = 0.0  # linear: relative tilt of the up step (step delta (1 + gamma (1 - 2u)))
+    gamma_down: float = 0.0
+    nl_up: float = 1.0  # exponential: NeuroSim nonlinearity label of potentiation
+    nl_down: float = 1.0  # exponential: of depression (its magnitude)
+    asymmetry: float = 0.0  # up steps scaled by 1 + asymmetry, down steps by 1 - asymmetry
+    write_noise: float = 0.0  # cycle-to-cycle std per pulse, fraction of g_max - g_min
+    d2d_step: float = 0.0  # device-to-device relative std of the step size
+    d2d_asymmetry: float = 0.0  # device-to-device std of the asymmetry
+    d2d_bounds: float = 0.0  # device-to-device relative std of g_min and g_max
+    preset: str = ""
+
+    @property
+    def ideal(self) -> bool:
+        return self.model == "ideal"
+
+    @property
+    def step(self) -> float:
+        """The nominal step delta of one pulse, as a fraction of the range."""
+        return 1.0 / (self.levels - 1)
+
+    @property
+    def on_grid(self) -> bool:
+        """Whether the states are the evenly spaced levels (and stay so without noise)."""
+        return self.model == "linear" and self.gamma_up == 0.0 and self.gamma_down == 0.0
+
+    def coefficients(self) -> tuple[float, float, float, float]:
+        """(c_up, r_up, c_down, r_down) of the nominal device, per pulse, normalised units."""
+        delta = self.step
+        if self.model == "exponential":
+            out = []
+            for label in (self.nl_up, self.nl_down):
+                a = nonlinearity_to_a(label)
+                r = -math.expm1(-delta / a)  # 1 - e^{-1/A}, A = a (levels - 1)
+                out += [r / -math.expm1(-1.0 / a), r]  # c = r B, B = 1 / (1 - e^{-1/a})
+            c_up, r_up, c_down, r_down = out
+        else:
+            g_up, g_down = (
+                (1.0, 1.0)
+                if self.model == "soft_bounds"
+                else (
+                    self.gamma_up,
+                    self.gamma_down,
+                )
+            )
+            c_up, r_up = delta * (1.0 + g_up), 2.0 * delta * g_up
+            c_down, r_down = delta * (1.0 + g_down), 2.0 * delta * g_down
+        up, down = 1.0 + self.asymmetry, 1.0 - self.asymmetry
+        return c_up * up, r_up * up, c_down * down, r_down * down
+
+
+@dataclass(frozen=True)
+class DevicePreset:
+    """A published device's update response, each value with its source."""
+
+    name: str
+    what: str
+    values: dict
+    on_off: float  # g_max / g_min of the published device
+    source: str
+
+
+NEUROSIM = (
+    "P.-Y. Chen, X. Peng, S. Yu, 'NeuroSim: a circuit-level macro model for benchmarking "
+    "neuro-inspired architectures in online learning', IEEE TCAD 37(12), 2018, device table "
+    "(also the MLP+NeuroSim V3.0 manual)"
+)
+
+PRESETS = {
+    p.name: p
+    for p in (
+        DevicePreset(
+            "agsi",
+            "Ag:a-Si filamentary ReRAM (Jo et al., Nano Lett. 10, 2010)",
+            {
+                "model": "exponential",
+                "levels": 97,
+                "nl_up": 2.40,
+                "nl_down": 4.88,
+                "write_noise": 0.035,
+            },
+            12.5,
+            NEUROSIM + ": 97 levels, nonlinearity 2.40 / -4.88, ON/OFF 12.5, "
+            "cycle-to-cycle 3.5% of the range",
+        ),
+        DevicePreset(
+            "taox-hfox",
+            "TaOx/HfOx ReRAM (Wu et al., VLSI 2018)",
+            {
+                "model": "exponential",
+                "levels": 128,
+                "nl_up": 0.04,
+                "nl_down": 0.63,
+                "write_noise": 0.037,
+            },
+            10.0,
+            NEUROSIM + ": 128 levels, nonlinearity 0.04 / -0.63, ON/OFF 10, "
+            "cycle-to-cycle 3.7% of the range",
+        ),
+        DevicePreset(
+            "pcmo",
+            "Pr0.7Ca0.3MnO3 (PCMO) ReRAM (Park et al., IEDM 2013)",
+            {
+                "model": "exponential",
+                "levels": 50,
+                "nl_up": 3.68,
+                "nl_down": 6.76,
+                "write_noise": 0.01,
+            },
+            6.84,
+            NEUROSIM + ": 50 levels, nonlinearity 3.68 / -6.76, ON/OFF 6.84, "
+            "cycle-to-cycle below 1% of the range (1% taken)",
+        ),
+        DevicePreset(
+            "alox-hfo2",
+            "AlOx/HfO2 ReRAM (Woo et al., IEEE EDL 37, 2016)",
+            {
+                "model": "exponential",
+                "levels": 40,
+                "nl_up": 1.94,
+                "nl_down": 0.61,
+                "write_noise": 0.05,
+            },
+            4.43,
+            NEUROSIM + ": 40 levels, nonlinearity 1.94 / -0.61, ON/OFF 4.43, "
+            "cycle-to-cycle 5% of the range",
+        ),
+        DevicePreset(
+            "epiram",
+            "SiGe epitaxial RAM, EpiRAM (Choi et al., Nat. Mater. 17, 2018)",
+            {
+                "model": "exponential",
+                "levels": 64,
+                "nl_up": 0.5,
+                "nl_down": 0.5,
+                "write_noise": 0.02,
+            },
+            50.2,
+            NEUROSIM + ": 64 levels, nonlinearity 0.5 / -0.5, ON/OFF 50.2, "
+            "cycle-to-cycle 2% of the range",
+        ),
+        DevicePreset(
+            "ecram",
+            "Li-ion ECRAM, near-ideal (Tang et al., IEDM 2018)",
+            {
+                "model": "linear",
+                "levels": 1001,
+                "gamma_up": 0.100,
+                "gamma_down": 0.505,
+                "write_noise": 0.0003,
+                "d2d_step": 0.1,
+                "d2d_asymmetry": 0.01,
+                "d2d_bounds": 0.05,
+            },
+            10.0,
+            "IBM aihwkit EcRamPresetDevice (fit of LinearStepDevice to Tang et al., IEDM "
+            "2018): dw_min 0.002 on the range [-0.8276, 1.1724] (1000 steps), gamma_up 0.1153 "
+            "and gamma_down 0.5085 about w = 0 (0.100 and 0.505 about mid-range), "
+            "dw_min_std 0.3 of a step, dw_min_dtod 0.1, up_down_dtod 0.01, w_max_dtod 0.05; "
+            "ON/OFF not in the preset (10 assumed)",
+        ),
+    )
+}
+
+
+def with_preset(preset: str, given: dict) -> dict:
+    """A preset's values with the keys given explicitly taking precedence."""
+    return {**PRESETS[preset].values, **given, "preset": preset}
+
+
+# ---------------------------------------------------------------------- per-device state
+
+
+@dataclass
+class DeviceArrays:
+    """Bounds and response coefficients of each device of a connection.
+
+    Each is a 0-d array (all devices alike) or one value per device (flattened),
+    drawn once from the run's seed when device-to-device variation is on.
+    """
+
+    g_min: np.ndarray
+    g_max: np.ndarray
+    c_up: np.ndarray
+    r_up: np.ndarray
+    c_down: np.ndarray
+    r_down: np.ndarray
+
+    NAMES = ("g_min", "g_max", "c_up", "r_up", "c_down", "r_down")
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in self.NAMES}
+
+
+def device_arrays(
+    model: UpdateModel, g_min: float, g_max: float, size: int, rng: np.random.Generator
+) -> DeviceArrays:
+    """Each device's bounds and coefficients: the nominal ones, varied device to device."""
+    c_up, r_up, c_down, r_down = model.coefficients()
+    arrays = DeviceArrays(
+        *(np.asarray(float(v)) for v in (g_min, g_max, c_up, r_up, c_down, r_down))
+    )
+    if model.d2d_bounds:
+        lo = g_min * np.maximum(1.0 + model.d2d_bounds * rng.standard_normal(size), 0.0)
+        hi = g_max * np.maximum(1.0 + model.d2d_bounds * rng.standard_normal(size), 0.0)
+        arrays.g_min, arrays.g_max = lo, np.maximum(hi, lo + 1e-3 * (g_max - g_min))
+    if model.d2d_step or model.d2d_asymmetry:
+        scale = np.maximum(1.0 + model.d2d_step * rng.standard_normal(size), 0.0)
+        tilt = model.d2d_asymmetry * rng.standard_normal(size)
+        up = scale * np.maximum(1.0 + tilt / (1.0 + model.asymmetry), 0.0)
+        down = scale * np.maximum(1.0 - tilt / (1.0 - model.asymmetry), 0.0)
+        arrays.c_up, arrays.r_up = c_up * up, np.minimum(r_up * up, 1.0)
+        arrays.c_down, arrays.r_down = c_down * down, np.minimum(r_down * down, 1.0)
+    return arrays
+
+
+def _take(a: np.ndarray, index: np.ndarray) -> np.ndarray:
+    return a if a.ndim == 0 else a[index]
+
+
+def clip_to_bounds(g: np.ndarray, arrays: DeviceArrays) -> np.ndarray:
+    """Conductances within each device's bounds."""
+    flat = np.clip(g.reshape(-1), arrays.g_min, arrays.g_max)
+    return flat.reshape(g.shape)
+
+
+def snap_to_levels(g: np.ndarray, model: UpdateModel, arrays: DeviceArrays) -> np.ndarray:
+    """The nearest of each device's evenly spaced states (linear models without tilt)."""
+    if not model.on_grid:
+        return clip_to_bounds(g, arrays)
+    flat = g.reshape(-1)
+    span = arrays.g_max - arrays.g_min
+    step = arrays.c_up * span  # the up step in siemens (device-to-device varied)
+    k = np.rint((flat - arrays.g_min) / step)
+    return np.clip(arrays.g_min + k * step, arrays.g_min, arrays.g_max).reshape(g.shape)
+
+
+# ---------------------------------------------------------------------- pulses
+
+
+def pulse_counts(
+    requested: np.ndarray, model: UpdateModel, rng: np.random.Generator | None
+) -> np.ndarray:
+    """Signed pulses per device for requested changes (fractions of the range).
+
+    The requested change over the nominal step, rounded to the nearest whole
+    pulse (deterministic) or down after adding a uniform draw (stochastic,
+    unbiased); Manhattan sends one pulse of the request's sign. Capped at
+    ``max_pulses`` either way.
+    """
+    x = requested * (model.levels - 1)
+    if model.manhattan:
+        n = np.sign(x)
+    elif model.rounding == "stochastic":
+        n = np.floor(x + rng.random(x.shape))
+    else:
+        n = np.rint(x)
+    cap = float(model.max_pulses)
+    return np.clip(n, -cap, cap, out=n)
+
+
+def apply_pulses(
+    g: np.ndarray,
+    pulses: np.ndarray,
+    model: UpdateModel,
+    arrays: DeviceArrays,
+    rng: np.random.Generator | None,
+) -> np.ndarray:
+    """Conductances after each device received its signed number of pulses.
+
+    Only the devices with pulses are computed; n pulses in one direction are
+    the exact composition of n single-pulse responses (module docstring), the
+    write noise the exact sum of the per-pulse noises through that response.
+    """
+    out = np.array(g, dtype=float, copy=True)
+    flat = out.reshape(-1)
+    index = np.flatnonzero(pulses)
+    if not len(index):
+        return out
+    n = pulses.reshape(-1)[index]
+    lo, hi = _take(arrays.g_min, index), _take(arrays.g_max, index)
+    span = hi - lo
+    up = n > 0
+    u = (flat[index] - lo) / span
+    v = np.where(up, u, 1.0 - u)  # distance travelled from the bound left behind
+    k = np.abs(n)
+    c = np.where(up, _take(arrays.c_up, index), _take(arrays.c_down, index))
+    r = np.where(up, _take(arrays.r_up, index), _take(arrays.r_down, index))
+    if not np.any(r):
+        v = v + k * c
+        spread = k
+    else:
+        keep = 1.0 - r
+        q = keep**k
+        has_r = r > 0
+        safe = np.where(has_r, r, 1.0)
+        v = q * v + c * np.where(has_r, (1.0 - q) / safe, k)
+        spread = np.where(has_r, (1.0 - q * q) / np.where(has_r, 1.0 - keep * keep, 1.0), k)
+    if model.write_noise:
+        v = v + model.write_noise * np.sqrt(spread) * rng.standard_normal(len(index))
+    u = np.clip(np.where(up, v, 1.0 - v), 0.0, 1.0)
+    flat[index] = lo + span * u
+    return out
+
+
+def program(
+    g: np.ndarray,
+    requested: np.ndarray,
+    model: UpdateModel,
+    arrays: DeviceArrays,
+    rngs: tuple[np.random.Generator | None, np.random.Generator | None],
+) -> tuple[np.ndarray, int]:
+    """Conductances after programming the requested changes (fractions of the nominal range
+    g_max - g_min) as pulses, and the number of pulses sent. ``rngs``: the batch's rounding
+    and write-noise streams."""
+    pulses = pulse_counts(requested.reshape(-1), model, rngs[0])
+    return apply_pulses(g, pulses, model, arrays, rngs[1]), int(np.abs(pulses).sum())
+
+
+def explicit_pulses(
+    g: np.ndarray, pulses: np.ndarray, model: UpdateModel, arrays: DeviceArrays
+) -> np.ndarray:
+    """The same response one pulse at a time, noise-free (the reference of the tests)."""
+    out = np.array(g, dtype=float, copy=True).reshape(-1)
+    n = pulses.reshape(-1).astype(int)
+    quiet = replace(model, write_noise=0.0)
+    for _ in range(int(np.abs(n).max(initial=0))):
+        step = np.sign(n)
+        out = apply_pulses(out, step, quiet, arrays, None).reshape(-1)
+        n = n - step
+    return out.reshape(np.shape(g))
