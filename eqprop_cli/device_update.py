@@ -41,6 +41,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .params import Param
+
 # Purposes of the random streams; 0 and 1 are taken by the data order and shifts.
 PURPOSES = {"rounding": 2, "write_noise": 3, "read_noise": 4, "nudge": 5, "variation": 6}
 
@@ -426,3 +428,122 @@ def explicit_pulses(
         out = apply_pulses(out, step, quiet, arrays, None).reshape(-1)
         n = n - step
     return out.reshape(np.shape(g))
+
+
+# ---------------------------------------------------------------------- file keys
+
+UPDATE_KEYS = (
+    Param(
+        "preset",
+        "choice",
+        "A published device whose values fill every key not given: "
+        + ", ".join(f'"{p}"' for p in PRESETS)
+        + ".",
+        "",
+        choices=("", *PRESETS),
+    ),
+    Param(
+        "model",
+        "choice",
+        "Response to a programming pulse: ideal (any real-valued step, exactly: no pulses), "
+        "linear, soft_bounds or exponential.",
+        "ideal",
+        choices=MODELS,
+    ),
+    Param("levels", "int", "States from g_min to g_max: a full sweep is levels - 1 pulses.", 64, 2),
+    Param(
+        "rounding",
+        "choice",
+        "Requested change to whole pulses: nearest, or stochastic (unbiased).",
+        "deterministic",
+        choices=ROUNDINGS,
+    ),
+    Param("max_pulses", "int", "Most pulses a device receives per batch.", 16, 1),
+    Param(
+        "manhattan",
+        "bool",
+        "Send one pulse of the requested change's sign, whatever its size.",
+        False,
+    ),
+    Param(
+        "gamma_up",
+        "number",
+        "linear: tilt of the up step, delta (1 + gamma (1 - 2u)).",
+        0.0,
+        -1.0,
+        maximum=1.0,
+    ),
+    Param(
+        "gamma_down",
+        "number",
+        "linear: tilt of the down step, delta (1 + gamma (2u - 1)).",
+        0.0,
+        -1.0,
+        maximum=1.0,
+    ),
+    Param(
+        "nl_up",
+        "number",
+        "exponential: NeuroSim nonlinearity label of potentiation.",
+        1.0,
+        0.0,
+        True,
+        9.0,
+    ),
+    Param(
+        "nl_down",
+        "number",
+        "exponential: nonlinearity label (magnitude) of depression.",
+        1.0,
+        0.0,
+        True,
+        9.0,
+    ),
+    Param(
+        "asymmetry",
+        "number",
+        "Up steps scaled by 1 + a, down steps by 1 - a.",
+        0.0,
+        -0.9,
+        maximum=0.9,
+    ),
+    Param(
+        "write_noise",
+        "number",
+        "Cycle-to-cycle std of each pulse's change, fraction of g_max - g_min.",
+        0.0,
+        0.0,
+        maximum=1.0,
+    ),
+    Param(
+        "d2d_step",
+        "number",
+        "Device-to-device relative std of the step size.",
+        0.0,
+        0.0,
+        maximum=1.0,
+    ),
+    Param(
+        "d2d_asymmetry", "number", "Device-to-device std of the asymmetry.", 0.0, 0.0, maximum=0.5
+    ),
+    Param(
+        "d2d_bounds",
+        "number",
+        "Device-to-device relative std of g_min and g_max.",
+        0.0,
+        0.0,
+        maximum=0.5,
+    ),
+)
+
+
+def parse_update(table: object, rd, key: tuple) -> UpdateModel:
+    """A resistor's [devices.NAME.update] table, validated (``rd``: the spec's reader, whose
+    errors name the file, line and key)."""
+    table = dict(rd.expect_table(table, key))
+    preset = table.get("preset", "")
+    if preset:
+        rd.values({"preset": preset}, UPDATE_KEYS[:1], key)  # a located error if unknown
+        table = with_preset(str(preset), table)
+    values = rd.values(table, UPDATE_KEYS, key)
+    return UpdateModel(**values)

@@ -1,0 +1,178 @@
+"""The EP update applied as the chip would: programming pulses and measured voltages.
+
+``Programmer`` turns the trainer's requested change of every device into
+signed pulse counts and the device's response (device_update); connections
+whose device has no update model, or the ideal one, get today's exact,
+clipped step. ``Measurement`` models what the learning circuit reads: the
+free nodes' potentials in each phase through read noise and an ADC, and a
+nudge of limited precision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .device_update import (
+    DeviceArrays,
+    UpdateModel,
+    device_arrays,
+    program,
+    snap_to_levels,
+    stream,
+)
+from .params import Param
+
+MEASUREMENT_KEYS = (
+    Param(
+        "read_noise",
+        "voltage",
+        "Std of the Gaussian noise on each measured node potential of each phase (0: none).",
+        0.0,
+        0,
+    ),
+    Param(
+        "adc_bits",
+        "int",
+        "Resolution of the ADC reading node potentials (0: exact).",
+        0,
+        0,
+        maximum=24,
+    ),
+    Param(
+        "adc_range",
+        "voltage",
+        "The ADC reads -adc_range .. +adc_range (clipping beyond).",
+        1.0,
+        0,
+        True,
+    ),
+    Param(
+        "nudge_error",
+        "number",
+        "Relative std of each output's nudging strength, drawn per batch (0: exact).",
+        0.0,
+        0,
+        maximum=1.0,
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """How the learning circuit measures the phases ([training] keys of MEASUREMENT_KEYS)."""
+
+    read_noise: float = 0.0
+    adc_bits: int = 0
+    adc_range: float = 1.0
+    nudge_error: float = 0.0
+
+    @classmethod
+    def of(cls, training) -> Measurement:
+        return cls(*(getattr(training, p.name) for p in MEASUREMENT_KEYS))
+
+    @property
+    def active(self) -> bool:
+        return bool(self.read_noise or self.adc_bits or self.nudge_error)
+
+    def read(self, potentials: np.ndarray, rng: np.random.Generator | None) -> np.ndarray:
+        """Node potentials as measured: plus read noise, then quantised by the ADC."""
+        out = potentials
+        if self.read_noise:
+            out = out + self.read_noise * rng.standard_normal(out.shape)
+        if self.adc_bits:
+            lsb = 2.0 * self.adc_range / (2**self.adc_bits - 1)
+            out = np.clip(out, -self.adc_range, self.adc_range)
+            out = np.rint((out + self.adc_range) / lsb) * lsb - self.adc_range
+        return out
+
+    def measured(self, equilibrium, rng: np.random.Generator | None):
+        """The equilibrium with its free-node potentials replaced by their measurements."""
+        if not (self.read_noise or self.adc_bits):
+            return equilibrium
+        return replace(equilibrium, unknowns=self.read(equilibrium.unknowns, rng))
+
+    def nudge_factors(self, n_outputs: int, rng: np.random.Generator | None) -> np.ndarray | None:
+        """Each output's actual nudge over the nominal one in this batch (None: exact)."""
+        if not self.nudge_error:
+            return None
+        return 1.0 + self.nudge_error * rng.standard_normal(n_outputs)
+
+
+class Programmer:
+    """Applies the trainer's requested steps to every trained array, device-aware or not."""
+
+    def __init__(self, models: list[UpdateModel | None], groups: list, sizes: list[int], seed: int):
+        self.seed = int(seed)
+        self.entries: list[tuple[UpdateModel, DeviceArrays] | None] = []
+        for k, (model, group, size) in enumerate(zip(models, groups, sizes, strict=True)):
+            if model is None or model.ideal:
+                self.entries.append(None)
+                continue
+            rng = stream(self.seed, 0, k, "variation")
+            self.entries.append((model, device_arrays(model, group.low, group.high, size, rng)))
+
+    @property
+    def active(self) -> bool:
+        return any(self.entries)
+
+    def describe(self) -> list[str]:
+        """One line per device-aware array, for metadata and eval."""
+        return [
+            f"{model.preset or model.model} ({model.model}, {model.levels} levels)"
+            for model, _ in filter(None, self.entries)
+        ]
+
+    def prepare(self, params: list[np.ndarray]) -> list[np.ndarray]:
+        """Initial conductances as programmed: within each device's bounds, on its levels."""
+        return [
+            p if e is None else snap_to_levels(p, e[0], e[1])
+            for p, e in zip(params, self.entries, strict=True)
+        ]
+
+    def apply(
+        self,
+        params: list[np.ndarray],
+        steps: list[np.ndarray],
+        groups: list,
+        epoch: int,
+        batch: int,
+    ) -> tuple[list[np.ndarray], int]:
+        """New values of every array and the pulses sent. ``steps``: the optimizer's, normalised
+        by each group's scale."""
+        rngs = None
+        new, pulses = [], 0
+        for p, s, g, e in zip(params, steps, groups, self.entries, strict=True):
+            if e is None:
+                new.append(np.clip(p + s * g.scale, g.low, g.high))
+                continue
+            if rngs is None:
+                rngs = (
+                    stream(self.seed, epoch, batch, "rounding"),
+                    stream(self.seed, epoch, batch, "write_noise"),
+                )
+            model, arrays = e
+            requested = s * (g.scale / (g.high - g.low))
+            value, count = program(p, requested, model, arrays, rngs)
+            new.append(value)
+            pulses += count
+        return new, pulses
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The device-to-device draws (arrays that vary per device), for the checkpoint."""
+        out = {}
+        for k, e in enumerate(self.entries):
+            if e is not None:
+                for name, a in e[1].as_dict().items():
+                    if a.ndim:
+                        out[f"{k}/{name}"] = a
+        return out
+
+    def load(self, saved: dict[str, np.ndarray]) -> None:
+        """Take the device-to-device draws of a checkpoint (a resumed run's devices)."""
+        for key, a in saved.items():
+            k, name = key.split("/")
+            entry = self.entries[int(k)]
+            if entry is not None:
+                setattr(entry[1], name, a)
