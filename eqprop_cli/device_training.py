@@ -93,11 +93,29 @@ class Measurement:
             return equilibrium
         return replace(equilibrium, unknowns=self.read(equilibrium.unknowns, rng))
 
-    def nudge_factors(self, n_outputs: int, rng: np.random.Generator | None) -> np.ndarray | None:
-        """Each output's actual nudge over the nominal one in this batch (None: exact)."""
+    def nudged(self, nudge, rng: np.random.Generator | None):
+        """The nudge as applied: its strength (conductance or currents) off by a relative
+        Gaussian error of std nudge_error, one draw per phase and batch."""
         if not self.nudge_error:
-            return None
-        return 1.0 + self.nudge_error * rng.standard_normal(n_outputs)
+            return nudge
+        factor = 1.0 + self.nudge_error * float(rng.standard_normal())
+        current = None if nudge.current is None else nudge.current * factor
+        return replace(nudge, beta=nudge.beta * factor, current=current)
+
+
+class BatchMeasurement:
+    """A Measurement bound to one batch's random streams (read noise, nudge)."""
+
+    def __init__(self, measurement: Measurement, seed: int, epoch: int, batch: int):
+        self.measurement = measurement
+        self.noise = stream(seed, epoch, batch, "read_noise") if measurement.read_noise else None
+        self.nudge_rng = stream(seed, epoch, batch, "nudge") if measurement.nudge_error else None
+
+    def nudge(self, nudge):
+        return self.measurement.nudged(nudge, self.nudge_rng)
+
+    def read(self, equilibrium):
+        return self.measurement.measured(equilibrium, self.noise)
 
 
 class Programmer:

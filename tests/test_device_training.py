@@ -10,6 +10,7 @@ import pytest
 
 from eqprop_cli.device_training import Measurement, Programmer
 from eqprop_cli.device_update import UpdateModel, stream
+from eqprop_cli.solve import Nudge
 
 G_MIN, G_MAX = 1e-9, 2e-5
 
@@ -69,7 +70,13 @@ def test_read_noise_and_nudge_error_have_the_stated_spread():
     read = noisy.read(np.full(n, 0.25), stream(1, 0, 0, "read_noise")) - 0.25
     assert abs(read.mean()) < 5 * 2e-3 / math.sqrt(n)
     assert read.std() == pytest.approx(2e-3, rel=0.02)
-    factors = noisy.nudge_factors(n, stream(1, 0, 0, "nudge"))
-    assert abs(factors.mean() - 1.0) < 5 * 0.05 / math.sqrt(n)
-    assert factors.std() == pytest.approx(0.05, rel=0.02)
-    assert Measurement().nudge_factors(10, None) is None
+    rng = stream(1, 0, 0, "nudge")
+    factors = np.array(
+        [noisy.nudged(Nudge(1.0, target=np.zeros(1)), rng).beta for _ in range(20_000)]
+    )
+    assert abs(factors.mean() - 1.0) < 5 * 0.05 / math.sqrt(len(factors))
+    assert factors.std() == pytest.approx(0.05, rel=0.03)
+    current = noisy.nudged(Nudge(current=np.ones((2, 3))), stream(2, 0, 0, "nudge")).current
+    assert np.all(current == current[0, 0]) and current[0, 0] != 1.0  # one factor per phase
+    exact = Nudge(2.0, target=np.zeros(1))
+    assert Measurement().nudged(exact, None) is exact
