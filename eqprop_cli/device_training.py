@@ -16,9 +16,11 @@ import numpy as np
 
 from .device_update import (
     DeviceArrays,
+    PulseTable,
     UpdateModel,
     device_arrays,
     program,
+    pulse_table,
     snap_to_levels,
     stream,
 )
@@ -123,13 +125,14 @@ class Programmer:
 
     def __init__(self, models: list[UpdateModel | None], groups: list, sizes: list[int], seed: int):
         self.seed = int(seed)
-        self.entries: list[tuple[UpdateModel, DeviceArrays] | None] = []
+        self.entries: list[tuple[UpdateModel, DeviceArrays, PulseTable | None] | None] = []
         for k, (model, group, size) in enumerate(zip(models, groups, sizes, strict=True)):
             if model is None or model.ideal:
                 self.entries.append(None)
                 continue
             rng = stream(self.seed, 0, k, "variation")
-            self.entries.append((model, device_arrays(model, group.low, group.high, size, rng)))
+            arrays = device_arrays(model, group.low, group.high, size, rng)
+            self.entries.append((model, arrays, pulse_table(model, arrays)))
 
     @property
     def active(self) -> bool:
@@ -139,7 +142,7 @@ class Programmer:
         """One line per device-aware array, for metadata and eval."""
         return [
             f"{model.preset or model.model} ({model.model}, {model.levels} levels)"
-            for model, _ in filter(None, self.entries)
+            for model, _, _ in filter(None, self.entries)
         ]
 
     def prepare(self, params: list[np.ndarray]) -> list[np.ndarray]:
@@ -170,9 +173,9 @@ class Programmer:
                     stream(self.seed, epoch, batch, "rounding"),
                     stream(self.seed, epoch, batch, "write_noise"),
                 )
-            model, arrays = e
-            requested = s * (g.scale / (g.high - g.low))
-            value, count = program(p, requested, model, arrays, rngs)
+            model, arrays, table = e
+            unit = g.scale / (g.high - g.low)  # the steps are normalised by the scale
+            value, count = program(p, s, model, arrays, rngs, table, unit)
             new.append(value)
             pulses += count
         return new, pulses
@@ -194,3 +197,4 @@ class Programmer:
             entry = self.entries[int(k)]
             if entry is not None:
                 setattr(entry[1], name, a)
+                self.entries[int(k)] = (entry[0], entry[1], pulse_table(entry[0], entry[1]))

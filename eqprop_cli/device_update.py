@@ -29,7 +29,7 @@ equations with units and the presets' sources):
 
 Everything is vectorised over the devices of a connection: pulse counts and
 responses are whole-array operations, and only the devices that receive
-pulses are touched. Random numbers come from counter-based streams keyed by
+pulses draw noise. Random numbers come from streams keyed by the counters
 (seed, epoch, batch, purpose), so a resumed run draws exactly what an
 uninterrupted one does.
 """
@@ -51,9 +51,9 @@ ROUNDINGS = ("deterministic", "stochastic")
 
 
 def stream(seed: int, epoch: int, batch: int, purpose: str) -> np.random.Generator:
-    """The counter-based random stream (Philox) of one purpose in one batch of one epoch."""
-    key = np.random.SeedSequence([int(seed), int(epoch), int(batch), PURPOSES[purpose]])
-    return np.random.Generator(np.random.Philox(key))
+    """The random stream of one purpose in one batch of one epoch: a generator seeded by the
+    counters themselves (numpy's PCG64 through SeedSequence), like the data order's."""
+    return np.random.default_rng([int(seed), int(epoch), int(batch), PURPOSES[purpose]])
 
 
 # ---------------------------------------------------------------------- NeuroSim nonlinearity
@@ -338,24 +338,65 @@ def snap_to_levels(g: np.ndarray, model: UpdateModel, arrays: DeviceArrays) -> n
 
 
 def pulse_counts(
-    requested: np.ndarray, model: UpdateModel, rng: np.random.Generator | None
+    requested: np.ndarray, model: UpdateModel, rng: np.random.Generator | None, unit: float = 1.0
 ) -> np.ndarray:
     """Signed pulses per device for requested changes (fractions of the range).
 
     The requested change over the nominal step, rounded to the nearest whole
     pulse (deterministic) or down after adding a uniform draw (stochastic,
     unbiased); Manhattan sends one pulse of the request's sign. Capped at
-    ``max_pulses`` either way.
+    ``max_pulses`` either way. ``unit``: what one unit of ``requested`` is, as a fraction
+    of the range.
     """
-    x = requested * (model.levels - 1)
+    x = requested * (unit * (model.levels - 1))
     if model.manhattan:
-        n = np.sign(x)
+        n = np.sign(x, out=x)
     elif model.rounding == "stochastic":
-        n = np.floor(x + rng.random(x.shape))
+        x += rng.random(x.shape)
+        n = np.floor(x, out=x)
     else:
-        n = np.rint(x)
+        n = np.rint(x, out=x)
     cap = float(model.max_pulses)
     return np.clip(n, -cap, cap, out=n)
+
+
+def _sums(r: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(1 - r)^k, S_k = sum_{j<k} (1 - r)^j and sum_{j<k} (1 - r)^{2j}, elementwise."""
+    keep = 1.0 - r
+    q = keep**k
+    has_r = r > 0
+    safe = np.where(has_r, r, 1.0)
+    total = np.where(has_r, (1.0 - q) / safe, k)
+    squares = np.where(has_r, (1.0 - q * q) / np.where(has_r, 1.0 - keep * keep, 1.0), k)
+    return q, total, squares
+
+
+@dataclass(frozen=True)
+class PulseTable:
+    """The response to n = -cap .. cap pulses of devices that are all alike: g' = Q[n] g + B[n]
+    plus noise of std N[n] (siemens), indexed by n + cap."""
+
+    cap: int
+    q: np.ndarray
+    b: np.ndarray
+    noise: np.ndarray
+
+
+def pulse_table(model: UpdateModel, arrays: DeviceArrays) -> PulseTable | None:
+    """The table of a connection without device-to-device variation (else None)."""
+    if any(a.ndim for a in arrays.as_dict().values()):
+        return None
+    cap = model.max_pulses
+    n = np.arange(-cap, cap + 1, dtype=float)
+    up = n > 0
+    c = np.where(up, arrays.c_up, arrays.c_down)
+    r = np.where(up, arrays.r_up, arrays.r_down)
+    q, total, squares = _sums(r, np.abs(n))
+    lo, span = float(arrays.g_min), float(arrays.g_max - arrays.g_min)
+    # up: u' = q u + c S; down: u' = 1 - q (1 - u) - c S = q u + 1 - q - c S
+    a = np.where(up, c * total, np.where(n < 0, 1.0 - q - c * total, 0.0))
+    b = lo * (1.0 - q) + span * a
+    return PulseTable(cap, q, b, model.write_noise * span * np.sqrt(squares))
 
 
 def apply_pulses(
@@ -364,42 +405,44 @@ def apply_pulses(
     model: UpdateModel,
     arrays: DeviceArrays,
     rng: np.random.Generator | None,
+    table: PulseTable | None = None,
 ) -> np.ndarray:
     """Conductances after each device received its signed number of pulses.
 
-    Only the devices with pulses are computed; n pulses in one direction are
-    the exact composition of n single-pulse responses (module docstring), the
-    write noise the exact sum of the per-pulse noises through that response.
+    n pulses in one direction are the exact composition of n single-pulse
+    responses (module docstring), the write noise the exact sum of the
+    per-pulse noises through that response; the noise is drawn for the
+    devices that receive pulses only, in their order.
     """
-    out = np.array(g, dtype=float, copy=True)
-    flat = out.reshape(-1)
-    index = np.flatnonzero(pulses)
-    if not len(index):
-        return out
-    n = pulses.reshape(-1)[index]
-    lo, hi = _take(arrays.g_min, index), _take(arrays.g_max, index)
-    span = hi - lo
-    up = n > 0
-    u = (flat[index] - lo) / span
-    v = np.where(up, u, 1.0 - u)  # distance travelled from the bound left behind
-    k = np.abs(n)
-    c = np.where(up, _take(arrays.c_up, index), _take(arrays.c_down, index))
-    r = np.where(up, _take(arrays.r_up, index), _take(arrays.r_down, index))
-    if not np.any(r):
-        v = v + k * c
-        spread = k
+    shape = np.shape(g)
+    n = pulses.reshape(-1)
+    flat = np.asarray(g, dtype=float).reshape(-1)
+    if table is not None:
+        index = (n + table.cap).astype(np.intp)
+        if np.all(table.q == 1.0):  # constant steps: no multiplication
+            out = flat + table.b[index]
+        else:
+            out = table.q[index] * flat
+            out += table.b[index]
+        if model.write_noise:
+            moved = np.flatnonzero(n)
+            out[moved] += table.noise[index[moved]] * rng.standard_normal(len(moved))
     else:
-        keep = 1.0 - r
-        q = keep**k
-        has_r = r > 0
-        safe = np.where(has_r, r, 1.0)
-        v = q * v + c * np.where(has_r, (1.0 - q) / safe, k)
-        spread = np.where(has_r, (1.0 - q * q) / np.where(has_r, 1.0 - keep * keep, 1.0), k)
-    if model.write_noise:
-        v = v + model.write_noise * np.sqrt(spread) * rng.standard_normal(len(index))
-    u = np.clip(np.where(up, v, 1.0 - v), 0.0, 1.0)
-    flat[index] = lo + span * u
-    return out
+        lo, hi = arrays.g_min, arrays.g_max
+        span = hi - lo
+        up = n > 0
+        u = (flat - lo) / span
+        v = np.where(up, u, 1.0 - u)  # distance travelled from the bound left behind
+        c = np.where(up, arrays.c_up, arrays.c_down)
+        q, total, squares = _sums(np.where(up, arrays.r_up, arrays.r_down), np.abs(n))
+        v = q * v + c * total
+        out = np.where(n == 0, flat, lo + span * np.where(up, v, 1.0 - v))
+        if model.write_noise:
+            moved = np.flatnonzero(n)
+            spread = model.write_noise * span * np.sqrt(squares)
+            out[moved] += np.broadcast_to(spread, n.shape)[moved] * rng.standard_normal(len(moved))
+    np.clip(out, arrays.g_min, arrays.g_max, out=out)
+    return out.reshape(shape)
 
 
 def program(
@@ -408,12 +451,15 @@ def program(
     model: UpdateModel,
     arrays: DeviceArrays,
     rngs: tuple[np.random.Generator | None, np.random.Generator | None],
+    table: PulseTable | None = None,
+    unit: float = 1.0,
 ) -> tuple[np.ndarray, int]:
-    """Conductances after programming the requested changes (fractions of the nominal range
-    g_max - g_min) as pulses, and the number of pulses sent. ``rngs``: the batch's rounding
-    and write-noise streams."""
-    pulses = pulse_counts(requested.reshape(-1), model, rngs[0])
-    return apply_pulses(g, pulses, model, arrays, rngs[1]), int(np.abs(pulses).sum())
+    """Conductances after programming the requested changes (in units of ``unit`` times the
+    nominal range g_max - g_min) as pulses, and the number of pulses sent. ``rngs``: the
+    batch's rounding and write-noise streams."""
+    pulses = pulse_counts(requested.reshape(-1), model, rngs[0], unit)
+    new = apply_pulses(g, pulses, model, arrays, rngs[1], table)
+    return new, int(np.abs(pulses).sum())
 
 
 def explicit_pulses(

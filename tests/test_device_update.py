@@ -22,6 +22,7 @@ from eqprop_cli.device_update import (
     nonlinearity_to_a,
     program,
     pulse_counts,
+    pulse_table,
     snap_to_levels,
     stream,
     with_preset,
@@ -42,8 +43,9 @@ def test_levels_keep_every_conductance_on_its_grid(levels):
     rng = np.random.default_rng(levels)
     g = snap_to_levels(rng.uniform(G_MIN, G_MAX, (40, 30)), model, arrays)
     step = (G_MAX - G_MIN) / (levels - 1)
+    table = pulse_table(model, arrays)
     for _ in range(60):
-        g, _ = program(g, rng.normal(0, 3.0 / levels, g.shape), model, arrays, (None, None))
+        g, _ = program(g, rng.normal(0, 3.0 / levels, g.shape), model, arrays, (None, None), table)
         k = (g - G_MIN) / step
         assert np.all(np.abs(k - np.rint(k)) < 1e-9)
         assert g.min() >= G_MIN and g.max() <= G_MAX
@@ -74,11 +76,15 @@ def test_n_pulses_at_once_equal_n_single_pulses():
         arrays = arrays_of(model, 500, seed=1)
         g0 = np.clip(g, arrays.g_min, arrays.g_max)
         quiet = replace(model, write_noise=0.0)
+        reference = explicit_pulses(g0, pulses, quiet, arrays)
+        tol = {"rtol": 1e-12, "atol": 1e-12 * G_MAX}
+        np.testing.assert_allclose(apply_pulses(g0, pulses, quiet, arrays, None), reference, **tol)
+        alike = arrays_of(replace(quiet, d2d_step=0, d2d_asymmetry=0, d2d_bounds=0))
+        table = pulse_table(quiet, alike)  # the fast path of devices all alike
         np.testing.assert_allclose(
-            apply_pulses(g0, pulses, quiet, arrays, None),
-            explicit_pulses(g0, pulses, quiet, arrays),
-            rtol=1e-12,
-            atol=1e-12 * G_MAX,
+            apply_pulses(g, pulses, quiet, alike, None, table),
+            explicit_pulses(g, pulses, quiet, alike),
+            **tol,
         )
 
 
