@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from eqprop_cli.device_training import Measurement, Programmer
-from eqprop_cli.device_update import UpdateModel, stream
-from eqprop_cli.solve import Nudge
+from eqprop_cli.devices.update import UpdateModel, stream
+from eqprop_cli.learn.programming import Measurement, Programmer
+from eqprop_cli.solver.equilibrium import Nudge
 
 G_MIN, G_MAX = 1e-9, 2e-5
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from eqprop_cli.device_update import (
+from eqprop_cli.devices.update import (
     PRESETS,
     UpdateModel,
     apply_pulses,

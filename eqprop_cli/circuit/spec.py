@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..circuit.params import DEVICE_KINDS, DIODE_PARTS, SHOCKLEY_KEYS, SOLVER, Param
+from ..devices.update import parse_update
 from ..errors import CircuitError, printable
 
 if sys.version_info >= (3, 11):
@@ -184,6 +185,38 @@ TRAINING_KEYS = (
     Param("nudged_max_iter", "int", "Nudged phase iteration limit (default: [solver]).", None, 1),
     Param("warm_start", "bool", "Start each nudged phase from the free equilibrium.", True),
     Param("eval_batch_size", "int", "Samples per solve when evaluating.", 1000, 1),
+    # how the learning circuit measures the phases (learn.programming.Measurement)
+    Param(
+        "read_noise",
+        "voltage",
+        "Std of the Gaussian noise on each measured node potential of each phase (0: none).",
+        0.0,
+        0,
+    ),
+    Param(
+        "adc_bits",
+        "int",
+        "Resolution of the ADC reading node potentials (0: exact).",
+        0,
+        0,
+        maximum=24,
+    ),
+    Param(
+        "adc_range",
+        "voltage",
+        "The ADC reads -adc_range .. +adc_range (clipping beyond).",
+        1.0,
+        0,
+        True,
+    ),
+    Param(
+        "nudge_error",
+        "number",
+        "Relative std of the nudge's strength, one draw per nudged phase and batch (0: exact).",
+        0.0,
+        0,
+        maximum=1.0,
+    ),
 )
 
 
@@ -746,7 +779,12 @@ def _devices(table: object, rd: _Reader) -> dict[str, DeviceSpec]:
                 f"must be one of {', '.join(DEVICE_KINDS)}; got {_show(kind_name)}{hint}",
             )
         kind = DEVICE_KINDS[kind_name]
-        params = rd.values({k: v for k, v in body.items() if k != "type"}, kind.params, key)
+        own = {k: v for k, v in body.items() if k not in ("type", "update")}
+        if "update" in body and kind_name != "resistor":
+            raise rd.error((*key, "update"), "only resistors have an update model")
+        params = rd.values(own, kind.params, key)
+        if kind_name == "resistor":
+            params["update"] = parse_update(body.get("update", {}), rd, (*key, "update"))
         _check_device(params, kind_name, key, rd)
         if kind_name == "diode" and params["model"] in DIODE_PARTS:
             _part_parameters(params, body, key, rd)

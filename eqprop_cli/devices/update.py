@@ -41,7 +41,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .params import Param
+from ..circuit.params import Param
 
 # Purposes of the random streams; 0 and 1 are taken by the data order and shifts.
 PURPOSES = {"rounding": 2, "write_noise": 3, "read_noise": 4, "nudge": 5, "variation": 6}
@@ -485,8 +485,8 @@ UPDATE_KEYS = (
         "A published device whose values fill every key not given: "
         + ", ".join(f'"{p}"' for p in PRESETS)
         + ".",
-        "",
-        choices=("", *PRESETS),
+        None,
+        choices=tuple(PRESETS),
     ),
     Param(
         "model",
@@ -592,4 +592,4 @@ def parse_update(table: object, rd, key: tuple) -> UpdateModel:
         rd.values({"preset": preset}, UPDATE_KEYS[:1], key)  # a located error if unknown
         table = with_preset(str(preset), table)
     values = rd.values(table, UPDATE_KEYS, key)
-    return UpdateModel(**values)
+    return UpdateModel(**{**values, "preset": values["preset"] or ""})

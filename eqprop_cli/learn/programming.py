@@ -1,7 +1,7 @@
 """The EP update applied as the chip would: programming pulses and measured voltages.
 
 ``Programmer`` turns the trainer's requested change of every device into
-signed pulse counts and the device's response (device_update); connections
+signed pulse counts and the device's response (devices.update); connections
 whose device has no update model, or the ideal one, get today's exact,
 clipped step. ``Measurement`` models what the learning circuit reads: the
 free nodes' potentials in each phase through read noise and an ADC, and a
@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .device_update import (
+from ..devices.update import (
     DeviceArrays,
     PulseTable,
     UpdateModel,
@@ -24,46 +24,11 @@ from .device_update import (
     snap_to_levels,
     stream,
 )
-from .params import Param
-
-MEASUREMENT_KEYS = (
-    Param(
-        "read_noise",
-        "voltage",
-        "Std of the Gaussian noise on each measured node potential of each phase (0: none).",
-        0.0,
-        0,
-    ),
-    Param(
-        "adc_bits",
-        "int",
-        "Resolution of the ADC reading node potentials (0: exact).",
-        0,
-        0,
-        maximum=24,
-    ),
-    Param(
-        "adc_range",
-        "voltage",
-        "The ADC reads -adc_range .. +adc_range (clipping beyond).",
-        1.0,
-        0,
-        True,
-    ),
-    Param(
-        "nudge_error",
-        "number",
-        "Relative std of each output's nudging strength, drawn per batch (0: exact).",
-        0.0,
-        0,
-        maximum=1.0,
-    ),
-)
 
 
 @dataclass(frozen=True)
 class Measurement:
-    """How the learning circuit measures the phases ([training] keys of MEASUREMENT_KEYS)."""
+    """How the learning circuit measures the phases (the [training] keys of these names)."""
 
     read_noise: float = 0.0
     adc_bits: int = 0
@@ -72,7 +37,7 @@ class Measurement:
 
     @classmethod
     def of(cls, training) -> Measurement:
-        return cls(*(getattr(training, p.name) for p in MEASUREMENT_KEYS))
+        return cls(*(getattr(training, name) for name in cls.__dataclass_fields__))
 
     @property
     def active(self) -> bool:
