@@ -382,10 +382,11 @@ class PulseTable:
     noise: np.ndarray
 
 
-def pulse_table(model: UpdateModel, arrays: DeviceArrays) -> PulseTable | None:
-    """The table of a connection without device-to-device variation (else None)."""
+def pulse_table(model: UpdateModel, arrays: DeviceArrays) -> PulseTable | DeviceKernel:
+    """The table of a connection without device-to-device variation, else its per-device
+    kernel."""
     if any(a.ndim for a in arrays.as_dict().values()):
-        return None
+        return device_kernel(model, arrays)
     cap = model.max_pulses
     n = np.arange(-cap, cap + 1, dtype=float)
     up = n > 0
@@ -399,13 +400,50 @@ def pulse_table(model: UpdateModel, arrays: DeviceArrays) -> PulseTable | None:
     return PulseTable(cap, q, b, model.write_noise * span * np.sqrt(squares))
 
 
+@dataclass(frozen=True)
+class DeviceKernel:
+    """The response of devices that differ (device-to-device variation), per device and
+    direction in fixed-point form: n pulses take g to g* + (g - g*) (1 - r)^n, g* the
+    direction's asymptote; constant steps (r = 0) add n times the step instead."""
+
+    linear: bool
+    target_up: np.ndarray  # g* up (siemens), or the up step (siemens) when linear
+    target_down: np.ndarray
+    log_keep_up: np.ndarray  # ln(1 - r)
+    log_keep_down: np.ndarray
+    spread_up: np.ndarray  # write noise variance of n pulses = spread (1 - q^2), or n spread
+    spread_down: np.ndarray
+
+
+def device_kernel(model: UpdateModel, arrays: DeviceArrays) -> DeviceKernel:
+    """The per-device kernel of a connection (any arrays, varied or not)."""
+    lo, span = arrays.g_min, arrays.g_max - arrays.g_min
+    sigma2 = (model.write_noise * span) ** 2
+    if not (np.any(arrays.r_up) or np.any(arrays.r_down)):
+        zero = np.zeros(())
+        return DeviceKernel(
+            True, arrays.c_up * span, arrays.c_down * span, zero, zero, sigma2, sigma2
+        )
+    out = []
+    for c, r, up in ((arrays.c_up, arrays.r_up, True), (arrays.c_down, arrays.r_down, False)):
+        r = np.minimum(r, 1.0 - 1e-12)
+        moving = r > 0  # a device whose steps vary to zero (c = r = 0) does not move
+        fixed = np.where(moving, c / np.where(moving, r, 1.0), 0.0)  # u* up, 1 - u* down
+        target = lo + span * (fixed if up else 1.0 - fixed)
+        keep2 = (1.0 - r) ** 2
+        spread = np.where(moving, sigma2 / np.where(moving, 1.0 - keep2, 1.0), 0.0)
+        out.append((target, np.log1p(-r), spread))
+    (tu, lu, su), (td, ld, sd) = out
+    return DeviceKernel(False, tu, td, lu, ld, su, sd)
+
+
 def apply_pulses(
     g: np.ndarray,
     pulses: np.ndarray,
     model: UpdateModel,
     arrays: DeviceArrays,
     rng: np.random.Generator | None,
-    table: PulseTable | None = None,
+    table: PulseTable | DeviceKernel | None = None,
 ) -> np.ndarray:
     """Conductances after each device received its signed number of pulses.
 
@@ -417,7 +455,7 @@ def apply_pulses(
     shape = np.shape(g)
     n = pulses.reshape(-1)
     flat = np.asarray(g, dtype=float).reshape(-1)
-    if table is not None:
+    if isinstance(table, PulseTable):
         index = (n + table.cap).astype(np.intp)
         if np.all(table.q == 1.0):  # constant steps: no multiplication
             out = flat + table.b[index]
@@ -428,19 +466,20 @@ def apply_pulses(
             moved = np.flatnonzero(n)
             out[moved] += table.noise[index[moved]] * rng.standard_normal(len(moved))
     else:
-        lo, hi = arrays.g_min, arrays.g_max
-        span = hi - lo
+        kernel = table if isinstance(table, DeviceKernel) else device_kernel(model, arrays)
         up = n > 0
-        u = (flat - lo) / span
-        v = np.where(up, u, 1.0 - u)  # distance travelled from the bound left behind
-        c = np.where(up, arrays.c_up, arrays.c_down)
-        q, total, squares = _sums(np.where(up, arrays.r_up, arrays.r_down), np.abs(n))
-        v = q * v + c * total
-        out = np.where(n == 0, flat, lo + span * np.where(up, v, 1.0 - v))
+        k = np.abs(n)
+        if kernel.linear:
+            out = flat + n * np.where(up, kernel.target_up, kernel.target_down)
+            spread = k * np.where(up, kernel.spread_up, kernel.spread_down)
+        else:
+            q = np.exp(k * np.where(up, kernel.log_keep_up, kernel.log_keep_down))
+            target = np.where(up, kernel.target_up, kernel.target_down)
+            out = target + (flat - target) * q
+            spread = (1.0 - q * q) * np.where(up, kernel.spread_up, kernel.spread_down)
         if model.write_noise:
             moved = np.flatnonzero(n)
-            spread = model.write_noise * span * np.sqrt(squares)
-            out[moved] += np.broadcast_to(spread, n.shape)[moved] * rng.standard_normal(len(moved))
+            out[moved] += np.sqrt(spread[moved]) * rng.standard_normal(len(moved))
     np.clip(out, arrays.g_min, arrays.g_max, out=out)
     return out.reshape(shape)
 
@@ -451,7 +490,7 @@ def program(
     model: UpdateModel,
     arrays: DeviceArrays,
     rngs: tuple[np.random.Generator | None, np.random.Generator | None],
-    table: PulseTable | None = None,
+    table: PulseTable | DeviceKernel | None = None,
     unit: float = 1.0,
 ) -> tuple[np.ndarray, int]:
     """Conductances after programming the requested changes (in units of ``unit`` times the

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..devices.update import (
     DeviceArrays,
+    DeviceKernel,
     PulseTable,
     UpdateModel,
     device_arrays,
@@ -90,7 +91,7 @@ class Programmer:
 
     def __init__(self, models: list[UpdateModel | None], groups: list, sizes: list[int], seed: int):
         self.seed = int(seed)
-        self.entries: list[tuple[UpdateModel, DeviceArrays, PulseTable | None] | None] = []
+        self.entries: list[tuple[UpdateModel, DeviceArrays, PulseTable | DeviceKernel] | None] = []
         for k, (model, group, size) in enumerate(zip(models, groups, sizes, strict=True)):
             if model is None or model.ideal:
                 self.entries.append(None)
