@@ -410,7 +410,7 @@ class DeviceKernel:
     target_up: np.ndarray  # g* up (siemens), or the up step (siemens) when linear
     target_down: np.ndarray
     log_keep_up: np.ndarray  # ln(1 - r)
-    log_keep_down: np.ndarray
+    log_keep_down: np.ndarray  # -ln(1 - r), so that n (< 0) times it is |n| ln(1 - r)
     spread_up: np.ndarray  # write noise variance of n pulses = spread (1 - q^2), or n spread
     spread_down: np.ndarray
 
@@ -432,7 +432,7 @@ def device_kernel(model: UpdateModel, arrays: DeviceArrays) -> DeviceKernel:
         target = lo + span * (fixed if up else 1.0 - fixed)
         keep2 = (1.0 - r) ** 2
         spread = np.where(moving, sigma2 / np.where(moving, 1.0 - keep2, 1.0), 0.0)
-        out.append((target, np.log1p(-r), spread))
+        out.append((target, np.log1p(-r) if up else -np.log1p(-r), spread))
     (tu, lu, su), (td, ld, sd) = out
     return DeviceKernel(False, tu, td, lu, ld, su, sd)
 
@@ -468,12 +468,11 @@ def apply_pulses(
     else:
         kernel = table if isinstance(table, DeviceKernel) else device_kernel(model, arrays)
         up = n > 0
-        k = np.abs(n)
         if kernel.linear:
             out = flat + n * np.where(up, kernel.target_up, kernel.target_down)
-            spread = k * np.where(up, kernel.spread_up, kernel.spread_down)
+            spread = np.abs(n) * np.where(up, kernel.spread_up, kernel.spread_down)
         else:
-            q = np.exp(k * np.where(up, kernel.log_keep_up, kernel.log_keep_down))
+            q = np.exp(n * np.where(up, kernel.log_keep_up, kernel.log_keep_down))
             target = np.where(up, kernel.target_up, kernel.target_down)
             out = target + (flat - target) * q
             spread = (1.0 - q * q) * np.where(up, kernel.spread_up, kernel.spread_down)
