@@ -313,10 +313,6 @@ def device_arrays(
     return arrays
 
 
-def _take(a: np.ndarray, index: np.ndarray) -> np.ndarray:
-    return a if a.ndim == 0 else a[index]
-
-
 def clip_to_bounds(g: np.ndarray, arrays: DeviceArrays) -> np.ndarray:
     """Conductances within each device's bounds."""
     flat = np.clip(g.reshape(-1), arrays.g_min, arrays.g_max)
@@ -437,6 +433,11 @@ def device_kernel(model: UpdateModel, arrays: DeviceArrays) -> DeviceKernel:
     return DeviceKernel(False, tu, td, lu, ld, su, sd)
 
 
+def _at(a: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Elements of a per-device array (or the one value of devices alike) at ``index``."""
+    return a if a.ndim == 0 else a[index]
+
+
 def apply_pulses(
     g: np.ndarray,
     pulses: np.ndarray,
@@ -470,15 +471,16 @@ def apply_pulses(
         up = n > 0
         if kernel.linear:
             out = flat + n * np.where(up, kernel.target_up, kernel.target_down)
-            spread = np.abs(n) * np.where(up, kernel.spread_up, kernel.spread_down)
         else:
             q = np.exp(n * np.where(up, kernel.log_keep_up, kernel.log_keep_down))
             target = np.where(up, kernel.target_up, kernel.target_down)
             out = target + (flat - target) * q
-            spread = (1.0 - q * q) * np.where(up, kernel.spread_up, kernel.spread_down)
-        if model.write_noise:
+        if model.write_noise:  # computed for the devices that moved only
             moved = np.flatnonzero(n)
-            out[moved] += np.sqrt(spread[moved]) * rng.standard_normal(len(moved))
+            side = up[moved]
+            spread = np.where(side, _at(kernel.spread_up, moved), _at(kernel.spread_down, moved))
+            spread = spread * (np.abs(n[moved]) if kernel.linear else 1.0 - q[moved] ** 2)
+            out[moved] += np.sqrt(spread) * rng.standard_normal(len(moved))
     np.clip(out, arrays.g_min, arrays.g_max, out=out)
     return out.reshape(shape)
 
