@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import numpy as np
@@ -159,3 +160,19 @@ def test_update_table_only_on_resistors(tmp_path):
     path.write_text(textwrap.dedent(text))
     result = run("check", path)
     assert result.exit_code == 2 and "only resistors" in result.stderr, result.output
+
+
+def test_report_and_eval_show_the_device_model(tmp_path):
+    sets = [a for o in (*SMALL, 'devices.mem.update.preset="pcmo"') for a in ("--set", o)]
+    assert run("train", MINI, "--out", tmp_path / "r", "--epochs", 1, *sets).exit_code == 0
+    report = run("report", tmp_path / "r")
+    assert report.exit_code == 0 and (tmp_path / "r" / "report" / "programming.png").is_file()
+    result = run("eval", tmp_path / "r", "--json")
+    assert result.exit_code == 0, result.output
+    models = json.loads(result.stdout)["device_models"]
+    assert models == {
+        "mem": "pcmo: exponential, 50 levels, deterministic rounding, write noise 0.01"
+    }
+    plain = run("train", MINI, "--out", tmp_path / "p", "--epochs", 1, *sets[:6])
+    assert plain.exit_code == 0 and run("report", tmp_path / "p").exit_code == 0
+    assert not (tmp_path / "p" / "report" / "programming.png").exists()

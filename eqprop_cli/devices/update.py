@@ -633,3 +633,26 @@ def parse_update(table: object, rd, key: tuple) -> UpdateModel:
         table = with_preset(str(preset), table)
     values = rd.values(table, UPDATE_KEYS, key)
     return UpdateModel(**{**values, "preset": values["preset"] or ""})
+
+
+def describe(model: UpdateModel) -> str:
+    """One line naming a device's update model (for eval, report and the train log)."""
+    if model.ideal:
+        return "ideal"
+    parts = [model.model, f"{model.levels} levels", f"{model.rounding} rounding"]
+    if model.manhattan:
+        parts.append("Manhattan")
+    if model.write_noise:
+        parts.append(f"write noise {model.write_noise:g}")
+    if model.d2d_step or model.d2d_asymmetry or model.d2d_bounds:
+        parts.append("device-to-device variation")
+    return (f"{model.preset}: " if model.preset else "") + ", ".join(parts)
+
+
+def device_models(devices: dict) -> dict[str, str]:
+    """Each resistor device of a circuit (spec.devices) and its update model, named."""
+    return {
+        name: describe(d.params["update"])
+        for name, d in devices.items()
+        if d.type == "resistor" and d.params.get("update") is not None
+    }
