@@ -16,10 +16,7 @@ from eqprop_cli.cli import app
 from eqprop_cli.learn.train import Trainer, training_data
 from eqprop_cli.runs.rundir import (
     CHECKPOINT,
-    Checkpoint,
     load_checkpoint,
-    load_target,
-    save_checkpoint,
 )
 
 runner = CliRunner()
@@ -75,56 +72,17 @@ def test_levels_keep_every_trained_conductance_on_its_grid(levels):
     assert state.metrics[-1]["g_p05"] <= state.metrics[-1]["g_median"] <= state.metrics[-1]["g_p95"]
 
 
-NOISY = (
-    'devices.mem.update.preset="ecram"',  # device-to-device variation and write noise
-    'devices.mem.update.rounding="stochastic"',
-    "devices.mem.update.write_noise=0.01",
-    'training.read_noise="1m"',
-    "training.nudge_error=0.05",
-    "training.adc_bits=10",
-    "training.adc_range=2",
-)
-
-
-def test_resume_after_a_kill_mid_epoch_is_bit_exact_with_noise(tmp_path):
-    args = [a for o in (*SMALL, *NOISY, "training.momentum=0.9") for a in ("--set", o)]
-    straight = run("train", MINI, "--out", tmp_path / "a", "--epochs", 2, *args)
-    assert straight.exit_code == 0, straight.output
-    first = run("train", MINI, "--out", tmp_path / "b", "--epochs", 1, *args)
-    assert first.exit_code == 0, first.output
-    loaded = load_target(tmp_path / "b", ["training.epochs=2"])
-    trainer = Trainer(
-        loaded.network, loaded.spec, training_data(loaded.spec, loaded.network)[1], 10
-    )
-    calls = iter(range(100))
-    state, stopped = trainer.run(loaded.checkpoint.state, 2, should_stop=lambda: next(calls) >= 3)
-    assert stopped and state.step == 3
-    ckpt = loaded.checkpoint
-    save_checkpoint(
-        tmp_path / "b" / CHECKPOINT,
-        Checkpoint(
-            loaded.network.g,
-            loaded.network.currents,
-            ckpt.initial_conductances,
-            ckpt.initial_currents,
-            state,
-            ckpt.config,
-        ),
-    )
-    resumed = run("train", tmp_path / "b", "--resume", "--epochs", 2, "--reschedule")
-    assert resumed.exit_code == 0, resumed.output
-    a, b = (load_checkpoint(tmp_path / r / CHECKPOINT) for r in "ab")
-    for x, y in zip(
-        a.conductances + a.state.optimizer, b.conductances + b.state.optimizer, strict=True
-    ):
-        np.testing.assert_array_equal(x, y)
+def test_device_draws_are_saved_and_metrics_record_programming(tmp_path):
+    """(Resume with noise everywhere is bit-exact: test_training's resume test.)"""
+    noisy = ('devices.mem.update.preset="ecram"', 'devices.mem.update.rounding="stochastic"')
+    args = [a for o in (*SMALL, *noisy) for a in ("--set", o)]
+    assert run("train", MINI, "--out", tmp_path / "a", "--epochs", 1, *args).exit_code == 0
+    a = load_checkpoint(tmp_path / "a" / CHECKPOINT)
     names = ("c_up", "r_up", "c_down", "r_down", "g_min", "g_max")  # both connections
     assert set(a.state.devices) == {f"{k}/{n}" for k in (0, 1) for n in names}
-    for key, value in a.state.devices.items():
-        np.testing.assert_array_equal(value, b.state.devices[key])
     header = (tmp_path / "a" / "metrics.csv").read_text().splitlines()[0]
     assert header.endswith("not_converged,pulses,g_p05,g_median,g_p95")
-    other = _trained(*NOISY, "training.seed=1")  # the noise is the seed's
+    other = _trained(*noisy, "training.seed=1")  # the draws and the noise are the seed's
     assert not np.array_equal(other[0], a.conductances[0])
 
 
