@@ -134,3 +134,4 @@ def test_report_and_eval_show_the_device_model(tmp_path):
     plain = run("train", MINI, "--out", tmp_path / "p", "--epochs", 1, *sets[:6])
     assert plain.exit_code == 0 and run("report", tmp_path / "p").exit_code == 0
     assert not (tmp_path / "p" / "report" / "programming.png").exists()
+    assert json.loads(run("eval", tmp_path / "p", "--json").stdout)["device_models"] == {}

@@ -650,9 +650,10 @@ def describe(model: UpdateModel) -> str:
 
 
 def device_models(devices: dict) -> dict[str, str]:
-    """Each resistor device of a circuit (spec.devices) and its update model, named."""
+    """Each resistor device of a circuit (spec.devices) that learns as a device (a model
+    other than ideal), and its update model, named."""
     return {
         name: describe(d.params["update"])
         for name, d in devices.items()
-        if d.type == "resistor" and d.params.get("update") is not None
+        if d.type == "resistor" and not d.params["update"].ideal
     }
