@@ -15,10 +15,10 @@ import pytest
 
 from eqprop_cli.devices.update import (
     PRESETS,
+    DeviceArrays,
     UpdateModel,
     apply_pulses,
     device_arrays,
-    explicit_pulses,
     nonlinearity_to_a,
     program,
     pulse_counts,
@@ -29,6 +29,22 @@ from eqprop_cli.devices.update import (
 )
 
 G_MIN, G_MAX = 1e-7, 2e-5
+
+
+def explicit_pulses(
+    g: np.ndarray, pulses: np.ndarray, model: UpdateModel, arrays: DeviceArrays
+) -> np.ndarray:
+    """The same response one pulse at a time, noise-free (the reference of the tests)."""
+    out = np.array(g, dtype=float, copy=True).reshape(-1)
+    n = pulses.reshape(-1).astype(int)
+    quiet = replace(model, write_noise=0.0)
+    for _ in range(int(np.abs(n).max(initial=0))):
+        step = np.sign(n)
+        out = apply_pulses(out, step, quiet, arrays, None).reshape(-1)
+        n = n - step
+    return out.reshape(np.shape(g))
+
+
 N = 200_000
 
 

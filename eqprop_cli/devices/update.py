@@ -28,8 +28,10 @@ equations with units and the presets' sources):
   label of each direction.
 
 Everything is vectorised over the devices of a connection: pulse counts and
-responses are whole-array operations, and only the devices that receive
-pulses draw noise. Random numbers come from streams keyed by the counters
+responses are whole-array operations (devices alike look their response to
+-cap .. cap pulses up in a table, g' = Q[n] g + B[n]; devices that differ
+use the fixed-point form g' = g* + (g - g*) (1 - r)^n), and only the devices
+that receive pulses draw noise. Random numbers come from streams keyed by the counters
 (seed, epoch, batch, purpose), so a resumed run draws exactly what an
 uninterrupted one does.
 """
@@ -37,7 +39,7 @@ uninterrupted one does.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -500,20 +502,6 @@ def program(
     pulses = pulse_counts(requested.reshape(-1), model, rngs[0], unit)
     new = apply_pulses(g, pulses, model, arrays, rngs[1], table)
     return new, int(np.abs(pulses).sum())
-
-
-def explicit_pulses(
-    g: np.ndarray, pulses: np.ndarray, model: UpdateModel, arrays: DeviceArrays
-) -> np.ndarray:
-    """The same response one pulse at a time, noise-free (the reference of the tests)."""
-    out = np.array(g, dtype=float, copy=True).reshape(-1)
-    n = pulses.reshape(-1).astype(int)
-    quiet = replace(model, write_noise=0.0)
-    for _ in range(int(np.abs(n).max(initial=0))):
-        step = np.sign(n)
-        out = apply_pulses(out, step, quiet, arrays, None).reshape(-1)
-        n = n - step
-    return out.reshape(np.shape(g))
 
 
 # ---------------------------------------------------------------------- file keys
