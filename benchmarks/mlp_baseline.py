@@ -26,6 +26,15 @@ the user cache, or for fashion-mnist the Debian package's folder.
     EQPROP_DATA_DIR=../shared/data python benchmarks/mlp_baseline.py --hidden 1024 \
         --epochs 50 --shift 1
     python benchmarks/mlp_baseline.py --hidden 1024 --dataset fashion-mnist
+
+With --update KEY=VALUE (the keys of a circuit's [devices.NAME.update],
+eqprop-circuit(5)) the two weight matrices train as the chip would learn:
+each weight is one device spanning -W .. W (--weight-range), the SGD step
+(the velocity) is sent as programming pulses through the same device model
+as eqprop's trainer (eqprop_cli.learn.programming), biases stay exact:
+
+    EQPROP_DATA_DIR=../shared/data python benchmarks/mlp_baseline.py --hidden 100 \
+        --update 'preset="taox-hfox"' --update 'rounding="stochastic"' --tag taox
 """
 
 from __future__ import annotations
@@ -38,11 +47,15 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import tomllib
 
 from eqprop_cli.data.datasets import load_dataset, shift_images
+from eqprop_cli.devices.update import UPDATE_KEYS, UpdateModel, describe, with_preset
 from eqprop_cli.io import write_atomic
+from eqprop_cli.learn.programming import Programmer
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -74,8 +87,17 @@ class MLP:
         hidden = np.maximum(x @ w1 + b1, 0.0)
         return hidden, hidden @ w2 + b2
 
-    def step(self, x: np.ndarray, y: np.ndarray, lr: float) -> float:
-        """One SGD-with-momentum step on a minibatch; returns its mean cross-entropy."""
+    def step(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        lr: float,
+        chip: tuple[Programmer, list, int, int] | None = None,
+    ) -> float:
+        """One SGD-with-momentum step on a minibatch; returns its mean cross-entropy.
+
+        ``chip``: (programmer, groups, epoch, batch) to apply the step as programming pulses.
+        """
         hidden, logits = self.forward(x)
         logits -= logits.max(axis=1, keepdims=True)
         log_prob = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
@@ -89,7 +111,12 @@ class MLP:
         for param, velocity, grad in zip(self.params, self.velocity, grads, strict=True):
             velocity *= MOMENTUM
             velocity -= lr * grad
-            param += velocity
+            if chip is None:
+                param += velocity
+        if chip is not None:
+            programmer, groups, epoch, batch = chip
+            new, _ = programmer.apply(self.params, self.velocity, groups, epoch, batch)
+            self.params = [np.asarray(p, dtype=np.float32) for p in new]
         return loss
 
     def error(self, x: np.ndarray, y: np.ndarray, batch: int = 2000) -> float:
@@ -99,6 +126,32 @@ class MLP:
             for i in range(0, len(x), batch)
         )
         return wrong / len(x)
+
+
+def update_model(pairs: list[str], parser: argparse.ArgumentParser) -> UpdateModel:
+    """The device update model of --update KEY=VALUE pairs, validated as a circuit file's."""
+    params = {p.name: p for p in UPDATE_KEYS}
+    table = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            table[key] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError as exc:
+            parser.error(f"--update {pair}: not a TOML value ({exc})")
+    if "preset" in table:
+        try:
+            table = with_preset(params["preset"].coerce(table["preset"]), table)
+        except ValueError as exc:
+            parser.error(f"--update preset: must be {exc}")
+    values = {p.name: p.default for p in UPDATE_KEYS}
+    for key, value in table.items():
+        if key not in params:
+            parser.error(f"--update {key}: unknown key; allowed: {', '.join(params)}")
+        try:
+            values[key] = params[key].coerce(value)
+        except ValueError as exc:
+            parser.error(f"--update {key}: must be {exc}")
+    return UpdateModel(**{**values, "preset": values["preset"] or ""})
 
 
 def main() -> None:
@@ -113,18 +166,48 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shift", type=int, default=0, help="augmentation: pixels (0: none)")
+    parser.add_argument(
+        "--update",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="device update model of the weights: a key of [devices.NAME.update] and its TOML "
+        "value (repeatable)",
+    )
+    parser.add_argument(
+        "--weight-range", type=float, default=1.0, help="with --update: weights span -W .. W"
+    )
+    parser.add_argument("--tag", default="", help="with --update: result file suffix")
     args = parser.parse_args()
+    if args.update and not args.tag:
+        parser.error("--update needs --tag (the result file's suffix)")
+    model = update_model(args.update, parser) if args.update else None
 
     data = load_dataset(args.dataset, args.data)
     x_train, x_test = data.x_train.astype(np.float32), data.x_test.astype(np.float32)
     y_train, y_test = data.y_train, data.y_test
     rng = np.random.default_rng(args.seed)
-    model = MLP((x_train.shape[1], args.hidden, len(data.classes)), rng)
+    mlp = MLP((x_train.shape[1], args.hidden, len(data.classes)), rng)
+    chip = None
+    if model is not None:
+        w, inf = args.weight_range, np.inf
+        groups = [
+            SimpleNamespace(scale=1.0, low=lo, high=hi) for lo, hi in [(-w, w), (-inf, inf)] * 2
+        ]
+        sizes = [p.size for p in mlp.params]
+        programmer = Programmer([model, None, model, None], groups, sizes, args.seed)
+        mlp.params = [np.asarray(p, np.float32) for p in programmer.prepare(mlp.params)]
+        chip = (programmer, groups)
     settings = (
         f"{x_train.shape[1]}-{args.hidden}-{len(data.classes)} MLP, ReLU, softmax cross-entropy, "
         f"Glorot-uniform init, SGD lr {args.lr:g} momentum {MOMENTUM}, batch {args.batch_size}, "
         f"float32, seed {args.seed}"
         + (f", images shifted by up to {args.shift} px" if args.shift else "")
+        + (
+            f", weights as devices in -{args.weight_range:g}..{args.weight_range:g} ({describe(model)})"
+            if model
+            else ""
+        )
     )
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     print(
@@ -141,15 +224,22 @@ def main() -> None:
         start = time.perf_counter()
         order = rng.permutation(len(x_train))
         losses = [
-            model.step(augment(x_train[batch]), y_train[batch], args.lr)
-            for batch in np.array_split(order, range(args.batch_size, len(order), args.batch_size))
+            mlp.step(
+                augment(x_train[batch]),
+                y_train[batch],
+                args.lr,
+                chip and (*chip, epoch - 1, k),
+            )
+            for k, batch in enumerate(
+                np.array_split(order, range(args.batch_size, len(order), args.batch_size))
+            )
         ]
         seconds = time.perf_counter() - start
         row = {
             "epoch": epoch,
             "train_loss": float(np.mean(losses)),
-            "train_error": model.error(x_train, y_train),
-            "test_error": model.error(x_test, y_test),
+            "train_error": mlp.error(x_train, y_train),
+            "test_error": mlp.error(x_test, y_test),
             "seconds": seconds,
         }
         epochs.append(row)
@@ -171,7 +261,8 @@ def main() -> None:
     }
     epochs_part = f"_{args.epochs}epochs" if args.epochs != 10 else ""
     shift_part = f"_shift{args.shift}" if args.shift else ""
-    path = RESULTS / f"mlp_baseline_{args.dataset}_{args.hidden}{epochs_part}{shift_part}.json"
+    tag = f"_{args.tag}" if args.tag else ""
+    path = RESULTS / f"mlp_baseline_{args.dataset}_{args.hidden}{epochs_part}{shift_part}{tag}.json"
     write_atomic(path, json.dumps(result, indent=2) + "\n")
     print(
         f"final test error {result['final_test_error']:.2%}, "

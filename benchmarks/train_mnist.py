@@ -10,7 +10,9 @@ resident memory of the process.
         circuits/mnist-mini.toml --name ideal-784-100-10 \\
         --set training.dataset=mnist --set training.epochs=10
     # timing only: --max-batches 300 trains that many batches of epoch 1 and
-    # extrapolates seconds per epoch (no accuracy)
+    # extrapolates seconds per epoch (no accuracy); with --versus-ideal, the
+    # same circuit with every device update model set to "ideal" is timed on
+    # the same batches in the same process, in alternating rounds
 """
 
 from __future__ import annotations
@@ -64,6 +66,54 @@ def time_split(profiler: cProfile.Profile, per_epoch: float) -> dict[str, float]
     return out
 
 
+def versus_ideal(args: argparse.Namespace, spec) -> None:
+    """Seconds per batch of the device-aware circuit and of the same circuit with ideal
+    devices, timed in alternating rounds (so both see the same machine load)."""
+    ideal_sets = [
+        *args.sets,
+        *(
+            f'devices.{n}.update.model="ideal"'
+            for n, d in spec.devices.items()
+            if d.type == "resistor"
+        ),
+    ]
+    trainers, states, seconds = {}, {}, {}
+    for name, sets in (("device", args.sets), ("ideal", ideal_sets)):
+        s = load_circuit(args.circuit, sets)
+        network = Network(compile_circuit(s))
+        dataset, splits = training_data(s, network)
+        trainers[name] = Trainer(network, s, splits, dataset.n_classes)
+        states[name] = trainers[name].new_state()
+        seconds[name] = []
+    rounds = 6
+    per_round = max(args.max_batches // rounds, 1)
+    for _ in range(rounds):
+        for name, trainer in trainers.items():
+            before, calls = states[name].running["seconds"], iter(range(10**9))
+            states[name], _ = trainer.run(
+                states[name], 1, should_stop=lambda c=calls: next(c) >= per_round
+            )
+            seconds[name].append((states[name].running["seconds"] - before) / per_round)
+    device, ideal = (float(np.median(seconds[k])) for k in ("device", "ideal"))
+    record = {
+        "command": "python " + " ".join([f"benchmarks/{Path(__file__).name}", *sys.argv[1:]]),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+        "numpy": np.__version__,
+        "circuit": str(args.circuit),
+        "batches_per_round": per_round,
+        "seconds_per_batch_by_round": seconds,
+        "median_seconds_per_batch": {"device": device, "ideal": ideal},
+        "device_over_ideal": device / ideal,
+        "pulses": states["device"].running.get("pulses", 0.0),
+    }
+    out = ROOT / "benchmarks" / "results" / f"train_{args.name}.json"
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(
+        f"{rounds} rounds of {per_round} batches: device {device * 1e3:.2f} ms, ideal "
+        f"{ideal * 1e3:.2f} ms per batch (median), ratio {device / ideal:.2f}; wrote {out}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("circuit", type=Path)
@@ -75,12 +125,21 @@ def main() -> None:
         action="store_true",
         help="With --max-batches: where the time goes (seconds per epoch by part, cProfile).",
     )
+    parser.add_argument(
+        "--versus-ideal",
+        action="store_true",
+        help="With --max-batches: time the circuit against itself with ideal devices, "
+        "alternating rounds of the same batches in this one process.",
+    )
     args = parser.parse_args()
 
     spec = load_circuit(args.circuit, args.sets)
     network = Network(compile_circuit(spec))
     dataset, splits = training_data(spec, network)
     trainer = Trainer(network, spec, splits, dataset.n_classes)
+    if args.versus_ideal:
+        versus_ideal(args, spec)
+        return
     t = trainer.training
     record = {
         "command": "python " + " ".join([f"benchmarks/{Path(__file__).name}", *sys.argv[1:]]),

@@ -487,3 +487,21 @@ def test_the_circuit_page_quotes_xor_training_section_as_it_is():
     shown = tomllib.loads(quoted.group(1).replace("\\-", "-"))["training"]
     actual = tomllib.loads((ROOT / "circuits" / "xor.toml").read_text(encoding="utf-8"))
     assert shown == actual["training"]
+
+
+def test_every_update_key_and_preset_is_documented():
+    from eqprop_cli.devices.update import PRESETS, UPDATE_KEYS
+
+    body = circuit_sections()["[devices.NAME.update]: how a resistor learns"]
+    documented = entries(body)
+    for param in UPDATE_KEYS:
+        assert param.name in documented, f"update.{param.name} has no entry in eqprop-circuit(5)"
+        check_entry(param, documented[param.name])
+        for choice in param.choices:
+            assert f'"{choice}"' in body, (param.name, choice)
+    for name, preset in PRESETS.items():
+        assert f".B {name}\n" in body, f"preset {name} has no entry"
+        entry = body.split(f".B {name}\n", 1)[1].split(".TP")[0]
+        for key, value in preset.values.items():  # every value stated with its preset
+            if not isinstance(value, str):
+                assert f"{value:g}" in entry, (name, key, value)

@@ -208,8 +208,21 @@ def test_same_seed_same_conductances_bit_for_bit():
     assert not np.array_equal(other.network.g[0], results[0][0])
 
 
-@pytest.mark.parametrize("shift", [0, 1])
-def test_resume_after_an_interruption_is_bit_exact(tmp_path, shift):
+# devices that learn with noise everywhere: rounding, write noise, device-to-device
+# variation, read noise, ADC and nudge precision (eqprop-circuit(5))
+NOISY_DEVICES = (
+    'devices.mem.update.preset="ecram"',
+    'devices.mem.update.rounding="stochastic"',
+    "devices.mem.update.write_noise=0.01",
+    'training.read_noise="1m"',
+    "training.nudge_error=0.05",
+    "training.adc_bits=10",
+    "training.adc_range=2",
+)
+
+
+@pytest.mark.parametrize("shift, devices", [(0, ()), (1, ()), (0, NOISY_DEVICES)])
+def test_resume_after_an_interruption_is_bit_exact(tmp_path, shift, devices):
     args = (
         "--set",
         "training.train_subset=96",
@@ -221,6 +234,7 @@ def test_resume_after_an_interruption_is_bit_exact(tmp_path, shift):
         f"training.shift={shift}",
     )
     args += ("--set", "training.momentum=0.9", "--set", "training.phases=random")
+    args += tuple(a for setting in devices for a in ("--set", setting))
     mini = ROOT / "circuits" / "mnist-mini.toml"
     straight = run("train", mini, "--out", tmp_path / "a", "--epochs", 2, *args)
     assert straight.exit_code == 0, straight.output
@@ -260,6 +274,9 @@ def test_resume_after_an_interruption_is_bit_exact(tmp_path, shift):
         strict=True,
     ):
         np.testing.assert_array_equal(x, y)
+    assert bool(a.state.devices) == bool(devices)  # the device-to-device draws, saved
+    for key, value in a.state.devices.items():
+        np.testing.assert_array_equal(value, b.state.devices[key])
     assert a.state.metrics[-1]["train_loss"] == b.state.metrics[-1]["train_loss"]
     assert (
         (tmp_path / "a" / "metrics.csv").read_text().splitlines()[0].startswith("epoch,train_loss")

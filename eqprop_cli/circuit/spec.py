@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..circuit.params import SOLVER, Param
 from ..devices import DEVICE_KINDS
+from ..devices.update import UpdateModel, parse_update
 from ..errors import CircuitError, printable
 
 if sys.version_info >= (3, 11):
@@ -185,6 +186,38 @@ TRAINING_KEYS = (
     Param("nudged_max_iter", "int", "Nudged phase iteration limit (default: [solver]).", None, 1),
     Param("warm_start", "bool", "Start each nudged phase from the free equilibrium.", True),
     Param("eval_batch_size", "int", "Samples per solve when evaluating.", 1000, 1),
+    # how the learning circuit measures the phases (learn.programming.Measurement)
+    Param(
+        "read_noise",
+        "voltage",
+        "Std of the Gaussian noise on each measured node potential of each phase (0: none).",
+        0.0,
+        0,
+    ),
+    Param(
+        "adc_bits",
+        "int",
+        "Resolution of the ADC reading node potentials (0: exact).",
+        0,
+        0,
+        maximum=24,
+    ),
+    Param(
+        "adc_range",
+        "voltage",
+        "The ADC reads -adc_range .. +adc_range (clipping beyond).",
+        1.0,
+        0,
+        True,
+    ),
+    Param(
+        "nudge_error",
+        "number",
+        "Relative std of the nudge's strength, one draw per nudged phase and batch (0: exact).",
+        0.0,
+        0,
+        maximum=1.0,
+    ),
 )
 
 
@@ -221,6 +254,10 @@ class TrainingSpec:
     nudged_max_iter: int | None
     warm_start: bool
     eval_batch_size: int
+    read_noise: float
+    adc_bits: int
+    adc_range: float
+    nudge_error: float
     learning_rates: dict[str, float] = field(default_factory=dict)  # per set or source device
     key: KeyPath = ("training",)
 
@@ -249,6 +286,7 @@ class DeviceSpec:
     key: KeyPath
     model: object = None
     group: str = ""  # the element group of its kind (DeviceKind.element_group)
+    update: UpdateModel | None = None  # how a programmable resistor responds to programming
 
 
 @dataclass(frozen=True)
@@ -778,11 +816,17 @@ def _devices(table: object, rd: _Reader) -> dict[str, DeviceSpec]:
                 f"must be one of {', '.join(DEVICE_KINDS)}; got {_show(kind_name)}{hint}",
             )
         kind = DEVICE_KINDS[kind_name]
-        given = {k: v for k, v in body.items() if k != "type"}
+        given = {k: v for k, v in body.items() if k not in ("type", "update")}
+        learns = kind.element_group == "resistor"
+        if "update" in body and not learns:
+            raise rd.error((*key, "update"), "only programmable resistors have an update model")
         params = rd.values(given, kind.params, key)
         if kind.check is not None:
             kind.check(params, given, key, rd.error)
-        out[name] = DeviceSpec(name, kind_name, params, key, kind.build(params), kind.element_group)
+        update = parse_update(body.get("update", {}), rd, (*key, "update")) if learns else None
+        out[name] = DeviceSpec(
+            name, kind_name, params, key, kind.build(params), kind.element_group, update
+        )
     return out
 
 

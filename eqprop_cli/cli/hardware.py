@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .. import __version__
 from ..circuit.units import parse_si
+from ..devices.update import device_models
 from ..errors import EqpropError
 from ..hardware.devicemap import (
     ConductanceMap,
@@ -406,15 +407,19 @@ def eval_command(
 def _eval_solver(loaded: Loaded, target: Path, split: str, limit: int | None, as_json: bool):
     settings = training_settings(loaded.spec)
     dataset, result = evaluate_split(loaded.spec, loaded.network, split, limit)
+    models = device_models(loaded.spec.devices)
     if as_json:
         doc = {"target": str(target), "dataset": dataset.name, "split": split}
         doc.update(result.as_dict(dataset.classes))
+        doc["device_models"] = models
         print(json.dumps(doc, indent=2))
         return
     summary = titled_table(f"{target}: {dataset.name} {split}", show_header=False)
     summary.add_column(style="bold")
     summary.add_column(justify="right")
     summary.add_row("samples", f"{result.n_samples:,}")
+    for name, model in models.items():
+        summary.add_row(f"device {escape(name)}", escape(model))
     summary.add_row("accuracy", _percent(result.accuracy))
     summary.add_row("error rate", _percent(result.error_rate))
     unit = "V²" if settings.loss == "squared_error" else "nats"
@@ -472,6 +477,7 @@ def _eval_monte_carlo(
             "stuck_on": spread.stuck_on,
             "seed": seed,
         },
+        "device_models": device_models(loaded.spec.devices),
         **result.as_dict(),
     }
     if as_json:
@@ -488,6 +494,8 @@ def _eval_monte_carlo(
         f"{spread.distribution}, sigma {100 * spread.sigma:g}%, stuck off "
         f"{100 * spread.stuck_off:g}%, stuck on {100 * spread.stuck_on:g}%, seed {seed}",
     )
+    for name, model in doc["device_models"].items():
+        table.add_row(f"device {escape(name)} (trained as)", escape(model))
     table.add_row("nominal accuracy", _percent(doc["nominal_accuracy"]))
     table.add_row("mean accuracy", _percent(doc["mean_accuracy"]))
     table.add_row("std", _percent(doc["std_accuracy"]))

@@ -18,6 +18,7 @@ from rich.table import Table
 from ..circuit.network import Network
 from ..circuit.spec import CircuitSpec, parse_circuit
 from ..data.datasets import Dataset, fetch_dataset, list_datasets
+from ..devices.update import device_models
 from ..errors import CircuitError, EqpropError, NotConvergedError
 from ..io import write_atomic
 from ..learn.finetune import FineTune, fine_tune
@@ -289,6 +290,8 @@ def _train(
         f"batch {settings.batch_size}, {settings.phases} phases, beta {settings.beta:g} S -> {out_dir}",
         soft_wrap=True,
     )
+    for name, model in device_models(spec.devices).items():
+        say(f"devices {escape(name)} learn as {escape(model)}", soft_wrap=True)
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),

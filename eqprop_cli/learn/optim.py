@@ -88,11 +88,11 @@ class Chain:
         states = ((p.name, p.init(params)) for p in self.pieces)
         return {name: s for name, s in states if s is not None}
 
-    def step(
+    def changes(
         self, params: Arrays, grads: Arrays, state: dict[str, Arrays], rates: Sequence[float]
     ) -> tuple[Arrays, dict[str, Arrays]]:
-        """(new parameters, new state) after one step on ``grads``; state of pieces not in
-        the chain is kept as it was."""
+        """(proposed changes, new state) from ``grads`` through the update pieces; state of
+        pieces not in the chain is kept as it was."""
         new_state, changes = dict(state), list(grads)
         for piece in self.pieces:
             if piece.project is not None:
@@ -103,6 +103,14 @@ class Chain:
             changes, own = piece.update(changes, own, rates)
             if own is not None:
                 new_state[piece.name] = own
+        return changes, new_state
+
+    def step(
+        self, params: Arrays, grads: Arrays, state: dict[str, Arrays], rates: Sequence[float]
+    ) -> tuple[Arrays, dict[str, Arrays]]:
+        """(new parameters, new state) after one step on ``grads``: the changes added, then
+        the constraints."""
+        changes, new_state = self.changes(params, grads, state, rates)
         params = [p + c for p, c in zip(params, changes, strict=True)]
         for piece in self.pieces:
             if piece.project is not None:

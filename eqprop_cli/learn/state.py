@@ -17,9 +17,10 @@ class TrainState:
     optimizer: dict[str, list[np.ndarray]] = field(default_factory=dict)  # by update piece
     running: dict[str, float] = field(default_factory=dict)  # sums over the current epoch
     metrics: list[dict[str, float]] = field(default_factory=list)  # one row per epoch
+    devices: dict[str, np.ndarray] = field(default_factory=dict)  # device-to-device draws
 
 
-RUNNING_KEYS = ("loss", "errors", "samples", "seconds", "not_converged")
+RUNNING_KEYS = ("loss", "errors", "samples", "seconds", "not_converged", "pulses")
 METRIC_COLUMNS = (
     "epoch",
     "train_loss",
@@ -33,3 +34,6 @@ METRIC_COLUMNS = (
     "learning_rate",
     "not_converged",
 )
+DEVICE_COLUMNS = ("pulses", "g_p05", "g_median", "g_p95")
+"""Columns of the runs that record programming: pulses sent in the epoch, and percentiles of
+the trained conductances (siemens) at its end."""

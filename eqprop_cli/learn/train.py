@@ -33,6 +33,7 @@ from ..learn.loss import ReadoutLoss, predictions
 from ..solver.equilibrium import Equilibrium, solve
 from . import optim
 from .optim import schedule_factor
+from .programming import BatchMeasurement, Measurement, Programmer
 from .settings import data_source, solver_settings, training_settings
 from .state import RUNNING_KEYS, TrainState
 
@@ -216,11 +217,14 @@ def ep_gradients(
     free_solver: dict,
     nudged_solver: dict,
     warm_start: bool = True,
+    measure: BatchMeasurement | None = None,
 ) -> tuple[list[np.ndarray], Equilibrium, list[Equilibrium]]:
     """EP estimates of dL/dtheta from a free and two (or one) nudged equilibria.
 
     Returns the estimates per group, the free equilibrium, and the equilibria
-    (free or nudged) of which some sample missed its tolerances.
+    (free or nudged) of which some sample missed its tolerances. With
+    ``measure``, the nudges are applied and the phases read as the learning
+    circuit would (nudge precision, read noise, ADC).
     """
     free = solve(network, x, **free_solver)
     outputs = free.outputs()
@@ -231,10 +235,13 @@ def ep_gradients(
             states.append(free)
             continue
         nudge = loss.nudge(beta, outputs, y)
+        if measure is not None:
+            nudge = measure.nudge(nudge)
         states.append(solve(network, x, x0=start, nudge=nudge, like=free, **nudged_solver))
     distinct = {id(s): s for s in [free, *states]}.values()
     failed = [s for s in distinct if not s.success]
-    return estimator(states[0], states[1], betas[0], betas[1], loss.scale), free, failed
+    a, b = states if measure is None else [measure.read(s) for s in states]
+    return estimator(a, b, betas[0], betas[1], loss.scale), free, failed
 
 
 def phase_betas(phases: str, beta: float, seed: int, epoch: int, step: int) -> tuple[float, float]:
@@ -273,16 +280,22 @@ class Trainer:
         self.loss = ReadoutLoss(t, len(network.outputs), n_classes)
         self.groups = parameter_groups(network, t, spec)
         self.estimator = EPEstimator(network, self.groups)
-        scales = [g.scale for g in self.groups]
-        self.optimizer = optim.chain(  # the update rule, piece by piece
-            optim.scale(scales, "normalise"),
-            optim.momentum(t.momentum),
-            optim.learning_rate(),
-            optim.scale(scales, "denormalise"),
-            optim.clip([g.low for g in self.groups], [g.high for g in self.groups]),
-        )
         self.free = solver_settings(spec, "free")
         self.nudged = solver_settings(spec, "nudged")
+        models = [
+            network.resistors[g.index].device.update if g.kind == "conductance" else None
+            for g in self.groups
+        ]
+        sizes = [p.size for p in self.params()]
+        self.programmer = Programmer(models, self.groups, sizes, t.seed)
+        scales = [g.scale for g in self.groups]
+        pieces = [optim.scale(scales, "normalise"), optim.momentum(t.momentum)]
+        pieces.append(optim.learning_rate())
+        if not self.programmer.active:  # device-aware: the programmer takes normalised steps
+            pieces.append(optim.scale(scales, "denormalise"))
+            pieces.append(optim.clip([g.low for g in self.groups], [g.high for g in self.groups]))
+        self.optimizer = optim.chain(*pieces)  # the update rule, piece by piece
+        self.measurement = Measurement.of(t)
         x, _ = splits["train"]
         if len(x) == 0:
             raise CircuitError("the training split is empty", path=spec.path, key="training")
@@ -311,8 +324,14 @@ class Trainer:
         return schedule_factor(t.schedule, epoch, t.epochs, t.decay, t.decay_every)
 
     def new_state(self) -> TrainState:
+        """The state of a new run; device-aware conductances start as programmed (on their
+        levels, within each device's bounds)."""
+        if self.programmer.active:
+            self.set_params(self.programmer.prepare(self.params()))
         return TrainState(
-            optimizer=self.optimizer.init(self.params()), running=self._zero_running()
+            optimizer=self.optimizer.init(self.params()),
+            running=self._zero_running(),
+            devices=self.programmer.state(),
         )
 
     @staticmethod
@@ -322,7 +341,11 @@ class Trainer:
     # ------------------------------------------------------------------ one batch
 
     def batch_gradients(
-        self, x: np.ndarray, y: np.ndarray, betas: tuple[float, float]
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        betas: tuple[float, float],
+        measure: BatchMeasurement | None = None,
     ) -> tuple[list[np.ndarray], Equilibrium, int]:
         """EP gradient estimates, the free equilibrium, and the equilibria that missed tol."""
         return ep_gradients(
@@ -335,6 +358,7 @@ class Trainer:
             self.free,
             self.nudged,
             self.training.warm_start,
+            measure,
         )
 
     def train_step(self, state: TrainState, x: np.ndarray, y: np.ndarray) -> TrainState:
@@ -342,7 +366,10 @@ class Trainer:
         t = self.training
         start = time.perf_counter()
         betas = phase_betas(t.phases, t.beta, t.seed, state.epoch, state.step)
-        grads, free, failed = self.batch_gradients(x, y, betas)
+        measure = None
+        if self.measurement.active:
+            measure = BatchMeasurement(self.measurement, t.seed, state.epoch, state.step)
+        grads, free, failed = self.batch_gradients(x, y, betas, measure)
         if failed:
             phase = "free" if failed[0] is free else "nudged"
             raise NotConvergedError(
@@ -352,15 +379,22 @@ class Trainer:
             )
         factor = self.rate_factor(state.epoch)
         rates = [g.rate * factor for g in self.groups]
-        new, opt = self.optimizer.step(self.params(), grads, state.optimizer, rates)
-        outputs = free.outputs()
         running = dict(state.running)
+        if self.programmer.active:  # normalised steps, applied as each device responds
+            steps, opt = self.optimizer.changes(self.params(), grads, state.optimizer, rates)
+            new, pulses = self.programmer.apply(
+                self.params(), steps, self.groups, state.epoch, state.step
+            )
+            running["pulses"] = running.get("pulses", 0.0) + pulses
+        else:
+            new, opt = self.optimizer.step(self.params(), grads, state.optimizer, rates)
+        outputs = free.outputs()
         running["loss"] += float(self.loss.value(outputs, y).sum())
         running["errors"] += float((predictions(outputs) != y).sum())
         running["samples"] += len(y)
         running["seconds"] += time.perf_counter() - start
         self.set_params(new)
-        return TrainState(state.epoch, state.step + 1, opt, running, state.metrics)
+        return TrainState(state.epoch, state.step + 1, opt, running, state.metrics, state.devices)
 
     # ------------------------------------------------------------------ epochs
 
@@ -401,9 +435,33 @@ class Trainer:
         row["samples_per_second"] = r["samples"] / r["seconds"] if r["seconds"] else float("nan")
         row["learning_rate"] = self.training.learning_rate * self.rate_factor(state.epoch)
         row["not_converged"] = missed
+        if self.programmer.active:
+            row.update(self._programming(r))
         return TrainState(
-            state.epoch + 1, 0, state.optimizer, self._zero_running(), [*state.metrics, row]
+            state.epoch + 1,
+            0,
+            state.optimizer,
+            self._zero_running(),
+            [*state.metrics, row],
+            state.devices,
         )
+
+    def _programming(self, running: dict[str, float]) -> dict[str, float]:
+        """The DEVICE_COLUMNS of an epoch's row."""
+        g = np.concatenate(
+            [
+                p.ravel()
+                for p, g in zip(self.params(), self.groups, strict=True)
+                if g.kind == "conductance"
+            ]
+        )
+        p05, median, p95 = np.percentile(g, [5, 50, 95])
+        return {
+            "pulses": running.get("pulses", 0.0),
+            "g_p05": p05,
+            "g_median": median,
+            "g_p95": p95,
+        }
 
     def run(
         self,
@@ -418,6 +476,8 @@ class Trainer:
         BLAS runs single-threaded meanwhile: at training's small batches a
         second thread costs far more in synchronisation than it computes.
         """
+        if state.devices:
+            self.programmer.load(state.devices)  # a resumed run's own devices
         with threadpool_limits(limits=1, user_api="blas"):
             return self._run(state, epochs, on_batch, on_epoch, should_stop)
 

@@ -30,6 +30,7 @@ FIGURE_SIZE: dict[str, tuple[float, float]] = {
     "conductances": (12.0, 4.5),
     "confusion": (7.0, 6.5),
     "comparison": (10.0, 4.0),
+    "programming": (10.0, 4.0),
 }
 """Width and height in inches of each figure, by file stem; pixels = inches * DPI."""
 
@@ -241,6 +242,39 @@ def plot_comparison(
         return _save(figure, path)
 
 
+def plot_programming(metrics: Sequence[Mapping[str, float]], path: Path) -> Path:
+    """Conductances over training (5th, 50th and 95th percentiles at each epoch's end) and the
+    programming pulses sent per epoch (0 for an ideal-device run)."""
+    with matplotlib.style.context("default"):
+        return _save(_programming_figure(metrics), path)
+
+
+def _programming_figure(metrics: Sequence[Mapping[str, float]]) -> Figure:
+    epochs = _column(metrics, "epoch")
+    figure = _new_figure("programming")
+    left, right = figure.subplots(1, 2)
+    columns = {k: _column(metrics, k) for k in ("g_p05", "g_median", "g_p95")}
+    finite = np.concatenate([c[np.isfinite(c)] for c in columns.values()])
+    factor, prefix = si_scale(float(np.max(finite)) if finite.size else 1e-6)
+    left.fill_between(
+        epochs,
+        columns["g_p05"] * factor,
+        columns["g_p95"] * factor,
+        alpha=0.3,
+        label="5th to 95th percentile",
+    )
+    left.plot(epochs, columns["g_median"] * factor, marker="o", label="median")
+    left.set_xlabel("epoch")
+    left.set_ylabel(f"conductance ({prefix}S)")
+    left.set_title("trained conductances at the end of each epoch")
+    left.legend()
+    right.bar(epochs, _column(metrics, "pulses"))
+    right.set_xlabel("epoch")
+    right.set_ylabel("pulses")
+    right.set_title("programming pulses sent per epoch")
+    return figure
+
+
 def write_report(
     out_dir: Path,
     metrics: Sequence[Mapping[str, float]],
@@ -252,7 +286,8 @@ def write_report(
     *,
     loss_label: str = "loss",
 ) -> list[Path]:
-    """Write learning_curves.png, conductances.png and confusion.png into ``out_dir``."""
+    """Write learning_curves.png, conductances.png and confusion.png into ``out_dir``, and
+    programming.png for a run that trained with a device update model."""
     out_dir = Path(out_dir)
     if not metrics:  # checked before the folder is made: nothing is left behind on error
         raise EqpropError("no epoch has finished yet, so there are no learning curves to plot")
@@ -260,8 +295,11 @@ def write_report(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise EqpropError(f"{out_dir}: cannot create the report folder ({exc.strerror})") from None
-    return [
+    paths = [
         plot_learning_curves(metrics, out_dir / "learning_curves.png", loss_label=loss_label),
         plot_conductance_histograms(initial, final, out_dir / "conductances.png", ranges),
         plot_confusion(confusion, classes, out_dir / "confusion.png"),
     ]
+    if "pulses" in metrics[0]:
+        paths.append(plot_programming(metrics, out_dir / "programming.png"))
+    return paths

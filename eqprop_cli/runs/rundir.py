@@ -40,7 +40,7 @@ from ..io import check_npz_sizes, folder_lock, write_atomic
 from ..circuit.network import Network
 from ..circuit.spec import CircuitSpec, load_circuit, parse_circuit
 from ..learn.settings import portable_document
-from ..learn.state import METRIC_COLUMNS, TrainState
+from ..learn.state import DEVICE_COLUMNS, METRIC_COLUMNS, TrainState
 
 FORMAT = "eqprop-checkpoint"
 FORMAT_VERSION = 2  # 2: optimiser state by piece name (opt/NAME/K); 1: by position (opt/K)
@@ -113,6 +113,8 @@ def _arrays(ckpt: Checkpoint) -> dict[str, np.ndarray]:
     ):
         for k, a in enumerate(arrays):
             out[f"{prefix}/{k}"] = np.ascontiguousarray(a, dtype=np.float64)
+    for key, a in ckpt.state.devices.items():  # device-to-device draws of device-aware runs
+        out[f"dev/{key}"] = np.ascontiguousarray(a, dtype=np.float64)
     return out
 
 
@@ -190,7 +192,10 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     else:  # format 1: the only state then was SGD's momentum, by position
         n_opt = meta["counts"][2]
         optimizer = {"momentum": group("opt", n_opt)} if n_opt else {}
-    state = TrainState(meta["epoch"], meta["step"], optimizer, meta["running"], meta["metrics"])
+    devices = {k[4:]: a for k, a in contents.items() if k.startswith("dev/")}
+    state = TrainState(
+        meta["epoch"], meta["step"], optimizer, meta["running"], meta["metrics"], devices
+    )
     files = meta.get("files") or {  # checkpoints before the hashes were recorded
         CONFIG: _sha256(meta["config"]),
         METRICS: _sha256(metrics_text(meta["metrics"])),
@@ -213,10 +218,12 @@ def _sha256(text: str) -> str:
 
 
 def metrics_text(metrics: list[dict[str, float]]) -> str:
-    """metrics.csv: one row per epoch, the columns of METRIC_COLUMNS in that order."""
+    """metrics.csv: one row per epoch, the columns of METRIC_COLUMNS in that order, then those
+    of DEVICE_COLUMNS when the run records programming."""
     text = io.StringIO()
     if metrics:
-        writer = csv.DictWriter(text, fieldnames=list(METRIC_COLUMNS), lineterminator="\n")
+        extra = [c for c in DEVICE_COLUMNS if c in metrics[0]]
+        writer = csv.DictWriter(text, fieldnames=[*METRIC_COLUMNS, *extra], lineterminator="\n")
         writer.writeheader()
         for row in metrics:
             writer.writerow({k: repr(float(v)) if k != "epoch" else int(v) for k, v in row.items()})

@@ -1,0 +1,647 @@
+"""How programmable resistors respond to programming pulses: training as the chip would learn.
+
+A trained conductance g of a device with bounds [g_min, g_max] is written in
+the normalised state u = (g - g_min) / (g_max - g_min), 0 <= u <= 1. One
+programming pulse changes u by an amount that may depend on u itself, and
+differently up (potentiation) and down (depression). Every model here is an
+affine response per direction,
+
+    up:    u <- u + c_up - r_up u                   (step c_up - r_up u)
+    down:  u <- u - (c_down - r_down (1 - u))        (the mirror image)
+
+so that n pulses in one direction compose in closed form:
+
+    v_n = (1 - r)^n v_0 + c S_n,   S_n = sum_{j<n} (1 - r)^j   (v = u up, 1 - u down)
+
+which is the exact result of the n single-pulse steps; cycle-to-cycle write
+noise of standard deviation sigma per pulse (a fraction of the range) then
+adds a Gaussian of variance sigma^2 sum_{j<n} (1 - r)^{2j}. The bounds are
+applied after the batch's pulses. Models (eqprop-circuit(5) has the
+equations with units and the presets' sources):
+
+- linear: a constant step delta = 1 / (levels - 1), so ``levels`` equally
+  spaced states (gamma_up, gamma_down tilt the step, aihwkit's LinearStep);
+- soft_bounds: the step falls linearly to zero at the bound it approaches
+  (delta at mid-range, 2 delta at the far bound);
+- exponential: NeuroSim's nonlinear LTP/LTD curves, g(p) = B (1 - exp(-p/A))
+  + g_min over p = 0 .. levels - 1 pulses, A from the published nonlinearity
+  label of each direction.
+
+Everything is vectorised over the devices of a connection: pulse counts and
+responses are whole-array operations (devices alike look their response to
+-cap .. cap pulses up in a table, g' = Q[n] g + B[n]; devices that differ
+use the fixed-point form g' = g* + (g - g*) (1 - r)^n), and only the devices
+that receive pulses draw noise. Random numbers come from streams keyed by the counters
+(seed, epoch, batch, purpose), so a resumed run draws exactly what an
+uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..circuit.params import Param
+
+# Purposes of the random streams; 0 and 1 are taken by the data order and shifts.
+PURPOSES = {"rounding": 2, "write_noise": 3, "read_noise": 4, "nudge": 5, "variation": 6}
+
+MODELS = ("ideal", "linear", "soft_bounds", "exponential")
+ROUNDINGS = ("deterministic", "stochastic")
+
+
+def stream(seed: int, epoch: int, batch: int, purpose: str) -> np.random.Generator:
+    """The random stream of one purpose in one batch of one epoch: a generator seeded by the
+    counters themselves (numpy's PCG64 through SeedSequence), like the data order's."""
+    return np.random.default_rng([int(seed), int(epoch), int(batch), PURPOSES[purpose]])
+
+
+# ---------------------------------------------------------------------- NeuroSim nonlinearity
+
+
+def _max_deviation(a: float) -> float:
+    """Largest gap between the normalised curve (1 - e^{-x/a}) / (1 - e^{-1/a}) and x."""
+    e = -math.expm1(-1.0 / a)  # 1 - e^{-1/a}
+    x = -a * math.log(a * e)  # where the curve's slope is 1
+    return (1.0 - a * e) / e - x
+
+
+def nonlinearity_to_a(label: float) -> float:
+    """NeuroSim's normalised A (A / pulses) of a nonlinearity label NL (its magnitude).
+
+    NeuroSim labels a curve by its largest deviation from the straight line:
+    NL = max_x (w(x) - x) / 0.099; this reproduces its Nonlinearity-NormA
+    table (e.g. NL 2.40 -> 0.4992, 0.04 -> 31.57) to its four digits.
+    """
+    target = 0.099 * abs(label)
+    if not 0.0 < target < 0.99:
+        raise ValueError(f"nonlinearity {label} is outside (0, 10)")
+    lo, hi = math.log(1e-4), math.log(1e6)  # deviation falls as a grows
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if _max_deviation(math.exp(mid)) > target:
+            lo = mid
+        else:
+            hi = mid
+    return math.exp(0.5 * (lo + hi))
+
+
+# ---------------------------------------------------------------------- the model
+
+
+@dataclass(frozen=True)
+class UpdateModel:
+    """The validated keys of a [devices.NAME.update] table."""
+
+    model: str = "ideal"
+    levels: int = 64  # states from g_min to g_max (linear); pulses + 1 for a full sweep
+    rounding: str = "deterministic"
+    max_pulses: int = 16  # per device and batch
+    manhattan: bool = False  # one pulse of the requested sign, whatever its size
+    gamma_up: float = 0.0  # linear: relative tilt of the up step (step delta (1 + gamma (1 - 2u)))
+    gamma_down: float = 0.0
+    nl_up: float = 1.0  # exponential: NeuroSim nonlinearity label of potentiation
+    nl_down: float = 1.0  # exponential: of depression (its magnitude)
+    asymmetry: float = 0.0  # up steps scaled by 1 + asymmetry, down steps by 1 - asymmetry
+    write_noise: float = 0.0  # cycle-to-cycle std per pulse, fraction of g_max - g_min
+    d2d_step: float = 0.0  # device-to-device relative std of the step size
+    d2d_asymmetry: float = 0.0  # device-to-device std of the asymmetry
+    d2d_bounds: float = 0.0  # device-to-device relative std of g_min and g_max
+    preset: str = ""
+
+    @property
+    def ideal(self) -> bool:
+        return self.model == "ideal"
+
+    @property
+    def step(self) -> float:
+        """The nominal step delta of one pulse, as a fraction of the range."""
+        return 1.0 / (self.levels - 1)
+
+    @property
+    def on_grid(self) -> bool:
+        """Whether the states are the evenly spaced levels (and stay so without noise)."""
+        return self.model == "linear" and self.gamma_up == 0.0 and self.gamma_down == 0.0
+
+    def coefficients(self) -> tuple[float, float, float, float]:
+        """(c_up, r_up, c_down, r_down) of the nominal device, per pulse, normalised units."""
+        delta = self.step
+        if self.model == "exponential":
+            out = []
+            for label in (self.nl_up, self.nl_down):
+                a = nonlinearity_to_a(label)
+                r = -math.expm1(-delta / a)  # 1 - e^{-1/A}, A = a (levels - 1)
+                out += [r / -math.expm1(-1.0 / a), r]  # c = r B, B = 1 / (1 - e^{-1/a})
+            c_up, r_up, c_down, r_down = out
+        else:
+            g_up, g_down = (
+                (1.0, 1.0)
+                if self.model == "soft_bounds"
+                else (
+                    self.gamma_up,
+                    self.gamma_down,
+                )
+            )
+            c_up, r_up = delta * (1.0 + g_up), 2.0 * delta * g_up
+            c_down, r_down = delta * (1.0 + g_down), 2.0 * delta * g_down
+        up, down = 1.0 + self.asymmetry, 1.0 - self.asymmetry
+        return c_up * up, r_up * up, c_down * down, r_down * down
+
+
+@dataclass(frozen=True)
+class DevicePreset:
+    """A published device's update response, each value with its source."""
+
+    name: str
+    what: str
+    values: dict
+    on_off: float  # g_max / g_min of the published device
+    source: str
+
+
+NEUROSIM = (
+    "P.-Y. Chen, X. Peng, S. Yu, 'NeuroSim: a circuit-level macro model for benchmarking "
+    "neuro-inspired architectures in online learning', IEEE TCAD 37(12), 2018, device table "
+    "(also the MLP+NeuroSim V3.0 manual)"
+)
+
+PRESETS = {
+    p.name: p
+    for p in (
+        DevicePreset(
+            "agsi",
+            "Ag:a-Si filamentary ReRAM (Jo et al., Nano Lett. 10, 2010)",
+            {
+                "model": "exponential",
+                "levels": 97,
+                "nl_up": 2.40,
+                "nl_down": 4.88,
+                "write_noise": 0.035,
+            },
+            12.5,
+            NEUROSIM + ": 97 levels, nonlinearity 2.40 / -4.88, ON/OFF 12.5, "
+            "cycle-to-cycle 3.5% of the range",
+        ),
+        DevicePreset(
+            "taox-hfox",
+            "TaOx/HfOx ReRAM (Wu et al., VLSI 2018)",
+            {
+                "model": "exponential",
+                "levels": 128,
+                "nl_up": 0.04,
+                "nl_down": 0.63,
+                "write_noise": 0.037,
+            },
+            10.0,
+            NEUROSIM + ": 128 levels, nonlinearity 0.04 / -0.63, ON/OFF 10, "
+            "cycle-to-cycle 3.7% of the range",
+        ),
+        DevicePreset(
+            "pcmo",
+            "Pr0.7Ca0.3MnO3 (PCMO) ReRAM (Park et al., IEDM 2013)",
+            {
+                "model": "exponential",
+                "levels": 50,
+                "nl_up": 3.68,
+                "nl_down": 6.76,
+                "write_noise": 0.01,
+            },
+            6.84,
+            NEUROSIM + ": 50 levels, nonlinearity 3.68 / -6.76, ON/OFF 6.84, "
+            "cycle-to-cycle below 1% of the range (1% taken)",
+        ),
+        DevicePreset(
+            "alox-hfo2",
+            "AlOx/HfO2 ReRAM (Woo et al., IEEE EDL 37, 2016)",
+            {
+                "model": "exponential",
+                "levels": 40,
+                "nl_up": 1.94,
+                "nl_down": 0.61,
+                "write_noise": 0.05,
+            },
+            4.43,
+            NEUROSIM + ": 40 levels, nonlinearity 1.94 / -0.61, ON/OFF 4.43, "
+            "cycle-to-cycle 5% of the range",
+        ),
+        DevicePreset(
+            "epiram",
+            "SiGe epitaxial RAM, EpiRAM (Choi et al., Nat. Mater. 17, 2018)",
+            {
+                "model": "exponential",
+                "levels": 64,
+                "nl_up": 0.5,
+                "nl_down": 0.5,
+                "write_noise": 0.02,
+            },
+            50.2,
+            NEUROSIM + ": 64 levels, nonlinearity 0.5 / -0.5, ON/OFF 50.2, "
+            "cycle-to-cycle 2% of the range",
+        ),
+        DevicePreset(
+            "ecram",
+            "Li-ion ECRAM, near-ideal (Tang et al., IEDM 2018)",
+            {
+                "model": "linear",
+                "levels": 1001,
+                "gamma_up": 0.100,
+                "gamma_down": 0.505,
+                "write_noise": 0.0003,
+                "d2d_step": 0.1,
+                "d2d_asymmetry": 0.01,
+                "d2d_bounds": 0.05,
+            },
+            10.0,
+            "IBM aihwkit EcRamPresetDevice (fit of LinearStepDevice to Tang et al., IEDM "
+            "2018): dw_min 0.002 on the range [-0.8276, 1.1724] (1000 steps), gamma_up 0.1153 "
+            "and gamma_down 0.5085 about w = 0 (0.100 and 0.505 about mid-range), "
+            "dw_min_std 0.3 of a step, dw_min_dtod 0.1, up_down_dtod 0.01, w_max_dtod 0.05; "
+            "ON/OFF not in the preset (10 assumed)",
+        ),
+    )
+}
+
+
+def with_preset(preset: str, given: dict) -> dict:
+    """A preset's values with the keys given explicitly taking precedence."""
+    return {**PRESETS[preset].values, **given, "preset": preset}
+
+
+# ---------------------------------------------------------------------- per-device state
+
+
+@dataclass
+class DeviceArrays:
+    """Bounds and response coefficients of each device of a connection.
+
+    Each is a 0-d array (all devices alike) or one value per device (flattened),
+    drawn once from the run's seed when device-to-device variation is on.
+    """
+
+    g_min: np.ndarray
+    g_max: np.ndarray
+    c_up: np.ndarray
+    r_up: np.ndarray
+    c_down: np.ndarray
+    r_down: np.ndarray
+
+    NAMES = ("g_min", "g_max", "c_up", "r_up", "c_down", "r_down")
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in self.NAMES}
+
+
+def device_arrays(
+    model: UpdateModel, g_min: float, g_max: float, size: int, rng: np.random.Generator
+) -> DeviceArrays:
+    """Each device's bounds and coefficients: the nominal ones, varied device to device."""
+    c_up, r_up, c_down, r_down = model.coefficients()
+    arrays = DeviceArrays(
+        *(np.asarray(float(v)) for v in (g_min, g_max, c_up, r_up, c_down, r_down))
+    )
+    if model.d2d_bounds:
+        lo = g_min * np.maximum(1.0 + model.d2d_bounds * rng.standard_normal(size), 0.0)
+        hi = g_max * np.maximum(1.0 + model.d2d_bounds * rng.standard_normal(size), 0.0)
+        arrays.g_min, arrays.g_max = lo, np.maximum(hi, lo + 1e-3 * (g_max - g_min))
+    if model.d2d_step or model.d2d_asymmetry:
+        scale = np.maximum(1.0 + model.d2d_step * rng.standard_normal(size), 0.0)
+        tilt = model.d2d_asymmetry * rng.standard_normal(size)
+        up = scale * np.maximum(1.0 + tilt / (1.0 + model.asymmetry), 0.0)
+        down = scale * np.maximum(1.0 - tilt / (1.0 - model.asymmetry), 0.0)
+        arrays.c_up, arrays.r_up = c_up * up, np.minimum(r_up * up, 1.0)
+        arrays.c_down, arrays.r_down = c_down * down, np.minimum(r_down * down, 1.0)
+    return arrays
+
+
+def clip_to_bounds(g: np.ndarray, arrays: DeviceArrays) -> np.ndarray:
+    """Conductances within each device's bounds."""
+    flat = np.clip(g.reshape(-1), arrays.g_min, arrays.g_max)
+    return flat.reshape(g.shape)
+
+
+def snap_to_levels(g: np.ndarray, model: UpdateModel, arrays: DeviceArrays) -> np.ndarray:
+    """The nearest of each device's evenly spaced states (linear models without tilt)."""
+    if not model.on_grid:
+        return clip_to_bounds(g, arrays)
+    flat = g.reshape(-1)
+    span = arrays.g_max - arrays.g_min
+    step = arrays.c_up * span  # the up step in siemens (device-to-device varied)
+    k = np.rint((flat - arrays.g_min) / step)
+    return np.clip(arrays.g_min + k * step, arrays.g_min, arrays.g_max).reshape(g.shape)
+
+
+# ---------------------------------------------------------------------- pulses
+
+
+def pulse_counts(
+    requested: np.ndarray, model: UpdateModel, rng: np.random.Generator | None, unit: float = 1.0
+) -> np.ndarray:
+    """Signed pulses per device for requested changes (fractions of the range).
+
+    The requested change over the nominal step, rounded to the nearest whole
+    pulse (deterministic) or down after adding a uniform draw (stochastic,
+    unbiased); Manhattan sends one pulse of the request's sign. Capped at
+    ``max_pulses`` either way. ``unit``: what one unit of ``requested`` is, as a fraction
+    of the range.
+    """
+    x = requested * (unit * (model.levels - 1))
+    if model.manhattan:
+        n = np.sign(x, out=x)
+    elif model.rounding == "stochastic":
+        x += rng.random(x.shape)
+        n = np.floor(x, out=x)
+    else:
+        n = np.rint(x, out=x)
+    cap = float(model.max_pulses)
+    return np.clip(n, -cap, cap, out=n)
+
+
+def _sums(r: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(1 - r)^k, S_k = sum_{j<k} (1 - r)^j and sum_{j<k} (1 - r)^{2j}, elementwise."""
+    keep = 1.0 - r
+    q = keep**k
+    has_r = r > 0
+    safe = np.where(has_r, r, 1.0)
+    total = np.where(has_r, (1.0 - q) / safe, k)
+    squares = np.where(has_r, (1.0 - q * q) / np.where(has_r, 1.0 - keep * keep, 1.0), k)
+    return q, total, squares
+
+
+@dataclass(frozen=True)
+class PulseTable:
+    """The response to n = -cap .. cap pulses of devices that are all alike: g' = Q[n] g + B[n]
+    plus noise of std N[n] (siemens), indexed by n + cap."""
+
+    cap: int
+    q: np.ndarray
+    b: np.ndarray
+    noise: np.ndarray
+
+
+def pulse_table(model: UpdateModel, arrays: DeviceArrays) -> PulseTable | DeviceKernel:
+    """The table of a connection without device-to-device variation, else its per-device
+    kernel."""
+    if any(a.ndim for a in arrays.as_dict().values()):
+        return device_kernel(model, arrays)
+    cap = model.max_pulses
+    n = np.arange(-cap, cap + 1, dtype=float)
+    up = n > 0
+    c = np.where(up, arrays.c_up, arrays.c_down)
+    r = np.where(up, arrays.r_up, arrays.r_down)
+    q, total, squares = _sums(r, np.abs(n))
+    lo, span = float(arrays.g_min), float(arrays.g_max - arrays.g_min)
+    # up: u' = q u + c S; down: u' = 1 - q (1 - u) - c S = q u + 1 - q - c S
+    a = np.where(up, c * total, np.where(n < 0, 1.0 - q - c * total, 0.0))
+    b = lo * (1.0 - q) + span * a
+    return PulseTable(cap, q, b, model.write_noise * span * np.sqrt(squares))
+
+
+@dataclass(frozen=True)
+class DeviceKernel:
+    """The response of devices that differ (device-to-device variation), per device and
+    direction in fixed-point form: n pulses take g to g* + (g - g*) (1 - r)^n, g* the
+    direction's asymptote; constant steps (r = 0) add n times the step instead."""
+
+    linear: bool
+    target_up: np.ndarray  # g* up (siemens), or the up step (siemens) when linear
+    target_down: np.ndarray
+    log_keep_up: np.ndarray  # ln(1 - r)
+    log_keep_down: np.ndarray  # -ln(1 - r), so that n (< 0) times it is |n| ln(1 - r)
+    spread_up: np.ndarray  # write noise variance of n pulses = spread (1 - q^2), or n spread
+    spread_down: np.ndarray
+
+
+def device_kernel(model: UpdateModel, arrays: DeviceArrays) -> DeviceKernel:
+    """The per-device kernel of a connection (any arrays, varied or not)."""
+    lo, span = arrays.g_min, arrays.g_max - arrays.g_min
+    sigma2 = (model.write_noise * span) ** 2
+    if not (np.any(arrays.r_up) or np.any(arrays.r_down)):
+        zero = np.zeros(())
+        return DeviceKernel(
+            True, arrays.c_up * span, arrays.c_down * span, zero, zero, sigma2, sigma2
+        )
+    out = []
+    for c, r, up in ((arrays.c_up, arrays.r_up, True), (arrays.c_down, arrays.r_down, False)):
+        r = np.minimum(r, 1.0 - 1e-12)
+        moving = r > 0  # a device whose steps vary to zero (c = r = 0) does not move
+        fixed = np.where(moving, c / np.where(moving, r, 1.0), 0.0)  # u* up, 1 - u* down
+        target = lo + span * (fixed if up else 1.0 - fixed)
+        keep2 = (1.0 - r) ** 2
+        spread = np.where(moving, sigma2 / np.where(moving, 1.0 - keep2, 1.0), 0.0)
+        out.append((target, np.log1p(-r) if up else -np.log1p(-r), spread))
+    (tu, lu, su), (td, ld, sd) = out
+    return DeviceKernel(False, tu, td, lu, ld, su, sd)
+
+
+def _at(a: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Elements of a per-device array (or the one value of devices alike) at ``index``."""
+    return a if a.ndim == 0 else a[index]
+
+
+def apply_pulses(
+    g: np.ndarray,
+    pulses: np.ndarray,
+    model: UpdateModel,
+    arrays: DeviceArrays,
+    rng: np.random.Generator | None,
+    table: PulseTable | DeviceKernel | None = None,
+) -> np.ndarray:
+    """Conductances after each device received its signed number of pulses.
+
+    n pulses in one direction are the exact composition of n single-pulse
+    responses (module docstring), the write noise the exact sum of the
+    per-pulse noises through that response; the noise is drawn for the
+    devices that receive pulses only, in their order.
+    """
+    shape = np.shape(g)
+    n = pulses.reshape(-1)
+    flat = np.asarray(g, dtype=float).reshape(-1)
+    if isinstance(table, PulseTable):
+        index = (n + table.cap).astype(np.intp)
+        if np.all(table.q == 1.0):  # constant steps: no multiplication
+            out = flat + table.b[index]
+        else:
+            out = table.q[index] * flat
+            out += table.b[index]
+        if model.write_noise:
+            moved = np.flatnonzero(n)
+            out[moved] += table.noise[index[moved]] * rng.standard_normal(len(moved))
+    else:
+        kernel = table if isinstance(table, DeviceKernel) else device_kernel(model, arrays)
+        up = n > 0
+        if kernel.linear:
+            out = flat + n * np.where(up, kernel.target_up, kernel.target_down)
+        else:
+            q = np.exp(n * np.where(up, kernel.log_keep_up, kernel.log_keep_down))
+            target = np.where(up, kernel.target_up, kernel.target_down)
+            out = target + (flat - target) * q
+        if model.write_noise:  # computed for the devices that moved only
+            moved = np.flatnonzero(n)
+            side = up[moved]
+            spread = np.where(side, _at(kernel.spread_up, moved), _at(kernel.spread_down, moved))
+            spread = spread * (np.abs(n[moved]) if kernel.linear else 1.0 - q[moved] ** 2)
+            out[moved] += np.sqrt(spread) * rng.standard_normal(len(moved))
+    np.clip(out, arrays.g_min, arrays.g_max, out=out)
+    return out.reshape(shape)
+
+
+def program(
+    g: np.ndarray,
+    requested: np.ndarray,
+    model: UpdateModel,
+    arrays: DeviceArrays,
+    rngs: tuple[np.random.Generator | None, np.random.Generator | None],
+    table: PulseTable | DeviceKernel | None = None,
+    unit: float = 1.0,
+) -> tuple[np.ndarray, int]:
+    """Conductances after programming the requested changes (in units of ``unit`` times the
+    nominal range g_max - g_min) as pulses, and the number of pulses sent. ``rngs``: the
+    batch's rounding and write-noise streams."""
+    pulses = pulse_counts(requested.reshape(-1), model, rngs[0], unit)
+    new = apply_pulses(g, pulses, model, arrays, rngs[1], table)
+    return new, int(np.abs(pulses).sum())
+
+
+# ---------------------------------------------------------------------- file keys
+
+UPDATE_KEYS = (
+    Param(
+        "preset",
+        "choice",
+        "A published device whose values fill every key not given: "
+        + ", ".join(f'"{p}"' for p in PRESETS)
+        + ".",
+        None,
+        choices=tuple(PRESETS),
+    ),
+    Param(
+        "model",
+        "choice",
+        "Response to a programming pulse: ideal (any real-valued step, exactly: no pulses), "
+        "linear, soft_bounds or exponential.",
+        "ideal",
+        choices=MODELS,
+    ),
+    Param("levels", "int", "States from g_min to g_max: a full sweep is levels - 1 pulses.", 64, 2),
+    Param(
+        "rounding",
+        "choice",
+        "Requested change to whole pulses: nearest, or stochastic (unbiased).",
+        "deterministic",
+        choices=ROUNDINGS,
+    ),
+    Param("max_pulses", "int", "Most pulses a device receives per batch.", 16, 1),
+    Param(
+        "manhattan",
+        "bool",
+        "Send one pulse of the requested change's sign, whatever its size.",
+        False,
+    ),
+    Param(
+        "gamma_up",
+        "number",
+        "linear: tilt of the up step, delta (1 + gamma (1 - 2u)).",
+        0.0,
+        -1.0,
+        maximum=1.0,
+    ),
+    Param(
+        "gamma_down",
+        "number",
+        "linear: tilt of the down step, delta (1 + gamma (2u - 1)).",
+        0.0,
+        -1.0,
+        maximum=1.0,
+    ),
+    Param(
+        "nl_up",
+        "number",
+        "exponential: NeuroSim nonlinearity label of potentiation.",
+        1.0,
+        0.0,
+        True,
+        9.0,
+    ),
+    Param(
+        "nl_down",
+        "number",
+        "exponential: nonlinearity label (magnitude) of depression.",
+        1.0,
+        0.0,
+        True,
+        9.0,
+    ),
+    Param(
+        "asymmetry",
+        "number",
+        "Up steps scaled by 1 + a, down steps by 1 - a.",
+        0.0,
+        -0.9,
+        maximum=0.9,
+    ),
+    Param(
+        "write_noise",
+        "number",
+        "Cycle-to-cycle std of each pulse's change, fraction of g_max - g_min.",
+        0.0,
+        0.0,
+        maximum=1.0,
+    ),
+    Param(
+        "d2d_step",
+        "number",
+        "Device-to-device relative std of the step size.",
+        0.0,
+        0.0,
+        maximum=1.0,
+    ),
+    Param(
+        "d2d_asymmetry", "number", "Device-to-device std of the asymmetry.", 0.0, 0.0, maximum=0.5
+    ),
+    Param(
+        "d2d_bounds",
+        "number",
+        "Device-to-device relative std of g_min and g_max.",
+        0.0,
+        0.0,
+        maximum=0.5,
+    ),
+)
+
+
+def parse_update(table: object, rd, key: tuple) -> UpdateModel:
+    """A resistor's [devices.NAME.update] table, validated (``rd``: the spec's reader, whose
+    errors name the file, line and key)."""
+    table = dict(rd.expect_table(table, key))
+    preset = table.get("preset", "")
+    if preset:
+        rd.values({"preset": preset}, UPDATE_KEYS[:1], key)  # a located error if unknown
+        table = with_preset(str(preset), table)
+    values = rd.values(table, UPDATE_KEYS, key)
+    return UpdateModel(**{**values, "preset": values["preset"] or ""})
+
+
+def describe(model: UpdateModel) -> str:
+    """One line naming a device's update model (for eval, report and the train log)."""
+    if model.ideal:
+        return "ideal"
+    parts = [model.model, f"{model.levels} levels", f"{model.rounding} rounding"]
+    if model.manhattan:
+        parts.append("Manhattan")
+    if model.write_noise:
+        parts.append(f"write noise {model.write_noise:g}")
+    if model.d2d_step or model.d2d_asymmetry or model.d2d_bounds:
+        parts.append("device-to-device variation")
+    return (f"{model.preset}: " if model.preset else "") + ", ".join(parts)
+
+
+def device_models(devices: dict) -> dict[str, str]:
+    """Each resistor device of a circuit (spec.devices) that learns as a device (a model
+    other than ideal), and its update model, named."""
+    return {
+        name: describe(d.update)
+        for name, d in devices.items()
+        if d.update is not None and not d.update.ideal
+    }

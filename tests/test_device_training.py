@@ -1,0 +1,82 @@
+"""Pulsed programming of trained arrays and the measurement of the phases (units)."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from eqprop_cli.devices.update import UpdateModel, stream
+from eqprop_cli.learn.programming import Measurement, Programmer
+from eqprop_cli.solver.equilibrium import Nudge
+
+G_MIN, G_MAX = 1e-9, 2e-5
+
+
+def group(kind: str = "conductance"):
+    return SimpleNamespace(kind=kind, scale=G_MAX, low=G_MIN, high=G_MAX)
+
+
+def test_ideal_arrays_take_the_exact_clipped_step():
+    rng = np.random.default_rng(0)
+    p = [rng.uniform(G_MIN, G_MAX, (30, 20)), rng.uniform(-1e-6, 1e-6, 20)]
+    steps = [rng.normal(0, 0.1, (30, 20)), rng.normal(0, 0.1, 20)]
+    groups = [group(), SimpleNamespace(kind="current", scale=2e-5, low=-2e-5, high=2e-5)]
+    programmer = Programmer([UpdateModel("ideal"), None], groups, [600, 20], seed=3)
+    assert not programmer.active
+    new, pulses = programmer.apply(p, steps, groups, 0, 0)
+    assert pulses == 0
+    for a, b, s, g in zip(new, p, steps, groups, strict=True):
+        np.testing.assert_array_equal(a, np.clip(b + s * g.scale, g.low, g.high))
+
+
+def test_pulsed_array_moves_by_whole_steps_and_counts_its_pulses():
+    model = UpdateModel("linear", levels=21, max_pulses=3)
+    programmer = Programmer([model], [group()], [4], seed=0)
+    span = G_MAX - G_MIN
+    p = [programmer.prepare([np.full(4, G_MIN + 10 * span / 20)])[0]]
+    steps = [np.array([0.0, 0.051, -0.12, 0.9]) * span / G_MAX]  # 0, 1, -2 and capped 3 steps
+    new, pulses = programmer.apply(p, steps, [group()], 0, 0)
+    np.testing.assert_allclose((new[0] - p[0]) / (span / 20), [0, 1, -2, 3], atol=1e-9)
+    assert pulses == 6
+
+
+def test_device_variation_is_saved_and_restored():
+    model = UpdateModel("linear", levels=33, d2d_step=0.3, write_noise=0.01)
+    one = Programmer([model], [group()], [50], seed=4)
+    saved = one.state()
+    assert set(saved) == {"0/c_up", "0/r_up", "0/c_down", "0/r_down"}
+    other = Programmer([model], [group()], [50], seed=5)  # other draws ...
+    assert not np.array_equal(other.state()["0/c_up"], saved["0/c_up"])
+    other.load(saved)  # ... until the checkpoint's are loaded
+    np.testing.assert_array_equal(other.state()["0/c_up"], saved["0/c_up"])
+
+
+def test_adc_quantises_and_clips_to_its_range():
+    adc = Measurement(adc_bits=3, adc_range=1.0)
+    v = np.array([-2.0, -1.0, -0.2, 0.0, 0.3, 0.99, 5.0])
+    read = adc.read(v, None)
+    lsb = 2.0 / 7
+    np.testing.assert_allclose((read + 1.0) / lsb, np.rint((read + 1.0) / lsb), atol=1e-12)
+    assert np.all(np.abs(read - np.clip(v, -1, 1)) <= lsb / 2 + 1e-12)
+    assert read[0] == -1.0 and read[-1] == pytest.approx(1.0)
+
+
+def test_read_noise_and_nudge_error_have_the_stated_spread():
+    n = 200_000
+    noisy = Measurement(read_noise=2e-3, nudge_error=0.05)
+    read = noisy.read(np.full(n, 0.25), stream(1, 0, 0, "read_noise")) - 0.25
+    assert abs(read.mean()) < 5 * 2e-3 / math.sqrt(n)
+    assert read.std() == pytest.approx(2e-3, rel=0.02)
+    rng = stream(1, 0, 0, "nudge")
+    factors = np.array(
+        [noisy.nudged(Nudge(1.0, target=np.zeros(1)), rng).beta for _ in range(20_000)]
+    )
+    assert abs(factors.mean() - 1.0) < 5 * 0.05 / math.sqrt(len(factors))
+    assert factors.std() == pytest.approx(0.05, rel=0.03)
+    current = noisy.nudged(Nudge(current=np.ones((2, 3))), stream(2, 0, 0, "nudge")).current
+    assert np.all(current == current[0, 0]) and current[0, 0] != 1.0  # one factor per phase
+    exact = Nudge(2.0, target=np.zeros(1))
+    assert Measurement().nudged(exact, None) is exact

@@ -1,0 +1,221 @@
+"""Device update responses: grids, bounds, nonlinear curves, noise and variation statistics.
+
+Statistical tests use fixed seeds and state their tolerances: a mean within
+five standard errors, a standard deviation within 2% (200,000 samples give
+a relative standard error of 0.16% on a standard deviation).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from eqprop_cli.devices.update import (
+    PRESETS,
+    DeviceArrays,
+    UpdateModel,
+    apply_pulses,
+    device_arrays,
+    nonlinearity_to_a,
+    program,
+    pulse_counts,
+    pulse_table,
+    snap_to_levels,
+    stream,
+    with_preset,
+)
+
+G_MIN, G_MAX = 1e-7, 2e-5
+
+
+def explicit_pulses(
+    g: np.ndarray, pulses: np.ndarray, model: UpdateModel, arrays: DeviceArrays
+) -> np.ndarray:
+    """The same response one pulse at a time, noise-free (the reference of the tests)."""
+    out = np.array(g, dtype=float, copy=True).reshape(-1)
+    n = pulses.reshape(-1).astype(int)
+    quiet = replace(model, write_noise=0.0)
+    for _ in range(int(np.abs(n).max(initial=0))):
+        step = np.sign(n)
+        out = apply_pulses(out, step, quiet, arrays, None).reshape(-1)
+        n = n - step
+    return out.reshape(np.shape(g))
+
+
+N = 200_000
+
+
+def arrays_of(model: UpdateModel, size: int = 1, seed: int = 0):
+    return device_arrays(model, G_MIN, G_MAX, size, np.random.default_rng(seed))
+
+
+@pytest.mark.parametrize("levels", [16, 64, 256])
+def test_levels_keep_every_conductance_on_its_grid(levels):
+    model = UpdateModel("linear", levels=levels, max_pulses=5)
+    arrays = arrays_of(model)
+    rng = np.random.default_rng(levels)
+    g = snap_to_levels(rng.uniform(G_MIN, G_MAX, (40, 30)), model, arrays)
+    step = (G_MAX - G_MIN) / (levels - 1)
+    table = pulse_table(model, arrays)
+    for _ in range(60):
+        g, _ = program(g, rng.normal(0, 3.0 / levels, g.shape), model, arrays, (None, None), table)
+        k = (g - G_MIN) / step
+        assert np.all(np.abs(k - np.rint(k)) < 1e-9)
+        assert g.min() >= G_MIN and g.max() <= G_MAX
+    assert len(np.unique(np.rint(k))) > levels // 2  # it moved across the grid
+
+
+def test_soft_bounds_step_shrinks_to_zero_at_the_bound_and_never_crosses_it():
+    model = UpdateModel("soft_bounds", levels=101, max_pulses=1000)
+    arrays = arrays_of(model)
+    u = np.linspace(0.0, 1.0, 11)
+    g = G_MIN + u * (G_MAX - G_MIN)
+    up = (apply_pulses(g, np.ones(11), model, arrays, None) - g) / (G_MAX - G_MIN)
+    down = (g - apply_pulses(g, -np.ones(11), model, arrays, None)) / (G_MAX - G_MIN)
+    delta = 1.0 / 100
+    np.testing.assert_allclose(up, 2 * delta * (1 - u), atol=1e-15)  # delta at mid-range
+    np.testing.assert_allclose(down, 2 * delta * u, atol=1e-15)
+    assert up[-1] == 0.0 and down[0] == 0.0
+    many = apply_pulses(g, np.full(11, 1000.0), model, arrays, None)
+    assert np.all(many <= G_MAX) and np.all(many > g[:-1].max())  # approaches, never passes
+
+
+def test_n_pulses_at_once_equal_n_single_pulses():
+    rng = np.random.default_rng(3)
+    g = rng.uniform(G_MIN, G_MAX, 500)
+    pulses = rng.integers(-12, 13, 500).astype(float)
+    for name in PRESETS:
+        model = UpdateModel(**with_preset(name, {"max_pulses": 12}))
+        arrays = arrays_of(model, 500, seed=1)
+        g0 = np.clip(g, arrays.g_min, arrays.g_max)
+        quiet = replace(model, write_noise=0.0)
+        reference = explicit_pulses(g0, pulses, quiet, arrays)
+        tol = {"rtol": 1e-12, "atol": 1e-12 * G_MAX}
+        np.testing.assert_allclose(apply_pulses(g0, pulses, quiet, arrays, None), reference, **tol)
+        alike = arrays_of(replace(quiet, d2d_step=0, d2d_asymmetry=0, d2d_bounds=0))
+        table = pulse_table(quiet, alike)  # the fast path of devices all alike
+        np.testing.assert_allclose(
+            apply_pulses(g, pulses, quiet, alike, None, table),
+            explicit_pulses(g, pulses, quiet, alike),
+            **tol,
+        )
+
+
+def test_exponential_curve_is_neurosims():
+    """From g_min, p up pulses follow G(p) = B (1 - exp(-p/A)) + g_min and reach g_max
+    after levels - 1 pulses; depression mirrors it from g_max."""
+    model = UpdateModel("exponential", levels=97, nl_up=2.4, nl_down=4.88, max_pulses=200)
+    arrays = arrays_of(model)
+    p = np.arange(97.0)
+    up = apply_pulses(np.full(97, G_MIN), p, model, arrays, None)
+    a = nonlinearity_to_a(2.4) * 96
+    b = (G_MAX - G_MIN) / (1 - math.exp(-96 / a))
+    np.testing.assert_allclose(up, b * (1 - np.exp(-p / a)) + G_MIN, rtol=1e-12)
+    assert up[-1] == pytest.approx(G_MAX, rel=1e-12)
+    down = apply_pulses(np.full(97, G_MAX), -p, model, arrays, None)
+    a = nonlinearity_to_a(4.88) * 96
+    b = (G_MAX - G_MIN) / (1 - math.exp(-96 / a))
+    np.testing.assert_allclose(down, G_MAX - b * (1 - np.exp(-p / a)), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "label, published", [(0.04, 31.5668), (0.5, 2.5199), (2.4, 0.4992), (4.88, 0.2003)]
+)
+def test_nonlinearity_labels_give_neurosims_a(label, published):
+    """The Nonlinearity-NormA table of MLP+NeuroSim V3.0 (documents/), to 0.1%."""
+    assert nonlinearity_to_a(label) == pytest.approx(published, rel=1e-3)
+
+
+def test_stochastic_rounding_is_unbiased():
+    model = UpdateModel("linear", levels=11, rounding="stochastic", max_pulses=10)
+    x = np.repeat([0.013, 0.25, -0.37, 1.5, -2.71], N // 5) / 10  # in units of the range
+    n = pulse_counts(x, model, stream(7, 0, 0, "rounding"))
+    for value in np.unique(x):
+        mine = n[x == value]
+        want = value * 10
+        assert set(np.unique(mine)) <= {math.floor(want), math.ceil(want)}
+        se = math.sqrt((want - math.floor(want)) * (math.ceil(want) - want) / len(mine))
+        assert abs(mine.mean() - want) < 5 * se + 1e-12
+
+
+def test_deterministic_rounding_and_cap_and_manhattan():
+    model = UpdateModel("linear", levels=11, max_pulses=3)
+    x = np.array([0.04, 0.06, -0.26, 0.9, -0.9, 0.0])
+    np.testing.assert_array_equal(pulse_counts(x, model, None), [0, 1, -3, 3, -3, 0])
+    manhattan = replace(model, manhattan=True)
+    np.testing.assert_array_equal(pulse_counts(x, manhattan, None), [1, 1, -1, 1, -1, 0])
+
+
+@pytest.mark.parametrize("pulses", [1, 4])
+def test_write_noise_mean_and_spread_on_a_linear_device(pulses):
+    sigma = 0.02
+    model = UpdateModel("linear", levels=101, write_noise=sigma, max_pulses=10)
+    arrays = arrays_of(model)
+    g = np.full(N, 0.5 * (G_MIN + G_MAX))
+    new = apply_pulses(g, np.full(N, float(pulses)), model, arrays, stream(1, 0, 0, "write_noise"))
+    change = (new - g) / (G_MAX - G_MIN)
+    spread = sigma * math.sqrt(pulses)  # per-pulse noises add in quadrature
+    assert abs(change.mean() - pulses / 100) < 5 * spread / math.sqrt(N)
+    assert change.std() == pytest.approx(spread, rel=0.02)
+
+
+def test_write_noise_through_a_soft_bounded_response_matches_pulse_by_pulse():
+    """The closed-form noise of 6 pulses against 6 explicit noisy pulses (other draws)."""
+    sigma = 0.01
+    model = UpdateModel("soft_bounds", levels=21, write_noise=sigma, max_pulses=10)
+    arrays = arrays_of(model)
+    g = np.full(N, G_MIN + 0.3 * (G_MAX - G_MIN))
+    closed = apply_pulses(g, np.full(N, 6.0), model, arrays, stream(2, 0, 0, "write_noise"))
+    rng = np.random.default_rng(5)
+    quiet = replace(model, write_noise=0.0)
+    u = np.full(N, 0.3)
+    for _ in range(6):  # one pulse: deterministic step, then its own noise, no bound reached
+        u = (apply_pulses(G_MIN + u * (G_MAX - G_MIN), np.ones(N), quiet, arrays, None) - G_MIN) / (
+            G_MAX - G_MIN
+        )
+        u = u + sigma * rng.standard_normal(N)
+    closed = (closed - G_MIN) / (G_MAX - G_MIN)
+    assert abs(closed.mean() - u.mean()) < 5 * u.std() * math.sqrt(2 / N)
+    assert closed.std() == pytest.approx(u.std(), rel=0.02)
+
+
+def test_device_to_device_variation_has_the_stated_spread():
+    model = UpdateModel(
+        "linear", levels=65, d2d_step=0.2, d2d_asymmetry=0.05, d2d_bounds=0.1, asymmetry=0.1
+    )
+    arrays = arrays_of(model, N, seed=11)
+    c_up, _, c_down, _ = model.coefficients()
+    ratio_up, ratio_down = arrays.c_up / c_up, arrays.c_down / c_down
+    scale = 0.5 * (ratio_up + ratio_down)  # the common step factor, 1 + 0.2 xi
+    assert abs(scale.mean() - 1.0) < 5 * 0.2 / math.sqrt(N)
+    assert scale.std() == pytest.approx(0.2, rel=0.02)
+    tilt = (ratio_up - ratio_down) / (ratio_up + ratio_down)  # the asymmetry's spread
+    assert tilt.std() == pytest.approx(0.05 * (1 / 1.1 + 1 / 0.9) / 2, rel=0.03)
+    for bound, nominal in ((arrays.g_max, G_MAX), (arrays.g_min, G_MIN)):
+        assert abs(bound.mean() / nominal - 1.0) < 5 * 0.1 / math.sqrt(N)
+        assert (bound / nominal).std() == pytest.approx(0.1, rel=0.02)
+    again = arrays_of(model, N, seed=11)  # drawn from the seed: the same devices again
+    np.testing.assert_array_equal(again.c_up, arrays.c_up)
+
+
+def test_streams_are_keyed_by_their_counters():
+    a = stream(1, 2, 3, "write_noise").standard_normal(4)
+    np.testing.assert_array_equal(a, stream(1, 2, 3, "write_noise").standard_normal(4))
+    for other in (
+        stream(1, 2, 4, "write_noise"),
+        stream(1, 3, 3, "write_noise"),
+        stream(1, 2, 3, "rounding"),
+        stream(2, 2, 3, "write_noise"),
+    ):
+        assert not np.array_equal(a, other.standard_normal(4))
+
+
+def test_presets_are_valid_models():
+    for name, preset in PRESETS.items():
+        model = UpdateModel(**with_preset(name, {}))
+        c_up, r_up, c_down, r_down = model.coefficients()
+        assert 0 < c_up < 1 and 0 <= r_up <= 1 and 0 < c_down < 1 and 0 <= r_down <= 1
+        assert preset.source and preset.on_off > 1
