@@ -20,11 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-from eqprop_cli.devicemap import conductance_map, level_ranges, quantise
-from eqprop_cli.evaluate import check_with_ngspice, evaluate
-from eqprop_cli.runs import load_target
-from eqprop_cli.train import scoring, split_samples
-from eqprop_cli.variation import Variation, monte_carlo
+from eqprop_cli.hardware.devicemap import conductance_map, level_ranges, quantise
+from eqprop_cli.hardware.ngspice import check_with_ngspice
+from eqprop_cli.hardware.variation import Variation, monte_carlo
+from eqprop_cli.learn.evaluate import evaluate
+from eqprop_cli.learn.train import scoring, split_samples
+from eqprop_cli.runs.rundir import load_target
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,7 +8,7 @@ circuits) with standard settings:
 - SGD with momentum 0.9, constant learning rate 0.05, minibatch 64,
   training set reshuffled every epoch; no weight decay; no augmentation
   unless --shift N, which moves each training image by up to N pixels
-  (eqprop's own `training.shift`: `eqprop_cli.datasets.shift_images`);
+  (eqprop's own `training.shift`: `eqprop_cli.data.datasets.shift_images`);
 - float32 arithmetic; pixels in [0, 1], not standardised;
 - trained on all 60,000 training images, tested on the 10,000 test images
   after every epoch.
@@ -18,7 +18,7 @@ evaluations) of every epoch and writes the run to
 benchmarks/results/mlp_baseline_<dataset>_<hidden>[_<E>epochs][_shift<N>].json
 (the latest run replaces the previous one; the epoch count is named when
 it is not 10). The data come from eqprop's own loader
-(`eqprop_cli.datasets.load_dataset`): --data FOLDER, else $EQPROP_DATA_DIR/<dataset>,
+(`eqprop_cli.data.datasets.load_dataset`): --data FOLDER, else $EQPROP_DATA_DIR/<dataset>,
 the user cache, or for fashion-mnist the Debian package's folder.
 
     EQPROP_DATA_DIR=../shared/data python benchmarks/mlp_baseline.py --hidden 100
@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eqprop_cli.datasets import load_dataset, shift_images
+from eqprop_cli.data.datasets import load_dataset, shift_images
 from eqprop_cli.io import write_atomic
 
 ROOT = Path(__file__).resolve().parent.parent

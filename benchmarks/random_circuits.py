@@ -40,7 +40,7 @@ from reference import exact_voltages  # noqa: E402
 
 from eqprop_cli import Network, compile_circuit, parse_circuit, solve  # noqa: E402
 from eqprop_cli.errors import EqpropError  # noqa: E402
-from eqprop_cli.spice import export_spice, run_ngspice, spice_node_names  # noqa: E402
+from eqprop_cli.hardware.spice import export_spice, run_ngspice, spice_node_names  # noqa: E402
 
 SWEEPS = {
     "ngspice": {"islands": False, "conductances": (1e-7, 1e-3)},

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from eqprop_cli import Network, compile_circuit, load_network, parse_circuit, solve
-from eqprop_cli.spice import export_spice, parse_raw, spice_node_names
+from eqprop_cli.hardware.spice import export_spice, parse_raw, spice_node_names
 
 ROOT = Path(__file__).resolve().parent.parent
 MNIST = ROOT.parent / "shared" / "data" / "mnist" / "t10k-images-idx3-ubyte.gz"

@@ -18,9 +18,9 @@ import time
 
 import eqprop_cli
 from eqprop_cli import Network, compile_circuit
-from eqprop_cli.spec import load_circuit
+from eqprop_cli.circuit.spec import load_circuit
 
-train = importlib.import_module("eqprop_cli.train")
+train = importlib.import_module("eqprop_cli.learn.train")
 
 
 def main() -> None:

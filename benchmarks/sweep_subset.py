@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from eqprop_cli import Network, compile_circuit
-from eqprop_cli.solve import solve
-from eqprop_cli.spec import load_circuit
-from eqprop_cli.train import Trainer, solver_settings, training_data
+from eqprop_cli.circuit.spec import load_circuit
+from eqprop_cli.learn.settings import solver_settings
+from eqprop_cli.learn.train import Trainer, training_data
+from eqprop_cli.solver.equilibrium import solve
 
 
 def hidden_spread(network: Network, spec, x: np.ndarray) -> list[float]:

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from eqprop_cli import Network, compile_circuit
-from eqprop_cli.spec import load_circuit
-from eqprop_cli.train import Trainer, training_data
+from eqprop_cli.circuit.spec import load_circuit
+from eqprop_cli.learn.train import Trainer, training_data
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import CircuitError, EqpropError, InputError
-from .graph import Graph, compile_circuit
-from .network import Network
-from .solve import Equilibrium, solve
-from .spec import CircuitSpec, load_circuit, parse_circuit
+__version__ = "0.1.0"  # before the imports: modules below read it
 
-__version__ = "0.1.0"
+from .circuit.graph import Graph, compile_circuit
+from .circuit.network import Network
+from .circuit.spec import CircuitSpec, load_circuit, parse_circuit
+from .errors import CircuitError, EqpropError, InputError
+from .solver.equilibrium import Equilibrium, solve
 
 
 def load_network(path: str | Path) -> Network:

@@ -1,11 +1,24 @@
-"""Shared fixtures: the ngspice oracle must fail, not skip, in CI."""
+"""Shared fixtures: the ngspice oracle must fail, not skip, in CI.
+
+Commands that the tests run in subprocesses (`eqprop`, `python -c`, README
+examples from a temporary folder) import this checkout's package: its folder
+goes first on PYTHONPATH. Without it a copy of eqprop installed elsewhere on
+the machine (another checkout's `pip install .`) would answer instead, from
+any working directory but this one, and those tests would check that copy.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+)
 
 
 @pytest.fixture

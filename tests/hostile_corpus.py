@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eqprop_cli.params import DEVICE_KINDS, SOLVER
+from eqprop_cli.circuit.params import DEVICE_KINDS, SOLVER
 
 BASE = """\
 [circuit]

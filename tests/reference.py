@@ -17,7 +17,7 @@ from decimal import Decimal
 import numpy as np
 
 from eqprop_cli import Network
-from eqprop_cli.devices import IdealDiode
+from eqprop_cli.devices.diode import IdealDiode
 
 DIGITS = 50
 

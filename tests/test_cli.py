@@ -127,7 +127,7 @@ def test_export_writes_atomically(tmp_path):
 
 
 def test_export_nodeset_is_our_operating_point(tmp_path, ngspice):
-    from eqprop_cli.spice import run_ngspice
+    from eqprop_cli.hardware.spice import run_ngspice
 
     result = run("export", XOR, "-i", "0.3,0.9", "--nodeset")
     assert result.exit_code == 0
@@ -206,7 +206,7 @@ def piped(*args: str) -> subprocess.CompletedProcess:
 
 def test_piped_tables_hold_every_value_in_full(tmp_path):
     """On an 80-column console that is not a terminal, nothing is cut or wrapped."""
-    from eqprop_cli.datasets import list_datasets
+    from eqprop_cli.data.datasets import list_datasets
 
     result = piped("data", "list")
     assert result.returncode == 0, result.stderr
@@ -251,8 +251,8 @@ def test_dash_output_is_stdout(tmp_path, monkeypatch):
 
 
 def test_solve_a_dataset_sample_with_a_conductance_map(tmp_path):
-    from eqprop_cli.runs import load_target
-    from eqprop_cli.train import split_samples
+    from eqprop_cli.learn.train import split_samples
+    from eqprop_cli.runs.rundir import load_target
 
     run_dir = tmp_path / "x"
     assert run("train", XOR, "--out", str(run_dir), "--epochs", "20").exit_code == 0

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eqprop_cli import datasets
-from eqprop_cli.datasets import (
+from eqprop_cli.data import datasets
+from eqprop_cli.data.datasets import (
     DATASETS,
     IDX_FILES,
     DataError,
@@ -30,7 +30,7 @@ from eqprop_cli.datasets import (
 )
 from eqprop_cli.errors import EqpropError
 
-MINI = Path(datasets.__file__).parent / "data" / "mnist-mini.npz"
+MINI = Path(datasets.__file__).parent / "mnist-mini.npz"  # package data beside the module
 MINI_README = MINI.parent / "README.md"
 IDX_CODES = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C, np.float32: 0x0D}
 

@@ -20,8 +20,9 @@ import pytest
 import typer.main
 
 import eqprop_cli.cli
-from eqprop_cli import params, spec, spice
-from eqprop_cli.units import PREFIXES, parse_si
+from eqprop_cli.circuit import params, spec
+from eqprop_cli.circuit.units import PREFIXES, parse_si
+from eqprop_cli.hardware import spice
 
 ROOT = Path(__file__).resolve().parent.parent
 MAN = ROOT / "man"
@@ -324,8 +325,8 @@ def test_run_directory_files_are_documented(name):
 
 def test_metrics_columns_are_documented():
     """The columns of metrics.csv, in the order the trainer writes them (one epoch of xor)."""
-    from eqprop_cli.runs import load_target
-    from eqprop_cli.train import Trainer, training_data
+    from eqprop_cli.learn.train import Trainer, training_data
+    from eqprop_cli.runs.rundir import load_target
 
     loaded = load_target(ROOT / "circuits" / "xor.toml", ["training.epochs=1"])
     dataset, splits = training_data(loaded.spec, loaded.network)
@@ -348,7 +349,8 @@ def test_eval_json_keys_are_documented():
 
 
 def test_gradcheck_json_keys_and_verdict_are_documented():
-    from eqprop_cli import cli_train, gradcheck
+    from eqprop_cli.cli import train as cli_train
+    from eqprop_cli.learn import gradcheck
 
     body = options_section("gradcheck")
     for key in ("target", "data", "samples", "beta", "tol", "passed", "variants"):
@@ -403,7 +405,7 @@ def test_help_examples_use_files_that_exist(name):
 
 
 def test_every_map_column_is_documented_in_the_export_page():
-    from eqprop_cli.devicemap import COLUMNS
+    from eqprop_cli.hardware.devicemap import COLUMNS
 
     text = page("eqprop-export.1")
     for column in COLUMNS:
@@ -412,8 +414,9 @@ def test_every_map_column_is_documented_in_the_export_page():
 
 def test_monte_carlo_and_ngspice_json_keys_are_documented():
     """The keys that `eqprop eval --variation` and `--backend ngspice` print."""
-    from eqprop_cli.evaluate import Evaluation, SpiceCheck
-    from eqprop_cli.variation import MonteCarlo
+    from eqprop_cli.hardware.ngspice import SpiceCheck
+    from eqprop_cli.hardware.variation import MonteCarlo
+    from eqprop_cli.learn.evaluate import Evaluation
 
     nominal = Evaluation(2, 0.5, 0.1, np.eye(2, dtype=int), 0)
     keys = list(MonteCarlo(nominal, np.array([1, 2])).as_dict())

@@ -18,9 +18,9 @@ from test_solver import chain, network, voltage
 from typer.testing import CliRunner
 
 from eqprop_cli import Network, compile_circuit, parse_circuit, solve
+from eqprop_cli.circuit.params import thermal_voltage
 from eqprop_cli.cli import app
-from eqprop_cli.params import thermal_voltage
-from eqprop_cli.spice import export_spice, run_ngspice, spice_node_names
+from eqprop_cli.hardware.spice import export_spice, run_ngspice, spice_node_names
 
 VTOL = 1e-9  # the default voltage tolerance: what "converged" promises
 NVT = thermal_voltage(300.15)  # default Shockley diode: Is = 1e-14 A, n = 1, 300.15 K

@@ -12,14 +12,14 @@ from randomcircuits import ROOT
 from typer.testing import CliRunner
 
 from eqprop_cli.cli import app
-from eqprop_cli.devicemap import conductance_map, level_ranges, quantise, read_map
 from eqprop_cli.errors import EqpropError
-from eqprop_cli.evaluate import evaluate
-from eqprop_cli.runs import load_target
-from eqprop_cli.solve import solve
-from eqprop_cli.spice import export_spice, ngspice_op, printed_class, run_ngspice
-from eqprop_cli.train import scoring, split_samples, training_data
-from eqprop_cli.variation import Variation
+from eqprop_cli.hardware.devicemap import conductance_map, level_ranges, quantise, read_map
+from eqprop_cli.hardware.spice import export_spice, ngspice_op, printed_class, run_ngspice
+from eqprop_cli.hardware.variation import Variation
+from eqprop_cli.learn.evaluate import evaluate
+from eqprop_cli.learn.train import scoring, split_samples, training_data
+from eqprop_cli.runs.rundir import load_target
+from eqprop_cli.solver.equilibrium import solve
 
 runner = CliRunner()
 MINI = ROOT / "circuits" / "mnist-mini.toml"

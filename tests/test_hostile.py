@@ -28,15 +28,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from eqprop_cli import cli_train, graph
 from eqprop_cli import io as eqio
+from eqprop_cli.circuit import graph
+from eqprop_cli.circuit.graph import compile_circuit
+from eqprop_cli.circuit.network import Network
+from eqprop_cli.circuit.spec import load_circuit, parse_circuit
 from eqprop_cli.cli import app
+from eqprop_cli.cli import train as cli_train
 from eqprop_cli.errors import CircuitError
-from eqprop_cli.graph import compile_circuit
-from eqprop_cli.network import Network
-from eqprop_cli.runs import CHECKPOINT, CONFIG, METRICS, load_checkpoint
-from eqprop_cli.spec import load_circuit, parse_circuit
-from eqprop_cli.spice import export_spice
+from eqprop_cli.hardware.spice import export_spice
+from eqprop_cli.runs.rundir import CHECKPOINT, CONFIG, METRICS, load_checkpoint
 
 runner = CliRunner()
 ROOT = Path(__file__).absolute().parents[1]
@@ -332,7 +333,7 @@ def test_shockley_parameters_outside_physics_are_refused(tmp_path):
 
 
 def test_numerical_failures_escaping_a_solve_are_one_message(monkeypatch):
-    import eqprop_cli.cli as cli
+    import eqprop_cli.cli.circuit as cli
 
     def singular(*args, **kwargs):
         raise np.linalg.LinAlgError("Singular matrix")
@@ -403,7 +404,7 @@ def test_a_circuit_file_too_large_is_refused_unread(tmp_path):
 def test_a_long_string_is_located_in_linear_time(tmp_path):
     """The key locator's string pattern is possessive: a 5 MB description is one pass
     (the old pattern backtracked through a stack of megabytes)."""
-    from eqprop_cli import spec
+    from eqprop_cli.circuit import spec
 
     line = 'description = "' + 'a\\"b' * 1_250_000 + '"'
     tracemalloc.start()

@@ -36,7 +36,7 @@ from pathlib import Path
 import pytest
 from randomcircuits import ROOT
 
-from eqprop_cli.datasets import find_dataset
+from eqprop_cli.data.datasets import find_dataset
 
 README = ROOT / "README.md"
 MARKER = re.compile(r"<!--\s*readme-test:\s*(.*?)\s*-->")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from eqprop_cli.errors import EqpropError
-from eqprop_cli.report import (
+from eqprop_cli.runs.report import (
     DPI,
     FIGURE_SIZE,
     _conductance_figure,

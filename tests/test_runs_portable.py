@@ -13,10 +13,10 @@ import pytest
 from randomcircuits import ROOT
 from typer.testing import CliRunner
 
+from eqprop_cli.circuit.spec import parse_circuit
 from eqprop_cli.cli import app
-from eqprop_cli.optim import schedule_factor
-from eqprop_cli.runs import load_checkpoint, save_checkpoint
-from eqprop_cli.spec import parse_circuit
+from eqprop_cli.learn.optim import schedule_factor
+from eqprop_cli.runs.rundir import load_checkpoint, save_checkpoint
 
 runner = CliRunner()
 MINI = ROOT / "circuits" / "mnist-mini.toml"

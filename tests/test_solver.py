@@ -11,8 +11,8 @@ from randomcircuits import ROOT
 from scipy.special import lambertw
 
 from eqprop_cli import InputError, Network, compile_circuit, parse_circuit, solve
-from eqprop_cli.params import thermal_voltage
-from eqprop_cli.solve import Problem
+from eqprop_cli.circuit.params import thermal_voltage
+from eqprop_cli.solver.equilibrium import Problem
 
 
 def network(text: str) -> Network:
@@ -110,7 +110,7 @@ def test_shockley_diode_with_series_resistance_is_exact(method):
 
 def test_series_resistance_model_is_consistent():
     """I(v) solves v = Vj + RS I; conductance is dI/dv; the energy's derivative is I."""
-    from eqprop_cli.devices import ShockleyDiode
+    from eqprop_cli.devices.diode import ShockleyDiode
 
     v = np.concatenate([np.linspace(-2.0, 3.0, 2001), [-1e3, 1e3, 1e6]])
     for rs in (0.4755, 981.0, 1e6):
@@ -294,7 +294,7 @@ def test_layered_sweeps_decrease_the_energy_monotonically(diode):
 @pytest.mark.parametrize("seed", range(4))
 def test_newton_low_rank_diode_updates_match_full_factorisation(seed, monkeypatch):
     """Without clamps and with few diodes, Newton factorises Q once (Woodbury); same answer."""
-    from eqprop_cli.solve import _Woodbury
+    from eqprop_cli.solver.equilibrium import _Woodbury
 
     text, n = rc.netlist(seed, clamps=False)
     net = network(text)

@@ -25,10 +25,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from eqprop_cli import load_network
-from eqprop_cli.cli import app
-from eqprop_cli.errors import EqpropError
-from eqprop_cli.params import DEVICE_KINDS, SOLVER
-from eqprop_cli.spec import (
+from eqprop_cli.circuit.params import DEVICE_KINDS, SOLVER
+from eqprop_cli.circuit.spec import (
     CIRCUIT_KEYS,
     CONNECTION_KEYS,
     DIODE_ATTACH_KEYS,
@@ -40,6 +38,8 @@ from eqprop_cli.spec import (
     OUTPUT_KEYS,
     TOP_KEYS,
 )
+from eqprop_cli.cli import app
+from eqprop_cli.errors import EqpropError
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -11,7 +11,7 @@ import randomcircuits as rc
 from randomcircuits import ROOT
 
 from eqprop_cli import EqpropError, Network, compile_circuit, load_network, parse_circuit, solve
-from eqprop_cli.spice import export_spice, run_ngspice, spice_node_names
+from eqprop_cli.hardware.spice import export_spice, run_ngspice, spice_node_names
 
 
 def _compare(net: Network, inputs: np.ndarray) -> float:

@@ -14,12 +14,19 @@ import numpy as np
 import pytest
 from randomcircuits import ROOT
 
-from eqprop_cli.devicemap import conductance_map, level_ranges, quantise
 from eqprop_cli.errors import EqpropError
-from eqprop_cli.runs import load_target
-from eqprop_cli.solve import solve
-from eqprop_cli.spice import CONTROL_START, VNTOL, export_spice, ngspice_op, spice_node_names
-from eqprop_cli.train import solver_settings, split_samples
+from eqprop_cli.hardware.devicemap import conductance_map, level_ranges, quantise
+from eqprop_cli.hardware.spice import (
+    CONTROL_START,
+    VNTOL,
+    export_spice,
+    ngspice_op,
+    spice_node_names,
+)
+from eqprop_cli.learn.settings import solver_settings
+from eqprop_cli.learn.train import split_samples
+from eqprop_cli.runs.rundir import load_target
+from eqprop_cli.solver.equilibrium import solve
 
 SAMPLES = 8
 NEWTON = 60  # iterations: plain Newton from scratch takes about 10 here

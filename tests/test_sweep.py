@@ -20,18 +20,18 @@ from test_docs import check_entry, entries, page, sections
 from typer.testing import CliRunner
 
 from eqprop_cli.cli import app
-from eqprop_cli.runs import CHECKPOINT, METRICS, load_checkpoint
-from eqprop_cli.sweep import (
+from eqprop_cli.runs.rundir import CHECKPOINT, METRICS, load_checkpoint
+from eqprop_cli.sweep.execute import sweep_lock
+from eqprop_cli.sweep.spec import (
     EVAL_KEYS,
     POINT_RECORD,
     SWEEP_KEYS,
     load_sweep,
     point_names,
 )
-from eqprop_cli.sweep import (
+from eqprop_cli.sweep.spec import (
     METRICS as SWEEP_METRICS,
 )
-from eqprop_cli.sweep_exec import sweep_lock
 
 XOR = ROOT / "circuits" / "xor.toml"
 EPOCHS = 30

@@ -11,20 +11,22 @@ from randomcircuits import ROOT, layered, netlist
 from typer.testing import CliRunner
 
 from eqprop_cli import Network, compile_circuit, parse_circuit, solve
+from eqprop_cli.circuit.spec import load_circuit
 from eqprop_cli.cli import app
 from eqprop_cli.errors import EqpropError
-from eqprop_cli.gradcheck import compare, exact_gradients
-from eqprop_cli.loss import ReadoutLoss
-from eqprop_cli.runs import CHECKPOINT, Checkpoint, load_checkpoint, load_target, save_checkpoint
-from eqprop_cli.solve import Nudge
-from eqprop_cli.spec import load_circuit
-from eqprop_cli.train import (
-    Trainer,
-    TrainState,
-    parameter_groups,
-    training_data,
-    training_settings,
+from eqprop_cli.learn.gradcheck import compare, exact_gradients
+from eqprop_cli.learn.loss import ReadoutLoss
+from eqprop_cli.learn.settings import training_settings
+from eqprop_cli.learn.state import TrainState
+from eqprop_cli.learn.train import Trainer, parameter_groups, training_data
+from eqprop_cli.runs.rundir import (
+    CHECKPOINT,
+    Checkpoint,
+    load_checkpoint,
+    load_target,
+    save_checkpoint,
 )
+from eqprop_cli.solver.equilibrium import Nudge
 
 runner = CliRunner()
 XOR = ROOT / "circuits" / "xor.toml"

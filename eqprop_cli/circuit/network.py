@@ -1,0 +1,558 @@
+"""Lower a Graph into arrays: the form the solvers and (later) the trainer work on.
+
+Unknowns are the potentials x of the free nodes that no amplifier drives. Every
+other node is either fixed by voltage sources, V = const + inputs @ S, or driven
+by an amplifier chain, V = coef * x[var]. The circuit's energy (co-content,
+with amplifier stage weights, see DESIGN.md) is then
+
+    E(x) = 1/2 x Q x - (F K + s) . x + const(F) + sum_d w_d e_d(v_d(x))
+
+with Q, K linear in the conductances. The node-level functions ``energy`` and
+``kcl_residual`` evaluate the same physics element by element, independently
+of Q and K; tests use them to check the solvers.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..circuit.graph import FixedNodes, Graph, check_amplifier_stages, element_key, fixed_nodes
+from ..devices.diode import IdealDiode, ShockleyDiode, diode_model
+
+
+@dataclass
+class DiodeGroup:
+    """All diodes of one model: their nodes, I-V model and stage weights."""
+
+    model: IdealDiode | ShockleyDiode
+    anode: np.ndarray
+    cathode: np.ndarray
+    weight: np.ndarray  # stage weight of each diode
+    labels: list[str]
+
+
+@dataclass
+class Stamp:
+    """A sparse matrix whose entries are linear in the conductances g: data = A @ g."""
+
+    A: sp.csr_matrix  # (stored entries, conductances)
+    keys: np.ndarray  # row-major position (row * columns + column) of each stored entry, sorted
+    indices: np.ndarray  # the CSR structure of those entries, derived from keys once
+    indptr: np.ndarray
+    shape: tuple[int, int]
+
+    @classmethod
+    def build(cls, rows, cols, coefs, edges, shape: tuple[int, int], n_edges: int) -> Stamp:
+        """From COO pieces: entry (rows[k], cols[k]) gains coefs[k] * g[edges[k]]."""
+        flat = _joined(rows).astype(np.int64) * shape[1] + _joined(cols)
+        keys, inverse = np.unique(flat, return_inverse=True)
+        del flat  # peak memory: with a million inputs each array here is 16 MB
+        A = sp.csr_matrix((_joined(coefs), (inverse, _joined(edges))), shape=(len(keys), n_edges))
+        indptr = np.searchsorted(keys // shape[1], np.arange(shape[0] + 1)).astype(np.int32)
+        return cls(A, keys, (keys % shape[1]).astype(np.int32), indptr, shape)
+
+    def matrix(self, g: np.ndarray) -> sp.csr_matrix:
+        return sp.csr_matrix((self.A @ g, self.indices, self.indptr), shape=self.shape)
+
+    def dense(self, g: np.ndarray) -> np.ndarray:
+        """The matrix as a dense array."""
+        out = np.zeros(self.shape[0] * self.shape[1])
+        out[self.keys] = self.A @ g
+        return out.reshape(self.shape)
+
+
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """The pieces as one array (the piece itself when there is one: no copy)."""
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+@dataclass
+class Linear:
+    """Q and the input-dependent linear and constant terms of the energy, in input space.
+
+    The constant term (M, m, m0) matters only for energy values, so it is
+    computed on first use: a training step never needs it.
+    """
+
+    Q: sp.csr_matrix
+    Q_diag: np.ndarray
+    SK: np.ndarray  # (features, vars)
+    r0: np.ndarray  # (vars,)
+    constant_terms: Callable[[], tuple[sp.csr_matrix, np.ndarray, float]] = field(repr=False)
+    derived: dict = field(default_factory=dict)  # solver data computed from these, on demand
+
+    def rhs(self, inputs: np.ndarray) -> np.ndarray:
+        return inputs @ self.SK + self.r0
+
+    @functools.cached_property
+    def constant(self) -> tuple[sp.csr_matrix, np.ndarray, float]:
+        """(M, m, m0): const(X) = 1/2 X M X + X m + m0."""
+        return self.constant_terms()
+
+    def const(self, inputs: np.ndarray) -> np.ndarray:
+        M, m, m0 = self.constant
+        if M.nnz == np.count_nonzero(M.diagonal()):  # diagonal: no sparse product
+            quad = np.square(inputs) @ M.diagonal()
+        else:
+            quad = np.einsum("bi,bi->b", inputs, np.asarray((M @ inputs.T).T))
+        return 0.5 * quad + inputs @ m + m0
+
+
+class Network:
+    """Arrays of a compiled circuit; conductances live in ``self.g`` (one array per resistor set)."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.node_names = list(graph.nodes)
+        n = len(graph.nodes)
+        self.n_nodes = n
+        self.n_features = graph.n_features
+        self.outputs = graph.outputs
+        held = fixed_nodes(graph)
+        self.fixed = np.concatenate([[0], np.sort(held.node)]).astype(int)
+        self.fixed_index = np.full(n, -1)
+        self.fixed_index[self.fixed] = np.arange(len(self.fixed))
+        self.fixed_const, self.fixed_gain = self._resolve_fixed(held)
+        graph.fixed = None  # held in these arrays now; a million inputs make it 80 MB
+        self.node_weight = check_amplifier_stages(graph)
+        self._resolve_unknowns()
+        self.resistors = graph.resistors
+        self.g = [r.g.astype(float).copy() for r in graph.resistors]
+        self._linear: Linear | None = None
+        self.structure: dict = {}  # solver data that depends on the topology only
+        self.diodes = [
+            DiodeGroup(
+                diode_model(d.device.params),
+                d.anode,
+                d.cathode,
+                self._branch_weight(d.anode, d.cathode),
+                d.labels,
+            )
+            for d in graph.diodes
+        ]
+        self.isources = graph.isources
+        self.currents = [s.current.astype(float).copy() for s in graph.isources]
+        self.amplifiers = graph.amplifiers
+        self._check_clamps()
+
+    def _check_clamps(self) -> None:
+        """A hard clamp bounds one unknown: one end must be at a fixed potential."""
+        for d, spec in zip(self.diodes, self.graph.diodes, strict=True):
+            if not d.model.hard:
+                continue
+            ends_free = (self.fixed_index[d.anode] < 0).astype(int) + (
+                self.fixed_index[d.cathode] < 0
+            )
+            bad = np.where(ends_free != 1)[0]
+            if len(bad):
+                label = d.labels[bad[0]]
+                raise self.graph.spec.error(
+                    element_key(self.graph, label, spec.device.key),
+                    f'hard-clamp diode "{label}" (g_on = inf) needs exactly one end at a fixed potential '
+                    "(ground, a rail or an input); give it a finite g_on to connect two free nodes",
+                )
+
+    # ------------------------------------------------------------------ node maps
+
+    def _resolve_fixed(self, held: FixedNodes) -> tuple[np.ndarray, sp.csr_matrix]:
+        """Fixed potentials as const + inputs @ gain (gain: features x fixed nodes).
+
+        Each held node adds its source to its parent's potential; summing along the
+        chains to ground goes by doubling (2, 4, 8, ... ancestors at a time), so long
+        chains of sources cost a few sparse products, not a loop over nodes.
+        """
+        k = len(self.fixed)
+        own, up = self.fixed_index[held.node], self.fixed_index[held.parent]
+        jump = sp.csr_matrix((np.ones(len(own)), (own, up)), shape=(k, k))
+        const = np.zeros(k)
+        const[own] = held.value
+        driven = held.feature >= 0
+        terms = sp.csr_matrix(
+            (held.gain[driven], (own[driven], held.feature[driven])), shape=(k, self.n_features)
+        )
+        while jump.nnz:
+            const = const + jump @ const
+            terms = terms + jump @ terms
+            jump = jump @ jump
+        terms = terms.tocoo()
+        cols, rows, vals = terms.row, terms.col, terms.data
+        gain = sp.csr_matrix((vals, (rows, cols)), shape=(self.n_features, len(self.fixed)))
+        # fast path: every fixed node follows at most one feature (true of layered inputs)
+        self._one_feature = np.bincount(cols, minlength=1).max() <= 1
+        self._feature_of = np.zeros(len(self.fixed), dtype=int)
+        self._feature_gain = np.zeros(len(self.fixed))
+        self._feature_of[cols] = rows
+        self._feature_gain[cols] = vals
+        self._input_driven = np.zeros(len(self.fixed), dtype=bool)
+        self._input_driven[cols] = True
+        return const, gain
+
+    def _resolve_unknowns(self) -> None:
+        """Variables, and each non-fixed node as coef * x[var] (amplifier chains)."""
+        n = self.n_nodes
+        drive = {a.target: a for a in self.graph.amplifiers}
+        self.node_var = np.full(n, -1)
+        self.node_coef = np.zeros(n)
+        unknown = self.fixed_index < 0
+        unknown[list(drive)] = False
+        free = np.flatnonzero(unknown)
+        self.node_var[free] = np.arange(len(free))
+        self.node_coef[free] = 1.0
+        self.var_node = np.array(free, dtype=int)
+
+        for node in drive:  # walk up each chain to a resolved node, then back down
+            chain = []
+            while self.node_var[node] < 0:
+                chain.append(node)
+                node = drive[node].source
+            for target in reversed(chain):
+                source = drive[target].source
+                self.node_var[target] = self.node_var[source]
+                self.node_coef[target] = (
+                    self.node_coef[source] * drive[target].device.params["gain"]
+                )
+        self.n_vars = len(free)
+        self.var_weight = self.node_weight[self.var_node] if self.n_vars else np.zeros(0)
+
+    def _branch_weight(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Stage weight of two-terminal elements: that of their non-fixed end."""
+        return np.where(self.fixed_index[a] < 0, self.node_weight[a], self.node_weight[b])
+
+    def fixed_potentials(self, inputs: np.ndarray, which: np.ndarray | None = None) -> np.ndarray:
+        """(batch, n_fixed) potentials of the fixed nodes, or of the fixed indices ``which``.
+
+        With ``which`` naming only nodes that no input drives (rails), the
+        result is one row, (1, len(which)), that broadcasts over the batch.
+        """
+        inputs = np.atleast_2d(np.asarray(inputs, dtype=float))
+        rails_only = (
+            which is not None and not self._input_driven[np.asarray(which, dtype=int)].any()
+        )
+        which = np.arange(len(self.fixed)) if which is None else np.asarray(which, dtype=int)
+        const = self.fixed_const[which]
+        if rails_only:
+            return const[None, :].copy()
+        if self.n_features == 0:
+            return np.broadcast_to(const, (inputs.shape[0], len(which))).copy()
+        if self._one_feature:
+            F = np.take(inputs, self._feature_of[which], axis=1)
+            F *= self._feature_gain[which]
+            F += const
+            return F
+        return np.asarray(self.fixed_gain[:, which].T @ inputs.T).T + const
+
+    def voltages_at(self, x: np.ndarray, inputs: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+        """Potentials (batch, *nodes.shape) of some nodes only."""
+        nodes = np.asarray(nodes, dtype=int)
+        flat = nodes.ravel()
+        out = np.zeros((x.shape[0], flat.size))
+        fixed = self.fixed_index[flat] >= 0
+        if fixed.any():
+            out[:, fixed] = self.fixed_potentials(inputs, self.fixed_index[flat[fixed]])
+        out[:, ~fixed] = x[:, self.node_var[flat[~fixed]]] * self.node_coef[flat[~fixed]]
+        return out.reshape(x.shape[0], *nodes.shape)
+
+    def node_voltages(self, x: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+        """All node potentials (batch, n_nodes) from unknowns and input vectors."""
+        V = np.empty((x.shape[0], self.n_nodes))
+        nf = len(self.fixed)
+        if np.array_equal(self.fixed, np.arange(nf)):  # fixed nodes first: slices, no scatter
+            V[:, :nf] = self.fixed_potentials(inputs)
+            V[:, nf:] = x[:, self.node_var[nf:]] * self.node_coef[nf:]
+            return V
+        V[:, self.fixed] = self.fixed_potentials(inputs)
+        nonfixed = self.fixed_index < 0
+        V[:, nonfixed] = x[:, self.node_var[nonfixed]] * self.node_coef[nonfixed]
+        return V
+
+    def set_conductances(self, g: list[np.ndarray]) -> None:
+        """Replace the conductances (one array per resistor set, same shapes)."""
+        if len(g) != len(self.g) or any(
+            np.shape(a) != b.shape for a, b in zip(g, self.g, strict=True)
+        ):
+            raise ValueError("conductances must match the resistor sets in number and shape")
+        g = [np.array(a, dtype=float) for a in g]
+        if not all(np.all(np.isfinite(a) & (a > 0)) for a in g):
+            raise ValueError("conductances must be finite and > 0 S")
+        self.g = g
+        self._linear = None
+
+    def set_currents(self, currents: list[np.ndarray]) -> None:
+        """Replace the current-source currents (one array per source set, same shapes)."""
+        if len(currents) != len(self.currents) or any(
+            np.shape(a) != b.shape for a, b in zip(currents, self.currents, strict=True)
+        ):
+            raise ValueError("currents must match the current-source sets in number and shape")
+        currents = [np.array(a, dtype=float) for a in currents]
+        if not all(np.all(np.isfinite(a)) for a in currents):
+            raise ValueError("currents must be finite")
+        self.currents = currents
+        self._linear = None
+
+    def readout_map(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The readout in terms of the unknowns: o_k = sum_j coef[k, j] x[var[k, j]].
+
+        Also the stage weight of each output (that of its first node).
+        """
+        if "readout" not in self.structure:
+            nodes = self.outputs
+            sign = np.array([1.0, -1.0])[: nodes.shape[1]]
+            self.structure["readout"] = (
+                self.node_var[nodes],
+                self.node_coef[nodes] * sign,
+                self.node_weight[nodes[:, 0]],
+            )
+        return self.structure["readout"]
+
+    def linear(self) -> Linear:
+        """The linear part in terms of input vectors X (cached until conductances change).
+
+        r(X) = X @ SK + r0 and const(X) = 1/2 X M X + X m + m0, with F = X S + c.
+        """
+        if self._linear is None:
+            stamps = self._stamps()
+            g = np.concatenate([c.ravel() for c in self.g]) if self.g else np.zeros(0)
+            s, fixed_current = self._source_terms()
+            Q = stamps["Q"].matrix(g)
+            SK = stamps["SK"].dense(g)  # dense: the one big product of every solve
+            r0 = stamps["r0"].dense(g).ravel() + s  # K^T c: only edges to non-zero rails
+
+            def constant_terms() -> tuple[sp.csr_matrix, np.ndarray, float]:
+                S, c = self.fixed_gain, self.fixed_const
+                # conductance among fixed nodes: const(F) = 1/2 F A F - F fc, in terms of X
+                A = sp.diags(stamps["fixed_diag"].dense(g).ravel())
+                if stamps["lap"].A.nnz:
+                    A = A + stamps["lap"].matrix(g)
+                M = (S @ A @ S.T).tocsr()
+                m = np.asarray(S @ (A @ c) - S @ fixed_current)
+                return M, m, float(0.5 * c @ (A @ c) - c @ fixed_current)
+
+            self._linear = Linear(Q, Q.diagonal(), SK, r0, constant_terms)
+        return self._linear
+
+    # ------------------------------------------------------------------ edges
+
+    def resistor_edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All resistors as (a, b, g) arrays."""
+        a, b, g = [], [], []
+        for r, cond in zip(self.resistors, self.g, strict=True):
+            rows, cols = r.pairs()
+            a.append(rows)
+            b.append(cols)
+            g.append(cond.ravel())
+        if not a:
+            return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
+        return np.concatenate(a), np.concatenate(b), np.concatenate(g)
+
+    def isource_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self.isources:
+            return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
+        return (
+            np.concatenate([s.plus for s in self.isources]).astype(int),
+            np.concatenate([s.minus for s in self.isources]).astype(int),
+            np.concatenate(self.currents).astype(float),
+        )
+
+    # ------------------------------------------------------------------ quadratic form
+
+    # ------------------------------------------------------------------ linear part
+
+    def _stamps(self) -> dict[str, Stamp]:
+        """Q, K^T c, S K, the fixed diagonal and Laplacian as linear maps of the conductances.
+
+        Topology only, so built once per network; each conductance update then
+        costs one sparse matrix-vector product per matrix.
+        """
+        if "stamps" not in self.structure:
+            a, b, _ = self.resistor_edges()
+            weight = self._branch_weight(a, b)
+            n_edges = len(a)
+            edge = np.arange(n_edges)
+            nv, nf = self.n_vars, len(self.fixed)
+            va, vb = self.node_var[a], self.node_var[b]
+            ca, cb = self.node_coef[a], self.node_coef[b]
+            fa, fb = self.fixed_index[a], self.fixed_index[b]
+            del a, b  # peak memory: a million inputs make each of these 16 MB
+            free_a, free_b = va >= 0, vb >= 0
+            both = free_a & free_b
+            cross = -weight[both] * ca[both] * cb[both]
+            Q = Stamp.build(
+                [va[free_a], vb[free_b], va[both], vb[both]],
+                [va[free_a], vb[free_b], vb[both], va[both]],
+                [weight[free_a] * ca[free_a] ** 2, weight[free_b] * cb[free_b] ** 2, cross, cross],
+                [edge[free_a], edge[free_b], edge[both], edge[both]],
+                (nv, nv),
+                n_edges,
+            )
+            m1, m2 = free_a & ~free_b, free_b & ~free_a  # fixed end -> unknown end
+            k_rows, k_cols = np.concatenate([fb[m1], fa[m2]]), np.concatenate([va[m1], vb[m2]])
+            k_coef = np.concatenate([weight[m1] * ca[m1], weight[m2] * cb[m2]])
+            k_edge = np.concatenate([edge[m1], edge[m2]])
+            del va, vb, ca, cb
+            rail = self.fixed_const[k_rows] != 0  # K^T c: edges from fixed nodes off 0 V
+            r0 = Stamp.build(
+                [k_cols[rail]],
+                [np.zeros(int(rail.sum()), int)],
+                [(k_coef * self.fixed_const[k_rows])[rail]],
+                [k_edge[rail]],
+                (nv, 1),
+                n_edges,
+            )
+            # S K: every K entry times the features that drive its fixed node
+            S = self.fixed_gain.tocsc()
+            count = np.diff(S.indptr)[k_rows]
+            entry = np.repeat(np.arange(len(k_rows)), count)
+            offset = np.arange(len(entry)) - np.repeat(np.cumsum(count) - count, count)
+            at = S.indptr[k_rows][entry] + offset
+            SK = Stamp.build(
+                [S.indices[at]],
+                [k_cols[entry]],
+                [k_coef[entry] * S.data[at]],
+                [k_edge[entry]],
+                (self.n_features, nv),
+                n_edges,
+            )
+            del S, count, entry, offset, at
+            fd = Stamp.build(
+                [k_rows], [np.zeros(len(k_rows), int)], [weight[k_edge]], [k_edge], (nf, 1), n_edges
+            )
+            ff = ~free_a & ~free_b
+            lap = Stamp.build(
+                [fa[ff], fb[ff], fa[ff], fb[ff]],
+                [fa[ff], fb[ff], fb[ff], fa[ff]],
+                [weight[ff], weight[ff], -weight[ff], -weight[ff]],
+                [edge[ff]] * 4,
+                (nf, nf),
+                n_edges,
+            )
+            self.structure["stamps"] = {"Q": Q, "r0": r0, "SK": SK, "fixed_diag": fd, "lap": lap}
+        return self.structure["stamps"]
+
+    def _source_terms(self) -> tuple[np.ndarray, np.ndarray]:
+        """Current sources' linear energy terms: on the unknowns (s) and on fixed nodes."""
+        plus, minus, cur = self.isource_arrays()
+        ws = self._branch_weight(plus, minus) * cur  # energy -w I (V_plus - V_minus)
+        s = np.zeros(self.n_vars)
+        fixed_current = np.zeros(len(self.fixed))
+        for node, sign in ((plus, 1.0), (minus, -1.0)):
+            var = self.node_var[node]
+            ok = var >= 0
+            np.add.at(s, var[ok], sign * ws[ok] * self.node_coef[node][ok])
+            np.add.at(fixed_current, self.fixed_index[node][~ok], sign * ws[~ok])
+        return s, fixed_current
+
+    # ------------------------------------------------------------------ node-level physics
+
+    def energy(self, V: np.ndarray) -> np.ndarray:
+        """Co-content of the circuit (with stage weights) at node potentials V, per sample."""
+        V = np.atleast_2d(V)
+        total = np.zeros(V.shape[0])
+        for r, g in zip(self.resistors, self.g, strict=True):
+            if r.dense:
+                w = self._branch_weight(r.rows[:, None], r.cols[None, :]) * g
+                Va, Vb = V[:, r.rows], V[:, r.cols]
+                total += 0.5 * (
+                    (Va**2) @ w.sum(1)
+                    + (Vb**2) @ w.sum(0)
+                    - 2 * np.einsum("bi,ij,bj->b", Va, w, Vb)
+                )
+            else:
+                w = self._branch_weight(r.rows, r.cols) * g
+                total += 0.5 * ((V[:, r.rows] - V[:, r.cols]) ** 2) @ w
+        for d in self.diodes:
+            v = V[:, d.anode] - V[:, d.cathode]
+            if d.model.hard:
+                continue  # zero inside its feasible set, which a solution respects
+            total += d.model.energy(v) @ d.weight
+        plus, minus, cur = self.isource_arrays()
+        total -= (V[:, plus] - V[:, minus]) @ (self._branch_weight(plus, minus) * cur)
+        return total
+
+    def branch_currents(self, V: np.ndarray) -> np.ndarray:
+        """Current leaving each node into its elements (batch, n_nodes), amplifiers excluded.
+
+        Hard-clamp diodes carry whatever current keeps their node at the clamp;
+        they are left out here and accounted for in ``kcl_residual``.
+        """
+        V = np.atleast_2d(V)
+        out = np.zeros_like(V)
+        for r, g in zip(self.resistors, self.g, strict=True):
+            if r.dense:
+                Va, Vb = V[:, r.rows], V[:, r.cols]
+                # current from row node i to col node j: g_ij (Va_i - Vb_j)
+                from_rows = Va * g.sum(1) - Vb @ g.T
+                into_cols = Va @ g - Vb * g.sum(0)
+                np.add.at(out, (slice(None), r.rows), from_rows)
+                np.add.at(out, (slice(None), r.cols), -into_cols)
+            else:
+                i = (V[:, r.rows] - V[:, r.cols]) * g
+                np.add.at(out, (slice(None), r.rows), i)
+                np.add.at(out, (slice(None), r.cols), -i)
+        for d in self.diodes:
+            if d.model.hard:
+                continue
+            i = d.model.current(V[:, d.anode] - V[:, d.cathode])
+            np.add.at(out, (slice(None), d.anode), i)
+            np.add.at(out, (slice(None), d.cathode), -i)
+        plus, minus, cur = self.isource_arrays()
+        np.add.at(out, (slice(None), plus), -cur)
+        np.add.at(out, (slice(None), minus), cur)
+        return out
+
+    def _chain_depth(self) -> np.ndarray:
+        """Per amplifier: how many amplifiers precede it in a direct chain (input driven by one)."""
+        driver = {amp.target: k for k, amp in enumerate(self.amplifiers)}
+        depth = np.full(len(self.amplifiers), -1)
+        for k in range(len(self.amplifiers)):
+            chain = [k]
+            while depth[chain[-1]] < 0 and self.amplifiers[chain[-1]].source in driver:
+                chain.append(driver[self.amplifiers[chain[-1]].source])
+            base = depth[chain[-1]] if depth[chain[-1]] >= 0 else 0
+            for step, link in enumerate(reversed(chain)):
+                if depth[link] < 0:
+                    depth[link] = base + step
+        return depth
+
+    def kcl_residual(self, V: np.ndarray, clamp_tol: float = 1e-9) -> np.ndarray:
+        """Net current (A) at every node that the circuit's own devices must balance.
+
+        A hard-clamp diode at its threshold (within ``clamp_tol`` volts) carries
+        whatever current of its conducting direction balances its nodes. Zero
+        at fixed nodes (their sources supply anything) and at amplifier outputs
+        (the amplifier supplies it); at an amplifier's input it includes the
+        backward current, 1/A of what the amplifier delivers.
+        """
+        V = np.atleast_2d(V)
+        out = self.branch_currents(V)
+        clamps = [d for d in self.diodes if d.model.hard]
+        # the end of a direct chain first, so chains pass their currents back
+        for k in np.argsort(-self._chain_depth(), kind="stable"):
+            amp = self.amplifiers[k]
+            _absorb_clamps(out, V, clamps, clamp_tol, amp.target)
+            out[:, amp.source] += out[:, amp.target] / amp.device.params["gain"]
+            out[:, amp.target] = 0.0
+        _absorb_clamps(out, V, clamps, clamp_tol)
+        out[:, self.fixed] = 0.0
+        return out
+
+
+def _absorb_clamps(
+    out: np.ndarray, V: np.ndarray, clamps: list[DiodeGroup], tol: float, only=None
+) -> None:
+    """Let conducting hard clamps carry the current their nodes need, if of their direction.
+
+    The clamp's current i >= 0 flows anode to cathode: it balances a surplus
+    flowing into the anode (net outflow < 0) or out of the cathode (> 0).
+    """
+    for d in clamps:
+        on = V[:, d.anode] - V[:, d.cathode] >= d.model.threshold - tol
+        for node, sign in ((d.anode, -1.0), (d.cathode, 1.0)):
+            pick = np.arange(len(node)) if only is None else np.where(node == only)[0]
+            cols = node[pick]
+            part = out[:, cols]
+            out[:, cols] = np.where(on[:, pick] & (sign * part >= 0), 0.0, part)

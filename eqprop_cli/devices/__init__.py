@@ -1,0 +1,1 @@
+"""Device I-V models: each kind answers the same questions for all its elements at once."""

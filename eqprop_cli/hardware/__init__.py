@@ -1,0 +1,2 @@
+"""Towards a chip: SPICE export and ngspice runs, conductance maps and quantisation,
+Monte Carlo over device variation."""

@@ -1,0 +1,80 @@
+"""The loss at the circuit's readout, its gradient, and the nudge that EP applies for it.
+
+Classes are read out as outputs: class k is output k, the prediction is the
+largest readout. Two losses:
+
+- squared error, L = 1/2 sum_k (o_k - t_k)^2 in V^2, with t = target_high for
+  the true class and target_low for the others. Its nudge can be a
+  conductance beta to a source at the target (exact co-content) or a current.
+- softmax cross-entropy of the logits o / temperature, in nats. Its nudge is
+  a current: beta times the loss gradient at the free equilibrium, injected
+  at the outputs (EP needs only the first-order term of the nudge).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..circuit.spec import TrainingSpec
+from ..errors import EqpropError
+from ..solver.equilibrium import Nudge
+
+
+class ReadoutLoss:
+    """Targets, loss values, gradients and nudges for one training configuration."""
+
+    def __init__(self, training: TrainingSpec, n_outputs: int, n_classes: int):
+        if n_outputs != n_classes:
+            raise EqpropError(
+                f"the circuit reads out {n_outputs} output(s) but the dataset "
+                f'"{training.dataset}" has {n_classes} classes; set [output] size = {n_classes} '
+                "(one output per class)"
+            )
+        self.kind = str(training.loss)
+        self.n_classes = n_classes
+        self.high = float(training.target_high)
+        self.low = float(training.target_low)
+        self.temperature = float(training.temperature)
+        self.nudge_kind = str(training.nudge)
+        # EP estimates the gradient of scale * L (the nudge is in volts): divide it back out
+        self.scale = self.temperature**2 if self.kind == "cross_entropy" else 1.0
+
+    def targets(self, labels: np.ndarray) -> np.ndarray:
+        """Target readouts (batch, classes), volts (squared error)."""
+        t = np.full((len(labels), self.n_classes), self.low)
+        t[np.arange(len(labels)), labels] = self.high
+        return t
+
+    def _softmax(self, outputs: np.ndarray) -> np.ndarray:
+        z = outputs / self.temperature
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def value(self, outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Loss per sample: V^2 (squared error) or nats (cross-entropy)."""
+        if self.kind == "squared_error":
+            return 0.5 * np.square(outputs - self.targets(labels)).sum(axis=1)
+        z = outputs / self.temperature
+        z = z - z.max(axis=1, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return -log_p[np.arange(len(labels)), labels]
+
+    def gradient(self, outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """dL/do per sample (batch, classes)."""
+        if self.kind == "squared_error":
+            return outputs - self.targets(labels)
+        p = self._softmax(outputs)
+        p[np.arange(len(labels)), labels] -= 1.0
+        return p / self.temperature
+
+    def nudge(self, beta: float, outputs: np.ndarray, labels: np.ndarray) -> Nudge:
+        """The nudge of strength beta (siemens) for a batch whose free readout is ``outputs``."""
+        if self.nudge_kind == "conductance":
+            return Nudge(beta, target=self.targets(labels))
+        return Nudge(current=-beta * self.scale * self.gradient(outputs, labels))
+
+
+def predictions(outputs: np.ndarray) -> np.ndarray:
+    """The predicted class of each sample: the largest readout."""
+    return np.argmax(outputs, axis=1)

@@ -1,0 +1,481 @@
+"""Equilibrium Propagation: free and nudged equilibria, local updates, the training loop.
+
+For every trainable conductance g between nodes i and j the energy's
+derivative is dE/dg = w (V_i - V_j)^2 / 2 (w: the stage weight of amplifier
+chains, 1 without amplifiers), and for a current source dE/dI = -w (V+ - V-).
+EP estimates the loss gradient from two equilibria at nudge strengths
+beta_a > beta_b:
+
+    dL/dtheta ~ [dE/dtheta(V^a) - dE/dtheta(V^b)] / ((beta_a - beta_b) w_out)
+
+where w_out is the outputs' stage weight (the nudge carries it). Centred
+phases (+beta, -beta) cancel the first-order bias of one-sided ones. The
+update needs only the voltage drop across each device in the two phases.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from ..circuit.network import Network
+from ..circuit.spec import CircuitSpec, TrainingSpec
+from ..data.datasets import DataError, Dataset, image_side, load_dataset, shift_images, split
+from ..errors import CircuitError, EqpropError, NotConvergedError
+from ..learn.evaluate import Evaluation, evaluate
+from ..learn.loss import ReadoutLoss, predictions
+from ..learn.optim import SGD, schedule_factor
+from ..solver.equilibrium import Equilibrium, solve
+from .settings import data_source, solver_settings, training_settings
+from .state import RUNNING_KEYS, TrainState
+
+Splits = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def training_data(spec: CircuitSpec, network: Network) -> tuple[Dataset, Splits]:
+    """Load the [training] dataset and split it (subsets, validation) as the settings say."""
+    t = training_settings(spec)
+    try:
+        dataset = load_dataset(*data_source(spec), str(t.label_column))
+    except DataError as exc:
+        key = "data_path" if t.data_path is not None else "dataset"
+        raise spec.error(("training", key), str(exc)) from None
+    if dataset.n_features != network.n_features:
+        raise spec.error(
+            ("training", "dataset"),
+            f'dataset "{t.dataset}" has {dataset.n_features} features per sample but the '
+            f"circuit takes {network.n_features} inputs",
+        )
+    if int(t.shift) and image_side(dataset.n_features) is None:
+        raise spec.error(
+            ("training", "shift"),
+            f'shifting needs square images, but dataset "{t.dataset}" has '
+            f"{dataset.n_features} features per sample; set training.shift = 0",
+        )
+    validation = float(t.validation)
+    try:
+        splits = split(
+            dataset,
+            validation=int(validation) if validation >= 1 else validation,
+            train_subset=int(t.train_subset) or None,
+            test_subset=int(t.test_subset) or None,
+            seed=int(t.seed),
+        )
+    except DataError as exc:  # located at the key that asked for too many samples
+        key = next((k for k in ("train_subset", "test_subset") if k in str(exc)), "validation")
+        raise spec.error(("training", key), str(exc)) from None
+    return dataset, splits
+
+
+def split_samples(
+    spec: CircuitSpec, network: Network, split: str, limit: int | None = None
+) -> tuple[Dataset, np.ndarray, np.ndarray, list[str]]:
+    """The samples of one split of the [training] dataset (the first ``limit`` of them)."""
+    dataset, splits = training_data(spec, network)
+    x, y = splits[split]
+    if len(y) == 0:
+        raise EqpropError(f"the {split} split is empty (see training.validation and subsets)")
+    return dataset, x[:limit], y[:limit], dataset.classes
+
+
+def dataset_sample(
+    spec: CircuitSpec, network: Network, split: str, sample: int
+) -> tuple[np.ndarray, str]:
+    """Sample ``sample`` of a split of the [training] dataset: its inputs (1, features) and
+    a description naming its label."""
+    _, x, y, classes = split_samples(spec, network, split)
+    if not 0 <= sample < len(y):
+        raise EqpropError(
+            f"--sample {sample} is out of range: the {split} split has {len(y)} samples "
+            f"(0..{len(y) - 1})"
+        )
+    return x[
+        sample : sample + 1
+    ], f"sample {sample} of the {split} split, label {classes[y[sample]]}"
+
+
+def scoring(spec: CircuitSpec, network: Network, n_classes: int) -> tuple[ReadoutLoss, int, dict]:
+    """What scores samples of the circuit: its loss, evaluation batch size and free-phase
+    solver settings (the arguments of ``evaluate`` after the samples)."""
+    settings = training_settings(spec)
+    loss = ReadoutLoss(settings, len(network.outputs), n_classes)
+    return loss, int(settings.eval_batch_size), solver_settings(spec, "free")
+
+
+def evaluate_split(
+    spec: CircuitSpec, network: Network, split: str, limit: int | None = None
+) -> tuple[Dataset, Evaluation]:
+    """Score one split of the circuit's [training] dataset with its loss and free-phase solver."""
+    dataset, x, y, _ = split_samples(spec, network, split, limit)
+    loss, batch, solver = scoring(spec, network, dataset.n_classes)
+    return dataset, evaluate(network, x, y, loss, batch, **solver)
+
+
+@dataclass
+class ParamGroup:
+    """One trained array: a connection's conductances or a source device's currents."""
+
+    name: str
+    kind: str  # "conductance" or "current"
+    index: int  # into network.g or network.currents
+    scale: float  # normalisation of the optimizer's parameters (g_max, or a current scale)
+    low: float
+    high: float
+    rate: float  # base learning rate of this group
+
+
+def parameter_groups(
+    network: Network, training: TrainingSpec, spec: CircuitSpec
+) -> list[ParamGroup]:
+    """The trainable arrays of a network, with bounds, scales and learning rates."""
+    groups = []
+    g_ref = 1.0
+    for k, r in enumerate(network.resistors):
+        p = r.device.params
+        if p["trainable"]:
+            g_ref = max(g_ref if groups else 0.0, p["g_max"])
+            groups.append(
+                ParamGroup(r.name, "conductance", k, p["g_max"], p["g_min"], p["g_max"], 0.0)
+            )
+    for k, s in enumerate(network.isources):
+        p = s.device.params
+        if p["trainable"]:
+            bounds = [abs(b) for b in (p["i_min"], p["i_max"]) if np.isfinite(b)]
+            scale = max(bounds) if bounds else g_ref * 1.0  # a fully-on device at 1 V
+            groups.append(
+                ParamGroup(s.device.name, "current", k, scale, p["i_min"], p["i_max"], 0.0)
+            )
+    names = {g.name for g in groups}
+    for name in training.learning_rates:
+        if name not in names:
+            raise spec.error(
+                ("training", "learning_rates", name),
+                f"names no trainable connection or current source; expected one of {', '.join(sorted(names)) or '(none)'}",
+            )
+    for g in groups:
+        g.rate = training.learning_rates.get(g.name, float(training.learning_rate))
+    if not groups:
+        raise spec.error(
+            ("training",), "the circuit has nothing trainable (every device has trainable = false)"
+        )
+    return groups
+
+
+class EPEstimator:
+    """EP gradient estimates of every group from two equilibria, vectorised over the batch."""
+
+    def __init__(self, network: Network, groups: list[ParamGroup]):
+        self.network = network
+        self.groups = groups
+        _, _, out_weight = network.readout_map()
+        if not np.allclose(out_weight, out_weight[0]):
+            raise EqpropError(
+                "the outputs sit at different amplifier stages; EP needs one stage weight at the readout"
+            )
+        self.out_weight = float(out_weight[0])
+        self.plans = [self._plan(network, g) for g in groups]
+
+    @staticmethod
+    def _plan(network: Network, group: ParamGroup) -> tuple:
+        """(first nodes, second nodes, dense, stage weights, first nodes all fixed) of a group."""
+        if group.kind == "conductance":
+            r = network.resistors[group.index]
+            p, q, dense = r.rows, r.cols, r.dense
+        else:
+            s = network.isources[group.index]
+            p, q, dense = s.plus, s.minus, False
+        w = (
+            network._branch_weight(p[:, None], q[None, :])
+            if dense
+            else network._branch_weight(p, q)
+        )
+        return p, q, dense, w, bool(np.all(network.fixed_index[p] >= 0))
+
+    def __call__(
+        self, a: Equilibrium, b: Equilibrium, beta_a: float, beta_b: float, scale: float
+    ) -> list[np.ndarray]:
+        """dL/dtheta per group (physical units), averaged over the batch."""
+        factor = 1.0 / ((beta_a - beta_b) * self.out_weight * scale * a.unknowns.shape[0])
+        grads = []
+        for g, (p, q, dense, w, p_fixed) in zip(self.groups, self.plans, strict=True):
+            Pa = a.at(p)
+            Pb = Pa if p_fixed else b.at(p)  # fixed potentials (inputs) are the same in both
+            Qa, Qb = a.at(q), b.at(q)
+            if g.kind == "current":  # dE/dI = -w (V+ - V-)
+                grads.append(-w * ((Pa - Qa) - (Pb - Qb)).sum(axis=0) * factor)
+                continue
+            # (dVa^2 - dVb^2) = (dVa - dVb)(dVa + dVb), summed over the batch without cancellation
+            Dp = None if p_fixed else Pa - Pb
+            total = summed_drop_products(Dp, Qa - Qb, Pa + Pb, Qa + Qb, dense)
+            grads.append(0.5 * w * total * factor)
+        return grads
+
+
+def summed_drop_products(
+    xp: np.ndarray | None, xq: np.ndarray, yp: np.ndarray, yq: np.ndarray, dense: bool
+) -> np.ndarray:
+    """Sum over the batch of (xp - xq)(yp - yq) for every element between nodes p and q.
+
+    Dense: for every (row p, column q) pair, by matrix products. ``xp`` None
+    means zero at every p (nodes at fixed potentials), which skips a product.
+    """
+    if not dense:
+        return (((0.0 if xp is None else xp) - xq) * (yp - yq)).sum(axis=0)
+    total = (xq * yq).sum(axis=0)[None, :] - yp.T @ xq
+    if xp is not None:
+        total = total + (xp * yp).sum(axis=0)[:, None] - xp.T @ yq
+    return total
+
+
+def ep_gradients(
+    network: Network,
+    estimator: EPEstimator,
+    loss: ReadoutLoss,
+    x: np.ndarray,
+    y: np.ndarray,
+    betas: tuple[float, float],
+    free_solver: dict,
+    nudged_solver: dict,
+    warm_start: bool = True,
+) -> tuple[list[np.ndarray], Equilibrium, list[Equilibrium]]:
+    """EP estimates of dL/dtheta from a free and two (or one) nudged equilibria.
+
+    Returns the estimates per group, the free equilibrium, and the equilibria
+    (free or nudged) of which some sample missed its tolerances.
+    """
+    free = solve(network, x, **free_solver)
+    outputs = free.outputs()
+    start = free.unknowns if warm_start else None
+    states = []
+    for beta in betas:
+        if beta == 0.0:
+            states.append(free)
+            continue
+        nudge = loss.nudge(beta, outputs, y)
+        states.append(solve(network, x, x0=start, nudge=nudge, like=free, **nudged_solver))
+    distinct = {id(s): s for s in [free, *states]}.values()
+    failed = [s for s in distinct if not s.success]
+    return estimator(states[0], states[1], betas[0], betas[1], loss.scale), free, failed
+
+
+def phase_betas(phases: str, beta: float, seed: int, epoch: int, step: int) -> tuple[float, float]:
+    """(beta_a, beta_b), beta_a > beta_b; 0 means the free equilibrium."""
+    if phases == "centred":
+        return beta, -beta
+    if phases == "positive":
+        return beta, 0.0
+    if phases == "negative":
+        return 0.0, -beta
+    sign = np.random.default_rng([seed, epoch, step]).integers(2)  # counter-based: resumable
+    return (beta, 0.0) if sign else (0.0, -beta)
+
+
+@dataclass
+class BatchInfo:
+    """What the progress display shows after every batch."""
+
+    epoch: int
+    step: int
+    steps: int
+    samples: int
+    loss: float  # running mean over the epoch
+    error: float  # running error rate over the epoch
+    seconds: float
+
+
+class Trainer:
+    """Trains a network's conductances (and bias currents) with EP on a dataset split."""
+
+    def __init__(self, network: Network, spec: CircuitSpec, splits: Splits, n_classes: int):
+        self.network = network
+        self.spec = spec
+        self.training = t = training_settings(spec)
+        self.splits = splits
+        self.loss = ReadoutLoss(t, len(network.outputs), n_classes)
+        self.groups = parameter_groups(network, t, spec)
+        self.estimator = EPEstimator(network, self.groups)
+        self.optimizer = SGD(float(t.momentum))
+        self.free = solver_settings(spec, "free")
+        self.nudged = solver_settings(spec, "nudged")
+        x, _ = splits["train"]
+        if len(x) == 0:
+            raise CircuitError("the training split is empty", path=spec.path, key="training")
+        self.steps = -(-len(x) // int(t.batch_size))
+
+    # ------------------------------------------------------------------ parameters
+
+    def params(self) -> list[np.ndarray]:
+        """The trained arrays, physical units (views of the network's arrays)."""
+        return [
+            self.network.g[g.index] if g.kind == "conductance" else self.network.currents[g.index]
+            for g in self.groups
+        ]
+
+    def set_params(self, values: list[np.ndarray]) -> None:
+        g, currents = list(self.network.g), list(self.network.currents)
+        for group, v in zip(self.groups, values, strict=True):
+            (g if group.kind == "conductance" else currents)[group.index] = v
+        self.network.set_conductances(g)
+        if currents:
+            self.network.set_currents(currents)
+
+    def rate_factor(self, epoch: int) -> float:
+        """The learning-rate schedule's multiplier during ``epoch`` (0-based)."""
+        t = self.training
+        return schedule_factor(
+            str(t.schedule), epoch, int(t.epochs), float(t.decay), int(t.decay_every)
+        )
+
+    def new_state(self) -> TrainState:
+        normalised = [p / g.scale for p, g in zip(self.params(), self.groups, strict=True)]
+        return TrainState(optimizer=self.optimizer.init(normalised), running=self._zero_running())
+
+    @staticmethod
+    def _zero_running() -> dict[str, float]:
+        return dict.fromkeys(RUNNING_KEYS, 0.0)
+
+    # ------------------------------------------------------------------ one batch
+
+    def batch_gradients(
+        self, x: np.ndarray, y: np.ndarray, betas: tuple[float, float]
+    ) -> tuple[list[np.ndarray], Equilibrium, int]:
+        """EP gradient estimates, the free equilibrium, and the equilibria that missed tol."""
+        return ep_gradients(
+            self.network,
+            self.estimator,
+            self.loss,
+            x,
+            y,
+            betas,
+            self.free,
+            self.nudged,
+            bool(self.training.warm_start),
+        )
+
+    def train_step(self, state: TrainState, x: np.ndarray, y: np.ndarray) -> TrainState:
+        """One EP update on a batch; returns the new state (the network is updated in place)."""
+        t = self.training
+        start = time.perf_counter()
+        betas = phase_betas(str(t.phases), float(t.beta), int(t.seed), state.epoch, state.step)
+        grads, free, failed = self.batch_gradients(x, y, betas)
+        if failed:
+            phase = "free" if failed[0] is free else "nudged"
+            raise NotConvergedError(
+                f"epoch {state.epoch + 1}, batch {state.step + 1}: the {phase} equilibrium did "
+                f"not converge ({failed[0].method} solver, {failed[0].message}); training "
+                "stopped before this batch's update"
+            )
+        factor = self.rate_factor(state.epoch)
+        normalised = [g_.scale * grad for g_, grad in zip(self.groups, grads, strict=True)]
+        steps, opt = self.optimizer.update(
+            normalised, state.optimizer, [g.rate * factor for g in self.groups]
+        )
+        new = [
+            np.clip(p + s * g.scale, g.low, g.high)
+            for p, s, g in zip(self.params(), steps, self.groups, strict=True)
+        ]
+        outputs = free.outputs()
+        running = dict(state.running)
+        running["loss"] += float(self.loss.value(outputs, y).sum())
+        running["errors"] += float((predictions(outputs) != y).sum())
+        running["samples"] += len(y)
+        running["seconds"] += time.perf_counter() - start
+        self.set_params(new)
+        return TrainState(state.epoch, state.step + 1, opt, running, state.metrics)
+
+    # ------------------------------------------------------------------ epochs
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The seeded order of the training samples in an epoch."""
+        n = len(self.splits["train"][1])
+        return np.random.default_rng([int(self.training.seed), epoch]).permutation(n)
+
+    def augment(self, x: np.ndarray, state: TrainState) -> np.ndarray:
+        """The batch as trained on: shifted images when training.shift asks for them."""
+        max_shift = int(self.training.shift)
+        if not max_shift:
+            return x
+        rng = np.random.default_rng([int(self.training.seed), state.epoch, state.step, 1])
+        return shift_images(x, max_shift, rng)  # counter-based like the order: resumable
+
+    def evaluate(self, split: str) -> Evaluation | None:
+        x, y = self.splits[split]
+        if len(y) == 0:
+            return None
+        return evaluate(
+            self.network, x, y, self.loss, int(self.training.eval_batch_size), **self.free
+        )
+
+    def finish_epoch(self, state: TrainState) -> TrainState:
+        """Close an epoch: evaluate, append its metrics row, reset the running sums."""
+        r = state.running
+        row: dict[str, float] = {
+            "epoch": state.epoch + 1,
+            "train_loss": r["loss"] / max(r["samples"], 1),
+            "train_error": r["errors"] / max(r["samples"], 1),
+        }
+        missed = 0  # evaluation solves that missed their tolerances (training ones stop it)
+        for name in ("validation", "test"):
+            result = self.evaluate(name)
+            row[f"{name}_loss"] = result.loss if result else float("nan")
+            row[f"{name}_error"] = result.error_rate if result else float("nan")
+            missed += result.not_converged if result else 0
+        row["seconds"] = r["seconds"]
+        row["samples_per_second"] = r["samples"] / r["seconds"] if r["seconds"] else float("nan")
+        row["learning_rate"] = float(self.training.learning_rate) * self.rate_factor(state.epoch)
+        row["not_converged"] = missed
+        return TrainState(
+            state.epoch + 1, 0, state.optimizer, self._zero_running(), [*state.metrics, row]
+        )
+
+    def run(
+        self,
+        state: TrainState,
+        epochs: int,
+        on_batch: Callable[[BatchInfo], None] | None = None,
+        on_epoch: Callable[[TrainState], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> tuple[TrainState, bool]:
+        """Train until ``epochs`` epochs are complete; (state, stopped early).
+
+        BLAS runs single-threaded meanwhile: at training's small batches a
+        second thread costs far more in synchronisation than it computes.
+        """
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._run(state, epochs, on_batch, on_epoch, should_stop)
+
+    def _run(self, state, epochs, on_batch, on_epoch, should_stop) -> tuple[TrainState, bool]:
+        x, y = self.splits["train"]
+        size = int(self.training.batch_size)
+        while state.epoch < epochs:
+            order = self.order(state.epoch)
+            while state.step < self.steps:
+                if should_stop and should_stop():
+                    return state, True
+                pick = order[state.step * size : (state.step + 1) * size]
+                try:
+                    state = self.train_step(state, self.augment(x[pick], state), y[pick])
+                except NotConvergedError as exc:
+                    exc.state = state  # the last complete batch, for the caller to save
+                    raise
+                if on_batch:
+                    r = state.running
+                    on_batch(
+                        BatchInfo(
+                            state.epoch,
+                            state.step,
+                            self.steps,
+                            int(r["samples"]),
+                            r["loss"] / r["samples"],
+                            r["errors"] / r["samples"],
+                            r["seconds"],
+                        )
+                    )
+            state = self.finish_epoch(state)
+            if on_epoch:
+                on_epoch(state)
+        return state, False

@@ -1,0 +1,1171 @@
+"""Equilibrium (DC operating point) of a network for a batch of inputs.
+
+One public ``solve(network, inputs, method=...)`` dispatches to two methods
+that return the same ``Equilibrium``:
+
+- ``layered``: exact block coordinate descent for circuits whose unknowns
+  split into two classes with no coupling inside a class (layered networks:
+  even and odd layers). With one class fixed, every node of the other is an
+  independent 1-D convex problem, solved exactly (closed form for resistors
+  and hard clamps, safeguarded Newton for diodes), batched with matrix
+  products. The energy decreases monotonically. ``auto`` hands a solve whose
+  sweeps contract too slowly to finish over to Newton, warm-started.
+- ``newton``: damped Newton on Kirchhoff's current law for any circuit, with
+  sparse linear algebra (the resistor part factorised once and the diodes as
+  low-rank updates when that applies, else one block-diagonal system for the
+  whole batch), gradients from branch voltages, an energy line search that
+  also lengthens full steps, projection onto hard-clamp bounds, and a
+  regularised Hessian where diode conductances underflow. The energy is
+  convex, so this converges from any start.
+
+Converged means both: the largest KCL residual within ``tol`` (amperes) and
+the estimated largest node-voltage error within ``vtol`` (volts), estimated
+from the Newton step or from the sweeps' contraction (see each solver).
+Not converging is a result (``success=False`` and a message), never NaN.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.sparse.csgraph import breadth_first_order
+from scipy.sparse.linalg import splu
+
+from ..circuit.network import Network
+from ..errors import InputError
+
+METHODS = ("auto", "layered", "newton")
+SPD = {"SymmetricMode": True}  # SuperLU: the Hessians are symmetric positive definite
+# Each sweep's 1-D diode problems are solved only as far as the next sweep can use:
+# once every step is a Newton step (no bisection) smaller than this, the rest of the
+# error is of the order of its square and the following sweeps refine it anyway.
+INNER_SETTLED = 1e-3  # volts
+
+
+@dataclass
+class Equilibrium:
+    """The operating point of every sample, with diagnostics.
+
+    ``voltages`` (batch, n_nodes) is computed from the unknowns on first use,
+    so callers that need only a few nodes (``at``) never build the full array.
+    """
+
+    network: Network = field(repr=False)
+    inputs: np.ndarray = field(repr=False)
+    unknowns: np.ndarray = field(repr=False)  # (batch, n_vars)
+    converged: np.ndarray  # (batch,) bool
+    residual: np.ndarray  # (batch,) largest KCL residual, amperes
+    error: np.ndarray  # (batch,) estimated largest node-voltage error, volts
+    iterations: int
+    method: str
+    message: str
+    problem: Problem = field(repr=False, compare=False)
+    xQx: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @functools.cached_property
+    def energy(self) -> np.ndarray:
+        """Co-content with stage weights (and the nudge's term, if nudged) per sample, watts."""
+        return self.problem.energy(self.unknowns, self.xQx)
+
+    @property
+    def success(self) -> bool:
+        return bool(np.all(self.converged))
+
+    @property
+    def node_names(self) -> list[str]:
+        return self.network.node_names
+
+    @functools.cached_property
+    def voltages(self) -> np.ndarray:
+        """All node potentials (batch, n_nodes), volts."""
+        return self.network.node_voltages(self.unknowns, self.inputs)
+
+    def at(self, nodes: np.ndarray) -> np.ndarray:
+        """Potentials of the given node indices (batch, ...), without building ``voltages``."""
+        return self.network.voltages_at(self.unknowns, self.inputs, nodes)
+
+    def outputs(self) -> np.ndarray:
+        """Readout values (batch, n_outputs): V+ - V- for differential outputs."""
+        V = self.at(self.network.outputs)
+        return V[..., 0] - V[..., 1] if V.shape[-1] == 2 else V[..., 0]
+
+
+@dataclass
+class Nudge:
+    """The nudge of EP's second phase, added to the circuit at its outputs.
+
+    With ``target``: a conductance ``beta`` (siemens) across each output (or
+    output pair) in series with a source at the target voltage, which adds
+    beta * L, L = 1/2 sum_k (o_k - target_k)^2, to the energy (o: the readout);
+    a negative beta is a negative (active) conductance. With ``current``: a
+    current source per output, into its + node (and out of its - node), which
+    adds -current . o. Either way the term carries the outputs' stage weight.
+    """
+
+    beta: float = 0.0
+    target: np.ndarray | None = None  # (batch, n_outputs), volts
+    current: np.ndarray | None = None  # (batch, n_outputs), amperes
+
+
+@dataclass
+class _NudgeTerm:
+    """A Nudge in terms of the unknowns: o = sum_j coef[:, j] * x[var[:, j]]."""
+
+    beta_w: np.ndarray  # (n_outputs,) beta times the stage weight of each output
+    target: np.ndarray  # (batch or 1, n_outputs)
+    current_w: np.ndarray  # (batch or 1, n_outputs) injected current times the stage weight
+    var: np.ndarray  # (n_outputs, 1 or 2)
+    coef: np.ndarray  # (n_outputs, 1 or 2), signed
+
+    def readout(self, x: np.ndarray) -> np.ndarray:
+        return np.einsum("bkj,kj->bk", x[:, self.var], self.coef)
+
+    def excess(self, x: np.ndarray) -> np.ndarray:
+        """Derivative of the nudge's energy by each output, (batch, n_outputs), amperes."""
+        return self.beta_w * (self.readout(x) - self.target) - self.current_w
+
+    def energy(self, x: np.ndarray) -> np.ndarray:
+        o = self.readout(x)
+        return 0.5 * np.square(o - self.target) @ self.beta_w - np.einsum(
+            "bk,bk->b", np.broadcast_to(self.current_w, o.shape), o
+        )
+
+    def add_gradient(self, grad: np.ndarray, x: np.ndarray) -> None:
+        excess = self.excess(x)
+        for j in range(self.var.shape[1]):
+            np.add.at(grad, (slice(None), self.var[:, j]), excess * self.coef[:, j])
+
+    def hessian(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, cols, values) of the nudge's constant Hessian beta_w P^T P."""
+        k = self.var.shape[1]
+        rows = np.concatenate([self.var[:, i] for i in range(k) for _ in range(k)])
+        cols = np.concatenate([self.var[:, j] for _ in range(k) for j in range(k)])
+        vals = np.concatenate(
+            [self.beta_w * self.coef[:, i] * self.coef[:, j] for i in range(k) for j in range(k)]
+        )
+        return rows, cols, vals
+
+
+@dataclass
+class _DiodeTerms:
+    """A diode group in terms of the unknowns: v = x @ A.T + u."""
+
+    model: object
+    A: sp.csr_matrix  # (n_diodes, n_vars)
+    u: np.ndarray  # (batch, n_diodes)
+    weight: np.ndarray
+    var: np.ndarray  # the one unknown each diode touches (-1 if two)
+    coef: np.ndarray  # dv/dx for that unknown
+    AT: sp.csr_matrix  # A transposed, for the diodes' currents into the unknowns
+
+    def voltage(self, x: np.ndarray) -> np.ndarray:
+        """Anode-to-cathode voltage of every diode, (batch, n_diodes)."""
+        return _rows(self.A, x) + self.u
+
+
+def _diode_maps(network: Network) -> list[tuple[sp.csr_matrix, np.ndarray, np.ndarray]]:
+    """Per diode group, v = x @ A.T + u: A, and the one unknown (var, coef) each diode touches.
+
+    Topology only, so computed once per network. var is -1 for a diode between two unknowns.
+    """
+    if "diodes" not in network.structure:
+        maps = []
+        for d in network.diodes:
+            va, vc = network.node_var[d.anode], network.node_var[d.cathode]
+            ca, cc = network.node_coef[d.anode], network.node_coef[d.cathode]
+            rows = np.concatenate([np.where(va >= 0)[0], np.where(vc >= 0)[0]])
+            cols = np.concatenate([va[va >= 0], vc[vc >= 0]])
+            vals = np.concatenate([ca[va >= 0], -cc[vc >= 0]])
+            A = sp.csr_matrix((vals, (rows, cols)), shape=(len(d.anode), network.n_vars))
+            one = (va >= 0) != (vc >= 0)
+            maps.append((A, np.where(one, np.maximum(va, vc), -1), np.where(va >= 0, ca, -cc)))
+        network.structure["diodes"] = maps
+    return network.structure["diodes"]
+
+
+class Problem:
+    """Everything a solver needs for one batch: quadratic form, diode terms, bounds."""
+
+    def __init__(self, network: Network, inputs: np.ndarray, nudge: Nudge | None = None):
+        inputs = np.atleast_2d(np.asarray(inputs, dtype=float))
+        if inputs.ndim != 2 or inputs.shape[1] != network.n_features:
+            raise InputError(
+                f"the circuit takes {network.n_features} input feature(s); got vectors of length {inputs.shape[-1]}"
+            )
+        if not np.all(np.isfinite(inputs)):
+            raise InputError("input vectors contain NaN or infinite values")
+        self.network = network
+        self.inputs = inputs
+        self.batch = inputs.shape[0]
+        linear = network.linear()
+        self.linear = linear
+        if "Q" not in linear.derived:  # dense when small and not sparse
+            dense = linear.Q.nnz >= 0.1 * network.n_vars**2 and network.n_vars <= 3000
+            linear.derived["Q"] = linear.Q.toarray() if dense else linear.Q
+        self.Q = linear.derived["Q"]
+        self.Q_diag = linear.Q_diag
+        self.r = linear.rhs(inputs)
+        n = network.n_vars
+        self.lo = np.full((1, n), -np.inf)  # one row while no bound depends on the inputs
+        self.hi = np.full((1, n), np.inf)
+        self.terms: list[_DiodeTerms] = []
+        maps = _diode_maps(network)
+        if "diodes_T" not in network.structure:
+            network.structure["diodes_T"] = [m[0].T.tocsr() for m in maps]
+        transposed = network.structure["diodes_T"]
+        for d, (A, var, coef), AT in zip(network.diodes, maps, transposed, strict=True):
+            u = self._fixed_part(d.anode) - self._fixed_part(d.cathode)
+            if d.model.hard:
+                va, vc = network.node_var[d.anode], network.node_var[d.cathode]
+                ca, cc = network.node_coef[d.anode], network.node_coef[d.cathode]
+                self._add_bounds(d.model.threshold, va, vc, ca, cc, u)
+            else:
+                self.terms.append(_DiodeTerms(d.model, A, u, d.weight, var, coef, AT))
+        if np.any(self.lo > self.hi):
+            raise InputError(
+                "hard-clamp diodes leave no feasible voltage at some node for these inputs"
+            )
+        self.nudge = None
+        if nudge is not None and (nudge.target is not None or nudge.current is not None):
+            self.nudge = self._nudge_term(nudge)
+
+    @property
+    def var_scale(self) -> np.ndarray:
+        """Volts per unit of each unknown: the largest |dV/dx| of the nodes it gives (amplifiers)."""
+        net = self.network
+        if "var_scale" not in net.structure:  # topology only
+            scale = np.zeros(net.n_vars)
+            free = net.node_var >= 0
+            np.maximum.at(scale, net.node_var[free], np.abs(net.node_coef[free]))
+            net.structure["var_scale"] = scale
+        return net.structure["var_scale"]
+
+    @property
+    def _branches(self) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, np.ndarray]:
+        """Resistors between two unknowns as branches: E (edges x unknowns), its transpose,
+        their w g; and D, the diagonal that the resistors to fixed nodes add to Q.
+
+        Q = E^T diag(w g) E + diag(D), so the quadratic part's gradient Q x - r is
+        E^T (w g (E x)) + D x - r: each such branch's voltage is a difference of two node
+        voltages, so two nodes tied by a large conductance keep their weak couplings
+        (the product with Q would round them away). A resistor to a fixed node holds
+        its node directly, and its term is exact enough as part of D x - r.
+        """
+        net = self.network
+        if "branches" not in net.structure:  # topology only
+            a, b, _ = net.resistor_edges()
+            va, vb = net.node_var[a], net.node_var[b]
+            inner = np.where((va >= 0) & (vb >= 0))[0]
+            rows = np.arange(len(inner))
+            E = sp.csr_matrix(
+                (
+                    np.concatenate([net.node_coef[a[inner]], -net.node_coef[b[inner]]]),
+                    (np.concatenate([rows, rows]), np.concatenate([va[inner], vb[inner]])),
+                ),
+                shape=(len(inner), net.n_vars),
+            )
+            weight = net._branch_weight(a, b)
+            one = (va >= 0) != (vb >= 0)
+            outer = [(one & (v >= 0), v, net.node_coef[n]) for v, n in ((va, a), (vb, b))]
+            net.structure["branches"] = (E, E.T.tocsr(), inner, weight, va, vb, outer)
+        E, ET, inner, weight, va, vb, outer = net.structure["branches"]
+        derived = self.linear.derived
+        if "branches" not in derived:  # once per conductance state
+            g = np.concatenate([c.ravel() for c in net.g]) if net.g else np.zeros(0)
+            wg = weight * g
+            D = np.zeros(net.n_vars)
+            for pick, v, c in outer:  # resistors with exactly one end an unknown
+                D += np.bincount(v[pick], wg[pick] * c[pick] ** 2, net.n_vars)
+            derived["branches"] = (wg[inner], D)
+        wg, D = derived["branches"]
+        return E, ET, wg, D
+
+    @property
+    def inverse_bound(self) -> float:
+        """A bound on ||Q^-1|| (inf-norm): the largest error of x per ampere of residual.
+
+        With Q an M-matrix (no positive coupling), any v > 0 with Q v >= c > 0 gives
+        ||Q^-1|| <= max(v) / c; v comes from one LU solve of Q v = 1 and Q v is recomputed
+        from branch voltages. Diodes with a fixed end and hard clamps only lower the
+        inverse, so it bounds the nonlinear circuit's error too. Infinite when no bound
+        is found (a circuit too stiff for the LU to resolve).
+        """
+        derived = self.linear.derived
+        if "inverse_bound" not in derived:  # once per conductance state
+            bound = np.inf
+            Q = sp.csc_matrix(self.linear.Q)
+            off = Q - sp.diags(Q.diagonal())
+            if Q.shape[0] and (off.nnz == 0 or off.max() <= 0):
+                try:
+                    v = splu(Q).solve(np.ones(Q.shape[0]))
+                    E, ET, wg, D = self._branches
+                    c = float(np.min(ET @ (wg * (E @ v)) + D * v))
+                    if np.all(v > 0) and c > 0:
+                        bound = float(v.max()) / c
+                except RuntimeError:  # singular: nodes held by diodes only
+                    pass
+            derived["inverse_bound"] = bound
+        return derived["inverse_bound"]
+
+    def quadratic_gradient(self, x: np.ndarray) -> np.ndarray:
+        """Gradient of the quadratic part (Q x - r), from branch voltages."""
+        E, ET, wg, D = self._branches
+        return _rows(ET, _rows(E, x) * wg) + D * x - self.r
+
+    def quadratic_form(self, s: np.ndarray) -> np.ndarray:
+        """s Q s per sample, from branch voltages."""
+        E, _, wg, D = self._branches
+        return np.square(_rows(E, s)) @ wg + np.square(s) @ D
+
+    def _per_output(self, values: np.ndarray | None, what: str) -> np.ndarray:
+        n_out = len(self.network.outputs)
+        if values is None:
+            return np.zeros((1, n_out))
+        values = np.atleast_2d(np.asarray(values, dtype=float))
+        if values.shape not in ((self.batch, n_out), (1, n_out)) or not np.all(np.isfinite(values)):
+            raise InputError(
+                f"nudge {what} must be finite, one per output ({n_out}) for each of the "
+                f"{self.batch} samples; got shape {values.shape}"
+            )
+        return values
+
+    def _nudge_term(self, nudge: Nudge) -> _NudgeTerm:
+        var, coef, weight = self.network.readout_map()
+        beta = nudge.beta if nudge.target is not None else 0.0
+        target = self._per_output(nudge.target, "targets")
+        current = self._per_output(nudge.current, "currents")
+        term = _NudgeTerm(beta * weight, target, current * weight, var, coef)
+        if beta < 0:  # a negative conductance: the nudged energy must stay bounded below
+            spread = (coef**2 / self.Q_diag[var]).sum(axis=1)
+            limit = float(np.min(1.0 / (weight * spread)))
+            if -nudge.beta >= limit:
+                raise InputError(
+                    f"beta = {nudge.beta:g} S is too negative for this circuit: the nudged "
+                    f"circuit has no equilibrium unless |beta| < {limit:.3g} S"
+                )
+        return term
+
+    def _fixed_part(self, nodes: np.ndarray) -> np.ndarray:
+        """Potentials of the fixed ones among ``nodes`` (0 for the others), (batch, len(nodes))."""
+        index = self.network.fixed_index[nodes]
+        F = self.network.fixed_potentials(self.inputs, np.maximum(index, 0))
+        F[:, index < 0] = 0.0
+        return F
+
+    def _add_bounds(self, th, va, vc, ca, cc, u) -> None:
+        if u.shape[0] > self.lo.shape[0]:
+            self.lo = np.repeat(self.lo, u.shape[0], axis=0)
+            self.hi = np.repeat(self.hi, u.shape[0], axis=0)
+        up = va >= 0  # anode unknown: ca x - V_c <= th  ->  x <= (th - u) / ca
+        if np.any(up):
+            bound = (th - u[:, up]) / ca[up]
+            _scatter_reduce(self.hi, va[up], bound, np.minimum)
+        down = vc >= 0  # cathode unknown: V_a - cc x <= th  ->  x >= (u - th) / cc
+        if np.any(down):
+            bound = (u[:, down] - th) / cc[down]
+            _scatter_reduce(self.lo, vc[down], bound, np.maximum)
+
+    @functools.cached_property
+    def const(self) -> np.ndarray:
+        """The energy's constant term per sample (needed only for energy values)."""
+        return self.linear.const(self.inputs)
+
+    def base_hessian(self) -> sp.csr_matrix:
+        """Hessian of the energy's quadratic part: Q, plus the nudge's when nudged."""
+        Q = sp.csr_matrix(self.Q)
+        if self.nudge is None:
+            return Q
+        rows, cols, vals = self.nudge.hessian()
+        return Q + sp.csr_matrix((vals, (rows, cols)), shape=Q.shape)
+
+    # -------------------------------------------------------------- energy and gradient
+
+    def energy(self, x: np.ndarray, xQx: np.ndarray | None = None) -> np.ndarray:
+        """Energy per sample; ``xQx`` may come precomputed (the layered solver has it cheaper)."""
+        if xQx is None:
+            xQx = np.einsum("bi,bi->b", x, _times(x, self.Q))
+        total = 0.5 * xQx - np.einsum("bi,bi->b", self.r, x)
+        for t in self.terms:
+            total += t.model.energy(t.voltage(x)) @ t.weight
+        if self.nudge is not None:
+            total += self.nudge.energy(x)
+        return total + self.const
+
+    def gradient(self, x: np.ndarray, quadratic: np.ndarray | None = None) -> np.ndarray:
+        """The energy's gradient; ``quadratic``: its quadratic part's, if computed already."""
+        grad = self.quadratic_gradient(x) if quadratic is None else quadratic.copy()
+        for t in self.terms:
+            grad += _rows(t.AT, t.model.current(t.voltage(x)) * t.weight)
+        if self.nudge is not None:
+            self.nudge.add_gradient(grad, x)
+        return grad
+
+    def conductances(self, x: np.ndarray) -> list[np.ndarray]:
+        """Every (soft) diode's conductance at x, one (batch, diodes) array per group."""
+        return [t.model.conductance(t.voltage(x)) for t in self.terms]
+
+    def residual(self, x: np.ndarray, grad: np.ndarray | None = None) -> np.ndarray:
+        """KCL residual (amperes) per unknown, zero where a clamp absorbs it."""
+        grad = self.gradient(x) if grad is None else grad
+        return np.where(_held(x, grad, self.lo, self.hi), 0.0, grad) / self.network.var_weight
+
+    def result(
+        self, x, residual, error, tol, vtol, iterations, method, unit, xQx=None
+    ) -> Equilibrium:
+        """The Equilibrium at x; converged where the largest KCL residual is within tol
+        and the estimated error of every node voltage within vtol."""
+        converged = (residual <= tol) & (error <= vtol)
+        message = "converged"
+        if not converged.all():
+            worst = int(
+                np.argmax(np.where(converged, -np.inf, np.maximum(residual / tol, error / vtol)))
+            )
+            message = (
+                f"not converged after {iterations} {unit} ({(~converged).sum()} of {len(x)} "
+                f"samples): KCL residual {residual[worst]:.3g} A (tol {tol:.3g} A), estimated "
+                f"voltage error {error[worst]:.3g} V (vtol {vtol:.3g} V)"
+            )
+        return Equilibrium(
+            self.network,
+            self.inputs,
+            x,
+            converged,
+            residual,
+            error,
+            iterations,
+            method,
+            message,
+            self,
+            xQx,
+        )
+
+    def nudged(self, nudge: Nudge) -> Problem:
+        """The same batch with another nudge: linear terms, diodes and bounds are shared."""
+        other = copy.copy(self)
+        other.nudge = None
+        if nudge.target is not None or nudge.current is not None:
+            other.nudge = other._nudge_term(nudge)
+        return other
+
+
+def _as_slice(idx: np.ndarray) -> np.ndarray | slice:
+    """A contiguous index range as a slice: column access without a gather or scatter."""
+    if len(idx) and np.array_equal(idx, np.arange(idx[0], idx[0] + len(idx))):
+        return slice(int(idx[0]), int(idx[0]) + len(idx))
+    return idx
+
+
+def _held(x: np.ndarray, grad: np.ndarray, lo, hi) -> np.ndarray:
+    """Unknowns a hard clamp holds: at a bound, with the energy falling beyond it."""
+    return ((x >= hi) & (grad < 0)) | ((x <= lo) & (grad > 0))
+
+
+def _scatter_reduce(target: np.ndarray, index: np.ndarray, values: np.ndarray, ufunc) -> None:
+    """target[:, index[k]] = ufunc(target[:, index[k]], values[:, k]) over all k, vectorised."""
+    order = np.argsort(index, kind="stable")
+    index = index[order]
+    starts = np.r_[0, np.where(np.diff(index))[0] + 1]
+    reduced = ufunc.reduceat(values[:, order], starts, axis=1)
+    cols = index[starts]
+    target[:, cols] = ufunc(target[:, cols], reduced)
+
+
+class _Segments:
+    """Sums over diodes sorted by the unknown they touch: (batch, diodes) -> (batch, vars).
+
+    The caller lists the diodes sorted by unknown. With k diodes at every
+    unknown the sum is a reshape; otherwise a segment sum, no gather either way.
+    """
+
+    def __init__(self, var: np.ndarray, n: int):
+        self.n = n
+        self.k = len(var) // n if n else 0
+        self.regular = self.k * n == len(var) and np.array_equal(
+            var, np.repeat(np.arange(n), self.k)
+        )
+        self.starts = np.r_[0, np.where(np.diff(var))[0] + 1]
+        self.cols = var[self.starts]
+
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        if self.regular:
+            return values.reshape(values.shape[0], self.n, self.k).sum(axis=2)
+        out = np.zeros((values.shape[0], self.n))
+        out[:, self.cols] = np.add.reduceat(values, self.starts, axis=1)
+        return out
+
+
+def _rows(M: sp.spmatrix, x: np.ndarray) -> np.ndarray:
+    """M applied to every row of x: x @ M.T, for a sparse M (no transposed copy of M)."""
+    return np.asarray(M @ x.T).T
+
+
+def _times(x: np.ndarray, M) -> np.ndarray:
+    """x @ M for dense x and dense or sparse M."""
+    if sp.issparse(M):
+        return np.asarray((M.T @ x.T).T)
+    return x @ M
+
+
+# ------------------------------------------------------------------ dispatch
+
+
+def solve(
+    network: Network,
+    inputs: np.ndarray,
+    method: str = "auto",
+    tol: float = 1e-10,
+    max_iter: int = 1000,
+    x0: np.ndarray | None = None,
+    vtol: float = 1e-9,
+    nudge: Nudge | None = None,
+    like: Equilibrium | None = None,
+) -> Equilibrium:
+    """Equilibrium for a batch of input vectors (batch x features).
+
+    ``method``: "auto" (layered when the circuit allows, else Newton),
+    "layered" or "newton". ``tol`` is the KCL residual accepted (amperes),
+    ``vtol`` the estimated node-voltage error accepted (volts), ``max_iter``
+    the limit on sweeps (layered) or Newton steps. ``x0`` is a
+    warm start for the unknowns; ``nudge`` adds EP's nudging term. ``like``,
+    an equilibrium of the same network and inputs (at the same conductances),
+    lends its set-up so that a nudged solve skips it.
+    """
+    if method not in METHODS:
+        raise InputError(f'unknown method "{method}"; expected one of {", ".join(METHODS)}')
+    base = like.problem if like is not None else None
+    if (
+        base is not None
+        and base.network is network
+        and base.linear is network.linear()
+        and (base.inputs is inputs or np.array_equal(base.inputs, inputs))
+    ):
+        problem = base.nudged(nudge or Nudge())
+    else:
+        problem = Problem(network, inputs, nudge)
+    x = np.zeros((problem.batch, network.n_vars)) if x0 is None else np.array(x0, dtype=float)
+    x = np.clip(x, problem.lo, problem.hi)
+    if network.n_vars == 0:
+        zero = np.zeros(problem.batch)
+        return problem.result(x, zero, zero, tol, vtol, 0, method, "steps")
+    classes = layered_classes(network, problem)
+    if classes is not None and problem.nudge is not None and not _nudge_fits(problem, classes):
+        classes = None
+    if method == "layered" and classes is None:
+        raise InputError(layered_reason(network))
+    if method == "newton" or classes is None:
+        return _newton(problem, x, tol, vtol, max_iter)
+    return _layered(problem, x, classes, tol, vtol, max_iter, handover=method == "auto")
+
+
+def _nudge_fits(problem: Problem, classes) -> bool:
+    """The layered solver nudges in closed form: outputs in one class, free of diodes and clamps.
+
+    Topology only, so decided once per network.
+    """
+    if "nudge_fits" not in problem.network.structure:
+        problem.network.structure["nudge_fits"] = _outputs_separable(problem, classes)
+    return problem.network.structure["nudge_fits"]
+
+
+def _outputs_separable(problem: Problem, classes) -> bool:
+    var = problem.nudge.var.ravel()
+    same = any(np.isin(var, c).all() for c in classes)
+    diodes = any(np.isin(var, t.A.indices).any() for t in problem.terms)
+    bounded = np.isfinite(problem.lo[:, var]).any() or np.isfinite(problem.hi[:, var]).any()
+    return same and len(np.unique(var)) == len(var) and not diodes and not bounded
+
+
+def layered_reason(network: Network) -> str:
+    return (
+        "the layered solver needs the unknowns to split into two classes with no resistor "
+        "inside a class, every unknown to have a resistor, and every diode to have one end "
+        "at a fixed potential (and, when nudged, the outputs free of diodes and clamps); "
+        "use method newton"
+    )
+
+
+def layered_classes(network: Network, problem: Problem) -> tuple[np.ndarray, np.ndarray] | None:
+    """The two classes of a bipartite coupling graph, or None when the circuit is not layered.
+
+    Topology only (conductances stay > 0), so computed once per network.
+    """
+    if "classes" not in network.structure:
+        network.structure["classes"] = _two_classes(network, problem)
+    return network.structure["classes"]
+
+
+def _two_classes(network: Network, problem: Problem) -> tuple[np.ndarray, np.ndarray] | None:
+    n = network.n_vars
+    Q = sp.coo_matrix(problem.Q)
+    diag = problem.Q_diag
+    if np.any(diag <= 0):
+        return None
+    for t in problem.terms:
+        if np.any(t.var < 0):
+            return None
+    off = Q.row != Q.col
+    adj = sp.csr_matrix((np.ones(off.sum()), (Q.row[off], Q.col[off])), shape=(n, n))
+    depth = np.full(n, -1)
+    for start in range(n):
+        if depth[start] >= 0:
+            continue
+        order, pred = breadth_first_order(adj, start, directed=False, return_predecessors=True)
+        depth[start] = 0
+        for node in order[1:]:  # BFS order: a predecessor always comes first
+            depth[node] = depth[pred[node]] + 1
+    color = depth % 2
+    if np.any(color[Q.row[off]] == color[Q.col[off]]):
+        return None
+    return np.where(color == 0)[0], np.where(color == 1)[0]
+
+
+# ------------------------------------------------------------------ layered: block coordinate descent
+
+
+class _Block:
+    """One class of unknowns: each is an independent 1-D convex problem given the other class."""
+
+    def __init__(self, problem: Problem, classes, k: int):
+        network = problem.network
+        idx, other = classes[k], classes[1 - k]
+        plans = network.structure.setdefault("blocks", {})
+        if k not in plans:  # topology: which diodes touch this class, sorted by unknown
+            local = np.full(network.n_vars, -1)
+            local[idx] = np.arange(len(idx))
+            plan = []
+            for g, t in enumerate(problem.terms):
+                mine = np.where((t.var >= 0) & (local[np.maximum(t.var, 0)] >= 0))[0]
+                if len(mine):
+                    mine = mine[np.argsort(local[t.var[mine]], kind="stable")]
+                    v = local[t.var[mine]]
+                    w, coef = t.weight[mine], t.coef[mine]
+                    plan.append((g, mine, v, coef, w * coef, w * coef**2, _Segments(v, len(idx))))
+            plans[k] = plan
+        derived = problem.linear.derived.setdefault("blocks", {})
+        if k not in derived:  # conductances: diagonal and coupling to the other class
+            Q = problem.Q
+            Qc = Q[np.ix_(other, idx)] if isinstance(Q, np.ndarray) else Q[other][:, idx]
+            if sp.issparse(Qc) and Qc.shape[0] * Qc.shape[1] <= 4_000_000:
+                Qc = Qc.toarray()
+            a = problem.Q_diag[idx]
+            derived[k] = (a, a / network.var_weight[idx], Qc)
+        self.a, self.a_over_w, self.Q_oc = derived[k]
+        self.idx, self.other = _as_slice(idx), _as_slice(other)
+        self.weight = network.var_weight[idx]
+        scale = problem.var_scale[idx]
+        self.scale = None if np.all(scale == 1.0) else scale  # None: no amplifier gains
+        self.r = problem.r[:, idx]
+        self.lo, self.hi = problem.lo[:, idx], problem.hi[:, idx]
+        self.terms = []
+        self.nudge = None
+        n = problem.nudge
+        if n is not None and np.isin(n.var, idx).all():
+            local = np.full(network.n_vars, -1)
+            local[idx] = np.arange(len(idx))
+            a_out = self.a[local[n.var]]
+            # spread: how much of the nudge current each output's own conductance absorbs
+            spread = (n.coef**2 / a_out).sum(axis=1)
+            self.nudge = (n, local[n.var], a_out, spread)
+        self.zmin = np.full(self.r.shape, np.inf)
+        self.zmax = np.full(self.r.shape, -np.inf)
+        for g, mine, v, coef, wc, wc2, segments in plans[k]:
+            model, u = problem.terms[g].model, problem.terms[g].u[:, mine]
+            self.terms.append((model, v, coef, u, wc, wc2, segments))
+            # where a diode carries no current: the bracket of each root spans these
+            zero = (model.zero_current_voltage - u) / coef
+            _scatter_reduce(self.zmin, v, zero, np.minimum)
+            _scatter_reduce(self.zmax, v, zero, np.maximum)
+
+    def derivative(self, x: np.ndarray, b: np.ndarray, second: bool = False):
+        """First (and second) derivative of the 1-D energies at x."""
+        f1 = self.a * x - b
+        f2 = np.broadcast_to(self.a, x.shape).copy() if second else None
+        for model, var, coef, u, wc, wc2, segments in self.terms:
+            v = x[:, var] * coef + u
+            if second:
+                i, g = model.current_and_conductance(v)
+                f2 += segments.sum(g * wc2)
+            else:
+                i = model.current(v)
+            f1 += segments.sum(i * wc)
+        return f1, f2
+
+    def _rhs(self, x_all: np.ndarray) -> np.ndarray:
+        """Linear term of this class's 1-D problems, given the other class."""
+        return self.r - _times(x_all[:, self.other], self.Q_oc)
+
+    def residual(self, x_all: np.ndarray) -> np.ndarray:
+        """KCL residual (A) of this class's unknowns, (batch, class size)."""
+        x = x_all[:, self.idx]
+        f1 = self.derivative(x, self._rhs(x_all))[0]
+        if self.nudge is not None:
+            n, local = self.nudge[:2]
+            excess = n.excess(x_all)
+            for j in range(local.shape[1]):
+                f1[:, local[:, j]] += excess * n.coef[:, j]
+        return np.where(_held(x, f1, self.lo, self.hi), 0.0, f1) / self.weight
+
+    def _nudged(self, b: np.ndarray, x: np.ndarray) -> None:
+        """Set the outputs in ``x`` (this class) to their exact minimum, coupled by the nudge."""
+        n, local, a_out, spread = self.nudge
+        z = b[:, local] / a_out  # (batch, outputs, 1 or 2): minima without the nudge
+        o = (np.einsum("bkj,kj->bk", z, n.coef) + spread * (n.beta_w * n.target + n.current_w)) / (
+            1.0 + n.beta_w * spread
+        )
+        excess = n.beta_w * (o - n.target) - n.current_w
+        new = z - excess[:, :, None] * n.coef / a_out
+        for j in range(local.shape[1]):
+            x[:, local[:, j]] = new[:, :, j]
+
+    def update(self, x_all: np.ndarray, tol: float, vtol: float) -> tuple[float, np.ndarray]:
+        """Minimise exactly over this class; return the largest residual (A) before the
+        update and, per sample, the largest change of a node voltage (V) it made.
+
+        Each 1-D solve ends within tol / 1000 amperes and vtol / 1000 volts of its root.
+        """
+        b = self._rhs(x_all)
+        x = x_all[:, self.idx]
+        z = b / self.a
+        if not self.terms:
+            # quadratic in x: the residual before the step is a times the (projected) step
+            new = np.clip(z, self.lo, self.hi, out=z)
+            if self.nudge is not None:
+                self._nudged(b, new)
+            step = np.subtract(new, x, out=b)
+            x_all[:, self.idx] = new
+            np.abs(step, out=step)
+            residual = float(np.max(step.max(axis=0) * self.a_over_w, initial=0.0))
+            return residual, _largest(step, self.scale)
+        # safeguarded Newton inside a bracket of the root; a start outside the
+        # bracket still leaves a valid one, since the sign of f1 there is known
+        lo = np.minimum(z, self.zmin)
+        hi = np.maximum(z, self.zmax)
+        before = None
+        for _ in range(200):
+            f1, f2 = self.derivative(x, b, second=True)
+            if before is None:
+                held = _held(x, f1, self.lo, self.hi)
+                before = float(np.max(np.abs(np.where(held, 0.0, f1)) / self.weight, initial=0.0))
+            if (
+                np.max(np.abs(f1) / self.weight) <= tol * 1e-3
+                and np.max(_largest(np.abs(f1 / f2), self.scale)) <= vtol * 1e-3
+            ):
+                break
+            pos = f1 > 0
+            hi = np.where(pos, x, hi)
+            lo = np.where(pos, lo, x)
+            step = x - f1 / f2
+            # a step onto a bracket end, give or take rounding, is a Newton step too
+            slack = 1e-9 * (hi - lo) + 4e-16 * np.abs(step)
+            inside = (step >= lo - slack) & (step <= hi + slack)
+            new = np.where(inside, np.clip(step, lo, hi), 0.5 * (lo + hi))
+            settled = inside.all() and np.max(np.abs(new - x), initial=0.0) <= INNER_SETTLED
+            x = new
+            if settled or np.all(hi - lo <= 4e-16 * np.maximum(1.0, np.abs(x))):
+                break
+        x = np.clip(x, self.lo, self.hi)
+        if self.nudge is not None:
+            self._nudged(b, x)
+        change = _largest(np.abs(x - x_all[:, self.idx]), self.scale)
+        x_all[:, self.idx] = x
+        return before, change
+
+
+def _layered(
+    problem: Problem, x: np.ndarray, classes, tol: float, vtol: float, max_iter: int, handover: bool
+) -> Equilibrium:
+    """Sweeps until the KCL residual is within tol and the estimated voltage error within vtol.
+
+    The error estimate: with successive sweep changes d_k (largest node-voltage change)
+    and their contraction rho (the largest of the last three ratios d_k / d_k-1), the
+    remaining error is at most d_k rho / (1 - rho) while the sweeps contract linearly
+    (times LAYERED_SAFETY). With ``handover``, a contraction too slow to finish (within
+    the iteration limit, or SLOW_SWEEPS more sweeps) hands the solve to Newton,
+    warm-started from the sweeps.
+    """
+    blocks = [_Block(problem, classes, 0), _Block(problem, classes, 1)]
+    B = problem.batch
+    changes = [np.full(B, np.nan)] * 4  # the last four sweeps' changes, newest first
+    error = np.full(B, np.inf)
+    sweeps = 0
+    residual0 = None
+    while sweeps < max_iter:
+        sweeps += 1
+        first, change0 = blocks[0].update(x, tol, vtol)
+        _, change1 = blocks[1].update(x, tol, vtol)
+        changes = [np.maximum(change0, change1), *changes[:3]]
+        slow = handover and sweeps % 5 == 0  # a look at the contraction every 5 sweeps
+        if sweeps == 1 or (first > tol and not slow):
+            continue  # nothing to decide yet: no estimate needed
+        error, rho = _sweep_error(changes, x, problem, blocks)
+        # class 1 is exact now; class 0 was within tol before this sweep's update
+        if first <= tol and error.max() <= vtol:
+            residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
+            if residual0.max() <= tol:
+                break
+            residual0 = None
+        if slow and _too_slow(error, rho, vtol, min(SLOW_SWEEPS, max_iter - sweeps)):
+            steps = _newton(problem, x, tol, vtol, max_iter)
+            steps.method = "layered+newton"
+            steps.iterations += sweeps
+            steps.message = steps.message.replace("Newton steps", "sweeps and Newton steps", 1)
+            return steps
+    if sweeps > 1:
+        error = _sweep_error(changes, x, problem, blocks)[0]
+    if residual0 is None:
+        residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
+    residual = np.maximum(residual0, np.max(np.abs(blocks[1].residual(x)), axis=1, initial=0.0))
+    # x Q x from the blocks: diagonal terms plus twice the coupling between the classes
+    x0, x1 = x[:, blocks[0].idx], x[:, blocks[1].idx]
+    xQx = (x0 * x0) @ blocks[0].a + (x1 * x1) @ blocks[1].a
+    xQx += 2.0 * np.einsum("bi,bi->b", _times(x1, blocks[0].Q_oc), x0)
+    return problem.result(x, residual, error, tol, vtol, sweeps, "layered", "sweeps", xQx)
+
+
+def _largest(change: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
+    """Per sample, the largest |change| of a node voltage, from changes of the unknowns."""
+    if change.shape[1] == 0:
+        return np.zeros(change.shape[0])
+    return (change if scale is None else change * scale).max(axis=1)
+
+
+def _sweep_error(changes: list[np.ndarray], x: np.ndarray, problem: Problem, blocks):
+    """Estimated remaining error (V) per sample, and the contraction rho it assumed.
+
+    Where the last change is at the rounding level of the voltages, it says nothing (a
+    stiff circuit can creep by less than a rounding step per sweep): there the estimate
+    of the sweep before holds if it was made from changes above that level, and else
+    the error is bounded from the residual, ||Q^-1|| times the largest one.
+    """
+    c0, c1, c2, c3 = changes
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = np.fmax(np.fmax(c0 / c1, c1 / c2), c2 / c3)  # NaN: no ratio known yet
+        error = LAYERED_SAFETY * c0 * rho / (1 - rho)
+    error[~(rho < 1)] = np.inf
+    scale = problem.var_scale
+    level = 1e-14 * max(1.0, float(np.abs(x).max(initial=0.0) * scale.max(initial=0.0)))
+    floor = c0 <= level
+    if floor.any():  # the last sweep's estimate, made from changes above the floor, still holds
+        with np.errstate(divide="ignore", invalid="ignore"):
+            before = np.fmax(c1 / c2, c2 / c3)
+            error[floor] = np.where(
+                (c1[floor] > level) & (before[floor] < 1),
+                LAYERED_SAFETY * c1[floor] * before[floor] / (1 - before[floor]),
+                np.inf,
+            )
+        floor &= ~np.isfinite(error)
+    if floor.any():
+        raw = [np.abs(b.residual(x)[floor]) * b.weight for b in blocks]
+        largest = np.maximum(*(np.max(r, axis=1, initial=0.0) for r in raw))
+        error[floor] = problem.inverse_bound * scale.max(initial=0.0) * largest
+    return error, rho
+
+
+LAYERED_SAFETY = 2.0  # margin on the contraction estimate of the remaining error
+SLOW_SWEEPS = 200  # auto hands a layered solve to Newton when more sweeps than this remain
+
+
+def _too_slow(error: np.ndarray, rho: np.ndarray, vtol: float, budget: int) -> bool:
+    """Whether some sample's sweeps, contracting by rho, need more than ``budget`` more."""
+    late = error > vtol
+    if not late.any():
+        return False
+    rho = rho[late]
+    if not np.all(rho < 1):
+        return True
+    needed = np.log(vtol / error[late]) / np.log(np.maximum(rho, 1e-300))
+    return bool(np.max(needed) > budget)
+
+
+# ------------------------------------------------------------------ Newton
+
+
+class _BlockLU:
+    """Newton directions from one sparse LU of the batch's block-diagonal Hessian."""
+
+    def __init__(self, problem: Problem):
+        n, B = problem.network.n_vars, problem.batch
+        self.problem, self.n, self.B = problem, n, B
+        Qc = sp.coo_matrix(problem.base_hessian())
+        offsets = (np.arange(B) * n)[:, None]
+        rows = [(offsets + Qc.row).ravel()]
+        cols = [(offsets + Qc.col).ravel()]
+        self.pairs = []
+        for t in problem.terms:
+            pr, pc, pd, pv = _diode_pairs(t.A)
+            self.pairs.append((t, pd, pv))
+            rows.append((offsets + pr).ravel())
+            cols.append((offsets + pc).ravel())
+        rows.append(np.arange(B * n))
+        cols.append(np.arange(B * n))
+        self.rows, self.cols = np.concatenate(rows), np.concatenate(cols)
+        self.q_data = np.tile(Qc.data, B)
+
+    def factor(self, x: np.ndarray, active: np.ndarray):
+        """A solver of H d = rhs at x (rows of held unknowns: d = 0), as a function."""
+        lu = splu(self.hessian(x, active), permc_spec="MMD_AT_PLUS_A", options=SPD)
+        return lambda rhs: lu.solve(rhs.ravel()).reshape(self.B, self.n)
+
+    def factor_each(self, x: np.ndarray, active: np.ndarray, shift: float = 1e-12):
+        """As ``factor``, sample by sample, and the samples whose Hessian was regularised.
+
+        Where a sample's Hessian is singular in floating point (diode conductances that
+        underflow at a node held by diodes only), shift times its diagonal, plus a
+        floor, is added to it.
+        """
+        n, H = self.n, self.hessian(x, active)
+        solvers, regularised = [], np.zeros(self.B, bool)
+        for b in range(self.B):
+            block = H[b * n : (b + 1) * n, b * n : (b + 1) * n]
+            try:
+                lu = splu(block, permc_spec="MMD_AT_PLUS_A", options=SPD)
+                if not np.all(np.isfinite(lu.solve(np.ones(n)))):
+                    raise RuntimeError("singular")
+            except RuntimeError:
+                diag = block.diagonal()
+                floor = max(shift * np.max(diag, initial=0.0) * 1e-3, 1e-300)
+                block = block + sp.diags(shift * diag + floor, format="csc")
+                lu, regularised[b] = splu(block, permc_spec="MMD_AT_PLUS_A", options=SPD), True
+            solvers.append(lu)
+        return lambda rhs: np.stack(
+            [lu.solve(r) for lu, r in zip(solvers, rhs, strict=True)]
+        ), regularised
+
+    def hessian(self, x: np.ndarray, active: np.ndarray) -> sp.csc_matrix:
+        """The batch's block-diagonal Hessian at x, held unknowns' rows and columns identity."""
+        n, B = self.n, self.B
+        keep = (~active).ravel().astype(float)
+        data = [self.q_data]
+        for t, pd, pv in self.pairs:
+            gw = t.model.conductance(t.voltage(x)) * t.weight
+            data.append((gw[:, pd] * pv).ravel())
+        data.append(active.ravel().astype(float))
+        data = np.concatenate(data)
+        inner = self.rows[: -B * n], self.cols[: -B * n]
+        keep_rc = np.concatenate([keep[inner[0]] * keep[inner[1]], np.ones(B * n)])
+        return sp.csc_matrix((data * keep_rc, (self.rows, self.cols)), shape=(B * n, B * n))
+
+
+class _Woodbury:
+    """Newton directions with Q factorised once: the diodes are a low-rank update per sample.
+
+    H_b = Q + U D_b U^T with U the diodes' incidence (n x k) and D_b their
+    conductances, so H_b^-1 = Q^-1 - Z (I + D_b C)^-1 D_b Z^T with Z = Q^-1 U
+    and C = U^T Z: one sparse LU for the whole solve, then k x k systems.
+    Only for circuits without hard clamps and with few diodes, and only while the
+    update is moderate (D C below STIFF): a diode far in forward conduction makes
+    the two terms cancel to no digits, and Newton then takes the block LU.
+    """
+
+    MAX_DIODES = 256
+    STIFF = 1e6
+
+    @classmethod
+    def applies(cls, problem: Problem) -> bool:
+        k = sum(t.A.shape[0] for t in problem.terms)
+        bounded = np.isfinite(problem.lo).any() or np.isfinite(problem.hi).any()
+        return not bounded and 0 < k <= min(cls.MAX_DIODES, problem.network.n_vars)
+
+    def __init__(self, problem: Problem):
+        self.problem = problem
+        derived = problem.linear.derived
+        key = ("woodbury", None if problem.nudge is None else tuple(problem.nudge.beta_w))
+        if key not in derived:  # once per conductance state (and nudge strength)
+            lu = splu(
+                sp.csc_matrix(problem.base_hessian()),
+                permc_spec="MMD_AT_PLUS_A",
+                options={"SymmetricMode": True},
+            )
+            U = sp.vstack([t.A for t in problem.terms]).T.tocsc()  # (n, k)
+            Z = lu.solve(U.toarray())
+            derived[key] = (lu, U, Z, np.asarray(U.T @ Z))
+        self.lu, self.U, self.Z, self.C = derived[key]
+
+    def factor(self, x: np.ndarray, active: np.ndarray):
+        """As _BlockLU.factor, or None when the update is too stiff for these formulas."""
+        D = np.concatenate(
+            [t.model.conductance(t.voltage(x)) * t.weight for t in self.problem.terms],
+            axis=1,
+        )  # (B, k)
+        if np.max(D * np.abs(np.diagonal(self.C)), initial=0.0) > self.STIFF:
+            return None
+        k = D.shape[1]
+        system = np.eye(k) + D[:, :, None] * self.C[None, :, :]  # I + D_b C
+
+        def apply(rhs: np.ndarray) -> np.ndarray:
+            Y = self.lu.solve(rhs.T).T  # Q^-1 rhs, (B, n)
+            UY = np.asarray((self.U.T @ Y.T).T)  # (B, k)
+            s = np.linalg.solve(system, (D * UY)[:, :, None])[:, :, 0]
+            return Y - s @ self.Z.T
+
+        return apply
+
+
+NEWTON_SAFETY = 2.0  # the error estimate is a first-order one: this much margin on it
+
+
+def _newton(problem: Problem, x: np.ndarray, tol: float, vtol: float, max_iter: int) -> Equilibrium:
+    """Damped Newton with an energy line search until residual <= tol and error <= vtol.
+
+    The error estimate at x_k is the Newton step there, -H_k^-1 g(x_k), times
+    NEWTON_SAFETY; at x_k+1, before a new factorisation, the step that the last one gives
+    from there, -H_k^-1 g(x_k+1), likewise, trusted only after a full step that left
+    every diode's conductance within 25% and the held set unchanged, so that H_k is the
+    Hessian near x_k+1 too. Where the Hessian is singular (diode
+    conductances underflowed on a node held by diodes only), the step is regularised.
+    """
+    fast = None
+    if _Woodbury.applies(problem):
+        try:
+            fast = _Woodbury(problem)
+        except RuntimeError:  # Q singular: a node held only through diodes
+            fast = None
+    block = None
+    B = problem.batch
+    scale = problem.var_scale
+    done = np.zeros(B, bool)
+    error = np.full(B, np.inf)
+    last = None  # (solver, held set, conductances, full step) of the previous step
+    quadratic = problem.quadratic_gradient(x)
+    grad = problem.gradient(x, quadratic)
+    it = 0
+    while True:
+        residual = np.max(np.abs(problem.residual(x, grad)), axis=1, initial=0.0)
+        active = _held(x, grad, problem.lo, problem.hi)
+        if last is not None:
+            apply, held, cond, full = last
+            trusted = full & np.all(held == active, axis=1) & _steady(cond, problem.conductances(x))
+            estimate = np.full(B, np.inf)
+            if trusted.any():
+                chord = apply(np.where(held, 0.0, -grad))
+                estimate = NEWTON_SAFETY * np.max(np.abs(chord) * scale, axis=1, initial=0.0)
+                estimate[~trusted | ~np.isfinite(estimate)] = np.inf
+            error = np.where(done, error, estimate)  # a finished sample keeps its estimate
+        done |= (residual <= tol) & (error <= vtol)
+        if done.all() or it >= max_iter:
+            break
+        it += 1
+        rhs = np.where(active, 0.0, -grad)
+        apply, regularised, d = None, np.zeros(B, bool), None
+        if fast is not None:
+            apply = fast.factor(x, active)
+        if apply is None:
+            block = block or _BlockLU(problem)
+            try:
+                apply = block.factor(x, active)
+                d = apply(rhs)
+                if not np.all(np.isfinite(d)):
+                    raise RuntimeError("non-finite direction")
+            except RuntimeError:  # singular: diode conductances underflowed somewhere
+                apply, regularised = block.factor_each(x, active)
+                d = None
+        d = apply(rhs) if d is None else d
+        # the Newton step at x is itself an estimate of the error at x
+        fresh = NEWTON_SAFETY * np.max(np.abs(d) * scale, axis=1, initial=0.0)
+        now = ~done & ~regularised & (residual <= tol) & (fresh <= vtol)
+        error[now] = fresh[now]
+        done |= now
+        if done.all():
+            break
+        d[done] = 0.0
+        cond = problem.conductances(x)
+        x, moved, full = _line_search(problem, x, grad, quadratic, d, done)
+        # where no step lowers the energy, the step itself is the error
+        stuck = ~moved & ~done & ~regularised
+        error[stuck] = NEWTON_SAFETY * np.max(np.abs(d[stuck]) * scale, axis=1, initial=0.0)
+        done |= stuck & (residual <= tol) & (error <= vtol)
+        last = (apply, active, cond, full & ~regularised)
+        quadratic = problem.quadratic_gradient(x)
+        grad = problem.gradient(x, quadratic)
+        if not moved.any():
+            break
+    return problem.result(x, residual, error, tol, vtol, it, "newton", "Newton steps")
+
+
+def _steady(before: list[np.ndarray], after: list[np.ndarray]) -> np.ndarray:
+    """Per sample: every diode's conductance changed by at most 25% between two points."""
+    ok = np.ones(max((b.shape[0] for b in before), default=1), bool)
+    for g0, g1 in zip(before, after, strict=True):
+        top = np.maximum(np.maximum(g0, g1), 1e-300)
+        ok &= np.all(np.abs(g1 - g0) <= 0.25 * top, axis=1)
+    return ok
+
+
+def _line_search(
+    problem: Problem, x, grad, base, d, done
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Backtrack along d (projected onto the clamps' bounds) until the energy falls enough;
+    after a full step that lowered the energy, try doubling it while that lowers it more.
+
+    The doubling is for diodes far in forward conduction, where Newton's steps shrink
+    to about n Vt each: the energy falls along d for many such steps. The energy
+    change is computed as a change (branch voltages, per-diode differences), not as a
+    difference of two totals, so that it keeps its digits when the energy is large or
+    nodes are tied by large conductances. ``base``: the quadratic part's gradient at x.
+    Returns (x, moved, full step).
+    """
+    B = x.shape[0]
+    v0 = [t.voltage(x) for t in problem.terms]
+    f0 = [t.model.energy(v) for t, v in zip(problem.terms, v0, strict=True)]
+    n0 = problem.nudge.energy(x) if problem.nudge is not None else None
+
+    def change_at(step: np.ndarray):
+        """(trial point, energy change, its rounding allowance, slope times step)."""
+        trial = np.clip(x + step[:, None] * d, problem.lo, problem.hi)
+        s = trial - x
+        lin = np.einsum("bi,bi->b", base, s)
+        quad = 0.5 * problem.quadratic_form(s)
+        change = lin + quad
+        size = np.abs(lin) + quad
+        for t, v, f in zip(problem.terms, v0, f0, strict=True):
+            f1 = t.model.energy(v + _rows(t.A, s))
+            change += (f1 - f) @ t.weight
+            size += (np.abs(f1) + np.abs(f)) @ t.weight
+        if n0 is not None:
+            n1 = problem.nudge.energy(trial)
+            change += n1 - n0
+            size += np.abs(n1) + np.abs(n0)
+        return trial, change, 1e-15 * size, np.einsum("bi,bi->b", grad, s)
+
+    step = np.ones(B)
+    for _ in range(100):
+        trial, change, allowance, slope = change_at(step)
+        # Armijo, with an allowance for the rounding of the change itself
+        ok = done | (change <= 1e-4 * slope + allowance)
+        if ok.all():
+            break
+        step = np.where(ok, step, 0.5 * step)
+    # lengthen only where the energy fell by more than the 1/2 of its slope that a
+    # quadratic gives at a full Newton step (an exponential far forward gives 1 - 1/e)
+    grow = ok & ~done & (step == 1.0) & (change < -allowance) & (change <= 0.6 * slope)
+    for _ in range(60):
+        if not grow.any():
+            break
+        trial2, change2, allowance2, _ = change_at(np.where(grow, 2 * step, step))
+        grow &= change2 < change - allowance2
+        step = np.where(grow, 2 * step, step)
+        trial = np.where(grow[:, None], trial2, trial)
+        change = np.where(grow, change2, change)
+    moved = ok & ~done & np.any(trial != x, axis=1)
+    x = np.where(moved[:, None], trial, x)
+    return x, moved, moved & (step >= 1.0)
+
+
+def _diode_pairs(A: sp.csr_matrix):
+    """Hessian stamp pattern of diodes: every (row var, col var) pair one diode touches."""
+    A = A.tocsr()
+    A.sort_indices()
+    count = np.diff(A.indptr)
+    first = A.indptr[:-1]
+    one = np.where(count == 1)[0]
+    two = np.where(count == 2)[0]
+    e = [first[one], first[one]], [first[two], first[two]], [first[two], first[two] + 1]
+    e += ([first[two] + 1, first[two]], [first[two] + 1, first[two] + 1])
+    i = np.concatenate([p[0] for p in e])
+    j = np.concatenate([p[1] for p in e])
+    diode = np.concatenate([one, two, two, two, two])
+    return A.indices[i], A.indices[j], diode, A.data[i] * A.data[j]
