@@ -27,8 +27,10 @@ class SGD:
         """(steps to add to the parameters, new state); ``rates`` per parameter array."""
         if not self.momentum:
             return [-r * g for g, r in zip(grads, rates, strict=True)], state
-        velocity = [self.momentum * v + g for v, g in zip(state, grads, strict=True)]
-        return [-r * v for v, r in zip(velocity, rates, strict=True)], velocity
+        velocity = [np.multiply(v, self.momentum) for v in state]
+        for v, g in zip(velocity, grads, strict=True):
+            v += g
+        return [np.multiply(v, -r) for v, r in zip(velocity, rates, strict=True)], velocity
 
 
 def schedule_factor(kind: str, epoch: int, epochs: int, decay: float, every: int) -> float:

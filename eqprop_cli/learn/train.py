@@ -193,6 +193,8 @@ class EPEstimator:
             if dense
             else network._branch_weight(p, q)
         )
+        if w.size and np.all(w == w.flat[0]):
+            w = float(w.flat[0])  # one stage weight: a scalar, no pass over the group
         return p, q, dense, w, bool(np.all(network.fixed_index[p] >= 0))
 
     def __call__(
@@ -202,9 +204,19 @@ class EPEstimator:
         factor = 1.0 / ((beta_a - beta_b) * self.out_weight * scale * a.unknowns.shape[0])
         grads = []
         for g, (p, q, dense, w, p_fixed) in zip(self.groups, self.plans, strict=True):
+            Qa, Qb = a.at(q), b.at(q)
+            if dense and p_fixed and np.isscalar(w):  # input crossbar: F (inputs) in both
+                # sum of dVa^2 - dVb^2 = sum (Qa - Qb)(Qa + Qb) - 2 F^T (Qa - Qb)
+                D = Qa - Qb
+                common = np.einsum("bj,bj->j", D, Qa + Qb)
+                D *= -w * factor  # the batch's small array takes the factors
+                D = D.astype(self.network.dtype, copy=False)  # the product at that precision
+                total = self.network.fixed_outer(self.network.fixed_index[p], a.inputs, D)
+                total += (0.5 * w * factor) * common
+                grads.append(total)
+                continue
             Pa = a.at(p)
             Pb = Pa if p_fixed else b.at(p)  # fixed potentials (inputs) are the same in both
-            Qa, Qb = a.at(q), b.at(q)
             if g.kind == "current":  # dE/dI = -w (V+ - V-)
                 grads.append(-w * ((Pa - Qa) - (Pb - Qb)).sum(axis=0) * factor)
                 continue
@@ -319,7 +331,7 @@ class Trainer:
         g, currents = list(self.network.g), list(self.network.currents)
         for group, v in zip(self.groups, values, strict=True):
             (g if group.kind == "conductance" else currents)[group.index] = v
-        self.network.set_conductances(g)
+        self.network.set_conductances(g, owned=True)
         if currents:
             self.network.set_currents(currents)
 
@@ -370,14 +382,16 @@ class Trainer:
                 "stopped before this batch's update"
             )
         factor = self.rate_factor(state.epoch)
-        normalised = [g_.scale * grad for g_, grad in zip(self.groups, grads, strict=True)]
+        for g_, grad in zip(self.groups, grads, strict=True):
+            grad *= g_.scale  # normalised (the estimates are fresh arrays: in place)
+        # the rates carry the scale back: the steps come out in physical units
         steps, opt = self.optimizer.update(
-            normalised, state.optimizer, [g.rate * factor for g in self.groups]
+            grads, state.optimizer, [g.rate * factor * g.scale for g in self.groups]
         )
-        new = [
-            np.clip(p + s * g.scale, g.low, g.high)
-            for p, s, g in zip(self.params(), steps, self.groups, strict=True)
-        ]
+        new = []
+        for p, s, g in zip(self.params(), steps, self.groups, strict=True):
+            s += p
+            new.append(np.clip(s, g.low, g.high, out=s))
         outputs = free.outputs()
         running = dict(state.running)
         running["loss"] += float(self.loss.value(outputs, y).sum())
