@@ -429,7 +429,10 @@ class Network:
                 return sum(parts[1:], parts[0]).tocsr()
 
             def coupling_terms(rows: np.ndarray, cols: np.ndarray):
-                part = Q_rest[rows][:, cols]
+                if Q_rest.nnz == 0:  # every resistor in a crossbar: no sparse slicing
+                    part = sp.csr_matrix((len(rows), len(cols)))
+                else:
+                    part = Q_rest[rows][:, cols]
                 if part.shape[0] * part.shape[1] <= 4_000_000:
                     part = part.toarray()
                 elif crossbars:

@@ -666,14 +666,18 @@ class _Block:
         self.nudge = None
         n = problem.nudge
         if n is not None and np.isin(n.var, idx).all():
-            local = np.full(network.n_vars, -1)
-            local[idx] = np.arange(len(idx))
+            local = network.structure.setdefault("block_local", {})
+            if k not in local:  # topology: each unknown's place in its class
+                local[k] = np.full(network.n_vars, -1)
+                local[k][idx] = np.arange(len(idx))
+            local = local[k]
             a_out = self.a[local[n.var]]
             # spread: how much of the nudge current each output's own conductance absorbs
             spread = (n.coef**2 / a_out).sum(axis=1)
             self.nudge = (n, local[n.var], a_out, spread)
-        self.zmin = np.full(self.r.shape, np.inf)
-        self.zmax = np.full(self.r.shape, -np.inf)
+        if plans[k]:
+            self.zmin = np.full(self.r.shape, np.inf)
+            self.zmax = np.full(self.r.shape, -np.inf)
         for g, mine, v, coef, wc, wc2, segments in plans[k]:
             model, u = problem.terms[g].model, problem.terms[g].u[:, mine]
             self.terms.append((model, v, coef, u, wc, wc2, segments))
