@@ -12,8 +12,9 @@ then of the other, so that both see the same load on a shared machine):
 - the library: `Trainer.run` on the same batches of MNIST, exactly as
   `eqprop train` runs it (wall time of the batches, evaluation excluded).
 
-It prints seconds per epoch (60,000 images) of both and their ratio, and the
-load average. BLAS single-threaded, as training runs.
+It prints seconds per epoch (60,000 images) of both and their ratio, by wall
+time and by the process's CPU time (which a machine shared with other jobs
+inflates less), and the load average. BLAS single-threaded, as training runs.
 
     EQPROP_DATA_DIR=../shared/data python benchmarks/train_speed.py
     EQPROP_DATA_DIR=../shared/data python benchmarks/train_speed.py --max-batches 200 --dtype float32
@@ -66,21 +67,22 @@ def measure(size: str, circuit: Path, dtype: str | None, max_batches: int, chunk
     ]
     images = [v * np.tile([1.0, -1.0], 784).astype(kind) for v in images]
     state = trainer.new_state()
-    bound = library = 0.0
+    wall, cpu = np.zeros(2), np.zeros(2)  # (bound, library)
     done = 0
     while done < steps:
         n = min(chunk, steps - done)
-        start = time.perf_counter()
+        start = time.perf_counter(), time.process_time()
         for k in range(done, done + n):
             bound_batch(images[k % len(images)], W, dH, H, dO)
-        bound += time.perf_counter() - start
-        start = time.perf_counter()
+        middle = time.perf_counter(), time.process_time()
         calls = itertools.count()
         state, _ = trainer.run(state, 1, should_stop=lambda c=calls, n=n: next(c) >= n)
-        library += time.perf_counter() - start
+        end = time.perf_counter(), time.process_time()
+        wall += (middle[0] - start[0], end[0] - middle[0])
+        cpu += (middle[1] - start[1], end[1] - middle[1])
         done += n
     scale = trainer.steps / steps
-    return {"bound": bound * scale, "library": library * scale, "batches": steps}
+    return {"wall": wall * scale, "cpu": cpu * scale, "batches": steps}
 
 
 def main() -> None:
@@ -105,11 +107,13 @@ def main() -> None:
         for size in args.size or list(SIZES):
             load = os.getloadavg()[0]
             r = measure(size, args.circuit, args.dtype, args.max_batches, args.chunk)
+            (bound, library), (bound_cpu, library_cpu) = r["wall"], r["cpu"]
             print(
                 f"{size} batch {SIZES[size][1]} {args.dtype or 'float64'}: bound "
-                f"{r['bound']:.2f} s per epoch, library {r['library']:.2f} s per epoch, ratio "
-                f"{r['library'] / r['bound']:.2f} ({r['batches']} batches timed; load average "
-                f"{load:.2f} before, {os.getloadavg()[0]:.2f} after)",
+                f"{bound:.2f} s per epoch, library {library:.2f} s per epoch, ratio "
+                f"{library / bound:.2f}; by CPU time {bound_cpu:.2f} s, {library_cpu:.2f} s, "
+                f"ratio {library_cpu / bound_cpu:.2f} ({r['batches']} batches timed; load "
+                f"average {load:.2f} before, {os.getloadavg()[0]:.2f} after)",
                 flush=True,
             )
 

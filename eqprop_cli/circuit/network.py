@@ -397,10 +397,16 @@ class Network:
             rest = [c.ravel() for k, c in enumerate(self.g) if k not in self._crossbar_sets]
             g = np.concatenate(rest) if rest else np.zeros(0)
             s, fixed_current = self._source_terms()
-            Q_rest = stamps["Q"].matrix(g)
-            Q_diag = Q_rest.diagonal()
-            SK = stamps["SK"].dense(g).astype(self.dtype)  # dense: the product of every solve
-            r0 = stamps["r0"].dense(g).ravel() + s  # K^T c: only edges to non-zero rails
+            if rest:
+                Q_rest = stamps["Q"].matrix(g)
+                Q_diag = Q_rest.diagonal()
+                SK = stamps["SK"].dense(g).astype(self.dtype)  # dense: the product of each solve
+                r0 = stamps["r0"].dense(g).ravel() + s  # K^T c: only edges to non-zero rails
+            else:  # every resistor in a crossbar
+                Q_rest = sp.csr_matrix((self.n_vars, self.n_vars))
+                Q_diag = np.zeros(self.n_vars)
+                SK = np.zeros((self.n_features, self.n_vars), self.dtype)
+                r0 = s.copy()
             fixed_diag = functools.partial(stamps["fixed_diag"].dense, g)
             for c in crossbars:
                 G = self.g[c.index]
@@ -429,14 +435,13 @@ class Network:
                 return sum(parts[1:], parts[0]).tocsr()
 
             def coupling_terms(rows: np.ndarray, cols: np.ndarray):
-                if Q_rest.nnz == 0:  # every resistor in a crossbar: no sparse slicing
-                    part = sp.csr_matrix((len(rows), len(cols)))
+                small = len(rows) * len(cols) <= 4_000_000
+                if Q_rest.nnz == 0 and small:  # every resistor in a crossbar: no slicing
+                    part = np.zeros((len(rows), len(cols)))
                 else:
                     part = Q_rest[rows][:, cols]
-                if part.shape[0] * part.shape[1] <= 4_000_000:
-                    part = part.toarray()
-                elif crossbars:
-                    part = part.tolil()
+                if sp.issparse(part):
+                    part = part.toarray() if small else part.tolil()
                 at_row, at_col = np.full(self.n_vars, -1), np.full(self.n_vars, -1)
                 at_row[rows], at_col[cols] = np.arange(len(rows)), np.arange(len(cols))
                 for c in crossbars:

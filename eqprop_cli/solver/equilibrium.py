@@ -658,14 +658,20 @@ class _Block:
         self.a, self.a_over_w, self.Q_oc = derived[k]
         self.idx, self.other = _as_slice(idx), _as_slice(other)
         self.weight = network.var_weight[idx]
-        scale = problem.var_scale[idx]
-        self.scale = None if np.all(scale == 1.0) else scale  # None: no amplifier gains
+        scales = network.structure.setdefault("block_scale", {})
+        if k not in scales:  # topology; None: no amplifier gains
+            scale = problem.var_scale[idx]
+            scales[k] = None if np.all(scale == 1.0) else scale
+        self.scale = scales[k]
         self.r = problem.r[:, idx]
         self.lo, self.hi = problem.lo[:, idx], problem.hi[:, idx]
         self.terms = []
         self.nudge = None
         n = problem.nudge
-        if n is not None and np.isin(n.var, idx).all():
+        outputs = network.structure.setdefault("block_outputs", {})
+        if n is not None and k not in outputs:  # topology: are the outputs in this class?
+            outputs[k] = bool(np.isin(n.var, idx).all())
+        if n is not None and outputs[k]:
             local = network.structure.setdefault("block_local", {})
             if k not in local:  # topology: each unknown's place in its class
                 local[k] = np.full(network.n_vars, -1)
