@@ -161,19 +161,21 @@ def main() -> None:
         steps = -(-len(order) // args.batch)
         if args.max_batches:
             steps = min(steps, args.max_batches)
-        start, errors = time.perf_counter(), 0
+        start, cpu, errors = time.perf_counter(), time.process_time(), 0
         for s in range(steps):
             pick = order[s * args.batch : (s + 1) * args.batch]
             out = net.step(x_train[pick], y_train[pick], lr)
             errors += int((np.argmax(out, 1) != y_train[pick]).sum())
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         per_epoch = seconds / steps * -(-len(order) // args.batch)
+        cpu_per_epoch = cpu / steps * -(-len(order) // args.batch)
         wrong = sum(
             int((net.predict(x_test[i : i + 1000]) != y_test[i : i + 1000]).sum())
             for i in range(0, len(y_test), 1000)
         )
         print(
-            f"epoch {epoch + 1}: {per_epoch:.2f} s per epoch ({steps} batches timed), train "
+            f"epoch {epoch + 1}: {per_epoch:.2f} s per epoch ({cpu_per_epoch:.2f} s of CPU time; "
+            f"{steps} batches timed), train "
             f"error {100 * errors / (steps * args.batch):.2f}%, test error "
             f"{100 * wrong / len(y_test):.2f}%; load average {os.getloadavg()[0]:.2f}",
             flush=True,
