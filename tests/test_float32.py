@@ -87,3 +87,20 @@ def test_float32_training_follows_float64():
     assert s32.running["loss"] == pytest.approx(s64.running["loss"], rel=1e-4)
     for g32, g64 in zip(n32.g, n64.g, strict=True):  # apart by rounding (and a kink or two)
         assert np.abs(g32 - g64).max() <= 1e-4 * np.abs(g64).max()
+
+
+def test_float32_conductance_map_reads_back(tmp_path):
+    """A map of float32 conductances lists resistances that agree with them to float64
+    (the reader refuses a pair that disagrees by more than 1e-9), and reads back exactly."""
+    from eqprop_cli.hardware.devicemap import conductance_map, read_map
+
+    path = ROOT / "circuits" / "xor.toml"
+    network = Network(compile_circuit(load_circuit(path, ["solver.dtype=float32"])))
+    rng = np.random.default_rng(0)
+    network.set_conductances([g * rng.uniform(0.5, 2.0, g.shape) for g in network.g])
+    saved = [g.copy() for g in network.g]
+    (tmp_path / "map.csv").write_text(conductance_map(network).to_csv())
+    network.set_conductances([2 * g for g in saved])
+    read_map(tmp_path / "map.csv", network)
+    for g, want in zip(network.g, saved, strict=True):
+        np.testing.assert_array_equal(g, want)

@@ -154,7 +154,7 @@ def export_spice(
                 f"* connection {_text(r.name)} (device {_text(r.device.name)}): R{k}_<row>_<col>, "
                 f"rows {node[r.rows[0]]}..{node[r.rows[-1]]}, cols {node[r.cols[0]]}..{node[r.cols[-1]]}"
             )
-            ohms = 1.0 / g
+            ohms = 1.0 / g.astype(float)  # the reciprocal in float64 also of float32 conductances
             for i, a in enumerate(r.rows):
                 na = node[a]
                 out.extend(
@@ -163,7 +163,9 @@ def export_spice(
         else:
             out.append(f"* resistors of device {_text(r.device.name)}: R{k}_<index> ; element name")
             for i, (a, b) in enumerate(zip(r.rows, r.cols, strict=True)):
-                out.append(f"R{k}_{i} {node[a]} {node[b]} {num(1.0 / g[i])} ; {_text(r.labels[i])}")
+                out.append(
+                    f"R{k}_{i} {node[a]} {node[b]} {num(1.0 / float(g[i]))} ; {_text(r.labels[i])}"
+                )
     models = []
     for k, d in enumerate(network.diodes):
         out.append("")
