@@ -1,15 +1,21 @@
 """eqprop: analog neural networks of resistors, diodes, sources and amplifiers.
 
-Library use::
+The Python API, in the order of the pipeline::
 
-    from eqprop_cli import load_network, solve
-    network = load_network("circuits/fast-mnist-ideal.toml")
-    eq = solve(network, inputs)          # inputs: (batch, features)
-    eq.voltages                          # (batch, nodes), volts
+    from eqprop_cli import load_circuit, load_network, solve, Trainer, export_spice
+    network = load_network("circuits/xor.toml")   # parse, validate, compile, lower
+    eq = solve(network, inputs)                  # inputs: (batch, features)
+    eq.voltages                                  # (batch, nodes), volts
+
+Training (``Trainer``, ``training_data``), evaluation (``evaluate``), runs
+(``load_run``) and export (``export_spice``, ``conductance_map``) are imported on
+first use, so that ``import eqprop_cli`` loads only the circuit and the solver.
+README.md ("From Python") has a worked example that the tests run.
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 __version__ = "0.1.0"  # before the imports: modules below read it
@@ -20,10 +26,32 @@ from .circuit.spec import CircuitSpec, load_circuit, parse_circuit
 from .errors import CircuitError, EqpropError, InputError
 from .solver.equilibrium import Equilibrium, solve
 
+# name -> module that defines it, imported on first use (PEP 562)
+_LAZY = {
+    "Trainer": "learn.train",
+    "training_data": "learn.train",
+    "evaluate": "learn.evaluate",
+    "Evaluation": "learn.evaluate",
+    "load_run": "runs.rundir",
+    "export_spice": "hardware.spice",
+    "run_ngspice": "hardware.spice",
+    "conductance_map": "hardware.devicemap",
+}
+_RENAMED = {"load_run": "load_target"}
+
 
 def load_network(path: str | Path) -> Network:
     """Parse, validate, compile and lower a circuit file in one call."""
     return Network(compile_circuit(load_circuit(path)))
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        value = getattr(module, _RENAMED.get(name, name))
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
@@ -31,13 +59,21 @@ __all__ = [
     "CircuitSpec",
     "EqpropError",
     "Equilibrium",
+    "Evaluation",
     "Graph",
     "InputError",
     "Network",
+    "Trainer",
     "__version__",
     "compile_circuit",
+    "conductance_map",
+    "evaluate",
+    "export_spice",
     "load_circuit",
     "load_network",
+    "load_run",
     "parse_circuit",
+    "run_ngspice",
     "solve",
+    "training_data",
 ]

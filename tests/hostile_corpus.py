@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from eqprop_cli.circuit.params import DEVICE_KINDS, SOLVER
+from eqprop_cli.circuit.params import SOLVER
+from eqprop_cli.devices import DEVICE_KINDS
 
 BASE = """\
 [circuit]

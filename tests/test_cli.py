@@ -98,20 +98,29 @@ def test_non_convergence_is_a_warning_a_flag_and_exit_3():
 
 
 def test_bad_inputs_are_clean_errors(tmp_path):
-    for args in (
-        ("solve", XOR),  # inputs missing
-        ("solve", XOR, "-i", "1,2,3"),
-        ("solve", XOR, "-i", "a,b"),
-        ("solve", XOR, "-i", ""),
-        ("solve", XOR, "-i", str(tmp_path / "missing.npy")),
-        ("solve", XOR, "-i", "1,0", "--method", "simplex"),
-        ("export", XOR, "--format", "verilog"),
-        ("export", XOR, "-o", str(tmp_path / "no" / "such" / "dir.cir")),
+    """Each bad input: exit 2, no traceback, and the message that says what was wrong."""
+    missing, unwritable = tmp_path / "missing.npy", tmp_path / "no" / "such" / "dir.cir"
+    for args, message in (
+        (("solve", XOR), f"{XOR}: the circuit has 2 inputs; give them with --input or --sample"),
+        (
+            ("solve", XOR, "-i", "1,2,3"),
+            f"--input 1,2,3: {XOR} takes 2 input feature(s) per vector; got shape (1, 3)",
+        ),
+        (
+            ("solve", XOR, "-i", "a,b"),
+            '--input "a,b": expected a .npy/.csv file or comma-separated',
+        ),
+        (("solve", XOR, "-i", ""), "--input is empty; expected a .npy/.csv file"),
+        (("solve", XOR, "-i", str(missing)), f"{missing}: input file not found"),
+        (("solve", XOR, "-i", "1,0", "--method", "simplex"), "'simplex' is not one of"),
+        (("export", XOR, "--format", "verilog"), "'verilog' is not one of 'spice', 'csv', 'json'"),
+        (("export", XOR, "-o", str(unwritable)), f"{unwritable}: cannot write it"),
     ):
-        result = run(*args)
+        result = runner.invoke(app, list(args), env={"COLUMNS": "400"})
         assert result.exit_code == 2, (args, result.output)
         assert "Traceback" not in result.output
-        assert "error" in result.stderr.lower()
+        assert message in result.stderr, (args, result.stderr)
+    assert not unwritable.parent.exists()
 
 
 def test_export_writes_atomically(tmp_path):

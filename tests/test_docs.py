@@ -7,9 +7,11 @@ option without documenting it fails here.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -18,10 +20,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer.main
+from typer.testing import CliRunner
 
 import eqprop_cli.cli
 from eqprop_cli.circuit import params, spec
 from eqprop_cli.circuit.units import PREFIXES, parse_si
+from eqprop_cli.devices import DEVICE_KINDS
 from eqprop_cli.hardware import spice
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,11 +170,11 @@ def test_man_page_header_names_the_page(name):
 # --------------------------------------------------------------------------- circuit format
 
 
-@pytest.mark.parametrize("kind", sorted(params.DEVICE_KINDS))
+@pytest.mark.parametrize("kind", sorted(DEVICE_KINDS))
 def test_every_device_parameter_is_documented(kind):
     body = circuit_sections()[f'type = "{kind}"']
     documented = entries(body)
-    for param in params.DEVICE_KINDS[kind].params:
+    for param in DEVICE_KINDS[kind].params:
         assert param.name in documented, f"{kind}.{param.name} has no entry in eqprop-circuit(5)"
         check_entry(param, documented[param.name])
 
@@ -200,7 +204,7 @@ def test_every_section_choice_is_documented(table):
 
 def test_every_key_name_appears_in_the_circuit_page():
     text = page("eqprop-circuit.5")
-    names = {p.name for kind in params.DEVICE_KINDS.values() for p in kind.params}
+    names = {p.name for kind in DEVICE_KINDS.values() for p in kind.params}
     names |= {p.name for p in params.SOLVER}
     for table in KEY_SECTIONS:
         names |= {p.name for p in getattr(spec, table)}
@@ -210,7 +214,7 @@ def test_every_key_name_appears_in_the_circuit_page():
 
 def test_every_device_kind_and_choice_is_documented():
     text = page("eqprop-circuit.5")
-    for kind in params.DEVICE_KINDS.values():
+    for kind in DEVICE_KINDS.values():
         assert f'type = "{kind.name}"' in text
         for param in kind.params:
             for choice in param.choices:
@@ -367,41 +371,89 @@ def test_gradcheck_json_keys_and_verdict_are_documented():
 EXAMPLE = re.compile(r"example", re.I)
 
 
-def run_eqprop(*args: str) -> subprocess.CompletedProcess:
-    script = shutil.which("eqprop")
-    command = (
-        [script] if script else [sys.executable, "-c", "from eqprop_cli.cli import main; main()"]
+def help_text(*args: str) -> str:
+    """`eqprop ARGS --help` in-process (CliRunner): its exit status must be 0."""
+    result = CliRunner().invoke(
+        eqprop_cli.cli.app,
+        [*args, "--help"],
+        env={"COLUMNS": "200", "NO_COLOR": "1", "TERM": "dumb"},
     )
-    env = dict(os.environ, COLUMNS="200", NO_COLOR="1", TERM="dumb")
-    return subprocess.run([*command, *args], capture_output=True, text=True, env=env, check=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
 
 
 def test_main_help_exits_0_and_mentions_an_example():
-    proc = run_eqprop("--help")
-    assert proc.returncode == 0, proc.stderr
+    text = help_text()
     for name in COMMAND_PAGES:
-        assert name.split()[0] in proc.stdout
-    assert EXAMPLE.search(proc.stdout), proc.stdout
+        assert name.split()[0] in text
+    assert EXAMPLE.search(text), text
+
+
+def test_help_runs_as_the_console_script():
+    """One --help through the installed entry point (the others run in-process)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "eqprop_cli", "check", "--help"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, COLUMNS="200"),
+        check=False,
+    )
+    assert proc.returncode == 0 and "Example: eqprop check" in proc.stdout, proc.stderr
 
 
 @pytest.mark.parametrize("name", sorted(COMMAND_PAGES))
 def test_command_help_exits_0_and_mentions_an_example(name):
     _, commands = cli_commands()
-    proc = run_eqprop(*name.split(), "--help")
-    assert proc.returncode == 0, proc.stderr
-    assert EXAMPLE.search(proc.stdout), proc.stdout
+    text = help_text(*name.split())
+    assert EXAMPLE.search(text), text
     takes_argument = any(
         p.param_type_name == "argument" and p.required for p in commands[name].params
     )
     runs = rf"eqprop {name} \S" if takes_argument else rf"eqprop {name}(?![\w-])"
-    assert re.search(runs, proc.stdout), "the example runs the command"
+    assert re.search(runs, text), "the example runs the command"
+
+
+def help_examples() -> dict[str, list[list[str]]]:
+    """Every command's help examples, as argument lists after `eqprop COMMAND`."""
+    out = {}
+    for name in COMMAND_PAGES:
+        lines = re.findall(r"Example: eqprop (.*?)\s*$", help_text(*name.split()), flags=re.M)
+        out[name] = [
+            shlex.split(line.split("&&")[0])[len(name.split()) :]
+            for line in lines
+            if line.startswith(name)
+        ]
+    return out
 
 
 @pytest.mark.parametrize("name", sorted(COMMAND_PAGES))
-def test_help_examples_use_files_that_exist(name):
-    proc = run_eqprop(*name.split(), "--help")
-    for path in re.findall(r"(circuits/[\w.-]+\.toml)", proc.stdout):
-        assert (ROOT / path).is_file(), f"eqprop {name} --help: {path} does not exist"
+def test_help_examples_name_what_exists(name):
+    """Every path in a help example is a file of the repository, a run directory that a
+    train example makes (--out), or the example's own output (-o); a data set name is
+    one that `data fetch` takes. Every command has an example with something to check."""
+    examples = help_examples()
+    assert examples[name], f"eqprop {name} --help has no example"
+    made, outputs = set(), set()
+    for args in (a for runs in examples.values() for a in runs):
+        for option, value in itertools.pairwise(args):
+            if option == "--out":
+                made.add(value)
+            elif option in ("-o", "--output"):
+                outputs.add(value)
+    checked = 0
+    for args in examples[name]:
+        for token in args:
+            if token.startswith("-") or ("/" not in token and not token.endswith(".toml")):
+                continue
+            assert (ROOT / token).exists() or token in made | outputs, (
+                f"eqprop {name} --help: {token} is neither a file, a run a train example makes, "
+                "nor an output"
+            )
+            checked += 1
+        if name == "data fetch":
+            assert args[0] in ("mnist", "fashion-mnist"), args
+            checked += 1
+    assert checked or name == "data list", f"eqprop {name} --help: the example names nothing"
 
 
 def test_every_map_column_is_documented_in_the_export_page():

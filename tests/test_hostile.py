@@ -7,6 +7,7 @@ bounded cost. The corpus of hostile files is in hostile_corpus.py.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import json
@@ -167,7 +168,7 @@ def hostile_labels(network: Network, text: str) -> None:
     """Put ``text`` in every name the exporter writes, bypassing validation."""
     network.graph.spec.name = text
     for group in (*network.resistors, *network.isources):
-        group.device = type(group.device)(text, group.device.type, group.device.params, ())
+        group.device = dataclasses.replace(group.device, name=text, key=())
         group.labels = [text] * len(group.labels)
     for d in network.diodes:
         d.labels = [text] * len(d.labels)

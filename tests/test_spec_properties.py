@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from eqprop_cli import load_network
-from eqprop_cli.circuit.params import DEVICE_KINDS, SOLVER
+from eqprop_cli.circuit.params import SOLVER
 from eqprop_cli.circuit.spec import (
     CIRCUIT_KEYS,
     CONNECTION_KEYS,
@@ -39,6 +39,7 @@ from eqprop_cli.circuit.spec import (
     TOP_KEYS,
 )
 from eqprop_cli.cli import app
+from eqprop_cli.devices import DEVICE_KINDS
 from eqprop_cli.errors import EqpropError
 
 if sys.version_info >= (3, 11):

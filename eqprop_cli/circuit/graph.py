@@ -15,8 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 
-from ..circuit.params import DEVICE_KINDS
-from ..circuit.spec import GROUND_NAMES, SELF, CircuitSpec, DeviceSpec, KeyPath
+from ..circuit.spec import GROUND_NAMES, SELF, CircuitSpec, DeviceSpec, KeyPath, element_model
 
 GROUND = "gnd"
 MAX_CONDUCTANCES = 1_000_000_000  # per dense connection: 8 GB of float64 each copy
@@ -37,6 +36,10 @@ class ResistorSet:
     @property
     def count(self) -> int:
         return int(self.g.size)
+
+    def ends(self) -> tuple[np.ndarray, np.ndarray, bool]:
+        """First nodes, second nodes, and whether every first is joined to every second."""
+        return self.rows, self.cols, self.dense
 
     def pairs(self) -> tuple[np.ndarray, np.ndarray]:
         """The two nodes of every resistor, in the order of ``g.ravel()``."""
@@ -60,6 +63,10 @@ class CurrentSourceSet:
     minus: np.ndarray
     current: np.ndarray
     labels: list[str]
+
+    def ends(self) -> tuple[np.ndarray, np.ndarray, bool]:
+        """First nodes, second nodes, and False: one element per pair."""
+        return self.plus, self.minus, False
 
 
 @dataclass
@@ -198,13 +205,14 @@ class _Builder:
         return np.fromiter((index[name] for name in names), np.int64, len(names))
 
     def device(self, name: str | None, kind: str, key: KeyPath) -> DeviceSpec:
+        """The device called ``name``, which must be of element group ``kind``."""
         devices = self.spec.devices
         if name not in devices:
-            known = ", ".join(f'"{n}"' for n, d in devices.items() if d.type == kind) or "none"
+            known = ", ".join(f'"{n}"' for n, d in devices.items() if d.group == kind) or "none"
             raise self.spec.error(
                 key, f'refers to undeclared device "{name}"; {kind} devices declared: {known}'
             )
-        if devices[name].type != kind:
+        if devices[name].group != kind:
             raise self.spec.error(
                 key, f'device "{name}" is a {devices[name].type}; expected a {kind}'
             )
@@ -222,7 +230,7 @@ class _Builder:
         p, m, cur, names = self.isources.setdefault(device.name, ([], [], [], []))
         p.append(plus)
         m.append(minus)
-        cur.append(float(device.params["current"] if current is None else current))
+        cur.append(float(device.model.current if current is None else current))
         names.append(label)
 
     def graph(self, n_features: int, outputs: np.ndarray, layers) -> Graph:
@@ -248,20 +256,6 @@ class _Builder:
             outputs,
             layers,
         )
-
-
-def initial_conductances(device: DeviceSpec, shape: tuple[int, ...], stream: int) -> np.ndarray:
-    """Draw a device's initial conductances (seeded; ``stream`` separates connections)."""
-    p = device.params
-    if p["init"] == "constant":
-        g = np.full(shape, p["g"], dtype=float)
-    else:
-        rng = np.random.default_rng([p["seed"], stream])
-        if p["init"] == "uniform":
-            g = rng.uniform(p["init_low"], p["init_high"], size=shape)
-        else:
-            g = rng.normal(p["init_mean"], p["init_std"], size=shape)
-    return np.clip(g, p["g_min"], p["g_max"])
 
 
 def compile_circuit(spec: CircuitSpec) -> Graph:
@@ -362,7 +356,7 @@ def _layered(spec: CircuitSpec, b: _Builder) -> Graph:
         seen.add((conn.source, conn.target))
         device = b.device(conn.device, "resistor", (*conn.key, "device"))
         rows, cols = sending[conn.source], receiving[conn.target]
-        g = initial_conductances(device, (len(rows), len(cols)), n)
+        g = device.model.initial((len(rows), len(cols)), n)
         b.resistors.append(
             ResistorSet(f"{conn.source}->{conn.target}", device, rows, cols, True, g)
         )
@@ -416,43 +410,42 @@ def _netlist(spec: CircuitSpec, b: _Builder) -> Graph:
                 (*e.key, "device"), f'refers to undeclared device "{e.device}"; declared: {known}'
             )
         device = spec.devices[e.device]
-        params = _element_params(spec, device, e)
+        model = element_model(spec, device, e)
         a, c = (b.node(n, "netlist") for n in e.nodes)
         element_nodes.update((a, c))
         if a == c:
             raise spec.error((*e.key, "nodes"), f"both ends are the same node ({e.nodes[0]})")
-        if e.feature is not None and device.type != "vsource":
+        if e.feature is not None and device.group != "vsource":
             raise spec.error(
                 (*e.key, "feature"), "only a vsource element can take an input feature"
             )
-        if device.type == "resistor":
-            g = params["g"] if params.get("g") is not None else None
+        if device.group == "resistor":
             rows, cols, gs, labels = groups.setdefault(device.name, ([], [], [], []))
             rows.append(a)
             cols.append(c)
-            gs.append(np.nan if g is None else g)
+            gs.append(np.nan if model.g is None else model.g)
             labels.append(e.name)
-        elif device.type == "diode":
+        elif device.group == "diode":
             b.add_diode(device, a, c, e.name)
-        elif device.type == "isource":
-            b.add_isource(device, a, c, e.name, params["current"])
-        elif device.type == "amplifier":
+        elif device.group == "isource":
+            b.add_isource(device, a, c, e.name, model.current)
+        elif device.group == "amplifier":
             if c == 0:
                 raise spec.error(
                     (*e.key, "nodes"), "an amplifier drives its second node; it cannot be ground"
                 )
             b.amplifiers.append(Amplifier(device, a, c, e.name))
         else:
-            gain = params["gain"] if e.feature is not None else 0.0
+            gain = model.gain if e.feature is not None else 0.0
             b.vsources.append(
                 VoltageSource(
-                    a, c, params["value"], gain, -1 if e.feature is None else e.feature, e.name
+                    a, c, model.value, gain, -1 if e.feature is None else e.feature, e.name
                 )
             )
     for stream, (name, (rows, cols, gs, labels)) in enumerate(groups.items()):
         device = spec.devices[name]
         g = np.array(gs)
-        drawn = initial_conductances(device, g.shape, stream) if np.isnan(g).any() else g
+        drawn = device.model.initial(g.shape, stream) if np.isnan(g).any() else g
         g = np.where(np.isnan(g), drawn, g)
         b.resistors.append(
             ResistorSet(name, device, np.array(rows), np.array(cols), False, g, labels)
@@ -493,47 +486,6 @@ def _netlist(spec: CircuitSpec, b: _Builder) -> Graph:
         raise spec.error(("netlist", "outputs"), "needs at least one output node")
     layers = [("nodes", len(b.nodes) - 1)]
     return b.graph(n_features, np.array(outputs), layers)
-
-
-def _element_params(spec: CircuitSpec, device: DeviceSpec, e) -> dict:
-    """Device parameters with the element's own overrides, validated by the same table."""
-    kind = DEVICE_KINDS[device.type]
-    allowed = {"resistor": ("g", "r"), "isource": ("current",), "vsource": ("value", "gain")}.get(
-        device.type, ()
-    )
-    params = dict(device.params)
-    if device.type == "resistor":
-        params["g"] = params["g"] if params["init"] == "constant" else None
-    for name, value in e.overrides.items():
-        if name not in allowed:
-            hint = (
-                f"; an element of a {device.type} may set: {', '.join(allowed)}" if allowed else ""
-            )
-            raise spec.error((*e.key, name), f"unknown key{hint}")
-        try:
-            params[name] = kind.param(name).coerce(value)
-        except ValueError as exc:
-            raise spec.error((*e.key, name), f"must be {exc}; got {value!r}") from None
-    if "r" in e.overrides:
-        if "g" in e.overrides:
-            raise spec.error((*e.key, "r"), "give either `g` (siemens) or `r` (ohms), not both")
-        params["g"] = 1.0 / params["r"]
-    if device.type == "resistor" and params["g"] is not None:
-        lo, hi = device.params["g_min"], device.params["g_max"]
-        if not lo <= params["g"] <= hi:
-            given = [k for k in ("g", "r") if k in e.overrides]
-            where = (*e.key, *given) if given else (*device.key, "r" if device.params["r"] else "g")
-            raise spec.error(
-                where,
-                f"conductance {params['g']:g} S is outside the device range [{lo:g}, {hi:g}] S",
-            )
-    if device.type == "isource" and not params["i_min"] <= params["current"] <= params["i_max"]:
-        raise spec.error(
-            (*e.key, "current") if "current" in e.overrides else (*device.key, "current"),
-            f"current {params['current']:g} A is outside [i_min, i_max] = "
-            f"[{params['i_min']:g}, {params['i_max']:g}] A",
-        )
-    return params
 
 
 # --------------------------------------------------------------------------- checks
@@ -689,7 +641,7 @@ def _check_dc_paths(graph: Graph) -> None:
 
     n = len(graph.nodes)
     links = [r.pairs() for r in graph.resistors]
-    links += [(d.anode, d.cathode) for d in graph.diodes if d.device.params["model"] != "ideal"]
+    links += [(d.anode, d.cathode) for d in graph.diodes if d.device.model.conducts_dc]
     links.append(
         ([amp.source for amp in graph.amplifiers], [amp.target for amp in graph.amplifiers])
     )
@@ -763,7 +715,7 @@ def _stage_weights(graph: Graph) -> np.ndarray:
                 f'amplifier "{amp.label}" output connects back to its input without passing through an amplifier: no energy function exists',
             )
         incoming.setdefault(comp[amp.target], []).append(
-            (comp[amp.source], amp.device.params["gain"], amp)
+            (comp[amp.source], amp.device.model.gain, amp)
         )
     state: dict[int, int] = {}
 

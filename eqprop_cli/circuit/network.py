@@ -22,14 +22,14 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..circuit.graph import FixedNodes, Graph, check_amplifier_stages, element_key, fixed_nodes
-from ..devices.diode import IdealDiode, ShockleyDiode, diode_model
+from ..devices.protocol import IVModel
 
 
 @dataclass
 class DiodeGroup:
-    """All diodes of one model: their nodes, I-V model and stage weights."""
+    """All diodes of one device: their nodes, I-V model and stage weights."""
 
-    model: IdealDiode | ShockleyDiode
+    model: IVModel
     anode: np.ndarray
     cathode: np.ndarray
     weight: np.ndarray  # stage weight of each diode
@@ -110,6 +110,39 @@ class Crossbar:
 
 
 @dataclass
+class TopologyPlan:
+    """What the solvers derive from the topology alone, computed on first use and kept
+    for the network's life (conductances change, the topology does not)."""
+
+    stamps: dict[str, Stamp] | None = None  # Q, r0, SK, fixed_diag, lap as maps of g
+    readout: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # var, coef, weight
+    diodes: list[tuple[sp.csr_matrix, np.ndarray, np.ndarray]] | None = None  # A, var, coef
+    diodes_T: list[sp.csr_matrix] | None = None  # each A transposed
+    var_scale: np.ndarray | None = None  # amplifier gain of each unknown's node
+    branches: tuple | None = None  # incidence, its transpose, inner/outer edge maps, weights
+    classes_known: bool = False  # whether ``classes`` was decided (None is an answer)
+    classes: tuple[np.ndarray, np.ndarray] | None = None  # the layered solver's two classes
+    nudge_fits: bool | None = None  # the layered solver nudges in closed form
+    blocks: dict[int, list] = field(default_factory=dict)  # per class: its diodes, sorted
+    block_local: dict[int, np.ndarray] = field(default_factory=dict)  # place in its class
+    block_scale: dict[int, np.ndarray | None] = field(default_factory=dict)  # None: gains 1
+    block_outputs: dict[int, bool] = field(default_factory=dict)  # outputs in the class
+    crossbars: list[Crossbar] | None = None  # dense sets whose linear terms need no stamp
+
+
+@dataclass
+class ConductancePlan:
+    """What the solvers derive from the conductances, computed on first use; a new
+    conductance state (a new Linear) starts an empty one."""
+
+    Q: np.ndarray | sp.csr_matrix | None = None  # Q dense when small and not sparse
+    branches: tuple[np.ndarray, np.ndarray] | None = None  # weighted g of inner edges, D
+    inverse_bound: np.ndarray | None = None  # error bound of the layered sweeps
+    blocks: dict[int, tuple] = field(default_factory=dict)  # per class: a, a / w, coupling
+    woodbury: dict[tuple | None, tuple] = field(default_factory=dict)  # per nudge strength
+
+
+@dataclass
 class Linear:
     """Q and the input-dependent linear and constant terms of the energy, in input space.
 
@@ -127,7 +160,7 @@ class Linear:
     coupling_terms: Callable[[np.ndarray, np.ndarray], np.ndarray | sp.csr_matrix] = field(
         repr=False
     )
-    derived: dict = field(default_factory=dict)  # solver data computed from these, on demand
+    plan: ConductancePlan = field(default_factory=ConductancePlan)  # solver data, on demand
 
     @functools.cached_property
     def Q(self) -> sp.csr_matrix:
@@ -179,10 +212,10 @@ class Network:
         self.dtype = np.dtype(graph.spec.solver.dtype if graph.spec else "float64")
         self.g = [r.g.astype(self.dtype) for r in graph.resistors]
         self._linear: Linear | None = None
-        self.structure: dict = {}  # solver data that depends on the topology only
+        self.plan = TopologyPlan()  # solver data that depends on the topology only
         self.diodes = [
             DiodeGroup(
-                diode_model(d.device.params),
+                d.device.model,
                 d.anode,
                 d.cathode,
                 self._branch_weight(d.anode, d.cathode),
@@ -268,9 +301,7 @@ class Network:
             for target in reversed(chain):
                 source = drive[target].source
                 self.node_var[target] = self.node_var[source]
-                self.node_coef[target] = (
-                    self.node_coef[source] * drive[target].device.params["gain"]
-                )
+                self.node_coef[target] = self.node_coef[source] * drive[target].device.model.gain
         self.n_vars = len(free)
         self.var_weight = self.node_weight[self.var_node] if self.n_vars else np.zeros(0)
 
@@ -374,15 +405,15 @@ class Network:
 
         Also the stage weight of each output (that of its first node).
         """
-        if "readout" not in self.structure:
+        if self.plan.readout is None:
             nodes = self.outputs
             sign = np.array([1.0, -1.0])[: nodes.shape[1]]
-            self.structure["readout"] = (
+            self.plan.readout = (
                 self.node_var[nodes],
                 self.node_coef[nodes] * sign,
                 self.node_weight[nodes[:, 0]],
             )
-        return self.structure["readout"]
+        return self.plan.readout
 
     def linear(self) -> Linear:
         """The linear part in terms of input vectors X (cached until conductances change).
@@ -478,7 +509,7 @@ class Network:
 
     def _crossbars(self) -> list[Crossbar]:
         """The dense resistor sets whose linear terms need no stamp (topology, so once)."""
-        if "crossbars" not in self.structure:
+        if self.plan.crossbars is None:
             bars = []
             for k, r in enumerate(self.resistors):
                 if not r.dense:
@@ -518,8 +549,8 @@ class Network:
                 else:
                     continue
                 bars.append(bar)
-            self.structure["crossbars"] = bars
-        return self.structure["crossbars"]
+            self.plan.crossbars = bars
+        return self.plan.crossbars
 
     @property
     def _crossbar_sets(self) -> set[int]:
@@ -562,7 +593,7 @@ class Network:
         Topology only, so built once per network; each conductance update then
         costs one sparse matrix-vector product per matrix.
         """
-        if "stamps" not in self.structure:
+        if self.plan.stamps is None:
             a, b, _ = self.resistor_edges(skip=self._crossbar_sets)
             weight = self._branch_weight(a, b)
             n_edges = len(a)
@@ -624,8 +655,8 @@ class Network:
                 (nf, nf),
                 n_edges,
             )
-            self.structure["stamps"] = {"Q": Q, "r0": r0, "SK": SK, "fixed_diag": fd, "lap": lap}
-        return self.structure["stamps"]
+            self.plan.stamps = {"Q": Q, "r0": r0, "SK": SK, "fixed_diag": fd, "lap": lap}
+        return self.plan.stamps
 
     def _source_terms(self) -> tuple[np.ndarray, np.ndarray]:
         """Current sources' linear energy terms: on the unknowns (s) and on fixed nodes."""
@@ -728,7 +759,7 @@ class Network:
         for k in np.argsort(-self._chain_depth(), kind="stable"):
             amp = self.amplifiers[k]
             _absorb_clamps(out, V, clamps, clamp_tol, amp.target)
-            out[:, amp.source] += out[:, amp.target] / amp.device.params["gain"]
+            out[:, amp.source] += out[:, amp.target] / amp.device.model.gain
             out[:, amp.target] = 0.0
         _absorb_clamps(out, V, clamps, clamp_tol)
         out[:, self.fixed] = 0.0
@@ -744,7 +775,7 @@ def _absorb_clamps(
     flowing into the anode (net outflow < 0) or out of the cathode (> 0).
     """
     for d in clamps:
-        on = V[:, d.anode] - V[:, d.cathode] >= d.model.threshold - tol
+        on = V[:, d.anode] - V[:, d.cathode] >= d.model.zero_current_voltage - tol
         for node, sign in ((d.anode, -1.0), (d.cathode, 1.0)):
             pick = np.arange(len(node)) if only is None else np.where(node == only)[0]
             cols = node[pick]

@@ -1,4 +1,6 @@
-"""Parameter tables: every device kind and section declares its keys once here.
+"""Parameter tables: how a key is declared (Param), the device kind's table type
+(DeviceKind; each kind's own table is in its module of eqprop_cli.devices), the
+[solver] keys, and the physical constants that exports share with ngspice.
 
 Parsing, validation, error messages, the man page test and the SPICE exporter
 all read these tables, so a key exists in exactly one place.
@@ -7,6 +9,7 @@ all read these tables, so a key exists in exactly one place.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..circuit.units import parse_si
@@ -90,185 +93,47 @@ class Param:
         return int(value) if self.kind == "int" else number
 
 
-# Shockley diodes: real junctions have saturation currents far below this; above it
-# the exponential overflows the solvers' arithmetic (is = 1e300 made Newton's matrix
-# singular).
-MAX_IS = 1e-3
+ErrorAt = Callable[[tuple, str], Exception]  # (key path, message) -> a located error
 
 
 @dataclass(frozen=True)
 class DeviceKind:
-    """A device type: its parameters and what it is."""
+    """A device type of circuit files (``type = NAME``): its parameter table, and how its
+    validated values become the typed model that everything downstream reads.
+
+    ``group`` is the element group its elements join in the compiled graph, one of
+    GROUPS: what the compiler, the network and the solvers deal with (a new kind
+    of programmable resistor joins "resistor", a new nonlinear two-terminal
+    "diode"), so that no code outside eqprop_cli.devices names a kind.
+    ``check(values, given, key, error)`` does the checks that involve two parameters
+    (and fills what one implies, as r gives g); ``given`` is the table as written.
+    ``element(model, overrides, key, error)`` is the model of one netlist element
+    that sets some of ``element_keys`` itself. Every device module of
+    eqprop_cli.devices declares one.
+    """
 
     name: str
     help: str
     params: tuple[Param, ...] = field(default_factory=tuple)
+    group: str = ""  # one of GROUPS; the kind's own name when empty
+    build: Callable[[dict[str, object]], object] = dict
+    check: Callable[[dict[str, object], Mapping, tuple, ErrorAt], None] | None = None
+    element_keys: tuple[str, ...] = ()
+    element: Callable[[object, dict[str, object], tuple, tuple, ErrorAt], object] | None = None
 
     def param(self, name: str) -> Param:
         return next(p for p in self.params if p.name == name)
 
-
-RESISTOR = DeviceKind(
-    "resistor",
-    "Programmable resistor (memristor): the weights of the network.",
-    (
-        Param("g", "conductance", "Initial conductance when init is constant.", None, 0, True),
-        Param("r", "resistance", "Initial resistance (alternative to g).", None, 0, True),
-        Param(
-            "init",
-            "choice",
-            "How initial conductances are drawn.",
-            "constant",
-            choices=("constant", "uniform", "normal"),
-        ),
-        Param("init_low", "conductance", "Lower end of the uniform draw.", None, 0, True),
-        Param("init_high", "conductance", "Upper end of the uniform draw.", None, 0, True),
-        Param("init_mean", "conductance", "Mean of the normal draw.", None, 0, True),
-        Param("init_std", "conductance", "Standard deviation of the normal draw.", None, 0, True),
-        Param("seed", "int", "Seed of the initial draw.", 0, 0),
-        Param("g_min", "conductance", "Smallest programmable conductance.", 1e-9, 0, True),
-        Param("g_max", "conductance", "Largest programmable conductance.", 1.0, 0, True),
-        Param(
-            "levels",
-            "int",
-            "Programmable levels, evenly spaced in [g_min, g_max], used by exports (0: continuous).",
-            0,
-            0,
-        ),
-        Param("trainable", "bool", "Whether training may change these conductances.", True),
-    ),
-)
+    @property
+    def element_group(self) -> str:
+        return self.group or self.name
 
 
-@dataclass(frozen=True)
-class DiodePart:
-    """A named diode: SPICE D-model parameters of a real part, with their source."""
+# the element groups of a compiled circuit (circuit/graph.py), by what the solvers do with
+# them: linear trainable conductances, nonlinear two-terminal I-V models, held potentials,
+# trainable currents, amplifier stages
+GROUPS = ("resistor", "diode", "vsource", "isource", "amplifier")
 
-    name: str
-    what: str
-    saturation_current: float  # IS, A
-    ideality: float  # N
-    series_resistance: float  # RS, ohms
-    source: str
-
-
-# Only the DC parameters matter at an operating point (IS, N, RS at TNOM = 27 °C).
-DIODE_PARTS = {
-    p.name: p
-    for p in (
-        DiodePart(
-            "1N4148",
-            "small-signal silicon switching diode (discrete)",
-            2.495e-9,
-            1.679,
-            0.4755,
-            "the 1n4148 model card of the ngspice manual (section 'Device Models' of the "
-            "simulation overview): is=2.495e-09 rs=4.755e-01 n=1.679e+00",
-        ),
-        DiodePart(
-            "2N3904-diode",
-            "diode-connected small-signal NPN transistor (base and collector tied)",
-            6.75e-15,
-            1.0,
-            0.0,
-            "the Q2N3904 card of the URI ELE 343 notes (IS = 6.734e-15, NF = 1, BF = 416.4, "
-            "RB = 10): emitter current IS (1 + 1/BF) e^(V/Vt); left out: the base resistance "
-            "seen through the base current, RB / (1 + BF) = 0.024 ohm (2.4 uV at 100 uA, "
-            "and ngspice converges far more slowly with it), and the base leakage ISE "
-            "(NE = 1.259, under 1% of the current above 0.55 V)",
-        ),
-        DiodePart(
-            "sky130-pw2nd",
-            "on-chip p-well/n+ junction diode of the SkyWater SKY130 process, one unit area",
-            2.75e-15,
-            1.2928,
-            981.0,
-            "SkyWater SKY130 PDK model card sky130_fd_pr__diode_pw2nd_05v5 "
-            "(libs.tech/ngspice/sky130.lib.spice): js = 2.75e-15 per unit area, n = 1.2928, "
-            "rs = 981 ohm; IS = js times one unit of area, the sidewall term left out",
-        ),
-    )
-}
-SHOCKLEY_KEYS = ("is", "n", "rs")  # what a part fixes
-
-DIODE = DeviceKind(
-    "diode",
-    "Diode, ideal piecewise-linear or Shockley exponential (with series resistance), or a "
-    "named part; current flows anode to cathode.",
-    (
-        Param(
-            "model",
-            "choice",
-            'I-V model: "ideal", "shockley" (is, n, rs as given), or a named part that fixes '
-            "is, n and rs: " + ", ".join(f'"{p}"' for p in DIODE_PARTS) + ".",
-            "ideal",
-            choices=("ideal", "shockley", *DIODE_PARTS),
-        ),
-        Param("threshold", "voltage", "Ideal: turn-on voltage.", 0.0),
-        Param(
-            "g_on",
-            "conductance",
-            'Ideal: on-conductance; "inf" is a hard clamp.',
-            math.inf,
-            0,
-            True,
-            allow_inf=True,
-        ),
-        Param("is", "current", "Shockley: saturation current.", 1e-14, 0, True, MAX_IS),
-        Param("n", "number", "Shockley: ideality factor.", 1.0, 0.5, maximum=10.0),
-        Param(
-            "rs",
-            "resistance",
-            "Shockley: series (ohmic) resistance in series with the junction.",
-            0.0,
-            0,
-        ),
-        Param(
-            "vt",
-            "voltage",
-            "Shockley: thermal voltage (default from temperature).",
-            None,
-            1e-4,
-            maximum=0.1,
-        ),
-        Param(
-            "temperature",
-            "temperature",
-            "Shockley: junction temperature.",
-            300.15,
-            1.0,
-            maximum=1000.0,
-        ),
-    ),
-)
-
-VSOURCE = DeviceKind(
-    "vsource",
-    "DC voltage source: a fixed rail, plus gain times an input feature where one is given.",
-    (
-        Param("value", "voltage", "Fixed part of the source voltage.", 0.0),
-        Param("gain", "number", "Volts per unit of the input feature (with `feature`).", 1.0),
-    ),
-)
-
-ISOURCE = DeviceKind(
-    "isource",
-    "DC current source; positive current flows into the first node (a bias).",
-    (
-        Param("current", "current", "Source current (initial value when trained).", 0.0),
-        Param("trainable", "bool", "Whether training may change the currents (biases).", True),
-        Param("i_min", "current", "Smallest current training may set.", -math.inf, allow_inf=True),
-        Param("i_max", "current", "Largest current training may set.", math.inf, allow_inf=True),
-    ),
-)
-
-AMPLIFIER = DeviceKind(
-    "amplifier",
-    "Bidirectional amplifier: forward VCVS of gain A, backward CCCS of 1/A.",
-    (Param("gain", "number", "Forward voltage gain A.", 4.0, 0, True),),
-)
-
-DEVICE_KINDS = {k.name: k for k in (RESISTOR, DIODE, VSOURCE, ISOURCE, AMPLIFIER)}
 
 SOLVER = (
     Param("method", "choice", "Equilibrium solver.", "auto", choices=("auto", "layered", "newton")),

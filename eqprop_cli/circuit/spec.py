@@ -15,7 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..circuit.params import DEVICE_KINDS, DIODE_PARTS, SHOCKLEY_KEYS, SOLVER, Param
+from ..circuit.params import SOLVER, Param
+from ..devices import DEVICE_KINDS
 from ..errors import CircuitError, printable
 
 if sys.version_info >= (3, 11):
@@ -189,23 +190,49 @@ TRAINING_KEYS = (
 
 @dataclass(frozen=True)
 class TrainingSpec:
-    """The [training] section, every key resolved (defaults filled in)."""
+    """The [training] section, every key resolved (defaults filled in) and typed: one
+    field per key of TRAINING_KEYS, in its order (what each means is there)."""
 
-    values: dict[str, object]
-    learning_rates: dict[str, float]  # per connection (resistor set) or current-source device
+    dataset: str
+    data_path: str | None
+    label_column: str
+    train_subset: int
+    test_subset: int
+    validation: float  # a fraction (< 1) or a whole count
+    seed: int
+    shift: int
+    epochs: int
+    batch_size: int
+    loss: str
+    target_high: float
+    target_low: float
+    temperature: float
+    nudge: str
+    beta: float
+    phases: str
+    learning_rate: float
+    momentum: float
+    schedule: str
+    decay: float
+    decay_every: int
+    free_tol: float | None
+    nudged_tol: float | None
+    free_max_iter: int | None
+    nudged_max_iter: int | None
+    warm_start: bool
+    eval_batch_size: int
+    learning_rates: dict[str, float] = field(default_factory=dict)  # per set or source device
     key: KeyPath = ("training",)
 
-    def __getattr__(self, name: str) -> object:
-        if name == "values":
-            raise AttributeError(name)
-        try:
-            return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    @classmethod
+    def defaults(cls) -> TrainingSpec:
+        """Every key at its default: what a file without [training] trains with."""
+        return cls(**{p.name: p.default for p in TRAINING_KEYS})
 
     def document(self) -> dict[str, object]:
         """As a TOML table (no None values), for a run's resolved config."""
-        table = {k: v for k, v in self.values.items() if v is not None}
+        values = ((p.name, getattr(self, p.name)) for p in TRAINING_KEYS)
+        table = {k: v for k, v in values if v is not None}
         if self.learning_rates:
             table["learning_rates"] = dict(self.learning_rates)
         return table
@@ -213,10 +240,15 @@ class TrainingSpec:
 
 @dataclass(frozen=True)
 class DeviceSpec:
+    """A [devices] table: its validated values, and the typed model built from them once
+    (what everything downstream reads; see eqprop_cli.devices)."""
+
     name: str
     type: str
     params: dict[str, object]
     key: KeyPath
+    model: object = None
+    group: str = ""  # the element group of its kind (DeviceKind.element_group)
 
 
 @dataclass(frozen=True)
@@ -726,7 +758,7 @@ def _training(table: object, rd: _Reader) -> TrainingSpec:
             (*key, "nudge"),
             'cross_entropy has no conductance nudge (its loss is not a resistor\'s co-content); use nudge = "current"',
         )
-    return TrainingSpec(values, learning_rates)
+    return TrainingSpec(**values, learning_rates=learning_rates)
 
 
 def _devices(table: object, rd: _Reader) -> dict[str, DeviceSpec]:
@@ -747,67 +779,33 @@ def _devices(table: object, rd: _Reader) -> dict[str, DeviceSpec]:
                 f"must be one of {', '.join(DEVICE_KINDS)}; got {_show(kind_name)}{hint}",
             )
         kind = DEVICE_KINDS[kind_name]
-        params = rd.values({k: v for k, v in body.items() if k != "type"}, kind.params, key)
-        _check_device(params, kind_name, key, rd)
-        if kind_name == "diode" and params["model"] in DIODE_PARTS:
-            _part_parameters(params, body, key, rd)
-        out[name] = DeviceSpec(name, kind_name, params, key)
+        given = {k: v for k, v in body.items() if k != "type"}
+        params = rd.values(given, kind.params, key)
+        if kind.check is not None:
+            kind.check(params, given, key, rd.error)
+        out[name] = DeviceSpec(name, kind_name, params, key, kind.build(params), kind.element_group)
     return out
 
 
-def _check_device(p: dict, kind: str, key: KeyPath, rd: _Reader) -> None:
-    """Checks that involve two parameters of one device."""
-    if kind == "resistor":
-        if p["g"] is not None and p["r"] is not None:
-            raise rd.error((*key, "r"), "give either `g` (siemens) or `r` (ohms), not both")
-        if p["g_min"] > p["g_max"]:
-            raise rd.error(
-                (*key, "g_min"),
-                f"g_min must not exceed g_max; got g_min = {p['g_min']:g} S > g_max = {p['g_max']:g} S",
+def element_model(spec: CircuitSpec, device: DeviceSpec, element: ElementSpec) -> object:
+    """The model of one netlist element: its device's, with the keys the element sets
+    for itself (validated by the same table)."""
+    kind = DEVICE_KINDS[device.type]
+    overrides = {}
+    for name, value in element.overrides.items():
+        if name not in kind.element_keys:
+            allowed = kind.element_keys
+            hint = (
+                f"; an element of a {device.type} may set: {', '.join(allowed)}" if allowed else ""
             )
-        needs = {
-            "constant": ("g",),
-            "uniform": ("init_low", "init_high"),
-            "normal": ("init_mean", "init_std"),
-        }[p["init"]]
-        if p["init"] == "constant" and p["g"] is None and p["r"] is not None:
-            p["g"] = 1.0 / p["r"]
-        for name in needs:
-            if p[name] is None:
-                raise rd.error(key, f'init = "{p["init"]}" needs `{name}`')
-        if p["init"] == "uniform" and p["init_low"] > p["init_high"]:
-            raise rd.error((*key, "init_low"), "init_low must not exceed init_high")
-        lo, hi = p["g_min"], p["g_max"]
-        inside = {"constant": ("g",), "uniform": ("init_low", "init_high")}.get(p["init"], ())
-        for name in inside:
-            if not lo <= p[name] <= hi:
-                shown = "r" if name == "g" and p["r"] is not None else name
-                raise rd.error(
-                    (*key, shown),
-                    f"{name} = {p[name]:g} S is outside the device range [g_min, g_max] = [{lo:g}, {hi:g}] S",
-                )
-    if kind == "diode" and p["model"] == "ideal" and p["g_on"] == 0:
-        raise rd.error((*key, "g_on"), "must be a conductance > 0 S; got 0")
-    if kind == "isource" and not p["i_min"] <= p["current"] <= p["i_max"]:
-        raise rd.error(
-            (*key, "current"),
-            f"current = {p['current']:g} A is outside [i_min, i_max] = [{p['i_min']:g}, {p['i_max']:g}] A",
-        )
-
-
-def _part_parameters(p: dict, body: Mapping, key: KeyPath, rd: _Reader) -> None:
-    """A named diode part: its card's is, n and rs, which the file may not also give."""
-    part = DIODE_PARTS[p["model"]]
-    for name in SHOCKLEY_KEYS:
-        if name in body:
-            raise rd.error(
-                (*key, name),
-                f'model "{part.name}" fixes is, n and rs (its SPICE card: IS = '
-                f"{part.saturation_current:g} A, N = {part.ideality:g}, RS = "
-                f'{part.series_resistance:g} Ω); remove `{name}`, or use model = "shockley" '
-                "to give your own",
-            )
-    p["is"], p["n"], p["rs"] = part.saturation_current, part.ideality, part.series_resistance
+            raise spec.error((*element.key, name), f"unknown key{hint}")
+        try:
+            overrides[name] = kind.param(name).coerce(value)
+        except ValueError as exc:
+            raise spec.error((*element.key, name), f"must be {exc}; got {value!r}") from None
+    if kind.element is None:
+        return device.model
+    return kind.element(device.model, overrides, element.key, device.key, spec.error)
 
 
 def _rails(table: object, rd: _Reader) -> dict[str, float]:

@@ -60,13 +60,11 @@ def check(circuit: CircuitArg, as_json: JsonOpt = False, sets: SetOpt = None) ->
     counts = Counter()
     counts["resistor"] = sum(r.count for r in graph.resistors)
     for d in network.diodes:
-        counts[
-            f"diode ({'hard clamp' if d.model.hard else type(d.model).__name__.replace('Diode', '').lower()})"
-        ] += len(d.anode)
+        counts[f"diode ({d.model.label})"] += len(d.anode)
     counts["voltage source"] = len(graph.vsources)
     counts["current source"] = sum(len(s.plus) for s in graph.isources)
     counts["amplifier"] = len(graph.amplifiers)
-    trainable = sum(r.count for r in graph.resistors if r.device.params["trainable"])
+    trainable = sum(r.count for r in graph.resistors if r.device.model.trainable)
     # every conductance and every bias current: what a trained circuit is programmed with
     parameters = counts["resistor"] + counts["current source"]
     solver = _solver_choice(network, spec.solver.method)

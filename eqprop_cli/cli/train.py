@@ -242,14 +242,14 @@ def _train(
     if request.resume:
         ckpt = _resume(out_dir, spec, network)
         state = ckpt.state
-        _check_schedule(out_dir, ckpt, spec, int(settings.epochs), request.reschedule)
+        _check_schedule(out_dir, ckpt, spec, settings.epochs, request.reschedule)
         initial = ckpt.initial_conductances, ckpt.initial_currents
         parent = ckpt.parent
         text = config_text(spec, source, overrides, previous=ckpt.config)
     else:
         _clear_run_dir(out_dir, request.overwrite)
         state = trainer.new_state()
-    total = int(settings.epochs)
+    total = settings.epochs
     if state.epoch >= total:
         if as_json:
             print(json.dumps(_summary(out_dir, state, parent), indent=2))
@@ -440,9 +440,9 @@ def _check_schedule(
     t = training_settings(spec)
     before = int(training_settings(parse_circuit(ckpt.config, str(out_dir / CONFIG))).epochs)
     done = ckpt.state.epoch
-    if str(t.schedule) != "cosine" or before == epochs or reschedule or done == 0:
+    if t.schedule != "cosine" or before == epochs or reschedule or done == 0:
         return
-    rate = float(t.learning_rate)
+    rate = t.learning_rate
     last = rate * schedule_factor("cosine", done - 1, before, 0.0, 1)
     planned = rate * schedule_factor("cosine", done, before, 0.0, 1)
     new = rate * schedule_factor("cosine", done, epochs, 0.0, 1)
@@ -505,7 +505,7 @@ def gradcheck(
         source = "random inputs in [0, 1)"
     loss = ReadoutLoss(settings, len(network.outputs), n_classes)
     groups = parameter_groups(network, settings, spec)
-    beta = float(settings.beta) if beta is None else beta
+    beta = settings.beta if beta is None else beta
     solver = {
         "method": spec.solver.method,
         "tol": tol if tol is not None else 1e-3 * spec.solver.tol,
@@ -612,9 +612,7 @@ def report(
     settings = training_settings(spec)
     dataset, result = evaluate_split(spec, network, "test")
     names = [r.name for r in network.resistors]
-    ranges = {
-        r.name: (r.device.params["g_min"], r.device.params["g_max"]) for r in network.resistors
-    }
+    ranges = {r.name: (r.device.model.low, r.device.model.high) for r in network.resistors}
     unit = "squared error (V²)" if settings.loss == "squared_error" else "cross-entropy (nats)"
     paths = write_report(
         out_dir or (loaded.run_dir / "report"),

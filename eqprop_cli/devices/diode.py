@@ -1,9 +1,11 @@
-"""Device I-V models, array-backed: every diode of one model is evaluated at once.
+"""Diodes: ideal piecewise-linear (a hard clamp at g_on = inf), Shockley exponential with
+series resistance, and named parts (Shockley with the IS, N, RS of a SPICE card).
 
 Each model answers the same questions for an array of branch voltages v
-(anode minus cathode): current(v), conductance(v) = dI/dv and energy(v), the
-co-content, the integral of I from 0 to v. The co-content is what the
-equilibrium minimises.
+(anode minus cathode), every diode of a group at once (the IVModel protocol of
+devices/protocol.py): current(v), conductance(v) = dI/dv and energy(v), the
+co-content, the integral of I from 0 to v, which the equilibrium minimises; and
+its own lines of an ngspice netlist.
 """
 
 from __future__ import annotations
@@ -13,7 +15,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..circuit.params import thermal_voltage
+from ..circuit.params import DeviceKind, ErrorAt, Param, thermal_voltage
+from .netlist import GMIN, celsius, num, text
+
+CLAMP_WIDTH = 1e-8  # volts: sharper corners make ngspice fail to converge more often
+E = 2.718281828459045  # ngspice's CONSTe
+
+# Shockley diodes: real junctions have saturation currents far below this; above it
+# the exponential overflows the solvers' arithmetic (is = 1e300 made Newton's matrix
+# singular).
+MAX_IS = 1e-3
 
 # Shockley exponent limit: beyond it the exponential continues linearly so the
 # arithmetic stays finite during iterations (at n = 1 and 300 K that is past 5 V).
@@ -27,6 +38,9 @@ class IdealDiode:
     threshold: float
     g_on: float
 
+    conducts_dc = False  # off below its threshold: no DC path for the floating-node check
+    thermal_voltage = None
+
     @property
     def hard(self) -> bool:
         return math.isinf(self.g_on)
@@ -34,6 +48,15 @@ class IdealDiode:
     @property
     def zero_current_voltage(self) -> float:
         return self.threshold
+
+    @property
+    def label(self) -> str:
+        return "hard clamp" if self.hard else "ideal"
+
+    @property
+    def on_conductance(self) -> float:
+        """The fixed conductance it adds to its nodes when on (none for a hard clamp)."""
+        return 0.0 if self.hard else self.g_on
 
     def current(self, v: np.ndarray) -> np.ndarray:
         return self.g_on * np.maximum(v - self.threshold, 0.0)
@@ -47,6 +70,25 @@ class IdealDiode:
     def energy(self, v: np.ndarray) -> np.ndarray:
         on = np.maximum(v - self.threshold, 0.0)
         return 0.5 * self.g_on * on * on - 0.5 * self.g_on * max(-self.threshold, 0.0) ** 2
+
+    def spice(
+        self, k: int, ends: list[tuple[str, str]], labels: list[str], clamp_g_on: np.ndarray
+    ) -> tuple[list[str], list[str]]:
+        """B sources of group ``k`` (netlist lines, no .model lines): a hard clamp's law is
+        a softplus of width CLAMP_WIDTH at ``clamp_g_on`` (no kink, so ngspice's Newton
+        converges)."""
+        lines = [
+            f"* ideal diodes ({'hard clamp' if self.hard else 'piecewise linear'}): B{k}_<index>"
+        ]
+        for i, (a, c) in enumerate(ends):
+            drop = f"(V({a},{c}) - {num(self.threshold)})"
+            if self.hard:
+                g_on = clamp_g_on[i]
+                law = f"max({drop}, 0) + {CLAMP_WIDTH:g} * ln(1 + exp(-abs({drop}) / {CLAMP_WIDTH:g}))"
+            else:
+                g_on, law = self.g_on, f"max({drop}, 0)"
+            lines.append(f"B{k}_{i} {a} {c} I = {num(g_on)} * ({law}) ; {text(labels[i])}")
+        return lines, []
 
 
 @dataclass(frozen=True)
@@ -67,6 +109,9 @@ class ShockleyDiode:
 
     hard = False
     zero_current_voltage = 0.0
+    conducts_dc = True
+    on_conductance = 0.0
+    label = "shockley"
 
     @property
     def nvt(self) -> float:
@@ -138,12 +183,173 @@ class ShockleyDiode:
             self.nvt * (e * (1.0 + over + 0.5 * over * over) - 1.0) - v
         )
 
+    def spice(
+        self, k: int, ends: list[tuple[str, str]], labels: list[str], clamp_g_on: np.ndarray
+    ) -> tuple[list[str], list[str]]:
+        """D elements of group ``k`` with their .model line, each with a BD source (see
+        ``reverse_correction``)."""
+        name = f"DM{k}"
+        model = (
+            f".model {name} D(IS={num(self.saturation_current)} N={num(self.ideality)} "
+            f"RS={num(self.series_resistance)} TNOM={num(celsius(self.thermal_voltage))})"
+        )
+        lines = [
+            f"* Shockley diodes: D{k}_<index>, each with BD{k}_<index>, the difference "
+            "between Shockley's law and ngspice's reverse region (below -3 n Vt)"
+        ]
+        correction = self.reverse_correction()
+        for i, (a, c) in enumerate(ends):
+            lines.append(
+                f"D{k}_{i} {a} {c} {name} TEMP={num(celsius(self.thermal_voltage))} ; {text(labels[i])}"
+            )
+            lines.append(f"BD{k}_{i} {a} {c} I = {correction.format(v=f'V({a},{c})')}")
+        return lines, [model]
 
-def diode_model(params: dict) -> IdealDiode | ShockleyDiode:
+    def reverse_correction(self) -> str:
+        """ngspice expression (of {v}) that makes its diode exactly Shockley's law.
+
+        Below v = -3 n Vt ngspice's diode carries -Is (1 + (3 n Vt / (e v))^3) instead of
+        Is (exp(v / n Vt) - 1); this current source adds the difference there, and nothing
+        above (the two match in value and slope at -3 n Vt, so the sum stays smooth). It
+        also takes back the GMIN * v that ngspice adds across every diode.
+        """
+        nvt = num(self.ideality * self.thermal_voltage)
+        Is = num(self.saturation_current)
+        return (
+            f"(({{v}} < -3 * {nvt}) ? {Is} * (exp({{v}} / {nvt}) + "
+            f"pwr(3 * {nvt} / ({num(E)} * {{v}}), 3)) : 0) - {GMIN:g} * {{v}}"
+        )
+
+
+def diode_model(values: dict) -> IdealDiode | ShockleyDiode:
     """The I-V model of a diode device from its validated parameters."""
-    if params["model"] == "ideal":
-        return IdealDiode(float(params["threshold"]), float(params["g_on"]))
-    vt = params["vt"] if params["vt"] is not None else thermal_voltage(params["temperature"])
+    if values["model"] == "ideal":
+        return IdealDiode(float(values["threshold"]), float(values["g_on"]))
+    vt = values["vt"] if values["vt"] is not None else thermal_voltage(values["temperature"])
     return ShockleyDiode(
-        float(params["is"]), float(params["n"]), float(vt), float(params.get("rs") or 0.0)
+        float(values["is"]), float(values["n"]), float(vt), float(values.get("rs") or 0.0)
     )
+
+
+def _check(p: dict, given, key: tuple, error: ErrorAt) -> None:
+    """A finite g_on > 0; a named part's card fixes is, n and rs (which the file may not give)."""
+    if p["model"] == "ideal" and p["g_on"] == 0:
+        raise error((*key, "g_on"), "must be a conductance > 0 S; got 0")
+    part = DIODE_PARTS.get(p["model"])
+    if part is None:
+        return
+    for name in SHOCKLEY_KEYS:
+        if name in given:
+            raise error(
+                (*key, name),
+                f'model "{part.name}" fixes is, n and rs (its SPICE card: IS = '
+                f"{part.saturation_current:g} A, N = {part.ideality:g}, RS = "
+                f'{part.series_resistance:g} Ω); remove `{name}`, or use model = "shockley" '
+                "to give your own",
+            )
+    p["is"], p["n"], p["rs"] = part.saturation_current, part.ideality, part.series_resistance
+
+
+@dataclass(frozen=True)
+class DiodePart:
+    """A named diode: SPICE D-model parameters of a real part, with their source."""
+
+    name: str
+    what: str
+    saturation_current: float  # IS, A
+    ideality: float  # N
+    series_resistance: float  # RS, ohms
+    source: str
+
+
+# Only the DC parameters matter at an operating point (IS, N, RS at TNOM = 27 °C).
+DIODE_PARTS = {
+    p.name: p
+    for p in (
+        DiodePart(
+            "1N4148",
+            "small-signal silicon switching diode (discrete)",
+            2.495e-9,
+            1.679,
+            0.4755,
+            "the 1n4148 model card of the ngspice manual (section 'Device Models' of the "
+            "simulation overview): is=2.495e-09 rs=4.755e-01 n=1.679e+00",
+        ),
+        DiodePart(
+            "2N3904-diode",
+            "diode-connected small-signal NPN transistor (base and collector tied)",
+            6.75e-15,
+            1.0,
+            0.0,
+            "the Q2N3904 card of the URI ELE 343 notes (IS = 6.734e-15, NF = 1, BF = 416.4, "
+            "RB = 10): emitter current IS (1 + 1/BF) e^(V/Vt); left out: the base resistance "
+            "seen through the base current, RB / (1 + BF) = 0.024 ohm (2.4 uV at 100 uA, "
+            "and ngspice converges far more slowly with it), and the base leakage ISE "
+            "(NE = 1.259, under 1% of the current above 0.55 V)",
+        ),
+        DiodePart(
+            "sky130-pw2nd",
+            "on-chip p-well/n+ junction diode of the SkyWater SKY130 process, one unit area",
+            2.75e-15,
+            1.2928,
+            981.0,
+            "SkyWater SKY130 PDK model card sky130_fd_pr__diode_pw2nd_05v5 "
+            "(libs.tech/ngspice/sky130.lib.spice): js = 2.75e-15 per unit area, n = 1.2928, "
+            "rs = 981 ohm; IS = js times one unit of area, the sidewall term left out",
+        ),
+    )
+}
+SHOCKLEY_KEYS = ("is", "n", "rs")  # what a part fixes
+
+DIODE = DeviceKind(
+    "diode",
+    "Diode, ideal piecewise-linear or Shockley exponential (with series resistance), or a "
+    "named part; current flows anode to cathode.",
+    (
+        Param(
+            "model",
+            "choice",
+            'I-V model: "ideal", "shockley" (is, n, rs as given), or a named part that fixes '
+            "is, n and rs: " + ", ".join(f'"{p}"' for p in DIODE_PARTS) + ".",
+            "ideal",
+            choices=("ideal", "shockley", *DIODE_PARTS),
+        ),
+        Param("threshold", "voltage", "Ideal: turn-on voltage.", 0.0),
+        Param(
+            "g_on",
+            "conductance",
+            'Ideal: on-conductance; "inf" is a hard clamp.',
+            math.inf,
+            0,
+            True,
+            allow_inf=True,
+        ),
+        Param("is", "current", "Shockley: saturation current.", 1e-14, 0, True, MAX_IS),
+        Param("n", "number", "Shockley: ideality factor.", 1.0, 0.5, maximum=10.0),
+        Param(
+            "rs",
+            "resistance",
+            "Shockley: series (ohmic) resistance in series with the junction.",
+            0.0,
+            0,
+        ),
+        Param(
+            "vt",
+            "voltage",
+            "Shockley: thermal voltage (default from temperature).",
+            None,
+            1e-4,
+            maximum=0.1,
+        ),
+        Param(
+            "temperature",
+            "temperature",
+            "Shockley: junction temperature.",
+            300.15,
+            1.0,
+            maximum=1000.0,
+        ),
+    ),
+    build=diode_model,
+    check=_check,
+)

@@ -226,8 +226,8 @@ class ConductanceMap:
 
 def programmable_sets(network: Network) -> tuple[list[int], list[int]]:
     """Indices of the trainable resistor sets and trainable current-source sets."""
-    resistors = [k for k, r in enumerate(network.resistors) if r.device.params["trainable"]]
-    sources = [k for k, s in enumerate(network.isources) if s.device.params["trainable"]]
+    resistors = [k for k, r in enumerate(network.resistors) if r.device.model.trainable]
+    sources = [k for k, s in enumerate(network.isources) if s.device.model.trainable]
     return resistors, sources
 
 
@@ -252,7 +252,7 @@ def level_ranges(
     the (100-P)-th percentile, inside the device range), or each device's [g_min, g_max].
     None when no levels are asked for."""
     resistors, _ = programmable_sets(network)
-    counts = {int(network.resistors[k].device.params.get("levels") or 0) for k in resistors}
+    counts = {network.resistors[k].device.model.levels for k in resistors}
     if count is None:
         if (g_range is not None or percentile is not None) and counts <= {0}:
             raise MapError("--g-range needs --levels N (the devices set no levels)")
@@ -274,8 +274,8 @@ def level_ranges(
         return Levels(count, [(low, high)] * len(resistors))
     ranges = []
     for k in resistors:
-        p = network.resistors[k].device.params
-        low, high = float(p["g_min"]), float(p["g_max"])
+        model = network.resistors[k].device.model
+        low, high = float(model.low), float(model.high)
         if percentile is not None:
             lo, hi = np.percentile(network.g[k], [percentile, 100.0 - percentile])
             low, high = max(low, float(lo)), min(high, float(hi))

@@ -27,23 +27,18 @@ from pathlib import Path
 import numpy as np
 
 from ..circuit.network import Network
-from ..circuit.params import BOLTZMANN, CHARGE, ZERO_CELSIUS
-from ..circuit.units import spice_number as num
-from ..devices.diode import IdealDiode
+from ..devices.amplifier import AMP_NODE
+from ..devices.netlist import GMIN, celsius, num
+from ..devices.netlist import text as _text
+from ..devices.source import VoltageSourceModel
 from ..errors import EqpropError
 
 CLAMP_FACTOR = 1e8
-AMP_NODE = "xamp"  # internal node between an amplifier's E source and its sense source
-CLAMP_WIDTH = 1e-8  # volts: sharper corners make ngspice fail to converge more often
 MAX_PORTS = 1000  # ngspice refuses a subcircuit with more (N_GLOBAL_NODES)
 CONTROL_START = ".control\nop\n"  # how an exported .control block starts
-# ngspice puts GMIN across every diode; each diode's BD source takes it back out (GMIN=0
-# instead makes ngspice's gmin stepping, which clamp-heavy circuits need, never finish)
-GMIN = 1e-12
 VNTOL = 1e-13  # volts
 ABSTOL = 1e-18  # amperes; with hard clamps at least VNTOL times their largest on-conductance
 OPTIONS = f"RELTOL=1e-12 VNTOL={VNTOL:g} GMIN={GMIN:g} ITL1=1000"
-E = 2.718281828459045  # ngspice's CONSTe
 
 
 def spice_node_names(network: Network) -> list[str]:
@@ -69,9 +64,10 @@ def _node_conductance(network: Network) -> np.ndarray:
     a, b, g = network.resistor_edges()
     total = np.bincount(a, g, network.n_nodes) + np.bincount(b, g, network.n_nodes)
     for d in network.diodes:
-        if not d.model.hard and isinstance(d.model, IdealDiode):
-            total += np.bincount(d.anode, np.full(len(d.anode), d.model.g_on), network.n_nodes)
-            total += np.bincount(d.cathode, np.full(len(d.anode), d.model.g_on), network.n_nodes)
+        if d.model.on_conductance:
+            g_on = np.full(len(d.anode), d.model.on_conductance)
+            total += np.bincount(d.anode, g_on, network.n_nodes)
+            total += np.bincount(d.cathode, g_on, network.n_nodes)
     return total
 
 
@@ -130,9 +126,9 @@ def export_spice(
     out += ["* units: ohms, volts, amperes; node names are eqprop's, lower-cased", ""]
     if subckt is None:
         temps = {
-            d.model.thermal_voltage for d in network.diodes if hasattr(d.model, "thermal_voltage")
+            d.model.thermal_voltage for d in network.diodes if d.model.thermal_voltage is not None
         }
-        temp_c = _celsius(next(iter(temps))) if len(temps) == 1 else 27.0
+        temp_c = celsius(next(iter(temps))) if len(temps) == 1 else 27.0
         abstol = _abstol(network, conductance)
         out.append(f".options {OPTIONS} ABSTOL={abstol:.3g} TEMP={num(temp_c)} TNOM={num(temp_c)}")
         out.append("")
@@ -146,84 +142,29 @@ def export_spice(
             out += _input_source(k, v, node, ports[v.feature])
             continue
         value = v.value + (v.gain * x[v.feature] if v.feature >= 0 else 0.0)
-        out.append(f"V{k} {node[v.plus]} {node[v.minus]} DC {num(value)} ; {_text(v.label)}")
+        out.append(VoltageSourceModel.spice_line(k, node[v.plus], node[v.minus], value, v.label))
     for k, (r, g) in enumerate(zip(network.resistors, network.g, strict=True)):
         out.append("")
-        if r.dense:
-            out.append(
-                f"* connection {_text(r.name)} (device {_text(r.device.name)}): R{k}_<row>_<col>, "
-                f"rows {node[r.rows[0]]}..{node[r.rows[-1]]}, cols {node[r.cols[0]]}..{node[r.cols[-1]]}"
-            )
-            ohms = 1.0 / g.astype(float)  # the reciprocal in float64 also of float32 conductances
-            for i, a in enumerate(r.rows):
-                na = node[a]
-                out.extend(
-                    f"R{k}_{i}_{j} {na} {node[b]} {num(ohms[i, j])}" for j, b in enumerate(r.cols)
-                )
-        else:
-            out.append(f"* resistors of device {_text(r.device.name)}: R{k}_<index> ; element name")
-            for i, (a, b) in enumerate(zip(r.rows, r.cols, strict=True)):
-                out.append(
-                    f"R{k}_{i} {node[a]} {node[b]} {num(1.0 / float(g[i]))} ; {_text(r.labels[i])}"
-                )
+        # float64 reciprocals also of float32 conductances ([solver] dtype)
+        out += r.device.model.spice_lines(k, r, g.astype(float), node)
     models = []
     for k, d in enumerate(network.diodes):
         out.append("")
-        model = d.model
-        if isinstance(model, IdealDiode):
-            out.append(
-                f"* ideal diodes ({'hard clamp' if model.hard else 'piecewise linear'}): B{k}_<index>"
-            )
-            clamp_g_on = _clamp_g_on(d, conductance) if model.hard else None
-            for i, (a, c) in enumerate(zip(d.anode, d.cathode, strict=True)):
-                drop = f"(V({node[a]},{node[c]}) - {num(model.threshold)})"
-                if model.hard:
-                    g_on = clamp_g_on[i]
-                    # softplus of width CLAMP_WIDTH: no kink, so ngspice's Newton converges
-                    law = f"max({drop}, 0) + {CLAMP_WIDTH:g} * ln(1 + exp(-abs({drop}) / {CLAMP_WIDTH:g}))"
-                else:
-                    g_on, law = model.g_on, f"max({drop}, 0)"
-                out.append(
-                    f"B{k}_{i} {node[a]} {node[c]} I = {num(g_on)} * ({law}) ; {_text(d.labels[i])}"
-                )
-        else:
-            name = f"DM{k}"
-            models.append(
-                f".model {name} D(IS={num(model.saturation_current)} N={num(model.ideality)} "
-                f"RS={num(model.series_resistance)} TNOM={num(_celsius(model.thermal_voltage))})"
-            )
-            out.append(
-                f"* Shockley diodes: D{k}_<index>, each with BD{k}_<index>, the difference "
-                "between Shockley's law and ngspice's reverse region (below -3 n Vt)"
-            )
-            correction = _reverse_correction(model)
-            for i, (a, c) in enumerate(zip(d.anode, d.cathode, strict=True)):
-                out.append(
-                    f"D{k}_{i} {node[a]} {node[c]} {name} TEMP={num(_celsius(model.thermal_voltage))} ; {_text(d.labels[i])}"
-                )
-                out.append(
-                    f"BD{k}_{i} {node[a]} {node[c]} I = {correction.format(v=f'V({node[a]},{node[c]})')}"
-                )
+        ends = [(node[a], node[c]) for a, c in zip(d.anode, d.cathode, strict=True)]
+        clamp_g_on = _clamp_g_on(d, conductance) if d.model.hard else None
+        lines, cards = d.model.spice(k, ends, d.labels, clamp_g_on)
+        out += lines
+        models += cards
     for k, (s, currents) in enumerate(zip(network.isources, network.currents, strict=True)):
         out.append("")
-        out.append(
-            f"* current sources of device {_text(s.device.name)} (current into the first node)"
-        )
-        out.extend(
-            f"I{k}_{i} {node[m]} {node[p]} DC {num(cur)} ; {_text(s.labels[i])}"
-            for i, (p, m, cur) in enumerate(zip(s.plus, s.minus, currents, strict=True))
-        )
+        out += s.device.model.spice_lines(k, s, currents, node)
     if network.amplifiers:
         out.append("")
         out.append(
             "* bidirectional amplifiers: E (forward V_out = A V_in), sense V, F (draws I_out / A from the input)"
         )
     for k, amp in enumerate(network.amplifiers):
-        gain = amp.device.params["gain"]
-        h, a = node[amp.source], node[amp.target]
-        out.append(f"EA{k} {AMP_NODE}{k} 0 {h} 0 {num(gain)} ; {_text(amp.label)}")
-        out.append(f"VA{k} {AMP_NODE}{k} {a} DC 0")
-        out.append(f"FA{k} {h} 0 VA{k} {num(1.0 / gain)}")
+        out += amp.device.model.spice_lines(k, node[amp.source], node[amp.target], amp.label)
     if nodeset is not None:
         guess = [
             f"V({node[i]})={num(v)}"
@@ -237,32 +178,6 @@ def export_spice(
     else:
         out += ["", *models, "", *_control_block(network, node), ".end", ""]
     return "\n".join(out)
-
-
-def _text(text: str) -> str:
-    """Free text for a comment or a title line: printable ASCII only, so that nothing in
-    a name can end the line and start a netlist line of its own (names are validated when
-    a circuit is read; this is the second line of defence)."""
-    return _UNSAFE.sub("?", text)
-
-
-_UNSAFE = re.compile(r"[^\x20-\x7e]")
-
-
-def _reverse_correction(model) -> str:
-    """ngspice expression (of {v}) that makes its diode exactly Shockley's law.
-
-    Below v = -3 n Vt ngspice's diode carries -Is (1 + (3 n Vt / (e v))^3) instead of
-    Is (exp(v / n Vt) - 1); this current source adds the difference there, and nothing
-    above (the two match in value and slope at -3 n Vt, so the sum stays smooth). It
-    also takes back the GMIN * v that ngspice adds across every diode.
-    """
-    nvt = num(model.ideality * model.thermal_voltage)
-    Is = num(model.saturation_current)
-    return (
-        f"(({{v}} < -3 * {nvt}) ? {Is} * (exp({{v}} / {nvt}) + "
-        f"pwr(3 * {nvt} / ({num(E)} * {{v}}), 3)) : 0) - {GMIN:g} * {{v}}"
-    )
 
 
 def _feature_ports(network: Network, node: list[str]) -> list[str]:
@@ -340,11 +255,6 @@ def _control_block(network: Network, node: list[str]) -> list[str]:
     lines += ["let top = readout[best]", 'echo "predicted class: $&best, readout $&top V"']
     # exit status 0 in batch mode (ngspice -b); an interactive session stays open
     return [*lines, "if $?batchmode", "  quit 0", "end", ".endc"]
-
-
-def _celsius(thermal_voltage: float) -> float:
-    """Temperature of a thermal voltage, rounded to 1 nK (27, not 26.99999999999946)."""
-    return round(thermal_voltage * CHARGE / BOLTZMANN - ZERO_CELSIUS, 9)
 
 
 def ngspice_path() -> str:

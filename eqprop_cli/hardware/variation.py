@@ -55,7 +55,7 @@ class Variation:
         resistors, _ = programmable_sets(network)
         out = list(g)
         for k in resistors:
-            p = network.resistors[k].device.params
+            model = network.resistors[k].device.model
             z = rng.standard_normal(g[k].shape)
             if self.distribution == "lognormal":
                 value = g[k] * np.exp(self.sigma * z)
@@ -63,9 +63,9 @@ class Variation:
                 value = g[k] * (1.0 + self.sigma * z)
             if self.stuck_off or self.stuck_on:
                 u = rng.random(g[k].shape)
-                value = np.where(u < self.stuck_off, p["g_min"], value)
-                value = np.where(u >= 1.0 - self.stuck_on, p["g_max"], value)
-            out[k] = np.clip(value, p["g_min"], p["g_max"])
+                value = np.where(u < self.stuck_off, model.low, value)
+                value = np.where(u >= 1.0 - self.stuck_on, model.high, value)
+            out[k] = np.clip(value, model.low, model.high)
         return out
 
 

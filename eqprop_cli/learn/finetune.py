@@ -51,16 +51,15 @@ def file_sha256(path: Path) -> str:
 
 
 def _carry(
-    old_sets: list, new_sets: list, trained: list[np.ndarray], fresh: list[np.ndarray], unit: str
+    old_sets: list, new_sets: list, trained: list[np.ndarray], fresh: list[np.ndarray]
 ) -> tuple[list[np.ndarray], int]:
     """The new arrays: the trained ones where the parent trained the set, clipped into the
-    new device's [unit_min, unit_max] (``unit`` "g" or "i"), else the fresh ones; and how
-    many trained values the clipping moved."""
+    new device's range (g_min..g_max, i_min..i_max), else the fresh ones; and how many
+    trained values the clipping moved."""
     out, moved = [a.copy() for a in fresh], 0
     for k, (old, new) in enumerate(zip(old_sets, new_sets, strict=True)):
-        if old.device.params["trainable"]:
-            p = new.device.params
-            out[k] = np.clip(trained[k], p[f"{unit}_min"], p[f"{unit}_max"])
+        if old.device.model.trainable:
+            out[k] = np.clip(trained[k], new.device.model.low, new.device.model.high)
             moved += int(np.count_nonzero(out[k] != trained[k]))
     return out, moved
 
@@ -98,10 +97,8 @@ def fine_tune(target: Path, overrides: list[str]) -> FineTune:
             "changed circuit from its file instead"
         )
     before, after = parent.network, network
-    g, moved_g = _carry(before.resistors, after.resistors, before.g, after.g, "g")
-    currents, moved_i = _carry(
-        before.isources, after.isources, before.currents, after.currents, "i"
-    )
+    g, moved_g = _carry(before.resistors, after.resistors, before.g, after.g)
+    currents, moved_i = _carry(before.isources, after.isources, before.currents, after.currents)
     network.set_conductances(g)
     network.set_currents(currents)
     clipped = moved_g + moved_i

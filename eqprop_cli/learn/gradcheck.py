@@ -17,7 +17,7 @@ import numpy as np
 
 from ..circuit.network import Network
 from ..learn.loss import ReadoutLoss
-from ..learn.train import EPEstimator, ParamGroup, ep_gradients, summed_drop_products
+from ..learn.train import EPEstimator, ParamGroup, ep_gradients
 from ..solver.equilibrium import _BlockLU, _held, solve
 
 VARIANTS = {
@@ -59,10 +59,7 @@ def exact_gradients(
         groups, EPEstimator(network, groups).plans, strict=True
     ):
         Lp = None if p_fixed else adjoint(p)  # zero at fixed nodes
-        if g.kind == "current":
-            grads.append(w * ((0.0 if Lp is None else Lp) - adjoint(q)).sum(axis=0))
-            continue
-        grads.append(-w * summed_drop_products(Lp, adjoint(q), eq.at(p), eq.at(q), dense))
+        grads.append(g.model.adjoint_gradient(w, Lp, adjoint(q), eq.at(p), eq.at(q), dense))
     return grads
 
 

@@ -30,12 +30,12 @@ class ReadoutLoss:
                 f'"{training.dataset}" has {n_classes} classes; set [output] size = {n_classes} '
                 "(one output per class)"
             )
-        self.kind = str(training.loss)
+        self.kind = training.loss
         self.n_classes = n_classes
-        self.high = float(training.target_high)
-        self.low = float(training.target_low)
-        self.temperature = float(training.temperature)
-        self.nudge_kind = str(training.nudge)
+        self.high = training.target_high
+        self.low = training.target_low
+        self.temperature = training.temperature
+        self.nudge_kind = training.nudge
         # EP estimates the gradient of scale * L (the nudge is in volts): divide it back out
         self.scale = self.temperature**2 if self.kind == "cross_entropy" else 1.0
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..circuit.spec import TRAINING_KEYS, CircuitSpec, TrainingSpec
+from ..circuit.spec import CircuitSpec, TrainingSpec
 from ..data.datasets import DATASETS
 
 SPLITS = ("train", "validation", "test")
@@ -18,7 +18,7 @@ SPLITS = ("train", "validation", "test")
 
 def training_settings(spec: CircuitSpec) -> TrainingSpec:
     """The file's [training] section, or every default when it has none."""
-    return spec.training or TrainingSpec({p.name: p.default for p in TRAINING_KEYS}, {})
+    return spec.training or TrainingSpec.defaults()
 
 
 def solver_settings(spec: CircuitSpec, phase: str = "free") -> dict:

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ..circuit.graph import CurrentSourceSet, ResistorSet
 from ..circuit.network import Network
 from ..circuit.spec import CircuitSpec, TrainingSpec
 from ..data.datasets import DataError, Dataset, image_side, load_dataset, shift_images, split
+from ..devices.protocol import TrainableModel
+from ..devices.resistor import Resistor
 from ..errors import CircuitError, EqpropError, NotConvergedError
 from ..learn.evaluate import Evaluation, evaluate
 from ..learn.loss import ReadoutLoss, predictions
@@ -40,7 +43,7 @@ def training_data(spec: CircuitSpec, network: Network) -> tuple[Dataset, Splits]
     """Load the [training] dataset and split it (subsets, validation) as the settings say."""
     t = training_settings(spec)
     try:
-        dataset = load_dataset(*data_source(spec), str(t.label_column))
+        dataset = load_dataset(*data_source(spec), t.label_column)
     except DataError as exc:
         key = "data_path" if t.data_path is not None else "dataset"
         raise spec.error(("training", key), str(exc)) from None
@@ -50,20 +53,20 @@ def training_data(spec: CircuitSpec, network: Network) -> tuple[Dataset, Splits]
             f'dataset "{t.dataset}" has {dataset.n_features} features per sample but the '
             f"circuit takes {network.n_features} inputs",
         )
-    if int(t.shift) and image_side(dataset.n_features) is None:
+    if t.shift and image_side(dataset.n_features) is None:
         raise spec.error(
             ("training", "shift"),
             f'shifting needs square images, but dataset "{t.dataset}" has '
             f"{dataset.n_features} features per sample; set training.shift = 0",
         )
-    validation = float(t.validation)
+    validation = t.validation
     try:
         splits = split(
             dataset,
             validation=int(validation) if validation >= 1 else validation,
-            train_subset=int(t.train_subset) or None,
-            test_subset=int(t.test_subset) or None,
-            seed=int(t.seed),
+            train_subset=t.train_subset or None,
+            test_subset=t.test_subset or None,
+            seed=t.seed,
         )
     except DataError as exc:  # located at the key that asked for too many samples
         key = next((k for k in ("train_subset", "test_subset") if k in str(exc)), "validation")
@@ -103,7 +106,7 @@ def scoring(spec: CircuitSpec, network: Network, n_classes: int) -> tuple[Readou
     solver settings (the arguments of ``evaluate`` after the samples)."""
     settings = training_settings(spec)
     loss = ReadoutLoss(settings, len(network.outputs), n_classes)
-    return loss, int(settings.eval_batch_size), solver_settings(spec, "free")
+    return loss, settings.eval_batch_size, solver_settings(spec, "free")
 
 
 def evaluate_split(
@@ -120,12 +123,14 @@ class ParamGroup:
     """One trained array: a connection's conductances or a source device's currents."""
 
     name: str
-    kind: str  # "conductance" or "current"
+    kind: str  # what it trains (the model's quantity): "conductance" or "current"
     index: int  # into network.g or network.currents
     scale: float  # normalisation of the optimizer's parameters (g_max, or a current scale)
     low: float
     high: float
     rate: float  # base learning rate of this group
+    model: TrainableModel = field(repr=False)  # its device's: dE/dtheta and EP's estimate of it
+    elements: ResistorSet | CurrentSourceSet = field(repr=False)  # where they are
 
 
 def parameter_groups(
@@ -135,20 +140,16 @@ def parameter_groups(
     groups = []
     g_ref = 1.0
     for k, r in enumerate(network.resistors):
-        p = r.device.params
-        if p["trainable"]:
-            g_ref = max(g_ref if groups else 0.0, p["g_max"])
-            groups.append(
-                ParamGroup(r.name, "conductance", k, p["g_max"], p["g_min"], p["g_max"], 0.0)
-            )
+        m = r.device.model
+        if m.trainable:
+            g_ref = max(g_ref if groups else 0.0, m.high)
+            groups.append(ParamGroup(r.name, m.quantity, k, m.high, m.low, m.high, 0.0, m, r))
     for k, s in enumerate(network.isources):
-        p = s.device.params
-        if p["trainable"]:
-            bounds = [abs(b) for b in (p["i_min"], p["i_max"]) if np.isfinite(b)]
+        m = s.device.model
+        if m.trainable:
+            bounds = [abs(b) for b in (m.low, m.high) if np.isfinite(b)]
             scale = max(bounds) if bounds else g_ref * 1.0  # a fully-on device at 1 V
-            groups.append(
-                ParamGroup(s.device.name, "current", k, scale, p["i_min"], p["i_max"], 0.0)
-            )
+            groups.append(ParamGroup(s.device.name, m.quantity, k, scale, m.low, m.high, 0.0, m, s))
     names = {g.name for g in groups}
     for name in training.learning_rates:
         if name not in names:
@@ -157,12 +158,15 @@ def parameter_groups(
                 f"names no trainable connection or current source; expected one of {', '.join(sorted(names)) or '(none)'}",
             )
     for g in groups:
-        g.rate = training.learning_rates.get(g.name, float(training.learning_rate))
+        g.rate = training.learning_rates.get(g.name, training.learning_rate)
     if not groups:
         raise spec.error(
             ("training",), "the circuit has nothing trainable (every device has trainable = false)"
         )
     return groups
+
+
+RESISTOR_ESTIMATE = Resistor.ep_estimate  # dE/dg = w (V_p - V_q)^2 / 2: a fast path below
 
 
 class EPEstimator:
@@ -182,12 +186,7 @@ class EPEstimator:
     @staticmethod
     def _plan(network: Network, group: ParamGroup) -> tuple:
         """(first nodes, second nodes, dense, stage weights, first nodes all fixed) of a group."""
-        if group.kind == "conductance":
-            r = network.resistors[group.index]
-            p, q, dense = r.rows, r.cols, r.dense
-        else:
-            s = network.isources[group.index]
-            p, q, dense = s.plus, s.minus, False
+        p, q, dense = group.elements.ends()
         w = (
             network._branch_weight(p[:, None], q[None, :])
             if dense
@@ -205,7 +204,8 @@ class EPEstimator:
         grads = []
         for g, (p, q, dense, w, p_fixed) in zip(self.groups, self.plans, strict=True):
             Qa, Qb = a.at(q), b.at(q)
-            if dense and p_fixed and np.isscalar(w):  # input crossbar: F (inputs) in both
+            if dense and p_fixed and np.isscalar(w) and g.model.ep_estimate is RESISTOR_ESTIMATE:
+                # a crossbar of conductances from the inputs: F (inputs) the same in both
                 # sum of dVa^2 - dVb^2 = sum (Qa - Qb)(Qa + Qb) - 2 F^T (Qa - Qb)
                 D = Qa - Qb
                 common = np.einsum("bj,bj->j", D, Qa + Qb)
@@ -217,30 +217,8 @@ class EPEstimator:
                 continue
             Pa = a.at(p)
             Pb = Pa if p_fixed else b.at(p)  # fixed potentials (inputs) are the same in both
-            if g.kind == "current":  # dE/dI = -w (V+ - V-)
-                grads.append(-w * ((Pa - Qa) - (Pb - Qb)).sum(axis=0) * factor)
-                continue
-            # (dVa^2 - dVb^2) = (dVa - dVb)(dVa + dVb), summed over the batch without cancellation
-            Dp = None if p_fixed else Pa - Pb
-            total = summed_drop_products(Dp, Qa - Qb, Pa + Pb, Qa + Qb, dense)
-            grads.append(0.5 * w * total * factor)
+            grads.append(g.model.ep_estimate(w, Pa, Pb, Qa, Qb, dense, p_fixed, factor))
         return grads
-
-
-def summed_drop_products(
-    xp: np.ndarray | None, xq: np.ndarray, yp: np.ndarray, yq: np.ndarray, dense: bool
-) -> np.ndarray:
-    """Sum over the batch of (xp - xq)(yp - yq) for every element between nodes p and q.
-
-    Dense: for every (row p, column q) pair, by matrix products. ``xp`` None
-    means zero at every p (nodes at fixed potentials), which skips a product.
-    """
-    if not dense:
-        return (((0.0 if xp is None else xp) - xq) * (yp - yq)).sum(axis=0)
-    total = (xq * yq).sum(axis=0)[None, :] - yp.T @ xq
-    if xp is not None:
-        total = total + (xp * yp).sum(axis=0)[:, None] - xp.T @ yq
-    return total
 
 
 def ep_gradients(
@@ -310,13 +288,13 @@ class Trainer:
         self.loss = ReadoutLoss(t, len(network.outputs), n_classes)
         self.groups = parameter_groups(network, t, spec)
         self.estimator = EPEstimator(network, self.groups)
-        self.optimizer = SGD(float(t.momentum))
+        self.optimizer = SGD(t.momentum)
         self.free = solver_settings(spec, "free")
         self.nudged = solver_settings(spec, "nudged")
         x, _ = splits["train"]
         if len(x) == 0:
             raise CircuitError("the training split is empty", path=spec.path, key="training")
-        self.steps = -(-len(x) // int(t.batch_size))
+        self.steps = -(-len(x) // t.batch_size)
 
     # ------------------------------------------------------------------ parameters
 
@@ -338,9 +316,7 @@ class Trainer:
     def rate_factor(self, epoch: int) -> float:
         """The learning-rate schedule's multiplier during ``epoch`` (0-based)."""
         t = self.training
-        return schedule_factor(
-            str(t.schedule), epoch, int(t.epochs), float(t.decay), int(t.decay_every)
-        )
+        return schedule_factor(t.schedule, epoch, t.epochs, t.decay, t.decay_every)
 
     def new_state(self) -> TrainState:
         normalised = [p / g.scale for p, g in zip(self.params(), self.groups, strict=True)]
@@ -365,14 +341,14 @@ class Trainer:
             betas,
             self.free,
             self.nudged,
-            bool(self.training.warm_start),
+            self.training.warm_start,
         )
 
     def train_step(self, state: TrainState, x: np.ndarray, y: np.ndarray) -> TrainState:
         """One EP update on a batch; returns the new state (the network is updated in place)."""
         t = self.training
         start = time.perf_counter()
-        betas = phase_betas(str(t.phases), float(t.beta), int(t.seed), state.epoch, state.step)
+        betas = phase_betas(t.phases, t.beta, t.seed, state.epoch, state.step)
         grads, free, failed = self.batch_gradients(x, y, betas)
         if failed:
             phase = "free" if failed[0] is free else "nudged"
@@ -406,23 +382,21 @@ class Trainer:
     def order(self, epoch: int) -> np.ndarray:
         """The seeded order of the training samples in an epoch."""
         n = len(self.splits["train"][1])
-        return np.random.default_rng([int(self.training.seed), epoch]).permutation(n)
+        return np.random.default_rng([self.training.seed, epoch]).permutation(n)
 
     def augment(self, x: np.ndarray, state: TrainState) -> np.ndarray:
         """The batch as trained on: shifted images when training.shift asks for them."""
-        max_shift = int(self.training.shift)
+        max_shift = self.training.shift
         if not max_shift:
             return x
-        rng = np.random.default_rng([int(self.training.seed), state.epoch, state.step, 1])
+        rng = np.random.default_rng([self.training.seed, state.epoch, state.step, 1])
         return shift_images(x, max_shift, rng)  # counter-based like the order: resumable
 
     def evaluate(self, split: str) -> Evaluation | None:
         x, y = self.splits[split]
         if len(y) == 0:
             return None
-        return evaluate(
-            self.network, x, y, self.loss, int(self.training.eval_batch_size), **self.free
-        )
+        return evaluate(self.network, x, y, self.loss, self.training.eval_batch_size, **self.free)
 
     def finish_epoch(self, state: TrainState) -> TrainState:
         """Close an epoch: evaluate, append its metrics row, reset the running sums."""
@@ -440,7 +414,7 @@ class Trainer:
             missed += result.not_converged if result else 0
         row["seconds"] = r["seconds"]
         row["samples_per_second"] = r["samples"] / r["seconds"] if r["seconds"] else float("nan")
-        row["learning_rate"] = float(self.training.learning_rate) * self.rate_factor(state.epoch)
+        row["learning_rate"] = self.training.learning_rate * self.rate_factor(state.epoch)
         row["not_converged"] = missed
         return TrainState(
             state.epoch + 1, 0, state.optimizer, self._zero_running(), [*state.metrics, row]
@@ -464,7 +438,7 @@ class Trainer:
 
     def _run(self, state, epochs, on_batch, on_epoch, should_stop) -> tuple[TrainState, bool]:
         x, y = self.splits["train"]
-        size = int(self.training.batch_size)
+        size = self.training.batch_size
         while state.epoch < epochs:
             order = self.order(state.epoch)
             while state.step < self.steps:

@@ -172,7 +172,7 @@ def _diode_maps(network: Network) -> list[tuple[sp.csr_matrix, np.ndarray, np.nd
 
     Topology only, so computed once per network. var is -1 for a diode between two unknowns.
     """
-    if "diodes" not in network.structure:
+    if network.plan.diodes is None:
         maps = []
         for d in network.diodes:
             va, vc = network.node_var[d.anode], network.node_var[d.cathode]
@@ -183,8 +183,8 @@ def _diode_maps(network: Network) -> list[tuple[sp.csr_matrix, np.ndarray, np.nd
             A = sp.csr_matrix((vals, (rows, cols)), shape=(len(d.anode), network.n_vars))
             one = (va >= 0) != (vc >= 0)
             maps.append((A, np.where(one, np.maximum(va, vc), -1), np.where(va >= 0, ca, -cc)))
-        network.structure["diodes"] = maps
-    return network.structure["diodes"]
+        network.plan.diodes = maps
+    return network.plan.diodes
 
 
 class Problem:
@@ -210,15 +210,15 @@ class Problem:
         self.hi = np.full((1, n), np.inf)
         self.terms: list[_DiodeTerms] = []
         maps = _diode_maps(network)
-        if "diodes_T" not in network.structure:
-            network.structure["diodes_T"] = [m[0].T.tocsr() for m in maps]
-        transposed = network.structure["diodes_T"]
+        if network.plan.diodes_T is None:
+            network.plan.diodes_T = [m[0].T.tocsr() for m in maps]
+        transposed = network.plan.diodes_T
         for d, (A, var, coef), AT in zip(network.diodes, maps, transposed, strict=True):
             u = self._fixed_part(d.anode) - self._fixed_part(d.cathode)
             if d.model.hard:
                 va, vc = network.node_var[d.anode], network.node_var[d.cathode]
                 ca, cc = network.node_coef[d.anode], network.node_coef[d.cathode]
-                self._add_bounds(d.model.threshold, va, vc, ca, cc, u)
+                self._add_bounds(d.model.zero_current_voltage, va, vc, ca, cc, u)
             else:
                 self.terms.append(_DiodeTerms(d.model, A, u, d.weight, var, coef, AT))
         if np.any(self.lo > self.hi):
@@ -233,21 +233,21 @@ class Problem:
     def Q(self) -> np.ndarray | sp.csr_matrix:
         """The quadratic part's matrix: dense when small and not sparse (once per state)."""
         linear, n = self.linear, self.network.n_vars
-        if "Q" not in linear.derived:
+        if linear.plan.Q is None:
             dense = linear.Q.nnz >= 0.1 * n**2 and n <= 3000
-            linear.derived["Q"] = linear.Q.toarray() if dense else linear.Q
-        return linear.derived["Q"]
+            linear.plan.Q = linear.Q.toarray() if dense else linear.Q
+        return linear.plan.Q
 
     @property
     def var_scale(self) -> np.ndarray:
         """Volts per unit of each unknown: the largest |dV/dx| of the nodes it gives (amplifiers)."""
         net = self.network
-        if "var_scale" not in net.structure:  # topology only
+        if net.plan.var_scale is None:  # topology only
             scale = np.zeros(net.n_vars)
             free = net.node_var >= 0
             np.maximum.at(scale, net.node_var[free], np.abs(net.node_coef[free]))
-            net.structure["var_scale"] = scale
-        return net.structure["var_scale"]
+            net.plan.var_scale = scale
+        return net.plan.var_scale
 
     @property
     def _branches(self) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, np.ndarray]:
@@ -261,7 +261,7 @@ class Problem:
         its node directly, and its term is exact enough as part of D x - r.
         """
         net = self.network
-        if "branches" not in net.structure:  # topology only
+        if net.plan.branches is None:  # topology only
             a, b, _ = net.resistor_edges()
             va, vb = net.node_var[a], net.node_var[b]
             inner = np.where((va >= 0) & (vb >= 0))[0]
@@ -276,17 +276,17 @@ class Problem:
             weight = net._branch_weight(a, b)
             one = (va >= 0) != (vb >= 0)
             outer = [(one & (v >= 0), v, net.node_coef[n]) for v, n in ((va, a), (vb, b))]
-            net.structure["branches"] = (E, E.T.tocsr(), inner, weight, va, vb, outer)
-        E, ET, inner, weight, va, vb, outer = net.structure["branches"]
-        derived = self.linear.derived
-        if "branches" not in derived:  # once per conductance state
+            net.plan.branches = (E, E.T.tocsr(), inner, weight, va, vb, outer)
+        E, ET, inner, weight, va, vb, outer = net.plan.branches
+        derived = self.linear.plan
+        if derived.branches is None:  # once per conductance state
             g = np.concatenate([c.ravel() for c in net.g]) if net.g else np.zeros(0)
             wg = weight * g
             D = np.zeros(net.n_vars)
             for pick, v, c in outer:  # resistors with exactly one end an unknown
                 D += np.bincount(v[pick], wg[pick] * c[pick] ** 2, net.n_vars)
-            derived["branches"] = (wg[inner], D)
-        wg, D = derived["branches"]
+            derived.branches = (wg[inner], D)
+        wg, D = derived.branches
         return E, ET, wg, D
 
     @property
@@ -299,8 +299,8 @@ class Problem:
         inverse, so it bounds the nonlinear circuit's error too. Infinite when no bound
         is found (a circuit too stiff for the LU to resolve).
         """
-        derived = self.linear.derived
-        if "inverse_bound" not in derived:  # once per conductance state
+        derived = self.linear.plan
+        if derived.inverse_bound is None:  # once per conductance state
             bound = np.inf
             Q = sp.csc_matrix(self.linear.Q)
             off = Q - sp.diags(Q.diagonal())
@@ -313,8 +313,8 @@ class Problem:
                         bound = float(v.max()) / c
                 except RuntimeError:  # singular: nodes held by diodes only
                     pass
-            derived["inverse_bound"] = bound
-        return derived["inverse_bound"]
+            derived.inverse_bound = bound
+        return derived.inverse_bound
 
     def quadratic_gradient(self, x: np.ndarray) -> np.ndarray:
         """Gradient of the quadratic part (Q x - r), from branch voltages."""
@@ -571,9 +571,10 @@ def _nudge_fits(problem: Problem, classes) -> bool:
 
     Topology only, so decided once per network.
     """
-    if "nudge_fits" not in problem.network.structure:
-        problem.network.structure["nudge_fits"] = _outputs_separable(problem, classes)
-    return problem.network.structure["nudge_fits"]
+    plan = problem.network.plan
+    if plan.nudge_fits is None:
+        plan.nudge_fits = _outputs_separable(problem, classes)
+    return plan.nudge_fits
 
 
 def _outputs_separable(problem: Problem, classes) -> bool:
@@ -598,9 +599,10 @@ def layered_classes(network: Network, problem: Problem) -> tuple[np.ndarray, np.
 
     Topology only (conductances stay > 0), so computed once per network.
     """
-    if "classes" not in network.structure:
-        network.structure["classes"] = _two_classes(network, problem)
-    return network.structure["classes"]
+    plan = network.plan
+    if not plan.classes_known:
+        plan.classes, plan.classes_known = _two_classes(network, problem), True
+    return plan.classes
 
 
 def _two_classes(network: Network, problem: Problem) -> tuple[np.ndarray, np.ndarray] | None:
@@ -637,7 +639,7 @@ class _Block:
     def __init__(self, problem: Problem, classes, k: int):
         network = problem.network
         idx, other = classes[k], classes[1 - k]
-        plans = network.structure.setdefault("blocks", {})
+        plans = network.plan.blocks
         if k not in plans:  # topology: which diodes touch this class, sorted by unknown
             local = np.full(network.n_vars, -1)
             local[idx] = np.arange(len(idx))
@@ -650,7 +652,7 @@ class _Block:
                     w, coef = t.weight[mine], t.coef[mine]
                     plan.append((g, mine, v, coef, w * coef, w * coef**2, _Segments(v, len(idx))))
             plans[k] = plan
-        derived = problem.linear.derived.setdefault("blocks", {})
+        derived = problem.linear.plan.blocks
         if k not in derived:  # conductances: diagonal and coupling to the other class
             Qc = problem.linear.coupling(other, idx)
             a = problem.Q_diag[idx]
@@ -658,7 +660,7 @@ class _Block:
         self.a, self.a_over_w, self.Q_oc = derived[k]
         self.idx, self.other = _as_slice(idx), _as_slice(other)
         self.weight = network.var_weight[idx]
-        scales = network.structure.setdefault("block_scale", {})
+        scales = network.plan.block_scale
         if k not in scales:  # topology; None: no amplifier gains
             scale = problem.var_scale[idx]
             scales[k] = None if np.all(scale == 1.0) else scale
@@ -668,11 +670,11 @@ class _Block:
         self.terms = []
         self.nudge = None
         n = problem.nudge
-        outputs = network.structure.setdefault("block_outputs", {})
+        outputs = network.plan.block_outputs
         if n is not None and k not in outputs:  # topology: are the outputs in this class?
             outputs[k] = bool(np.isin(n.var, idx).all())
         if n is not None and outputs[k]:
-            local = network.structure.setdefault("block_local", {})
+            local = network.plan.block_local
             if k not in local:  # topology: each unknown's place in its class
                 local[k] = np.full(network.n_vars, -1)
                 local[k][idx] = np.arange(len(idx))
@@ -1030,8 +1032,8 @@ class _Woodbury:
 
     def __init__(self, problem: Problem):
         self.problem = problem
-        derived = problem.linear.derived
-        key = ("woodbury", None if problem.nudge is None else tuple(problem.nudge.beta_w))
+        derived = problem.linear.plan.woodbury
+        key = None if problem.nudge is None else tuple(problem.nudge.beta_w)
         if key not in derived:  # once per conductance state (and nudge strength)
             lu = splu(
                 sp.csc_matrix(problem.base_hessian()),

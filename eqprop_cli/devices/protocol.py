@@ -1,0 +1,114 @@
+"""The contract every device kind keeps, written down once.
+
+A *kind* (resistor, diode, vsource, isource, amplifier) is declared by one
+module of this package as a DeviceKind (circuit/params.py): its parameter
+table (parsing, validation, help text and the man page test read it), the
+checks between its parameters, and ``build``, which turns validated values
+into a typed, frozen *model*. Everything downstream reads models, never a
+kind's parameters by name; the registry in devices/__init__.py is the only
+list of kinds.
+
+Models come in the two roles below. The contract test
+(tests/test_devices.py) checks every kind and model against these
+definitions by finite differences, and a random circuit of each against
+ngspice; a new device adds a row there.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@runtime_checkable
+class IVModel(Protocol):
+    """A nonlinear two-terminal element (a diode), all elements of a group at once.
+
+    For branch voltages v (first node minus second, any shape):
+
+    - ``current(v)``: I(v) from the first node to the second, amperes;
+    - ``conductance(v)``: dI/dv, siemens, >= 0 (a monotone I-V curve: the
+      circuit then has an energy function and a unique equilibrium);
+    - ``current_and_conductance(v)``: both from one evaluation (Newton's hot path);
+    - ``energy(v)``: the co-content, the integral of I from 0 to v, which the
+      equilibrium minimises;
+    - ``hard``: an infinite on-conductance; the element is then a bound
+      v <= ``zero_current_voltage`` on the unknowns, not a term of the energy;
+    - ``zero_current_voltage``: where I = 0 (the layered solver's bracket);
+    - ``conducts_dc``: whether it ties its nodes together for the compiler's
+      check for nodes without a DC path (an ideal diode may be off);
+    - ``on_conductance``: the fixed conductance a piecewise-linear element adds
+      to its nodes when on (0 where there is none); the exporter scales hard
+      clamps against the conductance at their nodes;
+    - ``thermal_voltage``: kT/q of a junction model, None without one (the
+      exported netlist's temperature);
+    - ``label``: what ``eqprop check`` counts it as;
+    - ``spice(k, ends, labels, clamp_g_on)``: its lines of an ngspice netlist
+      (elements, .model cards) for group number k, ``ends`` the SPICE names of
+      each element's two nodes.
+    """
+
+    hard: bool
+    zero_current_voltage: float
+    conducts_dc: bool
+    on_conductance: float
+    thermal_voltage: float | None
+    label: str
+
+    def current(self, v: np.ndarray) -> np.ndarray: ...
+
+    def conductance(self, v: np.ndarray) -> np.ndarray: ...
+
+    def current_and_conductance(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def energy(self, v: np.ndarray) -> np.ndarray: ...
+
+    def spice(
+        self, k: int, ends: list[tuple[str, str]], labels: list[str], clamp_g_on: np.ndarray
+    ) -> tuple[list[str], list[str]]: ...
+
+
+@runtime_checkable
+class TrainableModel(Protocol):
+    """A linear element whose parameter theta training changes (a conductance, a current).
+
+    The network keeps theta in one array per element set (``quantity`` names
+    which: "conductance" in network.g, "current" in network.currents) and
+    stamps the element into its quadratic form. The model gives:
+
+    - ``branch_current(v, theta)`` and ``energy(v, theta)`` at branch voltages v;
+    - ``energy_derivative(v)``: dE/dtheta at fixed node potentials, the local
+      quantity of EP's rule;
+    - ``ep_estimate(w, Pa, Pb, Qa, Qb, dense, p_fixed, factor)``: factor times
+      w times the sum over the batch of dE/dtheta(V^a) - dE/dtheta(V^b), from
+      the potentials of the first (P) and second (Q) nodes in two equilibria;
+    - ``adjoint_gradient(w, Lp, Lq, Vp, Vq, dense)``: dL/dtheta by implicit
+      differentiation, -w times the sum of d(dE/dtheta)/dv (V) times the adjoint
+      drop Lp - Lq (Lp None: zero);
+    - ``trainable``, ``low``, ``high``: whether training may change theta, and
+      the range it must stay in;
+    - ``conducts_dc``: as for IVModel.
+    """
+
+    quantity: str
+    trainable: bool
+    conducts_dc: bool
+
+    @property
+    def low(self) -> float: ...
+
+    @property
+    def high(self) -> float: ...
+
+    def branch_current(self, v: np.ndarray, theta: np.ndarray) -> np.ndarray: ...
+
+    def energy(self, v: np.ndarray, theta: np.ndarray) -> np.ndarray: ...
+
+    def energy_derivative(self, v: np.ndarray) -> np.ndarray: ...
+
+    def ep_estimate(
+        self, w, Pa, Pb, Qa, Qb, dense: bool, p_fixed: bool, factor: float
+    ) -> np.ndarray: ...
+
+    def adjoint_gradient(self, w, Lp, Lq, Vp, Vq, dense: bool) -> np.ndarray: ...

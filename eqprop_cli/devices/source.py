@@ -1,0 +1,146 @@
+"""Sources: voltage sources (inputs and rails) and current sources (biases).
+
+A voltage source fixes a node's potential: it is not a variable and has no
+energy term of its own (the network holds its nodes). A current source I
+into its first node p (out of q) has the energy E = -I (V_p - V_q), so
+dE/dI = -(V_p - V_q): trained, it is a bias.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..circuit.params import DeviceKind, ErrorAt, Param
+from .netlist import num, text
+
+
+@dataclass(frozen=True)
+class VoltageSourceModel:
+    """A voltage source device: its fixed part and, with an input feature, its gain."""
+
+    value: float
+    gain: float
+
+    conducts_dc = True  # it holds its nodes
+
+    @staticmethod
+    def spice_line(k: int, plus: str, minus: str, volts: float, label: str) -> str:
+        return f"V{k} {plus} {minus} DC {num(volts)} ; {text(label)}"
+
+
+@dataclass(frozen=True)
+class CurrentSourceModel:
+    """A current source device: its (initial) current and the range training may set."""
+
+    current: float
+    trainable: bool
+    i_min: float
+    i_max: float
+
+    quantity = "current"  # what training changes: network.currents
+    conducts_dc = False
+
+    @property
+    def low(self) -> float:
+        return self.i_min
+
+    @property
+    def high(self) -> float:
+        return self.i_max
+
+    @staticmethod
+    def branch_current(v: np.ndarray, current: np.ndarray) -> np.ndarray:
+        """The current from the first node to the second through the source: -I."""
+        return np.zeros_like(v) - current
+
+    @staticmethod
+    def energy(v: np.ndarray, current: np.ndarray) -> np.ndarray:
+        return -current * v
+
+    @staticmethod
+    def energy_derivative(v: np.ndarray) -> np.ndarray:
+        """dE/dI at branch voltages v."""
+        return -v
+
+    @staticmethod
+    def ep_estimate(w, Pa, Pb, Qa, Qb, dense: bool, p_fixed: bool, factor: float) -> np.ndarray:
+        """factor * w * sum over the batch of dE/dI(V^a) - dE/dI(V^b): -w (V+ - V-)."""
+        return -w * ((Pa - Qa) - (Pb - Qb)).sum(axis=0) * factor
+
+    @staticmethod
+    def adjoint_gradient(w, Lp, Lq, Vp, Vq, dense: bool) -> np.ndarray:
+        """dL/dI: -w sum of d(dE/dI)/dv (= -1) times the adjoint drop."""
+        return w * ((0.0 if Lp is None else Lp) - Lq).sum(axis=0)
+
+    @staticmethod
+    def spice_lines(k: int, sources, currents: np.ndarray, node: list[str]) -> list[str]:
+        """I elements of current-source set ``k`` (SPICE's current flows from its first
+        node through the source to the second, hence the order)."""
+        out = [
+            f"* current sources of device {text(sources.device.name)} (current into the first node)"
+        ]
+        out.extend(
+            f"I{k}_{i} {node[m]} {node[p]} DC {num(cur)} ; {text(sources.labels[i])}"
+            for i, (p, m, cur) in enumerate(zip(sources.plus, sources.minus, currents, strict=True))
+        )
+        return out
+
+
+def _check_isource(p: dict, given, key: tuple, error: ErrorAt) -> None:
+    if not p["i_min"] <= p["current"] <= p["i_max"]:
+        raise error(
+            (*key, "current"),
+            f"current = {p['current']:g} A is outside [i_min, i_max] = [{p['i_min']:g}, {p['i_max']:g}] A",
+        )
+
+
+def _isource_element(
+    model: CurrentSourceModel, overrides: dict, key: tuple, device_key: tuple, error: ErrorAt
+) -> CurrentSourceModel:
+    current = overrides.get("current", model.current)
+    if not model.i_min <= current <= model.i_max:
+        raise error(
+            (*key, "current") if "current" in overrides else (*device_key, "current"),
+            f"current {current:g} A is outside [i_min, i_max] = "
+            f"[{model.i_min:g}, {model.i_max:g}] A",
+        )
+    return CurrentSourceModel(current, model.trainable, model.i_min, model.i_max)
+
+
+def _vsource_element(
+    model: VoltageSourceModel, overrides: dict, key: tuple, device_key: tuple, error: ErrorAt
+) -> VoltageSourceModel:
+    return VoltageSourceModel(
+        overrides.get("value", model.value), overrides.get("gain", model.gain)
+    )
+
+
+VSOURCE = DeviceKind(
+    "vsource",
+    "DC voltage source: a fixed rail, plus gain times an input feature where one is given.",
+    (
+        Param("value", "voltage", "Fixed part of the source voltage.", 0.0),
+        Param("gain", "number", "Volts per unit of the input feature (with `feature`).", 1.0),
+    ),
+    build=lambda values: VoltageSourceModel(**values),
+    element_keys=("value", "gain"),
+    element=_vsource_element,
+)
+
+ISOURCE = DeviceKind(
+    "isource",
+    "DC current source; positive current flows into the first node (a bias).",
+    (
+        Param("current", "current", "Source current (initial value when trained).", 0.0),
+        Param("trainable", "bool", "Whether training may change the currents (biases).", True),
+        Param("i_min", "current", "Smallest current training may set.", -math.inf, allow_inf=True),
+        Param("i_max", "current", "Largest current training may set.", math.inf, allow_inf=True),
+    ),
+    build=lambda values: CurrentSourceModel(**values),
+    check=_check_isource,
+    element_keys=("current",),
+    element=_isource_element,
+)

@@ -1,0 +1,48 @@
+"""The Python API: the public names of eqprop_cli, and what importing it loads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from test_readme import README, blocks
+
+import eqprop_cli
+
+
+def test_every_public_name_resolves():
+    for name in eqprop_cli.__all__:
+        assert getattr(eqprop_cli, name) is not None, name
+
+
+def test_importing_the_package_loads_neither_trainer_nor_exporter():
+    code = (
+        "import sys, eqprop_cli\n"
+        "net = eqprop_cli.load_network('circuits/xor.toml')\n"
+        "eqprop_cli.solve(net, [[0.0, 1.0]])\n"
+        "print(sorted(m for m in sys.modules if m.startswith('eqprop_cli')))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "eqprop_cli.solver.equilibrium" in loaded
+    for heavy in ("learn.train", "hardware.spice", "data.datasets", "cli"):
+        assert f"eqprop_cli.{heavy}'" not in loaded, heavy
+
+
+def test_readme_python_examples_use_the_public_names_only():
+    """README's examples (run by test_readme) import from eqprop_cli itself."""
+    code = [line for b in blocks(README.read_text()) if b.kind == "python" for line in b.lines]
+    imports = [line for line in code if "import" in line and "eqprop_cli" in line]
+    assert imports and all(line.startswith("from eqprop_cli import ") for line in imports)
+    names = {n.strip() for line in imports for n in line.split("import", 1)[1].split(",")}
+    assert {"load_network", "solve", "Trainer", "export_spice"} <= names <= set(eqprop_cli.__all__)
+
+
+def test_unknown_names_are_attribute_errors():
+    try:
+        eqprop_cli.no_such_name  # noqa: B018
+    except AttributeError as exc:
+        assert "no_such_name" in str(exc)
+    else:
+        raise AssertionError("no AttributeError")
