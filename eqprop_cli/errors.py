@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 def printable(text: str) -> str:
     """``text`` with control, format and line/paragraph separator characters escaped
@@ -15,7 +17,27 @@ def printable(text: str) -> str:
 
 
 class EqpropError(Exception):
-    """Base of all errors meant for the user (bad file, bad option, bad data)."""
+    """Base of all errors meant for the user (bad file, bad option, bad data).
+
+    A message about parameters of a library call names each as ``{name}`` and lists
+    the names in ``params``: the library's message spells them as they are
+    (``variation 0.5: expected ...``); the CLI spells them as its options
+    (``--variation 0.5: ...``), so that no library message names a command-line flag.
+    """
+
+    template: str = ""
+    params: tuple[str, ...] = ()
+
+    def __init__(self, message: str = "", *, params: tuple[str, ...] = ()):
+        self.template, self.params = message, params
+        super().__init__(self.spelled(str) if params else message)
+
+    def spelled(self, spell: Callable[[str], str]) -> str:
+        """The message with each parameter it names spelled by ``spell``."""
+        text = self.template
+        for name in self.params:
+            text = text.replace("{" + name + "}", spell(name))
+        return text
 
 
 class CircuitError(EqpropError):

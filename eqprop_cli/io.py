@@ -32,7 +32,10 @@ def _is_file(path: Path) -> bool:
 def read_inputs(text: str, n_features: int, circuit: str = "the circuit") -> np.ndarray:
     """Input vectors (batch, features) from a .npy or .csv file or a comma list "0.1,0.5"."""
     if not text.strip():
-        raise InputError('--input is empty; expected a .npy/.csv file or numbers like "0.1,0.5"')
+        raise InputError(
+            '{input} is empty; expected a .npy/.csv file or numbers like "0.1,0.5"',
+            params=("input",),
+        )
     path = Path(text)
     if path.suffix.lower() in (".npy", ".csv", ".txt") or _is_file(path):
         if not path.exists():
@@ -51,14 +54,18 @@ def read_inputs(text: str, n_features: int, circuit: str = "the circuit") -> np.
             data = np.array([float(v) for v in text.split(",")]) if text.strip() else np.zeros(0)
         except ValueError:
             raise InputError(
-                f'--input "{text}": expected a .npy/.csv file or comma-separated numbers like "0.1,0.5"'
+                f'{{input}} "{text}": expected a .npy/.csv file or comma-separated numbers like '
+                '"0.1,0.5"',
+                params=("input",),
             ) from None
     data = np.asarray(data, dtype=float)
     if data.ndim == 1:
         data = data.reshape(1, -1)
     if data.ndim != 2 or data.shape[1] != n_features:
         raise InputError(
-            f"--input {text}: {circuit} takes {n_features} input feature(s) per vector; got shape {data.shape}"
+            f"{{input}} {text}: {circuit} takes {n_features} input feature(s) per vector; "
+            f"got shape {data.shape}",
+            params=("input",),
         )
     if not np.all(np.isfinite(data)):
         raise InputError(f"{text}: input vectors contain NaN or infinite values")

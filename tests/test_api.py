@@ -46,3 +46,32 @@ def test_unknown_names_are_attribute_errors():
         assert "no_such_name" in str(exc)
     else:
         raise AssertionError("no AttributeError")
+
+
+def test_library_messages_name_parameters_and_the_cli_names_its_options():
+    from typer.testing import CliRunner
+
+    from eqprop_cli.cli import app
+    from eqprop_cli.hardware.variation import Variation
+
+    try:
+        Variation(0.1, stuck_off=0.7, stuck_on=0.6)
+    except eqprop_cli.EqpropError as exc:
+        assert str(exc) == "stuck_off and stuck_on add up to more than 1"
+    else:
+        raise AssertionError("no error")
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "circuits/xor.toml",
+            "--variation",
+            "0.1",
+            "--stuck-off",
+            "0.7",
+            "--stuck-on",
+            "0.6",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "--stuck-off and --stuck-on add up to more than 1" in result.stderr

@@ -83,7 +83,7 @@ def test_float32_training_follows_float64():
         runs[dtype] = (state, network)
     (s64, n64), (s32, n32) = runs["float64"], runs["float32"]
     assert all(g.dtype == np.float32 for g in n32.g)
-    assert all(v.dtype == np.float32 for v in s32.optimizer[: len(n32.g)])
+    assert all(v.dtype == np.float32 for v in s32.optimizer["momentum"][: len(n32.g)])
     assert s32.running["loss"] == pytest.approx(s64.running["loss"], rel=1e-4)
     for g32, g64 in zip(n32.g, n64.g, strict=True):  # apart by rounding (and a kink or two)
         assert np.abs(g32 - g64).max() <= 1e-4 * np.abs(g64).max()

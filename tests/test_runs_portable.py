@@ -232,3 +232,44 @@ def test_a_run_that_recorded_a_relative_path_still_evaluates_from_its_folder(tmp
     monkeypatch.chdir(tmp_path / "runs")
     result = run("eval", "b")
     assert result.exit_code == 2 and "blobs.csv" in result.stderr
+
+
+def _as_format_1(path, out) -> None:
+    """Rewrite a checkpoint as eqprop wrote it before the optimiser state had names: the
+    momentum velocities as opt/K, counts [g, i, opt], format_version 1, a fresh checksum."""
+    from eqprop_cli.runs.rundir import _digest
+
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files if k not in ("meta", "checksum")}
+        meta = json.loads(str(data["meta"]))
+    velocities = {k: arrays.pop(k) for k in [k for k in arrays if k.startswith("opt/")]}
+    for name, a in velocities.items():
+        arrays["opt/" + name.rsplit("/", 1)[1]] = a
+    meta["counts"] = [*meta["counts"], len(velocities)]
+    meta["format_version"] = 1
+    del meta["optimizer"]
+    text = json.dumps(meta, sort_keys=True)
+    np.savez(out, meta=np.array(text), checksum=np.array(_digest(text, arrays)), **arrays)
+
+
+def test_a_checkpoint_of_format_1_resumes_as_its_own_format_would(parent, tmp_path):
+    """Old checkpoints (optimiser state by position) load, the momentum by name, and a
+    resume from one continues bit for bit as from the same checkpoint in today's format."""
+    new, old = tmp_path / "new", tmp_path / "old"
+    shutil.copytree(parent, new)
+    shutil.copytree(parent, old)
+    _as_format_1(parent / "checkpoint.npz", old / "checkpoint.npz")
+    loaded = load_checkpoint(old / "checkpoint.npz")
+    assert set(loaded.state.optimizer) == {"momentum"}
+    for a, b in zip(
+        loaded.state.optimizer["momentum"],
+        load_checkpoint(new / "checkpoint.npz").state.optimizer["momentum"],
+        strict=True,
+    ):
+        np.testing.assert_array_equal(a, b)
+    for run_dir in (new, old):
+        result = run("train", run_dir, "--resume", "--epochs", 4, "--reschedule")
+        assert result.exit_code == 0, result.output
+    a, b = (load_checkpoint(d / "checkpoint.npz") for d in (new, old))
+    for x, y in zip(a.conductances + a.currents, b.conductances + b.currents, strict=True):
+        np.testing.assert_array_equal(x, y)

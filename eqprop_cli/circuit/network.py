@@ -375,13 +375,16 @@ class Network:
         """Replace the conductances (one array per resistor set, same shapes).
 
         ``owned``: the arrays are the caller's to give away, finite and > 0 (the
-        trainer's clipped updates): taken as they are, without a copy or a check.
+        trainer's clipped updates): taken as they are (at the network's dtype), without a
+        copy or a check.
         """
         if len(g) != len(self.g) or any(
             np.shape(a) != b.shape for a, b in zip(g, self.g, strict=True)
         ):
             raise ValueError("conductances must match the resistor sets in number and shape")
-        if not owned:
+        if owned:
+            g = [a.astype(self.dtype, copy=False) for a in g]
+        else:
             g = [np.array(a, dtype=self.dtype) for a in g]
             if not all(np.all(np.isfinite(a) & (a > 0)) for a in g):
                 raise ValueError("conductances must be finite and > 0 S")

@@ -96,6 +96,17 @@ class Param:
 ErrorAt = Callable[[tuple, str], Exception]  # (key path, message) -> a located error
 
 
+def outside(
+    name: str, value: float, unit: str, bounds: tuple[str, str], low: float, high: float
+) -> str:
+    """The one message of a value outside the range two other parameters set (a single
+    parameter's own bounds are Param.expectation's)."""
+    return (
+        f"{name} = {value:g} {unit} is outside [{bounds[0]}, {bounds[1]}] = "
+        f"[{low:g}, {high:g}] {unit}"
+    )
+
+
 @dataclass(frozen=True)
 class DeviceKind:
     """A device type of circuit files (``type = NAME``): its parameter table, and how its

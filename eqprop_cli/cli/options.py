@@ -139,7 +139,9 @@ def _user_errors(command):
         try:
             return command(*args, **kwargs)
         except EqpropError as exc:
-            _fail(str(exc), getattr(exc, "exit_code", 2))
+            _fail(
+                exc.spelled(option_flag) if exc.params else str(exc), getattr(exc, "exit_code", 2)
+            )
         except (typer.Exit, typer.Abort):  # click's exits are RuntimeErrors too
             raise
         except (np.linalg.LinAlgError, ArithmeticError, RuntimeError) as exc:
@@ -156,6 +158,11 @@ def _user_errors(command):
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def option_flag(parameter: str) -> str:
+    """The option that sets a library parameter: g_range -> --g-range."""
+    return "--" + parameter.replace("_", "-")
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..circuit.params import DeviceKind, ErrorAt, Param
+from ..circuit.params import DeviceKind, ErrorAt, Param, outside
 from .netlist import num, text
 
 
@@ -130,6 +130,9 @@ def summed_drop_products(
     return total
 
 
+RANGE = ("g_min", "g_max")  # the device range of conductances
+
+
 def _check(p: dict, given, key: tuple, error: ErrorAt) -> None:
     """g and r exclusive, g_min <= g_max, what the init needs, initial values in range."""
     if p["g"] is not None and p["r"] is not None:
@@ -156,10 +159,7 @@ def _check(p: dict, given, key: tuple, error: ErrorAt) -> None:
     for name in inside:
         if not lo <= p[name] <= hi:
             shown = "r" if name == "g" and p["r"] is not None else name
-            raise error(
-                (*key, shown),
-                f"{name} = {p[name]:g} S is outside the device range [g_min, g_max] = [{lo:g}, {hi:g}] S",
-            )
+            raise error((*key, shown), outside(name, p[name], "S", RANGE, lo, hi))
 
 
 def _element(
@@ -176,10 +176,7 @@ def _element(
     if g is not None and not model.g_min <= g <= model.g_max:
         given = [k for k in ("g", "r") if k in overrides]
         where = (*key, *given) if given else (*device_key, "r" if model.r else "g")
-        raise error(
-            where,
-            f"conductance {g:g} S is outside the device range [{model.g_min:g}, {model.g_max:g}] S",
-        )
+        raise error(where, outside("g", g, "S", RANGE, model.g_min, model.g_max))
     return dataclasses.replace(model, g=g)
 
 

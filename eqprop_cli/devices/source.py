@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..circuit.params import DeviceKind, ErrorAt, Param
+from ..circuit.params import DeviceKind, ErrorAt, Param, outside
 from .netlist import num, text
 
 
@@ -93,7 +93,7 @@ def _check_isource(p: dict, given, key: tuple, error: ErrorAt) -> None:
     if not p["i_min"] <= p["current"] <= p["i_max"]:
         raise error(
             (*key, "current"),
-            f"current = {p['current']:g} A is outside [i_min, i_max] = [{p['i_min']:g}, {p['i_max']:g}] A",
+            outside("current", p["current"], "A", ("i_min", "i_max"), p["i_min"], p["i_max"]),
         )
 
 
@@ -104,8 +104,7 @@ def _isource_element(
     if not model.i_min <= current <= model.i_max:
         raise error(
             (*key, "current") if "current" in overrides else (*device_key, "current"),
-            f"current {current:g} A is outside [i_min, i_max] = "
-            f"[{model.i_min:g}, {model.i_max:g}] A",
+            outside("current", current, "A", ("i_min", "i_max"), model.i_min, model.i_max),
         )
     return CurrentSourceModel(current, model.trainable, model.i_min, model.i_max)
 

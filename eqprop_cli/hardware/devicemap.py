@@ -255,21 +255,26 @@ def level_ranges(
     counts = {network.resistors[k].device.model.levels for k in resistors}
     if count is None:
         if (g_range is not None or percentile is not None) and counts <= {0}:
-            raise MapError("--g-range needs --levels N (the devices set no levels)")
+            raise MapError(
+                "{g_range} needs {levels} N (the devices set no levels)",
+                params=("g_range", "levels"),
+            )
         if counts <= {0}:
             return None
         if len(counts) > 1:
             raise MapError(
-                f"the devices set different numbers of levels ({sorted(counts)}); give --levels N"
+                f"the devices set different numbers of levels ({sorted(counts)}); give {{levels}} N",
+                params=("levels",),
             )
         count = counts.pop()
     if count < 2:
-        raise MapError(f"--levels {count}: expected at least 2 levels")
+        raise MapError(f"{{levels}} {count}: expected at least 2 levels", params=("levels",))
     if g_range is not None:
         low, high = g_range
         if not (np.isfinite(low) and np.isfinite(high) and 0 < low < high):
             raise MapError(
-                f"--g-range {low:g},{high:g}: expected MIN,MAX with 0 < MIN < MAX (siemens)"
+                f"{{g_range}} {low:g},{high:g}: expected MIN,MAX with 0 < MIN < MAX (siemens)",
+                params=("g_range",),
             )
         return Levels(count, [(low, high)] * len(resistors))
     ranges = []
@@ -281,13 +286,15 @@ def level_ranges(
             low, high = max(low, float(lo)), min(high, float(hi))
             if not low < high:
                 raise MapError(
-                    f"--g-range auto:{percentile:g}: the trained conductances of "
-                    f"{network.resistors[k].name} span no range there; use a smaller percentile"
+                    f"{{g_range}} auto:{percentile:g}: the trained conductances of "
+                    f"{network.resistors[k].name} span no range there; use a smaller percentile",
+                    params=("g_range",),
                 )
         elif not (np.isfinite(high) and low > 0):
             raise MapError(
                 f"device {network.resistors[k].device.name}: levels need a finite range "
-                "[g_min, g_max] > 0; give --g-range MIN,MAX"
+                "[g_min, g_max] > 0; give {g_range} MIN,MAX",
+                params=("g_range",),
             )
         ranges.append((low, high))
     return Levels(count, ranges)

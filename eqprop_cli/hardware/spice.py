@@ -192,7 +192,8 @@ def _feature_ports(network: Network, node: list[str]) -> list[str]:
 def _subckt_header(network: Network, node: list[str], name: str, inputs: list[str]) -> list[str]:
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
         raise EqpropError(
-            f'--subckt "{name}": expected a SPICE name (a letter, then letters, digits, _)'
+            f'{{subckt}} "{name}": expected a SPICE name (a letter, then letters, digits, _)',
+            params=("subckt",),
         )
     outputs = [node[i] for i in network.outputs.ravel()]
     ports = inputs + outputs

@@ -36,16 +36,25 @@ class Variation:
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.sigma) and self.sigma >= 0):
-            raise EqpropError(f"--variation {self.sigma:g}: expected a relative spread >= 0")
+            raise EqpropError(
+                f"{{variation}} {self.sigma:g}: expected a relative spread >= 0",
+                params=("variation",),
+            )
         if self.distribution not in DISTRIBUTIONS:
             raise EqpropError(
-                f'--distribution "{self.distribution}": expected one of {", ".join(DISTRIBUTIONS)}'
+                f'{{distribution}} "{self.distribution}": expected one of '
+                f"{', '.join(DISTRIBUTIONS)}",
+                params=("distribution",),
             )
-        for name, p in (("--stuck-off", self.stuck_off), ("--stuck-on", self.stuck_on)):
+        for name, p in (("stuck_off", self.stuck_off), ("stuck_on", self.stuck_on)):
             if not 0 <= p <= 1:
-                raise EqpropError(f"{name} {p:g}: expected a probability in [0, 1]")
+                raise EqpropError(
+                    f"{{{name}}} {p:g}: expected a probability in [0, 1]", params=(name,)
+                )
         if self.stuck_off + self.stuck_on > 1:
-            raise EqpropError("--stuck-off and --stuck-on add up to more than 1")
+            raise EqpropError(
+                "{stuck_off} and {stuck_on} add up to more than 1", params=("stuck_off", "stuck_on")
+            )
 
     def draw(
         self, network: Network, g: list[np.ndarray], seed: int, trial: int
@@ -110,7 +119,7 @@ def monte_carlo(
 ) -> MonteCarlo:
     """Evaluate ``trials`` programmed copies of the network; the network is left as it was."""
     if trials < 1:
-        raise EqpropError(f"--trials {trials}: expected at least 1")
+        raise EqpropError(f"{{trials}} {trials}: expected at least 1", params=("trials",))
     g = [a.copy() for a in network.g]
     nominal = evaluate(network, x, y, loss, batch_size, **solver)
     correct = np.empty(trials, dtype=np.int64)

@@ -14,7 +14,7 @@ class TrainState:
 
     epoch: int = 0  # completed epochs
     step: int = 0  # batches done in the current epoch
-    optimizer: list[np.ndarray] = field(default_factory=list)
+    optimizer: dict[str, list[np.ndarray]] = field(default_factory=dict)  # by update piece
     running: dict[str, float] = field(default_factory=dict)  # sums over the current epoch
     metrics: list[dict[str, float]] = field(default_factory=list)  # one row per epoch
 

@@ -31,8 +31,9 @@ from ..devices.resistor import Resistor
 from ..errors import CircuitError, EqpropError, NotConvergedError
 from ..learn.evaluate import Evaluation, evaluate
 from ..learn.loss import ReadoutLoss, predictions
-from ..learn.optim import SGD, schedule_factor
 from ..solver.equilibrium import Equilibrium, solve
+from . import optim
+from .optim import schedule_factor
 from .settings import data_source, solver_settings, training_settings
 from .state import RUNNING_KEYS, TrainState
 
@@ -93,8 +94,9 @@ def dataset_sample(
     _, x, y, classes = split_samples(spec, network, split)
     if not 0 <= sample < len(y):
         raise EqpropError(
-            f"--sample {sample} is out of range: the {split} split has {len(y)} samples "
-            f"(0..{len(y) - 1})"
+            f"{{sample}} {sample} is out of range: the {split} split has {len(y)} samples "
+            f"(0..{len(y) - 1})",
+            params=("sample",),
         )
     return x[
         sample : sample + 1
@@ -288,7 +290,14 @@ class Trainer:
         self.loss = ReadoutLoss(t, len(network.outputs), n_classes)
         self.groups = parameter_groups(network, t, spec)
         self.estimator = EPEstimator(network, self.groups)
-        self.optimizer = SGD(t.momentum)
+        scales = [g.scale for g in self.groups]
+        self.optimizer = optim.chain(  # the update rule, piece by piece
+            optim.scale(scales, "normalise"),
+            optim.momentum(t.momentum),
+            optim.learning_rate(),
+            optim.scale(scales, "denormalise"),
+            optim.clip([g.low for g in self.groups], [g.high for g in self.groups]),
+        )
         self.free = solver_settings(spec, "free")
         self.nudged = solver_settings(spec, "nudged")
         x, _ = splits["train"]
@@ -319,8 +328,9 @@ class Trainer:
         return schedule_factor(t.schedule, epoch, t.epochs, t.decay, t.decay_every)
 
     def new_state(self) -> TrainState:
-        normalised = [p / g.scale for p, g in zip(self.params(), self.groups, strict=True)]
-        return TrainState(optimizer=self.optimizer.init(normalised), running=self._zero_running())
+        return TrainState(
+            optimizer=self.optimizer.init(self.params()), running=self._zero_running()
+        )
 
     @staticmethod
     def _zero_running() -> dict[str, float]:
@@ -358,16 +368,11 @@ class Trainer:
                 "stopped before this batch's update"
             )
         factor = self.rate_factor(state.epoch)
-        for g_, grad in zip(self.groups, grads, strict=True):
-            grad *= g_.scale  # normalised (the estimates are fresh arrays: in place)
-        # the rates carry the scale back: the steps come out in physical units
-        steps, opt = self.optimizer.update(
-            grads, state.optimizer, [g.rate * factor * g.scale for g in self.groups]
-        )
-        new = []
-        for p, s, g in zip(self.params(), steps, self.groups, strict=True):
-            s += p
-            new.append(np.clip(s, g.low, g.high, out=s))
+        rates = [g.rate * factor for g in self.groups]
+        params = self.params()
+        # each estimate at its parameters' precision ([solver] dtype): so is the optimizer state
+        grads = [e.astype(p.dtype, copy=False) for e, p in zip(grads, params, strict=True)]
+        new, opt = self.optimizer.step(params, grads, state.optimizer, rates)
         outputs = free.outputs()
         running = dict(state.running)
         running["loss"] += float(self.loss.value(outputs, y).sum())

@@ -43,7 +43,7 @@ from ..learn.settings import portable_document
 from ..learn.state import METRIC_COLUMNS, TrainState
 
 FORMAT = "eqprop-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: optimiser state by piece name (opt/NAME/K); 1: by position (opt/K)
 CONFIG = "config.toml"
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.csv"
@@ -109,7 +109,7 @@ def _arrays(ckpt: Checkpoint) -> dict[str, np.ndarray]:
         ("i", ckpt.currents),
         ("g0", ckpt.initial_conductances),
         ("i0", ckpt.initial_currents),
-        ("opt", ckpt.state.optimizer),
+        *((f"opt/{name}", arrays) for name, arrays in ckpt.state.optimizer.items()),
     ):
         for k, a in enumerate(arrays):
             out[f"{prefix}/{k}"] = np.ascontiguousarray(a, dtype=np.float64)
@@ -137,7 +137,8 @@ def save_checkpoint(path: Path, ckpt: Checkpoint) -> None:
             "step": s.step,
             "running": s.running,
             "metrics": s.metrics,
-            "counts": [len(ckpt.conductances), len(ckpt.currents), len(s.optimizer)],
+            "counts": [len(ckpt.conductances), len(ckpt.currents)],
+            "optimizer": {name: len(arrays) for name, arrays in s.optimizer.items()},
             "config": ckpt.config,
             "files": {
                 CONFIG: _sha256(ckpt.config),
@@ -179,14 +180,17 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         )
     if _digest(meta_text, contents) != checksum:
         raise RunError(f"{path}: checksum mismatch: the checkpoint is corrupt or was modified")
-    n_g, n_i, n_opt = meta["counts"]
+    n_g, n_i = meta["counts"][:2]
 
     def group(prefix: str, n: int) -> list[np.ndarray]:
         return [contents[f"{prefix}/{k}"] for k in range(n)]
 
-    state = TrainState(
-        meta["epoch"], meta["step"], group("opt", n_opt), meta["running"], meta["metrics"]
-    )
+    if "optimizer" in meta:
+        optimizer = {name: group(f"opt/{name}", n) for name, n in meta["optimizer"].items()}
+    else:  # format 1: the only state then was SGD's momentum, by position
+        n_opt = meta["counts"][2]
+        optimizer = {"momentum": group("opt", n_opt)} if n_opt else {}
+    state = TrainState(meta["epoch"], meta["step"], optimizer, meta["running"], meta["metrics"])
     files = meta.get("files") or {  # checkpoints before the hashes were recorded
         CONFIG: _sha256(meta["config"]),
         METRICS: _sha256(metrics_text(meta["metrics"])),
@@ -247,7 +251,8 @@ def run_lock(run_dir: Path) -> AbstractContextManager[None]:
         run_dir,
         RunError(
             f"{run_dir}: another eqprop train is writing this run directory; wait for it "
-            "to finish or choose another --out"
+            "to finish or choose another {out}",
+            params=("out",),
         ),
     )
 

@@ -246,7 +246,8 @@ def run_ray(tasks: list[Task], workers: int | None, address: str) -> Iterator[di
         import ray
     except ImportError:
         raise SweepError(
-            f"--address {address}: Ray is not installed; pip install 'eqprop[ray]'"
+            f"{{address}} {address}: Ray is not installed; pip install 'eqprop[ray]'",
+            params=("address",),
         ) from None
     variables = dict.fromkeys(THREAD_VARIABLES, "1")
     if os.environ.get("EQPROP_DATA_DIR"):  # where the data sets are, on every node too
@@ -260,7 +261,9 @@ def run_ray(tasks: list[Task], workers: int | None, address: str) -> Iterator[di
         else:
             ray.init(address=address, runtime_env=env, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise SweepError(f"--address {address}: cannot reach the Ray cluster ({exc})") from None
+        raise SweepError(
+            f"{{address}} {address}: cannot reach the Ray cluster ({exc})", params=("address",)
+        ) from None
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(run_point)
         waiting = list(reversed(tasks))
