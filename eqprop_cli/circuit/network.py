@@ -66,9 +66,47 @@ class Stamp:
         return out.reshape(self.shape)
 
 
+def _block_index(a: np.ndarray, b: np.ndarray) -> tuple:
+    """The index of the block (rows a, columns b): slices where they are ranges (no gather)."""
+    ranges = [slice(int(v[0]), int(v[0]) + len(v)) for v in (a, b) if _is_range(v)]
+    return tuple(ranges) if len(ranges) == 2 else np.ix_(a, b)
+
+
+def _is_range(v: np.ndarray) -> bool:
+    return len(v) > 0 and v[-1] - v[0] == len(v) - 1 and bool(np.all(np.diff(v) == 1))
+
+
 def _joined(parts: list[np.ndarray]) -> np.ndarray:
     """The pieces as one array (the piece itself when there is one: no copy)."""
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+@dataclass
+class Crossbar:
+    """A dense resistor set of a layered circuit, whose share of the linear terms comes from
+    array operations on its conductance matrix rather than from a stamp.
+
+    Its columns are unknowns (each at most once); its rows are either all at fixed
+    potentials (an input crossbar: it adds to Q's diagonal, S K, r0 and the fixed
+    diagonal) or all unknowns (a coupling crossbar: it adds to Q's diagonal and
+    off-diagonal). ``row_scale`` and ``col_scale`` are the stage weight times dV/dx of
+    each end (the weight of a var-var pair is its row's; of an input one, its column's).
+    """
+
+    index: int  # into Network.g
+    row_var: np.ndarray | None  # None: rows at fixed potentials
+    row_fixed: np.ndarray | None  # fixed indices of the rows (input crossbars)
+    col_var: np.ndarray
+    row_weight: np.ndarray  # stage weight of each row (coupling) or ones (input)
+    row_coef: np.ndarray  # dV/dx of each row (coupling) or ones (input)
+    col_weight: np.ndarray  # stage weight of each column (input) or ones (coupling)
+    col_coef: np.ndarray
+    gain: sp.csr_matrix | None = None  # features x rows: the inputs that drive each row
+    cols: slice | np.ndarray = field(init=False)  # col_var, as a slice where it is a range
+
+    def __post_init__(self) -> None:
+        v = self.col_var
+        self.cols = slice(int(v[0]), int(v[0]) + len(v)) if _is_range(v) else v
 
 
 @dataclass
@@ -86,6 +124,10 @@ class TopologyPlan:
     classes: tuple[np.ndarray, np.ndarray] | None = None  # the layered solver's two classes
     nudge_fits: bool | None = None  # the layered solver nudges in closed form
     blocks: dict[int, list] = field(default_factory=dict)  # per class: its diodes, sorted
+    block_local: dict[int, np.ndarray] = field(default_factory=dict)  # place in its class
+    block_scale: dict[int, np.ndarray | None] = field(default_factory=dict)  # None: gains 1
+    block_outputs: dict[int, bool] = field(default_factory=dict)  # outputs in the class
+    crossbars: list[Crossbar] | None = None  # dense sets whose linear terms need no stamp
 
 
 @dataclass
@@ -104,19 +146,33 @@ class ConductancePlan:
 class Linear:
     """Q and the input-dependent linear and constant terms of the energy, in input space.
 
-    The constant term (M, m, m0) matters only for energy values, so it is
+    Q itself (sparse) is assembled on first use: the layered solver needs only its
+    diagonal and its coupling blocks (``coupling``), which crossbars give directly.
+    The constant term (M, m, m0) matters only for energy values, so it too is
     computed on first use: a training step never needs it.
     """
 
-    Q: sp.csr_matrix
     Q_diag: np.ndarray
     SK: np.ndarray  # (features, vars)
     r0: np.ndarray  # (vars,)
+    Q_terms: Callable[[], sp.csr_matrix] = field(repr=False)
     constant_terms: Callable[[], tuple[sp.csr_matrix, np.ndarray, float]] = field(repr=False)
+    coupling_terms: Callable[[np.ndarray, np.ndarray], np.ndarray | sp.csr_matrix] = field(
+        repr=False
+    )
     plan: ConductancePlan = field(default_factory=ConductancePlan)  # solver data, on demand
 
+    @functools.cached_property
+    def Q(self) -> sp.csr_matrix:
+        return self.Q_terms()
+
+    def coupling(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray | sp.csr_matrix:
+        """Q[rows][:, cols] for two disjoint sets of unknowns."""
+        return self.coupling_terms(rows, cols)
+
     def rhs(self, inputs: np.ndarray) -> np.ndarray:
-        return inputs @ self.SK + self.r0
+        """r(X), float64 (the product itself at the precision of S K)."""
+        return np.asarray(inputs, dtype=self.SK.dtype) @ self.SK + self.r0
 
     @functools.cached_property
     def constant(self) -> tuple[sp.csr_matrix, np.ndarray, float]:
@@ -151,7 +207,10 @@ class Network:
         self.node_weight = check_amplifier_stages(graph)
         self._resolve_unknowns()
         self.resistors = graph.resistors
-        self.g = [r.g.astype(float).copy() for r in graph.resistors]
+        # precision of the conductances ([solver] dtype): float32 halves the memory traffic
+        # of training; node voltages and the solvers' arithmetic stay float64
+        self.dtype = np.dtype(graph.spec.solver.dtype if graph.spec else "float64")
+        self.g = [r.g.astype(self.dtype) for r in graph.resistors]
         self._linear: Linear | None = None
         self.plan = TopologyPlan()  # solver data that depends on the topology only
         self.diodes = [
@@ -273,6 +332,21 @@ class Network:
             return F
         return np.asarray(self.fixed_gain[:, which].T @ inputs.T).T + const
 
+    def fixed_outer(self, which: np.ndarray, inputs: np.ndarray, D: np.ndarray) -> np.ndarray:
+        """F^T D, (len(which), D.shape[1]), with F the fixed potentials ``which`` (batch,
+        len(which)) of these inputs: from inputs^T D when every fixed node follows one
+        input (a product over the features, not over the fixed nodes)."""
+        which = np.asarray(which, dtype=int)
+        if not self._one_feature or self.n_features == 0:
+            return self.fixed_potentials(inputs, which).T @ D
+        inputs = np.atleast_2d(np.asarray(inputs, dtype=D.dtype))
+        out = (inputs.T @ D)[self._feature_of[which]]
+        out *= self._feature_gain[which][:, None]
+        const = self.fixed_const[which]
+        if np.any(const):
+            out += const[:, None] * D.sum(axis=0)
+        return out
+
     def voltages_at(self, x: np.ndarray, inputs: np.ndarray, nodes: np.ndarray) -> np.ndarray:
         """Potentials (batch, *nodes.shape) of some nodes only."""
         nodes = np.asarray(nodes, dtype=int)
@@ -297,15 +371,23 @@ class Network:
         V[:, nonfixed] = x[:, self.node_var[nonfixed]] * self.node_coef[nonfixed]
         return V
 
-    def set_conductances(self, g: list[np.ndarray]) -> None:
-        """Replace the conductances (one array per resistor set, same shapes)."""
+    def set_conductances(self, g: list[np.ndarray], owned: bool = False) -> None:
+        """Replace the conductances (one array per resistor set, same shapes).
+
+        ``owned``: the arrays are the caller's to give away, finite and > 0 (the
+        trainer's clipped updates): taken as they are (at the network's dtype), without a
+        copy or a check.
+        """
         if len(g) != len(self.g) or any(
             np.shape(a) != b.shape for a, b in zip(g, self.g, strict=True)
         ):
             raise ValueError("conductances must match the resistor sets in number and shape")
-        g = [np.array(a, dtype=float) for a in g]
-        if not all(np.all(np.isfinite(a) & (a > 0)) for a in g):
-            raise ValueError("conductances must be finite and > 0 S")
+        if owned:
+            g = [a.astype(self.dtype, copy=False) for a in g]
+        else:
+            g = [np.array(a, dtype=self.dtype) for a in g]
+            if not all(np.all(np.isfinite(a) & (a > 0)) for a in g):
+                raise ValueError("conductances must be finite and > 0 S")
         self.g = g
         self._linear = None
 
@@ -340,34 +422,153 @@ class Network:
         """The linear part in terms of input vectors X (cached until conductances change).
 
         r(X) = X @ SK + r0 and const(X) = 1/2 X M X + X m + m0, with F = X S + c.
+        Crossbars add their share by array operations on their conductance matrices,
+        every other resistor set by its stamp.
         """
         if self._linear is None:
             stamps = self._stamps()
-            g = np.concatenate([c.ravel() for c in self.g]) if self.g else np.zeros(0)
+            crossbars = self._crossbars()
+            rest = [c.ravel() for k, c in enumerate(self.g) if k not in self._crossbar_sets]
+            g = np.concatenate(rest) if rest else np.zeros(0)
             s, fixed_current = self._source_terms()
-            Q = stamps["Q"].matrix(g)
-            SK = stamps["SK"].dense(g)  # dense: the one big product of every solve
-            r0 = stamps["r0"].dense(g).ravel() + s  # K^T c: only edges to non-zero rails
+            if rest:
+                Q_rest = stamps["Q"].matrix(g)
+                Q_diag = Q_rest.diagonal()
+                SK = stamps["SK"].dense(g).astype(self.dtype)  # dense: the product of each solve
+                r0 = stamps["r0"].dense(g).ravel() + s  # K^T c: only edges to non-zero rails
+            else:  # every resistor in a crossbar
+                Q_rest = sp.csr_matrix((self.n_vars, self.n_vars))
+                Q_diag = np.zeros(self.n_vars)
+                SK = np.zeros((self.n_features, self.n_vars), self.dtype)
+                r0 = s.copy()
+            fixed_diag = functools.partial(stamps["fixed_diag"].dense, g)
+            for c in crossbars:
+                G = self.g[c.index]
+                if c.row_var is None:  # input crossbar: unknowns at its columns only
+                    wk = c.col_weight * c.col_coef
+                    Q_diag[c.cols] += G.sum(axis=0, dtype=float) * (wk * c.col_coef)
+                    SK[:, c.cols] += (c.gain.astype(G.dtype) @ G) * wk.astype(G.dtype)
+                    const = self.fixed_const[c.row_fixed]
+                    if np.any(const):
+                        r0[c.cols] += (const @ G) * wk
+                else:
+                    wr = c.row_weight * c.row_coef
+                    Q_diag[c.row_var] += G.sum(axis=1, dtype=float) * (wr * c.row_coef)
+                    column = np.einsum("i,ij->j", c.row_weight, G, dtype=float, casting="safe")
+                    Q_diag[c.col_var] += column * c.col_coef**2
+
+            def Q_terms() -> sp.csr_matrix:
+                parts = [Q_rest - sp.diags(Q_rest.diagonal()), sp.diags(Q_diag)]
+                for c in crossbars:
+                    if c.row_var is not None:
+                        block = sp.coo_matrix(-self._crossbar_coupling(c))
+                        rows, cols = c.row_var[block.row], c.col_var[block.col]
+                        shape = (self.n_vars, self.n_vars)
+                        parts.append(sp.csr_matrix((block.data, (rows, cols)), shape=shape))
+                        parts.append(sp.csr_matrix((block.data, (cols, rows)), shape=shape))
+                return sum(parts[1:], parts[0]).tocsr()
+
+            def coupling_terms(rows: np.ndarray, cols: np.ndarray):
+                small = len(rows) * len(cols) <= 4_000_000
+                if Q_rest.nnz == 0 and small:  # every resistor in a crossbar: no slicing
+                    part = np.zeros((len(rows), len(cols)))
+                else:
+                    part = Q_rest[rows][:, cols]
+                if sp.issparse(part):
+                    part = part.toarray() if small else part.tolil()
+                at_row, at_col = np.full(self.n_vars, -1), np.full(self.n_vars, -1)
+                at_row[rows], at_col[cols] = np.arange(len(rows)), np.arange(len(cols))
+                for c in crossbars:
+                    if c.row_var is None:
+                        continue
+                    a, b = at_row[c.row_var], at_col[c.col_var]
+                    block = -self._crossbar_coupling(c)
+                    if np.all(a < 0) or np.all(b < 0):  # the transposed block, if any
+                        a, b, block = at_row[c.col_var], at_col[c.row_var], block.T
+                    if np.all(a >= 0) and np.all(b >= 0):
+                        part[_block_index(a, b)] += block
+                return part.tocsr() if sp.issparse(part) else part
 
             def constant_terms() -> tuple[sp.csr_matrix, np.ndarray, float]:
                 S, c = self.fixed_gain, self.fixed_const
+                diag = fixed_diag().ravel()
+                for bar in crossbars:
+                    if bar.row_var is None:
+                        diag[bar.row_fixed] += self.g[bar.index] @ bar.col_weight
                 # conductance among fixed nodes: const(F) = 1/2 F A F - F fc, in terms of X
-                A = sp.diags(stamps["fixed_diag"].dense(g).ravel())
+                A = sp.diags(diag)
                 if stamps["lap"].A.nnz:
                     A = A + stamps["lap"].matrix(g)
                 M = (S @ A @ S.T).tocsr()
                 m = np.asarray(S @ (A @ c) - S @ fixed_current)
                 return M, m, float(0.5 * c @ (A @ c) - c @ fixed_current)
 
-            self._linear = Linear(Q, Q.diagonal(), SK, r0, constant_terms)
+            self._linear = Linear(Q_diag, SK, r0, Q_terms, constant_terms, coupling_terms)
         return self._linear
+
+    def _crossbar_coupling(self, c: Crossbar) -> np.ndarray:
+        """The (rows x columns) coupling a var-var crossbar puts in Q, negated."""
+        return (c.row_weight * c.row_coef)[:, None] * self.g[c.index] * c.col_coef
+
+    def _crossbars(self) -> list[Crossbar]:
+        """The dense resistor sets whose linear terms need no stamp (topology, so once)."""
+        if self.plan.crossbars is None:
+            bars = []
+            for k, r in enumerate(self.resistors):
+                if not r.dense:
+                    continue
+                col_var, row_var = self.node_var[r.cols], self.node_var[r.rows]
+                row_fixed = self.fixed_index[r.rows]
+                if np.any(col_var < 0) or len(np.unique(col_var)) < len(col_var):
+                    continue
+                ones = np.ones(len(r.rows))
+                if np.all(row_fixed >= 0):
+                    bar = Crossbar(
+                        k,
+                        None,
+                        row_fixed,
+                        col_var,
+                        ones,
+                        ones,
+                        self.node_weight[r.cols],
+                        self.node_coef[r.cols],
+                        self.fixed_gain[:, row_fixed].tocsr(),
+                    )
+                elif (
+                    np.all(row_var >= 0)
+                    and len(np.unique(row_var)) == len(row_var)
+                    and not np.isin(row_var, col_var).any()
+                ):
+                    bar = Crossbar(
+                        k,
+                        row_var,
+                        None,
+                        col_var,
+                        self.node_weight[r.rows],
+                        self.node_coef[r.rows],
+                        np.ones(len(r.cols)),
+                        self.node_coef[r.cols],
+                    )
+                else:
+                    continue
+                bars.append(bar)
+            self.plan.crossbars = bars
+        return self.plan.crossbars
+
+    @property
+    def _crossbar_sets(self) -> set[int]:
+        return {c.index for c in self._crossbars()}
 
     # ------------------------------------------------------------------ edges
 
-    def resistor_edges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """All resistors as (a, b, g) arrays."""
+    def resistor_edges(
+        self, skip: set[int] = frozenset()
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All resistors as (a, b, g) arrays (but those of the sets numbered in ``skip``)."""
         a, b, g = [], [], []
-        for r, cond in zip(self.resistors, self.g, strict=True):
+        for k, (r, cond) in enumerate(zip(self.resistors, self.g, strict=True)):
+            if k in skip:
+                continue
             rows, cols = r.pairs()
             a.append(rows)
             b.append(cols)
@@ -396,7 +597,7 @@ class Network:
         costs one sparse matrix-vector product per matrix.
         """
         if self.plan.stamps is None:
-            a, b, _ = self.resistor_edges()
+            a, b, _ = self.resistor_edges(skip=self._crossbar_sets)
             weight = self._branch_weight(a, b)
             n_edges = len(a)
             edge = np.arange(n_edges)

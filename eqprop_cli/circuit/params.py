@@ -153,6 +153,13 @@ SOLVER = (
     Param(
         "vtol", "voltage", "Largest error accepted in any node voltage (estimated).", 1e-9, 0, True
     ),
+    Param(
+        "dtype",
+        "choice",
+        "Precision of the conductances and of the dense products with them.",
+        "float64",
+        choices=("float64", "float32"),
+    ),
 )
 
 BOLTZMANN = 1.38064852e-23  # J/K, the value ngspice uses

@@ -358,6 +358,7 @@ class SolverSpec:
     tol: float = 1e-10
     max_iter: int = 1000
     vtol: float = 1e-9
+    dtype: str = "float64"
 
 
 @dataclass

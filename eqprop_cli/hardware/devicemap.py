@@ -134,7 +134,7 @@ class ConductanceMap:
             cols["row_polarity"] += [polarity.get(i, NO_POLARITY) for i in a]
             cols["column_polarity"] += [polarity.get(i, NO_POLARITY) for i in b]
             cols["conductance_S"] += g.tolist()
-            cols["resistance_ohm"] += (1.0 / g).tolist()
+            cols["resistance_ohm"] += (1.0 / g.astype(float)).tolist()  # float64 with float32 g
             if self.levels is not None:
                 low, high = self.levels.ranges[n_set]
                 cols["level"] += self.level_index[n_set].ravel().tolist()

@@ -145,7 +145,8 @@ def export_spice(
         out.append(VoltageSourceModel.spice_line(k, node[v.plus], node[v.minus], value, v.label))
     for k, (r, g) in enumerate(zip(network.resistors, network.g, strict=True)):
         out.append("")
-        out += r.device.model.spice_lines(k, r, g, node)
+        # float64 reciprocals also of float32 conductances ([solver] dtype)
+        out += r.device.model.spice_lines(k, r, g.astype(float), node)
     models = []
     for k, d in enumerate(network.diodes):
         out.append("")

@@ -27,6 +27,7 @@ from ..circuit.network import Network
 from ..circuit.spec import CircuitSpec, TrainingSpec
 from ..data.datasets import DataError, Dataset, image_side, load_dataset, shift_images, split
 from ..devices.protocol import TrainableModel
+from ..devices.resistor import Resistor
 from ..errors import CircuitError, EqpropError, NotConvergedError
 from ..learn.evaluate import Evaluation, evaluate
 from ..learn.loss import ReadoutLoss, predictions
@@ -168,6 +169,9 @@ def parameter_groups(
     return groups
 
 
+RESISTOR_ESTIMATE = Resistor.ep_estimate  # dE/dg = w (V_p - V_q)^2 / 2: a fast path below
+
+
 class EPEstimator:
     """EP gradient estimates of every group from two equilibria, vectorised over the batch."""
 
@@ -191,6 +195,8 @@ class EPEstimator:
             if dense
             else network._branch_weight(p, q)
         )
+        if w.size and np.all(w == w.flat[0]):
+            w = float(w.flat[0])  # one stage weight: a scalar, no pass over the group
         return p, q, dense, w, bool(np.all(network.fixed_index[p] >= 0))
 
     def __call__(
@@ -200,9 +206,20 @@ class EPEstimator:
         factor = 1.0 / ((beta_a - beta_b) * self.out_weight * scale * a.unknowns.shape[0])
         grads = []
         for g, (p, q, dense, w, p_fixed) in zip(self.groups, self.plans, strict=True):
+            Qa, Qb = a.at(q), b.at(q)
+            if dense and p_fixed and np.isscalar(w) and g.model.ep_estimate is RESISTOR_ESTIMATE:
+                # a crossbar of conductances from the inputs: F (inputs) the same in both
+                # sum of dVa^2 - dVb^2 = sum (Qa - Qb)(Qa + Qb) - 2 F^T (Qa - Qb)
+                D = Qa - Qb
+                common = np.einsum("bj,bj->j", D, Qa + Qb)
+                D *= -w * factor  # the batch's small array takes the factors
+                D = D.astype(self.network.dtype, copy=False)  # the product at that precision
+                total = self.network.fixed_outer(self.network.fixed_index[p], a.inputs, D)
+                total += (0.5 * w * factor) * common
+                grads.append(total)
+                continue
             Pa = a.at(p)
             Pb = Pa if p_fixed else b.at(p)  # fixed potentials (inputs) are the same in both
-            Qa, Qb = a.at(q), b.at(q)
             grads.append(g.model.ep_estimate(w, Pa, Pb, Qa, Qb, dense, p_fixed, factor))
         return grads
 
@@ -314,7 +331,7 @@ class Trainer:
         g, currents = list(self.network.g), list(self.network.currents)
         for group, v in zip(self.groups, values, strict=True):
             (g if group.kind == "conductance" else currents)[group.index] = v
-        self.network.set_conductances(g)
+        self.network.set_conductances(g, owned=True)
         if currents:
             self.network.set_currents(currents)
 
@@ -379,15 +396,16 @@ class Trainer:
             )
         factor = self.rate_factor(state.epoch)
         rates = [g.rate * factor for g in self.groups]
+        params = self.params()
+        # each estimate at its parameters' precision ([solver] dtype): so is the optimizer state
+        grads = [e.astype(p.dtype, copy=False) for e, p in zip(grads, params, strict=True)]
         running = dict(state.running)
         if self.programmer.active:  # normalised steps, applied as each device responds
-            steps, opt = self.optimizer.changes(self.params(), grads, state.optimizer, rates)
-            new, pulses = self.programmer.apply(
-                self.params(), steps, self.groups, state.epoch, state.step
-            )
+            steps, opt = self.optimizer.changes(params, grads, state.optimizer, rates)
+            new, pulses = self.programmer.apply(params, steps, self.groups, state.epoch, state.step)
             running["pulses"] = running.get("pulses", 0.0) + pulses
         else:
-            new, opt = self.optimizer.step(self.params(), grads, state.optimizer, rates)
+            new, opt = self.optimizer.step(params, grads, state.optimizer, rates)
         outputs = free.outputs()
         running["loss"] += float(self.loss.value(outputs, y).sum())
         running["errors"] += float((predictions(outputs) != y).sum())

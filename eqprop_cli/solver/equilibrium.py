@@ -203,10 +203,6 @@ class Problem:
         self.batch = inputs.shape[0]
         linear = network.linear()
         self.linear = linear
-        if linear.plan.Q is None:  # dense when small and not sparse
-            dense = linear.Q.nnz >= 0.1 * network.n_vars**2 and network.n_vars <= 3000
-            linear.plan.Q = linear.Q.toarray() if dense else linear.Q
-        self.Q = linear.plan.Q
         self.Q_diag = linear.Q_diag
         self.r = linear.rhs(inputs)
         n = network.n_vars
@@ -232,6 +228,15 @@ class Problem:
         self.nudge = None
         if nudge is not None and (nudge.target is not None or nudge.current is not None):
             self.nudge = self._nudge_term(nudge)
+
+    @property
+    def Q(self) -> np.ndarray | sp.csr_matrix:
+        """The quadratic part's matrix: dense when small and not sparse (once per state)."""
+        linear, n = self.linear, self.network.n_vars
+        if linear.plan.Q is None:
+            dense = linear.Q.nnz >= 0.1 * n**2 and n <= 3000
+            linear.plan.Q = linear.Q.toarray() if dense else linear.Q
+        return linear.plan.Q
 
     @property
     def var_scale(self) -> np.ndarray:
@@ -649,31 +654,38 @@ class _Block:
             plans[k] = plan
         derived = problem.linear.plan.blocks
         if k not in derived:  # conductances: diagonal and coupling to the other class
-            Q = problem.Q
-            Qc = Q[np.ix_(other, idx)] if isinstance(Q, np.ndarray) else Q[other][:, idx]
-            if sp.issparse(Qc) and Qc.shape[0] * Qc.shape[1] <= 4_000_000:
-                Qc = Qc.toarray()
+            Qc = problem.linear.coupling(other, idx)
             a = problem.Q_diag[idx]
             derived[k] = (a, a / network.var_weight[idx], Qc)
         self.a, self.a_over_w, self.Q_oc = derived[k]
         self.idx, self.other = _as_slice(idx), _as_slice(other)
         self.weight = network.var_weight[idx]
-        scale = problem.var_scale[idx]
-        self.scale = None if np.all(scale == 1.0) else scale  # None: no amplifier gains
+        scales = network.plan.block_scale
+        if k not in scales:  # topology; None: no amplifier gains
+            scale = problem.var_scale[idx]
+            scales[k] = None if np.all(scale == 1.0) else scale
+        self.scale = scales[k]
         self.r = problem.r[:, idx]
         self.lo, self.hi = problem.lo[:, idx], problem.hi[:, idx]
         self.terms = []
         self.nudge = None
         n = problem.nudge
-        if n is not None and np.isin(n.var, idx).all():
-            local = np.full(network.n_vars, -1)
-            local[idx] = np.arange(len(idx))
+        outputs = network.plan.block_outputs
+        if n is not None and k not in outputs:  # topology: are the outputs in this class?
+            outputs[k] = bool(np.isin(n.var, idx).all())
+        if n is not None and outputs[k]:
+            local = network.plan.block_local
+            if k not in local:  # topology: each unknown's place in its class
+                local[k] = np.full(network.n_vars, -1)
+                local[k][idx] = np.arange(len(idx))
+            local = local[k]
             a_out = self.a[local[n.var]]
             # spread: how much of the nudge current each output's own conductance absorbs
             spread = (n.coef**2 / a_out).sum(axis=1)
             self.nudge = (n, local[n.var], a_out, spread)
-        self.zmin = np.full(self.r.shape, np.inf)
-        self.zmax = np.full(self.r.shape, -np.inf)
+        if plans[k]:
+            self.zmin = np.full(self.r.shape, np.inf)
+            self.zmax = np.full(self.r.shape, -np.inf)
         for g, mine, v, coef, wc, wc2, segments in plans[k]:
             model, u = problem.terms[g].model, problem.terms[g].u[:, mine]
             self.terms.append((model, v, coef, u, wc, wc2, segments))
@@ -723,11 +735,15 @@ class _Block:
         for j in range(local.shape[1]):
             x[:, local[:, j]] = new[:, :, j]
 
-    def update(self, x_all: np.ndarray, tol: float, vtol: float) -> tuple[float, np.ndarray]:
+    def update(
+        self, x_all: np.ndarray, tol: float, vtol: float, omega: np.ndarray | None = None
+    ) -> tuple[float, np.ndarray]:
         """Minimise exactly over this class; return the largest residual (A) before the
         update and, per sample, the largest change of a node voltage (V) it made.
 
         Each 1-D solve ends within tol / 1000 amperes and vtol / 1000 volts of its root.
+        ``omega`` (per sample, quadratic classes only): over-relax, moving omega times the
+        exact step (projected onto the clamps' bounds again).
         """
         b = self._rhs(x_all)
         x = x_all[:, self.idx]
@@ -738,9 +754,12 @@ class _Block:
             if self.nudge is not None:
                 self._nudged(b, new)
             step = np.subtract(new, x, out=b)
-            x_all[:, self.idx] = new
             np.abs(step, out=step)
             residual = float(np.max(step.max(axis=0) * self.a_over_w, initial=0.0))
+            if omega is not None:  # (x may be a view of x_all: the change before writing)
+                new = np.clip(x + omega[:, None] * (new - x), self.lo, self.hi, out=new)
+                step = np.abs(new - x, out=step)
+            x_all[:, self.idx] = new
             return residual, _largest(step, self.scale)
         # safeguarded Newton inside a bracket of the root; a start outside the
         # bracket still leaves a valid one, since the sign of f1 there is known
@@ -788,6 +807,14 @@ def _layered(
     (times LAYERED_SAFETY). With ``handover``, a contraction too slow to finish (within
     the iteration limit, or SLOW_SWEEPS more sweeps) hands the solve to Newton,
     warm-started from the sweeps.
+
+    Deep circuits (several hidden layers) contract slowly. Where both classes are
+    quadratic (resistors, hard clamps, the nudge), the sweeps after the OMEGA_SWEEP-th
+    are over-relaxed (projected SOR) by the factor that is optimal for the contraction
+    rho the plain sweeps showed, omega = 2 / (1 + sqrt(1 - rho)), sample by sample
+    (where OMEGA_FROM < rho < OMEGA_TO). Each relaxed step still lowers the energy
+    (0 < omega < 2 on a convex quadratic); a sample whose relaxed sweeps stop
+    contracting (the clamps' active set changed) goes on plain.
     """
     blocks = [_Block(problem, classes, 0), _Block(problem, classes, 1)]
     B = problem.batch
@@ -795,22 +822,36 @@ def _layered(
     error = np.full(B, np.inf)
     sweeps = 0
     residual0 = None
+    relax = not (blocks[0].terms or blocks[1].terms)
+    omega = None
     while sweeps < max_iter:
         sweeps += 1
-        first, change0 = blocks[0].update(x, tol, vtol)
-        _, change1 = blocks[1].update(x, tol, vtol)
+        first, change0 = blocks[0].update(x, tol, vtol, omega)
+        _, change1 = blocks[1].update(x, tol, vtol, omega)
         changes = [np.maximum(change0, change1), *changes[:3]]
-        slow = handover and sweeps % 5 == 0  # a look at the contraction every 5 sweeps
+        if relax and sweeps == OMEGA_SWEEP:
+            omega = _relaxation(changes)
+        # a look at the contraction every 5 sweeps (once the ratios are all relaxed ones)
+        slow = handover and sweeps % 5 == 0 and (omega is None or sweeps > OMEGA_SWEEP + 3)
         if sweeps == 1 or (first > tol and not slow):
             continue  # nothing to decide yet: no estimate needed
         error, rho = _sweep_error(changes, x, problem, blocks)
-        # class 1 is exact now; class 0 was within tol before this sweep's update
+        # class 1 is exact now (unless over-relaxed); class 0 was within tol before this
+        # sweep's update
         if first <= tol and error.max() <= vtol:
             residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
+            if omega is not None:
+                residual1 = np.max(np.abs(blocks[1].residual(x)), axis=1, initial=0.0)
+                residual0 = np.maximum(residual0, residual1)
             if residual0.max() <= tol:
                 break
             residual0 = None
-        if slow and _too_slow(error, rho, vtol, min(SLOW_SWEEPS, max_iter - sweeps)):
+        stalled = (error > vtol) & ~(rho < 1) & (omega > 1) if slow and omega is not None else 0
+        if np.any(stalled):
+            # relaxed sweeps that stopped contracting (the clamps' active set changed):
+            # those samples go on plain, and the next look decides about Newton
+            omega = np.where(stalled, 1.0, omega)
+        elif slow and _too_slow(error, rho, vtol, min(SLOW_SWEEPS, max_iter - sweeps)):
             steps = _newton(problem, x, tol, vtol, max_iter)
             steps.method = "layered+newton"
             steps.iterations += sweeps
@@ -826,6 +867,23 @@ def _layered(
     xQx = (x0 * x0) @ blocks[0].a + (x1 * x1) @ blocks[1].a
     xQx += 2.0 * np.einsum("bi,bi->b", _times(x1, blocks[0].Q_oc), x0)
     return problem.result(x, residual, error, tol, vtol, sweeps, "layered", "sweeps", xQx)
+
+
+OMEGA_SWEEP = 4  # plain sweeps before over-relaxation; their contraction sets omega
+OMEGA_FROM = 0.05  # contraction per sweep below which relaxing gains nothing
+OMEGA_TO = 0.9  # and above which it is too uncertain to relax by (Newton takes such solves)
+
+
+def _relaxation(changes: list[np.ndarray]) -> np.ndarray | None:
+    """Per sample, the SOR factor optimal for the contraction of the plain sweeps so far
+    (1 where they contract fast or not yet linearly); None when every factor is 1."""
+    c0, c1, c2, _ = changes
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = np.fmax(c0 / c1, c1 / c2)
+    useful = (rho > OMEGA_FROM) & (rho < OMEGA_TO)
+    if not useful.any():
+        return None
+    return np.where(useful, 2.0 / (1.0 + np.sqrt(1.0 - np.where(useful, rho, 0.0))), 1.0)
 
 
 def _largest(change: np.ndarray, scale: np.ndarray | None) -> np.ndarray:

@@ -1,0 +1,115 @@
+"""Deep layered circuits: the layered solver's over-relaxed sweeps against Newton, and their count."""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+
+import numpy as np
+import pytest
+from randomcircuits import ROOT
+
+from eqprop_cli import Network, compile_circuit, load_circuit, parse_circuit, solve
+
+solver = importlib.import_module("eqprop_cli.solver.equilibrium")
+
+
+def deep_circuit(seed: int, layers: int) -> tuple[Network, int]:
+    """A random circuit with ``layers`` hidden layers of ideal diodes (hard clamps to ground
+    and to a rail) and bias currents; conductances spread over two decades."""
+    rng = np.random.default_rng(seed)
+    n_in = int(rng.integers(3, 12))
+    low = float(rng.uniform(0.05, 1.0))
+    text = f"""[circuit]
+name = "deep-{seed}"
+[devices.w]
+type = "resistor"
+init = "uniform"
+init_low = "{low:.3g}u"
+init_high = "{low * 100:.3g}u"
+seed = {seed}
+[devices.clamp]
+type = "diode"
+model = "ideal"
+g_on = "inf"
+[devices.bias]
+type = "isource"
+current = "{rng.uniform(-2e-6, 2e-6):.3g}"
+[rails]
+vtop = {rng.uniform(0.5, 3.0):.3g}
+[input]
+size = {n_in}
+encoding = "{rng.choice(["single", "differential"])}"
+gain = {rng.uniform(0.5, 4.0):.3g}
+[output]
+size = {int(rng.integers(1, 4))}
+readout = "differential"
+"""
+    names = [f"h{k}" for k in range(layers)]
+    for name in names:
+        text += f"""[[hidden]]
+name = "{name}"
+size = {int(rng.integers(3, 30))}
+bias = "bias"
+diodes = [{{ device = "clamp", anode = "gnd", cathode = "node" }},
+          {{ device = "clamp", anode = "node", cathode = "vtop" }}]
+"""
+    for a, b in itertools.pairwise(["input", *names, "output"]):
+        text += f'[[connections]]\nfrom = "{a}"\nto = "{b}"\ndevice = "w"\n'
+    return Network(compile_circuit(parse_circuit(text))), n_in
+
+
+@pytest.mark.parametrize(("seed", "layers"), [(s, 2 + s % 2) for s in range(8)])
+def test_deep_circuits_layered_agrees_with_newton(seed, layers):
+    net, n_in = deep_circuit(seed, layers)
+    x = np.random.default_rng(seed).uniform(-1, 1, (6, n_in))
+    a = solve(net, x, method="layered", tol=1e-13, vtol=1e-10)
+    b = solve(net, x, method="newton", tol=1e-13, vtol=1e-10)
+    assert a.success and b.success
+    assert np.abs(a.voltages - b.voltages).max() <= 1e-7
+    assert np.abs(net.kcl_residual(a.voltages)).max() <= 1e-12
+    # nudged, as in training, warm-started from the free equilibrium
+    targets = np.random.default_rng(seed + 1).uniform(0, 1, (6, len(net.outputs)))
+    nudge = solver.Nudge(1e-6, target=targets)
+    c = solve(net, x, method="layered", tol=1e-13, vtol=1e-10, nudge=nudge, x0=a.unknowns, like=a)
+    d = solve(net, x, method="newton", tol=1e-13, vtol=1e-10, nudge=nudge)
+    assert c.success and d.success
+    assert np.abs(c.voltages - d.voltages).max() <= 1e-7
+
+
+def test_relaxed_sweeps_still_lower_the_energy():
+    net, n_in = deep_circuit(3, 3)
+    x = np.random.default_rng(3).uniform(-1, 1, (4, n_in))
+    energies = [
+        solve(net, x, method="layered", tol=1e-30, vtol=1e-30, max_iter=k).energy
+        for k in range(1, 16)
+    ]
+    assert solve(net, x, method="layered", tol=1e-30, max_iter=15).iterations == 15
+    for earlier, later in itertools.pairwise(energies):
+        assert np.all(later <= earlier + 1e-15 * np.abs(earlier))
+
+
+def mnist_like(n: int) -> np.ndarray:
+    """Inputs in [0, 1], three quarters of them 0 (as MNIST's pixels are)."""
+    rng = np.random.default_rng(1)
+    return rng.random((n, 784)) * (rng.random((n, 784)) < 0.25)
+
+
+def sweeps(name: str, layers: int, x: np.ndarray) -> int:
+    sets = [f"hidden.{k}.size=100" for k in range(layers)]
+    net = Network(compile_circuit(load_circuit(ROOT / "circuits" / f"{name}.toml", sets)))
+    eq = solve(net, x, method="layered", tol=1e-12)
+    assert eq.success
+    return eq.iterations
+
+
+def test_deep_circuits_converge_in_few_sweeps(monkeypatch):
+    """Two hidden layers need at most twice the sweeps of one (issue 15); three, with the
+    over-relaxation, at most 60% of the plain sweeps (but more than twice one layer's)."""
+    x = mnist_like(32)
+    one = sweeps("mnist-ideal", 1, x)
+    two = sweeps("mnist-ideal-2h", 2, x)
+    three = sweeps("mnist-ideal-3h", 3, x)
+    assert two <= 2 * one
+    monkeypatch.setattr(solver, "OMEGA_FROM", 1.0)  # no contraction is slow enough: plain
+    assert three <= 0.6 * sweeps("mnist-ideal-3h", 3, x)
