@@ -660,6 +660,7 @@ class _Block:
         self.scale = None if np.all(scale == 1.0) else scale  # None: no amplifier gains
         self.r = problem.r[:, idx]
         self.lo, self.hi = problem.lo[:, idx], problem.hi[:, idx]
+        self.bounded = bool(np.isfinite(self.lo).any() or np.isfinite(self.hi).any())
         self.terms = []
         self.nudge = None
         n = problem.nudge
@@ -747,11 +748,16 @@ class _Block:
         before = None
         for _ in range(200):
             f1, f2 = self.derivative(x, b, second=True)
+            largest = float(np.max(np.abs(f1) / self.weight, initial=0.0))
             if before is None:
-                held = _held(x, f1, self.lo, self.hi)
-                before = float(np.max(np.abs(np.where(held, 0.0, f1)) / self.weight, initial=0.0))
+                before = largest
+                if self.bounded:
+                    held = _held(x, f1, self.lo, self.hi)
+                    before = float(
+                        np.max(np.abs(np.where(held, 0.0, f1)) / self.weight, initial=0.0)
+                    )
             if (
-                np.max(np.abs(f1) / self.weight) <= tol * 1e-3
+                largest <= tol * 1e-3
                 and np.max(_largest(np.abs(f1 / f2), self.scale)) <= vtol * 1e-3
             ):
                 break
@@ -759,13 +765,14 @@ class _Block:
             hi = np.where(pos, x, hi)
             lo = np.where(pos, lo, x)
             step = x - f1 / f2
+            width = hi - lo
             # a step onto a bracket end, give or take rounding, is a Newton step too
-            slack = 1e-9 * (hi - lo) + 4e-16 * np.abs(step)
+            slack = 1e-9 * width + 4e-16 * np.abs(step)
             inside = (step >= lo - slack) & (step <= hi + slack)
             new = np.where(inside, np.clip(step, lo, hi), 0.5 * (lo + hi))
             settled = inside.all() and np.max(np.abs(new - x), initial=0.0) <= INNER_SETTLED
             x = new
-            if settled or np.all(hi - lo <= 4e-16 * np.maximum(1.0, np.abs(x))):
+            if settled or np.all(width <= 4e-16 * np.maximum(1.0, np.abs(x))):
                 break
         x = np.clip(x, self.lo, self.hi)
         if self.nudge is not None:
