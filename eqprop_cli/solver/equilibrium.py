@@ -464,6 +464,14 @@ def _held(x: np.ndarray, grad: np.ndarray, lo, hi) -> np.ndarray:
     return ((x >= hi) & (grad < 0)) | ((x <= lo) & (grad > 0))
 
 
+def _all_in(cache: dict, var: np.ndarray, idx: np.ndarray) -> bool:
+    """Whether every unknown of ``var`` is in ``idx`` (topology: remembered per var array)."""
+    key = var.tobytes()
+    if key not in cache:
+        cache[key] = bool(np.isin(var, idx).all())
+    return cache[key]
+
+
 def _scatter_reduce(target: np.ndarray, index: np.ndarray, values: np.ndarray, ufunc) -> None:
     """target[:, index[k]] = ufunc(target[:, index[k]], values[:, k]) over all k, vectorised."""
     order = np.argsort(index, kind="stable")
@@ -645,6 +653,7 @@ class _Block:
                     w, coef = t.weight[mine], t.coef[mine]
                     plan.append((g, mine, v, coef, w * coef, w * coef**2, _Segments(v, len(idx))))
             plans[k] = plan
+            plans[k, "nudged outputs"] = {}
         derived = problem.linear.derived.setdefault("blocks", {})
         if k not in derived:  # conductances: diagonal and coupling to the other class
             Q = problem.Q
@@ -664,7 +673,7 @@ class _Block:
         self.terms = []
         self.nudge = None
         n = problem.nudge
-        if n is not None and np.isin(n.var, idx).all():
+        if n is not None and _all_in(plans[k, "nudged outputs"], n.var, idx):
             local = np.full(network.n_vars, -1)
             local[idx] = np.arange(len(idx))
             a_out = self.a[local[n.var]]
@@ -678,21 +687,32 @@ class _Block:
             self.terms.append((model, v, coef, u, wc, wc2, segments))
             # where a diode carries no current: the bracket of each root spans these
             zero = (model.zero_current_voltage - u) / coef
-            _scatter_reduce(self.zmin, v, zero, np.minimum)
-            _scatter_reduce(self.zmax, v, zero, np.maximum)
+            if segments.regular:  # sorted, k per unknown: a reshape, as the sums
+                zero = zero.reshape(zero.shape[0], segments.n, segments.k)
+                np.minimum(self.zmin, zero.min(axis=2), out=self.zmin)
+                np.maximum(self.zmax, zero.max(axis=2), out=self.zmax)
+            else:
+                _scatter_reduce(self.zmin, v, zero, np.minimum)
+                _scatter_reduce(self.zmax, v, zero, np.maximum)
 
     def derivative(self, x: np.ndarray, b: np.ndarray, second: bool = False):
         """First (and second) derivative of the 1-D energies at x."""
         f1 = self.a * x - b
-        f2 = np.broadcast_to(self.a, x.shape).copy() if second else None
+        f2 = None
         for model, var, coef, u, wc, wc2, segments in self.terms:
             v = x[:, var] * coef + u
             if second:
                 i, g = model.current_and_conductance(v)
-                f2 += segments.sum(g * wc2)
+                g = segments.sum(g * wc2)
+                if f2 is None:
+                    f2 = self.a + g  # no copy of a first
+                else:
+                    f2 += g
             else:
                 i = model.current(v)
             f1 += segments.sum(i * wc)
+        if second and f2 is None:
+            f2 = np.broadcast_to(self.a, x.shape).copy()
         return f1, f2
 
     def _rhs(self, x_all: np.ndarray) -> np.ndarray:
