@@ -193,6 +193,8 @@ class EPEstimator:
             if dense
             else network._branch_weight(p, q)
         )
+        if w.size and np.all(w == w.flat[0]):
+            w = float(w.flat[0])  # one stage weight: a number, not an array as large as g
         return p, q, dense, w, bool(np.all(network.fixed_index[p] >= 0))
 
     def __call__(
@@ -385,10 +387,11 @@ class Trainer:
         steps, opt = self.optimizer.update(
             normalised, state.optimizer, [g.rate * factor for g in self.groups]
         )
-        new = [
-            np.clip(p + s * g.scale, g.low, g.high)
-            for p, s, g in zip(self.params(), steps, self.groups, strict=True)
-        ]
+        new = []
+        for p, s, g in zip(self.params(), steps, self.groups, strict=True):
+            s *= g.scale  # in place: no new arrays as large as the crossbars
+            s += p
+            new.append(np.clip(s, g.low, g.high, out=s))
         outputs = free.outputs()
         running = dict(state.running)
         running["loss"] += float(self.loss.value(outputs, y).sum())
