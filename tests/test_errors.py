@@ -512,6 +512,30 @@ def test_rail_named_node(tmp_path):
     assert_circuit_error(tmp_path, text, "rails.node", "cannot be a rail")
 
 
+def test_rail_named_node_a(tmp_path):
+    text = edit(LAYERED, "vtop = 1.0", f"vtop = 1.0\nnode_a = 0.5  {MARK}")
+    assert_circuit_error(tmp_path, text, "rails.node_a", "cannot be a rail")
+
+
+def test_amplifier_output_diode_without_an_amplifier(tmp_path):
+    text = edit(LAYERED, 'amplifier = "amp"\n', "")
+    text = edit(
+        text,
+        '{ device = "clamp", anode = "node", cathode = "vtop" },',
+        f'{{ device = "clamp", anode = "node_a", cathode = "vtop" }},  {MARK}',
+    )
+    assert_circuit_error(tmp_path, text, "hidden[0].diodes[1].anode", 'layer "h" has no amplifier')
+
+
+def test_layer_diode_with_both_ends_on_the_layer(tmp_path):
+    text = edit(
+        LAYERED,
+        '{ device = "clamp", anode = "node", cathode = "vtop" },',
+        f'{{ device = "clamp", anode = "node", cathode = "node_a" }},  {MARK}',
+    )
+    assert_circuit_error(tmp_path, text, "hidden[0].diodes[1]", "exactly one of anode/cathode")
+
+
 def test_layered_circuit_without_connections(tmp_path):
     text = LAYERED.split("[[connections]]")[0]
     path = write(tmp_path, text)

@@ -324,3 +324,70 @@ def test_newton_falls_back_when_only_diodes_hold_a_node():
     eq = solve(net, np.array([[2.0], [-1.0]]), method="newton", tol=1e-14)
     assert eq.success
     assert np.abs(net.kcl_residual(eq.voltages)).max() <= 1e-13
+
+
+AMPLIFIED_DIODES = """
+[devices.w]
+type = "resistor"
+init = "uniform"
+init_low = "1u"
+init_high = "20u"
+seed = 3
+[devices.d]
+type = "diode"
+model = "shockley"
+is = "{is_}"
+n = {n}
+[devices.amp]
+type = "amplifier"
+gain = {gain}
+[rails]
+vpos = 0.4
+vneg = 0.6
+[input]
+size = 6
+[[hidden]]
+name = "h"
+size = 4
+amplifier = "amp"
+diodes = [
+  {{ device = "d", anode = "{end}", cathode = "vpos" }},
+  {{ device = "d", anode = "vneg", cathode = "{end}" }},
+]
+[output]
+size = 2
+[[connections]]
+from = "input"
+to = "h"
+device = "w"
+[[connections]]
+from = "h"
+to = "output"
+device = "w"
+"""
+
+
+@pytest.mark.parametrize("method", ["layered", "newton"])
+def test_a_diode_behind_an_amplifier_is_a_sharper_diode_at_the_node(method):
+    """A diode on the output of an amplifier of gain A (node_a, at A V) draws I(A V) from the
+    amplifier, whose backward source draws I(A V) / A from the node: at the node it is a
+    diode of n / A and IS / A, its knee A times sharper, with the rails divided by A."""
+    gain, n, is_ = 4.0, 2.0, 1e-9
+    behind = network(AMPLIFIED_DIODES.format(is_=is_, n=n, gain=gain, end="node_a"))
+    at_node = AMPLIFIED_DIODES.format(is_=is_ / gain, n=n / gain, gain=gain, end="node")
+    at_node = at_node.replace("vpos = 0.4", f"vpos = {0.4 / gain}")
+    at_node = at_node.replace("vneg = 0.6", f"vneg = {0.6 / gain}")
+    same = network(at_node)
+    x = np.random.default_rng(2).uniform(-1.0, 1.0, (5, 6))
+    a = solve(behind, x, method=method, tol=1e-15)
+    b = solve(same, x, method=method, tol=1e-15)
+    assert a.success and b.success
+    nodes = [f"h_{j}" for j in range(4)] + [f"h_{j}_a" for j in range(4)]
+    va = np.stack([voltage(behind, a, k) for k in nodes], axis=1)
+    vb = np.stack([voltage(same, b, k) for k in nodes], axis=1)
+    np.testing.assert_allclose(va, vb, atol=1e-9)
+    # the diodes conduct: without them the nodes sit elsewhere
+    bare = network(AMPLIFIED_DIODES.format(is_="1e-30", n=n, gain=gain, end="node_a"))
+    vc = solve(bare, x, method=method, tol=1e-15).voltages
+    assert np.abs(vc[:, behind.node_names.index("h_0")] - va[:, 0]).max() > 1e-2
+    assert np.abs(behind.kcl_residual(a.voltages)).max() <= 1e-12

@@ -15,7 +15,15 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 
-from ..circuit.spec import GROUND_NAMES, SELF, CircuitSpec, DeviceSpec, KeyPath, element_model
+from ..circuit.spec import (
+    GROUND_NAMES,
+    SELF,
+    SELF_A,
+    CircuitSpec,
+    DeviceSpec,
+    KeyPath,
+    element_model,
+)
 
 GROUND = "gnd"
 MAX_CONDUCTANCES = 1_000_000_000  # per dense connection: 8 GB of float64 each copy
@@ -313,13 +321,14 @@ def _layered(spec: CircuitSpec, b: _Builder) -> Graph:
         nodes = b.new_nodes([f"{layer.name}_{j}" for j in range(layer.size)], layer.name)
         receiving[layer.name] = nodes
         sending[layer.name] = nodes
-        _attach(spec, b, layer.name, nodes, layer.diodes, layer.bias, (*layer.key, "bias"))
+        outs = None
         if layer.amplifier is not None:
             amp = b.device(layer.amplifier, "amplifier", (*layer.key, "amplifier"))
             outs = b.new_nodes([f"{layer.name}_{j}_a" for j in range(layer.size)], layer.name)
             for j, (h, a) in enumerate(zip(nodes, outs, strict=False)):
                 b.amplifiers.append(Amplifier(amp, int(h), int(a), f"{layer.name}[{j}] amplifier"))
             sending[layer.name] = outs
+        _attach(spec, b, layer.name, (nodes, outs), layer.diodes, layer.bias, (*layer.key, "bias"))
         layers.append((layer.name, layer.size))
     out = spec.output
     if out.readout == "single":
@@ -333,7 +342,7 @@ def _layered(spec: CircuitSpec, b: _Builder) -> Graph:
         )
     flat = out_nodes.ravel()
     receiving["output"] = sending["output"] = flat
-    _attach(spec, b, "output", flat, out.diodes, out.bias, ("output", "bias"))
+    _attach(spec, b, "output", (flat, None), out.diodes, out.bias, ("output", "bias"))
     layers.append(("output", out.size))
     seen = set()
     for n, conn in enumerate(spec.connections):
@@ -363,30 +372,46 @@ def _layered(spec: CircuitSpec, b: _Builder) -> Graph:
     return b.graph(inp.size, out_nodes, layers)
 
 
-def _attach(spec, b: _Builder, layer: str, nodes: np.ndarray, diodes, bias, bias_key) -> None:
-    """A layer's diodes (to rails or ground) and bias current sources."""
+def _attach(spec, b: _Builder, layer: str, nodes, diodes, bias, bias_key) -> None:
+    """A layer's diodes (to rails or ground) and bias current sources.
+
+    ``nodes``: the layer's nodes and their amplifier outputs (None without an
+    amplifier); a diode's "node" end is the first, its "node_a" end the second.
+    """
+    own, amplified = nodes
     fixed = set(spec.rails) | set(GROUND_NAMES)
     for d in diodes:
         device = b.device(d.device, "diode", (*d.key, "device"))
         ends = (d.anode, d.cathode)
-        if ends.count(SELF) != 1:
+        mine = [e for e in ends if e in (SELF, SELF_A)]
+        if len(mine) != 1:
             raise spec.error(
-                d.key, f'exactly one of anode/cathode must be "{SELF}" (the layer node); got {ends}'
+                d.key,
+                f'exactly one of anode/cathode must be "{SELF}" (the layer node) or "{SELF_A}" '
+                f"(its amplifier output); got {ends}",
             )
-        other = d.cathode if d.anode == SELF else d.anode
+        at_anode = d.anode == mine[0]
+        if mine[0] == SELF_A and amplified is None:
+            raise spec.error(
+                (*d.key, "anode" if at_anode else "cathode"),
+                f'"{SELF_A}" is the output of the layer\'s amplifier, and layer "{layer}" has no '
+                f'amplifier; use "{SELF}" or give the layer an amplifier',
+            )
+        other = d.cathode if at_anode else d.anode
         if other not in fixed:
             rails = ", ".join(f'"{r}"' for r in spec.rails) or "none declared"
             raise spec.error(
-                (*d.key, "cathode" if d.anode == SELF else "anode"),
-                f'refers to undeclared node "{other}"; expected "{SELF}", "gnd" or a rail ({rails})',
+                (*d.key, "cathode" if at_anode else "anode"),
+                f'refers to undeclared node "{other}"; expected "{SELF}", "{SELF_A}", "gnd" or a '
+                f"rail ({rails})",
             )
         rail = b.node(other, "rails")
-        for j, node in enumerate(nodes):
-            pair = (int(node), rail) if d.anode == SELF else (rail, int(node))
+        for j, node in enumerate(own if mine[0] == SELF else amplified):
+            pair = (int(node), rail) if at_anode else (rail, int(node))
             b.add_diode(device, *pair, f"{layer}[{j}] diode {d.device}")
     if bias is not None:
         device = b.device(bias, "isource", bias_key)
-        for j, node in enumerate(nodes):
+        for j, node in enumerate(own):
             b.add_isource(device, int(node), 0, f"{layer}[{j}] bias")
 
 

@@ -386,7 +386,8 @@ class Network:
             g = [a.astype(self.dtype, copy=False) for a in g]
         else:
             g = [np.array(a, dtype=self.dtype) for a in g]
-            if not all(np.all(np.isfinite(a) & (a > 0)) for a in g):
+            # all finite and > 0: the smallest > 0 (False for NaN) and the largest finite
+            if not all(a.size == 0 or (a.min() > 0 and np.isfinite(a.max())) for a in g):
                 raise ValueError("conductances must be finite and > 0 S")
         self.g = g
         self._linear = None

@@ -29,6 +29,7 @@ KeyPath = tuple[str | int, ...]
 
 GROUND_NAMES = ("0", "gnd")
 SELF = "node"  # in a layer's diode list, the layer's own node
+SELF_A = "node_a"  # and the output of its amplifier (the node's voltage times the gain)
 MAX_SIZE = 1_000_000  # nodes per layer: beyond it compiling would exhaust memory or time
 MAX_SHIFT = 8  # pixels: beyond it most of an MNIST-sized image leaves the frame
 MAX_NAME = 200  # characters of a name
@@ -75,8 +76,18 @@ OUTPUT_KEYS = (
 )
 DIODE_ATTACH_KEYS = (
     Param("device", "string", "Diode device.", None),
-    Param("anode", "string", f'"{SELF}" (the layer node), a rail or ground.', None),
-    Param("cathode", "string", f'"{SELF}" (the layer node), a rail or ground.', None),
+    Param(
+        "anode",
+        "string",
+        f'"{SELF}" (the layer node), "{SELF_A}" (its amplifier output), a rail or ground.',
+        None,
+    ),
+    Param(
+        "cathode",
+        "string",
+        f'"{SELF}" (the layer node), "{SELF_A}" (its amplifier output), a rail or ground.',
+        None,
+    ),
 )
 CONNECTION_KEYS = (
     Param("from", "string", "Source layer (input, a hidden layer's name).", None),
@@ -860,10 +871,10 @@ def _rails(table: object, rd: _Reader) -> dict[str, float]:
         rd.name(name, ("rails", name))
         if name in GROUND_NAMES:
             raise rd.error(("rails", name), "ground is always 0 V and cannot be a rail")
-        if name == SELF:
+        if name in (SELF, SELF_A):
             raise rd.error(
                 ("rails", name),
-                f'"{SELF}" names the layer node in diode lists; it cannot be a rail',
+                f'"{name}" names a layer node in diode lists; it cannot be a rail',
             )
         try:
             out[name] = float(volt.coerce(value))

@@ -245,8 +245,7 @@ def ep_gradients(
     """
     free = solve(network, x, **free_solver)
     outputs = free.outputs()
-    start = free.unknowns if warm_start else None
-    states = []
+    states: list[Equilibrium] = []
     for beta in betas:
         if beta == 0.0:
             states.append(free)
@@ -254,11 +253,23 @@ def ep_gradients(
         nudge = loss.nudge(beta, outputs, y)
         if measure is not None:
             nudge = measure.nudge(nudge)
+        first = states[0] if states else None
+        start = nudged_start(free, first, betas[0], beta) if warm_start else None
         states.append(solve(network, x, x0=start, nudge=nudge, like=free, **nudged_solver))
     distinct = {id(s): s for s in [free, *states]}.values()
     failed = [s for s in distinct if not s.success]
     a, b = states if measure is None else [measure.read(s) for s in states]
     return estimator(a, b, betas[0], betas[1], loss.scale), free, failed
+
+
+def nudged_start(free: Equilibrium, first: Equilibrium | None, beta_first: float, beta: float):
+    """Warm start of a nudged phase: the free state, or, when another nudged phase is solved
+    already, the line through the two extrapolated to this beta (first order in beta, so the
+    second of the centred phases starts within O(beta^2) of its equilibrium). Only a start:
+    the solve still runs to its tolerances."""
+    if first is None or first is free or beta_first == 0.0:
+        return free.unknowns
+    return free.unknowns + (beta / beta_first) * (first.unknowns - free.unknowns)
 
 
 def phase_betas(phases: str, beta: float, seed: int, epoch: int, step: int) -> tuple[float, float]:

@@ -667,6 +667,7 @@ class _Block:
         self.scale = scales[k]
         self.r = problem.r[:, idx]
         self.lo, self.hi = problem.lo[:, idx], problem.hi[:, idx]
+        self.bounded = bool(np.isfinite(self.lo).any() or np.isfinite(self.hi).any())
         self.terms = []
         self.nudge = None
         n = problem.nudge
@@ -691,21 +692,32 @@ class _Block:
             self.terms.append((model, v, coef, u, wc, wc2, segments))
             # where a diode carries no current: the bracket of each root spans these
             zero = (model.zero_current_voltage - u) / coef
-            _scatter_reduce(self.zmin, v, zero, np.minimum)
-            _scatter_reduce(self.zmax, v, zero, np.maximum)
+            if segments.regular:  # sorted, k per unknown: a reshape, as the sums
+                zero = zero.reshape(zero.shape[0], segments.n, segments.k)
+                np.minimum(self.zmin, zero.min(axis=2), out=self.zmin)
+                np.maximum(self.zmax, zero.max(axis=2), out=self.zmax)
+            else:
+                _scatter_reduce(self.zmin, v, zero, np.minimum)
+                _scatter_reduce(self.zmax, v, zero, np.maximum)
 
     def derivative(self, x: np.ndarray, b: np.ndarray, second: bool = False):
         """First (and second) derivative of the 1-D energies at x."""
         f1 = self.a * x - b
-        f2 = np.broadcast_to(self.a, x.shape).copy() if second else None
+        f2 = None
         for model, var, coef, u, wc, wc2, segments in self.terms:
             v = x[:, var] * coef + u
             if second:
                 i, g = model.current_and_conductance(v)
-                f2 += segments.sum(g * wc2)
+                g = segments.sum(g * wc2)
+                if f2 is None:
+                    f2 = self.a + g  # no copy of a first
+                else:
+                    f2 += g
             else:
                 i = model.current(v)
             f1 += segments.sum(i * wc)
+        if second and f2 is None:
+            f2 = np.broadcast_to(self.a, x.shape).copy()
         return f1, f2
 
     def _rhs(self, x_all: np.ndarray) -> np.ndarray:
@@ -768,11 +780,16 @@ class _Block:
         before = None
         for _ in range(200):
             f1, f2 = self.derivative(x, b, second=True)
+            largest = float(np.max(np.abs(f1) / self.weight, initial=0.0))
             if before is None:
-                held = _held(x, f1, self.lo, self.hi)
-                before = float(np.max(np.abs(np.where(held, 0.0, f1)) / self.weight, initial=0.0))
+                before = largest
+                if self.bounded:
+                    held = _held(x, f1, self.lo, self.hi)
+                    before = float(
+                        np.max(np.abs(np.where(held, 0.0, f1)) / self.weight, initial=0.0)
+                    )
             if (
-                np.max(np.abs(f1) / self.weight) <= tol * 1e-3
+                largest <= tol * 1e-3
                 and np.max(_largest(np.abs(f1 / f2), self.scale)) <= vtol * 1e-3
             ):
                 break
@@ -780,13 +797,14 @@ class _Block:
             hi = np.where(pos, x, hi)
             lo = np.where(pos, lo, x)
             step = x - f1 / f2
+            width = hi - lo
             # a step onto a bracket end, give or take rounding, is a Newton step too
-            slack = 1e-9 * (hi - lo) + 4e-16 * np.abs(step)
+            slack = 1e-9 * width + 4e-16 * np.abs(step)
             inside = (step >= lo - slack) & (step <= hi + slack)
             new = np.where(inside, np.clip(step, lo, hi), 0.5 * (lo + hi))
             settled = inside.all() and np.max(np.abs(new - x), initial=0.0) <= INNER_SETTLED
             x = new
-            if settled or np.all(hi - lo <= 4e-16 * np.maximum(1.0, np.abs(x))):
+            if settled or np.all(width <= 4e-16 * np.maximum(1.0, np.abs(x))):
                 break
         x = np.clip(x, self.lo, self.hi)
         if self.nudge is not None:
