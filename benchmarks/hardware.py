@@ -24,7 +24,7 @@ from eqprop_cli.hardware.devicemap import conductance_map, level_ranges, quantis
 from eqprop_cli.hardware.ngspice import check_with_ngspice
 from eqprop_cli.hardware.variation import Variation, monte_carlo
 from eqprop_cli.learn.evaluate import evaluate
-from eqprop_cli.learn.train import scoring, split_samples
+from eqprop_cli.learn.samples import scoring, split_samples
 from eqprop_cli.runs.rundir import load_target
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -28,8 +28,8 @@ import numpy as np
 
 from eqprop_cli.hardware.devicemap import conductance_map, level_ranges, quantise
 from eqprop_cli.hardware.spice import CONTROL_START, export_spice, ngspice_op, spice_node_names
+from eqprop_cli.learn.samples import split_samples
 from eqprop_cli.learn.settings import solver_settings
-from eqprop_cli.learn.train import split_samples
 from eqprop_cli.runs.rundir import load_target
 from eqprop_cli.solver.equilibrium import solve
 

@@ -19,6 +19,7 @@ import time
 import eqprop_cli
 from eqprop_cli import Network, compile_circuit
 from eqprop_cli.circuit.spec import load_circuit
+from eqprop_cli.learn.samples import training_data
 
 train = importlib.import_module("eqprop_cli.learn.train")
 
@@ -48,7 +49,7 @@ def main() -> None:
     train.solve = counted
     spec = load_circuit(args.circuit, args.sets)
     network = Network(compile_circuit(spec))
-    dataset, splits = train.training_data(spec, network)
+    dataset, splits = training_data(spec, network)
     trainer = train.Trainer(network, spec, splits, dataset.n_classes)
     calls = iter(range(10**9))
     start = time.perf_counter()

@@ -23,8 +23,9 @@ import numpy as np
 
 from eqprop_cli import Network, compile_circuit
 from eqprop_cli.circuit.spec import load_circuit
+from eqprop_cli.learn.samples import training_data
 from eqprop_cli.learn.settings import solver_settings
-from eqprop_cli.learn.train import Trainer, training_data
+from eqprop_cli.learn.train import Trainer
 from eqprop_cli.solver.equilibrium import solve
 
 

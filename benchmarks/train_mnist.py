@@ -32,7 +32,8 @@ import numpy as np
 
 from eqprop_cli import Network, compile_circuit
 from eqprop_cli.circuit.spec import load_circuit
-from eqprop_cli.learn.train import Trainer, training_data
+from eqprop_cli.learn.samples import training_data
+from eqprop_cli.learn.train import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 

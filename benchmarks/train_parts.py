@@ -21,6 +21,7 @@ import time
 import eqprop_cli
 from eqprop_cli import Network, compile_circuit
 from eqprop_cli.circuit.spec import load_circuit
+from eqprop_cli.learn.samples import training_data
 
 train = importlib.import_module("eqprop_cli.learn.train")
 solver = importlib.import_module("eqprop_cli.solver.equilibrium")
@@ -64,7 +65,7 @@ def main() -> None:
     timed(train.EPEstimator, "__call__", lambda a, k: "EP estimate")
     spec = load_circuit(args.circuit, args.sets)
     network = Network(compile_circuit(spec))
-    dataset, splits = train.training_data(spec, network)
+    dataset, splits = training_data(spec, network)
     trainer = train.Trainer(network, spec, splits, dataset.n_classes)
     timed(trainer.optimizer, "update", lambda a, k: "optimizer")
     timed(trainer, "set_params", lambda a, k: "new conductances into the network")

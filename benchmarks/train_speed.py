@@ -33,7 +33,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from eqprop_cli import Network, compile_circuit, load_circuit
-from eqprop_cli.learn.train import Trainer, training_data
+from eqprop_cli.learn.samples import training_data
+from eqprop_cli.learn.train import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = {"784-100-10": (100, 64), "784-1024-10": (1024, 32)}

@@ -29,7 +29,7 @@ from .solver.equilibrium import Equilibrium, solve
 # name -> module that defines it, imported on first use (PEP 562)
 _LAZY = {
     "Trainer": "learn.train",
-    "training_data": "learn.train",
+    "training_data": "learn.samples",
     "evaluate": "learn.evaluate",
     "Evaluation": "learn.evaluate",
     "load_run": "runs.rundir",

@@ -260,7 +260,7 @@ def test_dash_output_is_stdout(tmp_path, monkeypatch):
 
 
 def test_solve_a_dataset_sample_with_a_conductance_map(tmp_path):
-    from eqprop_cli.learn.train import split_samples
+    from eqprop_cli.learn.samples import split_samples
     from eqprop_cli.runs.rundir import load_target
 
     run_dir = tmp_path / "x"

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from eqprop_cli import Network, compile_circuit
 from eqprop_cli.circuit.spec import load_circuit
 from eqprop_cli.cli import app
-from eqprop_cli.learn.train import Trainer, training_data
+from eqprop_cli.learn.samples import training_data
+from eqprop_cli.learn.train import Trainer
 from eqprop_cli.runs.rundir import (
     CHECKPOINT,
     load_checkpoint,

@@ -329,7 +329,8 @@ def test_run_directory_files_are_documented(name):
 
 def test_metrics_columns_are_documented():
     """The columns of metrics.csv, in the order the trainer writes them (one epoch of xor)."""
-    from eqprop_cli.learn.train import Trainer, training_data
+    from eqprop_cli.learn.samples import training_data
+    from eqprop_cli.learn.train import Trainer
     from eqprop_cli.runs.rundir import load_target
 
     loaded = load_target(ROOT / "circuits" / "xor.toml", ["training.epochs=1"])

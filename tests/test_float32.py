@@ -12,11 +12,11 @@ from randomcircuits import ROOT
 from eqprop_cli import Network, compile_circuit, load_circuit, solve
 from eqprop_cli.learn.gradcheck import compare
 from eqprop_cli.learn.loss import ReadoutLoss
+from eqprop_cli.learn.samples import training_data
 from eqprop_cli.learn.train import (
     Trainer,
     parameter_groups,
     solver_settings,
-    training_data,
     training_settings,
 )
 

@@ -17,7 +17,7 @@ from eqprop_cli.hardware.devicemap import conductance_map, level_ranges, quantis
 from eqprop_cli.hardware.spice import export_spice, ngspice_op, printed_class, run_ngspice
 from eqprop_cli.hardware.variation import Variation
 from eqprop_cli.learn.evaluate import evaluate
-from eqprop_cli.learn.train import scoring, split_samples, training_data
+from eqprop_cli.learn.samples import scoring, split_samples, training_data
 from eqprop_cli.runs.rundir import load_target
 from eqprop_cli.solver.equilibrium import solve
 

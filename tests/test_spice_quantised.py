@@ -23,8 +23,8 @@ from eqprop_cli.hardware.spice import (
     ngspice_op,
     spice_node_names,
 )
+from eqprop_cli.learn.samples import split_samples
 from eqprop_cli.learn.settings import solver_settings
-from eqprop_cli.learn.train import split_samples
 from eqprop_cli.runs.rundir import load_target
 from eqprop_cli.solver.equilibrium import solve
 

@@ -16,9 +16,10 @@ from eqprop_cli.cli import app
 from eqprop_cli.errors import EqpropError
 from eqprop_cli.learn.gradcheck import compare, exact_gradients
 from eqprop_cli.learn.loss import ReadoutLoss
+from eqprop_cli.learn.samples import training_data
 from eqprop_cli.learn.settings import training_settings
 from eqprop_cli.learn.state import TrainState
-from eqprop_cli.learn.train import Trainer, parameter_groups, training_data
+from eqprop_cli.learn.train import Trainer, parameter_groups
 from eqprop_cli.runs.rundir import (
     CHECKPOINT,
     Checkpoint,

@@ -17,7 +17,7 @@ from rich.table import Table
 from ..circuit.network import Network
 from ..errors import EqpropError
 from ..io import read_inputs, voltages_csv, write_voltages
-from ..learn.train import dataset_sample
+from ..learn.samples import dataset_sample
 from ..solver.equilibrium import Problem, layered_classes, solve
 from .options import (
     CircuitArg,

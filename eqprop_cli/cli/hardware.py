@@ -35,8 +35,8 @@ from ..hardware.spice import export_spice
 from ..hardware.variation import Variation, monte_carlo
 from ..io import read_inputs, write_atomic
 from ..learn.evaluate import evaluate
+from ..learn.samples import dataset_sample, evaluate_split, scoring, split_samples
 from ..learn.settings import solver_settings, training_settings
-from ..learn.train import dataset_sample, evaluate_split, scoring, split_samples
 from ..runs.rundir import Loaded
 from ..solver.equilibrium import solve
 from .options import (

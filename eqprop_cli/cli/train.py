@@ -25,9 +25,10 @@ from ..learn.finetune import FineTune, fine_tune
 from ..learn.gradcheck import at_a_kink, compare
 from ..learn.loss import ReadoutLoss
 from ..learn.optim import schedule_factor
+from ..learn.samples import evaluate_split, training_data
 from ..learn.settings import portable_document, training_settings
 from ..learn.state import TrainState
-from ..learn.train import BatchInfo, Trainer, evaluate_split, parameter_groups, training_data
+from ..learn.train import BatchInfo, Trainer, parameter_groups
 from ..runs.report import plot_comparison, write_report
 from ..runs.rundir import (
     CHECKPOINT,

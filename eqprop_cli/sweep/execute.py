@@ -33,8 +33,8 @@ from ..hardware.ngspice import check_with_ngspice
 from ..hardware.variation import Variation, monte_carlo
 from ..io import folder_lock, write_atomic
 from ..learn.evaluate import evaluate
+from ..learn.samples import scoring, split_samples
 from ..learn.settings import solver_settings
-from ..learn.train import scoring, split_samples
 from ..runs.rundir import CHECKPOINT, load_target
 from ..sweep.spec import (
     MONTE_CARLO_KEYS,
