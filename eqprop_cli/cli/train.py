@@ -7,7 +7,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -46,6 +46,7 @@ from ..runs.rundir import (
 from ..sweep.plot import plot_sweep
 from ..sweep.spec import read_results, slug
 from .options import (
+    DatasetName,
     JsonOpt,
     SetOpt,
     TargetArg,
@@ -701,9 +702,7 @@ def data_list(as_json: JsonOpt = False) -> None:
 @data_app.command(name="fetch")
 @_user_errors
 def data_fetch(
-    name: Annotated[
-        Literal["mnist", "fashion-mnist"], typer.Argument(help="The data set to download.")
-    ],
+    name: Annotated[DatasetName, typer.Argument(help="The data set to download.")],
     dest: Annotated[
         Path | None, typer.Option(help="Install into this folder (default: the user cache).")
     ] = None,
@@ -717,6 +716,7 @@ def data_fetch(
     Example: eqprop data fetch mnist
     """
     start = time.perf_counter()
+    name = name.value
     path = fetch_dataset(
         name, dest, list(mirror) if mirror else None, progress=lambda m: err.print(escape(m))
     )
