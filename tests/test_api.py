@@ -75,3 +75,30 @@ def test_library_messages_name_parameters_and_the_cli_names_its_options():
     )
     assert result.exit_code == 2
     assert "--stuck-off and --stuck-on add up to more than 1" in result.stderr
+
+
+def test_override_errors_name_the_override_and_the_cli_names_set():
+    """A bad override: the library's message says "override", the CLI's "--set"."""
+    from typer.testing import CliRunner
+
+    from eqprop_cli.cli import app
+
+    try:
+        eqprop_cli.load_circuit("circuits/xor.toml", ["training.beta=-1"])
+    except eqprop_cli.EqpropError as exc:
+        assert str(exc).endswith("(from override training.beta=-1)")
+        assert "--" not in str(exc)
+    else:
+        raise AssertionError("no error")
+    try:
+        eqprop_cli.load_circuit("circuits/xor.toml", ["training"])
+    except eqprop_cli.EqpropError as exc:
+        assert "override training: expected KEY=VALUE" in str(exc)
+    else:
+        raise AssertionError("no error")
+    result = CliRunner().invoke(app, ["check", "circuits/xor.toml", "--set", "training.beta=-1"])
+    assert result.exit_code == 2
+    assert result.stderr.rstrip().endswith("(from --set training.beta=-1)")
+    result = CliRunner().invoke(app, ["check", "circuits/xor.toml", "--set", "training"])
+    assert result.exit_code == 2
+    assert "--set training: expected KEY=VALUE" in result.stderr

@@ -213,9 +213,13 @@ def _user_errors(command):
     return wrapper
 
 
+# library parameters whose option is not their name spelled as a flag
+OPTION_OF = {"override": "--set"}
+
+
 def option_flag(parameter: str) -> str:
-    """The option that sets a library parameter: g_range -> --g-range."""
-    return "--" + parameter.replace("_", "-")
+    """The option that sets a library parameter: g_range -> --g-range, override -> --set."""
+    return OPTION_OF.get(parameter) or "--" + parameter.replace("_", "-")
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
