@@ -137,7 +137,8 @@ def train(
                 f"{exc}; continue with: eqprop train {exc.run_dir} --resume"
             ) from None
         finally:
-            report.progress.stop()
+            if report.task is not None:  # started: the bar goes
+                report.progress.stop()
     state = result.state
     if result.stopped:
         err.print(
