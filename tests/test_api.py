@@ -15,16 +15,20 @@ def test_every_public_name_resolves():
         assert getattr(eqprop_cli, name) is not None, name
 
 
-def test_importing_the_package_loads_neither_trainer_nor_exporter():
-    code = (
-        "import sys, eqprop_cli\n"
-        "net = eqprop_cli.load_network('circuits/xor.toml')\n"
-        "eqprop_cli.solve(net, [[0.0, 1.0]])\n"
-        "print(sorted(m for m in sys.modules if m.startswith('eqprop_cli')))\n"
-    )
-    loaded = subprocess.run(
+def loaded_modules(code: str) -> str:
+    """The eqprop_cli modules that a fresh interpreter has loaded after running ``code``."""
+    code += "\nimport sys\nprint(sorted(m for m in sys.modules if m.startswith('eqprop_cli')))\n"
+    return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
+
+
+def test_importing_the_package_loads_neither_trainer_nor_exporter():
+    loaded = loaded_modules(
+        "import eqprop_cli\n"
+        "net = eqprop_cli.load_network('circuits/xor.toml')\n"
+        "eqprop_cli.solve(net, [[0.0, 1.0]])"
+    )
     assert "eqprop_cli.solver.equilibrium" in loaded
     for heavy in ("learn.train", "hardware.spice", "data.datasets", "cli"):
         assert f"eqprop_cli.{heavy}'" not in loaded, heavy

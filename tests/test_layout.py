@@ -4,11 +4,10 @@ and loading a run to check or solve it leaves the trainer unloaded."""
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from test_api import loaded_modules
 
 import eqprop_cli
 
@@ -101,18 +100,13 @@ def test_loading_a_run_to_check_or_solve_it_does_not_import_the_trainer(tmp_path
     run = tmp_path / "run"
     circuit = PACKAGE.parent / "circuits" / "xor.toml"
     run_training(circuit, run, ["training.epochs=1"])
-    code = (
-        "import sys\n"
+    loaded = loaded_modules(
         "from eqprop_cli.runs.rundir import load_target\n"
         "from eqprop_cli import solve\n"
         f"loaded = load_target({str(run)!r})\n"
         "assert loaded.checkpoint is not None\n"
-        "solve(loaded.network, [[0.0, 1.0]])\n"
-        "print(sorted(m for m in sys.modules if m.startswith('eqprop_cli')))\n"
+        "solve(loaded.network, [[0.0, 1.0]])"
     )
-    loaded = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
     assert "eqprop_cli.runs.rundir" in loaded
     for heavy in ("learn.train", "learn.run", "learn.optim", "hardware.spice", "cli"):
         assert f"eqprop_cli.{heavy}'" not in loaded, heavy
