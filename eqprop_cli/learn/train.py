@@ -236,12 +236,16 @@ class Trainer:
         sizes = [p.size for p in self.params()]
         self.programmer = Programmer(models, self.groups, sizes, t.seed)
         scales = [g.scale for g in self.groups]
-        pieces = [optim.scale(scales, "normalise"), optim.momentum(t.momentum)]
-        pieces.append(optim.learning_rate())
-        if not self.programmer.active:  # device-aware: the programmer takes normalised steps
-            pieces.append(optim.scale(scales, "denormalise"))
-            pieces.append(optim.clip([g.low for g in self.groups], [g.high for g in self.groups]))
-        self.optimizer = optim.chain(*pieces)  # the update rule, piece by piece
+        exact = [k for k in range(len(self.groups)) if k not in self.programmer.arrays]
+        self.optimizer = optim.chain(  # the update rule, piece by piece
+            optim.scale(scales, "normalise"),
+            optim.momentum(t.momentum),
+            optim.learning_rate(),
+            # device-aware arrays: the programmer takes the normalised steps
+            optim.scale(scales, "denormalise", exact),
+            optim.clip([g.low for g in self.groups], [g.high for g in self.groups], exact),
+            self.programmer.piece(self.groups),
+        )
         self.measurement = Measurement.of(t)
         x, _ = splits["train"]
         if len(x) == 0:
@@ -330,18 +334,18 @@ class Trainer:
         # each estimate at its parameters' precision ([solver] dtype): so is the optimizer state
         grads = [e.astype(p.dtype, copy=False) for e, p in zip(grads, params, strict=True)]
         running = dict(state.running)
-        if self.programmer.active:  # normalised steps, applied as each device responds
-            steps, opt = self.optimizer.changes(params, grads, state.optimizer, rates)
-            new, pulses = self.programmer.apply(params, steps, self.groups, state.epoch, state.step)
-            running["pulses"] = running.get("pulses", 0.0) + pulses
-        else:
-            new, opt = self.optimizer.step(params, grads, state.optimizer, rates)
         outputs = free.outputs()
         running["loss"] += float(self.loss.value(outputs, y).sum())
         running["errors"] += float((predictions(outputs) != y).sum())
+        # in place: the network's arrays and the optimizer state's
+        opt, pulses = self.optimizer.step(
+            params, grads, state.optimizer, rates, (state.epoch, state.step)
+        )
+        if self.programmer.active:
+            running["pulses"] = running.get("pulses", 0.0) + pulses
         running["samples"] += len(y)
         running["seconds"] += time.perf_counter() - start
-        self.set_params(new)
+        self.set_params(params)
         return TrainState(state.epoch, state.step + 1, opt, running, state.metrics, state.devices)
 
     # ------------------------------------------------------------------ epochs
