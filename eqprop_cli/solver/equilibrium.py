@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,12 +65,16 @@ class Equilibrium:
     method: str
     message: str
     problem: Problem = field(repr=False, compare=False)
-    xQx: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # x Q x per sample, or a function that computes it cheaper than Q would (layered)
+    xQx: np.ndarray | Callable[[], np.ndarray] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @functools.cached_property
     def energy(self) -> np.ndarray:
         """Co-content with stage weights (and the nudge's term, if nudged) per sample, watts."""
-        return self.problem.energy(self.unknowns, self.xQx)
+        xQx = self.xQx() if callable(self.xQx) else self.xQx
+        return self.problem.energy(self.unknowns, xQx)
 
     @property
     def success(self) -> bool:
@@ -228,6 +233,7 @@ class Problem:
         self.nudge = None
         if nudge is not None and (nudge.target is not None or nudge.current is not None):
             self.nudge = self._nudge_term(nudge)
+        self.blocks: dict[int, _Block] = {}  # the layered solver's, shared with nudged copies
 
     @property
     def Q(self) -> np.ndarray | sp.csr_matrix:
@@ -636,6 +642,17 @@ def _two_classes(network: Network, problem: Problem) -> tuple[np.ndarray, np.nda
 class _Block:
     """One class of unknowns: each is an independent 1-D convex problem given the other class."""
 
+    @classmethod
+    def of(cls, problem: Problem, classes, k: int) -> _Block:
+        """Class k of a problem: the parts that do not depend on the nudge are set up once per
+        batch and shared by its free and nudged solves."""
+        base = problem.blocks.get(k)
+        if base is None:
+            base = problem.blocks[k] = cls(problem, classes, k)
+        block = copy.copy(base)
+        block.nudge = base._nudge_of(problem)
+        return block
+
     def __init__(self, problem: Problem, classes, k: int):
         network = problem.network
         idx, other = classes[k], classes[1 - k]
@@ -669,21 +686,7 @@ class _Block:
         self.lo, self.hi = problem.lo[:, idx], problem.hi[:, idx]
         self.bounded = bool(np.isfinite(self.lo).any() or np.isfinite(self.hi).any())
         self.terms = []
-        self.nudge = None
-        n = problem.nudge
-        outputs = network.plan.block_outputs
-        if n is not None and k not in outputs:  # topology: are the outputs in this class?
-            outputs[k] = bool(np.isin(n.var, idx).all())
-        if n is not None and outputs[k]:
-            local = network.plan.block_local
-            if k not in local:  # topology: each unknown's place in its class
-                local[k] = np.full(network.n_vars, -1)
-                local[k][idx] = np.arange(len(idx))
-            local = local[k]
-            a_out = self.a[local[n.var]]
-            # spread: how much of the nudge current each output's own conductance absorbs
-            spread = (n.coef**2 / a_out).sum(axis=1)
-            self.nudge = (n, local[n.var], a_out, spread)
+        self.k, self.classes, self.outputs = k, classes, None
         if plans[k]:
             self.zmin = np.full(self.r.shape, np.inf)
             self.zmax = np.full(self.r.shape, -np.inf)
@@ -699,6 +702,29 @@ class _Block:
             else:
                 _scatter_reduce(self.zmin, v, zero, np.minimum)
                 _scatter_reduce(self.zmax, v, zero, np.maximum)
+
+    def _nudge_of(self, problem: Problem) -> tuple | None:
+        """The nudge's part in this class: (term, outputs' places, their a, spread, and the
+        nudge's constants in the closed-form minimum), None when the outputs are elsewhere."""
+        n, network, k = problem.nudge, problem.network, self.k
+        if n is None:
+            return None
+        outputs = network.plan.block_outputs
+        if k not in outputs:  # topology: are the outputs in this class?
+            outputs[k] = bool(np.isin(n.var, self.classes[k]).all())
+        if not outputs[k]:
+            return None
+        if self.outputs is None:  # once per batch: the outputs' places, a, spread
+            local = network.plan.block_local
+            if k not in local:  # topology: each unknown's place in its class
+                local[k] = np.full(network.n_vars, -1)
+                local[k][self.classes[k]] = np.arange(len(self.classes[k]))
+            a_out = self.a[local[k][n.var]]
+            # spread: how much of the nudge current each output's own conductance absorbs
+            self.outputs = (local[k][n.var], a_out, (n.coef**2 / a_out).sum(axis=1))
+        local, a_out, spread = self.outputs
+        pull = spread * (n.beta_w * n.target + n.current_w)
+        return (n, local, a_out, spread, pull, 1.0 + n.beta_w * spread)
 
     def derivative(self, x: np.ndarray, b: np.ndarray, second: bool = False):
         """First (and second) derivative of the 1-D energies at x."""
@@ -722,7 +748,8 @@ class _Block:
 
     def _rhs(self, x_all: np.ndarray) -> np.ndarray:
         """Linear term of this class's 1-D problems, given the other class."""
-        return self.r - _times(x_all[:, self.other], self.Q_oc)
+        coupled = _times(x_all[:, self.other], self.Q_oc)
+        return np.subtract(self.r, coupled, out=coupled)
 
     def residual(self, x_all: np.ndarray) -> np.ndarray:
         """KCL residual (A) of this class's unknowns, (batch, class size)."""
@@ -737,11 +764,9 @@ class _Block:
 
     def _nudged(self, b: np.ndarray, x: np.ndarray) -> None:
         """Set the outputs in ``x`` (this class) to their exact minimum, coupled by the nudge."""
-        n, local, a_out, spread = self.nudge
+        n, local, a_out, _, pull, stiffness = self.nudge
         z = b[:, local] / a_out  # (batch, outputs, 1 or 2): minima without the nudge
-        o = (np.einsum("bkj,kj->bk", z, n.coef) + spread * (n.beta_w * n.target + n.current_w)) / (
-            1.0 + n.beta_w * spread
-        )
+        o = (np.einsum("bkj,kj->bk", z, n.coef) + pull) / stiffness
         excess = n.beta_w * (o - n.target) - n.current_w
         new = z - excess[:, :, None] * n.coef / a_out
         for j in range(local.shape[1]):
@@ -762,7 +787,10 @@ class _Block:
         z = b / self.a
         if not self.terms:
             # quadratic in x: the residual before the step is a times the (projected) step
-            new = np.clip(z, self.lo, self.hi, out=z)
+            new = z
+            if self.bounded:  # the clip, as two in-place passes
+                np.maximum(new, self.lo, out=new)
+                np.minimum(new, self.hi, out=new)
             if self.nudge is not None:
                 self._nudged(b, new)
             step = np.subtract(new, x, out=b)
@@ -834,7 +862,7 @@ def _layered(
     (0 < omega < 2 on a convex quadratic); a sample whose relaxed sweeps stop
     contracting (the clamps' active set changed) goes on plain.
     """
-    blocks = [_Block(problem, classes, 0), _Block(problem, classes, 1)]
+    blocks = [_Block.of(problem, classes, 0), _Block.of(problem, classes, 1)]
     B = problem.batch
     changes = [np.full(B, np.nan)] * 4  # the last four sweeps' changes, newest first
     error = np.full(B, np.inf)
@@ -880,11 +908,16 @@ def _layered(
     if residual0 is None:
         residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
     residual = np.maximum(residual0, np.max(np.abs(blocks[1].residual(x)), axis=1, initial=0.0))
-    # x Q x from the blocks: diagonal terms plus twice the coupling between the classes
+    xQx = functools.partial(_block_xQx, x, blocks)  # when an energy is asked for
+    return problem.result(x, residual, error, tol, vtol, sweeps, "layered", "sweeps", xQx)
+
+
+def _block_xQx(x: np.ndarray, blocks: list[_Block]) -> np.ndarray:
+    """x Q x from the blocks: diagonal terms plus twice the coupling between the classes."""
     x0, x1 = x[:, blocks[0].idx], x[:, blocks[1].idx]
     xQx = (x0 * x0) @ blocks[0].a + (x1 * x1) @ blocks[1].a
     xQx += 2.0 * np.einsum("bi,bi->b", _times(x1, blocks[0].Q_oc), x0)
-    return problem.result(x, residual, error, tol, vtol, sweeps, "layered", "sweeps", xQx)
+    return xQx
 
 
 OMEGA_SWEEP = 4  # plain sweeps before over-relaxation; their contraction sets omega
