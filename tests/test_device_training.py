@@ -34,7 +34,7 @@ def test_ideal_arrays_take_the_exact_clipped_step():
         programmer.piece(groups),
     )
     new = [a.copy() for a in p]
-    _, pulses = rule.step(new, steps, {}, [1.0, 1.0])
+    _, pulses = rule.step(new, [s.copy() for s in steps], {}, [1.0, 1.0])
     assert pulses == 0
     for a, b, s, g in zip(new, p, steps, groups, strict=True):
         np.testing.assert_array_equal(a, np.clip(b + s * g.scale, g.low, g.high))
@@ -74,7 +74,8 @@ def test_chain_steps_in_chunks_as_on_whole_arrays(monkeypatch):
         expected.append((np.clip(a + scales[k] * (-2.0 * v2), low[k], high[k]), v2))
     monkeypatch.setattr(optim, "CHUNK", 64)  # many chunks, one ragged
     new = [a.copy(order="K") for a in p]
-    state, _ = rule.step(new, grads, {"momentum": [v.copy() for v in velocity]}, [2.0] * 3)
+    momentum = {"momentum": [v.copy() for v in velocity]}
+    state, _ = rule.step(new, [g.copy(order="K") for g in grads], momentum, [2.0] * 3)
     for a, v, (a_expected, v_expected) in zip(new, state["momentum"], expected, strict=True):
         np.testing.assert_array_equal(a, a_expected)
         np.testing.assert_array_equal(v, v_expected)

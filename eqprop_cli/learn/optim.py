@@ -15,9 +15,10 @@ name, one array per parameter array, saved so in checkpoints. Device non-idealit
 (quantised or noisy steps) are further pieces, not flags inside the trainer.
 
 The chain works in place and in one pass: every piece acts on a chunk of a few
-thousand entries of an array (its change in a reused scratch buffer, its state and the
-parameters as views) before the next chunk is read, so a step reads the gradients and
-the state once and writes the state and the parameters once, however many pieces.
+thousand entries of an array (its change worked out in the gradient's array, its state
+and the parameters as views) before the next chunk is read, so a step reads the
+gradients and the state once and writes the state and the parameters once, however
+many pieces, and allocates nothing.
 Each piece does the same floating-point operations as it would on whole arrays: the
 result does not depend on the chunking.
 """
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 Arrays = list[np.ndarray]
-CHUNK = 32768  # entries per chunk: the change, gradient, state and parameters fit in L2
+CHUNK = 32768  # entries per chunk: the change, state and parameters of one fit in L2
 
 
 @dataclass(frozen=True)
@@ -121,20 +122,11 @@ class Chain:
     the changes (or a landing piece's programming) through the constraints."""
 
     pieces: tuple[Piece, ...] = field(default_factory=tuple)
-    scratch: dict = field(default_factory=dict, compare=False, repr=False)
 
     def init(self, params: Arrays) -> dict[str, Arrays]:
         """The state of every piece that keeps one, by name."""
         states = ((p.name, p.init(params)) for p in self.pieces)
         return {name: s for name, s in states if s is not None}
-
-    def _buffer(self, size: int, dtype) -> np.ndarray:
-        """A reused scratch array of ``size`` entries (the changes of a chunk)."""
-        key = np.dtype(dtype)
-        buffer = self.scratch.get(key)
-        if buffer is None or buffer.size < size:
-            buffer = self.scratch[key] = np.empty(max(size, CHUNK), key)
-        return buffer[:size]
 
     def step(
         self,
@@ -145,8 +137,10 @@ class Chain:
         where: tuple[int, int] = (0, 0),
     ) -> tuple[dict[str, Arrays], int]:
         """One step on ``grads``: updates ``params`` and the state's arrays in place and
-        returns (the state, what the landing pieces counted). State of pieces not in the
-        chain is kept as it was; a piece's missing state starts from its ``init``."""
+        returns (the state, what the landing pieces counted). ``grads`` are used up: the
+        changes are worked out in their arrays where their dtype is the parameters'. State
+        of pieces not in the chain is kept as it was; a piece's missing state starts from
+        its ``init``."""
         state = dict(state)
         for piece in self.pieces:
             if piece.update is not None and piece.name not in state:
@@ -164,7 +158,7 @@ class Chain:
             if lander is None:
                 self._fused(k, p, g, updates, self._projects(k), rates[k])
                 continue
-            change = np.array(g, dtype=np.result_type(g, p))  # whole arrays for a programmer
+            change = np.asarray(g, dtype=np.result_type(g, p))  # whole arrays: a programmer
             for update, own in updates:
                 update(k, change, own, rates[k])
             landed.setdefault(lander, {})[k] = change
@@ -180,20 +174,19 @@ class Chain:
         return [pc.project for pc in self.pieces if pc.project is not None and pc.acts_on(k)]
 
     def _fused(self, k: int, p: np.ndarray, g: np.ndarray, updates, projects, rate: float):
-        """Array k's step, chunk by chunk: each chunk's change through every piece, added to
-        the parameters and projected before the next chunk is read."""
+        """Array k's step, chunk by chunk: each chunk's change (in the gradient's array)
+        through every piece, added to the parameters and projected before the next chunk is
+        read."""
         own = [a for _, a in updates]
-        flat = [_flat(a) if a is not None else None for a in (p, *own)]
-        if any(f is None for f, a in zip(flat, (p, *own), strict=True) if a is not None):
-            views, chunks = (p, *own), [...]  # not contiguous: the whole array at once
+        g = np.asarray(g, dtype=np.result_type(g, p))
+        flat = [_flat(a) if a is not None else None for a in (p, *own, g)]
+        if any(f is None for f, a in zip(flat, (p, *own, g), strict=True) if a is not None):
+            views, chunks = (p, *own, g), [...]  # not contiguous: the whole array at once
         else:
-            views, chunks, g = flat, _chunks(p.size, CHUNK), g.reshape(-1)
-        dtype = np.result_type(g, p)
+            views, chunks = flat, _chunks(p.size, CHUNK)
         for rows in chunks:
-            part = g[rows]
-            change = self._buffer(part.size, dtype).reshape(part.shape)
-            np.copyto(change, part)
-            for (update, _), a in zip(updates, views[1:], strict=True):
+            change = views[-1][rows]
+            for (update, _), a in zip(updates, views[1:-1], strict=True):
                 update(k, change, None if a is None else a[rows], rate)
             values = views[0][rows]
             values += change
