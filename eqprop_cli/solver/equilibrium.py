@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -453,6 +453,26 @@ class Problem:
             self,
             xQx,
         )
+
+    def subset(self, rows: slice) -> Problem:
+        """The same circuit for some of the batch's samples (Newton in chunks)."""
+        part = copy.copy(self)
+        part.__dict__.pop("const", None)  # per sample, computed on first use
+
+        def take(a: np.ndarray) -> np.ndarray:  # a row per sample, or one for all
+            return a[rows] if a.shape[0] == self.batch and self.batch > 1 else a
+
+        part.inputs, part.r, part.lo, part.hi = (
+            take(a) for a in (self.inputs, self.r, self.lo, self.hi)
+        )
+        part.batch = part.inputs.shape[0]
+        part.terms = [replace(t, u=take(t.u)) for t in self.terms]
+        if self.nudge is not None:
+            part.nudge = replace(
+                self.nudge, target=take(self.nudge.target), current_w=take(self.nudge.current_w)
+            )
+        part.blocks = {}
+        return part
 
     def nudged(self, nudge: Nudge) -> Problem:
         """The same batch with another nudge: linear terms, diodes and bounds are shared."""
@@ -1120,6 +1140,38 @@ NEWTON_SAFETY = 2.0  # the error estimate is a first-order one: this much margin
 
 
 def _newton(problem: Problem, x: np.ndarray, tol: float, vtol: float, max_iter: int) -> Equilibrium:
+    """Newton on the batch, in chunks of samples where the block LU of the whole batch would
+    need more than NEWTON_MEMORY bytes (each sample's Hessian is a block of its own, so the
+    chunks' solves are those of the batch)."""
+    size = _newton_chunk(problem)
+    if size >= problem.batch:
+        return _newton_batch(problem, x, tol, vtol, max_iter)
+    parts = [
+        _newton_batch(problem.subset(rows), x[rows], tol, vtol, max_iter)
+        for rows in (slice(i, i + size) for i in range(0, problem.batch, size))
+    ]
+    joined = [np.concatenate([getattr(e, f) for e in parts]) for f in ("residual", "error")]
+    steps = max(e.iterations for e in parts)
+    x = np.concatenate([e.unknowns for e in parts])
+    return problem.result(x, *joined, tol, vtol, steps, "newton", "Newton steps")
+
+
+NEWTON_MEMORY = 2 * 2**30  # bytes that one block LU (its batch's Hessians and factors) may take
+
+
+def _newton_chunk(problem: Problem) -> int:
+    """Samples per Newton solve within NEWTON_MEMORY: per sample, about 100 bytes per entry of
+    its Hessian (the block LU's index and value arrays) and at most 12 per entry of a dense
+    factor (n^2; the LU's fill is less)."""
+    n = problem.network.n_vars
+    entries = problem.linear.Q.nnz + n + sum(t.A.nnz for t in problem.terms)
+    per_sample = 100 * entries + 12 * n * n
+    return max(1, int(NEWTON_MEMORY // max(per_sample, 1)))
+
+
+def _newton_batch(
+    problem: Problem, x: np.ndarray, tol: float, vtol: float, max_iter: int
+) -> Equilibrium:
     """Damped Newton with an energy line search until residual <= tol and error <= vtol.
 
     The error estimate at x_k is the Newton step there, -H_k^-1 g(x_k), times
