@@ -22,7 +22,7 @@ def stiff_layered(seed: int, swing: float) -> tuple[str, int]:
     """A random 1-hidden-layer circuit whose hidden nodes swing volts: inputs of ``swing`` V
     per unit, stiff junctions of different models above and below each node (so that each
     unknown has two diodes of different IS and n), amplifiers on some seeds, and rails
-    apart by up to the swing."""
+    within a fifth of the swing (so that many diodes conduct)."""
     rng = np.random.default_rng(seed)
     n_in, n_hidden, n_out = (int(rng.integers(2, 7)) for _ in range(3))
     upper = f'is = "{10 ** rng.uniform(-16, -12):.3g}"\nn = {rng.uniform(1.0, 2.0):.3f}'
@@ -55,8 +55,8 @@ type = "amplifier"
 gain = {rng.uniform(1.0, 8.0):.3f}
 
 [rails]
-vpos = {rng.uniform(0.0, swing):.3f}
-vneg = {rng.uniform(-swing, 0.0):.3f}
+vpos = {rng.uniform(0.0, 0.2 * swing):.3f}
+vneg = {rng.uniform(-0.2 * swing, 0.0):.3f}
 
 [input]
 size = {n_in}
@@ -93,6 +93,13 @@ def network(text: str) -> Network:
     return Network(compile_circuit(parse_circuit(text)))
 
 
+def conducting(net: Network, eq) -> float:
+    """The fraction of diodes forward-biased by more than 10 n Vt (of every sample)."""
+    V = eq.voltages
+    drops = [(V[:, d.anode] - V[:, d.cathode]) / d.model.nvt for d in net.diodes]
+    return float(np.mean(np.concatenate([v.ravel() for v in drops]) > 10.0))
+
+
 def uses_junctions(net: Network, inputs: np.ndarray) -> bool:
     """Whether a class of the layered solver takes the stacked-junction path."""
     problem = equilibrium.Problem(net, inputs)
@@ -114,8 +121,8 @@ def test_stiff_junctions_match_newton_free_and_nudged(seed, swing):
     reference = solve(net, inputs, method="newton")
     assert free.success and reference.success, (free.message, reference.message)
     assert np.abs(free.voltages - reference.voltages).max() <= 1e-7
-    if swing > 1:  # the case it is for: diodes far into conduction and far reverse
-        assert np.ptp(free.voltages) > 2.0
+    if swing > 1:  # the case it is for: diodes far into conduction (and far reverse)
+        assert conducting(net, free) > 0.05
     n_out = len(net.outputs)
     nudge = Nudge(beta=1e-6, target=np.random.default_rng(seed).uniform(0.0, 1.0, (6, n_out)))
     nudged = solve(net, inputs, method="layered", nudge=nudge, x0=free.unknowns, like=free)
