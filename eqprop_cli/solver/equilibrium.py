@@ -229,6 +229,7 @@ class Problem:
         self.nudge = None
         if nudge is not None and (nudge.target is not None or nudge.current is not None):
             self.nudge = self._nudge_term(nudge)
+        self.layered_set_up: dict = {}  # per class, what the nudged copies share (_Block)
 
     @property
     def Q(self) -> np.ndarray | sp.csr_matrix:
@@ -661,7 +662,6 @@ class _Block:
             a = problem.Q_diag[idx]
             derived[k] = (a, a / network.var_weight[idx], Qc)
         self.a, self.a_over_w, self.Q_oc = derived[k]
-        self.idx, self.other = _as_slice(idx), _as_slice(other)
         self.weight = network.var_weight[idx]
         self.weighted = bool(np.any(self.weight != 1.0))
         scales = network.plan.block_scale
@@ -669,10 +669,11 @@ class _Block:
             scale = problem.var_scale[idx]
             scales[k] = None if np.all(scale == 1.0) else scale
         self.scale = scales[k]
-        self.r = problem.r[:, idx]
-        self.lo, self.hi = problem.lo[:, idx], problem.hi[:, idx]
-        self.bounded = bool(np.isfinite(self.lo).any() or np.isfinite(self.hi).any())
-        self.terms = []
+        shared = problem.layered_set_up
+        if k not in shared:  # the batch's inputs: the same in the free and nudged phases
+            shared[k] = self._diodes(problem, idx, other, plans[k])
+        (self.idx, self.other, self.r, self.lo, self.hi, self.bounded) = shared[k][:6]
+        self.terms, self.zmin, self.zmax, self.junctions = shared[k][6:]
         self.nudge = None
         n = problem.nudge
         outputs = network.plan.block_outputs
@@ -688,22 +689,32 @@ class _Block:
             # spread: how much of the nudge current each output's own conductance absorbs
             spread = (n.coef**2 / a_out).sum(axis=1)
             self.nudge = (n, local[n.var], a_out, spread)
-        if plans[k]:
-            self.zmin = np.full(self.r.shape, np.inf)
-            self.zmax = np.full(self.r.shape, -np.inf)
-        for g, mine, v, coef, wc, wc2, segments in plans[k]:
+
+    def _diodes(self, problem: Problem, idx: np.ndarray, other: np.ndarray, plan: list) -> tuple:
+        """The class's columns, linear term and bounds, and its diodes: their terms, the
+        bracket ends (zmin, zmax) and the stacked junctions. Once per batch (see __init__)."""
+        r = problem.r[:, idx]
+        lo, hi = problem.lo[:, idx], problem.hi[:, idx]
+        bounded = bool(np.isfinite(lo).any() or np.isfinite(hi).any())
+        terms = []
+        zmin = zmax = None
+        if plan:
+            zmin = np.full(r.shape, np.inf)
+            zmax = np.full(r.shape, -np.inf)
+        for g, mine, v, coef, wc, wc2, segments in plan:
             model, u = problem.terms[g].model, problem.terms[g].u[:, mine]
-            self.terms.append((model, v, coef, u, wc, wc2, segments))
+            terms.append((model, v, coef, u, wc, wc2, segments))
             # where a diode carries no current: the bracket of each root spans these
             zero = (model.zero_current_voltage - u) / coef
             if segments.regular:  # sorted, k per unknown: a reshape, as the sums
                 zero = zero.reshape(zero.shape[0], segments.n, segments.k)
-                np.minimum(self.zmin, zero.min(axis=2), out=self.zmin)
-                np.maximum(self.zmax, zero.max(axis=2), out=self.zmax)
+                np.minimum(zmin, zero.min(axis=2), out=zmin)
+                np.maximum(zmax, zero.max(axis=2), out=zmax)
             else:
-                _scatter_reduce(self.zmin, v, zero, np.minimum)
-                _scatter_reduce(self.zmax, v, zero, np.maximum)
-        self.junctions = _Junctions.of(self.terms, len(self.a))
+                _scatter_reduce(zmin, v, zero, np.minimum)
+                _scatter_reduce(zmax, v, zero, np.maximum)
+        junctions = _Junctions.of(terms, len(idx))
+        return (_as_slice(idx), _as_slice(other), r, lo, hi, bounded, terms, zmin, zmax, junctions)
 
     def derivative(self, x: np.ndarray, b: np.ndarray, second: bool = False):
         """First (and second) derivative of the 1-D energies at x."""
