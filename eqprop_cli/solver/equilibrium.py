@@ -818,14 +818,21 @@ class _Block:
                 if self.bounded:
                     held = _held(x, f1, self.lo, self.hi)
                     before = float(np.max(np.where(held, 0.0, size), initial=0.0))
-            dx = np.divide(f1, f2, out=f2)  # the Newton step, x - dx
+            dx = np.divide(f1, f2, out=f2)  # the Newton step, x - dx (f2 > 0)
             if largest <= tol * 1e-3 and np.max(_largest(np.abs(dx), self.scale)) <= vtol * 1e-3:
                 break
-            pos = f1 > 0
-            np.copyto(hi, x, where=pos)
-            np.copyto(lo, x, where=~pos)
-            step = np.subtract(x, dx, out=dx)
+            step = x - dx
             new = np.minimum(np.maximum(step, lo), hi)  # (np.clip costs more)
+            # A step inside the bracket is inside the one that x narrows it to (f1 is
+            # increasing, so the step goes from x towards the root): when the step is
+            # also small, that is the update, and the narrowed bracket is not needed.
+            if np.array_equal(new, step) and np.max(np.abs(dx), initial=0.0) <= INNER_SETTLED:
+                x = step
+                break
+            pos = f1 > 0
+            hi = np.where(pos, x, hi)
+            lo = np.where(pos, lo, x)
+            new = np.minimum(np.maximum(step, lo), hi)
             inside = bool(np.array_equal(new, step))
             if not inside:
                 # a step onto a bracket end, give or take rounding, is a Newton step too;
@@ -848,6 +855,12 @@ class _Block:
         return before, change
 
 
+# e^-100 = 4e-44: a junction reversed further carries -IS (1 - 4e-44), its conductance
+# 4e-44 IS / (n Vt) beside a node's resistors of a > 0, so the floor changes nothing at
+# double precision; np.exp is some 15 times slower where its result underflows.
+EXP_FLOOR = -100.0
+
+
 class _Junctions:
     """A class's diodes when all are Shockley junctions without series resistance and
     every unknown has the same number k of them: the 1-D derivatives from one exponential
@@ -856,7 +869,8 @@ class _Junctions:
     Diode j of unknown i carries I = IS (e^t - 1), t = (coef x + u) / (n Vt), into its
     unknown times w coef; so f1 = a x - b + sum_j P_j e^t_j - C, with P = w coef IS and
     C = sum_j P_j, and f2 = a + sum_j G_j e^t_j, G = w coef^2 IS / (n Vt). Above
-    EXP_LIMIT the exponential continues linearly, as in ShockleyDiode.
+    EXP_LIMIT the exponential continues linearly, as in ShockleyDiode; below EXP_FLOOR
+    it is taken at EXP_FLOOR (see there).
     """
 
     def __init__(self, slope, offset, P, G):
@@ -911,6 +925,7 @@ class _Junctions:
         log_z -= np.log(a)
         lz = np.abs(log_z)
         np.negative(lz, out=lz)
+        np.maximum(lz, EXP_FLOOR, out=lz)
         np.exp(lz, out=lz)
         np.log1p(lz, out=lz)
         lz += np.maximum(log_z, 0.0, out=log_z)  # ln(1 + Z)
@@ -922,6 +937,7 @@ class _Junctions:
         """First (and second) derivative of the 1-D energies at x, as _Block.derivative."""
         t = x * self.slope
         t += self.offset
+        np.maximum(t, EXP_FLOOR, out=t)
         over = None
         if t.max(initial=-np.inf) > EXP_LIMIT:
             capped = np.minimum(t, EXP_LIMIT)
