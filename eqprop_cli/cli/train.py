@@ -19,7 +19,6 @@ from ..errors import EqpropError, NotConvergedError
 from ..learn.gradcheck import at_a_kink, compare
 from ..learn.loss import ReadoutLoss
 from ..learn.run import (
-    StopOnInterrupt,
     TrainingObserver,
     TrainingStart,
     epoch_line,
@@ -124,21 +123,27 @@ def train(
         overrides.append(f"training.seed={seed}")
     if epochs is not None:
         overrides.append(f"training.epochs={epochs}")
-    with StopOnInterrupt() as stop:
-        report = _TrainingReport(stop, quiet=quiet or as_json)
-        try:
-            result = run_training(
-                circuit, out_dir, overrides, resume, overwrite, reschedule, observer=report
-            )
-        except NotConvergedError as exc:
-            if exc.run_dir is None:
-                raise
-            raise NotConvergedError(
-                f"{exc}; continue with: eqprop train {exc.run_dir} --resume"
-            ) from None
-        finally:
-            if report.task is not None:  # started: the bar goes
-                report.progress.stop()
+    report = _TrainingReport(quiet=quiet or as_json)
+    try:
+        result = run_training(
+            circuit,
+            out_dir,
+            overrides,
+            resume,
+            overwrite,
+            reschedule,
+            observer=report,
+            stop_on_interrupt=True,
+        )
+    except NotConvergedError as exc:
+        if exc.run_dir is None:
+            raise
+        raise NotConvergedError(
+            f"{exc}; continue with: eqprop train {exc.run_dir} --resume"
+        ) from None
+    finally:
+        if report.task is not None:  # started: the bar goes
+            report.progress.stop()
     state = result.state
     if result.stopped:
         err.print(
@@ -162,10 +167,9 @@ def train(
 
 class _TrainingReport(TrainingObserver):
     """What `eqprop train` shows: where it starts, a progress bar on a terminal (a line now
-    and then on a pipe), one line per epoch; Ctrl-C stops after the batch."""
+    and then on a pipe), one line per epoch."""
 
-    def __init__(self, stop: StopOnInterrupt, quiet: bool) -> None:
-        self.stop = stop
+    def __init__(self, quiet: bool) -> None:
         self.say = _silent if quiet else out.print
         self.progress = Progress(
             TextColumn("{task.description}"),
@@ -228,9 +232,6 @@ class _TrainingReport(TrainingObserver):
             epoch_line(state.metrics[-1], self.total, warn=lambda s: f"[yellow]{s}[/]"),
             soft_wrap=True,
         )
-
-    def stop_requested(self) -> bool:
-        return self.stop.requested
 
 
 def _silent(*args: object, **options: object) -> None:

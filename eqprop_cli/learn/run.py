@@ -10,6 +10,7 @@ spells as its options.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -80,10 +81,9 @@ class TrainingObserver:
 
 class TrainingLog(TrainingObserver):
     """Plain lines on stdout (a sweep point's log): where training starts, each epoch's
-    metrics; stops on request of ``stop`` (a StopOnInterrupt), if given."""
+    metrics."""
 
-    def __init__(self, stop: StopOnInterrupt | None = None) -> None:
-        self.stop = stop
+    def __init__(self) -> None:
         self.epochs = 0
 
     def start(self, info: TrainingStart) -> None:
@@ -96,9 +96,6 @@ class TrainingLog(TrainingObserver):
 
     def epoch(self, state: TrainState) -> None:
         print(epoch_line(state.metrics[-1], self.epochs), flush=True)
-
-    def stop_requested(self) -> bool:
-        return self.stop is not None and self.stop.requested
 
 
 def epoch_line(row: dict[str, float], epochs: int, warn=str) -> str:
@@ -152,6 +149,7 @@ def run_training(
     overwrite: bool = False,
     reschedule: bool = False,
     observer: TrainingObserver | None = None,
+    stop_on_interrupt: bool = False,
 ) -> TrainingResult:
     """Train ``circuit`` into ``out_dir`` (default: runs/<circuit name>).
 
@@ -160,7 +158,9 @@ def run_training(
     ``out_dir`` is fine-tuned from (a new run starting from its trained values).
     ``overrides``: "dotted.key=VALUE" settings over the file's. ``overwrite``
     replaces a run in ``out_dir``; ``reschedule`` accepts, on resume, a cosine
-    schedule recomputed over a changed number of epochs. Raises an EqpropError
+    schedule recomputed over a changed number of epochs. ``stop_on_interrupt``: while
+    batches run, the first Ctrl-C (SIGINT) stops after the batch, saved (``stopped``),
+    a second one raises KeyboardInterrupt (main thread only). Raises an EqpropError
     for a request that does not fit (nothing written); NotConvergedError, after
     saving the last complete batch, when an equilibrium misses its tolerances.
     """
@@ -254,9 +254,12 @@ def run_training(
             observer.epoch(s)
 
         try:
-            state, stopped = trainer.run(
-                state, total, observer.batch, on_epoch, observer.stop_requested
-            )
+            with StopOnInterrupt() if stop_on_interrupt else contextlib.nullcontext() as flag:
+
+                def should_stop() -> bool:
+                    return bool(flag and flag.requested) or observer.stop_requested()
+
+                state, stopped = trainer.run(state, total, observer.batch, on_epoch, should_stop)
         except NotConvergedError as exc:
             save(exc.state)
             raise NotConvergedError(
@@ -272,7 +275,7 @@ def run_training(
 
 class StopOnInterrupt:
     """While in effect, the first Ctrl-C (SIGINT) asks the training to stop after its batch
-    (``requested``); a second one raises KeyboardInterrupt. For observers to consult."""
+    (``requested``); a second one raises KeyboardInterrupt."""
 
     def __init__(self) -> None:
         self.requested = False

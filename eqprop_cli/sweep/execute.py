@@ -32,7 +32,7 @@ from ..hardware.ngspice import check_with_ngspice
 from ..hardware.variation import Variation, monte_carlo
 from ..io import folder_lock, write_atomic
 from ..learn.evaluate import evaluate
-from ..learn.run import StopOnInterrupt, TrainingLog, run_training
+from ..learn.run import TrainingLog, run_training
 from ..learn.samples import scoring, split_samples
 from ..learn.settings import solver_settings
 from ..runs.rundir import CHECKPOINT, load_target
@@ -120,14 +120,14 @@ def _train(task: Task) -> dict:
     """Train (or resume) the run as ``eqprop train CIRCUIT --out RUN --set ...`` does: by
     the same library function. Ctrl-C saves and stops after the batch (KeyboardInterrupt)."""
     run_dir = Path(task.run_dir)
-    with StopOnInterrupt() as stop:
-        result = run_training(
-            Path(task.circuit),
-            run_dir,
-            task.overrides,
-            resume=(run_dir / CHECKPOINT).is_file(),
-            observer=TrainingLog(stop),
-        )
+    result = run_training(
+        Path(task.circuit),
+        run_dir,
+        task.overrides,
+        resume=(run_dir / CHECKPOINT).is_file(),
+        observer=TrainingLog(),
+        stop_on_interrupt=True,
+    )
     if result.stopped:
         raise KeyboardInterrupt
     state = result.state
