@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import copy
 import functools
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -65,12 +66,16 @@ class Equilibrium:
     method: str
     message: str
     problem: Problem = field(repr=False, compare=False)
-    xQx: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # x Q x per sample, or a function that computes it cheaper than Q would (layered)
+    xQx: np.ndarray | Callable[[], np.ndarray] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @functools.cached_property
     def energy(self) -> np.ndarray:
         """Co-content with stage weights (and the nudge's term, if nudged) per sample, watts."""
-        return self.problem.energy(self.unknowns, self.xQx)
+        xQx = self.xQx() if callable(self.xQx) else self.xQx
+        return self.problem.energy(self.unknowns, xQx)
 
     @property
     def success(self) -> bool:
@@ -229,7 +234,7 @@ class Problem:
         self.nudge = None
         if nudge is not None and (nudge.target is not None or nudge.current is not None):
             self.nudge = self._nudge_term(nudge)
-        self.layered_set_up: dict = {}  # per class, what the nudged copies share (_Block)
+        self.blocks: dict[int, _Block] = {}  # the layered solver's, shared with nudged copies
 
     @property
     def Q(self) -> np.ndarray | sp.csr_matrix:
@@ -450,6 +455,26 @@ class Problem:
             xQx,
         )
 
+    def subset(self, rows: slice) -> Problem:
+        """The same circuit for some of the batch's samples (Newton in chunks)."""
+        part = copy.copy(self)
+        part.__dict__.pop("const", None)  # per sample, computed on first use
+
+        def take(a: np.ndarray) -> np.ndarray:  # a row per sample, or one for all
+            return a[rows] if a.shape[0] == self.batch and self.batch > 1 else a
+
+        part.inputs, part.r, part.lo, part.hi = (
+            take(a) for a in (self.inputs, self.r, self.lo, self.hi)
+        )
+        part.batch = part.inputs.shape[0]
+        part.terms = [replace(t, u=take(t.u)) for t in self.terms]
+        if self.nudge is not None:
+            part.nudge = replace(
+                self.nudge, target=take(self.nudge.target), current_w=take(self.nudge.current_w)
+            )
+        part.blocks = {}
+        return part
+
     def nudged(self, nudge: Nudge) -> Problem:
         """The same batch with another nudge: linear terms, diodes and bounds are shared."""
         other = copy.copy(self)
@@ -640,6 +665,17 @@ def _two_classes(network: Network, problem: Problem) -> tuple[np.ndarray, np.nda
 class _Block:
     """One class of unknowns: each is an independent 1-D convex problem given the other class."""
 
+    @classmethod
+    def of(cls, problem: Problem, classes, k: int) -> _Block:
+        """Class k of a problem: the parts that do not depend on the nudge are set up once per
+        batch and shared by its free and nudged solves."""
+        base = problem.blocks.get(k)
+        if base is None:
+            base = problem.blocks[k] = cls(problem, classes, k)
+        block = copy.copy(base)
+        block.nudge = base._nudge_of(problem)
+        return block
+
     def __init__(self, problem: Problem, classes, k: int):
         network = problem.network
         idx, other = classes[k], classes[1 - k]
@@ -669,30 +705,14 @@ class _Block:
             scale = problem.var_scale[idx]
             scales[k] = None if np.all(scale == 1.0) else scale
         self.scale = scales[k]
-        shared = problem.layered_set_up
-        if k not in shared:  # the batch's inputs: the same in the free and nudged phases
-            shared[k] = self._diodes(problem, idx, other, plans[k])
-        (self.idx, self.other, self.r, self.lo, self.hi, self.bounded) = shared[k][:6]
-        self.terms, self.zmin, self.zmax, self.junctions = shared[k][6:]
-        self.nudge = None
-        n = problem.nudge
-        outputs = network.plan.block_outputs
-        if n is not None and k not in outputs:  # topology: are the outputs in this class?
-            outputs[k] = bool(np.isin(n.var, idx).all())
-        if n is not None and outputs[k]:
-            local = network.plan.block_local
-            if k not in local:  # topology: each unknown's place in its class
-                local[k] = np.full(network.n_vars, -1)
-                local[k][idx] = np.arange(len(idx))
-            local = local[k]
-            a_out = self.a[local[n.var]]
-            # spread: how much of the nudge current each output's own conductance absorbs
-            spread = (n.coef**2 / a_out).sum(axis=1)
-            self.nudge = (n, local[n.var], a_out, spread)
+        self.k, self.classes, self.outputs = k, classes, None
+        set_up = self._diodes(problem, idx, other, plans[k])
+        (self.idx, self.other, self.r, self.lo, self.hi, self.bounded) = set_up[:6]
+        self.terms, self.zmin, self.zmax, self.junctions = set_up[6:]
 
     def _diodes(self, problem: Problem, idx: np.ndarray, other: np.ndarray, plan: list) -> tuple:
         """The class's columns, linear term and bounds, and its diodes: their terms, the
-        bracket ends (zmin, zmax) and the stacked junctions. Once per batch (see __init__)."""
+        bracket ends (zmin, zmax) and the stacked junctions. Once per batch (see ``of``)."""
         r = problem.r[:, idx]
         lo, hi = problem.lo[:, idx], problem.hi[:, idx]
         bounded = bool(np.isfinite(lo).any() or np.isfinite(hi).any())
@@ -715,6 +735,29 @@ class _Block:
                 _scatter_reduce(zmax, v, zero, np.maximum)
         junctions = _Junctions.of(terms, len(idx))
         return (_as_slice(idx), _as_slice(other), r, lo, hi, bounded, terms, zmin, zmax, junctions)
+
+    def _nudge_of(self, problem: Problem) -> tuple | None:
+        """The nudge's part in this class: (term, outputs' places, their a, spread, and the
+        nudge's constants in the closed-form minimum), None when the outputs are elsewhere."""
+        n, network, k = problem.nudge, problem.network, self.k
+        if n is None:
+            return None
+        outputs = network.plan.block_outputs
+        if k not in outputs:  # topology: are the outputs in this class?
+            outputs[k] = bool(np.isin(n.var, self.classes[k]).all())
+        if not outputs[k]:
+            return None
+        if self.outputs is None:  # once per batch: the outputs' places, a, spread
+            local = network.plan.block_local
+            if k not in local:  # topology: each unknown's place in its class
+                local[k] = np.full(network.n_vars, -1)
+                local[k][self.classes[k]] = np.arange(len(self.classes[k]))
+            a_out = self.a[local[k][n.var]]
+            # spread: how much of the nudge current each output's own conductance absorbs
+            self.outputs = (local[k][n.var], a_out, (n.coef**2 / a_out).sum(axis=1))
+        local, a_out, spread = self.outputs
+        pull = spread * (n.beta_w * n.target + n.current_w)
+        return (n, local, a_out, spread, pull, 1.0 + n.beta_w * spread)
 
     def derivative(self, x: np.ndarray, b: np.ndarray, second: bool = False):
         """First (and second) derivative of the 1-D energies at x."""
@@ -740,7 +783,8 @@ class _Block:
 
     def _rhs(self, x_all: np.ndarray) -> np.ndarray:
         """Linear term of this class's 1-D problems, given the other class."""
-        return self.r - _times(x_all[:, self.other], self.Q_oc)
+        coupled = _times(x_all[:, self.other], self.Q_oc)
+        return np.subtract(self.r, coupled, out=coupled)
 
     def residual(self, x_all: np.ndarray) -> np.ndarray:
         """KCL residual (A) of this class's unknowns, (batch, class size)."""
@@ -755,11 +799,9 @@ class _Block:
 
     def _nudged(self, b: np.ndarray, x: np.ndarray) -> None:
         """Set the outputs in ``x`` (this class) to their exact minimum, coupled by the nudge."""
-        n, local, a_out, spread = self.nudge
+        n, local, a_out, _, pull, stiffness = self.nudge
         z = b[:, local] / a_out  # (batch, outputs, 1 or 2): minima without the nudge
-        o = (np.einsum("bkj,kj->bk", z, n.coef) + spread * (n.beta_w * n.target + n.current_w)) / (
-            1.0 + n.beta_w * spread
-        )
+        o = (np.einsum("bkj,kj->bk", z, n.coef) + pull) / stiffness
         excess = n.beta_w * (o - n.target) - n.current_w
         new = z - excess[:, :, None] * n.coef / a_out
         for j in range(local.shape[1]):
@@ -786,7 +828,10 @@ class _Block:
         z = b / self.a
         if not self.terms:
             # quadratic in x: the residual before the step is a times the (projected) step
-            new = np.clip(z, self.lo, self.hi, out=z) if self.bounded else z
+            new = z
+            if self.bounded:  # the clip, as two in-place passes
+                np.maximum(new, self.lo, out=new)
+                np.minimum(new, self.hi, out=new)
             if self.nudge is not None:
                 self._nudged(b, new)
             step = np.subtract(new, x, out=b)
@@ -985,7 +1030,7 @@ def _layered(
     (0 < omega < 2 on a convex quadratic); a sample whose relaxed sweeps stop
     contracting (the clamps' active set changed) goes on plain.
     """
-    blocks = [_Block(problem, classes, 0), _Block(problem, classes, 1)]
+    blocks = [_Block.of(problem, classes, 0), _Block.of(problem, classes, 1)]
     B = problem.batch
     changes = [np.full(B, np.nan)] * 4  # the last four sweeps' changes, newest first
     error = np.full(B, np.inf)
@@ -1032,11 +1077,16 @@ def _layered(
     if residual0 is None:
         residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
     residual = np.maximum(residual0, np.max(np.abs(blocks[1].residual(x)), axis=1, initial=0.0))
-    # x Q x from the blocks: diagonal terms plus twice the coupling between the classes
+    xQx = functools.partial(_block_xQx, x, blocks)  # when an energy is asked for
+    return problem.result(x, residual, error, tol, vtol, sweeps, "layered", "sweeps", xQx)
+
+
+def _block_xQx(x: np.ndarray, blocks: list[_Block]) -> np.ndarray:
+    """x Q x from the blocks: diagonal terms plus twice the coupling between the classes."""
     x0, x1 = x[:, blocks[0].idx], x[:, blocks[1].idx]
     xQx = (x0 * x0) @ blocks[0].a + (x1 * x1) @ blocks[1].a
     xQx += 2.0 * np.einsum("bi,bi->b", _times(x1, blocks[0].Q_oc), x0)
-    return problem.result(x, residual, error, tol, vtol, sweeps, "layered", "sweeps", xQx)
+    return xQx
 
 
 OMEGA_SWEEP = 4  # plain sweeps before over-relaxation; their contraction sets omega
@@ -1239,6 +1289,38 @@ NEWTON_SAFETY = 2.0  # the error estimate is a first-order one: this much margin
 
 
 def _newton(problem: Problem, x: np.ndarray, tol: float, vtol: float, max_iter: int) -> Equilibrium:
+    """Newton on the batch, in chunks of samples where the block LU of the whole batch would
+    need more than NEWTON_MEMORY bytes (each sample's Hessian is a block of its own, so the
+    chunks' solves are those of the batch)."""
+    size = _newton_chunk(problem)
+    if size >= problem.batch:
+        return _newton_batch(problem, x, tol, vtol, max_iter)
+    parts = [
+        _newton_batch(problem.subset(rows), x[rows], tol, vtol, max_iter)
+        for rows in (slice(i, i + size) for i in range(0, problem.batch, size))
+    ]
+    joined = [np.concatenate([getattr(e, f) for e in parts]) for f in ("residual", "error")]
+    steps = max(e.iterations for e in parts)
+    x = np.concatenate([e.unknowns for e in parts])
+    return problem.result(x, *joined, tol, vtol, steps, "newton", "Newton steps")
+
+
+NEWTON_MEMORY = 2 * 2**30  # bytes that one block LU (its batch's Hessians and factors) may take
+
+
+def _newton_chunk(problem: Problem) -> int:
+    """Samples per Newton solve within NEWTON_MEMORY: per sample, about 100 bytes per entry of
+    its Hessian (the block LU's index and value arrays) and at most 12 per entry of a dense
+    factor (n^2; the LU's fill is less)."""
+    n = problem.network.n_vars
+    entries = problem.linear.Q.nnz + n + sum(t.A.nnz for t in problem.terms)
+    per_sample = 100 * entries + 12 * n * n
+    return max(1, int(NEWTON_MEMORY // max(per_sample, 1)))
+
+
+def _newton_batch(
+    problem: Problem, x: np.ndarray, tol: float, vtol: float, max_iter: int
+) -> Equilibrium:
     """Damped Newton with an energy line search until residual <= tol and error <= vtol.
 
     The error estimate at x_k is the Newton step there, -H_k^-1 g(x_k), times
