@@ -448,7 +448,9 @@ class Network:
                 if c.row_var is None:  # input crossbar: unknowns at its columns only
                     wk = c.col_weight * c.col_coef
                     Q_diag[c.cols] += G.sum(axis=0, dtype=float) * (wk * c.col_coef)
-                    SK[:, c.cols] += (c.gain.astype(G.dtype) @ G) * wk.astype(G.dtype)
+                    term = c.gain.astype(G.dtype) @ G
+                    term *= wk.astype(G.dtype)
+                    SK[:, c.cols] += term
                     const = self.fixed_const[c.row_fixed]
                     if np.any(const):
                         r0[c.cols] += (const @ G) * wk
