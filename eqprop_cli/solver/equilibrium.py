@@ -890,8 +890,10 @@ def _layered(
     residual0 = None
     relax = not (blocks[0].terms or blocks[1].terms)
     omega = None
+    estimated = False  # whether ``error`` is that of the current x
     while sweeps < max_iter:
         sweeps += 1
+        estimated = False
         first, change0 = blocks[0].update(x, tol, vtol, omega)
         _, change1 = blocks[1].update(x, tol, vtol, omega)
         changes = [np.maximum(change0, change1), *changes[:3]]
@@ -902,6 +904,7 @@ def _layered(
         if sweeps == 1 or (first > tol and not slow):
             continue  # nothing to decide yet: no estimate needed
         error, rho = _sweep_error(changes, x, problem, blocks)
+        estimated = True
         # class 1 is exact now (unless over-relaxed); class 0 was within tol before this
         # sweep's update
         if first <= tol and error.max() <= vtol:
@@ -923,7 +926,7 @@ def _layered(
             steps.iterations += sweeps
             steps.message = steps.message.replace("Newton steps", "sweeps and Newton steps", 1)
             return steps
-    if sweeps > 1:
+    if sweeps > 1 and not estimated:
         error = _sweep_error(changes, x, problem, blocks)[0]
     if residual0 is None:
         residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
