@@ -218,7 +218,10 @@ class Problem:
         if network.plan.diodes_T is None:
             network.plan.diodes_T = [m[0].T.tocsr() for m in maps]
         transposed = network.plan.diodes_T
+        known = network.plan.clamp_bounds  # the hard clamps' bounds, when rails set them all
         for d, (A, var, coef), AT in zip(network.diodes, maps, transposed, strict=True):
+            if d.model.hard and known is not None:
+                continue
             u = self._fixed_part(d.anode) - self._fixed_part(d.cathode)
             if d.model.hard:
                 va, vc = network.node_var[d.anode], network.node_var[d.cathode]
@@ -226,10 +229,15 @@ class Problem:
                 self._add_bounds(d.model.zero_current_voltage, va, vc, ca, cc, u)
             else:
                 self.terms.append(_DiodeTerms(d.model, A, u, d.weight, var, coef, AT))
-        if np.any(self.lo > self.hi):
+        if known is not None:
+            self.lo, self.hi = known
+        elif np.any(self.lo > self.hi):
             raise InputError(
                 "hard-clamp diodes leave no feasible voltage at some node for these inputs"
             )
+        elif self.batch > 1 and self.lo.shape[0] == 1:  # one row for a batch: no input in them
+            self.lo.flags.writeable = self.hi.flags.writeable = False
+            network.plan.clamp_bounds = (self.lo, self.hi)
         self.nudge = None
         if nudge is not None and (nudge.target is not None or nudge.current is not None):
             self.nudge = self._nudge_term(nudge)
@@ -691,11 +699,18 @@ class _Block:
             plans[k] = plan
         derived = problem.linear.plan.blocks
         if k not in derived:  # conductances: diagonal and coupling to the other class
-            Qc = problem.linear.coupling(other, idx)
+            mirror = derived[1 - k][2] if 1 - k in derived else None
+            if isinstance(mirror, np.ndarray):  # Q is symmetric: the other class's, transposed
+                Qc = np.ascontiguousarray(mirror.T)
+            else:
+                Qc = problem.linear.coupling(other, idx)
             a = problem.Q_diag[idx]
             derived[k] = (a, a / network.var_weight[idx], Qc)
         self.a, self.a_over_w, self.Q_oc = derived[k]
-        self.idx, self.other = _as_slice(idx), _as_slice(other)
+        slices = network.plan.block_slices
+        if k not in slices:  # topology: the classes as slices where they are ranges
+            slices[k] = (_as_slice(idx), _as_slice(other))
+        self.idx, self.other = slices[k]
         self.weight = network.var_weight[idx]
         scales = network.plan.block_scale
         if k not in scales:  # topology; None: no amplifier gains
