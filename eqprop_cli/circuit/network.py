@@ -127,6 +127,8 @@ class TopologyPlan:
     block_local: dict[int, np.ndarray] = field(default_factory=dict)  # place in its class
     block_scale: dict[int, np.ndarray | None] = field(default_factory=dict)  # None: gains 1
     block_outputs: dict[int, bool] = field(default_factory=dict)  # outputs in the class
+    block_slices: dict[int, tuple] = field(default_factory=dict)  # its and the other's columns
+    clamp_bounds: tuple[np.ndarray, np.ndarray] | None = None  # hard clamps' (lo, hi), rails
     crossbars: list[Crossbar] | None = None  # dense sets whose linear terms need no stamp
 
 
@@ -448,7 +450,9 @@ class Network:
                 if c.row_var is None:  # input crossbar: unknowns at its columns only
                     wk = c.col_weight * c.col_coef
                     Q_diag[c.cols] += G.sum(axis=0, dtype=float) * (wk * c.col_coef)
-                    SK[:, c.cols] += (c.gain.astype(G.dtype) @ G) * wk.astype(G.dtype)
+                    term = c.gain.astype(G.dtype) @ G
+                    term *= wk.astype(G.dtype)
+                    SK[:, c.cols] += term
                     const = self.fixed_const[c.row_fixed]
                     if np.any(const):
                         r0[c.cols] += (const @ G) * wk
