@@ -108,15 +108,18 @@ class MLP:
         d_logits /= len(y)
         d_hidden = (d_logits @ self.params[2].T) * (hidden > 0)
         grads = [x.T @ d_hidden, d_hidden.sum(0), hidden.T @ d_logits, d_logits.sum(0)]
-        for param, velocity, grad in zip(self.params, self.velocity, grads, strict=True):
+        device = chip[0].arrays if chip is not None else []
+        for k, (param, velocity, grad) in enumerate(
+            zip(self.params, self.velocity, grads, strict=True)
+        ):
             velocity *= MOMENTUM
             velocity -= lr * grad
-            if chip is None:
+            if k not in device:
                 param += velocity
         if chip is not None:
             programmer, groups, epoch, batch = chip
-            new, _ = programmer.apply(self.params, self.velocity, groups, epoch, batch)
-            self.params = [np.asarray(p, dtype=np.float32) for p in new]
+            steps = {k: self.velocity[k] for k in device}
+            programmer.apply(self.params, steps, groups, epoch, batch)  # in place
         return loss
 
     def error(self, x: np.ndarray, y: np.ndarray, batch: int = 2000) -> float:

@@ -26,6 +26,7 @@ from eqprop_cli.learn.samples import training_data
 train = importlib.import_module("eqprop_cli.learn.train")
 solver = importlib.import_module("eqprop_cli.solver.equilibrium")
 network_module = importlib.import_module("eqprop_cli.circuit.network")
+optim = importlib.import_module("eqprop_cli.learn.optim")
 
 spent: collections.Counter = collections.Counter()
 
@@ -67,7 +68,8 @@ def main() -> None:
     network = Network(compile_circuit(spec))
     dataset, splits = training_data(spec, network)
     trainer = train.Trainer(network, spec, splits, dataset.n_classes)
-    timed(trainer.optimizer, "update", lambda a, k: "optimizer")
+    timed(optim.Chain, "step", lambda a, k: "optimizer")
+    timed(optim.Chain, "changes", lambda a, k: "  optimizer's changes (inside its step)", True)
     timed(trainer, "set_params", lambda a, k: "new conductances into the network")
     x, y = splits["train"]
     size = int(trainer.training.batch_size)

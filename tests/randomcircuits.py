@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from eqprop_cli.hardware.spice import export_spice, run_ngspice, spice_node_names
+
 ROOT = Path(__file__).resolve().parent.parent
 
 DIODES = {
@@ -18,6 +20,15 @@ DIODES = {
     "part": 'type = "diode"\nmodel = "{part}"\ntemperature = {t}\n',
 }
 PARTS = ("1N4148", "2N3904-diode", "sky130-pw2nd")
+
+
+def assert_agrees_with_ngspice(net, inputs: np.ndarray, eq, limit: float) -> None:
+    """Every node of every sample of ``eq`` within ``limit`` volts of ngspice's answer."""
+    names = spice_node_names(net)
+    for b in range(len(inputs)):
+        theirs = run_ngspice(export_spice(net, inputs[b]))
+        worst = max(abs(theirs[m] - eq.voltages[b, i]) for i, m in enumerate(names) if m != "0")
+        assert worst <= limit, (b, worst)
 
 
 def _resistor_device(seed: int) -> str:

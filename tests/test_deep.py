@@ -113,3 +113,32 @@ def test_deep_circuits_converge_in_few_sweeps(monkeypatch):
     assert two <= 2 * one
     monkeypatch.setattr(solver, "OMEGA_FROM", 1.0)  # no contraction is slow enough: plain
     assert three <= 0.6 * sweeps("mnist-ideal-3h", 3, x)
+
+
+def test_newton_in_chunks_solves_as_the_whole_batch(monkeypatch):
+    """Newton splits a batch whose block LU would pass NEWTON_MEMORY into chunks of samples:
+    the same equilibria, free and nudged, as one solve of the whole batch."""
+    net, n_in = deep_circuit(3, 3)
+    x = np.random.default_rng(3).uniform(-1, 1, (7, n_in))
+    targets = np.random.default_rng(4).uniform(0, 1, (7, len(net.outputs)))
+    nudge = solver.Nudge(1e-6, target=targets)
+    whole = [solve(net, x, method="newton", tol=1e-13, vtol=1e-10, nudge=n) for n in (None, nudge)]
+    sizes = []
+    batch = solver._newton_batch
+
+    def counted(problem, *args):
+        sizes.append(problem.batch)
+        return batch(problem, *args)
+
+    monkeypatch.setattr(solver, "_newton_batch", counted)
+    per_sample = solver.NEWTON_MEMORY // solver._newton_chunk(whole[0].problem)
+    monkeypatch.setattr(solver, "NEWTON_MEMORY", 3 * per_sample)  # 3 samples per chunk
+    for n, one in zip((None, nudge), whole, strict=True):
+        sizes.clear()
+        parts = solve(net, x, method="newton", tol=1e-13, vtol=1e-10, nudge=n)
+        assert sizes == [3, 3, 1]
+        assert parts.success and one.success and parts.unknowns.shape == one.unknowns.shape
+        assert np.abs(parts.voltages - one.voltages).max() <= 1e-9
+        if n is None:  # (nudged, the outputs carry the nudge's current too)
+            assert np.abs(net.kcl_residual(parts.voltages)).max() <= 1e-12
+        np.testing.assert_allclose(parts.energy, one.energy, rtol=1e-12, atol=0)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from eqprop_cli.devices.update import UpdateModel, stream
+from eqprop_cli.learn import optim
 from eqprop_cli.learn.programming import Measurement, Programmer
 from eqprop_cli.solver.equilibrium import Nudge
 
@@ -25,8 +26,15 @@ def test_ideal_arrays_take_the_exact_clipped_step():
     steps = [rng.normal(0, 0.1, (30, 20)), rng.normal(0, 0.1, 20)]
     groups = [group(), SimpleNamespace(kind="current", scale=2e-5, low=-2e-5, high=2e-5)]
     programmer = Programmer([UpdateModel("ideal"), None], groups, [600, 20], seed=3)
-    assert not programmer.active
-    new, pulses = programmer.apply(p, steps, groups, 0, 0)
+    assert not programmer.active and programmer.arrays == []
+    exact = [k for k in range(2) if k not in programmer.arrays]
+    rule = optim.chain(  # the trainer's chain, without momentum and at rate -1
+        optim.scale([g.scale for g in groups], "denormalise", exact),
+        optim.clip([g.low for g in groups], [g.high for g in groups], exact),
+        programmer.piece(groups),
+    )
+    new = [a.copy() for a in p]
+    _, pulses = rule.step(new, [s.copy() for s in steps], {}, [1.0, 1.0])
     assert pulses == 0
     for a, b, s, g in zip(new, p, steps, groups, strict=True):
         np.testing.assert_array_equal(a, np.clip(b + s * g.scale, g.low, g.high))
@@ -37,10 +45,41 @@ def test_pulsed_array_moves_by_whole_steps_and_counts_its_pulses():
     programmer = Programmer([model], [group()], [4], seed=0)
     span = G_MAX - G_MIN
     p = [programmer.prepare([np.full(4, G_MIN + 10 * span / 20)])[0]]
-    steps = [np.array([0.0, 0.051, -0.12, 0.9]) * span / G_MAX]  # 0, 1, -2 and capped 3 steps
-    new, pulses = programmer.apply(p, steps, [group()], 0, 0)
-    np.testing.assert_allclose((new[0] - p[0]) / (span / 20), [0, 1, -2, 3], atol=1e-9)
+    before = p[0].copy()
+    steps = np.array([0.0, 0.051, -0.12, 0.9]) * span / G_MAX  # 0, 1, -2 and capped 3 steps
+    pulses = programmer.apply(p, {0: steps}, [group()], 0, 0)
+    np.testing.assert_allclose((p[0] - before) / (span / 20), [0, 1, -2, 3], atol=1e-9)
     assert pulses == 6
+
+
+def test_chain_steps_in_chunks_as_on_whole_arrays(monkeypatch):
+    """The fused, in-place chain gives the same bits as its pieces on whole arrays."""
+    rng = np.random.default_rng(1)
+    shapes = [(70, 50), (20, 30), (13,)]
+    scales, low, high = [G_MAX, G_MAX, 1e-5], [G_MIN, G_MIN, -1e-5], [G_MAX, G_MAX, 1e-5]
+    p = [rng.uniform(lo, hi, s) for lo, hi, s in zip(low, high, shapes, strict=True)]
+    p[1] = np.asfortranarray(p[1])  # not C-contiguous: stepped whole
+    grads = [rng.normal(0, 1e-3, s) for s in shapes]
+    velocity = [rng.normal(0, 1e-2, s) for s in shapes]
+    rule = optim.chain(
+        optim.scale(scales, "normalise"),
+        optim.momentum(0.9),
+        optim.learning_rate(),
+        optim.scale(scales, "denormalise"),
+        optim.clip(low, high),
+    )
+    expected = []
+    for k, (a, g, v) in enumerate(zip(p, grads, velocity, strict=True)):
+        v2 = 0.9 * v + scales[k] * g
+        expected.append((np.clip(a + scales[k] * (-2.0 * v2), low[k], high[k]), v2))
+    monkeypatch.setattr(optim, "CHUNK", 64)  # many chunks, one ragged
+    new = [a.copy(order="K") for a in p]
+    momentum = {"momentum": [v.copy() for v in velocity]}
+    state, _ = rule.step(new, [g.copy(order="K") for g in grads], momentum, [2.0] * 3)
+    for a, v, (a_expected, v_expected) in zip(new, state["momentum"], expected, strict=True):
+        np.testing.assert_array_equal(a, a_expected)
+        np.testing.assert_array_equal(v, v_expected)
+    assert np.any(new[0] == G_MAX) and np.any(new[1] == G_MAX)  # the clip acted
 
 
 def test_device_variation_is_saved_and_restored():

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from eqprop_cli import Network, compile_circuit, parse_circuit, solve
 from eqprop_cli.circuit.params import thermal_voltage
 from eqprop_cli.cli import app
-from eqprop_cli.hardware.spice import export_spice, run_ngspice, spice_node_names
+from eqprop_cli.hardware.spice import export_spice, run_ngspice
 
 VTOL = 1e-9  # the default voltage tolerance: what "converged" promises
 NVT = thermal_voltage(300.15)  # default Shockley diode: Is = 1e-14 A, n = 1, 300.15 K
@@ -271,11 +271,7 @@ def test_random_circuits_agree_with_ngspice_at_default_settings(ngspice, seed):
     inputs = np.random.default_rng(seed).uniform(-1, 1, (2, n))
     eq = solve(net, inputs)
     assert eq.success, eq.message
-    names = spice_node_names(net)
-    for b in range(len(inputs)):
-        theirs = run_ngspice(export_spice(net, inputs[b]))
-        worst = max(abs(theirs[m] - eq.voltages[b, i]) for i, m in enumerate(names) if m != "0")
-        assert worst <= 1e-8, (seed, b, worst)
+    rc.assert_agrees_with_ngspice(net, inputs, eq, 1e-8)
 
 
 @pytest.mark.parametrize(

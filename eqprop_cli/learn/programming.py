@@ -1,8 +1,9 @@
 """The EP update applied as the chip would: programming pulses and measured voltages.
 
 ``Programmer`` turns the trainer's requested change of every device into
-signed pulse counts and the device's response (devices.update); connections
-whose device has no update model, or the ideal one, get today's exact,
+signed pulse counts and the device's response (devices.update), as the last
+piece of the update chain (learn.optim) on those arrays; connections whose
+device has no update model, or the ideal one, take the chain's exact,
 clipped step. ``Measurement`` models what the learning circuit reads: the
 free nodes' potentials in each phase through read noise and an ADC, and a
 nudge of limited precision.
@@ -25,6 +26,7 @@ from ..devices.update import (
     snap_to_levels,
     stream,
 )
+from .optim import Piece
 
 
 @dataclass(frozen=True)
@@ -118,33 +120,43 @@ class Programmer:
             for p, e in zip(params, self.entries, strict=True)
         ]
 
+    @property
+    def arrays(self) -> list[int]:
+        """The numbers of the device-aware arrays."""
+        return [k for k, e in enumerate(self.entries) if e is not None]
+
+    def piece(self, groups: list) -> Piece:
+        """The update chain's last piece on the device-aware arrays: their steps, normalised
+        by each group's scale, programmed as pulses (it counts them)."""
+        return Piece(
+            "program",
+            land=lambda params, steps, where: self.apply(params, steps, groups, *where),
+            arrays=frozenset(self.arrays),
+        )
+
     def apply(
         self,
         params: list[np.ndarray],
-        steps: list[np.ndarray],
+        steps: dict[int, np.ndarray],
         groups: list,
         epoch: int,
         batch: int,
-    ) -> tuple[list[np.ndarray], int]:
-        """New values of every array and the pulses sent. ``steps``: the optimizer's, normalised
-        by each group's scale."""
-        rngs = None
-        new, pulses = [], 0
-        for p, s, g, e in zip(params, steps, groups, self.entries, strict=True):
-            if e is None:
-                new.append(np.clip(p + s * g.scale, g.low, g.high))
-                continue
-            if rngs is None:
-                rngs = (
-                    stream(self.seed, epoch, batch, "rounding"),
-                    stream(self.seed, epoch, batch, "write_noise"),
-                )
-            model, arrays, table = e
+    ) -> int:
+        """Program arrays ``params[k]`` (device-aware) by ``steps[k]`` (normalised by group k's
+        scale) in place; returns the pulses sent."""
+        rngs = (
+            stream(self.seed, epoch, batch, "rounding"),
+            stream(self.seed, epoch, batch, "write_noise"),
+        )
+        pulses = 0
+        for k, s in steps.items():
+            model, arrays, table = self.entries[k]
+            g = groups[k]
             unit = g.scale / (g.high - g.low)  # the steps are normalised by the scale
-            value, count = program(p, s, model, arrays, rngs, table, unit)
-            new.append(value)
+            value, count = program(params[k], s, model, arrays, rngs, table, unit)
+            params[k][...] = value
             pulses += count
-        return new, pulses
+        return pulses
 
     def state(self) -> dict[str, np.ndarray]:
         """The device-to-device draws (arrays that vary per device), for the checkpoint."""

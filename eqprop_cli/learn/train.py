@@ -104,6 +104,34 @@ class EPEstimator:
             )
         self.out_weight = float(out_weight[0])
         self.plans = [self._plan(network, g) for g in groups]
+        self.reads = [
+            (self._reader(network, p), self._reader(network, q)) for p, q, *_ in self.plans
+        ]
+
+    @staticmethod
+    def _reader(network: Network, nodes: np.ndarray) -> tuple | None:
+        """How to read the potentials of ``nodes`` straight from the unknowns: (columns, gains,
+        None where all are 1); None when some node is fixed (read through the network)."""
+        var = network.node_var[nodes]
+        if len(nodes) == 0 or np.any(network.fixed_index[nodes] >= 0) or np.any(var < 0):
+            return None
+        coef = network.node_coef[nodes]
+        start = int(var[0])
+        columns = (
+            slice(start, start + len(var))
+            if np.array_equal(var, np.arange(start, start + len(var)))
+            else var
+        )
+        return columns, None if np.all(coef == 1.0) else coef
+
+    @staticmethod
+    def _at(state: Equilibrium, nodes: np.ndarray, reader: tuple | None) -> np.ndarray:
+        """Potentials of ``nodes`` in ``state``, as Equilibrium.at gives them."""
+        if reader is None:
+            return state.at(nodes)
+        columns, coef = reader
+        x = state.unknowns[:, columns]
+        return x.copy() if coef is None else x * coef
 
     @staticmethod
     def _plan(network: Network, group: ParamGroup) -> tuple:
@@ -124,8 +152,10 @@ class EPEstimator:
         """dL/dtheta per group (physical units), averaged over the batch."""
         factor = 1.0 / ((beta_a - beta_b) * self.out_weight * scale * a.unknowns.shape[0])
         grads = []
-        for g, (p, q, dense, w, p_fixed) in zip(self.groups, self.plans, strict=True):
-            Qa, Qb = a.at(q), b.at(q)
+        for g, (p, q, dense, w, p_fixed), (read_p, read_q) in zip(
+            self.groups, self.plans, self.reads, strict=True
+        ):
+            Qa, Qb = self._at(a, q, read_q), self._at(b, q, read_q)
             if dense and p_fixed and np.isscalar(w) and g.model.ep_estimate is RESISTOR_ESTIMATE:
                 # a crossbar of conductances from the inputs: F (inputs) the same in both
                 # sum of dVa^2 - dVb^2 = sum (Qa - Qb)(Qa + Qb) - 2 F^T (Qa - Qb)
@@ -137,8 +167,10 @@ class EPEstimator:
                 total += (0.5 * w * factor) * common
                 grads.append(total)
                 continue
-            Pa = a.at(p)
-            Pb = Pa if p_fixed else b.at(p)  # fixed potentials (inputs) are the same in both
+            Pa = self._at(a, p, read_p)
+            Pb = (
+                Pa if p_fixed else self._at(b, p, read_p)
+            )  # fixed potentials (inputs) are the same in both
             grads.append(g.model.ep_estimate(w, Pa, Pb, Qa, Qb, dense, p_fixed, factor))
         return grads
 
@@ -236,12 +268,16 @@ class Trainer:
         sizes = [p.size for p in self.params()]
         self.programmer = Programmer(models, self.groups, sizes, t.seed)
         scales = [g.scale for g in self.groups]
-        pieces = [optim.scale(scales, "normalise"), optim.momentum(t.momentum)]
-        pieces.append(optim.learning_rate())
-        if not self.programmer.active:  # device-aware: the programmer takes normalised steps
-            pieces.append(optim.scale(scales, "denormalise"))
-            pieces.append(optim.clip([g.low for g in self.groups], [g.high for g in self.groups]))
-        self.optimizer = optim.chain(*pieces)  # the update rule, piece by piece
+        exact = [k for k in range(len(self.groups)) if k not in self.programmer.arrays]
+        self.optimizer = optim.chain(  # the update rule, piece by piece
+            optim.scale(scales, "normalise"),
+            optim.momentum(t.momentum),
+            optim.learning_rate(),
+            # device-aware arrays: the programmer takes the normalised steps
+            optim.scale(scales, "denormalise", exact),
+            optim.clip([g.low for g in self.groups], [g.high for g in self.groups], exact),
+            self.programmer.piece(self.groups),
+        )
         self.measurement = Measurement.of(t)
         x, _ = splits["train"]
         if len(x) == 0:
@@ -330,18 +366,18 @@ class Trainer:
         # each estimate at its parameters' precision ([solver] dtype): so is the optimizer state
         grads = [e.astype(p.dtype, copy=False) for e, p in zip(grads, params, strict=True)]
         running = dict(state.running)
-        if self.programmer.active:  # normalised steps, applied as each device responds
-            steps, opt = self.optimizer.changes(params, grads, state.optimizer, rates)
-            new, pulses = self.programmer.apply(params, steps, self.groups, state.epoch, state.step)
-            running["pulses"] = running.get("pulses", 0.0) + pulses
-        else:
-            new, opt = self.optimizer.step(params, grads, state.optimizer, rates)
         outputs = free.outputs()
         running["loss"] += float(self.loss.value(outputs, y).sum())
         running["errors"] += float((predictions(outputs) != y).sum())
+        # in place: the network's arrays and the optimizer state's
+        opt, pulses = self.optimizer.step(
+            params, grads, state.optimizer, rates, (state.epoch, state.step)
+        )
+        if self.programmer.active:
+            running["pulses"] = running.get("pulses", 0.0) + pulses
         running["samples"] += len(y)
         running["seconds"] += time.perf_counter() - start
-        self.set_params(new)
+        self.set_params(params)
         return TrainState(state.epoch, state.step + 1, opt, running, state.metrics, state.devices)
 
     # ------------------------------------------------------------------ epochs

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import copy
 import functools
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,6 +37,7 @@ from scipy.sparse.csgraph import breadth_first_order
 from scipy.sparse.linalg import splu
 
 from ..circuit.network import Network
+from ..devices.diode import EXP_LIMIT, ShockleyDiode
 from ..errors import InputError
 
 METHODS = ("auto", "layered", "newton")
@@ -64,12 +66,16 @@ class Equilibrium:
     method: str
     message: str
     problem: Problem = field(repr=False, compare=False)
-    xQx: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # x Q x per sample, or a function that computes it cheaper than Q would (layered)
+    xQx: np.ndarray | Callable[[], np.ndarray] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @functools.cached_property
     def energy(self) -> np.ndarray:
         """Co-content with stage weights (and the nudge's term, if nudged) per sample, watts."""
-        return self.problem.energy(self.unknowns, self.xQx)
+        xQx = self.xQx() if callable(self.xQx) else self.xQx
+        return self.problem.energy(self.unknowns, xQx)
 
     @property
     def success(self) -> bool:
@@ -228,6 +234,7 @@ class Problem:
         self.nudge = None
         if nudge is not None and (nudge.target is not None or nudge.current is not None):
             self.nudge = self._nudge_term(nudge)
+        self.blocks: dict[int, _Block] = {}  # the layered solver's, shared with nudged copies
 
     @property
     def Q(self) -> np.ndarray | sp.csr_matrix:
@@ -448,6 +455,26 @@ class Problem:
             xQx,
         )
 
+    def subset(self, rows: slice) -> Problem:
+        """The same circuit for some of the batch's samples (Newton in chunks)."""
+        part = copy.copy(self)
+        part.__dict__.pop("const", None)  # per sample, computed on first use
+
+        def take(a: np.ndarray) -> np.ndarray:  # a row per sample, or one for all
+            return a[rows] if a.shape[0] == self.batch and self.batch > 1 else a
+
+        part.inputs, part.r, part.lo, part.hi = (
+            take(a) for a in (self.inputs, self.r, self.lo, self.hi)
+        )
+        part.batch = part.inputs.shape[0]
+        part.terms = [replace(t, u=take(t.u)) for t in self.terms]
+        if self.nudge is not None:
+            part.nudge = replace(
+                self.nudge, target=take(self.nudge.target), current_w=take(self.nudge.current_w)
+            )
+        part.blocks = {}
+        return part
+
     def nudged(self, nudge: Nudge) -> Problem:
         """The same batch with another nudge: linear terms, diodes and bounds are shared."""
         other = copy.copy(self)
@@ -563,7 +590,9 @@ def solve(
         raise InputError(layered_reason(network))
     if method == "newton" or classes is None:
         return _newton(problem, x, tol, vtol, max_iter)
-    return _layered(problem, x, classes, tol, vtol, max_iter, handover=method == "auto")
+    return _layered(
+        problem, x, classes, tol, vtol, max_iter, handover=method == "auto", cold=x0 is None
+    )
 
 
 def _nudge_fits(problem: Problem, classes) -> bool:
@@ -636,6 +665,17 @@ def _two_classes(network: Network, problem: Problem) -> tuple[np.ndarray, np.nda
 class _Block:
     """One class of unknowns: each is an independent 1-D convex problem given the other class."""
 
+    @classmethod
+    def of(cls, problem: Problem, classes, k: int) -> _Block:
+        """Class k of a problem: the parts that do not depend on the nudge are set up once per
+        batch and shared by its free and nudged solves."""
+        base = problem.blocks.get(k)
+        if base is None:
+            base = problem.blocks[k] = cls(problem, classes, k)
+        block = copy.copy(base)
+        block.nudge = base._nudge_of(problem)
+        return block
+
     def __init__(self, problem: Problem, classes, k: int):
         network = problem.network
         idx, other = classes[k], classes[1 - k]
@@ -658,50 +698,71 @@ class _Block:
             a = problem.Q_diag[idx]
             derived[k] = (a, a / network.var_weight[idx], Qc)
         self.a, self.a_over_w, self.Q_oc = derived[k]
-        self.idx, self.other = _as_slice(idx), _as_slice(other)
         self.weight = network.var_weight[idx]
+        self.weighted = bool(np.any(self.weight != 1.0))
         scales = network.plan.block_scale
         if k not in scales:  # topology; None: no amplifier gains
             scale = problem.var_scale[idx]
             scales[k] = None if np.all(scale == 1.0) else scale
         self.scale = scales[k]
-        self.r = problem.r[:, idx]
-        self.lo, self.hi = problem.lo[:, idx], problem.hi[:, idx]
-        self.bounded = bool(np.isfinite(self.lo).any() or np.isfinite(self.hi).any())
-        self.terms = []
-        self.nudge = None
-        n = problem.nudge
-        outputs = network.plan.block_outputs
-        if n is not None and k not in outputs:  # topology: are the outputs in this class?
-            outputs[k] = bool(np.isin(n.var, idx).all())
-        if n is not None and outputs[k]:
-            local = network.plan.block_local
-            if k not in local:  # topology: each unknown's place in its class
-                local[k] = np.full(network.n_vars, -1)
-                local[k][idx] = np.arange(len(idx))
-            local = local[k]
-            a_out = self.a[local[n.var]]
-            # spread: how much of the nudge current each output's own conductance absorbs
-            spread = (n.coef**2 / a_out).sum(axis=1)
-            self.nudge = (n, local[n.var], a_out, spread)
-        if plans[k]:
-            self.zmin = np.full(self.r.shape, np.inf)
-            self.zmax = np.full(self.r.shape, -np.inf)
-        for g, mine, v, coef, wc, wc2, segments in plans[k]:
+        self.k, self.classes, self.outputs = k, classes, None
+        set_up = self._diodes(problem, idx, other, plans[k])
+        (self.idx, self.other, self.r, self.lo, self.hi, self.bounded) = set_up[:6]
+        self.terms, self.zmin, self.zmax, self.junctions = set_up[6:]
+
+    def _diodes(self, problem: Problem, idx: np.ndarray, other: np.ndarray, plan: list) -> tuple:
+        """The class's columns, linear term and bounds, and its diodes: their terms, the
+        bracket ends (zmin, zmax) and the stacked junctions. Once per batch (see ``of``)."""
+        r = problem.r[:, idx]
+        lo, hi = problem.lo[:, idx], problem.hi[:, idx]
+        bounded = bool(np.isfinite(lo).any() or np.isfinite(hi).any())
+        terms = []
+        zmin = zmax = None
+        if plan:
+            zmin = np.full(r.shape, np.inf)
+            zmax = np.full(r.shape, -np.inf)
+        for g, mine, v, coef, wc, wc2, segments in plan:
             model, u = problem.terms[g].model, problem.terms[g].u[:, mine]
-            self.terms.append((model, v, coef, u, wc, wc2, segments))
+            terms.append((model, v, coef, u, wc, wc2, segments))
             # where a diode carries no current: the bracket of each root spans these
             zero = (model.zero_current_voltage - u) / coef
             if segments.regular:  # sorted, k per unknown: a reshape, as the sums
                 zero = zero.reshape(zero.shape[0], segments.n, segments.k)
-                np.minimum(self.zmin, zero.min(axis=2), out=self.zmin)
-                np.maximum(self.zmax, zero.max(axis=2), out=self.zmax)
+                np.minimum(zmin, zero.min(axis=2), out=zmin)
+                np.maximum(zmax, zero.max(axis=2), out=zmax)
             else:
-                _scatter_reduce(self.zmin, v, zero, np.minimum)
-                _scatter_reduce(self.zmax, v, zero, np.maximum)
+                _scatter_reduce(zmin, v, zero, np.minimum)
+                _scatter_reduce(zmax, v, zero, np.maximum)
+        junctions = _Junctions.of(terms, len(idx))
+        return (_as_slice(idx), _as_slice(other), r, lo, hi, bounded, terms, zmin, zmax, junctions)
+
+    def _nudge_of(self, problem: Problem) -> tuple | None:
+        """The nudge's part in this class: (term, outputs' places, their a, spread, and the
+        nudge's constants in the closed-form minimum), None when the outputs are elsewhere."""
+        n, network, k = problem.nudge, problem.network, self.k
+        if n is None:
+            return None
+        outputs = network.plan.block_outputs
+        if k not in outputs:  # topology: are the outputs in this class?
+            outputs[k] = bool(np.isin(n.var, self.classes[k]).all())
+        if not outputs[k]:
+            return None
+        if self.outputs is None:  # once per batch: the outputs' places, a, spread
+            local = network.plan.block_local
+            if k not in local:  # topology: each unknown's place in its class
+                local[k] = np.full(network.n_vars, -1)
+                local[k][self.classes[k]] = np.arange(len(self.classes[k]))
+            a_out = self.a[local[k][n.var]]
+            # spread: how much of the nudge current each output's own conductance absorbs
+            self.outputs = (local[k][n.var], a_out, (n.coef**2 / a_out).sum(axis=1))
+        local, a_out, spread = self.outputs
+        pull = spread * (n.beta_w * n.target + n.current_w)
+        return (n, local, a_out, spread, pull, 1.0 + n.beta_w * spread)
 
     def derivative(self, x: np.ndarray, b: np.ndarray, second: bool = False):
         """First (and second) derivative of the 1-D energies at x."""
+        if self.junctions is not None:
+            return self.junctions.derivative(self.a, x, b, second)
         f1 = self.a * x - b
         f2 = None
         for model, var, coef, u, wc, wc2, segments in self.terms:
@@ -722,7 +783,8 @@ class _Block:
 
     def _rhs(self, x_all: np.ndarray) -> np.ndarray:
         """Linear term of this class's 1-D problems, given the other class."""
-        return self.r - _times(x_all[:, self.other], self.Q_oc)
+        coupled = _times(x_all[:, self.other], self.Q_oc)
+        return np.subtract(self.r, coupled, out=coupled)
 
     def residual(self, x_all: np.ndarray) -> np.ndarray:
         """KCL residual (A) of this class's unknowns, (batch, class size)."""
@@ -737,32 +799,39 @@ class _Block:
 
     def _nudged(self, b: np.ndarray, x: np.ndarray) -> None:
         """Set the outputs in ``x`` (this class) to their exact minimum, coupled by the nudge."""
-        n, local, a_out, spread = self.nudge
+        n, local, a_out, _, pull, stiffness = self.nudge
         z = b[:, local] / a_out  # (batch, outputs, 1 or 2): minima without the nudge
-        o = (np.einsum("bkj,kj->bk", z, n.coef) + spread * (n.beta_w * n.target + n.current_w)) / (
-            1.0 + n.beta_w * spread
-        )
+        o = (np.einsum("bkj,kj->bk", z, n.coef) + pull) / stiffness
         excess = n.beta_w * (o - n.target) - n.current_w
         new = z - excess[:, :, None] * n.coef / a_out
         for j in range(local.shape[1]):
             x[:, local[:, j]] = new[:, :, j]
 
     def update(
-        self, x_all: np.ndarray, tol: float, vtol: float, omega: np.ndarray | None = None
+        self,
+        x_all: np.ndarray,
+        tol: float,
+        vtol: float,
+        omega: np.ndarray | None = None,
+        estimate: bool = False,
     ) -> tuple[float, np.ndarray]:
         """Minimise exactly over this class; return the largest residual (A) before the
-        update and, per sample, the largest change of a node voltage (V) it made.
+        update (inf where not evaluated) and, per sample, the largest change of a node voltage (V) it made.
 
         Each 1-D solve ends within tol / 1000 amperes and vtol / 1000 volts of its root.
         ``omega`` (per sample, quadratic classes only): over-relax, moving omega times the
-        exact step (projected onto the clamps' bounds again).
+        exact step (projected onto the clamps' bounds again). ``estimate``: the diodes'
+        1-D solves start from an estimate of each root rather than from x (a cold start).
         """
         b = self._rhs(x_all)
         x = x_all[:, self.idx]
         z = b / self.a
         if not self.terms:
             # quadratic in x: the residual before the step is a times the (projected) step
-            new = np.clip(z, self.lo, self.hi, out=z)
+            new = z
+            if self.bounded:  # the clip, as two in-place passes
+                np.maximum(new, self.lo, out=new)
+                np.minimum(new, self.hi, out=new)
             if self.nudge is not None:
                 self._nudged(b, new)
             step = np.subtract(new, x, out=b)
@@ -778,35 +847,52 @@ class _Block:
         lo = np.minimum(z, self.zmin)
         hi = np.maximum(z, self.zmax)
         before = None
+        if estimate and self.junctions is not None:
+            # the 1-D solves go on from the estimate (inside the bracket); the residual
+            # before the update is not evaluated (the first sweep decides nothing)
+            before = np.inf
+            x = np.minimum(np.maximum(self.junctions.start(self.a, b), lo), hi)
         for _ in range(200):
             f1, f2 = self.derivative(x, b, second=True)
-            largest = float(np.max(np.abs(f1) / self.weight, initial=0.0))
+            size = np.abs(f1)
+            if self.weighted:
+                size /= self.weight
+            largest = float(size.max(initial=0.0))
             if before is None:
                 before = largest
                 if self.bounded:
                     held = _held(x, f1, self.lo, self.hi)
-                    before = float(
-                        np.max(np.abs(np.where(held, 0.0, f1)) / self.weight, initial=0.0)
-                    )
-            if (
-                largest <= tol * 1e-3
-                and np.max(_largest(np.abs(f1 / f2), self.scale)) <= vtol * 1e-3
-            ):
+                    before = float(np.max(np.where(held, 0.0, size), initial=0.0))
+            dx = np.divide(f1, f2, out=f2)  # the Newton step, x - dx (f2 > 0)
+            if largest <= tol * 1e-3 and np.max(_largest(np.abs(dx), self.scale)) <= vtol * 1e-3:
+                break
+            step = x - dx
+            new = np.minimum(np.maximum(step, lo), hi)  # (np.clip costs more)
+            # A step inside the bracket is inside the one that x narrows it to (f1 is
+            # increasing, so the step goes from x towards the root): when the step is
+            # also small, that is the update, and the narrowed bracket is not needed.
+            if np.array_equal(new, step) and np.max(np.abs(dx), initial=0.0) <= INNER_SETTLED:
+                x = step
                 break
             pos = f1 > 0
             hi = np.where(pos, x, hi)
             lo = np.where(pos, lo, x)
-            step = x - f1 / f2
-            width = hi - lo
-            # a step onto a bracket end, give or take rounding, is a Newton step too
-            slack = 1e-9 * width + 4e-16 * np.abs(step)
-            inside = (step >= lo - slack) & (step <= hi + slack)
-            new = np.where(inside, np.clip(step, lo, hi), 0.5 * (lo + hi))
-            settled = inside.all() and np.max(np.abs(new - x), initial=0.0) <= INNER_SETTLED
+            new = np.minimum(np.maximum(step, lo), hi)
+            inside = bool(np.array_equal(new, step))
+            if not inside:
+                # a step onto a bracket end, give or take rounding, is a Newton step too;
+                # one further out is replaced by bisection
+                width = hi - lo
+                slack = 1e-9 * width + 4e-16 * np.abs(step)
+                within = (step >= lo - slack) & (step <= hi + slack)
+                new = np.where(within, new, 0.5 * (lo + hi))
+                inside = bool(within.all())
+            settled = inside and np.max(np.abs(new - x), initial=0.0) <= INNER_SETTLED
             x = new
-            if settled or np.all(width <= 4e-16 * np.maximum(1.0, np.abs(x))):
+            if settled or (not inside and np.all(hi - lo <= 4e-16 * np.maximum(1.0, np.abs(x)))):
                 break
-        x = np.clip(x, self.lo, self.hi)
+        if self.bounded:
+            x = np.clip(x, self.lo, self.hi)
         if self.nudge is not None:
             self._nudged(b, x)
         change = _largest(np.abs(x - x_all[:, self.idx]), self.scale)
@@ -814,8 +900,117 @@ class _Block:
         return before, change
 
 
+# e^-100 = 4e-44: a junction reversed further carries -IS (1 - 4e-44), its conductance
+# 4e-44 IS / (n Vt) beside a node's resistors of a > 0, so the floor changes nothing at
+# double precision; np.exp is some 15 times slower where its result underflows.
+EXP_FLOOR = -100.0
+
+
+class _Junctions:
+    """A class's diodes when all are Shockley junctions without series resistance and
+    every unknown has the same number k of them: the 1-D derivatives from one exponential
+    per diode, stacked as (k, batch, n) so that no gather or segment sum is needed.
+
+    Diode j of unknown i carries I = IS (e^t - 1), t = (coef x + u) / (n Vt), into its
+    unknown times w coef; so f1 = a x - b + sum_j P_j e^t_j - C, with P = w coef IS and
+    C = sum_j P_j, and f2 = a + sum_j G_j e^t_j, G = w coef^2 IS / (n Vt). Above
+    EXP_LIMIT the exponential continues linearly, as in ShockleyDiode; below EXP_FLOOR
+    it is taken at EXP_FLOOR (see there).
+    """
+
+    def __init__(self, slope, offset, P, G):
+        self.slope, self.offset, self.P, self.G = slope, offset, P, G
+        self.C = P.sum(axis=0)
+        with np.errstate(divide="ignore"):  # a weight of 0: that diode never conducts
+            self.log_G = np.log(G)
+
+    @classmethod
+    def of(cls, terms: list, n: int) -> _Junctions | None:
+        """The stacked form of a class's diode terms, or None when it does not apply."""
+        if not terms:
+            return None
+        rows = max(u.shape[0] for _, _, _, u, *_ in terms)  # the fixed ends: per sample, or one
+        parts = []
+        for model, _, coef, u, wc, wc2, segments in terms:
+            if not (
+                isinstance(model, ShockleyDiode)
+                and model.series_resistance == 0
+                and segments.regular
+            ):
+                return None
+            inv, Is = 1.0 / model.nvt, model.saturation_current
+            per_diode = [coef * inv, wc * Is, wc2 * (Is * inv)]
+            parts.append(
+                [
+                    np.broadcast_to(values, (rows, values.shape[-1]))
+                    .reshape(-1, n, segments.k)
+                    .transpose(2, 0, 1)
+                    for values in (u * inv, *per_diode)
+                ]
+            )
+        # contiguous (k, rows, n) arrays: the transposed views would slow every product
+        offset, slope, P, G = (np.concatenate(p) for p in zip(*parts, strict=True))
+        first = [np.ascontiguousarray(a[:, :1]) for a in (slope, P, G)]  # the same in every row
+        return cls(first[0], np.ascontiguousarray(offset), *first[1:])
+
+    def start(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """An estimate of each 1-D root (a start for Newton, no more).
+
+        With one junction conducting and the others off, a x - b - C + P e^(s x + t) = 0
+        is solved by x = x0 - W(Z) / s, x0 = (b + C) / a the root with none and
+        Z = (G / a) e^(s x0 + t) (P s = G > 0), W the Lambert function; W is taken
+        from ln(1 + Z) by Winitzki's approximation (within 2%), formed in the log
+        domain so no large e^(...) is formed. With several junctions at a node the
+        shifts add up: on each side of x0 at most one of them conducts much.
+        """
+        x0 = (b + self.C) / a
+        log_z = x0 * self.slope
+        log_z += self.offset
+        log_z += self.log_G
+        log_z -= np.log(a)
+        lz = np.abs(log_z)
+        np.negative(lz, out=lz)
+        np.maximum(lz, EXP_FLOOR, out=lz)
+        np.exp(lz, out=lz)
+        np.log1p(lz, out=lz)
+        lz += np.maximum(log_z, 0.0, out=log_z)  # ln(1 + Z)
+        w = lz * (1.0 - np.log1p(lz) / (2.0 + lz))
+        w /= self.slope
+        return x0 - w.sum(axis=0)
+
+    def derivative(self, a: np.ndarray, x: np.ndarray, b: np.ndarray, second: bool):
+        """First (and second) derivative of the 1-D energies at x, as _Block.derivative."""
+        t = x * self.slope
+        t += self.offset
+        np.maximum(t, EXP_FLOOR, out=t)
+        over = None
+        if t.max(initial=-np.inf) > EXP_LIMIT:
+            capped = np.minimum(t, EXP_LIMIT)
+            over = t - capped
+            t = capped
+        e = np.exp(t, out=t)
+        grown = e if over is None else e * (1.0 + over)
+        f1 = a * x
+        f1 -= b
+        f1 -= self.C
+        f1 += (grown * self.P).sum(axis=0)
+        if not second:
+            return f1, None
+        e *= self.G
+        f2 = e.sum(axis=0)
+        f2 += a
+        return f1, f2
+
+
 def _layered(
-    problem: Problem, x: np.ndarray, classes, tol: float, vtol: float, max_iter: int, handover: bool
+    problem: Problem,
+    x: np.ndarray,
+    classes,
+    tol: float,
+    vtol: float,
+    max_iter: int,
+    handover: bool,
+    cold: bool = False,
 ) -> Equilibrium:
     """Sweeps until the KCL residual is within tol and the estimated voltage error within vtol.
 
@@ -824,7 +1019,8 @@ def _layered(
     remaining error is at most d_k rho / (1 - rho) while the sweeps contract linearly
     (times LAYERED_SAFETY). With ``handover``, a contraction too slow to finish (within
     the iteration limit, or SLOW_SWEEPS more sweeps) hands the solve to Newton,
-    warm-started from the sweeps.
+    warm-started from the sweeps. ``cold``: x is no warm start, so the first sweep's
+    1-D diode solves start from each root's estimate (``_Junctions.start``) instead.
 
     Deep circuits (several hidden layers) contract slowly. Where both classes are
     quadratic (resistors, hard clamps, the nudge), the sweeps after the OMEGA_SWEEP-th
@@ -834,7 +1030,7 @@ def _layered(
     (0 < omega < 2 on a convex quadratic); a sample whose relaxed sweeps stop
     contracting (the clamps' active set changed) goes on plain.
     """
-    blocks = [_Block(problem, classes, 0), _Block(problem, classes, 1)]
+    blocks = [_Block.of(problem, classes, 0), _Block.of(problem, classes, 1)]
     B = problem.batch
     changes = [np.full(B, np.nan)] * 4  # the last four sweeps' changes, newest first
     error = np.full(B, np.inf)
@@ -844,8 +1040,9 @@ def _layered(
     omega = None
     while sweeps < max_iter:
         sweeps += 1
-        first, change0 = blocks[0].update(x, tol, vtol, omega)
-        _, change1 = blocks[1].update(x, tol, vtol, omega)
+        estimate = cold and sweeps == 1
+        first, change0 = blocks[0].update(x, tol, vtol, omega, estimate)
+        _, change1 = blocks[1].update(x, tol, vtol, omega, estimate)
         changes = [np.maximum(change0, change1), *changes[:3]]
         if relax and sweeps == OMEGA_SWEEP:
             omega = _relaxation(changes)
@@ -880,11 +1077,16 @@ def _layered(
     if residual0 is None:
         residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
     residual = np.maximum(residual0, np.max(np.abs(blocks[1].residual(x)), axis=1, initial=0.0))
-    # x Q x from the blocks: diagonal terms plus twice the coupling between the classes
+    xQx = functools.partial(_block_xQx, x, blocks)  # when an energy is asked for
+    return problem.result(x, residual, error, tol, vtol, sweeps, "layered", "sweeps", xQx)
+
+
+def _block_xQx(x: np.ndarray, blocks: list[_Block]) -> np.ndarray:
+    """x Q x from the blocks: diagonal terms plus twice the coupling between the classes."""
     x0, x1 = x[:, blocks[0].idx], x[:, blocks[1].idx]
     xQx = (x0 * x0) @ blocks[0].a + (x1 * x1) @ blocks[1].a
     xQx += 2.0 * np.einsum("bi,bi->b", _times(x1, blocks[0].Q_oc), x0)
-    return problem.result(x, residual, error, tol, vtol, sweeps, "layered", "sweeps", xQx)
+    return xQx
 
 
 OMEGA_SWEEP = 4  # plain sweeps before over-relaxation; their contraction sets omega
@@ -1087,6 +1289,38 @@ NEWTON_SAFETY = 2.0  # the error estimate is a first-order one: this much margin
 
 
 def _newton(problem: Problem, x: np.ndarray, tol: float, vtol: float, max_iter: int) -> Equilibrium:
+    """Newton on the batch, in chunks of samples where the block LU of the whole batch would
+    need more than NEWTON_MEMORY bytes (each sample's Hessian is a block of its own, so the
+    chunks' solves are those of the batch)."""
+    size = _newton_chunk(problem)
+    if size >= problem.batch:
+        return _newton_batch(problem, x, tol, vtol, max_iter)
+    parts = [
+        _newton_batch(problem.subset(rows), x[rows], tol, vtol, max_iter)
+        for rows in (slice(i, i + size) for i in range(0, problem.batch, size))
+    ]
+    joined = [np.concatenate([getattr(e, f) for e in parts]) for f in ("residual", "error")]
+    steps = max(e.iterations for e in parts)
+    x = np.concatenate([e.unknowns for e in parts])
+    return problem.result(x, *joined, tol, vtol, steps, "newton", "Newton steps")
+
+
+NEWTON_MEMORY = 2 * 2**30  # bytes that one block LU (its batch's Hessians and factors) may take
+
+
+def _newton_chunk(problem: Problem) -> int:
+    """Samples per Newton solve within NEWTON_MEMORY: per sample, about 100 bytes per entry of
+    its Hessian (the block LU's index and value arrays) and at most 12 per entry of a dense
+    factor (n^2; the LU's fill is less)."""
+    n = problem.network.n_vars
+    entries = problem.linear.Q.nnz + n + sum(t.A.nnz for t in problem.terms)
+    per_sample = 100 * entries + 12 * n * n
+    return max(1, int(NEWTON_MEMORY // max(per_sample, 1)))
+
+
+def _newton_batch(
+    problem: Problem, x: np.ndarray, tol: float, vtol: float, max_iter: int
+) -> Equilibrium:
     """Damped Newton with an energy line search until residual <= tol and error <= vtol.
 
     The error estimate at x_k is the Newton step there, -H_k^-1 g(x_k), times
