@@ -113,19 +113,26 @@ def uses_junctions(net: Network, inputs: np.ndarray) -> bool:
     return any(b.junctions is not None for b in blocks)
 
 
+def layered_as_newton(seed: int, swing: float, clamp: bool = False):
+    """(network, inputs, layered equilibrium) of a stiff circuit whose free layered solve
+    (stacked junctions, cold start) is within 1e-7 V of damped Newton's."""
+    text, n = stiff_layered(seed, swing, clamp)
+    net = network(text)
+    inputs = np.random.default_rng(seed).uniform(0.0, 1.0, (6, n))
+    assert uses_junctions(net, inputs)
+    eq = solve(net, inputs, method="layered")
+    reference = solve(net, inputs, method="newton")
+    assert eq.success and reference.success, (eq.message, reference.message)
+    assert np.abs(eq.voltages - reference.voltages).max() <= 1e-7
+    return net, inputs, eq
+
+
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("swing", [1.0, 20.0])
 def test_stiff_junctions_match_newton_free_and_nudged(seed, swing):
     """Layered (cold start, stacked junctions) against damped Newton within 1e-7 V, at the
     default tolerances, free and nudged; hidden nodes swing volts at 20 V."""
-    text, n = stiff_layered(seed, swing)
-    net = network(text)
-    inputs = np.random.default_rng(seed).uniform(0.0, 1.0, (6, n))
-    assert uses_junctions(net, inputs)
-    free = solve(net, inputs, method="layered")
-    reference = solve(net, inputs, method="newton")
-    assert free.success and reference.success, (free.message, reference.message)
-    assert np.abs(free.voltages - reference.voltages).max() <= 1e-7
+    net, inputs, free = layered_as_newton(seed, swing)
     if swing > 1:  # the case it is for: diodes far into conduction (and far reverse)
         assert conducting(net, free) > 0.05
     n_out = len(net.outputs)
@@ -189,14 +196,7 @@ def test_stacked_derivatives_are_the_diode_models(monkeypatch):
 @pytest.mark.parametrize("seed", range(4))
 def test_stiff_junctions_with_hard_clamps_match_newton(seed):
     """Clamps are bounds beside the stacked junctions: the same equilibrium as Newton's."""
-    text, n = stiff_layered(seed, 20.0, clamp=True)
-    net = network(text)
-    inputs = np.random.default_rng(seed).uniform(0.0, 1.0, (6, n))
-    assert uses_junctions(net, inputs)
-    eq = solve(net, inputs, method="layered")
-    reference = solve(net, inputs, method="newton")
-    assert eq.success and reference.success, (eq.message, reference.message)
-    assert np.abs(eq.voltages - reference.voltages).max() <= 1e-7
+    net, inputs, eq = layered_as_newton(seed, 20.0, clamp=True)
     problem = equilibrium.Problem(net, inputs)
     held = [
         np.isclose(eq.unknowns, bound, rtol=0.0, atol=1e-9) for bound in (problem.lo, problem.hi)
