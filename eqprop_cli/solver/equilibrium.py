@@ -867,7 +867,7 @@ class _Block:
             # the 1-D solves go on from the estimate (inside the bracket); the residual
             # before the update is not evaluated (the first sweep decides nothing)
             before = np.inf
-            x = np.minimum(np.maximum(self.junctions.start(self.a, b), lo), hi)
+            x = np.fmin(np.fmax(self.junctions.start(self.a, b), lo), hi)  # (NaN: lo)
         for _ in range(200):
             f1, f2 = self.derivative(x, b, second=True)
             size = np.abs(f1)
