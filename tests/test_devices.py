@@ -140,6 +140,20 @@ def test_iv_model_current_is_the_energy_derivative(row):
     assert abs(model.energy(np.zeros(1))[0]) <= 1e-15
 
 
+@pytest.mark.parametrize("row", IV_ROWS)
+def test_iv_model_exponential_is_its_curve(row):
+    """``exponential`` (what the layered solver stacks in closed form) is the I-V itself
+    where it is given; a series resistance or a piecewise-linear curve gives none."""
+    model = model_of(row)
+    if model.exponential is None:
+        # not a junction (piecewise linear), or one behind its series resistance
+        assert model.thermal_voltage is None or model.series_resistance > 0
+        return
+    Is, nvt = model.exponential
+    v = np.linspace(-0.5, 0.5, 101)
+    np.testing.assert_allclose(model.current(v), Is * np.expm1(v / nvt), rtol=1e-12, atol=0)
+
+
 # --------------------------------------------------------------------------- trainable models
 
 TRAINABLE_ROWS = [r for r in ROWS if isinstance(model_of(r), TrainableModel)]

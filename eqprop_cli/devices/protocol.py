@@ -45,6 +45,9 @@ class IVModel(Protocol):
       clamps against the conductance at their nodes;
     - ``thermal_voltage``: kT/q of a junction model, None without one (the
       exported netlist's temperature);
+    - ``exponential``: (IS, n Vt) where the I-V is a pure exponential
+      I = IS (e^(v / n Vt) - 1), which the layered solver stacks in closed form;
+      None otherwise;
     - ``label``: what ``eqprop check`` counts it as;
     - ``spice(k, ends, labels, clamp_g_on)``: its lines of an ngspice netlist
       (elements, .model cards) for group number k, ``ends`` the SPICE names of
@@ -56,6 +59,7 @@ class IVModel(Protocol):
     conducts_dc: bool
     on_conductance: float
     thermal_voltage: float | None
+    exponential: tuple[float, float] | None
     label: str
 
     def current(self, v: np.ndarray) -> np.ndarray: ...

@@ -37,7 +37,7 @@ from scipy.sparse.csgraph import breadth_first_order
 from scipy.sparse.linalg import splu
 
 from ..circuit.network import Network
-from ..devices.diode import EXP_LIMIT, ShockleyDiode
+from ..devices.diode import EXP_LIMIT
 from ..errors import InputError
 
 METHODS = ("auto", "layered", "newton")
@@ -948,13 +948,10 @@ class _Junctions:
         rows = max(u.shape[0] for _, _, _, u, *_ in terms)  # the fixed ends: per sample, or one
         parts = []
         for model, _, coef, u, wc, wc2, segments in terms:
-            if not (
-                isinstance(model, ShockleyDiode)
-                and model.series_resistance == 0
-                and segments.regular
-            ):
+            if model.exponential is None or not segments.regular:
                 return None
-            inv, Is = 1.0 / model.nvt, model.saturation_current
+            Is, nvt = model.exponential
+            inv = 1.0 / nvt
             per_diode = [coef * inv, wc * Is, wc2 * (Is * inv)]
             parts.append(
                 [
