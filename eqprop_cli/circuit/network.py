@@ -94,6 +94,8 @@ class TopologyPlan:
     block_local: dict[int, np.ndarray] = field(default_factory=dict)  # place in its class
     block_scale: dict[int, np.ndarray | None] = field(default_factory=dict)  # None: gains 1
     block_outputs: dict[int, bool] = field(default_factory=dict)  # outputs in the class
+    block_slices: dict[int, tuple] = field(default_factory=dict)  # its and the other's columns
+    clamp_bounds: tuple[np.ndarray, np.ndarray] | None = None  # hard clamps' (lo, hi), rails
     crossbars: list[Crossbar] | None = None  # dense sets whose linear terms need no stamp
 
 

@@ -139,7 +139,9 @@ class LinearConductance:
         if bar.row_var is None:  # input crossbar: unknowns at its columns only
             wk = bar.col_weight * bar.col_coef
             Q_diag[bar.cols] += G.sum(axis=0, dtype=float) * (wk * bar.col_coef)
-            SK[:, bar.cols] += (bar.gain.astype(G.dtype) @ G) * wk.astype(G.dtype)
+            term = bar.gain.astype(G.dtype) @ G
+            term *= wk.astype(G.dtype)  # in place: one array fewer per rebuild
+            SK[:, bar.cols] += term
             const = fixed_const[bar.row_fixed]
             if np.any(const):
                 r0[bar.cols] += (const @ G) * wk
