@@ -69,7 +69,6 @@ def main() -> None:
     dataset, splits = training_data(spec, network)
     trainer = train.Trainer(network, spec, splits, dataset.n_classes)
     timed(optim.Chain, "step", lambda a, k: "optimizer")
-    timed(optim.Chain, "changes", lambda a, k: "  optimizer's changes (inside its step)", True)
     timed(trainer, "set_params", lambda a, k: "new conductances into the network")
     x, y = splits["train"]
     size = int(trainer.training.batch_size)

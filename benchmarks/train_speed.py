@@ -10,7 +10,10 @@ then of the other, so that both see the same load on a shared machine):
   connection V^T @ dH (1,568 x batch by batch x hidden) and that of the
   readout H^T @ dO (hidden x batch by batch x 20);
 - the library: `Trainer.run` on the same batches of MNIST, exactly as
-  `eqprop train` runs it (wall time of the batches, evaluation excluded).
+  `eqprop train` runs it (wall time of the batches, evaluation excluded);
+- with --reference, `benchmarks/reference_drn.py`'s plain numpy DRN (fixed
+  sweeps, no convergence check) training on the same images at the same
+  dtype, in the same rounds.
 
 It prints seconds per epoch (60,000 images) of both and their ratio, by wall
 time and by the process's CPU time (which a machine shared with other jobs
@@ -18,6 +21,7 @@ inflates less), and the load average. BLAS single-threaded, as training runs.
 
     EQPROP_DATA_DIR=../shared/data python benchmarks/train_speed.py
     EQPROP_DATA_DIR=../shared/data python benchmarks/train_speed.py --max-batches 200 --dtype float32
+    EQPROP_DATA_DIR=../shared/data python benchmarks/train_speed.py --size 784-100-10 --reference
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import reference_drn
 from threadpoolctl import threadpool_limits
 
 from eqprop_cli import Network, compile_circuit, load_circuit
@@ -45,7 +50,19 @@ def bound_batch(x: np.ndarray, W: np.ndarray, dH: np.ndarray, H: np.ndarray, dO:
     return x @ W, x.T @ dH, H.T @ dO
 
 
-def measure(size: str, circuit: Path, dtype: str | None, max_batches: int, chunk: int) -> dict:
+def reference_net(hidden: int, kind: np.dtype) -> reference_drn.DRN:
+    """reference_drn.py's network with its default recipe (that of mnist-ideal.toml)."""
+    recipe = argparse.Namespace(
+        **dict(gain=40.0, vtop=20.0, beta=1e-6, momentum=0.9, seed=1, init_low=1e-7),
+        **dict(init_high=2e-6, g_min=1e-9, g_max=2e-5, i_max=2e-5),
+        **dict(free_sweeps=6, nudged_sweeps=4),
+    )
+    return reference_drn.DRN([784, hidden, 10], recipe, kind)
+
+
+def measure(
+    size: str, circuit: Path, dtype: str | None, max_batches: int, chunk: int, reference: bool
+) -> dict:
     hidden, batch = SIZES[size]
     sets = [f"hidden.0.size={hidden}", f"training.batch_size={batch}", "training.dataset=mnist"]
     if dtype is not None:
@@ -55,7 +72,7 @@ def measure(size: str, circuit: Path, dtype: str | None, max_batches: int, chunk
     dataset, splits = training_data(spec, network)
     trainer = Trainer(network, spec, splits, dataset.n_classes)
     steps = trainer.steps if not max_batches else min(max_batches, trainer.steps)
-    x_all = splits["train"][0]
+    x_all, y_all = splits["train"]
     kind = np.dtype(dtype or "float64")
     rng = np.random.default_rng(0)
     W = rng.uniform(1e-7, 2e-6, (2 * 784, hidden)).astype(kind)
@@ -68,7 +85,8 @@ def measure(size: str, circuit: Path, dtype: str | None, max_batches: int, chunk
     ]
     images = [v * np.tile([1.0, -1.0], 784).astype(kind) for v in images]
     state = trainer.new_state()
-    wall, cpu = np.zeros(2), np.zeros(2)  # (bound, library)
+    drn = reference_net(hidden, kind) if reference else None
+    wall, cpu = np.zeros(3), np.zeros(3)  # (bound, library, reference)
     done = 0
     while done < steps:
         n = min(chunk, steps - done)
@@ -79,8 +97,12 @@ def measure(size: str, circuit: Path, dtype: str | None, max_batches: int, chunk
         calls = itertools.count()
         state, _ = trainer.run(state, 1, should_stop=lambda c=calls, n=n: next(c) >= n)
         end = time.perf_counter(), time.process_time()
-        wall += (middle[0] - start[0], end[0] - middle[0])
-        cpu += (middle[1] - start[1], end[1] - middle[1])
+        for k in range(done, done + n) if drn is not None else ():
+            rows = slice(k * batch, (k + 1) * batch)
+            drn.step(x_all[rows].astype(kind), y_all[rows], 3.0)
+        last = time.perf_counter(), time.process_time()
+        wall += (middle[0] - start[0], end[0] - middle[0], last[0] - end[0])
+        cpu += (middle[1] - start[1], end[1] - middle[1], last[1] - end[1])
         done += n
     scale = trainer.steps / steps
     return {"wall": wall * scale, "cpu": cpu * scale, "batches": steps}
@@ -99,6 +121,11 @@ def main() -> None:
         "--max-batches", type=int, default=0, help="Time this many batches (default: an epoch)."
     )
     parser.add_argument("--chunk", type=int, default=20, help="Batches per interleaved chunk.")
+    parser.add_argument(
+        "--reference",
+        action="store_true",
+        help="Also time reference_drn.py's plain numpy DRN on the same batches.",
+    )
     args = parser.parse_args()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, numpy {np.__version__}; "
@@ -107,8 +134,10 @@ def main() -> None:
     with threadpool_limits(limits=1, user_api="blas"):
         for size in args.size or list(SIZES):
             load = os.getloadavg()[0]
-            r = measure(size, args.circuit, args.dtype, args.max_batches, args.chunk)
-            (bound, library), (bound_cpu, library_cpu) = r["wall"], r["cpu"]
+            r = measure(
+                size, args.circuit, args.dtype, args.max_batches, args.chunk, args.reference
+            )
+            (bound, library, ref), (bound_cpu, library_cpu, ref_cpu) = r["wall"], r["cpu"]
             print(
                 f"{size} batch {SIZES[size][1]} {args.dtype or 'float64'}: bound "
                 f"{bound:.2f} s per epoch, library {library:.2f} s per epoch, ratio "
@@ -117,6 +146,13 @@ def main() -> None:
                 f"average {load:.2f} before, {os.getloadavg()[0]:.2f} after)",
                 flush=True,
             )
+            if args.reference:
+                print(
+                    f"  reference_drn.py: {ref:.2f} s per epoch, by CPU time {ref_cpu:.2f} s; "
+                    f"library / reference {library / ref:.2f}, by CPU time "
+                    f"{library_cpu / ref_cpu:.2f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

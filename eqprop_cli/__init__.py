@@ -7,7 +7,8 @@ The Python API, in the order of the pipeline::
     eq = solve(network, inputs)                  # inputs: (batch, features)
     eq.voltages                                  # (batch, nodes), volts
 
-Training (``Trainer``, ``training_data``), evaluation (``evaluate``), runs
+Training (``Trainer``, ``training_data``; a whole run into a run directory, as
+``eqprop train`` does: ``run_training``), evaluation (``evaluate``), runs
 (``load_run``) and export (``export_spice``, ``conductance_map``) are imported on
 first use, so that ``import eqprop_cli`` loads only the circuit and the solver.
 README.md ("From Python") has a worked example that the tests run.
@@ -29,6 +30,7 @@ from .solver.equilibrium import Equilibrium, solve
 # name -> module that defines it, imported on first use (PEP 562)
 _LAZY = {
     "Trainer": "learn.train",
+    "run_training": "learn.run",
     "training_data": "learn.samples",
     "evaluate": "learn.evaluate",
     "Evaluation": "learn.evaluate",
@@ -74,6 +76,7 @@ __all__ = [
     "load_run",
     "parse_circuit",
     "run_ngspice",
+    "run_training",
     "solve",
     "training_data",
 ]

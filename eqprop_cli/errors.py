@@ -43,12 +43,20 @@ class EqpropError(Exception):
 class CircuitError(EqpropError):
     """A circuit file is invalid: says where (file, line, key path) and what was expected."""
 
-    def __init__(self, message: str, *, path: str = "", key: str = "", line: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str = "",
+        key: str = "",
+        line: int | None = None,
+        params: tuple[str, ...] = (),
+    ):
         self.file = path
         self.key = key
         self.line = line
         self.reason = message
-        super().__init__(self._format())
+        super().__init__(self._format(), params=params)
 
     def _format(self) -> str:
         where = self.file or "<circuit>"
@@ -65,11 +73,13 @@ class InputError(EqpropError):
 class NotConvergedError(EqpropError):
     """An equilibrium missed its tolerances where a result is needed (exit code 3).
 
-    ``state``, when set, is what to save before stopping (training's last complete batch).
+    ``state``, when set, is what to save before stopping (training's last complete batch);
+    ``run_dir``, the run directory that holds it once saved.
     """
 
     exit_code = 3
 
-    def __init__(self, message: str, state: object = None):
+    def __init__(self, message: str, state: object = None, run_dir: object = None):
         super().__init__(message)
         self.state = state
+        self.run_dir = run_dir

@@ -15,16 +15,20 @@ def test_every_public_name_resolves():
         assert getattr(eqprop_cli, name) is not None, name
 
 
-def test_importing_the_package_loads_neither_trainer_nor_exporter():
-    code = (
-        "import sys, eqprop_cli\n"
-        "net = eqprop_cli.load_network('circuits/xor.toml')\n"
-        "eqprop_cli.solve(net, [[0.0, 1.0]])\n"
-        "print(sorted(m for m in sys.modules if m.startswith('eqprop_cli')))\n"
-    )
-    loaded = subprocess.run(
+def loaded_modules(code: str) -> str:
+    """The eqprop_cli modules that a fresh interpreter has loaded after running ``code``."""
+    code += "\nimport sys\nprint(sorted(m for m in sys.modules if m.startswith('eqprop_cli')))\n"
+    return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
+
+
+def test_importing_the_package_loads_neither_trainer_nor_exporter():
+    loaded = loaded_modules(
+        "import eqprop_cli\n"
+        "net = eqprop_cli.load_network('circuits/xor.toml')\n"
+        "eqprop_cli.solve(net, [[0.0, 1.0]])"
+    )
     assert "eqprop_cli.solver.equilibrium" in loaded
     for heavy in ("learn.train", "hardware.spice", "data.datasets", "cli"):
         assert f"eqprop_cli.{heavy}'" not in loaded, heavy
@@ -75,3 +79,30 @@ def test_library_messages_name_parameters_and_the_cli_names_its_options():
     )
     assert result.exit_code == 2
     assert "--stuck-off and --stuck-on add up to more than 1" in result.stderr
+
+
+def test_override_errors_name_the_override_and_the_cli_names_set():
+    """A bad override: the library's message says "override", the CLI's "--set"."""
+    from typer.testing import CliRunner
+
+    from eqprop_cli.cli import app
+
+    try:
+        eqprop_cli.load_circuit("circuits/xor.toml", ["training.beta=-1"])
+    except eqprop_cli.EqpropError as exc:
+        assert str(exc).endswith("(from override training.beta=-1)")
+        assert "--" not in str(exc)
+    else:
+        raise AssertionError("no error")
+    try:
+        eqprop_cli.load_circuit("circuits/xor.toml", ["training"])
+    except eqprop_cli.EqpropError as exc:
+        assert "override training: expected KEY=VALUE" in str(exc)
+    else:
+        raise AssertionError("no error")
+    result = CliRunner().invoke(app, ["check", "circuits/xor.toml", "--set", "training.beta=-1"])
+    assert result.exit_code == 2
+    assert result.stderr.rstrip().endswith("(from --set training.beta=-1)")
+    result = CliRunner().invoke(app, ["check", "circuits/xor.toml", "--set", "training"])
+    assert result.exit_code == 2
+    assert "--set training: expected KEY=VALUE" in result.stderr

@@ -6,7 +6,8 @@ Every row is a [devices] table as a circuit file writes it. For each row:
 - a trainable model (TrainableModel): branch current = dE/dv, dE/dtheta by
   differences of the energy in theta, EP's estimate from two sets of potentials
   equal to the difference of dE/dtheta summed, the adjoint gradient equal to
-  -w sum d(dE/dtheta)/dv times the adjoint drop;
+  -w sum d(dE/dtheta)/dv times the adjoint drop; a set's energy and currents (what
+  the network sums) those of its elements, and the protocol of its role;
 - a random circuit built around the device solves to ngspice's node voltages
   within 1e-6 V.
 A new device kind or diode model adds a row: ``test_every_kind_and_model_has_a_row``
@@ -20,7 +21,14 @@ import pytest
 import randomcircuits as rc
 
 from eqprop_cli import Network, compile_circuit, parse_circuit, solve
-from eqprop_cli.devices import DEVICE_KINDS, DIODE_PARTS, IVModel, TrainableModel
+from eqprop_cli.devices import (
+    DEVICE_KINDS,
+    DIODE_PARTS,
+    ConductanceModel,
+    CurrentModel,
+    IVModel,
+    TrainableModel,
+)
 from eqprop_cli.hardware.spice import export_spice, run_ngspice, spice_node_names
 
 ROWS = {
@@ -132,6 +140,20 @@ def test_iv_model_current_is_the_energy_derivative(row):
     assert abs(model.energy(np.zeros(1))[0]) <= 1e-15
 
 
+@pytest.mark.parametrize("row", IV_ROWS)
+def test_iv_model_exponential_is_its_curve(row):
+    """``exponential`` (what the layered solver stacks in closed form) is the I-V itself
+    where it is given; a series resistance or a piecewise-linear curve gives none."""
+    model = model_of(row)
+    if model.exponential is None:
+        # not a junction (piecewise linear), or one behind its series resistance
+        assert model.thermal_voltage is None or model.series_resistance > 0
+        return
+    Is, nvt = model.exponential
+    v = np.linspace(-0.5, 0.5, 101)
+    np.testing.assert_allclose(model.current(v), Is * np.expm1(v / nvt), rtol=1e-12, atol=0)
+
+
 # --------------------------------------------------------------------------- trainable models
 
 TRAINABLE_ROWS = [r for r in ROWS if isinstance(model_of(r), TrainableModel)]
@@ -189,6 +211,44 @@ def test_ep_estimate_and_adjoint_gradient_follow_the_parameter_derivative(row, d
     expected = -w * (slope * drops(L[0], L[1])).sum(axis=0)
     got = model.adjoint_gradient(w, L[0], L[1], P[0], Q[0], dense)
     np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-12)
+
+
+@pytest.mark.parametrize("row", TRAINABLE_ROWS)
+@pytest.mark.parametrize("dense", [False, True])
+def test_set_energy_and_currents_sum_the_elements(row, dense):
+    """A set's energy and currents, as the network sums them, are its elements' energy
+    (times their stage weights) and branch currents, added up node by node; its model
+    keeps the protocol of its role (stamped into Q, or linear terms)."""
+    model = model_of(row)
+    if dense and row_kind(row) == "isource":
+        return  # current sources are pairs, never a crossbar
+    role = CurrentModel if model.quantity == "current" else ConductanceModel
+    assert isinstance(model, role)
+    rng = np.random.default_rng(3)
+    n, batch = 7, 4
+    V = rng.uniform(-1, 1, (batch, n))
+    if dense:
+        p, q = np.array([0, 2, 5]), np.array([1, 3, 4, 6])
+        theta = rng.uniform(0.1, 2.0, (3, 4)) * 1e-3
+        weight = rng.uniform(0.5, 2.0, (3, 4))
+        first, second = np.repeat(p, len(q)), np.tile(q, len(p))
+    else:
+        p, q = np.array([0, 2, 5, 2, 6]), np.array([1, 3, 4, 0, 2])
+        theta = rng.uniform(0.1, 2.0, 5) * 1e-3
+        weight = rng.uniform(0.5, 2.0, 5)
+        first, second = p, q
+    v = V[:, first] - V[:, second]
+    expected = model.energy(v, theta.ravel()) @ weight.ravel()
+    got = model.set_energy(V, (p, q, dense), theta, weight)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-18)
+    i = model.branch_current(v, theta.ravel())
+    expected = np.zeros((batch, n))
+    for k in range(len(first)):
+        expected[:, first[k]] += i[:, k]
+        expected[:, second[k]] -= i[:, k]
+    got = np.zeros((batch, n))
+    model.add_set_currents(got, V, (p, q, dense), theta)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-18)
 
 
 # --------------------------------------------------------------------------- against ngspice

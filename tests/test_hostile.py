@@ -38,6 +38,7 @@ from eqprop_cli.cli import app
 from eqprop_cli.cli import train as cli_train
 from eqprop_cli.errors import CircuitError
 from eqprop_cli.hardware.spice import export_spice
+from eqprop_cli.learn import run as learn_run
 from eqprop_cli.runs.rundir import CHECKPOINT, CONFIG, METRICS, load_checkpoint
 
 runner = CliRunner()
@@ -207,7 +208,7 @@ def test_circuit_names_cannot_leave_runs(tmp_path, name):
     "stem,expected", [("..", "run"), ("../x", "_x"), ("/abs/p", "_abs_p"), (".hidden", "hidden")]
 )
 def test_run_names_are_one_folder_under_runs(stem, expected):
-    assert cli_train.run_name(stem) == expected
+    assert learn_run.run_name(stem) == expected
 
 
 def test_output_refuses_symlinks_and_special_files(tmp_path):
@@ -287,13 +288,13 @@ def test_edited_metrics_are_refused_and_resume_repairs_them(run_copy):
 
 def test_a_checkpoint_after_every_epoch(tmp_path, monkeypatch):
     saved = []
-    real = cli_train.save_checkpoint
+    real = learn_run.save_checkpoint
 
     def spy(path, ckpt):
         saved.append(ckpt.state.epoch)
         real(path, ckpt)
 
-    monkeypatch.setattr(cli_train, "save_checkpoint", spy)
+    monkeypatch.setattr(learn_run, "save_checkpoint", spy)
     assert invoke("train", XOR, "--out", tmp_path / "run", "--epochs", 5).exit_code == 0
     assert saved == [1, 2, 3, 4, 5]
 

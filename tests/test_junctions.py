@@ -18,17 +18,22 @@ from eqprop_cli.solver.equilibrium import Nudge
 equilibrium = importlib.import_module("eqprop_cli.solver.equilibrium")
 
 
-def stiff_layered(seed: int, swing: float) -> tuple[str, int]:
+def stiff_layered(seed: int, swing: float, clamp: bool = False) -> tuple[str, int]:
     """A random 1-hidden-layer circuit whose hidden nodes swing volts: inputs of ``swing`` V
     per unit, stiff junctions of different models above and below each node (so that each
     unknown has two diodes of different IS and n), amplifiers on some seeds, and rails
-    within a fifth of the swing (so that many diodes conduct)."""
+    within a fifth of the swing (so that many diodes conduct). ``clamp``: a hard clamp
+    too, holding each node within 0.2 V of the rails (before the junctions conduct)."""
     rng = np.random.default_rng(seed)
     n_in, n_hidden, n_out = (int(rng.integers(2, 7)) for _ in range(3))
     upper = f'is = "{10 ** rng.uniform(-16, -12):.3g}"\nn = {rng.uniform(1.0, 2.0):.3f}'
     lower = f'is = "{10 ** rng.uniform(-16, -12):.3g}"\nn = {rng.uniform(1.0, 2.0):.3f}'
     amplifier = 'amplifier = "amp"\n' if seed % 2 else ""
     anode = "node_a" if amplifier and seed % 4 == 1 else "node"
+    clamped = "".join(
+        f'\n  {{ device = "clamp", anode = "{a}", cathode = "{c}" }},'
+        for a, c in (((anode, "vpos"), ("vneg", anode)) if clamp else ())
+    )
     return (
         f'''[circuit]
 name = "stiff-{seed}"
@@ -50,6 +55,12 @@ type = "diode"
 model = "shockley"
 {lower}
 
+[devices.clamp]
+type = "diode"
+model = "ideal"
+threshold = 0.2
+g_on = "inf"
+
 [devices.amp]
 type = "amplifier"
 gain = {rng.uniform(1.0, 8.0):.3f}
@@ -68,7 +79,7 @@ name = "h"
 size = {n_hidden}
 {amplifier}diodes = [
   {{ device = "up", anode = "{anode}", cathode = "vpos" }},
-  {{ device = "down", anode = "vneg", cathode = "{anode}" }},
+  {{ device = "down", anode = "vneg", cathode = "{anode}" }},{clamped}
 ]
 
 [output]
@@ -102,19 +113,26 @@ def uses_junctions(net: Network, inputs: np.ndarray) -> bool:
     return any(b.junctions is not None for b in blocks)
 
 
+def layered_as_newton(seed: int, swing: float, clamp: bool = False):
+    """(network, inputs, layered equilibrium) of a stiff circuit whose free layered solve
+    (stacked junctions, cold start) is within 1e-7 V of damped Newton's."""
+    text, n = stiff_layered(seed, swing, clamp)
+    net = network(text)
+    inputs = np.random.default_rng(seed).uniform(0.0, 1.0, (6, n))
+    assert uses_junctions(net, inputs)
+    eq = solve(net, inputs, method="layered")
+    reference = solve(net, inputs, method="newton")
+    assert eq.success and reference.success, (eq.message, reference.message)
+    assert np.abs(eq.voltages - reference.voltages).max() <= 1e-7
+    return net, inputs, eq
+
+
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("swing", [1.0, 20.0])
 def test_stiff_junctions_match_newton_free_and_nudged(seed, swing):
     """Layered (cold start, stacked junctions) against damped Newton within 1e-7 V, at the
     default tolerances, free and nudged; hidden nodes swing volts at 20 V."""
-    text, n = stiff_layered(seed, swing)
-    net = network(text)
-    inputs = np.random.default_rng(seed).uniform(0.0, 1.0, (6, n))
-    assert uses_junctions(net, inputs)
-    free = solve(net, inputs, method="layered")
-    reference = solve(net, inputs, method="newton")
-    assert free.success and reference.success, (free.message, reference.message)
-    assert np.abs(free.voltages - reference.voltages).max() <= 1e-7
+    net, inputs, free = layered_as_newton(seed, swing)
     if swing > 1:  # the case it is for: diodes far into conduction (and far reverse)
         assert conducting(net, free) > 0.05
     n_out = len(net.outputs)
@@ -173,6 +191,17 @@ def test_stacked_derivatives_are_the_diode_models(monkeypatch):
         assert np.allclose(f1, g1, rtol=1e-12, atol=1e-20)
         assert np.allclose(f2, g2, rtol=1e-12, atol=0.0)
         assert np.allclose(block.derivative(x, b)[0], h1, rtol=1e-12, atol=1e-20)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_stiff_junctions_with_hard_clamps_match_newton(seed):
+    """Clamps are bounds beside the stacked junctions: the same equilibrium as Newton's."""
+    net, inputs, eq = layered_as_newton(seed, 20.0, clamp=True)
+    problem = equilibrium.Problem(net, inputs)
+    held = [
+        np.isclose(eq.unknowns, bound, rtol=0.0, atol=1e-9) for bound in (problem.lo, problem.hi)
+    ]
+    assert np.any(held)  # some clamp holds its node
 
 
 def test_junctions_apply_only_to_plain_shockley_diodes():

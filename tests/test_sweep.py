@@ -251,7 +251,7 @@ training.learning_rate = [0.3, -1]
     assert good["status"] == "done" and good["metrics"]["test_error"] is not None
     assert bad["status"] == "failed"
     assert "`training.learning_rate` must be" in bad["error"]
-    assert "--set training.learning_rate=-1" in bad["error"]
+    assert "(from override training.learning_rate=-1)" in bad["error"]
     assert "must be" in result.stdout  # the message is in the table
     with open(out / "results.csv", encoding="utf-8") as fh:
         lines = list(csv.DictReader(fh))
@@ -392,7 +392,7 @@ BAD_FILES = [
     ),
     (
         "[sweep]\ncircuit = 'X'\nset = ['training.beta=-1']\n",
-        r":3: `sweep.set` the base circuit does not load: .*xor.toml: `training.beta` must be .* \(from --set training.beta=-1\)",
+        r":3: `sweep.set` the base circuit does not load: .*xor.toml: `training.beta` must be .* \(from override training.beta=-1\)",
     ),
     ("[sweep\n", r":1: not valid TOML"),
 ]

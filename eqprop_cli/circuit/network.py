@@ -15,13 +15,15 @@ of Q and K; tests use them to check the solvers.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import operator
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
 from ..circuit.graph import FixedNodes, Graph, check_amplifier_stages, element_key, fixed_nodes
+from ..circuit.stamp import Stamp
 from ..devices.protocol import IVModel
 
 
@@ -36,36 +38,6 @@ class DiodeGroup:
     labels: list[str]
 
 
-@dataclass
-class Stamp:
-    """A sparse matrix whose entries are linear in the conductances g: data = A @ g."""
-
-    A: sp.csr_matrix  # (stored entries, conductances)
-    keys: np.ndarray  # row-major position (row * columns + column) of each stored entry, sorted
-    indices: np.ndarray  # the CSR structure of those entries, derived from keys once
-    indptr: np.ndarray
-    shape: tuple[int, int]
-
-    @classmethod
-    def build(cls, rows, cols, coefs, edges, shape: tuple[int, int], n_edges: int) -> Stamp:
-        """From COO pieces: entry (rows[k], cols[k]) gains coefs[k] * g[edges[k]]."""
-        flat = _joined(rows).astype(np.int64) * shape[1] + _joined(cols)
-        keys, inverse = np.unique(flat, return_inverse=True)
-        del flat  # peak memory: with a million inputs each array here is 16 MB
-        A = sp.csr_matrix((_joined(coefs), (inverse, _joined(edges))), shape=(len(keys), n_edges))
-        indptr = np.searchsorted(keys // shape[1], np.arange(shape[0] + 1)).astype(np.int32)
-        return cls(A, keys, (keys % shape[1]).astype(np.int32), indptr, shape)
-
-    def matrix(self, g: np.ndarray) -> sp.csr_matrix:
-        return sp.csr_matrix((self.A @ g, self.indices, self.indptr), shape=self.shape)
-
-    def dense(self, g: np.ndarray) -> np.ndarray:
-        """The matrix as a dense array."""
-        out = np.zeros(self.shape[0] * self.shape[1])
-        out[self.keys] = self.A @ g
-        return out.reshape(self.shape)
-
-
 def _block_index(a: np.ndarray, b: np.ndarray) -> tuple:
     """The index of the block (rows a, columns b): slices where they are ranges (no gather)."""
     ranges = [slice(int(v[0]), int(v[0]) + len(v)) for v in (a, b) if _is_range(v)]
@@ -74,11 +46,6 @@ def _block_index(a: np.ndarray, b: np.ndarray) -> tuple:
 
 def _is_range(v: np.ndarray) -> bool:
     return len(v) > 0 and v[-1] - v[0] == len(v) - 1 and bool(np.all(np.diff(v) == 1))
-
-
-def _joined(parts: list[np.ndarray]) -> np.ndarray:
-    """The pieces as one array (the piece itself when there is one: no copy)."""
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 @dataclass
@@ -114,7 +81,7 @@ class TopologyPlan:
     """What the solvers derive from the topology alone, computed on first use and kept
     for the network's life (conductances change, the topology does not)."""
 
-    stamps: dict[str, Stamp] | None = None  # Q, r0, SK, fixed_diag, lap as maps of g
+    stamps: list[tuple[list[int], dict[str, Stamp]]] | None = None  # sets, their Q, r0, ...
     readout: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # var, coef, weight
     diodes: list[tuple[sp.csr_matrix, np.ndarray, np.ndarray]] | None = None  # A, var, coef
     diodes_T: list[sp.csr_matrix] | None = None  # each A transposed
@@ -127,6 +94,8 @@ class TopologyPlan:
     block_local: dict[int, np.ndarray] = field(default_factory=dict)  # place in its class
     block_scale: dict[int, np.ndarray | None] = field(default_factory=dict)  # None: gains 1
     block_outputs: dict[int, bool] = field(default_factory=dict)  # outputs in the class
+    block_slices: dict[int, tuple] = field(default_factory=dict)  # its and the other's columns
+    clamp_bounds: tuple[np.ndarray, np.ndarray] | None = None  # hard clamps' (lo, hi), rails
     crossbars: list[Crossbar] | None = None  # dense sets whose linear terms need no stamp
 
 
@@ -427,36 +396,28 @@ class Network:
         every other resistor set by its stamp.
         """
         if self._linear is None:
-            stamps = self._stamps()
+            # each stamped group of sets with its conductances, in the order of its elements
+            stamped = [
+                (stamps, np.concatenate([self.g[k].ravel() for k in group]))
+                for group, stamps in self._stamps()
+            ]
             crossbars = self._crossbars()
-            rest = [c.ravel() for k, c in enumerate(self.g) if k not in self._crossbar_sets]
-            g = np.concatenate(rest) if rest else np.zeros(0)
             s, fixed_current = self._source_terms()
-            if rest:
-                Q_rest = stamps["Q"].matrix(g)
+            if stamped:
+                Q_rest = _total(st["Q"].matrix(g) for st, g in stamped)
                 Q_diag = Q_rest.diagonal()
-                SK = stamps["SK"].dense(g).astype(self.dtype)  # dense: the product of each solve
-                r0 = stamps["r0"].dense(g).ravel() + s  # K^T c: only edges to non-zero rails
+                # dense: the product of each solve
+                SK = _total(st["SK"].dense(g) for st, g in stamped).astype(self.dtype)
+                # K^T c: only edges to non-zero rails
+                r0 = _total(st["r0"].dense(g) for st, g in stamped).ravel() + s
             else:  # every resistor in a crossbar
                 Q_rest = sp.csr_matrix((self.n_vars, self.n_vars))
                 Q_diag = np.zeros(self.n_vars)
                 SK = np.zeros((self.n_features, self.n_vars), self.dtype)
                 r0 = s.copy()
-            fixed_diag = functools.partial(stamps["fixed_diag"].dense, g)
             for c in crossbars:
-                G = self.g[c.index]
-                if c.row_var is None:  # input crossbar: unknowns at its columns only
-                    wk = c.col_weight * c.col_coef
-                    Q_diag[c.cols] += G.sum(axis=0, dtype=float) * (wk * c.col_coef)
-                    SK[:, c.cols] += (c.gain.astype(G.dtype) @ G) * wk.astype(G.dtype)
-                    const = self.fixed_const[c.row_fixed]
-                    if np.any(const):
-                        r0[c.cols] += (const @ G) * wk
-                else:
-                    wr = c.row_weight * c.row_coef
-                    Q_diag[c.row_var] += G.sum(axis=1, dtype=float) * (wr * c.row_coef)
-                    column = np.einsum("i,ij->j", c.row_weight, G, dtype=float, casting="safe")
-                    Q_diag[c.col_var] += column * c.col_coef**2
+                model = self.resistors[c.index].device.model
+                model.add_crossbar_terms(c, self.g[c.index], Q_diag, SK, r0, self.fixed_const)
 
             def Q_terms() -> sp.csr_matrix:
                 parts = [Q_rest - sp.diags(Q_rest.diagonal()), sp.diags(Q_diag)]
@@ -492,14 +453,18 @@ class Network:
 
             def constant_terms() -> tuple[sp.csr_matrix, np.ndarray, float]:
                 S, c = self.fixed_gain, self.fixed_const
-                diag = fixed_diag().ravel()
+                diag = _total(
+                    (st["fixed_diag"].dense(g) for st, g in stamped), np.zeros((len(c), 1))
+                ).ravel()
                 for bar in crossbars:
                     if bar.row_var is None:
-                        diag[bar.row_fixed] += self.g[bar.index] @ bar.col_weight
+                        model = self.resistors[bar.index].device.model
+                        model.add_crossbar_fixed_diag(bar, self.g[bar.index], diag)
                 # conductance among fixed nodes: const(F) = 1/2 F A F - F fc, in terms of X
                 A = sp.diags(diag)
-                if stamps["lap"].A.nnz:
-                    A = A + stamps["lap"].matrix(g)
+                for st, g in stamped:
+                    if st["lap"].A.nnz:
+                        A = A + st["lap"].matrix(g)
                 M = (S @ A @ S.T).tocsr()
                 m = np.asarray(S @ (A @ c) - S @ fixed_current)
                 return M, m, float(0.5 * c @ (A @ c) - c @ fixed_current)
@@ -509,7 +474,7 @@ class Network:
 
     def _crossbar_coupling(self, c: Crossbar) -> np.ndarray:
         """The (rows x columns) coupling a var-var crossbar puts in Q, negated."""
-        return (c.row_weight * c.row_coef)[:, None] * self.g[c.index] * c.col_coef
+        return self.resistors[c.index].device.model.crossbar_coupling(c, self.g[c.index])
 
     def _crossbars(self) -> list[Crossbar]:
         """The dense resistor sets whose linear terms need no stamp (topology, so once)."""
@@ -563,143 +528,85 @@ class Network:
     # ------------------------------------------------------------------ edges
 
     def resistor_edges(
-        self, skip: set[int] = frozenset()
+        self, sets: Iterable[int] | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """All resistors as (a, b, g) arrays (but those of the sets numbered in ``skip``)."""
+        """Resistors as (a, b, g) arrays: of every set, or of the sets numbered in ``sets``."""
         a, b, g = [], [], []
-        for k, (r, cond) in enumerate(zip(self.resistors, self.g, strict=True)):
-            if k in skip:
-                continue
-            rows, cols = r.pairs()
+        for k in range(len(self.resistors)) if sets is None else sets:
+            rows, cols = self.resistors[k].pairs()
             a.append(rows)
             b.append(cols)
-            g.append(cond.ravel())
+            g.append(self.g[k].ravel())
         if not a:
             return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
         return np.concatenate(a), np.concatenate(b), np.concatenate(g)
 
-    def isource_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if not self.isources:
+    def isource_arrays(
+        self, sets: Iterable[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Current sources as (plus, minus, current) arrays: of every set, or of ``sets``."""
+        picked = range(len(self.isources)) if sets is None else list(sets)
+        if not picked:
             return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
         return (
-            np.concatenate([s.plus for s in self.isources]).astype(int),
-            np.concatenate([s.minus for s in self.isources]).astype(int),
-            np.concatenate(self.currents).astype(float),
+            np.concatenate([self.isources[k].plus for k in picked]).astype(int),
+            np.concatenate([self.isources[k].minus for k in picked]).astype(int),
+            np.concatenate([self.currents[k] for k in picked]).astype(float),
         )
 
     # ------------------------------------------------------------------ quadratic form
 
     # ------------------------------------------------------------------ linear part
 
-    def _stamps(self) -> dict[str, Stamp]:
-        """Q, K^T c, S K, the fixed diagonal and Laplacian as linear maps of the conductances.
-
-        Topology only, so built once per network; each conductance update then
-        costs one sparse matrix-vector product per matrix.
+    def _stamps(self) -> list[tuple[list[int], dict[str, Stamp]]]:
+        """Every resistor set but the crossbars, stamped by its model (devices/protocol.py)
+        into Q, K^T c, S K, the fixed diagonal and Laplacian as linear maps of their
+        conductances: sets whose models share a stamp are stamped together, as one array of
+        elements (every shipped circuit: one stamp). Topology only, so built once per
+        network; each conductance update then costs one sparse product per matrix.
         """
         if self.plan.stamps is None:
-            a, b, _ = self.resistor_edges(skip=self._crossbar_sets)
-            weight = self._branch_weight(a, b)
-            n_edges = len(a)
-            edge = np.arange(n_edges)
-            nv, nf = self.n_vars, len(self.fixed)
-            va, vb = self.node_var[a], self.node_var[b]
-            ca, cb = self.node_coef[a], self.node_coef[b]
-            fa, fb = self.fixed_index[a], self.fixed_index[b]
-            del a, b  # peak memory: a million inputs make each of these 16 MB
-            free_a, free_b = va >= 0, vb >= 0
-            both = free_a & free_b
-            cross = -weight[both] * ca[both] * cb[both]
-            Q = Stamp.build(
-                [va[free_a], vb[free_b], va[both], vb[both]],
-                [va[free_a], vb[free_b], vb[both], va[both]],
-                [weight[free_a] * ca[free_a] ** 2, weight[free_b] * cb[free_b] ** 2, cross, cross],
-                [edge[free_a], edge[free_b], edge[both], edge[both]],
-                (nv, nv),
-                n_edges,
-            )
-            m1, m2 = free_a & ~free_b, free_b & ~free_a  # fixed end -> unknown end
-            k_rows, k_cols = np.concatenate([fb[m1], fa[m2]]), np.concatenate([va[m1], vb[m2]])
-            k_coef = np.concatenate([weight[m1] * ca[m1], weight[m2] * cb[m2]])
-            k_edge = np.concatenate([edge[m1], edge[m2]])
-            del va, vb, ca, cb
-            rail = self.fixed_const[k_rows] != 0  # K^T c: edges from fixed nodes off 0 V
-            r0 = Stamp.build(
-                [k_cols[rail]],
-                [np.zeros(int(rail.sum()), int)],
-                [(k_coef * self.fixed_const[k_rows])[rail]],
-                [k_edge[rail]],
-                (nv, 1),
-                n_edges,
-            )
-            # S K: every K entry times the features that drive its fixed node
-            S = self.fixed_gain.tocsc()
-            count = np.diff(S.indptr)[k_rows]
-            entry = np.repeat(np.arange(len(k_rows)), count)
-            offset = np.arange(len(entry)) - np.repeat(np.cumsum(count) - count, count)
-            at = S.indptr[k_rows][entry] + offset
-            SK = Stamp.build(
-                [S.indices[at]],
-                [k_cols[entry]],
-                [k_coef[entry] * S.data[at]],
-                [k_edge[entry]],
-                (self.n_features, nv),
-                n_edges,
-            )
-            del S, count, entry, offset, at
-            fd = Stamp.build(
-                [k_rows], [np.zeros(len(k_rows), int)], [weight[k_edge]], [k_edge], (nf, 1), n_edges
-            )
-            ff = ~free_a & ~free_b
-            lap = Stamp.build(
-                [fa[ff], fb[ff], fa[ff], fb[ff]],
-                [fa[ff], fb[ff], fb[ff], fa[ff]],
-                [weight[ff], weight[ff], -weight[ff], -weight[ff]],
-                [edge[ff]] * 4,
-                (nf, nf),
-                n_edges,
-            )
-            self.plan.stamps = {"Q": Q, "r0": r0, "SK": SK, "fixed_diag": fd, "lap": lap}
+            sets = [k for k in range(len(self.resistors)) if k not in self._crossbar_sets]
+            stamps = []
+            for stamp, group in _shared(self.resistors, sets, "stamp"):
+                a, b, _ = self.resistor_edges(group)
+                stamps.append((group, stamp(self, a, b, self._branch_weight(a, b))))
+            self.plan.stamps = stamps
         return self.plan.stamps
 
     def _source_terms(self) -> tuple[np.ndarray, np.ndarray]:
         """Current sources' linear energy terms: on the unknowns (s) and on fixed nodes."""
-        plus, minus, cur = self.isource_arrays()
-        ws = self._branch_weight(plus, minus) * cur  # energy -w I (V_plus - V_minus)
         s = np.zeros(self.n_vars)
         fixed_current = np.zeros(len(self.fixed))
-        for node, sign in ((plus, 1.0), (minus, -1.0)):
-            var = self.node_var[node]
-            ok = var >= 0
-            np.add.at(s, var[ok], sign * ws[ok] * self.node_coef[node][ok])
-            np.add.at(fixed_current, self.fixed_index[node][~ok], sign * ws[~ok])
+        for terms, group in _shared(self.isources, range(len(self.isources)), "add_linear_terms"):
+            plus, minus, cur = self.isource_arrays(group)
+            terms(self, plus, minus, self._branch_weight(plus, minus), cur, s, fixed_current)
         return s, fixed_current
 
     # ------------------------------------------------------------------ node-level physics
+
+    def _element_sets(self):
+        """Every set of linear elements: its model, ends and parameters (resistors: g,
+        current sources: their currents)."""
+        for r, g in zip(self.resistors, self.g, strict=True):
+            yield r.device.model, r.ends(), g
+        for src, cur in zip(self.isources, self.currents, strict=True):
+            yield src.device.model, src.ends(), cur
 
     def energy(self, V: np.ndarray) -> np.ndarray:
         """Co-content of the circuit (with stage weights) at node potentials V, per sample."""
         V = np.atleast_2d(V)
         total = np.zeros(V.shape[0])
-        for r, g in zip(self.resistors, self.g, strict=True):
-            if r.dense:
-                w = self._branch_weight(r.rows[:, None], r.cols[None, :]) * g
-                Va, Vb = V[:, r.rows], V[:, r.cols]
-                total += 0.5 * (
-                    (Va**2) @ w.sum(1)
-                    + (Vb**2) @ w.sum(0)
-                    - 2 * np.einsum("bi,ij,bj->b", Va, w, Vb)
-                )
-            else:
-                w = self._branch_weight(r.rows, r.cols) * g
-                total += 0.5 * ((V[:, r.rows] - V[:, r.cols]) ** 2) @ w
+        for model, (p, q, dense), theta in self._element_sets():
+            weight = (
+                self._branch_weight(p[:, None], q[None, :]) if dense else self._branch_weight(p, q)
+            )
+            total += model.set_energy(V, (p, q, dense), theta, weight)
         for d in self.diodes:
             v = V[:, d.anode] - V[:, d.cathode]
             if d.model.hard:
                 continue  # zero inside its feasible set, which a solution respects
             total += d.model.energy(v) @ d.weight
-        plus, minus, cur = self.isource_arrays()
-        total -= (V[:, plus] - V[:, minus]) @ (self._branch_weight(plus, minus) * cur)
         return total
 
     def branch_currents(self, V: np.ndarray) -> np.ndarray:
@@ -710,27 +617,14 @@ class Network:
         """
         V = np.atleast_2d(V)
         out = np.zeros_like(V)
-        for r, g in zip(self.resistors, self.g, strict=True):
-            if r.dense:
-                Va, Vb = V[:, r.rows], V[:, r.cols]
-                # current from row node i to col node j: g_ij (Va_i - Vb_j)
-                from_rows = Va * g.sum(1) - Vb @ g.T
-                into_cols = Va @ g - Vb * g.sum(0)
-                np.add.at(out, (slice(None), r.rows), from_rows)
-                np.add.at(out, (slice(None), r.cols), -into_cols)
-            else:
-                i = (V[:, r.rows] - V[:, r.cols]) * g
-                np.add.at(out, (slice(None), r.rows), i)
-                np.add.at(out, (slice(None), r.cols), -i)
+        for model, ends, theta in self._element_sets():
+            model.add_set_currents(out, V, ends, theta)
         for d in self.diodes:
             if d.model.hard:
                 continue
             i = d.model.current(V[:, d.anode] - V[:, d.cathode])
             np.add.at(out, (slice(None), d.anode), i)
             np.add.at(out, (slice(None), d.cathode), -i)
-        plus, minus, cur = self.isource_arrays()
-        np.add.at(out, (slice(None), plus), -cur)
-        np.add.at(out, (slice(None), minus), cur)
         return out
 
     def _chain_depth(self) -> np.ndarray:
@@ -768,6 +662,21 @@ class Network:
         _absorb_clamps(out, V, clamps, clamp_tol)
         out[:, self.fixed] = 0.0
         return out
+
+
+def _total(parts: Iterable, empty=None):
+    """The sum of the parts (the part itself when there is one; ``empty`` when none)."""
+    parts = list(parts)
+    return functools.reduce(operator.add, parts) if parts else empty
+
+
+def _shared(sets: Sequence, which: Iterable[int], method: str) -> list[tuple[Callable, list[int]]]:
+    """The sets numbered in ``which`` grouped by their model's function ``method`` (in order
+    of first use): sets whose models share it are assembled together."""
+    groups: dict[Callable, list[int]] = {}
+    for k in which:
+        groups.setdefault(getattr(sets[k].device.model, method), []).append(k)
+    return list(groups.items())
 
 
 def _absorb_clamps(

@@ -396,7 +396,7 @@ class CircuitSpec:
         return "netlist" if self.netlist is not None else "layered"
 
     def error(self, key: KeyPath, message: str) -> CircuitError:
-        """A located error for ``key`` of this file (or of the --set option that gave it)."""
+        """A located error for ``key`` of this file (or of the override that gave it)."""
         return (
             self.locator.error(self.path, key, message)
             if self.locator
@@ -513,13 +513,16 @@ class Locator:
         return path
 
     def error(self, path: str, key: KeyPath, message: str) -> CircuitError:
-        """A CircuitError at ``key``: its line, or the --set option that set it."""
+        """A CircuitError at ``key``: its line, or the override that set it."""
         key = tuple(key)
         for k in range(len(key), 0, -1):
             if key[:k] in self.overridden:
                 option = self.overridden[key[:k]]
                 return CircuitError(
-                    f"{message} (from --set {option})", path=path, key=format_key(key)
+                    f"{message} (from {{override}} {option})",
+                    path=path,
+                    key=format_key(key),
+                    params=("override",),
                 )
         return CircuitError(message, path=path, key=format_key(key), line=self.line(key))
 
@@ -686,8 +689,9 @@ def _parse_override(option: str, path: str) -> tuple[KeyPath, object]:
     whole = "".join(m.group(0) for m in matches) == name
     if not sep or not parts or not whole or not all(any(p) for p in parts):  # no empty segment
         raise CircuitError(
-            f'--set {option}: expected KEY=VALUE with a dotted key, e.g. "training.epochs=1"',
+            f'{{override}} {option}: expected KEY=VALUE with a dotted key, e.g. "training.epochs=1"',
             path=path,
+            params=("override",),
         )
     try:
         value = tomllib.loads(f"value = {text.strip()}")["value"]
@@ -723,18 +727,24 @@ def _apply_override(data: dict, key: KeyPath, value: object, option: str, path: 
         if isinstance(part, int):
             if not isinstance(node, list) or part >= len(node):
                 raise CircuitError(
-                    f"--set {option}: `{format_key(key[: depth + 1])}` does not exist", path=path
+                    f"{{override}} {option}: `{format_key(key[: depth + 1])}` does not exist",
+                    path=path,
+                    params=("override",),
                 )
             node = node[part]
         elif isinstance(node, dict):
             node = node.setdefault(part, [] if isinstance(nxt, int) else {})
         else:
             raise CircuitError(
-                f"--set {option}: `{format_key(key[:depth])}` is not a table", path=path
+                f"{{override}} {option}: `{format_key(key[:depth])}` is not a table",
+                path=path,
+                params=("override",),
             )
     last = key[-1]
     if isinstance(last, int) or not isinstance(node, dict):
-        raise CircuitError(f"--set {option}: can only set a key of a table", path=path)
+        raise CircuitError(
+            f"{{override}} {option}: can only set a key of a table", path=path, params=("override",)
+        )
     node[last] = value
 
 

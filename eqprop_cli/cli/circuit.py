@@ -7,7 +7,7 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -26,6 +26,8 @@ from .options import (
     JsonOpt,
     SampleOpt,
     SetOpt,
+    SolverMethod,
+    Split,
     SplitOpt,
     _load,
     _user_errors,
@@ -117,10 +119,10 @@ def solve_command(
     circuit: CircuitArg,
     input: InputOpt = None,
     sample: SampleOpt = None,
-    split: SplitOpt = "test",
+    split: SplitOpt = Split.test,
     conductances: ConductancesOpt = None,
     method: Annotated[
-        Literal["auto", "layered", "newton"] | None,
+        SolverMethod | None,
         typer.Option(help="Solver (default: the file's).", show_default=False),
     ] = None,
     tol: Annotated[
@@ -184,7 +186,7 @@ def solve_command(
             "or --sample"
         )
     if sample is not None:
-        inputs, what = dataset_sample(loaded.spec, network, split, sample)
+        inputs, what = dataset_sample(loaded.spec, network, split.value, sample)
         err.print(f"inputs: {what}")
     elif input is not None:
         inputs = read_inputs(input, network.n_features, str(circuit))
@@ -193,7 +195,7 @@ def solve_command(
     eq = solve(
         network,
         inputs,
-        method=method or settings.method,
+        method=method.value if method else settings.method,
         tol=settings.tol if tol is None else tol,
         vtol=settings.vtol if vtol is None else vtol,
         max_iter=settings.max_iter if max_iter is None else max_iter,

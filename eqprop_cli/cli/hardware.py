@@ -9,7 +9,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import numpy as np
 import tomli_w
@@ -40,11 +40,15 @@ from ..learn.settings import solver_settings, training_settings
 from ..runs.rundir import Loaded
 from ..solver.equilibrium import solve
 from .options import (
+    Backend,
     ConductancesOpt,
+    Distribution,
+    ExportFormat,
     InputOpt,
     JsonOpt,
     SampleOpt,
     SetOpt,
+    Split,
     SplitOpt,
     TargetArg,
     _load,
@@ -115,9 +119,9 @@ def _subckt_name(name: str) -> str:
 def export(
     target: TargetArg,
     format: Annotated[
-        Literal["spice", "csv", "json", "npz"],
+        ExportFormat,
         typer.Option("--format", "-f", help="A netlist or a map (see eqprop-export(1))."),
-    ] = "spice",
+    ] = ExportFormat.spice,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -127,7 +131,7 @@ def export(
         ),
     ] = None,
     sample: SampleOpt = None,
-    split: SplitOpt = "test",
+    split: SplitOpt = Split.test,
     input: InputOpt = None,
     subckt: Annotated[
         bool,
@@ -180,7 +184,7 @@ def export(
     """
     spice_only = {"--sample": sample is not None, "--input": input, "--subckt": subckt}
     spice_only["--nodeset"] = nodeset
-    if format != "spice" and any(spice_only.values()):
+    if format != ExportFormat.spice and any(spice_only.values()):
         used = ", ".join(k for k, v in spice_only.items() if v)
         raise EqpropError(f"{used}: only for --format spice")
     if sum(bool(spice_only[k]) for k in ("--sample", "--input", "--subckt")) > 1:
@@ -188,7 +192,7 @@ def export(
     if subckt and nodeset:
         raise EqpropError("--nodeset needs a netlist with its inputs set, not --subckt")
     to_stdout = output is None or str(output) == "-"
-    if format == "npz" and output is None:
+    if format == ExportFormat.npz and output is None:
         raise EqpropError("--format npz is binary: give -o FILE (or -o - for stdout)")
     loaded = _load(target, sets, conductances)
     network = loaded.network
@@ -202,16 +206,17 @@ def export(
         "units": {"conductance": "S", "resistance": "ohm", "current": "A", "voltage": "V"},
     }
     # a netlist needs no map unless levels are asked for (it may have nothing programmable)
-    cmap = conductance_map(network) if format != "spice" or requested is not None else None
+    spice = format == ExportFormat.spice
+    cmap = conductance_map(network) if not spice or requested is not None else None
     if requested is not None:
         auto = g_range is not None and g_range.startswith("auto")
-        cmap = _quantise_and_compare(loaded, cmap, requested, split, metadata, not auto)
+        cmap = _quantise_and_compare(loaded, cmap, requested, split.value, metadata, not auto)
     metadata["parameters_sha256"] = parameters_digest(network)
-    if format == "spice":
-        data = _netlist(loaded, metadata, sample, split, input, subckt, nodeset, target)
+    if spice:
+        data = _netlist(loaded, metadata, sample, split.value, input, subckt, nodeset, target)
     else:
         cmap.metadata = metadata
-        data = cmap.render(format)
+        data = cmap.render(format.value)
     if to_stdout:
         if isinstance(data, bytes):
             sys.stdout.buffer.write(data)
@@ -315,7 +320,7 @@ def _netlist(
 @_user_errors
 def eval_command(
     target: TargetArg,
-    split: SplitOpt = "test",
+    split: SplitOpt = Split.test,
     as_json: JsonOpt = False,
     conductances: ConductancesOpt = None,
     limit: Annotated[
@@ -328,9 +333,9 @@ def eval_command(
         ),
     ] = None,
     backend: Annotated[
-        Literal["solver", "ngspice"],
+        Backend,
         typer.Option(help="solver (ours) or ngspice (one exported netlist per sample)."),
-    ] = "solver",
+    ] = Backend.solver,
     jobs: Annotated[
         int | None,
         typer.Option(
@@ -351,9 +356,9 @@ def eval_command(
     ] = None,
     trials: Annotated[int, typer.Option(min=1, help="Monte Carlo: programmed chips drawn.")] = 10,
     distribution: Annotated[
-        Literal["lognormal", "gaussian"],
+        Distribution,
         typer.Option(help="Monte Carlo: lognormal g*exp(sigma z) or gaussian g*(1+sigma z)."),
-    ] = "lognormal",
+    ] = Distribution.lognormal,
     stuck_off: Annotated[
         str | None,
         typer.Option(
@@ -387,21 +392,21 @@ def eval_command(
     Example: eqprop eval runs/mini --variation 5% --trials 20
     """
     mc = variation is not None or stuck_off is not None or stuck_on is not None
-    if backend == "ngspice" and mc:
+    if backend == Backend.ngspice and mc:
         raise EqpropError("--backend ngspice runs the nominal circuit; drop --variation/--stuck-*")
     spread = Variation(
         _fraction(variation, "--variation"),
-        distribution,
+        distribution.value,
         _fraction(stuck_off, "--stuck-off"),
         _fraction(stuck_on, "--stuck-on"),
     )
     loaded = _load(target, sets, conductances)
-    if backend == "ngspice":
-        _eval_ngspice(loaded, target, split, limit or NGSPICE_LIMIT, jobs, as_json)
+    if backend == Backend.ngspice:
+        _eval_ngspice(loaded, target, split.value, limit or NGSPICE_LIMIT, jobs, as_json)
     elif mc:
-        _eval_monte_carlo(loaded, target, split, limit, spread, trials, seed, as_json)
+        _eval_monte_carlo(loaded, target, split.value, limit, spread, trials, seed, as_json)
     else:
-        _eval_solver(loaded, target, split, limit, as_json)
+        _eval_solver(loaded, target, split.value, limit, as_json)
 
 
 def _eval_solver(loaded: Loaded, target: Path, split: str, limit: int | None, as_json: bool):

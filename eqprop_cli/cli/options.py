@@ -4,8 +4,9 @@ the one place where library errors become a message and an exit status."""
 from __future__ import annotations
 
 import functools
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, Literal, NoReturn
+from typing import Annotated, NoReturn
 
 import numpy as np
 import typer
@@ -94,7 +95,59 @@ ConductancesOpt = Annotated[
         show_default=False,
     ),
 ]
-Split = Literal["train", "validation", "test"]
+
+
+# ---------------------------------------------------------------------- closed choices
+# str Enums: typer lists their values as the option's choices and refuses any other;
+# commands hand the library ``.value``, a plain string.
+
+
+class Split(str, Enum):
+    """A split of a run's data set."""
+
+    train = "train"
+    validation = "validation"
+    test = "test"
+
+
+class SolverMethod(str, Enum):
+    """The equilibrium solver (``solve --method``; auto: the file's choice)."""
+
+    auto = "auto"
+    layered = "layered"
+    newton = "newton"
+
+
+class ExportFormat(str, Enum):
+    """What ``export`` writes: a netlist, or a conductance map in one of three forms."""
+
+    spice = "spice"
+    csv = "csv"
+    json = "json"
+    npz = "npz"
+
+
+class Backend(str, Enum):
+    """Who evaluates: our solver, or ngspice on exported netlists."""
+
+    solver = "solver"
+    ngspice = "ngspice"
+
+
+class Distribution(str, Enum):
+    """The Monte Carlo programming error: multiplicative lognormal, or gaussian."""
+
+    lognormal = "lognormal"
+    gaussian = "gaussian"
+
+
+class DatasetName(str, Enum):
+    """The data sets ``data fetch`` downloads."""
+
+    mnist = "mnist"
+    fashion_mnist = "fashion-mnist"
+
+
 SplitOpt = Annotated[Split, typer.Option(help="Which split of the run's data set.")]
 SampleOpt = Annotated[
     int | None,
@@ -160,9 +213,13 @@ def _user_errors(command):
     return wrapper
 
 
+# library parameters whose option is not their name spelled as a flag
+OPTION_OF = {"override": "--set"}
+
+
 def option_flag(parameter: str) -> str:
-    """The option that sets a library parameter: g_range -> --g-range."""
-    return "--" + parameter.replace("_", "-")
+    """The option that sets a library parameter: g_range -> --g-range, override -> --set."""
+    return OPTION_OF.get(parameter) or "--" + parameter.replace("_", "-")
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:

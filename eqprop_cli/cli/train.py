@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -15,37 +13,33 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..circuit.network import Network
-from ..circuit.spec import CircuitSpec, parse_circuit
-from ..data.datasets import Dataset, fetch_dataset, list_datasets
-from ..devices.update import device_models
-from ..errors import CircuitError, EqpropError, NotConvergedError
-from ..io import write_atomic
-from ..learn.finetune import FineTune, fine_tune
+from ..circuit.spec import parse_circuit
+from ..data.datasets import fetch_dataset, list_datasets
+from ..errors import EqpropError, NotConvergedError
 from ..learn.gradcheck import at_a_kink, compare
 from ..learn.loss import ReadoutLoss
-from ..learn.optim import schedule_factor
+from ..learn.run import (
+    TrainingObserver,
+    TrainingStart,
+    epoch_line,
+    run_training,
+)
 from ..learn.samples import evaluate_split, training_data
-from ..learn.settings import portable_document, training_settings
+from ..learn.settings import training_settings
 from ..learn.state import TrainState
-from ..learn.train import BatchInfo, Trainer, parameter_groups
+from ..learn.train import BatchInfo, parameter_groups
 from ..runs.report import plot_comparison, write_report
 from ..runs.rundir import (
     CHECKPOINT,
     CONFIG,
-    METRICS,
-    Checkpoint,
     RunError,
-    config_text,
     load_checkpoint,
     load_target,
-    run_lock,
-    save_checkpoint,
-    write_metrics,
 )
 from ..sweep.plot import plot_sweep
-from ..sweep.spec import read_results, slug
+from ..sweep.spec import read_results
 from .options import (
+    DatasetName,
     JsonOpt,
     SetOpt,
     TargetArg,
@@ -64,41 +58,6 @@ PROGRESS_EVERY_S = 10.0  # not on a terminal: a progress line at most this often
 
 def _number(x: float) -> str:
     return "-" if np.isnan(x) else f"{x:.4g}"
-
-
-def _epoch_line(row: dict[str, float], epochs: int) -> str:
-    parts = [f"epoch {int(row['epoch'])}/{epochs}"]
-    for split in ("train", "validation", "test"):
-        loss, error = row.get(f"{split}_loss", np.nan), row.get(f"{split}_error", np.nan)
-        if not np.isnan(loss):
-            parts.append(f"{split} loss {_number(loss)} error {_percent(error)}")
-    parts.append(f"{row['seconds']:.1f} s ({row['samples_per_second']:,.0f} samples/s)")
-    if row.get("not_converged"):
-        parts.append(f"[yellow]{int(row['not_converged'])} solves missed tol[/]")
-    return "  ".join(parts)
-
-
-class _StopFlag:
-    """First Ctrl-C asks training to stop after the current batch; a second one aborts."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self) -> _StopFlag:
-        self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc) -> None:
-        signal.signal(signal.SIGINT, self._previous)
-
-    def __call__(self) -> bool:
-        return self.requested
 
 
 @app.command()
@@ -164,303 +123,119 @@ def train(
         overrides.append(f"training.seed={seed}")
     if epochs is not None:
         overrides.append(f"training.epochs={epochs}")
-    is_run = circuit.suffix == ".npz" or (circuit.is_dir() and (circuit / CONFIG).is_file())
-    parent_dir = circuit if circuit.is_dir() else circuit.parent
-    tuned = None
-    if is_run and not resume and out_dir is not None and not _same_dir(out_dir, parent_dir):
-        tuned = fine_tune(circuit, overrides)
-        spec, network = tuned.spec, tuned.network
-        source = (
-            f"{circuit}, fine-tuned from its trained conductances (epoch {tuned.record['epoch']}, "
-            f"checkpoint sha256 {tuned.record['sha256']})"
+    report = _TrainingReport(quiet=quiet or as_json)
+    try:
+        result = run_training(
+            circuit,
+            out_dir,
+            overrides,
+            resume,
+            overwrite,
+            reschedule,
+            observer=report,
+            stop_on_interrupt=True,
+        )
+    except NotConvergedError as exc:
+        if exc.run_dir is None:
+            raise
+        raise NotConvergedError(
+            f"{exc}; continue with: eqprop train {exc.run_dir} --resume"
+        ) from None
+    finally:
+        if report.task is not None:  # started: the bar goes
+            report.progress.stop()
+    state = result.state
+    if result.stopped:
+        err.print(
+            f"interrupted: saved epoch {state.epoch + 1}, batch {state.step} to "
+            f"{result.out_dir / CHECKPOINT}; continue with: eqprop train {result.out_dir} --resume"
+        )
+        raise typer.Exit(130)
+    if as_json:
+        print(json.dumps(result.summary(), indent=2))
+    elif not result.trained:
+        out.print(
+            f"{result.out_dir}: already trained for {state.epoch} epochs (asked {result.epochs}); "
+            "nothing to do"
         )
     else:
-        if circuit.is_dir() and (circuit / CONFIG).is_file():  # `eqprop train RUN --resume`
-            out_dir = out_dir or circuit
-            circuit = circuit / CONFIG
-        loaded = load_target(circuit, overrides)
-        if loaded.checkpoint is not None:
-            raise EqpropError(
-                f"{circuit}: give the run directory to continue a run (with --resume), "
-                "or fine-tune from this checkpoint into a new run with --out NEW"
-            )
-        spec, network, source = loaded.spec, loaded.network, str(circuit)
-        _require_recipe(spec, circuit)
-    out_dir = out_dir or Path("runs") / run_name(spec.name or circuit.stem)
-    dataset, splits = training_data(spec, network)
-    trainer = Trainer(network, spec, splits, dataset.n_classes)
-    if resume and not (out_dir / CHECKPOINT).is_file():
-        raise RunError(f"{out_dir / CHECKPOINT}: no checkpoint there; nothing to resume")
-    if not resume:
-        _make_run_dir(out_dir)
-    with run_lock(out_dir):
-        _train(
-            trainer,
-            spec,
-            network,
-            _Request(circuit, source, overrides, out_dir, resume, overwrite, reschedule),
-            dataset,
-            tuned,
-            quiet=quiet or as_json,
-            as_json=as_json,
+        out.print(
+            f"[green]done[/]: {state.epoch} epoch{'s' if state.epoch != 1 else ''}, test error "
+            f"{_percent(state.metrics[-1]['test_error'])}; run directory {result.out_dir}"
         )
 
 
-@dataclass(frozen=True)
-class _Request:
-    """What the command line asked of a training: the source, --set, the run directory, flags."""
+class _TrainingReport(TrainingObserver):
+    """What `eqprop train` shows: where it starts, a progress bar on a terminal (a line now
+    and then on a pipe), one line per epoch."""
 
-    circuit: Path
-    source: str  # the circuit file, or the run it fine-tunes, as config.toml records it
-    overrides: list[str]
-    out_dir: Path
-    resume: bool
-    overwrite: bool
-    reschedule: bool
-
-
-def _train(
-    trainer: Trainer,
-    spec: CircuitSpec,
-    network: Network,
-    request: _Request,
-    dataset: Dataset,
-    tuned: FineTune | None,
-    quiet: bool,
-    as_json: bool,
-) -> None:
-    """Train into ``request.out_dir`` (locked by the caller)."""
-    circuit, source, overrides, out_dir = (
-        request.circuit,
-        request.source,
-        request.overrides,
-        request.out_dir,
-    )
-    say = _silent if quiet else out.print
-    settings = training_settings(spec)
-    text = config_text(spec, source, overrides)
-    initial = [g.copy() for g in network.g], [c.copy() for c in network.currents]
-    parent = tuned.record if tuned else None
-    if request.resume:
-        ckpt = _resume(out_dir, spec, network)
-        state = ckpt.state
-        _check_schedule(out_dir, ckpt, spec, settings.epochs, request.reschedule)
-        initial = ckpt.initial_conductances, ckpt.initial_currents
-        parent = ckpt.parent
-        text = config_text(spec, source, overrides, previous=ckpt.config)
-    else:
-        _clear_run_dir(out_dir, request.overwrite)
-        state = trainer.new_state()
-    total = settings.epochs
-    if state.epoch >= total:
-        if as_json:
-            print(json.dumps(_summary(out_dir, state, parent), indent=2))
-        else:
-            out.print(
-                f"{out_dir}: already trained for {state.epoch} epochs (asked {total}); nothing to do"
-            )
-        return
-
-    def save(s: TrainState) -> None:
-        """metrics.csv, then the checkpoint that records its checksum and config.toml's."""
-        ckpt = Checkpoint(
-            [g.copy() for g in network.g],
-            [c.copy() for c in network.currents],
-            *initial,
-            s,
-            text,
-            parent=parent,
+    def __init__(self, quiet: bool) -> None:
+        self.say = _silent if quiet else out.print
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,}/{task.total:,}"),
+            TextColumn(
+                "{task.fields[rate]:,.0f} samples/s  loss {task.fields[loss]:.4g}  accuracy {task.fields[accuracy]}"
+            ),
+            TimeRemainingColumn(),
+            console=out,
+            transient=True,
+            disable=quiet,
         )
-        write_metrics(out_dir / METRICS, s.metrics)
-        save_checkpoint(out_dir / CHECKPOINT, ckpt)
+        self.last_line = time.monotonic()
+        self.n_train, self.total, self.task = 0, 0, None
 
-    write_atomic(out_dir / CONFIG, text)  # on --resume: the new number of epochs
-    if request.resume:
-        save(state)  # the checkpoint records the new config.toml: the directory stays whole
-
-    n_train = len(trainer.splits["train"][1])
-    if tuned is not None:
-        moved = f"; {tuned.clipped:,} trained value(s) clipped into the new device ranges"
-        say(
-            f"fine-tuning from {escape(str(circuit))} (epoch {tuned.record['epoch']}, "
-            f"checkpoint sha256 {tuned.record['sha256'][:12]}){moved if tuned.clipped else ''}",
+    def start(self, info: TrainingStart) -> None:
+        self.n_train, self.total = info.n_train, info.epochs
+        tuned = info.fine_tune
+        if tuned is not None:
+            moved = f"; {tuned.clipped:,} trained value(s) clipped into the new device ranges"
+            self.say(
+                f"fine-tuning from {escape(str(info.circuit))} (epoch {tuned.record['epoch']}, "
+                f"checkpoint sha256 {tuned.record['sha256'][:12]}){moved if tuned.clipped else ''}",
+                soft_wrap=True,
+            )
+        self.say(
+            f"training {escape(info.name)} on {escape(info.dataset)}: {info.n_train:,} samples, "
+            f"batch {info.batch_size}, {info.phases} phases, beta {info.beta:g} S -> {info.out_dir}",
             soft_wrap=True,
         )
-    say(
-        f"training {escape(spec.name or str(circuit))} on {escape(dataset.name)}: {n_train:,} samples, "
-        f"batch {settings.batch_size}, {settings.phases} phases, beta {settings.beta:g} S -> {out_dir}",
-        soft_wrap=True,
-    )
-    for name, model in device_models(spec.devices).items():
-        say(f"devices {escape(name)} learn as {escape(model)}", soft_wrap=True)
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed:,}/{task.total:,}"),
-        TextColumn(
-            "{task.fields[rate]:,.0f} samples/s  loss {task.fields[loss]:.4g}  accuracy {task.fields[accuracy]}"
-        ),
-        TimeRemainingColumn(),
-        console=out,
-        transient=True,
-        disable=quiet,
-    )
+        for name, model in info.devices.items():
+            self.say(f"devices {escape(name)} learn as {escape(model)}", soft_wrap=True)
+        self.progress.start()
+        self.task = self.progress.add_task(
+            "", total=info.n_train, rate=0.0, loss=float("nan"), accuracy="-"
+        )
 
-    last_line = [time.monotonic()]
-
-    def on_batch(info: BatchInfo) -> None:
-        if not out.is_terminal and time.monotonic() - last_line[0] >= PROGRESS_EVERY_S:
-            last_line[0] = time.monotonic()  # a log or a pipe: no bar, a line now and then
-            say(
-                f"epoch {info.epoch + 1}/{total}: batch {info.step}/{info.steps}, "
-                f"{info.samples:,}/{n_train:,} samples, {info.seconds:.0f} s, "
+    def batch(self, info: BatchInfo) -> None:
+        if not out.is_terminal and time.monotonic() - self.last_line >= PROGRESS_EVERY_S:
+            self.last_line = time.monotonic()  # a log or a pipe: no bar, a line now and then
+            self.say(
+                f"epoch {info.epoch + 1}/{self.total}: batch {info.step}/{info.steps}, "
+                f"{info.samples:,}/{self.n_train:,} samples, {info.seconds:.0f} s, "
                 f"loss {info.loss:.4g}",
                 soft_wrap=True,
             )
-        progress.update(
-            task,
+        self.progress.update(
+            self.task,
             completed=info.samples,
-            description=f"epoch {info.epoch + 1}/{total}",
+            description=f"epoch {info.epoch + 1}/{self.total}",
             rate=info.samples / info.seconds if info.seconds else 0.0,
             loss=info.loss,
             accuracy=_percent(1.0 - info.error),
         )
 
-    def on_epoch(s: TrainState) -> None:
-        save(s)
-        progress.reset(task, total=n_train, completed=0)
-        say(_epoch_line(s.metrics[-1], total), soft_wrap=True)
-
-    with _StopFlag() as stop, progress:
-        task = progress.add_task("", total=n_train, rate=0.0, loss=float("nan"), accuracy="-")
-        try:
-            state, stopped = trainer.run(state, total, on_batch, on_epoch, stop)
-        except NotConvergedError as exc:
-            save(exc.state)
-            raise NotConvergedError(
-                f"{exc}; saved epoch {exc.state.epoch + 1}, batch {exc.state.step} to "
-                f"{out_dir / CHECKPOINT}; continue with: eqprop train {out_dir} --resume"
-            ) from None
-    if stopped:
-        save(state)
-        err.print(
-            f"interrupted: saved epoch {state.epoch + 1}, batch {state.step} to {out_dir / CHECKPOINT}; "
-            f"continue with: eqprop train {out_dir} --resume"
+    def epoch(self, state: TrainState) -> None:
+        self.progress.reset(self.task, total=self.n_train, completed=0)
+        self.say(
+            epoch_line(state.metrics[-1], self.total, warn=lambda s: f"[yellow]{s}[/]"),
+            soft_wrap=True,
         )
-        raise typer.Exit(130)
-    final = state.metrics[-1]
-    if as_json:
-        print(json.dumps(_summary(out_dir, state, parent), indent=2))
-        return
-    out.print(
-        f"[green]done[/]: {state.epoch} epoch{'s' if state.epoch != 1 else ''}, test error {_percent(final['test_error'])}; "
-        f"run directory {out_dir}"
-    )
-
-
-def run_name(name: str) -> str:
-    """A circuit name as one folder name under runs/: never absolute, never "..", no "/"."""
-    return slug(name).lstrip(".") or "run"
-
-
-def _make_run_dir(out_dir: Path) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise RunError(f"{out_dir}: exists and is not a folder; choose another --out")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RunError(f"{out_dir}: cannot create the run directory ({exc.strerror})") from None
-
-
-def _require_recipe(spec, circuit: Path) -> None:
-    """Refuse to train a circuit that names no recipe: defaults suit no circuit in general."""
-    table = spec.document.get("training")
-    if isinstance(table, dict) and "dataset" in table:
-        return
-    given = set(spec.locator.overridden) if spec.locator else set()
-    from_file = [k for k in table or {} if ("training", k) not in given]
-    what = (
-        "has a [training] section without `dataset`" if from_file else "has no [training] section"
-    )
-    raise CircuitError(
-        f"{what}, so there is no recipe to train it with (the defaults suit no circuit in "
-        "particular). Add a [training] section naming at least the dataset, epochs, "
-        "batch_size, learning_rate, beta and the targets (eqprop-circuit(5); "
-        "circuits/mnist-ideal.toml is an example), or give them with --set, e.g. "
-        "--set training.dataset=mnist --set training.epochs=10 --set training.batch_size=32 "
-        "--set training.learning_rate=1 --set training.beta=1e-6",
-        path=str(circuit),
-    )
 
 
 def _silent(*args: object, **options: object) -> None:
     """What --quiet prints."""
-
-
-def _summary(out_dir: Path, state: TrainState, parent: dict | None) -> dict:
-    """train --json: the run directory, the epochs done, the last epoch's metrics, the parent."""
-    final = {k: (None if np.isnan(v) else v) for k, v in state.metrics[-1].items()}
-    return {"run": str(out_dir), "epochs": state.epoch, "final": final, "parent": parent}
-
-
-def _same_dir(a: Path, b: Path) -> bool:
-    return a.resolve() == b.resolve()
-
-
-def _clear_run_dir(out_dir: Path, overwrite: bool) -> None:
-    """Make way for a new run (under the lock, so two trainings cannot both pass)."""
-    if (out_dir / CHECKPOINT).exists() and not overwrite:
-        raise RunError(
-            f"{out_dir}: already holds a run; continue it with --resume, replace it with "
-            f"--overwrite, or fine-tune from it into a new run with --out NEW"
-        )
-    for name in (CHECKPOINT, METRICS):
-        (out_dir / name).unlink(missing_ok=True)
-
-
-def _resume(out_dir: Path, spec, network) -> Checkpoint:
-    """Load a run's checkpoint into the network after checking the settings still match."""
-    ckpt = load_checkpoint(out_dir / CHECKPOINT)
-    before = portable_document(parse_circuit(ckpt.config, str(out_dir / CONFIG)))
-    now = portable_document(spec)
-    for doc in (before, now):
-        doc.get("training", {}).pop("epochs", None)
-    if before != now:
-        changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-        raise RunError(
-            f"{out_dir}: the run was made with different settings (sections: {', '.join(changed)}); "
-            "only the number of epochs may change on --resume"
-        )
-    ckpt.apply(network)
-    return ckpt
-
-
-def _check_schedule(
-    out_dir: Path, ckpt: Checkpoint, spec: CircuitSpec, epochs: int, reschedule: bool
-) -> None:
-    """A cosine schedule depends on the number of epochs: changing it on --resume changes the
-    rate of the epochs to come (it jumps up when a finished run is extended), so that needs
-    --reschedule; the smooth alternative is a fine-tune with a fresh schedule."""
-    t = training_settings(spec)
-    before = int(training_settings(parse_circuit(ckpt.config, str(out_dir / CONFIG))).epochs)
-    done = ckpt.state.epoch
-    if t.schedule != "cosine" or before == epochs or reschedule or done == 0:
-        return
-    rate = t.learning_rate
-    last = rate * schedule_factor("cosine", done - 1, before, 0.0, 1)
-    planned = rate * schedule_factor("cosine", done, before, 0.0, 1)
-    new = rate * schedule_factor("cosine", done, epochs, 0.0, 1)
-    if done >= before:
-        what = f"finished a cosine learning-rate schedule over {before} epochs"
-    else:
-        what = f"follows a cosine learning-rate schedule over {before} epochs (next: {planned:.4g})"
-    raise RunError(
-        f"{out_dir}: the run {what}; epoch {done} ran at {last:.4g}, and recomputed over "
-        f"{epochs} epochs the rate of epoch {done + 1} would be {new:.4g}. Choose: add "
-        f"--reschedule to continue with the cosine over {epochs} epochs, or fine-tune into a new "
-        f"run with a fresh cosine from the last rate: eqprop train {out_dir} --out NEW "
-        f"--epochs {max(epochs - done, 1)} --set training.learning_rate={last:.4g}"
-    )
 
 
 @app.command()
@@ -701,9 +476,7 @@ def data_list(as_json: JsonOpt = False) -> None:
 @data_app.command(name="fetch")
 @_user_errors
 def data_fetch(
-    name: Annotated[
-        Literal["mnist", "fashion-mnist"], typer.Argument(help="The data set to download.")
-    ],
+    name: Annotated[DatasetName, typer.Argument(help="The data set to download.")],
     dest: Annotated[
         Path | None, typer.Option(help="Install into this folder (default: the user cache).")
     ] = None,
@@ -717,6 +490,7 @@ def data_fetch(
     Example: eqprop data fetch mnist
     """
     start = time.perf_counter()
+    name = name.value
     path = fetch_dataset(
         name, dest, list(mirror) if mirror else None, progress=lambda m: err.print(escape(m))
     )

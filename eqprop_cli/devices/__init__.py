@@ -10,7 +10,7 @@ from ..circuit.params import DeviceKind
 from .amplifier import AMPLIFIER, AmplifierModel
 from .diode import DIODE, DIODE_PARTS, IdealDiode, ShockleyDiode
 from .memristor import MEMRISTOR
-from .protocol import IVModel, TrainableModel
+from .protocol import ConductanceModel, CurrentModel, IVModel, TrainableModel
 from .resistor import RESISTOR, Resistor
 from .source import ISOURCE, VSOURCE, CurrentSourceModel, VoltageSourceModel
 
@@ -22,6 +22,8 @@ __all__ = [
     "DEVICE_KINDS",
     "DIODE_PARTS",
     "AmplifierModel",
+    "ConductanceModel",
+    "CurrentModel",
     "CurrentSourceModel",
     "IVModel",
     "IdealDiode",

@@ -40,6 +40,7 @@ class IdealDiode:
 
     conducts_dc = False  # off below its threshold: no DC path for the floating-node check
     thermal_voltage = None
+    exponential = None  # piecewise linear
 
     @property
     def hard(self) -> bool:
@@ -112,6 +113,12 @@ class ShockleyDiode:
     conducts_dc = True
     on_conductance = 0.0
     label = "shockley"
+
+    @property
+    def exponential(self) -> tuple[float, float] | None:
+        """(IS, n Vt) of a pure exponential I = IS (e^(v / n Vt) - 1); None with a series
+        resistance (the junction then sees only part of v)."""
+        return (self.saturation_current, self.nvt) if self.series_resistance == 0 else None
 
     @property
     def nvt(self) -> float:

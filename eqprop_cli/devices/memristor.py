@@ -3,7 +3,7 @@
 Its resistance is linear in a state w in [0, 1], R(w) = w R_on + (1 - w) R_off
 (Strukov et al. 2008): w = 1 is fully on (R_on), w = 0 fully off (R_off). At DC
 it is a resistor of conductance g = 1 / R(w), so it joins the resistor group:
-the network stamps it, training moves g within [1/R_off, 1/R_on], and dE/dg,
+the network stamps it as one, training moves g within [1/R_off, 1/R_on], and dE/dg,
 EP's estimate, the adjoint gradient and the netlist lines are a resistor's.
 What differs is the parameterisation: ranges and initial values are written as
 resistances and states, as device data sheets give them.
@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..circuit.params import DeviceKind, ErrorAt, Param
-from .resistor import Resistor
+from .resistor import LinearConductance
 
 
 @dataclass(frozen=True)
-class Memristor:
+class Memristor(LinearConductance):
     """The validated parameters of a memristor device (see the table MEMRISTOR)."""
 
     r_on: float
@@ -31,8 +31,6 @@ class Memristor:
     levels: int
     trainable: bool
 
-    quantity = "conductance"
-    conducts_dc = True
     g = None  # no element sets its own conductance: the states are drawn
 
     @property
@@ -55,14 +53,6 @@ class Memristor:
         rng = np.random.default_rng([self.seed, stream])
         state = rng.uniform(self.state - self.spread, self.state + self.spread, size=shape)
         return self.conductance_at(state)
-
-    # a resistor at DC: the same energy, derivatives and netlist lines
-    branch_current = staticmethod(Resistor.branch_current)
-    energy = staticmethod(Resistor.energy)
-    energy_derivative = staticmethod(Resistor.energy_derivative)
-    ep_estimate = staticmethod(Resistor.ep_estimate)
-    adjoint_gradient = staticmethod(Resistor.adjoint_gradient)
-    spice_lines = staticmethod(Resistor.spice_lines)
 
 
 def _check(p: dict, given, key: tuple, error: ErrorAt) -> None:

@@ -8,7 +8,9 @@ into a typed, frozen *model*. Everything downstream reads models, never a
 kind's parameters by name; the registry in devices/__init__.py is the only
 list of kinds.
 
-Models come in the two roles below. The contract test
+Models come in the roles below; the network (circuit/network.py) keeps each
+role's element sets and loops over them, calling their models, and never names
+a kind. The contract test
 (tests/test_devices.py) checks every kind and model against these
 definitions by finite differences, and a random circuit of each against
 ngspice; a new device adds a row there.
@@ -43,6 +45,9 @@ class IVModel(Protocol):
       clamps against the conductance at their nodes;
     - ``thermal_voltage``: kT/q of a junction model, None without one (the
       exported netlist's temperature);
+    - ``exponential``: (IS, n Vt) where the I-V is a pure exponential
+      I = IS (e^(v / n Vt) - 1), which the layered solver stacks in closed form;
+      None otherwise;
     - ``label``: what ``eqprop check`` counts it as;
     - ``spice(k, ends, labels, clamp_g_on)``: its lines of an ngspice netlist
       (elements, .model cards) for group number k, ``ends`` the SPICE names of
@@ -54,6 +59,7 @@ class IVModel(Protocol):
     conducts_dc: bool
     on_conductance: float
     thermal_voltage: float | None
+    exponential: tuple[float, float] | None
     label: str
 
     def current(self, v: np.ndarray) -> np.ndarray: ...
@@ -88,7 +94,16 @@ class TrainableModel(Protocol):
       drop Lp - Lq (Lp None: zero);
     - ``trainable``, ``low``, ``high``: whether training may change theta, and
       the range it must stay in;
-    - ``conducts_dc``: as for IVModel.
+    - ``conducts_dc``: as for IVModel;
+    - ``set_energy(V, ends, theta, weight)``: the energy per sample of a whole set at
+      node potentials V (batch, nodes), ``ends`` its (first nodes, second nodes, dense)
+      (dense: every first joined to every second, theta a matrix), ``weight`` each
+      element's stage weight: what ``Network.energy`` sums, vectorised per set;
+    - ``add_set_currents(out, V, ends, theta)``: adds each element's current leaving
+      its nodes to ``out`` (batch, nodes): what ``Network.branch_currents`` sums.
+
+    How an element set enters the network's quadratic form depends on where theta
+    enters the energy: ConductanceModel and CurrentModel below.
     """
 
     quantity: str
@@ -112,3 +127,41 @@ class TrainableModel(Protocol):
     ) -> np.ndarray: ...
 
     def adjoint_gradient(self, w, Lp, Lq, Vp, Vq, dense: bool) -> np.ndarray: ...
+
+    def set_energy(self, V: np.ndarray, ends, theta: np.ndarray, weight) -> np.ndarray: ...
+
+    def add_set_currents(self, out: np.ndarray, V: np.ndarray, ends, theta) -> None: ...
+
+
+@runtime_checkable
+class ConductanceModel(TrainableModel, Protocol):
+    """A trainable element quadratic in the potentials (quantity "conductance": the
+    resistor group), stamped into Q, K and the constant term as linear maps of theta:
+
+    - ``stamp(nodes, a, b, weight)``: a dict of Stamps (circuit/stamp.py) "Q", "r0",
+      "SK", "fixed_diag" and "lap", maps of theta (all elements of the sets stamped
+      together, in order; ``nodes`` the network's NodeMap), built once per topology;
+    - a dense set whose ends fit a layered circuit (a Crossbar of circuit/network.py)
+      is not stamped: ``add_crossbar_terms(bar, G, Q_diag, SK, r0, fixed_const)`` adds
+      its share in place, by array operations on its matrix G;
+      ``crossbar_coupling(bar, G)`` is its (negated) block of Q between unknowns, and
+      ``add_crossbar_fixed_diag(bar, G, diag)`` its share of the fixed nodes' diagonal.
+    """
+
+    def stamp(self, nodes, a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> dict: ...
+
+    def add_crossbar_terms(self, bar, G: np.ndarray, Q_diag, SK, r0, fixed_const) -> None: ...
+
+    def crossbar_coupling(self, bar, G: np.ndarray) -> np.ndarray: ...
+
+    def add_crossbar_fixed_diag(self, bar, G: np.ndarray, diag: np.ndarray) -> None: ...
+
+
+@runtime_checkable
+class CurrentModel(TrainableModel, Protocol):
+    """A trainable element linear in the potentials (quantity "current": a current
+    source): ``add_linear_terms(nodes, plus, minus, weight, theta, s, fixed_current)``
+    adds its energy's linear terms in place, on the unknowns (``s``) and on the fixed
+    nodes (``fixed_current``), for the current values theta."""
+
+    def add_linear_terms(self, nodes, plus, minus, weight, theta, s, fixed_current) -> None: ...

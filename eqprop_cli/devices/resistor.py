@@ -3,8 +3,10 @@
 A set of resistors between nodes p and q with conductances g carries
 I = g (V_p - V_q) and has the energy E = g (V_p - V_q)^2 / 2, so
 dE/dg = (V_p - V_q)^2 / 2: the local quantity EP's rule and the exact gradient
-use. Resistors are linear: the network stamps them into its quadratic form
-(circuit/network.py), which is why this model has no I-V arrays of its own.
+use. Resistors are linear: ``stamp`` writes them into the network's quadratic
+form as maps of g, built once per topology (circuit/network.py adds them up),
+and the set-level energy and currents below evaluate the same physics at node
+potentials, a crossbar by matrix products.
 """
 
 from __future__ import annotations
@@ -15,49 +17,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..circuit.params import DeviceKind, ErrorAt, Param, outside
+from ..circuit.stamp import NodeMap, Stamp
 from .netlist import num, text
 
 
-@dataclass(frozen=True)
-class Resistor:
-    """The validated parameters of a resistor device (see the table RESISTOR)."""
-
-    g: float | None
-    r: float | None
-    init: str
-    init_low: float | None
-    init_high: float | None
-    init_mean: float | None
-    init_std: float | None
-    seed: int
-    g_min: float
-    g_max: float
-    levels: int
-    trainable: bool
+class LinearConductance:
+    """The physics of a linear conductance g, which every model of the resistor group
+    shares (a resistor, a memristor at DC): I = g v, E = g v^2 / 2, its stamp into the
+    network, its set-level energy and currents, and its netlist lines."""
 
     quantity = "conductance"  # what training changes: network.g
     conducts_dc = True
-
-    @property
-    def low(self) -> float:
-        """The smallest conductance training or programming may set."""
-        return self.g_min
-
-    @property
-    def high(self) -> float:
-        return self.g_max
-
-    def initial(self, shape: tuple[int, ...], stream: int) -> np.ndarray:
-        """Draw initial conductances (seeded; ``stream`` separates connections)."""
-        if self.init == "constant":
-            g = np.full(shape, self.g, dtype=float)
-        else:
-            rng = np.random.default_rng([self.seed, stream])
-            if self.init == "uniform":
-                g = rng.uniform(self.init_low, self.init_high, size=shape)
-            else:
-                g = rng.normal(self.init_mean, self.init_std, size=shape)
-        return np.clip(g, self.g_min, self.g_max)
 
     # ------------------------------------------------------------------ physics
 
@@ -90,6 +60,136 @@ class Resistor:
         the adjoint drop, d(dE/dg)/dv = v (L: adjoint potentials, None: zero at p)."""
         return -w * summed_drop_products(Lp, Lq, Vp, Vq, dense)
 
+    # ------------------------------------------------------------------ in the network
+
+    @staticmethod
+    def stamp(nodes: NodeMap, a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> dict:
+        """Q, K^T c, S K, the fixed diagonal and Laplacian as linear maps of the conductances.
+
+        ``a``, ``b``: the two nodes of every resistor (in the order of their conductances),
+        ``weight``: each one's stage weight. With E = w g (V_a - V_b)^2 / 2 an element
+        between two unknowns adds to Q's diagonal and off-diagonal, one between an unknown
+        and a fixed node to Q's diagonal and to K (the linear term, through the fixed
+        node's potential), and one between fixed nodes to the fixed nodes' Laplacian.
+        """
+        n_edges = len(a)
+        edge = np.arange(n_edges)
+        nv, nf = nodes.n_vars, len(nodes.fixed)
+        va, vb = nodes.node_var[a], nodes.node_var[b]
+        ca, cb = nodes.node_coef[a], nodes.node_coef[b]
+        fa, fb = nodes.fixed_index[a], nodes.fixed_index[b]
+        free_a, free_b = va >= 0, vb >= 0
+        both = free_a & free_b
+        cross = -weight[both] * ca[both] * cb[both]
+        Q = Stamp.build(
+            [va[free_a], vb[free_b], va[both], vb[both]],
+            [va[free_a], vb[free_b], vb[both], va[both]],
+            [weight[free_a] * ca[free_a] ** 2, weight[free_b] * cb[free_b] ** 2, cross, cross],
+            [edge[free_a], edge[free_b], edge[both], edge[both]],
+            (nv, nv),
+            n_edges,
+        )
+        m1, m2 = free_a & ~free_b, free_b & ~free_a  # fixed end -> unknown end
+        k_rows, k_cols = np.concatenate([fb[m1], fa[m2]]), np.concatenate([va[m1], vb[m2]])
+        k_coef = np.concatenate([weight[m1] * ca[m1], weight[m2] * cb[m2]])
+        k_edge = np.concatenate([edge[m1], edge[m2]])
+        del va, vb, ca, cb
+        rail = nodes.fixed_const[k_rows] != 0  # K^T c: edges from fixed nodes off 0 V
+        r0 = Stamp.build(
+            [k_cols[rail]],
+            [np.zeros(int(rail.sum()), int)],
+            [(k_coef * nodes.fixed_const[k_rows])[rail]],
+            [k_edge[rail]],
+            (nv, 1),
+            n_edges,
+        )
+        # S K: every K entry times the features that drive its fixed node
+        S = nodes.fixed_gain.tocsc()
+        count = np.diff(S.indptr)[k_rows]
+        entry = np.repeat(np.arange(len(k_rows)), count)
+        offset = np.arange(len(entry)) - np.repeat(np.cumsum(count) - count, count)
+        at = S.indptr[k_rows][entry] + offset
+        SK = Stamp.build(
+            [S.indices[at]],
+            [k_cols[entry]],
+            [k_coef[entry] * S.data[at]],
+            [k_edge[entry]],
+            (nodes.n_features, nv),
+            n_edges,
+        )
+        del S, count, entry, offset, at
+        fd = Stamp.build(
+            [k_rows], [np.zeros(len(k_rows), int)], [weight[k_edge]], [k_edge], (nf, 1), n_edges
+        )
+        ff = ~free_a & ~free_b
+        lap = Stamp.build(
+            [fa[ff], fb[ff], fa[ff], fb[ff]],
+            [fa[ff], fb[ff], fb[ff], fa[ff]],
+            [weight[ff], weight[ff], -weight[ff], -weight[ff]],
+            [edge[ff]] * 4,
+            (nf, nf),
+            n_edges,
+        )
+        return {"Q": Q, "r0": r0, "SK": SK, "fixed_diag": fd, "lap": lap}
+
+    @staticmethod
+    def add_crossbar_terms(bar, G: np.ndarray, Q_diag, SK, r0, fixed_const) -> None:
+        """Add a dense set's share of Q's diagonal, S K and r0 in place, by array operations
+        on its conductance matrix G (``bar``: a Crossbar of circuit/network.py)."""
+        if bar.row_var is None:  # input crossbar: unknowns at its columns only
+            wk = bar.col_weight * bar.col_coef
+            Q_diag[bar.cols] += G.sum(axis=0, dtype=float) * (wk * bar.col_coef)
+            term = bar.gain.astype(G.dtype) @ G
+            term *= wk.astype(G.dtype)  # in place: one array fewer per rebuild
+            SK[:, bar.cols] += term
+            const = fixed_const[bar.row_fixed]
+            if np.any(const):
+                r0[bar.cols] += (const @ G) * wk
+        else:
+            wr = bar.row_weight * bar.row_coef
+            Q_diag[bar.row_var] += G.sum(axis=1, dtype=float) * (wr * bar.row_coef)
+            column = np.einsum("i,ij->j", bar.row_weight, G, dtype=float, casting="safe")
+            Q_diag[bar.col_var] += column * bar.col_coef**2
+
+    @staticmethod
+    def crossbar_coupling(bar, G: np.ndarray) -> np.ndarray:
+        """The (rows x columns) coupling a var-var crossbar puts in Q, negated."""
+        return (bar.row_weight * bar.row_coef)[:, None] * G * bar.col_coef
+
+    @staticmethod
+    def add_crossbar_fixed_diag(bar, G: np.ndarray, diag: np.ndarray) -> None:
+        """Add an input crossbar's conductance at its fixed rows to their diagonal."""
+        diag[bar.row_fixed] += G @ bar.col_weight
+
+    @staticmethod
+    def set_energy(V: np.ndarray, ends, g: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """Energy per sample of one set at node potentials V (batch, nodes); ``ends`` its
+        (first nodes, second nodes, dense), ``weight`` each element's stage weight."""
+        rows, cols, dense = ends
+        w = weight * g
+        if dense:
+            Va, Vb = V[:, rows], V[:, cols]
+            return 0.5 * (
+                (Va**2) @ w.sum(1) + (Vb**2) @ w.sum(0) - 2 * np.einsum("bi,ij,bj->b", Va, w, Vb)
+            )
+        return 0.5 * ((V[:, rows] - V[:, cols]) ** 2) @ w
+
+    @staticmethod
+    def add_set_currents(out: np.ndarray, V: np.ndarray, ends, g: np.ndarray) -> None:
+        """Add each element's current leaving its nodes to ``out`` (batch, nodes)."""
+        rows, cols, dense = ends
+        if dense:
+            Va, Vb = V[:, rows], V[:, cols]
+            # current from row node i to col node j: g_ij (Va_i - Vb_j)
+            from_rows = Va * g.sum(1) - Vb @ g.T
+            into_cols = Va @ g - Vb * g.sum(0)
+            np.add.at(out, (slice(None), rows), from_rows)
+            np.add.at(out, (slice(None), cols), -into_cols)
+        else:
+            i = (V[:, rows] - V[:, cols]) * g
+            np.add.at(out, (slice(None), rows), i)
+            np.add.at(out, (slice(None), cols), -i)
+
     # ------------------------------------------------------------------ netlist
 
     @staticmethod
@@ -112,6 +212,45 @@ class Resistor:
         for i, (a, b) in enumerate(zip(rset.rows, rset.cols, strict=True)):
             out.append(f"R{k}_{i} {node[a]} {node[b]} {num(1.0 / g[i])} ; {text(rset.labels[i])}")
         return out
+
+
+@dataclass(frozen=True)
+class Resistor(LinearConductance):
+    """The validated parameters of a resistor device (see the table RESISTOR)."""
+
+    g: float | None
+    r: float | None
+    init: str
+    init_low: float | None
+    init_high: float | None
+    init_mean: float | None
+    init_std: float | None
+    seed: int
+    g_min: float
+    g_max: float
+    levels: int
+    trainable: bool
+
+    @property
+    def low(self) -> float:
+        """The smallest conductance training or programming may set."""
+        return self.g_min
+
+    @property
+    def high(self) -> float:
+        return self.g_max
+
+    def initial(self, shape: tuple[int, ...], stream: int) -> np.ndarray:
+        """Draw initial conductances (seeded; ``stream`` separates connections)."""
+        if self.init == "constant":
+            g = np.full(shape, self.g, dtype=float)
+        else:
+            rng = np.random.default_rng([self.seed, stream])
+            if self.init == "uniform":
+                g = rng.uniform(self.init_low, self.init_high, size=shape)
+            else:
+                g = rng.normal(self.init_mean, self.init_std, size=shape)
+        return np.clip(g, self.g_min, self.g_max)
 
 
 def summed_drop_products(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..circuit.params import DeviceKind, ErrorAt, Param, outside
+from ..circuit.stamp import NodeMap
 from .netlist import num, text
 
 
@@ -74,6 +75,32 @@ class CurrentSourceModel:
     def adjoint_gradient(w, Lp, Lq, Vp, Vq, dense: bool) -> np.ndarray:
         """dL/dI: -w sum of d(dE/dI)/dv (= -1) times the adjoint drop."""
         return w * ((0.0 if Lp is None else Lp) - Lq).sum(axis=0)
+
+    # ------------------------------------------------------------------ in the network
+
+    @staticmethod
+    def add_linear_terms(nodes: NodeMap, plus, minus, weight, current, s, fixed_current) -> None:
+        """Add the energy's linear terms -w I (V_plus - V_minus) in place: on the unknowns
+        (``s``, the linear term r's share) and on the fixed nodes (``fixed_current``)."""
+        ws = weight * current
+        for node, sign in ((plus, 1.0), (minus, -1.0)):
+            var = nodes.node_var[node]
+            ok = var >= 0
+            np.add.at(s, var[ok], sign * ws[ok] * nodes.node_coef[node][ok])
+            np.add.at(fixed_current, nodes.fixed_index[node][~ok], sign * ws[~ok])
+
+    @staticmethod
+    def set_energy(V: np.ndarray, ends, current: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """Energy per sample of one set at node potentials V (batch, nodes)."""
+        plus, minus, _ = ends
+        return -((V[:, plus] - V[:, minus]) @ (weight * current))
+
+    @staticmethod
+    def add_set_currents(out: np.ndarray, V: np.ndarray, ends, current: np.ndarray) -> None:
+        """Add each source's current leaving its nodes to ``out``: -I at the first node."""
+        plus, minus, _ = ends
+        np.add.at(out, (slice(None), plus), -current)
+        np.add.at(out, (slice(None), minus), current)
 
     @staticmethod
     def spice_lines(k: int, sources, currents: np.ndarray, node: list[str]) -> list[str]:

@@ -42,15 +42,15 @@ class Piece:
     ``update(k, change, state, rate)`` changes array k's proposed ``change`` in place
     (``state``: its own state for those entries, or None; ``rate``: array k's learning
     rate for this step); ``project(k, values)`` maps updated parameters in place;
-    ``init(params)`` is the state, one array per parameter array (None: it keeps none).
-    ``land(params, changes, where)`` (a programmer) puts ``changes`` (by array number)
-    into its arrays of ``params`` in place instead of the plain addition, whole arrays at a
+    ``init(values)`` is the state, one array per parameter array (None: it keeps none).
+    ``land(values, changes, where)`` (a programmer) puts ``changes`` (by array number)
+    into its arrays of ``values`` in place instead of the plain addition, whole arrays at a
     time, and returns a count to report (pulses sent); ``where`` is (epoch, batch).
     """
 
     name: str
     update: Callable[[int, np.ndarray, np.ndarray | None, float], None] | None = None
-    init: Callable[[Arrays], Arrays | None] = lambda params: None
+    init: Callable[[Arrays], Arrays | None] = lambda values: None
     project: Callable[[int, np.ndarray], None] | None = None
     land: Callable[[Arrays, dict[int, np.ndarray], tuple[int, int]], int] | None = None
     arrays: frozenset[int] | None = None
@@ -84,7 +84,7 @@ def momentum(beta: float) -> Piece:
         velocity += change
         np.copyto(change, velocity)
 
-    return Piece("momentum", update, lambda params: [np.zeros_like(p) for p in params])
+    return Piece("momentum", update, lambda values: [np.zeros_like(p) for p in values])
 
 
 def learning_rate() -> Piece:
@@ -123,20 +123,20 @@ class Chain:
 
     pieces: tuple[Piece, ...] = field(default_factory=tuple)
 
-    def init(self, params: Arrays) -> dict[str, Arrays]:
+    def init(self, values: Arrays) -> dict[str, Arrays]:
         """The state of every piece that keeps one, by name."""
-        states = ((p.name, p.init(params)) for p in self.pieces)
+        states = ((p.name, p.init(values)) for p in self.pieces)
         return {name: s for name, s in states if s is not None}
 
     def step(
         self,
-        params: Arrays,
+        values: Arrays,
         grads: Arrays,
         state: dict[str, Arrays],
         rates: Sequence[float],
         where: tuple[int, int] = (0, 0),
     ) -> tuple[dict[str, Arrays], int]:
-        """One step on ``grads``: updates ``params`` and the state's arrays in place and
+        """One step on ``grads``: updates ``values`` (the parameter arrays) and the state's arrays in place and
         returns (the state, what the landing pieces counted). ``grads`` are used up: the
         changes are worked out in their arrays where their dtype is the parameters'. State
         of pieces not in the chain is kept as it was; a piece's missing state starts from
@@ -144,11 +144,11 @@ class Chain:
         state = dict(state)
         for piece in self.pieces:
             if piece.update is not None and piece.name not in state:
-                own = piece.init(params)
+                own = piece.init(values)
                 if own is not None:
                     state[piece.name] = own
         landed: dict[Piece, dict[int, np.ndarray]] = {}
-        for k, (p, g) in enumerate(zip(params, grads, strict=True)):
+        for k, (p, g) in enumerate(zip(values, grads, strict=True)):
             updates = [
                 (piece.update, state[piece.name][k] if piece.name in state else None)
                 for piece in self.pieces
@@ -164,10 +164,10 @@ class Chain:
             landed.setdefault(lander, {})[k] = change
         count = 0
         for piece, changes in landed.items():
-            count += piece.land(params, changes, where)
+            count += piece.land(values, changes, where)
             for k in changes:
                 for project in self._projects(k):
-                    project(k, params[k])
+                    project(k, values[k])
         return state, count
 
     def _projects(self, k: int) -> list[Callable[[int, np.ndarray], None]]:

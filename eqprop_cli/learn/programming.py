@@ -130,19 +130,19 @@ class Programmer:
         by each group's scale, programmed as pulses (it counts them)."""
         return Piece(
             "program",
-            land=lambda params, steps, where: self.apply(params, steps, groups, *where),
+            land=lambda values, steps, where: self.apply(values, steps, groups, *where),
             arrays=frozenset(self.arrays),
         )
 
     def apply(
         self,
-        params: list[np.ndarray],
+        values: list[np.ndarray],
         steps: dict[int, np.ndarray],
         groups: list,
         epoch: int,
         batch: int,
     ) -> int:
-        """Program arrays ``params[k]`` (device-aware) by ``steps[k]`` (normalised by group k's
+        """Program arrays ``values[k]`` (device-aware) by ``steps[k]`` (normalised by group k's
         scale) in place; returns the pulses sent."""
         rngs = (
             stream(self.seed, epoch, batch, "rounding"),
@@ -153,8 +153,8 @@ class Programmer:
             model, arrays, table = self.entries[k]
             g = groups[k]
             unit = g.scale / (g.high - g.low)  # the steps are normalised by the scale
-            value, count = program(params[k], s, model, arrays, rngs, table, unit)
-            params[k][...] = value
+            value, count = program(values[k], s, model, arrays, rngs, table, unit)
+            values[k][...] = value
             pulses += count
         return pulses
 

@@ -248,7 +248,8 @@ def check_run_files(run_dir: Path, ckpt: Checkpoint) -> None:
                 f"the one {run_dir / CHECKPOINT} records): the file was edited, or the folder "
                 "mixes files of two runs, or a save was cut short. The checkpoint holds the "
                 f"run's own settings: give {run_dir / CHECKPOINT} to use them, or continue "
-                f"with `eqprop train {run_dir} --resume`, which rewrites the metrics"
+                "the run in it ({resume}), which rewrites the metrics",
+                params=("resume",),
             )
 
 

@@ -37,7 +37,7 @@ from scipy.sparse.csgraph import breadth_first_order
 from scipy.sparse.linalg import splu
 
 from ..circuit.network import Network
-from ..devices.diode import EXP_LIMIT, ShockleyDiode
+from ..devices.diode import EXP_LIMIT
 from ..errors import InputError
 
 METHODS = ("auto", "layered", "newton")
@@ -219,7 +219,10 @@ class Problem:
         if network.plan.diodes_T is None:
             network.plan.diodes_T = [m[0].T.tocsr() for m in maps]
         transposed = network.plan.diodes_T
+        known = network.plan.clamp_bounds  # the hard clamps' bounds, when rails set them all
         for d, (A, var, coef), AT in zip(network.diodes, maps, transposed, strict=True):
+            if d.model.hard and known is not None:
+                continue
             u = self._fixed_part(d.anode) - self._fixed_part(d.cathode)
             if d.model.hard:
                 va, vc = network.node_var[d.anode], network.node_var[d.cathode]
@@ -227,10 +230,15 @@ class Problem:
                 self._add_bounds(d.model.zero_current_voltage, va, vc, ca, cc, u)
             else:
                 self.terms.append(_DiodeTerms(d.model, A, u, d.weight, var, coef, AT))
-        if np.any(self.lo > self.hi):
+        if known is not None:
+            self.lo, self.hi = known
+        elif np.any(self.lo > self.hi):
             raise InputError(
                 "hard-clamp diodes leave no feasible voltage at some node for these inputs"
             )
+        elif self.batch > 1 and self.lo.shape[0] == 1:  # one row for a batch: no input in them
+            self.lo.flags.writeable = self.hi.flags.writeable = False
+            network.plan.clamp_bounds = (self.lo, self.hi)
         self.nudge = None
         if nudge is not None and (nudge.target is not None or nudge.current is not None):
             self.nudge = self._nudge_term(nudge)
@@ -694,10 +702,18 @@ class _Block:
             plans[k] = plan
         derived = problem.linear.plan.blocks
         if k not in derived:  # conductances: diagonal and coupling to the other class
-            Qc = problem.linear.coupling(other, idx)
+            mirror = derived[1 - k][2] if 1 - k in derived else None
+            if isinstance(mirror, np.ndarray):  # Q is symmetric: the other class's, transposed
+                Qc = np.ascontiguousarray(mirror.T)
+            else:
+                Qc = problem.linear.coupling(other, idx)
             a = problem.Q_diag[idx]
             derived[k] = (a, a / network.var_weight[idx], Qc)
         self.a, self.a_over_w, self.Q_oc = derived[k]
+        slices = network.plan.block_slices
+        if k not in slices:  # topology: the classes as slices where they are ranges
+            slices[k] = (_as_slice(idx), _as_slice(other))
+        self.idx, self.other = slices[k]
         self.weight = network.var_weight[idx]
         self.weighted = bool(np.any(self.weight != 1.0))
         scales = network.plan.block_scale
@@ -706,13 +722,13 @@ class _Block:
             scales[k] = None if np.all(scale == 1.0) else scale
         self.scale = scales[k]
         self.k, self.classes, self.outputs = k, classes, None
-        set_up = self._diodes(problem, idx, other, plans[k])
-        (self.idx, self.other, self.r, self.lo, self.hi, self.bounded) = set_up[:6]
-        self.terms, self.zmin, self.zmax, self.junctions = set_up[6:]
+        set_up = self._diodes(problem, idx, plans[k])
+        (self.r, self.lo, self.hi, self.bounded) = set_up[:4]
+        self.terms, self.zmin, self.zmax, self.junctions = set_up[4:]
 
-    def _diodes(self, problem: Problem, idx: np.ndarray, other: np.ndarray, plan: list) -> tuple:
-        """The class's columns, linear term and bounds, and its diodes: their terms, the
-        bracket ends (zmin, zmax) and the stacked junctions. Once per batch (see ``of``)."""
+    def _diodes(self, problem: Problem, idx: np.ndarray, plan: list) -> tuple:
+        """The class's linear term and bounds, and its diodes: their terms, the bracket ends
+        (zmin, zmax) and the stacked junctions. Once per batch (see ``of``)."""
         r = problem.r[:, idx]
         lo, hi = problem.lo[:, idx], problem.hi[:, idx]
         bounded = bool(np.isfinite(lo).any() or np.isfinite(hi).any())
@@ -734,7 +750,7 @@ class _Block:
                 _scatter_reduce(zmin, v, zero, np.minimum)
                 _scatter_reduce(zmax, v, zero, np.maximum)
         junctions = _Junctions.of(terms, len(idx))
-        return (_as_slice(idx), _as_slice(other), r, lo, hi, bounded, terms, zmin, zmax, junctions)
+        return (r, lo, hi, bounded, terms, zmin, zmax, junctions)
 
     def _nudge_of(self, problem: Problem) -> tuple | None:
         """The nudge's part in this class: (term, outputs' places, their a, spread, and the
@@ -851,7 +867,7 @@ class _Block:
             # the 1-D solves go on from the estimate (inside the bracket); the residual
             # before the update is not evaluated (the first sweep decides nothing)
             before = np.inf
-            x = np.minimum(np.maximum(self.junctions.start(self.a, b), lo), hi)
+            x = np.fmin(np.fmax(self.junctions.start(self.a, b), lo), hi)  # (NaN: lo)
         for _ in range(200):
             f1, f2 = self.derivative(x, b, second=True)
             size = np.abs(f1)
@@ -932,13 +948,10 @@ class _Junctions:
         rows = max(u.shape[0] for _, _, _, u, *_ in terms)  # the fixed ends: per sample, or one
         parts = []
         for model, _, coef, u, wc, wc2, segments in terms:
-            if not (
-                isinstance(model, ShockleyDiode)
-                and model.series_resistance == 0
-                and segments.regular
-            ):
+            if model.exponential is None or not segments.regular:
                 return None
-            inv, Is = 1.0 / model.nvt, model.saturation_current
+            Is, nvt = model.exponential
+            inv = 1.0 / nvt
             per_diode = [coef * inv, wc * Is, wc2 * (Is * inv)]
             parts.append(
                 [
@@ -1038,8 +1051,10 @@ def _layered(
     residual0 = None
     relax = not (blocks[0].terms or blocks[1].terms)
     omega = None
+    estimated = False  # whether ``error`` is that of the current x
     while sweeps < max_iter:
         sweeps += 1
+        estimated = False
         estimate = cold and sweeps == 1
         first, change0 = blocks[0].update(x, tol, vtol, omega, estimate)
         _, change1 = blocks[1].update(x, tol, vtol, omega, estimate)
@@ -1051,6 +1066,7 @@ def _layered(
         if sweeps == 1 or (first > tol and not slow):
             continue  # nothing to decide yet: no estimate needed
         error, rho = _sweep_error(changes, x, problem, blocks)
+        estimated = True
         # class 1 is exact now (unless over-relaxed); class 0 was within tol before this
         # sweep's update
         if first <= tol and error.max() <= vtol:
@@ -1072,7 +1088,7 @@ def _layered(
             steps.iterations += sweeps
             steps.message = steps.message.replace("Newton steps", "sweeps and Newton steps", 1)
             return steps
-    if sweeps > 1:
+    if sweeps > 1 and not estimated:
         error = _sweep_error(changes, x, problem, blocks)[0]
     if residual0 is None:
         residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)

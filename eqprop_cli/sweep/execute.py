@@ -24,7 +24,6 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 
-import typer
 from threadpoolctl import threadpool_limits
 
 from ..errors import EqpropError
@@ -33,6 +32,7 @@ from ..hardware.ngspice import check_with_ngspice
 from ..hardware.variation import Variation, monte_carlo
 from ..io import folder_lock, write_atomic
 from ..learn.evaluate import evaluate
+from ..learn.run import TrainingLog, run_training
 from ..learn.samples import scoring, split_samples
 from ..learn.settings import solver_settings
 from ..runs.rundir import CHECKPOINT, load_target
@@ -104,7 +104,7 @@ def run_point(task: Task) -> dict:
         record["error"] = None
     except EqpropError as exc:
         record.update(status="failed", error=str(exc))
-    except (KeyboardInterrupt, typer.Exit):  # Ctrl-C: train saved and stopped
+    except KeyboardInterrupt:  # Ctrl-C: the training saved and stopped
         record.update(status="interrupted", error="interrupted")
     except Exception as exc:  # a bug, not the point's fault: keep the traceback in the log
         with contextlib.suppress(OSError), open(run_dir / POINT_LOG, "a", encoding="utf-8") as log:
@@ -117,17 +117,20 @@ def run_point(task: Task) -> dict:
 
 
 def _train(task: Task) -> dict:
-    """Train (or resume) the run exactly as ``eqprop train CIRCUIT --out RUN --set ...``."""
-    from ..cli.train import train  # the command's own function, not a copy of it
-
+    """Train (or resume) the run as ``eqprop train CIRCUIT --out RUN --set ...`` does: by
+    the same library function. Ctrl-C saves and stops after the batch (KeyboardInterrupt)."""
     run_dir = Path(task.run_dir)
-    train.__wrapped__(
-        circuit=Path(task.circuit),
-        out_dir=run_dir,
+    result = run_training(
+        Path(task.circuit),
+        run_dir,
+        task.overrides,
         resume=(run_dir / CHECKPOINT).is_file(),
-        sets=list(task.overrides),
+        observer=TrainingLog(),
+        stop_on_interrupt=True,
     )
-    state = load_target(run_dir).checkpoint.state
+    if result.stopped:
+        raise KeyboardInterrupt
+    state = result.state
     final = state.metrics[-1]
     totals = {"epochs": state.epoch, "train_seconds": sum(m["seconds"] for m in state.metrics)}
     values = {k: final[k] if k in final else totals[k] for k in TRAIN_METRICS}
