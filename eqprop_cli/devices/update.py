@@ -402,15 +402,24 @@ def pulse_table(model: UpdateModel, arrays: DeviceArrays) -> PulseTable | Device
 class DeviceKernel:
     """The response of devices that differ (device-to-device variation), per device and
     direction in fixed-point form: n pulses take g to g* + (g - g*) (1 - r)^n, g* the
-    direction's asymptote; constant steps (r = 0) add n times the step instead."""
+    direction's asymptote; constant steps (r = 0) add n times the step instead.
+
+    ``sides[j, 2 d + s]`` (d a device, or 0 for all when they are alike; s 0 down, 1 up)
+    holds, for j = 0, 1, 2: g* in siemens (the step when linear); ln(1 - r) up and
+    -ln(1 - r) down, so that n times it is |n| ln(1 - r); the write noise variance of n
+    pulses over (1 - q^2) (over n when linear). A device's values for its direction are
+    then one gather per quantity.
+    """
 
     linear: bool
-    target_up: np.ndarray  # g* up (siemens), or the up step (siemens) when linear
-    target_down: np.ndarray
-    log_keep_up: np.ndarray  # ln(1 - r)
-    log_keep_down: np.ndarray  # -ln(1 - r), so that n (< 0) times it is |n| ln(1 - r)
-    spread_up: np.ndarray  # write noise variance of n pulses = spread (1 - q^2), or n spread
-    spread_down: np.ndarray
+    sides: np.ndarray  # (3, 2 x devices, or 2 when alike)
+
+    def of(self, devices: np.ndarray, up: np.ndarray) -> list[np.ndarray]:
+        """(target, log_keep, spread) of these devices, each in its direction."""
+        index = up.astype(np.intp)
+        if self.sides.shape[1] > 2:
+            index += 2 * devices
+        return [np.take(row, index) for row in self.sides]
 
 
 def device_kernel(model: UpdateModel, arrays: DeviceArrays) -> DeviceKernel:
@@ -419,11 +428,10 @@ def device_kernel(model: UpdateModel, arrays: DeviceArrays) -> DeviceKernel:
     sigma2 = (model.write_noise * span) ** 2
     if not (np.any(arrays.r_up) or np.any(arrays.r_down)):
         zero = np.zeros(())
-        return DeviceKernel(
-            True, arrays.c_up * span, arrays.c_down * span, zero, zero, sigma2, sigma2
-        )
+        down, up = (arrays.c_down * span, zero, sigma2), (arrays.c_up * span, zero, sigma2)
+        return DeviceKernel(True, _sides(down, up))
     out = []
-    for c, r, up in ((arrays.c_up, arrays.r_up, True), (arrays.c_down, arrays.r_down, False)):
+    for c, r, up in ((arrays.c_down, arrays.r_down, False), (arrays.c_up, arrays.r_up, True)):
         r = np.minimum(r, 1.0 - 1e-12)
         moving = r > 0  # a device whose steps vary to zero (c = r = 0) does not move
         fixed = np.where(moving, c / np.where(moving, r, 1.0), 0.0)  # u* up, 1 - u* down
@@ -431,13 +439,17 @@ def device_kernel(model: UpdateModel, arrays: DeviceArrays) -> DeviceKernel:
         keep2 = (1.0 - r) ** 2
         spread = np.where(moving, sigma2 / np.where(moving, 1.0 - keep2, 1.0), 0.0)
         out.append((target, np.log1p(-r) if up else -np.log1p(-r), spread))
-    (tu, lu, su), (td, ld, sd) = out
-    return DeviceKernel(False, tu, td, lu, ld, su, sd)
+    return DeviceKernel(False, _sides(*out))
 
 
-def _at(a: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Elements of a per-device array (or the one value of devices alike) at ``index``."""
-    return a if a.ndim == 0 else a[index]
+def _sides(down: tuple, up: tuple) -> np.ndarray:
+    """Interleave each direction's (target, log_keep, spread) as DeviceKernel.sides."""
+    devices = max(np.size(a) for a in (*down, *up))
+    sides = np.empty((3, devices, 2))
+    for s, values in enumerate((down, up)):
+        for j, a in enumerate(values):
+            sides[j, :, s] = a
+    return sides.reshape(3, 2 * devices)
 
 
 def apply_pulses(
@@ -453,36 +465,36 @@ def apply_pulses(
     n pulses in one direction are the exact composition of n single-pulse
     responses (module docstring), the write noise the exact sum of the
     per-pulse noises through that response; the noise is drawn for the
-    devices that receive pulses only, in their order.
+    devices that receive pulses only, in their order. Only those devices are
+    computed: a device without pulses keeps its conductance exactly (then clipped to
+    its bounds, as every device).
     """
     shape = np.shape(g)
     n = pulses.reshape(-1)
-    flat = np.asarray(g, dtype=float).reshape(-1)
+    out = np.array(g, dtype=float).reshape(-1)  # a device without pulses keeps its value
+    moved = np.flatnonzero(n != 0)
+    n, g_moved = n[moved], out[moved]
     if isinstance(table, PulseTable):
         index = (n + table.cap).astype(np.intp)
         if np.all(table.q == 1.0):  # constant steps: no multiplication
-            out = flat + table.b[index]
+            new = g_moved + table.b[index]
         else:
-            out = table.q[index] * flat
-            out += table.b[index]
+            new = table.q[index] * g_moved
+            new += table.b[index]
         if model.write_noise:
-            moved = np.flatnonzero(n)
-            out[moved] += table.noise[index[moved]] * rng.standard_normal(len(moved))
+            new += table.noise[index] * rng.standard_normal(len(moved))
     else:
         kernel = table if isinstance(table, DeviceKernel) else device_kernel(model, arrays)
-        up = n > 0
+        target, log_keep, spread = kernel.of(moved, n > 0)
         if kernel.linear:
-            out = flat + n * np.where(up, kernel.target_up, kernel.target_down)
+            new = g_moved + n * target
         else:
-            q = np.exp(n * np.where(up, kernel.log_keep_up, kernel.log_keep_down))
-            target = np.where(up, kernel.target_up, kernel.target_down)
-            out = target + (flat - target) * q
-        if model.write_noise:  # computed for the devices that moved only
-            moved = np.flatnonzero(n)
-            side = up[moved]
-            spread = np.where(side, _at(kernel.spread_up, moved), _at(kernel.spread_down, moved))
-            spread = spread * (np.abs(n[moved]) if kernel.linear else 1.0 - q[moved] ** 2)
-            out[moved] += np.sqrt(spread) * rng.standard_normal(len(moved))
+            q = np.exp(n * log_keep)
+            new = target + (g_moved - target) * q
+        if model.write_noise:
+            spread = spread * (np.abs(n) if kernel.linear else 1.0 - q**2)
+            new += np.sqrt(spread) * rng.standard_normal(len(moved))
+    out[moved] = new
     np.clip(out, arrays.g_min, arrays.g_max, out=out)
     return out.reshape(shape)
 
