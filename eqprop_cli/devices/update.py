@@ -379,6 +379,11 @@ class PulseTable:
     b: np.ndarray
     noise: np.ndarray
 
+    @property
+    def constant(self) -> bool:
+        """Whether every response is a constant step (Q = 1: no multiplication)."""
+        return bool(np.all(self.q == 1.0))
+
 
 def pulse_table(model: UpdateModel, arrays: DeviceArrays) -> PulseTable | DeviceKernel:
     """The table of a connection without device-to-device variation, else its per-device
@@ -404,32 +409,40 @@ class DeviceKernel:
     direction in fixed-point form: n pulses take g to g* + (g - g*) (1 - r)^n, g* the
     direction's asymptote; constant steps (r = 0) add n times the step instead.
 
-    ``sides[j, 2 d + s]`` (d a device, or 0 for all when they are alike; s 0 down, 1 up)
-    holds, for j = 0, 1, 2: g* in siemens (the step when linear); ln(1 - r) up and
-    -ln(1 - r) down, so that n times it is |n| ln(1 - r); the write noise variance of n
-    pulses over (1 - q^2) (over n when linear). A device's values for its direction are
-    then one gather per quantity.
+    ``rows[d]`` (d a device, or the one row of devices all alike) holds at 3 s + j, for
+    the direction s (0 down, 1 up) and j = 0, 1, 2: g* in siemens (the step when linear);
+    ln(1 - r) up and -ln(1 - r) down, so that n times it is |n| ln(1 - r); the write
+    noise variance of n pulses over (1 - q^2) (over n when linear); then the device's
+    bounds g_min, g_max at 6 and 7. A device's values are one cache line (64 bytes), so
+    programming reads a line per device that receives pulses.
     """
 
     linear: bool
-    sides: np.ndarray  # (3, 2 x devices, or 2 when alike)
+    rows: np.ndarray  # (devices or 1, 8)
 
-    def of(self, devices: np.ndarray, up: np.ndarray) -> list[np.ndarray]:
-        """(target, log_keep, spread) of these devices, each in its direction."""
-        index = up.astype(np.intp)
-        if self.sides.shape[1] > 2:
-            index += 2 * devices
-        return [np.take(row, index) for row in self.sides]
+    def of(self, devices: np.ndarray, n: np.ndarray) -> list[np.ndarray]:
+        """(target, log_keep, spread, g_min, g_max) of these devices, each in the direction
+        of its pulses ``n`` (not 0)."""
+        flat = self.rows.reshape(-1)
+        up = (n > 0).astype(np.intp)
+        if len(self.rows) == 1:
+            up *= 3
+            return [*(np.take(flat[j:], up) for j in range(3)), flat[6], flat[7]]
+        at = devices * 8
+        up *= 3
+        up += at
+        return [*(np.take(flat[j:], up) for j in range(3)), flat[6:][at], flat[7:][at]]
 
 
 def device_kernel(model: UpdateModel, arrays: DeviceArrays) -> DeviceKernel:
     """The per-device kernel of a connection (any arrays, varied or not)."""
     lo, span = arrays.g_min, arrays.g_max - arrays.g_min
     sigma2 = (model.write_noise * span) ** 2
+    bounds = (arrays.g_min, arrays.g_max)
     if not (np.any(arrays.r_up) or np.any(arrays.r_down)):
         zero = np.zeros(())
         down, up = (arrays.c_down * span, zero, sigma2), (arrays.c_up * span, zero, sigma2)
-        return DeviceKernel(True, _sides(down, up))
+        return DeviceKernel(True, _rows(*down, *up, *bounds))
     out = []
     for c, r, up in ((arrays.c_down, arrays.r_down, False), (arrays.c_up, arrays.r_up, True)):
         r = np.minimum(r, 1.0 - 1e-12)
@@ -438,18 +451,23 @@ def device_kernel(model: UpdateModel, arrays: DeviceArrays) -> DeviceKernel:
         target = lo + span * (fixed if up else 1.0 - fixed)
         keep2 = (1.0 - r) ** 2
         spread = np.where(moving, sigma2 / np.where(moving, 1.0 - keep2, 1.0), 0.0)
-        out.append((target, np.log1p(-r) if up else -np.log1p(-r), spread))
-    return DeviceKernel(False, _sides(*out))
+        out += [target, np.log1p(-r) if up else -np.log1p(-r), spread]
+    return DeviceKernel(False, _rows(*out, *bounds))
 
 
-def _sides(down: tuple, up: tuple) -> np.ndarray:
-    """Interleave each direction's (target, log_keep, spread) as DeviceKernel.sides."""
-    devices = max(np.size(a) for a in (*down, *up))
-    sides = np.empty((3, devices, 2))
-    for s, values in enumerate((down, up)):
-        for j, a in enumerate(values):
-            sides[j, :, s] = a
-    return sides.reshape(3, 2 * devices)
+def _rows(*values: np.ndarray) -> np.ndarray:
+    """DeviceKernel.rows of its eight values (each per device or one for all), each row
+    on a cache line of its own (64-byte aligned)."""
+    devices = max(np.size(a) for a in values)
+    whole = np.empty(8 * devices + 8)
+    skip = (-whole.ctypes.data % 64) // 8
+    rows = whole[skip : skip + 8 * devices].reshape(devices, 8)
+    for j, a in enumerate(values):
+        rows[:, j] = a
+    return rows
+
+
+CHUNK = 32768  # devices programmed at a time: their pulses and responses stay in L2
 
 
 def apply_pulses(
@@ -459,6 +477,7 @@ def apply_pulses(
     arrays: DeviceArrays,
     rng: np.random.Generator | None,
     table: PulseTable | DeviceKernel | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Conductances after each device received its signed number of pulses.
 
@@ -466,37 +485,70 @@ def apply_pulses(
     responses (module docstring), the write noise the exact sum of the
     per-pulse noises through that response; the noise is drawn for the
     devices that receive pulses only, in their order. Only those devices are
-    computed: a device without pulses keeps its conductance exactly (then clipped to
-    its bounds, as every device).
+    computed and clipped to their bounds: a device without pulses keeps its
+    conductance exactly, so ``g`` must be within the bounds (as programmed conductances
+    are: Programmer.prepare puts them there and every update clips the devices it
+    moves). ``out``: where to write the result (``g`` itself, float64 and contiguous,
+    programs in place); a new array if None.
     """
-    shape = np.shape(g)
-    n = pulses.reshape(-1)
-    out = np.array(g, dtype=float).reshape(-1)  # a device without pulses keeps its value
+    out = np.array(g, dtype=float) if out is None else out
+    flat, n = out.reshape(-1), pulses.reshape(-1)
+    table = device_kernel(model, arrays) if table is None else table
+    for rows in _chunks(flat.size):
+        _respond(flat[rows], n[rows], rows.start, model, arrays, rng, table)
+    return out.reshape(np.shape(g))
+
+
+def _chunks(size: int) -> list[slice]:
+    return [slice(i, min(i + CHUNK, size)) for i in range(0, size, CHUNK)]
+
+
+def _respond(
+    flat: np.ndarray,
+    n: np.ndarray,
+    first: int,
+    model: UpdateModel,
+    arrays: DeviceArrays,
+    rng: np.random.Generator | None,
+    table: PulseTable | DeviceKernel,
+) -> np.ndarray:
+    """apply_pulses on the devices first .. first + len(flat) - 1, in place in ``flat``;
+    returns the pulses of the devices that received some."""
     moved = np.flatnonzero(n != 0)
-    n, g_moved = n[moved], out[moved]
+    n, new = n[moved], flat[moved]
     if isinstance(table, PulseTable):
         index = (n + table.cap).astype(np.intp)
-        if np.all(table.q == 1.0):  # constant steps: no multiplication
-            new = g_moved + table.b[index]
-        else:
-            new = table.q[index] * g_moved
-            new += table.b[index]
+        if not table.constant:  # constant steps: no multiplication
+            new *= table.q[index]
+        new += table.b[index]
         if model.write_noise:
             new += table.noise[index] * rng.standard_normal(len(moved))
+        lo, hi = arrays.g_min, arrays.g_max
     else:
-        kernel = table if isinstance(table, DeviceKernel) else device_kernel(model, arrays)
-        target, log_keep, spread = kernel.of(moved, n > 0)
-        if kernel.linear:
-            new = g_moved + n * target
+        target, log_keep, spread, lo, hi = table.of(moved + first, n)
+        if table.linear:
+            target *= n
+            new += target
         else:
-            q = np.exp(n * log_keep)
-            new = target + (g_moved - target) * q
+            q = np.multiply(n, log_keep, out=log_keep)
+            np.exp(q, out=q)
+            new -= target
+            new *= q
+            new += target
         if model.write_noise:
-            spread = spread * (np.abs(n) if kernel.linear else 1.0 - q**2)
-            new += np.sqrt(spread) * rng.standard_normal(len(moved))
-    out[moved] = new
-    np.clip(out, arrays.g_min, arrays.g_max, out=out)
-    return out.reshape(shape)
+            if table.linear:
+                var = np.abs(n, out=target)
+            else:
+                var = np.square(q, out=target)
+                np.subtract(1.0, var, out=var)
+            var *= spread
+            np.sqrt(var, out=var)
+            var *= rng.standard_normal(len(moved))
+            new += var
+    np.maximum(new, lo, out=new)  # np.clip's operations, without its overheads
+    np.minimum(new, hi, out=new)
+    flat[moved] = new
+    return n
 
 
 def program(
@@ -507,13 +559,24 @@ def program(
     rngs: tuple[np.random.Generator | None, np.random.Generator | None],
     table: PulseTable | DeviceKernel | None = None,
     unit: float = 1.0,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
     """Conductances after programming the requested changes (in units of ``unit`` times the
     nominal range g_max - g_min) as pulses, and the number of pulses sent. ``rngs``: the
-    batch's rounding and write-noise streams."""
-    pulses = pulse_counts(requested.reshape(-1), model, rngs[0], unit)
-    new = apply_pulses(g, pulses, model, arrays, rngs[1], table)
-    return new, int(np.abs(pulses).sum())
+    batch's rounding and write-noise streams; ``out``: as apply_pulses's.
+
+    A chunk of devices at a time, pulses then response, so that the working arrays stay
+    in cache; each stream is drawn in the devices' order, as on the whole array at once.
+    """
+    out = np.array(g, dtype=float) if out is None else out
+    flat, asked = out.reshape(-1), requested.reshape(-1)
+    table = device_kernel(model, arrays) if table is None else table
+    sent = 0.0
+    for rows in _chunks(flat.size):
+        pulses = pulse_counts(asked[rows], model, rngs[0], unit)
+        moved = _respond(flat[rows], pulses, rows.start, model, arrays, rngs[1], table)
+        sent += float(np.abs(moved, out=moved).sum())
+    return out.reshape(np.shape(g)), int(sent)
 
 
 # ---------------------------------------------------------------------- file keys

@@ -153,8 +153,11 @@ class Programmer:
             model, arrays, table = self.entries[k]
             g = groups[k]
             unit = g.scale / (g.high - g.low)  # the steps are normalised by the scale
-            value, count = program(values[k], s, model, arrays, rngs, table, unit)
-            values[k][...] = value
+            v = values[k]
+            in_place = v.dtype == np.float64 and v.flags.c_contiguous
+            value, count = program(v, s, model, arrays, rngs, table, unit, v if in_place else None)
+            if not in_place:
+                v[...] = value
             pulses += count
         return pulses
 
