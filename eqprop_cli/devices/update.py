@@ -422,16 +422,16 @@ class DeviceKernel:
 
     def of(self, devices: np.ndarray, n: np.ndarray) -> list[np.ndarray]:
         """(target, log_keep, spread, g_min, g_max) of these devices, each in the direction
-        of its pulses ``n`` (not 0)."""
+        of its pulses ``n`` (not 0); the bounds are views (one gather of both)."""
         flat = self.rows.reshape(-1)
-        up = (n > 0).astype(np.intp)
+        side = np.multiply(n > 0, 3)  # where the direction's values start in a row
         if len(self.rows) == 1:
-            up *= 3
-            return [*(np.take(flat[j:], up) for j in range(3)), flat[6], flat[7]]
-        at = devices * 8
-        up *= 3
-        up += at
-        return [*(np.take(flat[j:], up) for j in range(3)), flat[6:][at], flat[7:][at]]
+            return [*(np.take(flat[j:], side) for j in range(3)), flat[6], flat[7]]
+        at = np.multiply(devices, 8, dtype=np.intp)
+        side += at
+        at >>= 1  # the row's (g_min, g_max) as one complex number, the 4th of the row
+        bounds = np.take(flat.view(np.complex128)[3:], at)
+        return [*(np.take(flat[j:], side) for j in range(3)), bounds.real, bounds.imag]
 
 
 def device_kernel(model: UpdateModel, arrays: DeviceArrays) -> DeviceKernel:

@@ -158,10 +158,8 @@ class Chain:
             if lander is None:
                 self._fused(k, p, g, updates, self._projects(k), rates[k])
                 continue
-            change = np.asarray(g, dtype=np.result_type(g, p))  # whole arrays: a programmer
-            for update, own in updates:
-                update(k, change, own, rates[k])
-            landed.setdefault(lander, {})[k] = change
+            # the changes only, chunk by chunk; the programmer lands them in whole arrays
+            landed.setdefault(lander, {})[k] = self._fused(k, p, g, updates, None, rates[k])
         count = 0
         for piece, changes in landed.items():
             count += piece.land(values, changes, where)
@@ -173,10 +171,13 @@ class Chain:
     def _projects(self, k: int) -> list[Callable[[int, np.ndarray], None]]:
         return [pc.project for pc in self.pieces if pc.project is not None and pc.acts_on(k)]
 
-    def _fused(self, k: int, p: np.ndarray, g: np.ndarray, updates, projects, rate: float):
+    def _fused(
+        self, k: int, p: np.ndarray, g: np.ndarray, updates, projects, rate: float
+    ) -> np.ndarray:
         """Array k's step, chunk by chunk: each chunk's change (in the gradient's array)
         through every piece, added to the parameters and projected before the next chunk is
-        read."""
+        read; returns the changes. ``projects`` None: the changes only (a landing piece
+        puts them into the parameters)."""
         own = [a for _, a in updates]
         g = np.asarray(g, dtype=np.result_type(g, p))
         flat = [_flat(a) if a is not None else None for a in (p, *own, g)]
@@ -188,10 +189,13 @@ class Chain:
             change = views[-1][rows]
             for (update, _), a in zip(updates, views[1:-1], strict=True):
                 update(k, change, None if a is None else a[rows], rate)
+            if projects is None:
+                continue
             values = views[0][rows]
             values += change
             for project in projects:
                 project(k, values)
+        return g
 
 
 def chain(*pieces: Piece) -> Chain:

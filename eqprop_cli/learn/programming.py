@@ -173,9 +173,12 @@ class Programmer:
 
     def load(self, saved: dict[str, np.ndarray]) -> None:
         """Take the device-to-device draws of a checkpoint (a resumed run's devices)."""
+        changed = set()
         for key, a in saved.items():
             k, name = key.split("/")
-            entry = self.entries[int(k)]
-            if entry is not None:
-                setattr(entry[1], name, a)
-                self.entries[int(k)] = (entry[0], entry[1], pulse_table(entry[0], entry[1]))
+            if self.entries[int(k)] is not None:
+                setattr(self.entries[int(k)][1], name, a)
+                changed.add(int(k))
+        for k in changed:  # each array's table once, from all its draws
+            model, arrays, _ = self.entries[k]
+            self.entries[k] = (model, arrays, pulse_table(model, arrays))
