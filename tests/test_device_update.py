@@ -13,6 +13,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from eqprop_cli.devices import update
 from eqprop_cli.devices.update import (
     PRESETS,
     DeviceArrays,
@@ -219,3 +220,30 @@ def test_presets_are_valid_models():
         c_up, r_up, c_down, r_down = model.coefficients()
         assert 0 < c_up < 1 and 0 <= r_up <= 1 and 0 < c_down < 1 and 0 <= r_down <= 1
         assert preset.source and preset.on_off > 1
+
+
+@pytest.mark.parametrize("preset", ["ecram", "taox-hfox"])
+def test_programming_in_chunks_draws_and_lands_as_on_the_whole_array(preset, monkeypatch):
+    """Chunked, in-place programming is bit for bit the whole array's at once: the same
+    draws from each stream in the devices' order, the same pulses, the same conductances;
+    and programming in place equals programming a copy."""
+    model = UpdateModel(**{**with_preset(preset, {}), "rounding": "stochastic"})
+    arrays = arrays_of(model, 5_000, seed=3)
+    table = pulse_table(model, arrays)
+    g = snap_to_levels(np.random.default_rng(4).uniform(G_MIN, G_MAX, (50, 100)), model, arrays)
+    asked = np.random.default_rng(5).normal(0.0, 4.0 / model.levels, g.shape)
+
+    def programmed(chunk: int, in_place: bool) -> tuple[np.ndarray, int]:
+        monkeypatch.setattr(update, "CHUNK", chunk)
+        rngs = (stream(7, 1, 2, "rounding"), stream(7, 1, 2, "write_noise"))
+        out = g.copy()
+        new, sent = program(out, asked, model, arrays, rngs, table, 1.0, out if in_place else None)
+        assert np.shares_memory(new, out) == in_place  # in place: the given array's memory
+        return new, sent
+
+    whole, sent = programmed(10**9, False)
+    assert sent > 1000 and np.count_nonzero(whole != g) > 1000  # the test moves devices
+    for chunk, in_place in ((7, True), (1024, False), (10**9, True)):
+        new, count = programmed(chunk, in_place)
+        assert count == sent
+        np.testing.assert_array_equal(new, whole)

@@ -28,12 +28,13 @@ equations with units and the presets' sources):
   label of each direction.
 
 Everything is vectorised over the devices of a connection: pulse counts and
-responses are whole-array operations (devices alike look their response to
--cap .. cap pulses up in a table, g' = Q[n] g + B[n]; devices that differ
-use the fixed-point form g' = g* + (g - g*) (1 - r)^n), and only the devices
-that receive pulses draw noise. Random numbers come from streams keyed by the counters
-(seed, epoch, batch, purpose), so a resumed run draws exactly what an
-uninterrupted one does.
+responses are array operations on a chunk of devices at a time, in place
+(devices alike look their response to -cap .. cap pulses up in a table,
+g' = Q[n] g + B[n]; devices that differ use the fixed-point form
+g' = g* + (g - g*) (1 - r)^n), and only the devices that receive pulses are
+computed and draw noise. Random numbers come from streams keyed by the counters
+(seed, epoch, batch, purpose), drawn in the devices' order whatever the chunks, so
+a resumed run draws exactly what an uninterrupted one does.
 """
 
 from __future__ import annotations
@@ -346,16 +347,22 @@ def pulse_counts(
     ``max_pulses`` either way. ``unit``: what one unit of ``requested`` is, as a fraction
     of the range.
     """
-    x = requested * (unit * (model.levels - 1))
-    if model.manhattan:
-        n = np.sign(x, out=x)
-    elif model.rounding == "stochastic":
-        x += rng.random(x.shape)
-        n = np.floor(x, out=x)
-    else:
-        n = np.rint(x, out=x)
+    n = _whole_pulses(requested, model, rng, unit)
     cap = float(model.max_pulses)
     return np.clip(n, -cap, cap, out=n)
+
+
+def _whole_pulses(
+    requested: np.ndarray, model: UpdateModel, rng: np.random.Generator | None, unit: float
+) -> np.ndarray:
+    """pulse_counts before the cap."""
+    x = requested * (unit * (model.levels - 1))
+    if model.manhattan:
+        return np.sign(x, out=x)
+    if model.rounding == "stochastic":
+        x += rng.random(x.shape)
+        return np.floor(x, out=x)
+    return np.rint(x, out=x)
 
 
 def _sums(r: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -495,7 +502,7 @@ def apply_pulses(
     flat, n = out.reshape(-1), pulses.reshape(-1)
     table = device_kernel(model, arrays) if table is None else table
     for rows in _chunks(flat.size):
-        _respond(flat[rows], n[rows], rows.start, model, arrays, rng, table)
+        _respond(flat[rows], n[rows], rows.start, model, arrays, rng, table, None)
     return out.reshape(np.shape(g))
 
 
@@ -511,11 +518,15 @@ def _respond(
     arrays: DeviceArrays,
     rng: np.random.Generator | None,
     table: PulseTable | DeviceKernel,
+    cap: float | None,
 ) -> np.ndarray:
     """apply_pulses on the devices first .. first + len(flat) - 1, in place in ``flat``;
-    returns the pulses of the devices that received some."""
+    returns the pulses of the devices that received some (capped at ``cap`` here if not
+    None: the cap keeps a count's sign, so it is applied to those devices only)."""
     moved = np.flatnonzero(n != 0)
     n, new = n[moved], flat[moved]
+    if cap is not None:
+        np.clip(n, -cap, cap, out=n)
     if isinstance(table, PulseTable):
         index = (n + table.cap).astype(np.intp)
         if not table.constant:  # constant steps: no multiplication
@@ -573,8 +584,9 @@ def program(
     table = device_kernel(model, arrays) if table is None else table
     sent = 0.0
     for rows in _chunks(flat.size):
-        pulses = pulse_counts(asked[rows], model, rngs[0], unit)
-        moved = _respond(flat[rows], pulses, rows.start, model, arrays, rngs[1], table)
+        pulses = _whole_pulses(asked[rows], model, rngs[0], unit)  # pulse_counts, uncapped
+        cap = float(model.max_pulses)
+        moved = _respond(flat[rows], pulses, rows.start, model, arrays, rngs[1], table, cap)
         sent += float(np.abs(moved, out=moved).sum())
     return out.reshape(np.shape(g)), int(sent)
 
