@@ -582,10 +582,9 @@ def program(
     out = np.array(g, dtype=float) if out is None else out
     flat, asked = out.reshape(-1), requested.reshape(-1)
     table = device_kernel(model, arrays) if table is None else table
-    sent = 0.0
+    sent, cap = 0.0, float(model.max_pulses)
     for rows in _chunks(flat.size):
         pulses = _whole_pulses(asked[rows], model, rngs[0], unit)  # pulse_counts, uncapped
-        cap = float(model.max_pulses)
         moved = _respond(flat[rows], pulses, rows.start, model, arrays, rngs[1], table, cap)
         sent += float(np.abs(moved, out=moved).sum())
     return out.reshape(np.shape(g)), int(sent)

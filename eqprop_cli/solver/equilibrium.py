@@ -722,11 +722,9 @@ class _Block:
             scales[k] = None if np.all(scale == 1.0) else scale
         self.scale = scales[k]
         self.k, self.classes, self.outputs = k, classes, None
-        set_up = self._diodes(problem, idx, plans[k])
-        (self.r, self.lo, self.hi, self.bounded) = set_up[:4]
-        self.terms, self.zmin, self.zmax, self.junctions = set_up[4:]
+        self._set_up(problem, idx, plans[k])
 
-    def _diodes(self, problem: Problem, idx: np.ndarray, plan: list) -> tuple:
+    def _set_up(self, problem: Problem, idx: np.ndarray, plan: list) -> None:
         """The class's linear term and bounds, and its diodes: their terms, the bracket ends
         (zmin, zmax) and the stacked junctions. Once per batch (see ``of``)."""
         r = problem.r[:, idx]
@@ -749,8 +747,9 @@ class _Block:
             else:
                 _scatter_reduce(zmin, v, zero, np.minimum)
                 _scatter_reduce(zmax, v, zero, np.maximum)
-        junctions = _Junctions.of(terms, len(idx))
-        return (r, lo, hi, bounded, terms, zmin, zmax, junctions)
+        self.r, self.lo, self.hi, self.bounded = r, lo, hi, bounded
+        self.terms, self.zmin, self.zmax = terms, zmin, zmax
+        self.junctions = _Junctions.of(terms, len(idx))
 
     def _nudge_of(self, problem: Problem) -> tuple | None:
         """The nudge's part in this class: (term, outputs' places, their a, spread, and the
