@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -243,6 +244,9 @@ class Problem:
         if nudge is not None and (nudge.target is not None or nudge.current is not None):
             self.nudge = self._nudge_term(nudge)
         self.blocks: dict[int, _Block] = {}  # the layered solver's, shared with nudged copies
+        # per sample, the contraction of the layered solver's plain sweeps on this batch,
+        # measured by its free solve and kept for the nudged ones (``_layered``)
+        self.contraction: np.ndarray | None = None
 
     @property
     def Q(self) -> np.ndarray | sp.csr_matrix:
@@ -722,6 +726,7 @@ class _Block:
             scales[k] = None if np.all(scale == 1.0) else scale
         self.scale = scales[k]
         self.k, self.classes, self.outputs = k, classes, None
+        self.rhs: np.ndarray | None = None  # b of the last update, when kept
         self._set_up(problem, idx, plans[k])
 
     def _set_up(self, problem: Problem, idx: np.ndarray, plan: list) -> None:
@@ -827,16 +832,16 @@ class _Block:
         x_all: np.ndarray,
         tol: float,
         vtol: float,
-        omega: np.ndarray | None = None,
         estimate: bool = False,
+        keep: bool = False,
     ) -> tuple[float, np.ndarray]:
         """Minimise exactly over this class; return the largest residual (A) before the
         update (inf where not evaluated) and, per sample, the largest change of a node voltage (V) it made.
 
         Each 1-D solve ends within tol / 1000 amperes and vtol / 1000 volts of its root.
-        ``omega`` (per sample, quadratic classes only): over-relax, moving omega times the
-        exact step (projected onto the clamps' bounds again). ``estimate``: the diodes'
-        1-D solves start from an estimate of each root rather than from x (a cold start).
+        ``estimate``: the diodes' 1-D solves start from an estimate of each root rather
+        than from x (a cold start). ``keep``: keep the linear term b given the other class
+        in ``self.rhs`` (for the energy at the new point).
         """
         b = self._rhs(x_all)
         x = x_all[:, self.idx]
@@ -849,13 +854,12 @@ class _Block:
                 np.minimum(new, self.hi, out=new)
             if self.nudge is not None:
                 self._nudged(b, new)
-            step = np.subtract(new, x, out=b)
+            step = np.subtract(new, x, out=None if keep else b)
             np.abs(step, out=step)
             residual = float(np.max(step.max(axis=0) * self.a_over_w, initial=0.0))
-            if omega is not None:  # (x may be a view of x_all: the change before writing)
-                new = np.clip(x + omega[:, None] * (new - x), self.lo, self.hi, out=new)
-                step = np.abs(new - x, out=step)
             x_all[:, self.idx] = new
+            if keep:
+                self.rhs = b
             return residual, _largest(step, self.scale)
         # safeguarded Newton inside a bracket of the root; a start outside the
         # bracket still leaves a valid one, since the sign of f1 there is known
@@ -912,6 +916,8 @@ class _Block:
             self._nudged(b, x)
         change = _largest(np.abs(x - x_all[:, self.idx]), self.scale)
         x_all[:, self.idx] = x
+        if keep:
+            self.rhs = b
         return before, change
 
 
@@ -1035,60 +1041,85 @@ def _layered(
     1-D diode solves start from each root's estimate (``_Junctions.start``) instead.
 
     Deep circuits (several hidden layers) contract slowly. Where both classes are
-    quadratic (resistors, hard clamps, the nudge), the sweeps after the OMEGA_SWEEP-th
-    are over-relaxed (projected SOR) by the factor that is optimal for the contraction
-    rho the plain sweeps showed, omega = 2 / (1 + sqrt(1 - rho)), sample by sample
-    (where OMEGA_FROM < rho < OMEGA_TO). Each relaxed step still lowers the energy
-    (0 < omega < 2 on a convex quadratic); a sample whose relaxed sweeps stop
-    contracting (the clamps' active set changed) goes on plain.
+    quadratic (resistors, hard clamps, the nudge) and the first ACCEL_SWEEP plain sweeps
+    contract by ACCEL_FROM < rho < ACCEL_TO, the sweeps after them are accelerated
+    (``_Anderson``), sample by sample. An accelerated sample's error is then bounded
+    from the plain sweeps' contraction rho: its last sweep started from a point y and
+    moved the second class by f = S(y) - y, so its error is at most
+    sqrt(rho) / (1 - rho) times the sweep's change (times LAYERED_SAFETY), and it is
+    also held to the estimate above from its own changes. The plain contraction of a
+    batch's free solve is kept for its nudged solves (``Problem.contraction``), which
+    accelerate from their ACCEL_SWEEP-th sweep without measuring it again.
     """
     blocks = [_Block.of(problem, classes, 0), _Block.of(problem, classes, 1)]
     B = problem.batch
-    changes = [np.full(B, np.nan)] * 4  # the last four sweeps' changes, newest first
+    changes = [np.full(B, np.nan)] * (ACCEL_WINDOW + 1)  # the last sweeps' changes, newest first
     error = np.full(B, np.inf)
     sweeps = 0
     residual0 = None
-    relax = not (blocks[0].terms or blocks[1].terms)
-    omega = None
+    quadratic = not (blocks[0].terms or blocks[1].terms)
+    contraction = problem.contraction if quadratic else None
+    anderson = None
     estimated = False  # whether ``error`` is that of the current x
     while sweeps < max_iter:
         sweeps += 1
         estimated = False
         estimate = cold and sweeps == 1
-        first, change0 = blocks[0].update(x, tol, vtol, omega, estimate)
-        _, change1 = blocks[1].update(x, tol, vtol, omega, estimate)
-        changes = [np.maximum(change0, change1), *changes[:3]]
-        if relax and sweeps == OMEGA_SWEEP:
-            omega = _relaxation(changes)
-        # a look at the contraction every 5 sweeps (once the ratios are all relaxed ones)
-        slow = handover and sweeps % 5 == 0 and (omega is None or sweeps > OMEGA_SWEEP + 3)
+        watch = anderson is not None or (
+            quadratic
+            and sweeps == ACCEL_SWEEP
+            and (contraction is None or _accelerable(contraction).any())
+        )
+        start = x[:, blocks[1].idx].copy() if watch else None  # the second class before the sweep
+        first, change0 = blocks[0].update(x, tol, vtol, estimate)
+        _, change1 = blocks[1].update(x, tol, vtol, estimate, keep=watch)
+        changes = [np.maximum(change0, change1), *changes[:-1]]
+        if watch and anderson is None:
+            if contraction is None:  # the plain sweeps' contraction, per sample
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    contraction = np.fmax(changes[0] / changes[1], changes[1] / changes[2])
+                problem.contraction = contraction
+            use = _accelerable(contraction)
+            anderson = _Anderson(problem, blocks, use) if use.any() else None
+        undone = None
+        if anderson is not None:
+            undone = anderson.record(start, x)
+            if undone.any():  # those samples are back at the previous sweep's end
+                changes = [np.where(undone, b, a) for a, b in itertools.pairwise(changes)]
+                changes.append(np.full(B, np.nan))
+        # a look at the contraction every 5 sweeps (once a window of accelerated ones is seen)
+        slow = handover and sweeps % 5 == 0 and (anderson is None or sweeps > ACCEL_SWEEP + 6)
+        if undone is not None and undone.any():
+            anderson.extrapolate(x, sweeps < max_iter)
+            continue  # ``first`` was measured on the undone sweep
         if sweeps == 1 or (first > tol and not slow):
+            if anderson is not None:
+                anderson.extrapolate(x, sweeps < max_iter)
             continue  # nothing to decide yet: no estimate needed
-        error, rho = _sweep_error(changes, x, problem, blocks)
+        bound = None if anderson is None else np.where(anderson.moved, contraction, np.nan)
+        error, rho = _sweep_error(changes, x, problem, blocks, bound)
         estimated = True
-        # class 1 is exact now (unless over-relaxed); class 0 was within tol before this
-        # sweep's update
+        # class 1 is exact now; class 0 was within tol before this sweep's update
         if first <= tol and error.max() <= vtol:
             residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
-            if omega is not None:
-                residual1 = np.max(np.abs(blocks[1].residual(x)), axis=1, initial=0.0)
-                residual0 = np.maximum(residual0, residual1)
             if residual0.max() <= tol:
                 break
             residual0 = None
-        stalled = (error > vtol) & ~(rho < 1) & (omega > 1) if slow and omega is not None else 0
-        if np.any(stalled):
-            # relaxed sweeps that stopped contracting (the clamps' active set changed):
-            # those samples go on plain, and the next look decides about Newton
-            omega = np.where(stalled, 1.0, omega)
-        elif slow and _too_slow(error, rho, vtol, min(SLOW_SWEEPS, max_iter - sweeps)):
+        if anderson is not None:  # the accelerated samples' rate over the window
+            with np.errstate(divide="ignore", invalid="ignore"):
+                window = (changes[0] / changes[ACCEL_WINDOW]) ** (1.0 / ACCEL_WINDOW)
+            rho = np.where(anderson.moved, window, rho)
+        if slow and _too_slow(error, rho, vtol, min(SLOW_SWEEPS, max_iter - sweeps)):
             steps = _newton(problem, x, tol, vtol, max_iter)
             steps.method = "layered+newton"
             steps.iterations += sweeps
             steps.message = steps.message.replace("Newton steps", "sweeps and Newton steps", 1)
             return steps
+        if anderson is not None:
+            anderson.extrapolate(x, sweeps < max_iter)
     if sweeps > 1 and not estimated:
-        error = _sweep_error(changes, x, problem, blocks)[0]
+        bound = None if anderson is None else np.where(anderson.moved, contraction, np.nan)
+        error = _sweep_error(changes, x, problem, blocks, bound)[0]
     if residual0 is None:
         residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
     residual = np.maximum(residual0, np.max(np.abs(blocks[1].residual(x)), axis=1, initial=0.0))
@@ -1104,21 +1135,102 @@ def _block_xQx(x: np.ndarray, blocks: list[_Block]) -> np.ndarray:
     return xQx
 
 
-OMEGA_SWEEP = 4  # plain sweeps before over-relaxation; their contraction sets omega
-OMEGA_FROM = 0.05  # contraction per sweep below which relaxing gains nothing
-OMEGA_TO = 0.9  # and above which it is too uncertain to relax by (Newton takes such solves)
+ACCEL_SWEEP = 3  # plain sweeps before acceleration; the last two ratios of their changes
+ACCEL_FROM = 0.05  # contraction per plain sweep below which accelerating gains nothing
+ACCEL_TO = 0.95  # and above which the bound from it is too loose (Newton takes such solves)
+ACCEL_MEMORY = 5  # sweeps whose results an extrapolation combines
+ACCEL_WINDOW = 5  # sweeps over which an accelerated sample's rate is judged (hand-over)
 
 
-def _relaxation(changes: list[np.ndarray]) -> np.ndarray | None:
-    """Per sample, the SOR factor optimal for the contraction of the plain sweeps so far
-    (1 where they contract fast or not yet linearly); None when every factor is 1."""
-    c0, c1, c2, _ = changes
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rho = np.fmax(c0 / c1, c1 / c2)
-    useful = (rho > OMEGA_FROM) & (rho < OMEGA_TO)
-    if not useful.any():
-        return None
-    return np.where(useful, 2.0 / (1.0 + np.sqrt(1.0 - np.where(useful, rho, 0.0))), 1.0)
+def _accelerable(contraction: np.ndarray) -> np.ndarray:
+    """Samples whose plain sweeps contract slowly enough to gain from acceleration, and
+    not so slowly that the error bound from their contraction is too loose."""
+    return (contraction > ACCEL_FROM) & (contraction < ACCEL_TO)
+
+
+class _Anderson:
+    """Anderson acceleration of the layered sweeps, as a fixed-point map of the second class,
+    safeguarded by the energy.
+
+    A sweep maps the second class's unknowns y to S(y) (the first class solved exactly
+    given y, then the second given that). Instead of from S(y_k), the next sweep starts
+    from the combination S(y_k) - sum_j gamma_j (S(y_j+1) - S(y_j)) over the last
+    ACCEL_MEMORY sweeps, gamma the least-squares fit (per sample) of the residual
+    f_k = S(y_k) - y_k by the differences of the residuals, projected onto the clamps'
+    bounds. With the set of clamped nodes fixed, S is affine and this is GMRES on its
+    fixed-point equation: the few slowly contracting directions of a deep circuit (its
+    layers' nodes moving together) go in a few sweeps, where over-relaxation only shrinks
+    them by a constant factor per sweep. Every sweep still updates every unknown once,
+    exactly given the other class; only its starting point is extrapolated.
+
+    The safeguard: a sweep from an extrapolated start that ends at a higher energy than
+    the sweep before is undone for that sample, which goes on with a plain sweep from
+    where it was (the undone sweep's start and result stay in the history: they are
+    a true pair of S). So the energy after each sweep never rises.
+    """
+
+    def __init__(self, problem: Problem, blocks: list[_Block], use: np.ndarray):
+        self.problem, self.blocks = problem, blocks
+        self.use = use  # (batch,) the samples that are accelerated
+        self.starts: list[np.ndarray] = []  # y_j, oldest first
+        self.results: list[np.ndarray] = []  # S(y_j)
+        self.moved = np.zeros(len(use), bool)  # samples started from an extrapolation, ever
+        self.last = np.zeros(len(use), bool)  # ... for the sweep just made
+        self.energy = self.saved = None  # at the end of the last sweep kept, and its x
+
+    def record(self, start: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Keep a sweep's start y and result S(y) (the second class in ``x``); undo it
+        where it raised the energy (returned: those samples)."""
+        idx = self.blocks[1].idx
+        self.starts.append(start)
+        self.results.append(x[:, idx].copy())
+        if len(self.starts) > ACCEL_MEMORY + 1:
+            del self.starts[0], self.results[0]
+        energy, size = self._energy(x)
+        undone = np.zeros(len(energy), bool)
+        if self.energy is not None:
+            undone = self.last & (energy > self.energy + 1e-13 * size)
+        if undone.any():
+            x[undone] = self.saved[undone]
+            energy[undone] = self.energy[undone]
+        self.energy, self.saved, self.hold = energy, x.copy(), undone
+        return undone
+
+    def _energy(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The energy (without its constant) at the end of a sweep, from the second class's
+        linear term given the first (``_Block.rhs``), and its size for rounding."""
+        first, second = self.blocks
+        x0, x1 = x[:, first.idx], x[:, second.idx]
+        terms = [0.5 * (x0 * x0) @ first.a, -(x0 * first.r).sum(axis=1)]
+        terms += [0.5 * (x1 * x1) @ second.a, -(x1 * second.rhs).sum(axis=1)]
+        if self.problem.nudge is not None:
+            terms.append(self.problem.nudge.energy(x))
+        return sum(terms), sum(np.abs(t) for t in terms)
+
+    def extrapolate(self, x: np.ndarray, more: bool) -> None:
+        """Set the second class in ``x`` to the extrapolated start of the next sweep (not
+        for the samples whose sweep was undone: they go on plain). ``more``: whether a
+        sweep follows (else x stays at the last sweep's result)."""
+        go = self.use & ~self.hold
+        self.last = go
+        if len(self.starts) < 2 or not go.any() or not more:
+            self.last = np.zeros_like(go)
+            return
+        residuals = [g - y for y, g in zip(self.starts, self.results, strict=True)]
+        dF = np.stack([b - a for a, b in itertools.pairwise(residuals)], axis=2)
+        dG = np.stack([b - a for a, b in itertools.pairwise(self.results)], axis=2)
+        A = np.einsum("bni,bnj->bij", dF, dF)
+        rhs = np.einsum("bni,bn->bi", dF, residuals[-1])
+        # a relative ridge keeps nearly dependent differences from blowing up the weights
+        m = A.shape[1]
+        ridge = 1e-12 * np.trace(A, axis1=1, axis2=2) + np.finfo(float).tiny
+        gamma = np.linalg.solve(A + ridge[:, None, None] * np.eye(m), rhs[:, :, None])[:, :, 0]
+        new = self.results[-1] - np.einsum("bni,bi->bn", dG, gamma)
+        block = self.blocks[1]
+        if block.bounded:
+            np.clip(new, block.lo, block.hi, out=new)
+        x[:, block.idx] = np.where(go[:, None], new, x[:, block.idx])
+        self.moved |= go
 
 
 def _largest(change: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
@@ -1128,31 +1240,49 @@ def _largest(change: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
     return (change if scale is None else change * scale).max(axis=1)
 
 
-def _sweep_error(changes: list[np.ndarray], x: np.ndarray, problem: Problem, blocks):
+def _sweep_error(
+    changes: list[np.ndarray],
+    x: np.ndarray,
+    problem: Problem,
+    blocks,
+    contraction: np.ndarray | None = None,
+):
     """Estimated remaining error (V) per sample, and the contraction rho it assumed.
 
     Where the last change is at the rounding level of the voltages, it says nothing (a
     stiff circuit can creep by less than a rounding step per sweep): there the estimate
     of the sweep before holds if it was made from changes above that level, and else
     the error is bounded from the residual, ||Q^-1|| times the largest one.
+    ``contraction``: per sample, the plain sweeps' contraction of an accelerated sample
+    (NaN for the others), whose error is the larger of the bound from it and the
+    estimate from its last ratio of changes (an accelerated sample's ratios vary from
+    sweep to sweep); at the rounding level, the residual's bound.
     """
-    c0, c1, c2, c3 = changes
+    c0, c1, c2, c3 = changes[:4]
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = np.fmax(np.fmax(c0 / c1, c1 / c2), c2 / c3)  # NaN: no ratio known yet
         error = LAYERED_SAFETY * c0 * rho / (1 - rho)
     error[~(rho < 1)] = np.inf
+    fast = np.zeros(len(c0), bool) if contraction is None else np.isfinite(contraction)
+    if fast.any():  # held to the bound from the plain contraction, and to a last step that shrank
+        plain = contraction[fast]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            last = c0[fast] / c1[fast]
+            own = np.where(last < 1, c0[fast] * last / (1 - last), np.inf)
+        error[fast] = LAYERED_SAFETY * np.fmax(own, c0[fast] * np.sqrt(plain) / (1 - plain))
     scale = problem.var_scale
     level = 1e-14 * max(1.0, float(np.abs(x).max(initial=0.0) * scale.max(initial=0.0)))
     floor = c0 <= level
-    if floor.any():  # the last sweep's estimate, made from changes above the floor, still holds
+    stale = floor & ~fast
+    if stale.any():  # the last sweep's estimate, made from changes above the floor, still holds
         with np.errstate(divide="ignore", invalid="ignore"):
             before = np.fmax(c1 / c2, c2 / c3)
-            error[floor] = np.where(
-                (c1[floor] > level) & (before[floor] < 1),
-                LAYERED_SAFETY * c1[floor] * before[floor] / (1 - before[floor]),
+            error[stale] = np.where(
+                (c1[stale] > level) & (before[stale] < 1),
+                LAYERED_SAFETY * c1[stale] * before[stale] / (1 - before[stale]),
                 np.inf,
             )
-        floor &= ~np.isfinite(error)
+    floor &= fast | ~np.isfinite(error)
     if floor.any():
         raw = [np.abs(b.residual(x)[floor]) * b.weight for b in blocks]
         largest = np.maximum(*(np.max(r, axis=1, initial=0.0) for r in raw))
