@@ -1172,20 +1172,29 @@ class _Anderson:
     def __init__(self, problem: Problem, blocks: list[_Block], use: np.ndarray):
         self.problem, self.blocks = problem, blocks
         self.use = use  # (batch,) the samples that are accelerated
-        self.starts: list[np.ndarray] = []  # y_j, oldest first
-        self.results: list[np.ndarray] = []  # S(y_j)
+        n = len(blocks[1].a)
+        # the last ACCEL_MEMORY differences of successive residuals f and results S(y), in
+        # a ring (the least squares does not depend on their order; unfilled ones are 0)
+        self.dF = np.zeros((len(use), ACCEL_MEMORY, n))
+        self.dG = np.zeros((len(use), ACCEL_MEMORY, n))
+        self.count = 0  # differences recorded
+        self.f = self.g = None  # the last sweep's residual and result
         self.moved = np.zeros(len(use), bool)  # samples started from an extrapolation, ever
         self.last = np.zeros(len(use), bool)  # ... for the sweep just made
+        self.hold = np.zeros(len(use), bool)  # samples whose sweep was just undone
         self.energy = self.saved = None  # at the end of the last sweep kept, and its x
 
     def record(self, start: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Keep a sweep's start y and result S(y) (the second class in ``x``); undo it
-        where it raised the energy (returned: those samples)."""
-        idx = self.blocks[1].idx
-        self.starts.append(start)
-        self.results.append(x[:, idx].copy())
-        if len(self.starts) > ACCEL_MEMORY + 1:
-            del self.starts[0], self.results[0]
+        """Keep a sweep's residual S(y) - y and result S(y) (the second class in ``x``, y
+        ``start``); undo the sweep where it raised the energy (returned: those samples)."""
+        g = x[:, self.blocks[1].idx]
+        f = g - start
+        if self.f is not None:
+            slot = self.count % ACCEL_MEMORY
+            np.subtract(f, self.f, out=self.dF[:, slot])
+            np.subtract(g, self.g, out=self.dG[:, slot])
+            self.count += 1
+        self.f, self.g = f, g.copy()
         energy, size = self._energy(x)
         undone = np.zeros(len(energy), bool)
         if self.energy is not None:
@@ -1201,35 +1210,38 @@ class _Anderson:
         linear term given the first (``_Block.rhs``), and its size for rounding."""
         first, second = self.blocks
         x0, x1 = x[:, first.idx], x[:, second.idx]
-        terms = [0.5 * (x0 * x0) @ first.a, -(x0 * first.r).sum(axis=1)]
-        terms += [0.5 * (x1 * x1) @ second.a, -(x1 * second.rhs).sum(axis=1)]
+        terms = [(0.5 * first.a * x0 - first.r) * x0, (0.5 * second.a * x1 - second.rhs) * x1]
+        energy = terms[0].sum(axis=1) + terms[1].sum(axis=1)
+        size = np.abs(terms[0]).sum(axis=1) + np.abs(terms[1]).sum(axis=1)
         if self.problem.nudge is not None:
-            terms.append(self.problem.nudge.energy(x))
-        return sum(terms), sum(np.abs(t) for t in terms)
+            nudge = self.problem.nudge.energy(x)
+            energy += nudge
+            size += np.abs(nudge)
+        return energy, size
 
     def extrapolate(self, x: np.ndarray, more: bool) -> None:
         """Set the second class in ``x`` to the extrapolated start of the next sweep (not
         for the samples whose sweep was undone: they go on plain). ``more``: whether a
         sweep follows (else x stays at the last sweep's result)."""
         go = self.use & ~self.hold
-        self.last = go
-        if len(self.starts) < 2 or not go.any() or not more:
+        if self.count == 0 or not go.any() or not more:
             self.last = np.zeros_like(go)
             return
-        residuals = [g - y for y, g in zip(self.starts, self.results, strict=True)]
-        dF = np.stack([b - a for a, b in itertools.pairwise(residuals)], axis=2)
-        dG = np.stack([b - a for a, b in itertools.pairwise(self.results)], axis=2)
-        A = np.einsum("bni,bnj->bij", dF, dF)
-        rhs = np.einsum("bni,bn->bi", dF, residuals[-1])
+        self.last = go
+        A = np.matmul(self.dF, self.dF.transpose(0, 2, 1))  # (batch, m, m)
+        rhs = np.matmul(self.dF, self.f[:, :, None])
         # a relative ridge keeps nearly dependent differences from blowing up the weights
-        m = A.shape[1]
+        # (and gives unfilled slots no weight)
         ridge = 1e-12 * np.trace(A, axis1=1, axis2=2) + np.finfo(float).tiny
-        gamma = np.linalg.solve(A + ridge[:, None, None] * np.eye(m), rhs[:, :, None])[:, :, 0]
-        new = self.results[-1] - np.einsum("bni,bi->bn", dG, gamma)
+        A += ridge[:, None, None] * np.eye(ACCEL_MEMORY)
+        gamma = np.linalg.solve(A, rhs)  # (batch, m, 1)
+        new = self.g - np.matmul(gamma.transpose(0, 2, 1), self.dG)[:, 0]
         block = self.blocks[1]
         if block.bounded:
             np.clip(new, block.lo, block.hi, out=new)
-        x[:, block.idx] = np.where(go[:, None], new, x[:, block.idx])
+        if not go.all():
+            new[~go] = x[:, block.idx][~go]
+        x[:, block.idx] = new
         self.moved |= go
 
 
@@ -1263,26 +1275,27 @@ def _sweep_error(
         rho = np.fmax(np.fmax(c0 / c1, c1 / c2), c2 / c3)  # NaN: no ratio known yet
         error = LAYERED_SAFETY * c0 * rho / (1 - rho)
     error[~(rho < 1)] = np.inf
+    scale = problem.var_scale
+    level = 1e-14 * max(1.0, float(np.abs(x).max(initial=0.0) * scale.max(initial=0.0)))
     fast = np.zeros(len(c0), bool) if contraction is None else np.isfinite(contraction)
     if fast.any():  # held to the bound from the plain contraction, and to a last step that shrank
         plain = contraction[fast]
         with np.errstate(divide="ignore", invalid="ignore"):
             last = c0[fast] / c1[fast]
             own = np.where(last < 1, c0[fast] * last / (1 - last), np.inf)
+        own[c0[fast] <= level] = 0.0  # changes at the rounding level: no ratio to judge by
         error[fast] = LAYERED_SAFETY * np.fmax(own, c0[fast] * np.sqrt(plain) / (1 - plain))
-    scale = problem.var_scale
-    level = 1e-14 * max(1.0, float(np.abs(x).max(initial=0.0) * scale.max(initial=0.0)))
-    floor = c0 <= level
-    stale = floor & ~fast
-    if stale.any():  # the last sweep's estimate, made from changes above the floor, still holds
+    # (not an accelerated sample: it contracts by less than ACCEL_TO per plain sweep)
+    floor = (c0 <= level) & ~fast
+    if floor.any():  # the last sweep's estimate, made from changes above the floor, still holds
         with np.errstate(divide="ignore", invalid="ignore"):
             before = np.fmax(c1 / c2, c2 / c3)
-            error[stale] = np.where(
-                (c1[stale] > level) & (before[stale] < 1),
-                LAYERED_SAFETY * c1[stale] * before[stale] / (1 - before[stale]),
+            error[floor] = np.where(
+                (c1[floor] > level) & (before[floor] < 1),
+                LAYERED_SAFETY * c1[floor] * before[floor] / (1 - before[floor]),
                 np.inf,
             )
-    floor &= fast | ~np.isfinite(error)
+        floor &= ~np.isfinite(error)
     if floor.any():
         raw = [np.abs(b.residual(x)[floor]) * b.weight for b in blocks]
         largest = np.maximum(*(np.max(r, axis=1, initial=0.0) for r in raw))
