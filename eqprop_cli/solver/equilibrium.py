@@ -1105,11 +1105,16 @@ def _layered(
             if residual0.max() <= tol:
                 break
             residual0 = None
-        if anderson is not None:  # the accelerated samples' rate over the window
+        judged = error
+        if slow and anderson is not None:
+            # an accelerated sample is judged by its rate over a window of sweeps and by the
+            # bound from the plain contraction alone (one step that did not shrink is no stall)
             with np.errstate(divide="ignore", invalid="ignore"):
                 window = (changes[0] / changes[ACCEL_WINDOW]) ** (1.0 / ACCEL_WINDOW)
+                plain = LAYERED_SAFETY * changes[0] * np.sqrt(contraction) / (1 - contraction)
             rho = np.where(anderson.moved, window, rho)
-        if slow and _too_slow(error, rho, vtol, min(SLOW_SWEEPS, max_iter - sweeps)):
+            judged = np.where(anderson.moved, plain, error)
+        if slow and _too_slow(judged, rho, vtol, min(SLOW_SWEEPS, max_iter - sweeps)):
             steps = _newton(problem, x, tol, vtol, max_iter)
             steps.method = "layered+newton"
             steps.iterations += sweeps
