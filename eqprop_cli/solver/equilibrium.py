@@ -1047,9 +1047,11 @@ def _layered(
     from the plain sweeps' contraction rho: its last sweep started from a point y and
     moved the second class by f = S(y) - y, so its error is at most
     sqrt(rho) / (1 - rho) times the sweep's change (times LAYERED_SAFETY), and it is
-    also held to the estimate above from its own changes. The plain contraction of a
-    batch's free solve is kept for its nudged solves (``Problem.contraction``), which
-    accelerate from their ACCEL_SWEEP-th sweep without measuring it again.
+    also held to the estimate above from its own changes. Every sweep's start and
+    result go into the acceleration's history from the first sweep on. The plain
+    contraction of a batch's free solve is kept for its nudged solves
+    (``Problem.contraction``), which accelerate from their third sweep without
+    measuring it again.
     """
     blocks = [_Block.of(problem, classes, 0), _Block.of(problem, classes, 1)]
     B = problem.batch
@@ -1060,43 +1062,39 @@ def _layered(
     quadratic = not (blocks[0].terms or blocks[1].terms)
     contraction = problem.contraction if quadratic else None
     anderson = None
+    if quadratic and (contraction is None or _accelerable(contraction).any()):
+        known = None if contraction is None else _accelerable(contraction)
+        anderson = _Anderson(problem, blocks, known)
     estimated = False  # whether ``error`` is that of the current x
     while sweeps < max_iter:
         sweeps += 1
         estimated = False
         estimate = cold and sweeps == 1
-        watch = anderson is not None or (
-            quadratic
-            and sweeps == ACCEL_SWEEP
-            and (contraction is None or _accelerable(contraction).any())
-        )
+        watch = anderson is not None
         start = x[:, blocks[1].idx].copy() if watch else None  # the second class before the sweep
         first, change0 = blocks[0].update(x, tol, vtol, estimate)
         _, change1 = blocks[1].update(x, tol, vtol, estimate, keep=watch)
         changes = [np.maximum(change0, change1), *changes[:-1]]
-        if watch and anderson is None:
-            if contraction is None:  # the plain sweeps' contraction, per sample
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    contraction = np.fmax(changes[0] / changes[1], changes[1] / changes[2])
-                problem.contraction = contraction
-            use = _accelerable(contraction)
-            anderson = _Anderson(problem, blocks, use) if use.any() else None
-        undone = None
-        if anderson is not None:
-            undone = anderson.record(start, x)
-            if undone.any():  # those samples are back at the previous sweep's end
-                changes = [np.where(undone, b, a) for a, b in itertools.pairwise(changes)]
-                changes.append(np.full(B, np.nan))
-        # a look at the contraction every 5 sweeps (once a window of accelerated ones is seen)
-        slow = handover and sweeps % 5 == 0 and (anderson is None or sweeps > ACCEL_SWEEP + 6)
-        if undone is not None and undone.any():
+        if watch and anderson.use is None and sweeps == ACCEL_SWEEP:
+            with np.errstate(divide="ignore", invalid="ignore"):  # per sample
+                contraction = np.fmax(changes[0] / changes[1], changes[1] / changes[2])
+            problem.contraction = contraction
+            anderson.use = _accelerable(contraction)
+            if not anderson.use.any():
+                anderson = None
+        undone = anderson.record(start, x) if anderson is not None else None
+        if undone is not None and undone.any():  # those samples are back where they were
+            changes = [np.where(undone, b, a) for a, b in itertools.pairwise(changes)]
+            changes.append(np.full(B, np.nan))
             anderson.extrapolate(x, sweeps < max_iter)
             continue  # ``first`` was measured on the undone sweep
+        # a look at the contraction every 5 sweeps (once a window of accelerated ones is seen)
+        slow = handover and sweeps % 5 == 0 and (anderson is None or sweeps > ACCEL_SWEEP + 6)
         if sweeps == 1 or (first > tol and not slow):
             if anderson is not None:
                 anderson.extrapolate(x, sweeps < max_iter)
             continue  # nothing to decide yet: no estimate needed
-        bound = None if anderson is None else np.where(anderson.moved, contraction, np.nan)
+        bound = None if anderson is None else anderson.bound(contraction)
         error, rho = _sweep_error(changes, x, problem, blocks, bound)
         estimated = True
         # class 1 is exact now; class 0 was within tol before this sweep's update
@@ -1123,7 +1121,7 @@ def _layered(
         if anderson is not None:
             anderson.extrapolate(x, sweeps < max_iter)
     if sweeps > 1 and not estimated:
-        bound = None if anderson is None else np.where(anderson.moved, contraction, np.nan)
+        bound = None if anderson is None else anderson.bound(contraction)
         error = _sweep_error(changes, x, problem, blocks, bound)[0]
     if residual0 is None:
         residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
@@ -1144,6 +1142,7 @@ ACCEL_SWEEP = 3  # plain sweeps before acceleration; the last two ratios of thei
 ACCEL_FROM = 0.05  # contraction per plain sweep below which accelerating gains nothing
 ACCEL_TO = 0.95  # and above which the bound from it is too loose (Newton takes such solves)
 ACCEL_MEMORY = 5  # sweeps whose results an extrapolation combines
+ACCEL_RIDGE = 1e-14  # relative ridge of its least squares (1e-12 and more cost sweeps)
 ACCEL_WINDOW = 5  # sweeps over which an accelerated sample's rate is judged (hand-over)
 
 
@@ -1174,19 +1173,19 @@ class _Anderson:
     a true pair of S). So the energy after each sweep never rises.
     """
 
-    def __init__(self, problem: Problem, blocks: list[_Block], use: np.ndarray):
+    def __init__(self, problem: Problem, blocks: list[_Block], use: np.ndarray | None):
         self.problem, self.blocks = problem, blocks
-        self.use = use  # (batch,) the samples that are accelerated
-        n = len(blocks[1].a)
+        self.use = use  # (batch,) the samples that are accelerated; None: not known yet
+        B, n = problem.batch, len(blocks[1].a)
         # the last ACCEL_MEMORY differences of successive residuals f and results S(y), in
         # a ring (the least squares does not depend on their order; unfilled ones are 0)
-        self.dF = np.zeros((len(use), ACCEL_MEMORY, n))
-        self.dG = np.zeros((len(use), ACCEL_MEMORY, n))
+        self.dF = np.zeros((B, ACCEL_MEMORY, n))
+        self.dG = np.zeros((B, ACCEL_MEMORY, n))
         self.count = 0  # differences recorded
         self.f = self.g = None  # the last sweep's residual and result
-        self.moved = np.zeros(len(use), bool)  # samples started from an extrapolation, ever
-        self.last = np.zeros(len(use), bool)  # ... for the sweep just made
-        self.hold = np.zeros(len(use), bool)  # samples whose sweep was just undone
+        self.moved = np.zeros(B, bool)  # samples started from an extrapolation, ever
+        self.last = np.zeros(B, bool)  # ... for the sweep just made
+        self.hold = np.zeros(B, bool)  # samples whose sweep was just undone
         self.energy = self.saved = None  # at the end of the last sweep kept, and its x
 
     def record(self, start: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -1200,6 +1199,8 @@ class _Anderson:
             np.subtract(g, self.g, out=self.dG[:, slot])
             self.count += 1
         self.f, self.g = f, g.copy()
+        if self.use is None:  # no extrapolation before the samples are chosen: no energy
+            return np.zeros(len(f), bool)
         energy, size = self._energy(x)
         undone = np.zeros(len(energy), bool)
         if self.energy is not None:
@@ -1224,11 +1225,18 @@ class _Anderson:
             size += np.abs(nudge)
         return energy, size
 
+    def bound(self, contraction: np.ndarray | None) -> np.ndarray | None:
+        """The plain contraction of the samples started from an extrapolation (NaN for the
+        others), for ``_sweep_error``."""
+        if contraction is None or not self.moved.any():
+            return None
+        return np.where(self.moved, contraction, np.nan)
+
     def extrapolate(self, x: np.ndarray, more: bool) -> None:
         """Set the second class in ``x`` to the extrapolated start of the next sweep (not
         for the samples whose sweep was undone: they go on plain). ``more``: whether a
         sweep follows (else x stays at the last sweep's result)."""
-        go = self.use & ~self.hold
+        go = ~self.hold & (False if self.use is None else self.use)
         if self.count == 0 or not go.any() or not more:
             self.last = np.zeros_like(go)
             return
@@ -1237,7 +1245,7 @@ class _Anderson:
         rhs = np.matmul(self.dF, self.f[:, :, None])
         # a relative ridge keeps nearly dependent differences from blowing up the weights
         # (and gives unfilled slots no weight)
-        ridge = 1e-12 * np.trace(A, axis1=1, axis2=2) + np.finfo(float).tiny
+        ridge = ACCEL_RIDGE * np.trace(A, axis1=1, axis2=2) + np.finfo(float).tiny
         A += ridge[:, None, None] * np.eye(ACCEL_MEMORY)
         gamma = np.linalg.solve(A, rhs)  # (batch, m, 1)
         new = self.g - np.matmul(gamma.transpose(0, 2, 1), self.dG)[:, 0]
