@@ -247,6 +247,7 @@ class Problem:
         # per sample, the contraction of the layered solver's plain sweeps on this batch,
         # measured by its free solve and kept for the nudged ones (``_layered``)
         self.contraction: np.ndarray | None = None
+        self.secants: tuple | None = None  # and its acceleration's last differences
 
     @property
     def Q(self) -> np.ndarray | sp.csr_matrix:
@@ -1065,6 +1066,10 @@ def _layered(
     if quadratic and (contraction is None or _accelerable(contraction).any()):
         known = None if contraction is None else _accelerable(contraction)
         anderson = _Anderson(problem, blocks, known)
+        if known is not None and problem.secants is not None:
+            anderson.seed(*problem.secants)
+    elif blocks[1].nudge is not None and not cold:
+        blocks.reverse()  # a warm start where the nudge is what changed: its class first
     estimated = False  # whether ``error`` is that of the current x
     while sweeps < max_iter:
         sweeps += 1
@@ -1126,6 +1131,8 @@ def _layered(
     if residual0 is None:
         residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
     residual = np.maximum(residual0, np.max(np.abs(blocks[1].residual(x)), axis=1, initial=0.0))
+    if anderson is not None and anderson.count and problem.nudge is None:
+        problem.secants = (anderson.dF, anderson.dG)
     xQx = functools.partial(_block_xQx, x, blocks)  # when an energy is asked for
     return problem.result(x, residual, error, tol, vtol, sweeps, "layered", "sweeps", xQx)
 
@@ -1141,7 +1148,7 @@ def _block_xQx(x: np.ndarray, blocks: list[_Block]) -> np.ndarray:
 ACCEL_SWEEP = 3  # plain sweeps before acceleration; the last two ratios of their changes
 ACCEL_FROM = 0.05  # contraction per plain sweep below which accelerating gains nothing
 ACCEL_TO = 0.95  # and above which the bound from it is too loose (Newton takes such solves)
-ACCEL_MEMORY = 5  # sweeps whose results an extrapolation combines
+ACCEL_MEMORY = 6  # sweeps whose results an extrapolation combines
 ACCEL_RIDGE = 1e-14  # relative ridge of its least squares (1e-12 and more cost sweeps)
 ACCEL_WINDOW = 5  # sweeps over which an accelerated sample's rate is judged (hand-over)
 
@@ -1187,6 +1194,12 @@ class _Anderson:
         self.last = np.zeros(B, bool)  # ... for the sweep just made
         self.hold = np.zeros(B, bool)  # samples whose sweep was just undone
         self.energy = self.saved = None  # at the end of the last sweep kept, and its x
+
+    def seed(self, dF: np.ndarray, dG: np.ndarray) -> None:
+        """Start from another solve's differences (the free solve's, for a nudged one of the
+        same batch: the nudge changes the sweeps' map only at the outputs); this solve's
+        own replace them from the first slot on."""
+        self.dF[:], self.dG[:], self.count = dF, dG, ACCEL_MEMORY
 
     def record(self, start: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Keep a sweep's residual S(y) - y and result S(y) (the second class in ``x``, y
