@@ -133,9 +133,9 @@ def test_a_sweep_that_raises_the_energy_is_undone(monkeypatch):
     extrapolate, record = solver._Anderson.extrapolate, solver._Anderson.record
     undone = []
 
-    def far(self, x_all, more):
+    def far(self, x_all, more, changes):
         before = x_all[:, self.blocks[1].idx].copy()
-        extrapolate(self, x_all, more)
+        extrapolate(self, x_all, more, changes)
         if self.pushed < 3:
             self.pushed += 1
             step = x_all[:, self.blocks[1].idx] - before

@@ -1091,13 +1091,13 @@ def _layered(
         if undone is not None and undone.any():  # those samples are back where they were
             changes = [np.where(undone, b, a) for a, b in itertools.pairwise(changes)]
             changes.append(np.full(B, np.nan))
-            anderson.extrapolate(x, sweeps < max_iter)
+            anderson.extrapolate(x, sweeps < max_iter, changes)
             continue  # ``first`` was measured on the undone sweep
         # a look at the contraction every 5 sweeps (once a window of accelerated ones is seen)
         slow = handover and sweeps % 5 == 0 and (anderson is None or sweeps > ACCEL_SWEEP + 6)
         if sweeps == 1 or (first > tol and not slow):
             if anderson is not None:
-                anderson.extrapolate(x, sweeps < max_iter)
+                anderson.extrapolate(x, sweeps < max_iter, changes)
             continue  # nothing to decide yet: no estimate needed
         bound = None if anderson is None else anderson.bound(contraction)
         error, rho = _sweep_error(changes, x, problem, blocks, bound)
@@ -1124,7 +1124,7 @@ def _layered(
             steps.message = steps.message.replace("Newton steps", "sweeps and Newton steps", 1)
             return steps
         if anderson is not None:
-            anderson.extrapolate(x, sweeps < max_iter)
+            anderson.extrapolate(x, sweeps < max_iter, changes)
     if sweeps > 1 and not estimated:
         bound = None if anderson is None else anderson.bound(contraction)
         error = _sweep_error(changes, x, problem, blocks, bound)[0]
@@ -1150,6 +1150,9 @@ ACCEL_FROM = 0.05  # contraction per plain sweep below which accelerating gains 
 ACCEL_TO = 0.95  # and above which the bound from it is too loose (Newton takes such solves)
 ACCEL_MEMORY = 6  # sweeps whose results an extrapolation combines
 ACCEL_RIDGE = 1e-14  # relative ridge of its least squares (1e-12 and more cost sweeps)
+ACCEL_SLOW = (
+    0.01  # a sample is extrapolated once a plain sweep shrinks its change less than 100-fold
+)
 ACCEL_WINDOW = 5  # sweeps over which an accelerated sample's rate is judged (hand-over)
 
 
@@ -1245,11 +1248,13 @@ class _Anderson:
             return None
         return np.where(self.moved, contraction, np.nan)
 
-    def extrapolate(self, x: np.ndarray, more: bool) -> None:
+    def extrapolate(self, x: np.ndarray, more: bool, changes: list[np.ndarray]) -> None:
         """Set the second class in ``x`` to the extrapolated start of the next sweep (not
         for the samples whose sweep was undone: they go on plain). ``more``: whether a
         sweep follows (else x stays at the last sweep's result)."""
         go = ~self.hold & (False if self.use is None else self.use)
+        with np.errstate(invalid="ignore"):  # a sample starts once its plain sweeps slow down
+            go &= self.moved | (changes[0] > ACCEL_SLOW * changes[1])
         if self.count == 0 or not go.any() or not more:
             self.last = np.zeros_like(go)
             return
