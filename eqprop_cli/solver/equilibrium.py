@@ -1048,11 +1048,16 @@ def _layered(
     from the plain sweeps' contraction rho: its last sweep started from a point y and
     moved the second class by f = S(y) - y, so its error is at most
     sqrt(rho) / (1 - rho) times the sweep's change (times LAYERED_SAFETY), and it is
-    also held to the estimate above from its own changes. Every sweep's start and
-    result go into the acceleration's history from the first sweep on. The plain
-    contraction of a batch's free solve is kept for its nudged solves
-    (``Problem.contraction``), which accelerate from their third sweep without
-    measuring it again.
+    also held to the estimate from its last ratio of changes. Every sweep's start and
+    result go into the acceleration's history from the first sweep on.
+
+    Nudged solves of a batch (given its free equilibrium through ``like``) take the free
+    solve's plain contraction (``Problem.contraction``) and its acceleration's last
+    differences (``Problem.secants``): the nudge changes the sweeps' map only at the
+    outputs. Such a solve extrapolates a sample once a plain sweep shrinks its change
+    less than 1/ACCEL_SLOW-fold (a small nudge's first sweeps contract fast, and the
+    bound from the plain contraction would then cost sweeps). A warm-started nudged solve
+    that is not accelerated updates the outputs' class first: the nudge is what changed.
     """
     blocks = [_Block.of(problem, classes, 0), _Block.of(problem, classes, 1)]
     B = problem.batch
