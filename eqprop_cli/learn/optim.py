@@ -94,7 +94,7 @@ def clip(
 
 
 @njit(cache=True)
-def _step(p, g, v, factors, decay, bounds, land):  # pragma: no cover - compiled
+def _step(p, g, v, factors, decay, bounds, land):
     """Entry by entry (1-D arrays of one dtype): the change g times factors[0] and [1],
     momentum when ``decay`` holds its factor (v = decay v + change, the change becomes
     v), times factors[2] to [4]; then either kept in g (``land``) or added to p and p

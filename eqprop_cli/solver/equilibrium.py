@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
 from scipy.sparse.csgraph import breadth_first_order
 from scipy.sparse.linalg import splu
 
@@ -714,6 +715,7 @@ class _Block:
         if k not in slices:  # topology: the classes as slices where they are ranges
             slices[k] = (_as_slice(idx), _as_slice(other))
         self.idx, self.other = slices[k]
+        self.columns = idx  # the class's unknowns, for the compiled update
         self.weight = network.var_weight[idx]
         self.weighted = bool(np.any(self.weight != 1.0))
         scales = network.plan.block_scale
@@ -822,6 +824,37 @@ class _Block:
         for j in range(local.shape[1]):
             x[:, local[:, j]] = new[:, :, j]
 
+    def _quadratic(self, x_all: np.ndarray, omega: np.ndarray | None) -> tuple[float, np.ndarray]:
+        """``update`` of a class without diodes, in one compiled pass (``_quadratic_update``)
+        after the coupling's product: x = clip(b / a) (the outputs at the nudge's exact
+        minimum), the residual before the step a times the (projected) step."""
+        coupled = _times(x_all[:, self.other], self.Q_oc)
+        change = np.empty(x_all.shape[0])
+        n = self.nudge
+        if n is None:
+            nudge = _NO_NUDGE
+        else:
+            term, local, a_out, _, pull, stiffness = n
+            nudge = (local, term.coef, a_out, term.beta_w, term.target, term.current_w, pull)
+            nudge = (*nudge, stiffness)
+        residual = _quadratic_update(
+            coupled,
+            self.r,
+            x_all,
+            self.columns,
+            self.a,
+            self.lo,
+            self.hi,
+            self.bounded,
+            self.a_over_w,
+            _EMPTY if self.scale is None else self.scale,
+            _EMPTY if omega is None else omega,
+            n is not None,
+            *nudge,
+            change,
+        )
+        return residual, change
+
     def update(
         self,
         x_all: np.ndarray,
@@ -838,25 +871,11 @@ class _Block:
         exact step (projected onto the clamps' bounds again). ``estimate``: the diodes'
         1-D solves start from an estimate of each root rather than from x (a cold start).
         """
+        if not self.terms:
+            return self._quadratic(x_all, omega)
         b = self._rhs(x_all)
         x = x_all[:, self.idx]
         z = b / self.a
-        if not self.terms:
-            # quadratic in x: the residual before the step is a times the (projected) step
-            new = z
-            if self.bounded:  # the clip, as two in-place passes
-                np.maximum(new, self.lo, out=new)
-                np.minimum(new, self.hi, out=new)
-            if self.nudge is not None:
-                self._nudged(b, new)
-            step = np.subtract(new, x, out=b)
-            np.abs(step, out=step)
-            residual = float(np.max(step.max(axis=0) * self.a_over_w, initial=0.0))
-            if omega is not None:  # (x may be a view of x_all: the change before writing)
-                new = np.clip(x + omega[:, None] * (new - x), self.lo, self.hi, out=new)
-                step = np.abs(new - x, out=step)
-            x_all[:, self.idx] = new
-            return residual, _largest(step, self.scale)
         # safeguarded Newton inside a bracket of the root; a start outside the
         # bracket still leaves a valid one, since the sign of f1 there is known
         lo = np.minimum(z, self.zmin)
@@ -913,6 +932,94 @@ class _Block:
         change = _largest(np.abs(x - x_all[:, self.idx]), self.scale)
         x_all[:, self.idx] = x
         return before, change
+
+
+_EMPTY = np.zeros(0)
+_NO_NUDGE = (np.zeros((0, 1), np.int64), *[np.zeros((0, 1))] * 2, np.zeros(0))
+_NO_NUDGE = (*_NO_NUDGE, *[np.zeros((1, 0))] * 3, np.zeros(0))
+
+
+@njit(cache=True)
+def _quadratic_update(
+    coupled,
+    r,
+    x_all,
+    columns,
+    a,
+    lo,
+    hi,
+    bounded,
+    a_over_w,
+    scale,
+    omega,
+    nudged,
+    local,
+    coef,
+    a_out,
+    beta_w,
+    target,
+    current_w,
+    pull,
+    stiffness,
+    change,
+):
+    """Minimise a class without diodes exactly, sample by sample, in x_all's ``columns``:
+    b = r - coupled, x = b / a clipped into [lo, hi]; when ``nudged``, the outputs (their
+    places ``local`` in the class, (outputs, 1 or 2)) at the exact minimum with the nudge
+    (as ``_Block._nudged``); over-relaxed by ``omega`` (per sample) where given. Returns
+    the largest residual before the update (the largest step of each unknown times
+    a / w) and writes each sample's largest change of a node voltage (the steps times
+    ``scale`` where given) to ``change``. Rows of r, lo, hi, target, current_w and pull
+    are per sample or one for all. The same IEEE operations in the same order as the
+    numpy expressions of the class's update."""
+    n = len(columns)
+    batch = x_all.shape[0]
+    new = np.empty(n)
+    b = np.empty(n)
+    largest = np.zeros(n)
+    relax = omega.size > 0
+    for s in range(batch):
+        rs = s if r.shape[0] > 1 else 0
+        ls = s if lo.shape[0] > 1 else 0
+        for j in range(n):
+            b[j] = r[rs, j] - coupled[s, j]
+            z = b[j] / a[j]
+            if bounded:
+                z = np.minimum(np.maximum(z, lo[ls, j]), hi[ls, j])
+            new[j] = z
+        if nudged:
+            ts = s if target.shape[0] > 1 else 0
+            cs = s if current_w.shape[0] > 1 else 0
+            ps = s if pull.shape[0] > 1 else 0
+            for k in range(local.shape[0]):
+                o = 0.0
+                for m in range(local.shape[1]):
+                    o += (b[local[k, m]] / a_out[k, m]) * coef[k, m]
+                o = (o + pull[ps, k]) / stiffness[k]
+                excess = beta_w[k] * (o - target[ts, k]) - current_w[cs, k]
+                for m in range(local.shape[1]):
+                    z = b[local[k, m]] / a_out[k, m]
+                    new[local[k, m]] = z - excess * coef[k, m] / a_out[k, m]
+        most = 0.0
+        for j in range(n):
+            x = x_all[s, columns[j]]
+            step = np.abs(new[j] - x)
+            largest[j] = np.maximum(largest[j], step)
+            if relax:
+                moved = x + omega[s] * (new[j] - x)
+                if bounded:
+                    moved = np.minimum(np.maximum(moved, lo[ls, j]), hi[ls, j])
+                new[j] = moved
+                step = np.abs(moved - x)
+            if scale.size > 0:
+                step = step * scale[j]
+            most = np.maximum(most, step)
+            x_all[s, columns[j]] = new[j]
+        change[s] = most
+    residual = 0.0
+    for j in range(n):
+        residual = np.maximum(residual, largest[j] * a_over_w[j])
+    return residual
 
 
 # e^-100 = 4e-44: a junction reversed further carries -IS (1 - 4e-44), its conductance
