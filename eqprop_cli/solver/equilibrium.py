@@ -805,6 +805,19 @@ class _Block:
 
     def residual(self, x_all: np.ndarray) -> np.ndarray:
         """KCL residual (A) of this class's unknowns, (batch, class size)."""
+        if not self.terms:  # a class without diodes: one compiled pass
+            out = np.empty((x_all.shape[0], len(self.columns)))
+            n = self.nudge
+            var, local, coef, _, beta_w, target, current_w = _NO_NUDGE[:7]
+            if n is not None:
+                var, local, coef = n[0].var, n[1], n[0].coef
+                beta_w, target, current_w = n[0].beta_w, n[0].target, n[0].current_w
+            _quadratic_residual(
+                *(_times(x_all[:, self.other], self.Q_oc), self.r, x_all, self.columns),
+                *(self.a, self.lo, self.hi, self.weight, n is not None, var, local, coef),
+                *(beta_w, target, current_w, out),
+            )
+            return out
         x = x_all[:, self.idx]
         f1 = self.derivative(x, self._rhs(x_all))[0]
         if self.nudge is not None:
@@ -817,12 +830,20 @@ class _Block:
     def _nudged(self, b: np.ndarray, x: np.ndarray) -> None:
         """Set the outputs in ``x`` (this class) to their exact minimum, coupled by the nudge."""
         n, local, a_out, _, pull, stiffness = self.nudge
-        z = b[:, local] / a_out  # (batch, outputs, 1 or 2): minima without the nudge
-        o = (np.einsum("bkj,kj->bk", z, n.coef) + pull) / stiffness
-        excess = n.beta_w * (o - n.target) - n.current_w
-        new = z - excess[:, :, None] * n.coef / a_out
-        for j in range(local.shape[1]):
-            x[:, local[:, j]] = new[:, :, j]
+        for s in range(x.shape[0]):
+            _nudge_outputs(
+                b[s],
+                x[s],
+                s,
+                local,
+                n.coef,
+                a_out,
+                n.beta_w,
+                n.target,
+                n.current_w,
+                pull,
+                stiffness,
+            )
 
     def _quadratic(self, x_all: np.ndarray, omega: np.ndarray | None) -> tuple[float, np.ndarray]:
         """``update`` of a class without diodes, in one compiled pass (``_quadratic_update``)
@@ -831,9 +852,8 @@ class _Block:
         coupled = _times(x_all[:, self.other], self.Q_oc)
         change = np.empty(x_all.shape[0])
         n = self.nudge
-        if n is None:
-            nudge = _NO_NUDGE
-        else:
+        nudge = _NO_NUDGE[1:]
+        if n is not None:
             term, local, a_out, _, pull, stiffness = n
             nudge = (local, term.coef, a_out, term.beta_w, term.target, term.current_w, pull)
             nudge = (*nudge, stiffness)
@@ -935,11 +955,25 @@ class _Block:
 
 
 _EMPTY = np.zeros(0)
-_NO_NUDGE = (np.zeros((0, 1), np.int64), *[np.zeros((0, 1))] * 2, np.zeros(0))
+# no nudge, in the kernels' arguments: var, local, coef, a_out, beta_w, target, current_w,
+# pull, stiffness
+_NO_NUDGE = (*[np.zeros((0, 1), np.int64)] * 2, *[np.zeros((0, 1))] * 2, np.zeros(0))
 _NO_NUDGE = (*_NO_NUDGE, *[np.zeros((1, 0))] * 3, np.zeros(0))
 
 
-@njit(cache=True)
+@njit(inline="always")
+def _max(a, b):
+    """np.maximum of two floats: NaN wins, as numpy's (Python's max would drop it)."""
+    return a if a >= b or a != a else b
+
+
+@njit(inline="always")
+def _min(a, b):
+    """np.minimum of two floats: NaN wins."""
+    return a if a <= b or a != a else b
+
+
+@njit(cache=True, error_model="numpy")
 def _quadratic_update(
     coupled,
     r,
@@ -971,55 +1005,125 @@ def _quadratic_update(
     a / w) and writes each sample's largest change of a node voltage (the steps times
     ``scale`` where given) to ``change``. Rows of r, lo, hi, target, current_w and pull
     are per sample or one for all. The same IEEE operations in the same order as the
-    numpy expressions of the class's update."""
+    numpy expressions of the class's update; simple loops over a sample's unknowns, so
+    that they vectorise."""
     n = len(columns)
-    batch = x_all.shape[0]
-    new = np.empty(n)
     b = np.empty(n)
+    new = np.empty(n)
+    x = np.empty(n)
+    step = np.empty(n)
     largest = np.zeros(n)
     relax = omega.size > 0
-    for s in range(batch):
-        rs = s if r.shape[0] > 1 else 0
-        ls = s if lo.shape[0] > 1 else 0
+    for s in range(x_all.shape[0]):
+        rs = r[s if r.shape[0] > 1 else 0]
+        low = lo[s if lo.shape[0] > 1 else 0]
+        high = hi[s if hi.shape[0] > 1 else 0]
+        cs = coupled[s]
         for j in range(n):
-            b[j] = r[rs, j] - coupled[s, j]
-            z = b[j] / a[j]
-            if bounded:
-                z = np.minimum(np.maximum(z, lo[ls, j]), hi[ls, j])
-            new[j] = z
+            x[j] = x_all[s, columns[j]]
+        for j in range(n):
+            b[j] = rs[j] - cs[j]
+            new[j] = b[j] / a[j]
+        if bounded:
+            for j in range(n):
+                z = _max(new[j], low[j])
+                new[j] = _min(z, high[j])
         if nudged:
-            ts = s if target.shape[0] > 1 else 0
-            cs = s if current_w.shape[0] > 1 else 0
-            ps = s if pull.shape[0] > 1 else 0
+            _nudge_outputs(
+                b, new, s, local, coef, a_out, beta_w, target, current_w, pull, stiffness
+            )
+        for j in range(n):
+            d = abs(new[j] - x[j])
+            step[j] = d
+            largest[j] = _max(largest[j], d)
+        if relax:
+            for j in range(n):
+                moved = x[j] + omega[s] * (new[j] - x[j])
+                if bounded:
+                    moved = _min(_max(moved, low[j]), high[j])
+                new[j] = moved
+                step[j] = abs(moved - x[j])
+        if scale.size > 0:
+            for j in range(n):
+                step[j] = step[j] * scale[j]
+        most = 0.0
+        for j in range(n):
+            most = _max(most, step[j])
+        change[s] = most
+        for j in range(n):
+            x_all[s, columns[j]] = new[j]
+    residual = 0.0
+    for j in range(n):
+        residual = _max(residual, largest[j] * a_over_w[j])
+    return residual
+
+
+@njit(cache=True, error_model="numpy")
+def _quadratic_residual(
+    coupled,
+    r,
+    x_all,
+    columns,
+    a,
+    lo,
+    hi,
+    weight,
+    nudged,
+    var,
+    local,
+    coef,
+    beta_w,
+    target,
+    current_w,
+    out,
+):
+    """KCL residual (A) of a class without diodes into ``out`` (batch, class size), as
+    ``_Block.residual`` computes it: f1 = a x - (r - coupled), plus the nudge's current at
+    the outputs (global unknowns ``var``, places ``local``) when ``nudged``, zero where a
+    clamp holds the unknown, divided by the stage weight. Operation by operation."""
+    n = len(columns)
+    f1 = np.empty(n)
+    x = np.empty(n)
+    for s in range(x_all.shape[0]):
+        rs = r[s if r.shape[0] > 1 else 0]
+        low = lo[s if lo.shape[0] > 1 else 0]
+        high = hi[s if hi.shape[0] > 1 else 0]
+        cs = coupled[s]
+        for j in range(n):
+            x[j] = x_all[s, columns[j]]
+        for j in range(n):
+            f1[j] = a[j] * x[j] - (rs[j] - cs[j])
+        if nudged:
+            t = target[s if target.shape[0] > 1 else 0]
+            c = current_w[s if current_w.shape[0] > 1 else 0]
             for k in range(local.shape[0]):
                 o = 0.0
                 for m in range(local.shape[1]):
-                    o += (b[local[k, m]] / a_out[k, m]) * coef[k, m]
-                o = (o + pull[ps, k]) / stiffness[k]
-                excess = beta_w[k] * (o - target[ts, k]) - current_w[cs, k]
+                    o += x_all[s, var[k, m]] * coef[k, m]
+                excess = beta_w[k] * (o - t[k]) - c[k]
                 for m in range(local.shape[1]):
-                    z = b[local[k, m]] / a_out[k, m]
-                    new[local[k, m]] = z - excess * coef[k, m] / a_out[k, m]
-        most = 0.0
+                    f1[local[k, m]] += excess * coef[k, m]
         for j in range(n):
-            x = x_all[s, columns[j]]
-            step = np.abs(new[j] - x)
-            largest[j] = np.maximum(largest[j], step)
-            if relax:
-                moved = x + omega[s] * (new[j] - x)
-                if bounded:
-                    moved = np.minimum(np.maximum(moved, lo[ls, j]), hi[ls, j])
-                new[j] = moved
-                step = np.abs(moved - x)
-            if scale.size > 0:
-                step = step * scale[j]
-            most = np.maximum(most, step)
-            x_all[s, columns[j]] = new[j]
-        change[s] = most
-    residual = 0.0
-    for j in range(n):
-        residual = np.maximum(residual, largest[j] * a_over_w[j])
-    return residual
+            held = (x[j] >= high[j] and f1[j] < 0) or (x[j] <= low[j] and f1[j] > 0)
+            out[s, j] = (0.0 if held else f1[j]) / weight[j]
+
+
+@njit(cache=True, error_model="numpy")
+def _nudge_outputs(b, new, s, local, coef, a_out, beta_w, target, current_w, pull, stiffness):
+    """Sample s's outputs in ``new`` at their exact minimum with the nudge, from the
+    class's linear term ``b``: as ``_Block._nudged``, operation by operation."""
+    t = target[s if target.shape[0] > 1 else 0]
+    c = current_w[s if current_w.shape[0] > 1 else 0]
+    p = pull[s if pull.shape[0] > 1 else 0]
+    for k in range(local.shape[0]):
+        o = 0.0
+        for m in range(local.shape[1]):
+            o += (b[local[k, m]] / a_out[k, m]) * coef[k, m]
+        o = (o + p[k]) / stiffness[k]
+        excess = beta_w[k] * (o - t[k]) - c[k]
+        for m in range(local.shape[1]):
+            z = b[local[k, m]] / a_out[k, m]
+            new[local[k, m]] = z - excess * coef[k, m] / a_out[k, m]
 
 
 # e^-100 = 4e-44: a junction reversed further carries -IS (1 - 4e-44), its conductance
