@@ -715,7 +715,9 @@ class _Block:
         if k not in slices:  # topology: the classes as slices where they are ranges
             slices[k] = (_as_slice(idx), _as_slice(other))
         self.idx, self.other = slices[k]
-        self.columns = idx  # the class's unknowns, for the compiled update
+        # the class's unknowns for the compiled passes: their first, where they are a range
+        self.columns = idx
+        self.first = self.idx.start if isinstance(self.idx, slice) else -1
         self.weight = network.var_weight[idx]
         self.weighted = bool(np.any(self.weight != 1.0))
         scales = network.plan.block_scale
@@ -729,8 +731,9 @@ class _Block:
     def _set_up(self, problem: Problem, idx: np.ndarray, plan: list) -> None:
         """The class's linear term and bounds, and its diodes: their terms, the bracket ends
         (zmin, zmax) and the stacked junctions. Once per batch (see ``of``)."""
-        r = problem.r[:, idx]
-        lo, hi = problem.lo[:, idx], problem.hi[:, idx]
+        # contiguous copies: the compiled updates read them row by row
+        r = np.ascontiguousarray(problem.r[:, idx])
+        lo, hi = (np.ascontiguousarray(b[:, idx]) for b in (problem.lo, problem.hi))
         bounded = bool(np.isfinite(lo).any() or np.isfinite(hi).any())
         terms = []
         zmin = zmax = None
@@ -813,7 +816,7 @@ class _Block:
                 var, local, coef = n[0].var, n[1], n[0].coef
                 beta_w, target, current_w = n[0].beta_w, n[0].target, n[0].current_w
             _quadratic_residual(
-                *(_times(x_all[:, self.other], self.Q_oc), self.r, x_all, self.columns),
+                *(_times(x_all[:, self.other], self.Q_oc), self.r, x_all, self.columns, self.first),
                 *(self.a, self.lo, self.hi, self.weight, n is not None, var, local, coef),
                 *(beta_w, target, current_w, out),
             )
@@ -862,6 +865,7 @@ class _Block:
             self.r,
             x_all,
             self.columns,
+            self.first,
             self.a,
             self.lo,
             self.hi,
@@ -979,6 +983,7 @@ def _quadratic_update(
     r,
     x_all,
     columns,
+    first,
     a,
     lo,
     hi,
@@ -1019,8 +1024,7 @@ def _quadratic_update(
         low = lo[s if lo.shape[0] > 1 else 0]
         high = hi[s if hi.shape[0] > 1 else 0]
         cs = coupled[s]
-        for j in range(n):
-            x[j] = x_all[s, columns[j]]
+        _gather(x, x_all, s, columns, first)
         for j in range(n):
             b[j] = rs[j] - cs[j]
             new[j] = b[j] / a[j]
@@ -1050,12 +1054,27 @@ def _quadratic_update(
         for j in range(n):
             most = _max(most, step[j])
         change[s] = most
-        for j in range(n):
-            x_all[s, columns[j]] = new[j]
+        if first >= 0:
+            for j in range(n):
+                x_all[s, first + j] = new[j]
+        else:
+            for j in range(n):
+                x_all[s, columns[j]] = new[j]
     residual = 0.0
     for j in range(n):
         residual = _max(residual, largest[j] * a_over_w[j])
     return residual
+
+
+@njit(inline="always")
+def _gather(x, x_all, s, columns, first):
+    """x = row s of x_all at ``columns`` (from ``first`` on where they are a range)."""
+    if first >= 0:
+        for j in range(len(x)):
+            x[j] = x_all[s, first + j]
+    else:
+        for j in range(len(x)):
+            x[j] = x_all[s, columns[j]]
 
 
 @njit(cache=True, error_model="numpy")
@@ -1064,6 +1083,7 @@ def _quadratic_residual(
     r,
     x_all,
     columns,
+    first,
     a,
     lo,
     hi,
@@ -1089,8 +1109,7 @@ def _quadratic_residual(
         low = lo[s if lo.shape[0] > 1 else 0]
         high = hi[s if hi.shape[0] > 1 else 0]
         cs = coupled[s]
-        for j in range(n):
-            x[j] = x_all[s, columns[j]]
+        _gather(x, x_all, s, columns, first)
         for j in range(n):
             f1[j] = a[j] * x[j] - (rs[j] - cs[j])
         if nudged:
