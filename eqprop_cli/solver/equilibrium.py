@@ -968,13 +968,13 @@ _NO_NUDGE = (*_NO_NUDGE, *[np.zeros((1, 0))] * 3, np.zeros(0))
 @njit(inline="always")
 def _max(a, b):
     """np.maximum of two floats: NaN wins, as numpy's (Python's max would drop it)."""
-    return a if a >= b or a != a else b
+    return a if (a >= b) | (a != a) else b
 
 
 @njit(inline="always")
 def _min(a, b):
     """np.minimum of two floats: NaN wins."""
-    return a if a <= b or a != a else b
+    return a if (a <= b) | (a != a) else b
 
 
 @njit(cache=True, error_model="numpy")
@@ -1050,10 +1050,7 @@ def _quadratic_update(
         if scale.size > 0:
             for j in range(n):
                 step[j] = step[j] * scale[j]
-        most = 0.0
-        for j in range(n):
-            most = _max(most, step[j])
-        change[s] = most
+        change[s] = _largest_of(step)
         if first >= 0:
             for j in range(n):
                 x_all[s, first + j] = new[j]
@@ -1064,6 +1061,22 @@ def _quadratic_update(
     for j in range(n):
         residual = _max(residual, largest[j] * a_over_w[j])
     return residual
+
+
+@njit(inline="always")
+def _largest_of(v):
+    """max(0, v's largest entry), NaN if v has one: four running maxima, so that no
+    comparison waits for the one before (the maximum is exact in any order)."""
+    m0 = m1 = m2 = m3 = 0.0
+    n = len(v) - len(v) % 4
+    for j in range(0, n, 4):
+        m0 = _max(m0, v[j])
+        m1 = _max(m1, v[j + 1])
+        m2 = _max(m2, v[j + 2])
+        m3 = _max(m3, v[j + 3])
+    for j in range(n, len(v)):
+        m0 = _max(m0, v[j])
+    return _max(_max(m0, m1), _max(m2, m3))
 
 
 @njit(inline="always")
@@ -1123,7 +1136,7 @@ def _quadratic_residual(
                 for m in range(local.shape[1]):
                     f1[local[k, m]] += excess * coef[k, m]
         for j in range(n):
-            held = (x[j] >= high[j] and f1[j] < 0) or (x[j] <= low[j] and f1[j] > 0)
+            held = ((x[j] >= high[j]) & (f1[j] < 0)) | ((x[j] <= low[j]) & (f1[j] > 0))
             out[s, j] = (0.0 if held else f1[j]) / weight[j]
 
 
