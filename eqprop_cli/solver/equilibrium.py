@@ -810,16 +810,8 @@ class _Block:
         """KCL residual (A) of this class's unknowns, (batch, class size)."""
         if not self.terms:  # a class without diodes: one compiled pass
             out = np.empty((x_all.shape[0], len(self.columns)))
-            n = self.nudge
-            var, local, coef, _, beta_w, target, current_w = _NO_NUDGE[:7]
-            if n is not None:
-                var, local, coef = n[0].var, n[1], n[0].coef
-                beta_w, target, current_w = n[0].beta_w, n[0].target, n[0].current_w
-            _quadratic_residual(
-                *(_times(x_all[:, self.other], self.Q_oc), self.r, x_all, self.columns, self.first),
-                *(self.a, self.lo, self.hi, self.weight, n is not None, var, local, coef),
-                *(beta_w, target, current_w, out),
-            )
+            coupled = _times(x_all[:, self.other], self.Q_oc)
+            _quadratic_residual(coupled, x_all, self._class(), self.weight, self._nudge(), out)
             return out
         x = x_all[:, self.idx]
         f1 = self.derivative(x, self._rhs(x_all))[0]
@@ -832,21 +824,24 @@ class _Block:
 
     def _nudged(self, b: np.ndarray, x: np.ndarray) -> None:
         """Set the outputs in ``x`` (this class) to their exact minimum, coupled by the nudge."""
-        n, local, a_out, _, pull, stiffness = self.nudge
+        nudge = self._nudge()
         for s in range(x.shape[0]):
-            _nudge_outputs(
-                b[s],
-                x[s],
-                s,
-                local,
-                n.coef,
-                a_out,
-                n.beta_w,
-                n.target,
-                n.current_w,
-                pull,
-                stiffness,
-            )
+            _nudge_outputs(b[s], x[s], s, nudge)
+
+    def _class(self) -> tuple:
+        """The class's arrays as the compiled passes take them: its unknowns (and the first,
+        where they are a range, else -1), a, r, lo, hi, whether bounded."""
+        return (self.columns, self.first, self.a, self.r, self.lo, self.hi, self.bounded)
+
+    def _nudge(self) -> tuple:
+        """The nudge as the compiled passes take them: (whether nudged, the outputs' unknowns
+        and places in the class, their signed coefficients, a, beta w, target, current w,
+        the pull and stiffness of the closed-form minimum)."""
+        if self.nudge is None:
+            return _NO_NUDGE
+        term, local, a_out, _, pull, stiffness = self.nudge
+        outputs = (term.var, local, term.coef, a_out)
+        return (True, *outputs, term.beta_w, term.target, term.current_w, pull, stiffness)
 
     def _quadratic(self, x_all: np.ndarray, omega: np.ndarray | None) -> tuple[float, np.ndarray]:
         """``update`` of a class without diodes, in one compiled pass (``_quadratic_update``)
@@ -854,27 +849,15 @@ class _Block:
         minimum), the residual before the step a times the (projected) step."""
         coupled = _times(x_all[:, self.other], self.Q_oc)
         change = np.empty(x_all.shape[0])
-        n = self.nudge
-        nudge = _NO_NUDGE[1:]
-        if n is not None:
-            term, local, a_out, _, pull, stiffness = n
-            nudge = (local, term.coef, a_out, term.beta_w, term.target, term.current_w, pull)
-            nudge = (*nudge, stiffness)
+        scale = _EMPTY if self.scale is None else self.scale
         residual = _quadratic_update(
             coupled,
-            self.r,
             x_all,
-            self.columns,
-            self.first,
-            self.a,
-            self.lo,
-            self.hi,
-            self.bounded,
+            self._class(),
             self.a_over_w,
-            _EMPTY if self.scale is None else self.scale,
+            scale,
             _EMPTY if omega is None else omega,
-            n is not None,
-            *nudge,
+            self._nudge(),
             change,
         )
         return residual, change
@@ -959,10 +942,8 @@ class _Block:
 
 
 _EMPTY = np.zeros(0)
-# no nudge, in the kernels' arguments: var, local, coef, a_out, beta_w, target, current_w,
-# pull, stiffness
-_NO_NUDGE = (*[np.zeros((0, 1), np.int64)] * 2, *[np.zeros((0, 1))] * 2, np.zeros(0))
-_NO_NUDGE = (*_NO_NUDGE, *[np.zeros((1, 0))] * 3, np.zeros(0))
+_NO_NUDGE = (False, *[np.zeros((0, 1), np.int64)] * 2, *[np.zeros((0, 1))] * 2, np.zeros(0))
+_NO_NUDGE = (*_NO_NUDGE, *[np.zeros((1, 0))] * 3, np.zeros(0))  # the kernels' "no nudge"
 
 
 @njit(inline="always")
@@ -978,40 +959,18 @@ def _min(a, b):
 
 
 @njit(cache=True, error_model="numpy")
-def _quadratic_update(
-    coupled,
-    r,
-    x_all,
-    columns,
-    first,
-    a,
-    lo,
-    hi,
-    bounded,
-    a_over_w,
-    scale,
-    omega,
-    nudged,
-    local,
-    coef,
-    a_out,
-    beta_w,
-    target,
-    current_w,
-    pull,
-    stiffness,
-    change,
-):
-    """Minimise a class without diodes exactly, sample by sample, in x_all's ``columns``:
-    b = r - coupled, x = b / a clipped into [lo, hi]; when ``nudged``, the outputs (their
-    places ``local`` in the class, (outputs, 1 or 2)) at the exact minimum with the nudge
-    (as ``_Block._nudged``); over-relaxed by ``omega`` (per sample) where given. Returns
-    the largest residual before the update (the largest step of each unknown times
-    a / w) and writes each sample's largest change of a node voltage (the steps times
-    ``scale`` where given) to ``change``. Rows of r, lo, hi, target, current_w and pull
-    are per sample or one for all. The same IEEE operations in the same order as the
-    numpy expressions of the class's update; simple loops over a sample's unknowns, so
-    that they vectorise."""
+def _quadratic_update(coupled, x_all, cls, a_over_w, scale, omega, nudge, change):
+    """Minimise a class without diodes exactly, sample by sample, in its columns of x_all
+    (``cls``, as _Block._class): b = r - coupled, x = b / a clipped into [lo, hi]; with a
+    ``nudge`` (as _Block._nudge), the outputs at their exact minimum with it (as
+    _Block._nudged); over-relaxed by ``omega`` (per sample) where given. Returns the
+    largest residual before the update (the largest step of each unknown times a / w) and
+    writes each sample's largest change of a node voltage (the steps times ``scale`` where
+    given) to ``change``. Rows of r, lo, hi and the nudge's target, current and pull are
+    per sample or one for all. The same IEEE operations in the same order as the numpy
+    expressions of the class's update, in simple loops over a sample's unknowns (so that
+    they vectorise)."""
+    columns, first, a, r, lo, hi, bounded = cls
     n = len(columns)
     b = np.empty(n)
     new = np.empty(n)
@@ -1020,10 +979,7 @@ def _quadratic_update(
     largest = np.zeros(n)
     relax = omega.size > 0
     for s in range(x_all.shape[0]):
-        rs = r[s if r.shape[0] > 1 else 0]
-        low = lo[s if lo.shape[0] > 1 else 0]
-        high = hi[s if hi.shape[0] > 1 else 0]
-        cs = coupled[s]
+        rs, low, high, cs = _row(r, s), _row(lo, s), _row(hi, s), coupled[s]
         _gather(x, x_all, s, columns, first)
         for j in range(n):
             b[j] = rs[j] - cs[j]
@@ -1032,10 +988,8 @@ def _quadratic_update(
             for j in range(n):
                 z = _max(new[j], low[j])
                 new[j] = _min(z, high[j])
-        if nudged:
-            _nudge_outputs(
-                b, new, s, local, coef, a_out, beta_w, target, current_w, pull, stiffness
-            )
+        if nudge[0]:
+            _nudge_outputs(b, new, s, nudge)
         for j in range(n):
             d = abs(new[j] - x[j])
             step[j] = d
@@ -1080,6 +1034,12 @@ def _largest_of(v):
 
 
 @njit(inline="always")
+def _row(a, s):
+    """Row s of a 2-D array with a row per sample, or its one row for all."""
+    return a[s if a.shape[0] > 1 else 0]
+
+
+@njit(inline="always")
 def _gather(x, x_all, s, columns, first):
     """x = row s of x_all at ``columns`` (from ``first`` on where they are a range)."""
     if first >= 0:
@@ -1091,43 +1051,23 @@ def _gather(x, x_all, s, columns, first):
 
 
 @njit(cache=True, error_model="numpy")
-def _quadratic_residual(
-    coupled,
-    r,
-    x_all,
-    columns,
-    first,
-    a,
-    lo,
-    hi,
-    weight,
-    nudged,
-    var,
-    local,
-    coef,
-    beta_w,
-    target,
-    current_w,
-    out,
-):
+def _quadratic_residual(coupled, x_all, cls, weight, nudge, out):
     """KCL residual (A) of a class without diodes into ``out`` (batch, class size), as
     ``_Block.residual`` computes it: f1 = a x - (r - coupled), plus the nudge's current at
-    the outputs (global unknowns ``var``, places ``local``) when ``nudged``, zero where a
-    clamp holds the unknown, divided by the stage weight. Operation by operation."""
+    the outputs where there is a ``nudge``, zero where a clamp holds the unknown, divided
+    by the stage weight. Operation by operation."""
+    columns, first, a, r, lo, hi, _ = cls
+    nudged, var, local, coef, _, beta_w, target, current_w, _, _ = nudge
     n = len(columns)
     f1 = np.empty(n)
     x = np.empty(n)
     for s in range(x_all.shape[0]):
-        rs = r[s if r.shape[0] > 1 else 0]
-        low = lo[s if lo.shape[0] > 1 else 0]
-        high = hi[s if hi.shape[0] > 1 else 0]
-        cs = coupled[s]
+        rs, low, high, cs = _row(r, s), _row(lo, s), _row(hi, s), coupled[s]
         _gather(x, x_all, s, columns, first)
         for j in range(n):
             f1[j] = a[j] * x[j] - (rs[j] - cs[j])
         if nudged:
-            t = target[s if target.shape[0] > 1 else 0]
-            c = current_w[s if current_w.shape[0] > 1 else 0]
+            t, c = _row(target, s), _row(current_w, s)
             for k in range(local.shape[0]):
                 o = 0.0
                 for m in range(local.shape[1]):
@@ -1141,12 +1081,11 @@ def _quadratic_residual(
 
 
 @njit(cache=True, error_model="numpy")
-def _nudge_outputs(b, new, s, local, coef, a_out, beta_w, target, current_w, pull, stiffness):
+def _nudge_outputs(b, new, s, nudge):
     """Sample s's outputs in ``new`` at their exact minimum with the nudge, from the
     class's linear term ``b``: as ``_Block._nudged``, operation by operation."""
-    t = target[s if target.shape[0] > 1 else 0]
-    c = current_w[s if current_w.shape[0] > 1 else 0]
-    p = pull[s if pull.shape[0] > 1 else 0]
+    _, _, local, coef, a_out, beta_w, target, current_w, pull, stiffness = nudge
+    t, c, p = _row(target, s), _row(current_w, s), _row(pull, s)
     for k in range(local.shape[0]):
         o = 0.0
         for m in range(local.shape[1]):
