@@ -103,6 +103,7 @@ class TopologyPlan:
     block_slices: dict[int, tuple] = field(default_factory=dict)  # its and the other's columns
     clamp_bounds: tuple[np.ndarray, np.ndarray] | None = None  # hard clamps' (lo, hi), rails
     crossbars: list[Crossbar] | None = None  # dense sets whose linear terms need no stamp
+    no_coupling: sp.csr_matrix | None = None  # Q's stamped part when every set is a crossbar
 
 
 @dataclass
@@ -430,7 +431,7 @@ class Network:
                 # K^T c: only edges to non-zero rails
                 r0 = _total(st["r0"].dense(g) for st, g in stamped).ravel() + s
             else:  # every resistor in a crossbar
-                Q_rest = sp.csr_matrix((self.n_vars, self.n_vars))
+                Q_rest = self._no_coupling()
                 Q_diag = np.zeros(self.n_vars)
                 SK = np.zeros((self.n_features, self.n_vars), self.dtype)
                 r0 = s.copy()
@@ -490,6 +491,14 @@ class Network:
 
             self._linear = Linear(Q_diag, SK, r0, Q_terms, constant_terms, coupling_terms)
         return self._linear
+
+    def _no_coupling(self) -> sp.csr_matrix:
+        """Q's stamped part when every resistor set is a crossbar: an empty (unknowns x
+        unknowns) matrix, made once (a new one costs a quarter of a small network's rebuild
+        of its linear part) and never changed in place."""
+        if self.plan.no_coupling is None:
+            self.plan.no_coupling = sp.csr_matrix((self.n_vars, self.n_vars))
+        return self.plan.no_coupling
 
     def _crossbar_coupling(self, c: Crossbar) -> np.ndarray:
         """The (rows x columns) coupling a var-var crossbar puts in Q, negated."""
