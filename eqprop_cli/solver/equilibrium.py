@@ -486,7 +486,7 @@ class Problem:
             part.nudge = replace(
                 self.nudge, target=take(self.nudge.target), current_w=take(self.nudge.current_w)
             )
-        part.blocks = {}
+        part.blocks, part.contraction, part.secants = {}, None, None  # per batch
         return part
 
     def nudged(self, nudge: Nudge) -> Problem:
@@ -1236,12 +1236,14 @@ def _layered(
     sweeps = 0
     residual0 = None
     quadratic = not (blocks[0].terms or blocks[1].terms)
-    contraction = problem.contraction if quadratic else None
+    # a warm-started solve takes what the batch's free solve learnt (cold: its own, so that
+    # a shared set-up changes nothing)
+    contraction = problem.contraction if quadratic and not cold else None
     anderson = None
     if quadratic and (contraction is None or _accelerable(contraction).any()):
         known = None if contraction is None else _accelerable(contraction)
         anderson = _Anderson(problem, blocks, known)
-        if known is not None and problem.secants is not None:
+        if known is not None and problem.secants is not None:  # (warm: known)
             anderson.seed(*problem.secants)
     elif blocks[1].nudge is not None and not cold:
         blocks.reverse()  # a warm start where the nudge is what changed: its class first
