@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -244,6 +245,9 @@ class Problem:
         if nudge is not None and (nudge.target is not None or nudge.current is not None):
             self.nudge = self._nudge_term(nudge)
         self.blocks: dict[int, _Block] = {}  # the layered solver's, shared with nudged copies
+        # per sample, the contraction of the layered solver's plain sweeps on this batch,
+        # measured by its free solve and kept for the nudged ones (``_layered``)
+        self.contraction: np.ndarray | None = None
 
     @property
     def Q(self) -> np.ndarray | sp.csr_matrix:
@@ -726,6 +730,7 @@ class _Block:
             scales[k] = None if np.all(scale == 1.0) else scale
         self.scale = scales[k]
         self.k, self.classes, self.outputs = k, classes, None
+        self.rhs: np.ndarray | None = None  # b of the last update, when kept
         self._set_up(problem, idx, plans[k])
 
     def _set_up(self, problem: Problem, idx: np.ndarray, plan: list) -> None:
@@ -843,23 +848,20 @@ class _Block:
         outputs = (term.var, local, term.coef, a_out)
         return (True, *outputs, term.beta_w, term.target, term.current_w, pull, stiffness)
 
-    def _quadratic(self, x_all: np.ndarray, omega: np.ndarray | None) -> tuple[float, np.ndarray]:
+    def _quadratic(self, x_all: np.ndarray, keep: bool) -> tuple[float, np.ndarray]:
         """``update`` of a class without diodes, in one compiled pass (``_quadratic_update``)
         after the coupling's product: x = clip(b / a) (the outputs at the nudge's exact
-        minimum), the residual before the step a times the (projected) step."""
+        minimum), the residual before the step a times the (projected) step; with ``keep``,
+        b into ``self.rhs``."""
         coupled = _times(x_all[:, self.other], self.Q_oc)
         change = np.empty(x_all.shape[0])
         scale = _EMPTY if self.scale is None else self.scale
+        rhs = np.empty_like(coupled) if keep else _EMPTY_ROWS
         residual = _quadratic_update(
-            coupled,
-            x_all,
-            self._class(),
-            self.a_over_w,
-            scale,
-            _EMPTY if omega is None else omega,
-            self._nudge(),
-            change,
+            coupled, x_all, self._class(), self.a_over_w, scale, rhs, self._nudge(), change
         )
+        if keep:
+            self.rhs = rhs
         return residual, change
 
     def update(
@@ -867,19 +869,19 @@ class _Block:
         x_all: np.ndarray,
         tol: float,
         vtol: float,
-        omega: np.ndarray | None = None,
         estimate: bool = False,
+        keep: bool = False,
     ) -> tuple[float, np.ndarray]:
         """Minimise exactly over this class; return the largest residual (A) before the
         update (inf where not evaluated) and, per sample, the largest change of a node voltage (V) it made.
 
         Each 1-D solve ends within tol / 1000 amperes and vtol / 1000 volts of its root.
-        ``omega`` (per sample, quadratic classes only): over-relax, moving omega times the
-        exact step (projected onto the clamps' bounds again). ``estimate``: the diodes'
-        1-D solves start from an estimate of each root rather than from x (a cold start).
+        ``estimate``: the diodes' 1-D solves start from an estimate of each root rather
+        than from x (a cold start). ``keep``: keep the linear term b given the other class
+        in ``self.rhs`` (for the energy at the new point).
         """
         if not self.terms:
-            return self._quadratic(x_all, omega)
+            return self._quadratic(x_all, keep)
         b = self._rhs(x_all)
         x = x_all[:, self.idx]
         z = b / self.a
@@ -938,10 +940,13 @@ class _Block:
             self._nudged(b, x)
         change = _largest(np.abs(x - x_all[:, self.idx]), self.scale)
         x_all[:, self.idx] = x
+        if keep:
+            self.rhs = b
         return before, change
 
 
 _EMPTY = np.zeros(0)
+_EMPTY_ROWS = np.zeros((0, 0))  # no rows: the kernel keeps no b
 _NO_NUDGE = (False, *[np.zeros((0, 1), np.int64)] * 2, *[np.zeros((0, 1))] * 2, np.zeros(0))
 _NO_NUDGE = (*_NO_NUDGE, *[np.zeros((1, 0))] * 3, np.zeros(0))  # the kernels' "no nudge"
 
@@ -959,11 +964,11 @@ def _min(a, b):
 
 
 @njit(cache=True, error_model="numpy")
-def _quadratic_update(coupled, x_all, cls, a_over_w, scale, omega, nudge, change):
+def _quadratic_update(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change):
     """Minimise a class without diodes exactly, sample by sample, in its columns of x_all
     (``cls``, as _Block._class): b = r - coupled, x = b / a clipped into [lo, hi]; with a
     ``nudge`` (as _Block._nudge), the outputs at their exact minimum with it (as
-    _Block._nudged); over-relaxed by ``omega`` (per sample) where given. Returns the
+    _Block._nudged); b into ``rhs`` where it has rows. Returns the
     largest residual before the update (the largest step of each unknown times a / w) and
     writes each sample's largest change of a node voltage (the steps times ``scale`` where
     given) to ``change``. Rows of r, lo, hi and the nudge's target, current and pull are
@@ -977,13 +982,16 @@ def _quadratic_update(coupled, x_all, cls, a_over_w, scale, omega, nudge, change
     x = np.empty(n)
     step = np.empty(n)
     largest = np.zeros(n)
-    relax = omega.size > 0
+    keep = rhs.shape[0] > 0
     for s in range(x_all.shape[0]):
         rs, low, high, cs = _row(r, s), _row(lo, s), _row(hi, s), coupled[s]
         _gather(x, x_all, s, columns, first)
         for j in range(n):
             b[j] = rs[j] - cs[j]
             new[j] = b[j] / a[j]
+        if keep:
+            for j in range(n):
+                rhs[s, j] = b[j]
         if bounded:
             for j in range(n):
                 z = _max(new[j], low[j])
@@ -994,13 +1002,6 @@ def _quadratic_update(coupled, x_all, cls, a_over_w, scale, omega, nudge, change
             d = abs(new[j] - x[j])
             step[j] = d
             largest[j] = _max(largest[j], d)
-        if relax:
-            for j in range(n):
-                moved = x[j] + omega[s] * (new[j] - x[j])
-                if bounded:
-                    moved = _min(_max(moved, low[j]), high[j])
-                new[j] = moved
-                step[j] = abs(moved - x[j])
         if scale.size > 0:
             for j in range(n):
                 step[j] = step[j] * scale[j]
@@ -1217,60 +1218,88 @@ def _layered(
     1-D diode solves start from each root's estimate (``_Junctions.start``) instead.
 
     Deep circuits (several hidden layers) contract slowly. Where both classes are
-    quadratic (resistors, hard clamps, the nudge), the sweeps after the OMEGA_SWEEP-th
-    are over-relaxed (projected SOR) by the factor that is optimal for the contraction
-    rho the plain sweeps showed, omega = 2 / (1 + sqrt(1 - rho)), sample by sample
-    (where OMEGA_FROM < rho < OMEGA_TO). Each relaxed step still lowers the energy
-    (0 < omega < 2 on a convex quadratic); a sample whose relaxed sweeps stop
-    contracting (the clamps' active set changed) goes on plain.
+    quadratic (resistors, hard clamps, the nudge) and the first ACCEL_SWEEP plain sweeps
+    contract by ACCEL_FROM < rho < ACCEL_TO, the sweeps after them are accelerated
+    (``_Anderson``), sample by sample. An accelerated sample's error is then bounded
+    from the plain sweeps' contraction rho: its last sweep started from a point y and
+    moved the second class by f = S(y) - y, so its error is at most
+    sqrt(rho) / (1 - rho) times the sweep's change (times LAYERED_SAFETY), and it is
+    also held to the estimate above from its own changes. Every sweep's start and
+    result go into the acceleration's history from the first sweep on. The plain
+    contraction of a batch's free solve is kept for its nudged solves
+    (``Problem.contraction``), which accelerate from their third sweep without
+    measuring it again.
     """
     blocks = [_Block.of(problem, classes, 0), _Block.of(problem, classes, 1)]
     B = problem.batch
-    changes = [np.full(B, np.nan)] * 4  # the last four sweeps' changes, newest first
+    changes = [np.full(B, np.nan)] * (ACCEL_WINDOW + 1)  # the last sweeps' changes, newest first
     error = np.full(B, np.inf)
     sweeps = 0
     residual0 = None
-    relax = not (blocks[0].terms or blocks[1].terms)
-    omega = None
+    quadratic = not (blocks[0].terms or blocks[1].terms)
+    contraction = problem.contraction if quadratic else None
+    anderson = None
+    if quadratic and (contraction is None or _accelerable(contraction).any()):
+        known = None if contraction is None else _accelerable(contraction)
+        anderson = _Anderson(problem, blocks, known)
     estimated = False  # whether ``error`` is that of the current x
     while sweeps < max_iter:
         sweeps += 1
         estimated = False
         estimate = cold and sweeps == 1
-        first, change0 = blocks[0].update(x, tol, vtol, omega, estimate)
-        _, change1 = blocks[1].update(x, tol, vtol, omega, estimate)
-        changes = [np.maximum(change0, change1), *changes[:3]]
-        if relax and sweeps == OMEGA_SWEEP:
-            omega = _relaxation(changes)
-        # a look at the contraction every 5 sweeps (once the ratios are all relaxed ones)
-        slow = handover and sweeps % 5 == 0 and (omega is None or sweeps > OMEGA_SWEEP + 3)
+        watch = anderson is not None
+        start = x[:, blocks[1].idx].copy() if watch else None  # the second class before the sweep
+        first, change0 = blocks[0].update(x, tol, vtol, estimate)
+        _, change1 = blocks[1].update(x, tol, vtol, estimate, keep=watch)
+        changes = [np.maximum(change0, change1), *changes[:-1]]
+        if watch and anderson.use is None and sweeps == ACCEL_SWEEP:
+            with np.errstate(divide="ignore", invalid="ignore"):  # per sample
+                contraction = np.fmax(changes[0] / changes[1], changes[1] / changes[2])
+            problem.contraction = contraction
+            anderson.use = _accelerable(contraction)
+            if not anderson.use.any():
+                anderson = None
+        undone = anderson.record(start, x) if anderson is not None else None
+        if undone is not None and undone.any():  # those samples are back where they were
+            changes = [np.where(undone, b, a) for a, b in itertools.pairwise(changes)]
+            changes.append(np.full(B, np.nan))
+            anderson.extrapolate(x, sweeps < max_iter)
+            continue  # ``first`` was measured on the undone sweep
+        # a look at the contraction every 5 sweeps (once a window of accelerated ones is seen)
+        slow = handover and sweeps % 5 == 0 and (anderson is None or sweeps > ACCEL_SWEEP + 6)
         if sweeps == 1 or (first > tol and not slow):
+            if anderson is not None:
+                anderson.extrapolate(x, sweeps < max_iter)
             continue  # nothing to decide yet: no estimate needed
-        error, rho = _sweep_error(changes, x, problem, blocks)
+        bound = None if anderson is None else anderson.bound(contraction)
+        error, rho = _sweep_error(changes, x, problem, blocks, bound)
         estimated = True
-        # class 1 is exact now (unless over-relaxed); class 0 was within tol before this
-        # sweep's update
+        # class 1 is exact now; class 0 was within tol before this sweep's update
         if first <= tol and error.max() <= vtol:
             residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
-            if omega is not None:
-                residual1 = np.max(np.abs(blocks[1].residual(x)), axis=1, initial=0.0)
-                residual0 = np.maximum(residual0, residual1)
             if residual0.max() <= tol:
                 break
             residual0 = None
-        stalled = (error > vtol) & ~(rho < 1) & (omega > 1) if slow and omega is not None else 0
-        if np.any(stalled):
-            # relaxed sweeps that stopped contracting (the clamps' active set changed):
-            # those samples go on plain, and the next look decides about Newton
-            omega = np.where(stalled, 1.0, omega)
-        elif slow and _too_slow(error, rho, vtol, min(SLOW_SWEEPS, max_iter - sweeps)):
+        judged = error
+        if slow and anderson is not None:
+            # an accelerated sample is judged by its rate over a window of sweeps and by the
+            # bound from the plain contraction alone (one step that did not shrink is no stall)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                window = (changes[0] / changes[ACCEL_WINDOW]) ** (1.0 / ACCEL_WINDOW)
+                plain = LAYERED_SAFETY * changes[0] * np.sqrt(contraction) / (1 - contraction)
+            rho = np.where(anderson.moved, window, rho)
+            judged = np.where(anderson.moved, plain, error)
+        if slow and _too_slow(judged, rho, vtol, min(SLOW_SWEEPS, max_iter - sweeps)):
             steps = _newton(problem, x, tol, vtol, max_iter)
             steps.method = "layered+newton"
             steps.iterations += sweeps
             steps.message = steps.message.replace("Newton steps", "sweeps and Newton steps", 1)
             return steps
+        if anderson is not None:
+            anderson.extrapolate(x, sweeps < max_iter)
     if sweeps > 1 and not estimated:
-        error = _sweep_error(changes, x, problem, blocks)[0]
+        bound = None if anderson is None else anderson.bound(contraction)
+        error = _sweep_error(changes, x, problem, blocks, bound)[0]
     if residual0 is None:
         residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
     residual = np.maximum(residual0, np.max(np.abs(blocks[1].residual(x)), axis=1, initial=0.0))
@@ -1286,21 +1315,124 @@ def _block_xQx(x: np.ndarray, blocks: list[_Block]) -> np.ndarray:
     return xQx
 
 
-OMEGA_SWEEP = 4  # plain sweeps before over-relaxation; their contraction sets omega
-OMEGA_FROM = 0.05  # contraction per sweep below which relaxing gains nothing
-OMEGA_TO = 0.9  # and above which it is too uncertain to relax by (Newton takes such solves)
+ACCEL_SWEEP = 3  # plain sweeps before acceleration; the last two ratios of their changes
+ACCEL_FROM = 0.05  # contraction per plain sweep below which accelerating gains nothing
+ACCEL_TO = 0.95  # and above which the bound from it is too loose (Newton takes such solves)
+ACCEL_MEMORY = 5  # sweeps whose results an extrapolation combines
+ACCEL_RIDGE = 1e-14  # relative ridge of its least squares (1e-12 and more cost sweeps)
+ACCEL_WINDOW = 5  # sweeps over which an accelerated sample's rate is judged (hand-over)
 
 
-def _relaxation(changes: list[np.ndarray]) -> np.ndarray | None:
-    """Per sample, the SOR factor optimal for the contraction of the plain sweeps so far
-    (1 where they contract fast or not yet linearly); None when every factor is 1."""
-    c0, c1, c2, _ = changes
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rho = np.fmax(c0 / c1, c1 / c2)
-    useful = (rho > OMEGA_FROM) & (rho < OMEGA_TO)
-    if not useful.any():
-        return None
-    return np.where(useful, 2.0 / (1.0 + np.sqrt(1.0 - np.where(useful, rho, 0.0))), 1.0)
+def _accelerable(contraction: np.ndarray) -> np.ndarray:
+    """Samples whose plain sweeps contract slowly enough to gain from acceleration, and
+    not so slowly that the error bound from their contraction is too loose."""
+    return (contraction > ACCEL_FROM) & (contraction < ACCEL_TO)
+
+
+class _Anderson:
+    """Anderson acceleration of the layered sweeps, as a fixed-point map of the second class,
+    safeguarded by the energy.
+
+    A sweep maps the second class's unknowns y to S(y) (the first class solved exactly
+    given y, then the second given that). Instead of from S(y_k), the next sweep starts
+    from the combination S(y_k) - sum_j gamma_j (S(y_j+1) - S(y_j)) over the last
+    ACCEL_MEMORY sweeps, gamma the least-squares fit (per sample) of the residual
+    f_k = S(y_k) - y_k by the differences of the residuals, projected onto the clamps'
+    bounds. With the set of clamped nodes fixed, S is affine and this is GMRES on its
+    fixed-point equation: the few slowly contracting directions of a deep circuit (its
+    layers' nodes moving together) go in a few sweeps, where over-relaxation only shrinks
+    them by a constant factor per sweep. Every sweep still updates every unknown once,
+    exactly given the other class; only its starting point is extrapolated.
+
+    The safeguard: a sweep from an extrapolated start that ends at a higher energy than
+    the sweep before is undone for that sample, which goes on with a plain sweep from
+    where it was (the undone sweep's start and result stay in the history: they are
+    a true pair of S). So the energy after each sweep never rises.
+    """
+
+    def __init__(self, problem: Problem, blocks: list[_Block], use: np.ndarray | None):
+        self.problem, self.blocks = problem, blocks
+        self.use = use  # (batch,) the samples that are accelerated; None: not known yet
+        B, n = problem.batch, len(blocks[1].a)
+        # the last ACCEL_MEMORY differences of successive residuals f and results S(y), in
+        # a ring (the least squares does not depend on their order; unfilled ones are 0)
+        self.dF = np.zeros((B, ACCEL_MEMORY, n))
+        self.dG = np.zeros((B, ACCEL_MEMORY, n))
+        self.count = 0  # differences recorded
+        self.f = self.g = None  # the last sweep's residual and result
+        self.moved = np.zeros(B, bool)  # samples started from an extrapolation, ever
+        self.last = np.zeros(B, bool)  # ... for the sweep just made
+        self.hold = np.zeros(B, bool)  # samples whose sweep was just undone
+        self.energy = self.saved = None  # at the end of the last sweep kept, and its x
+
+    def record(self, start: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Keep a sweep's residual S(y) - y and result S(y) (the second class in ``x``, y
+        ``start``); undo the sweep where it raised the energy (returned: those samples)."""
+        g = x[:, self.blocks[1].idx]
+        f = g - start
+        if self.f is not None:
+            slot = self.count % ACCEL_MEMORY
+            np.subtract(f, self.f, out=self.dF[:, slot])
+            np.subtract(g, self.g, out=self.dG[:, slot])
+            self.count += 1
+        self.f, self.g = f, g.copy()
+        if self.use is None:  # no extrapolation before the samples are chosen: no energy
+            return np.zeros(len(f), bool)
+        energy, size = self._energy(x)
+        undone = np.zeros(len(energy), bool)
+        if self.energy is not None:
+            undone = self.last & (energy > self.energy + 1e-13 * size)
+        if undone.any():
+            x[undone] = self.saved[undone]
+            energy[undone] = self.energy[undone]
+        self.energy, self.saved, self.hold = energy, x.copy(), undone
+        return undone
+
+    def _energy(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The energy (without its constant) at the end of a sweep, from the second class's
+        linear term given the first (``_Block.rhs``), and its size for rounding."""
+        first, second = self.blocks
+        x0, x1 = x[:, first.idx], x[:, second.idx]
+        terms = [(0.5 * first.a * x0 - first.r) * x0, (0.5 * second.a * x1 - second.rhs) * x1]
+        energy = terms[0].sum(axis=1) + terms[1].sum(axis=1)
+        size = np.abs(terms[0]).sum(axis=1) + np.abs(terms[1]).sum(axis=1)
+        if self.problem.nudge is not None:
+            nudge = self.problem.nudge.energy(x)
+            energy += nudge
+            size += np.abs(nudge)
+        return energy, size
+
+    def bound(self, contraction: np.ndarray | None) -> np.ndarray | None:
+        """The plain contraction of the samples started from an extrapolation (NaN for the
+        others), for ``_sweep_error``."""
+        if contraction is None or not self.moved.any():
+            return None
+        return np.where(self.moved, contraction, np.nan)
+
+    def extrapolate(self, x: np.ndarray, more: bool) -> None:
+        """Set the second class in ``x`` to the extrapolated start of the next sweep (not
+        for the samples whose sweep was undone: they go on plain). ``more``: whether a
+        sweep follows (else x stays at the last sweep's result)."""
+        go = ~self.hold & (False if self.use is None else self.use)
+        if self.count == 0 or not go.any() or not more:
+            self.last = np.zeros_like(go)
+            return
+        self.last = go
+        A = np.matmul(self.dF, self.dF.transpose(0, 2, 1))  # (batch, m, m)
+        rhs = np.matmul(self.dF, self.f[:, :, None])
+        # a relative ridge keeps nearly dependent differences from blowing up the weights
+        # (and gives unfilled slots no weight)
+        ridge = ACCEL_RIDGE * np.trace(A, axis1=1, axis2=2) + np.finfo(float).tiny
+        A += ridge[:, None, None] * np.eye(ACCEL_MEMORY)
+        gamma = np.linalg.solve(A, rhs)  # (batch, m, 1)
+        new = self.g - np.matmul(gamma.transpose(0, 2, 1), self.dG)[:, 0]
+        block = self.blocks[1]
+        if block.bounded:
+            np.clip(new, block.lo, block.hi, out=new)
+        if not go.all():
+            new[~go] = x[:, block.idx][~go]
+        x[:, block.idx] = new
+        self.moved |= go
 
 
 def _largest(change: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
@@ -1310,22 +1442,41 @@ def _largest(change: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
     return (change if scale is None else change * scale).max(axis=1)
 
 
-def _sweep_error(changes: list[np.ndarray], x: np.ndarray, problem: Problem, blocks):
+def _sweep_error(
+    changes: list[np.ndarray],
+    x: np.ndarray,
+    problem: Problem,
+    blocks,
+    contraction: np.ndarray | None = None,
+):
     """Estimated remaining error (V) per sample, and the contraction rho it assumed.
 
     Where the last change is at the rounding level of the voltages, it says nothing (a
     stiff circuit can creep by less than a rounding step per sweep): there the estimate
     of the sweep before holds if it was made from changes above that level, and else
     the error is bounded from the residual, ||Q^-1|| times the largest one.
+    ``contraction``: per sample, the plain sweeps' contraction of an accelerated sample
+    (NaN for the others), whose error is the larger of the bound from it and the
+    estimate from its last ratio of changes (an accelerated sample's ratios vary from
+    sweep to sweep); at the rounding level, the residual's bound.
     """
-    c0, c1, c2, c3 = changes
+    c0, c1, c2, c3 = changes[:4]
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = np.fmax(np.fmax(c0 / c1, c1 / c2), c2 / c3)  # NaN: no ratio known yet
         error = LAYERED_SAFETY * c0 * rho / (1 - rho)
     error[~(rho < 1)] = np.inf
     scale = problem.var_scale
     level = 1e-14 * max(1.0, float(np.abs(x).max(initial=0.0) * scale.max(initial=0.0)))
-    floor = c0 <= level
+    fast = np.zeros(len(c0), bool) if contraction is None else np.isfinite(contraction)
+    if fast.any():  # held to the bound from the plain contraction, and to a last step that shrank
+        plain = contraction[fast]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            last = c0[fast] / c1[fast]
+            own = np.where(last < 1, c0[fast] * last / (1 - last), np.inf)
+        own[c0[fast] <= level] = 0.0  # changes at the rounding level: no ratio to judge by
+        error[fast] = LAYERED_SAFETY * np.fmax(own, c0[fast] * np.sqrt(plain) / (1 - plain))
+    # (not an accelerated sample: it contracts by less than ACCEL_TO per plain sweep)
+    floor = (c0 <= level) & ~fast
     if floor.any():  # the last sweep's estimate, made from changes above the floor, still holds
         with np.errstate(divide="ignore", invalid="ignore"):
             before = np.fmax(c1 / c2, c2 / c3)
