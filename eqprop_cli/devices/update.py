@@ -354,7 +354,7 @@ class Response:
     ``STEPS`` and ``FIXED_POINT`` (devices that differ: device-to-device variation):
     ``values`` has a row per device holding at 3 s + j, for the direction s (0 down, 1 up)
     and j = 0, 1, 2: g* in siemens, the direction's asymptote (the step itself for
-    ``STEPS``); ln(1 - r) up and -ln(1 - r) down, so that n times it is |n| ln(1 - r); the
+    ``STEPS``); 1 - r, the fraction of g - g* that a pulse keeps; the
     write noise variance of n pulses over (1 - q^2) (over |n| for ``STEPS``); then the
     device's bounds g_min, g_max at 6 and 7. n pulses take g to g* + (g - g*) (1 - r)^n
     (``STEPS``: g plus n steps). A row is one cache line (64 bytes), so programming reads a
@@ -414,7 +414,7 @@ def _per_device(model: UpdateModel, arrays: DeviceArrays) -> Response:
         target = lo + span * (fixed if up else 1.0 - fixed)
         keep2 = (1.0 - r) ** 2
         spread = np.where(moving, sigma2 / np.where(moving, 1.0 - keep2, 1.0), 0.0)
-        out += [target, np.log1p(-r) if up else -np.log1p(-r), spread]
+        out += [target, 1.0 - r, spread]
     return Response(FIXED_POINT, _rows(*out, *bounds))
 
 
@@ -450,29 +450,65 @@ def _pulses(x: float, cap: float, manhattan: bool, stochastic: bool, rng) -> flo
 
 
 @njit(cache=True, inline="always")
-def _respond(
-    g: float, n: float, device: int, form: int, values, lo: float, hi: float, noisy: bool, rng
-) -> float:
-    """Conductance g of ``device`` after n pulses (not 0), plus write noise (one Gaussian
-    draw), within the device's bounds."""
+def _coefficients(values, device: int, n: float, form: int, lo: float, hi: float):
+    """What the response of ``device`` to n pulses (not 0) needs, in the order of
+    _respond's arguments a, b, c, lo, hi: Q[n], B[n], N[n] and the bounds from the table, or
+    the device's row in the direction of n (g*, 1 - r, the noise variance
+    factor) and its own bounds."""
     if form == TABLE:
         k = int(n) + (values.shape[1] - 1) // 2
-        g = g * values[0, k] + values[1, k]
+        return values[0, k], values[1, k], values[2, k], lo, hi
+    s = 3 if n > 0.0 else 0
+    return (
+        values[device, s],
+        values[device, s + 1],
+        values[device, s + 2],
+        values[device, 6],
+        values[device, 7],
+    )
+
+
+@njit(cache=True, inline="always")
+def _power(x: float, k: int) -> float:
+    """x^k for a whole k >= 0, by squaring (a few multiplications for a batch's pulses)."""
+    q = 1.0
+    while k:
+        if k & 1:
+            q *= x
+        x *= x
+        k >>= 1
+    return q
+
+
+@njit(cache=True, inline="always")
+def _respond(
+    g: float,
+    n: float,
+    a: float,
+    b: float,
+    c: float,
+    lo: float,
+    hi: float,
+    form: int,
+    noisy: bool,
+    rng,
+) -> float:
+    """Conductance g after n pulses (not 0), plus write noise (one Gaussian draw), within
+    the bounds [lo, hi]; a, b, c: the _coefficients of the device and n."""
+    if form == TABLE:  # g' = Q[n] g + B[n], noise N[n]
+        g = g * a + b
         if noisy:
-            g += values[2, k] * rng.standard_normal()
+            g += c * rng.standard_normal()
     else:
-        s = 3 if n > 0.0 else 0
-        target = values[device, s]
-        if form == STEPS:
-            g += target * n
-            spread = abs(n) * values[device, s + 2]
-        else:
-            q = math.exp(n * values[device, s + 1])
-            g = (g - target) * q + target
-            spread = (1.0 - q * q) * values[device, s + 2]
+        if form == STEPS:  # n steps a
+            g += a * n
+            spread = abs(n) * c
+        else:  # towards g* = a: g' = g* + (g - g*) q, q = b^|n|
+            q = _power(b, int(abs(n)))
+            g = (g - a) * q + a
+            spread = (1.0 - q * q) * c
         if noisy:
             g += math.sqrt(spread) * rng.standard_normal()
-        lo, hi = values[device, 6], values[device, 7]
     if g < lo:
         g = lo
     if g > hi:
@@ -480,7 +516,7 @@ def _respond(
     return g
 
 
-BLOCK = 512  # devices whose pulses are worked out before the response of those that move
+BLOCK = 1024  # devices whose pulses are worked out before the response of those that move
 
 
 @functools.cache
@@ -493,13 +529,16 @@ def _kernel(manhattan: bool, stochastic: bool, form: int, noisy: bool):
     pulses for its requested change ``asked`` times ``scale`` and its response, in place in
     ``g``, and returns the pulses sent; a device without pulses keeps its conductance and
     draws no noise. A block of devices at a time: every device's pulses first, keeping the
-    ones that move (without a branch), then their responses.
+    ones that move (without a branch); then the coefficients of those, gathered in a loop
+    of loads alone (so that many of their rows are read from memory at once); then their
+    responses.
     """
 
     @njit(cache=True)
     def kernel(g, asked, scale, cap, rounding, values, lo, hi, noise) -> int:
         moved = np.empty(BLOCK, np.intp)
         counts = np.empty(BLOCK)
+        gathered = np.empty((BLOCK, 5))
         sent = 0
         for start in range(0, g.size, BLOCK):
             m = 0
@@ -509,8 +548,11 @@ def _kernel(manhattan: bool, stochastic: bool, form: int, noisy: bool):
                 counts[m] = n
                 m += n > 0.0 or n < 0.0  # not 0 (nor NaN)
             for j in range(m):
+                gathered[j] = _coefficients(values, moved[j], counts[j], form, lo, hi)
+            for j in range(m):
                 i, n = moved[j], counts[j]
-                g[i] = _respond(g[i], n, i, form, values, lo, hi, noisy, noise)
+                a, b, c, low, high = gathered[j]
+                g[i] = _respond(g[i], n, a, b, c, low, high, form, noisy, noise)
                 sent += int(abs(n))
         return sent
 

@@ -171,12 +171,15 @@ class Programmer:
         return out
 
     def load(self, saved: dict[str, np.ndarray]) -> None:
-        """Take the device-to-device draws of a checkpoint (a resumed run's devices)."""
+        """Take the device-to-device draws of a checkpoint (a resumed run's devices); the
+        arrays that are already this programmer's own (a run continued in the same process)
+        are kept with their Response."""
         changed = set()
         for key, a in saved.items():
             k, name = key.split("/")
-            if self.entries[int(k)] is not None:
-                setattr(self.entries[int(k)][1], name, a)
+            entry = self.entries[int(k)]
+            if entry is not None and getattr(entry[1], name) is not a:
+                setattr(entry[1], name, a)
                 changed.add(int(k))
         for k in changed:  # each array's table once, from all its draws
             model, arrays, _ = self.entries[k]
