@@ -45,7 +45,9 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from ..circuit.params import Param
 
@@ -435,15 +437,90 @@ def _rows(*values: np.ndarray) -> np.ndarray:
 # A generator that a kernel is told not to draw from stands in for an absent stream.
 _NO_DRAWS = np.random.default_rng(0)
 
+# The rounding stream's uniforms, drawn in the kernel: numpy's PCG64 (the streams'
+# generator) is an LCG on 128 bits, s' = M s + inc, whose draw is (out(s') >> 11) 2^-53;
+# LANES copies of it, each started one step further and jumping LANES steps at a time,
+# give its draws in order, LANES independent multiplications at once.
+LANES = 4
+_M = 0x2360ED051FC65DA44385DF649FCCF645  # PCG64's multiplier (numpy's pcg64.h)
+_MASK = (1 << 128) - 1
+
+
+def _lanes(state: dict) -> np.ndarray:
+    """The LANES copies of a PCG64 generator of ``state`` (its ``bit_generator.state``), as
+    uint64 pairs (high, low): the copies' states (s_1 .. s_LANES), then the jump's
+    multiplier and increment."""
+    s, inc = state["state"]["state"], state["state"]["inc"]
+    rows, multiplier, increment = [], 1, 0
+    for _ in range(LANES):
+        s = (_M * s + inc) & _MASK
+        rows.append(s)
+        multiplier, increment = (_M * multiplier) & _MASK, (_M * increment + inc) & _MASK
+    rows += [multiplier, increment]
+    return np.array([(v >> 64, v & (1 << 64) - 1) for v in rows], dtype=np.uint64)
+
+
+_NO_LANES = np.zeros((LANES + 2, 2), dtype=np.uint64)
+
+
+def _rounding(model: UpdateModel, rng: np.random.Generator | None, size: int, draw):
+    """``draw(lanes)`` (a kernel call) with the lanes of the rounding stream ``rng``, which is
+    then moved on past the ``size`` uniforms the kernel drew from them; ``_NO_LANES`` when the
+    rounding draws nothing."""
+    if model.manhattan or model.rounding != "stochastic":
+        return draw(_NO_LANES)
+    bitgen = rng.bit_generator
+    if not isinstance(bitgen, np.random.PCG64):
+        raise TypeError("the rounding stream must be a PCG64 generator (update.stream)")
+    state = bitgen.state
+    result = draw(_lanes(state))
+    bitgen.advance(size)  # one step of the LCG per uniform draw
+    if state["has_uint32"]:  # advance drops a buffered 32-bit half: the draws kept it
+        bitgen.state = {**bitgen.state, "has_uint32": 1, "uinteger": state["uinteger"]}
+    return result
+
+
+@intrinsic
+def _multiply_128(typingctx, a, b):
+    """The full 128-bit product of two uint64, as (high, low)."""
+    signature = types.UniTuple(types.uint64, 2)(types.uint64, types.uint64)
+
+    def codegen(context, builder, sig, args):
+        wide = ir.IntType(128)
+        product = builder.mul(builder.zext(args[0], wide), builder.zext(args[1], wide))
+        high = builder.trunc(builder.lshr(product, ir.Constant(wide, 64)), ir.IntType(64))
+        low = builder.trunc(product, ir.IntType(64))
+        return context.make_tuple(builder, sig.return_type, (high, low))
+
+    return signature, codegen
+
 
 @njit(cache=True, inline="always")
-def _pulses(x: float, cap: float, manhattan: bool, stochastic: bool, rng) -> float:
+def _uniforms(lanes, out, count: int) -> None:
+    """The stream's next ``count`` uniform draws into ``out`` (rounded up to whole groups of
+    LANES, which ``out`` must hold), advancing ``lanes``."""
+    mh, ml, ih, il = lanes[LANES, 0], lanes[LANES, 1], lanes[LANES + 1, 0], lanes[LANES + 1, 1]
+    for group in range(0, count, LANES):
+        for k in range(LANES):
+            sh, sl = lanes[k, 0], lanes[k, 1]
+            x = sh ^ sl  # PCG64's output of the state (XSL-RR)
+            turn = sh >> np.uint64(58)
+            x = (x >> turn) | (x << ((np.uint64(64) - turn) & np.uint64(63)))
+            out[group + k] = np.float64(x >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+            ph, pl = _multiply_128(sl, ml)  # the state LANES steps on
+            low = pl + il
+            lanes[k, 0] = ph + sh * ml + sl * mh + ih + np.uint64(low < pl)
+            lanes[k, 1] = low
+
+
+@njit(cache=True, inline="always")
+def _pulses(x: float, cap: float, manhattan: bool, stochastic: bool, u: float) -> float:
     """Signed whole pulses for a requested change of x nominal steps: nearest (or floor
-    after a uniform draw, stochastic), or the sign only (Manhattan), capped."""
+    after adding the uniform draw u, stochastic), or the sign only (Manhattan), capped."""
     if manhattan:
         n = 1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0)
     elif stochastic:
-        n = np.floor(x + rng.random())
+        n = np.floor(x + u)
     else:
         n = np.rint(x)
     return min(max(n, -cap), cap)
@@ -469,12 +546,12 @@ def _coefficients(values, device: int, n: float, form: int, lo: float, hi: float
 
 
 @njit(cache=True, inline="always")
-def _power(x: float, k: int) -> float:
-    """x^k for a whole k >= 0, by squaring (a few multiplications for a batch's pulses)."""
+def _power(x: float, k: int, bits: int) -> float:
+    """x^k for a whole 0 <= k < 2^bits, by squaring: ``bits`` rounds whatever k (no branch
+    on k)."""
     q = 1.0
-    while k:
-        if k & 1:
-            q *= x
+    for _ in range(bits):
+        q *= x if k & 1 else 1.0
         x *= x
         k >>= 1
     return q
@@ -492,9 +569,11 @@ def _respond(
     form: int,
     noisy: bool,
     rng,
+    bits: int,
 ) -> float:
     """Conductance g after n pulses (not 0), plus write noise (one Gaussian draw), within
-    the bounds [lo, hi]; a, b, c: the _coefficients of the device and n."""
+    the bounds [lo, hi]; a, b, c: the _coefficients of the device and n; ``bits``: those of
+    the largest |n|."""
     if form == TABLE:  # g' = Q[n] g + B[n], noise N[n]
         g = g * a + b
         if noisy:
@@ -504,7 +583,7 @@ def _respond(
             g += a * n
             spread = abs(n) * c
         else:  # towards g* = a: g' = g* + (g - g*) q, q = b^|n|
-            q = _power(b, int(abs(n)))
+            q = _power(b, int(abs(n)), bits)
             g = (g - a) * q + a
             spread = (1.0 - q * q) * c
         if noisy:
@@ -538,12 +617,19 @@ def _kernel(manhattan: bool, stochastic: bool, form: int, noisy: bool):
     def kernel(g, asked, scale, cap, rounding, values, lo, hi, noise) -> int:
         moved = np.empty(BLOCK, np.intp)
         counts = np.empty(BLOCK)
+        uniforms = np.zeros(BLOCK + LANES)
         gathered = np.empty((BLOCK, 5))
+        bits = 0  # those of the cap
+        while (1 << bits) <= cap:
+            bits += 1
         sent = 0
         for start in range(0, g.size, BLOCK):
+            stop = min(start + BLOCK, g.size)
+            if stochastic:
+                _uniforms(rounding, uniforms, stop - start)
             m = 0
-            for i in range(start, min(start + BLOCK, g.size)):
-                n = _pulses(asked[i] * scale, cap, manhattan, stochastic, rounding)
+            for i in range(start, stop):
+                n = _pulses(asked[i] * scale, cap, manhattan, stochastic, uniforms[i - start])
                 moved[m] = i
                 counts[m] = n
                 m += n > 0.0 or n < 0.0  # not 0 (nor NaN)
@@ -552,7 +638,7 @@ def _kernel(manhattan: bool, stochastic: bool, form: int, noisy: bool):
             for j in range(m):
                 i, n = moved[j], counts[j]
                 a, b, c, low, high = gathered[j]
-                g[i] = _respond(g[i], n, a, b, c, low, high, form, noisy, noise)
+                g[i] = _respond(g[i], n, a, b, c, low, high, form, noisy, noise, bits)
                 sent += int(abs(n))
         return sent
 
@@ -561,8 +647,11 @@ def _kernel(manhattan: bool, stochastic: bool, form: int, noisy: bool):
 
 @njit(cache=True)
 def _pulse_counts(asked, scale, cap, manhattan, stochastic, rounding, out) -> None:
+    uniforms = np.zeros(asked.size + LANES)
+    if stochastic:
+        _uniforms(rounding, uniforms, asked.size)
     for i in range(asked.size):
-        out[i] = _pulses(asked[i] * scale, cap, manhattan, stochastic, rounding)
+        out[i] = _pulses(asked[i] * scale, cap, manhattan, stochastic, uniforms[i])
 
 
 def pulse_counts(
@@ -579,14 +668,15 @@ def pulse_counts(
     """
     asked = np.ascontiguousarray(requested, dtype=float)
     out = np.empty_like(asked)
-    _pulse_counts(
-        asked.reshape(-1),
-        unit * (model.levels - 1),
-        float(model.max_pulses),
-        model.manhattan,
-        model.rounding == "stochastic",
-        _NO_DRAWS if rng is None else rng,
-        out.reshape(-1),
+    stochastic = model.rounding == "stochastic" and not model.manhattan
+    scale, cap = unit * (model.levels - 1), float(model.max_pulses)
+    _rounding(
+        model,
+        rng,
+        asked.size,
+        lambda lanes: _pulse_counts(
+            asked.reshape(-1), scale, cap, model.manhattan, stochastic, lanes, out.reshape(-1)
+        ),
     )
     return out
 
@@ -651,13 +741,19 @@ def _run(
     """The programming kernel on ``out`` (in place) for ``requested`` times ``scale``
     nominal steps; returns the pulses sent."""
     response = device_response(model, arrays) if response is None else response
-    rounding, noise = (_NO_DRAWS if r is None else r for r in rngs)
-    noisy = bool(model.write_noise)
-    kernel = _kernel(model.manhattan, model.rounding == "stochastic", response.form, noisy)
-    asked = np.ascontiguousarray(requested, dtype=float).reshape(-1)
-    cap = float(model.max_pulses)
-    lo, hi = response.g_min, response.g_max
-    return int(kernel(out.reshape(-1), asked, scale, cap, rounding, response.values, lo, hi, noise))
+    noise = _NO_DRAWS if rngs[1] is None else rngs[1]
+    stochastic = model.rounding == "stochastic" and not model.manhattan
+    kernel = _kernel(model.manhattan, stochastic, response.form, bool(model.write_noise))
+    g, asked = out.reshape(-1), np.ascontiguousarray(requested, dtype=float).reshape(-1)
+    cap, values, lo, hi = float(model.max_pulses), response.values, response.g_min, response.g_max
+    return int(
+        _rounding(
+            model,
+            rngs[0],
+            g.size,
+            lambda lanes: kernel(g, asked, scale, cap, lanes, values, lo, hi, noise),
+        )
+    )
 
 
 # ---------------------------------------------------------------------- file keys
