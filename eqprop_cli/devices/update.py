@@ -48,6 +48,11 @@ import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
+from numba.np.random._constants import fi_double as _FI
+from numba.np.random._constants import ki_double as _KI
+from numba.np.random._constants import wi_double as _WI
+from numba.np.random._constants import ziggurat_nor_inv_r as _NOR_INV_R
+from numba.np.random._constants import ziggurat_nor_r as _NOR_R
 
 from ..circuit.params import Param
 
@@ -434,16 +439,18 @@ def _rows(*values: np.ndarray) -> np.ndarray:
 
 # The compiled kernels: one pass over the devices, each device's pulses and response at
 # once. No fastmath: the results are those of the operations as written, run after run.
-# A generator that a kernel is told not to draw from stands in for an absent stream.
-_NO_DRAWS = np.random.default_rng(0)
-
-# The rounding stream's uniforms, drawn in the kernel: numpy's PCG64 (the streams'
-# generator) is an LCG on 128 bits, s' = M s + inc, whose draw is (out(s') >> 11) 2^-53;
-# LANES copies of it, each started one step further and jumping LANES steps at a time,
-# give its draws in order, LANES independent multiplications at once.
+#
+# The streams' numbers are drawn in the kernels: numpy's PCG64 (the streams' generator) is
+# an LCG on 128 bits, s' = M s + inc, whose 64-bit output is a function of s'; LANES
+# copies of it, each started one step further and jumping LANES steps at a time, give
+# its outputs in order, LANES independent multiplications at once. From them, numpy's
+# Generator.random (one output, >> 11, times 2^-53) and Generator.standard_normal (its
+# ziggurat, numba's port of numpy's tables and steps): the same numbers, drawn in the
+# devices' order; the generator is then moved on past the outputs used.
 LANES = 4
 _M = 0x2360ED051FC65DA44385DF649FCCF645  # PCG64's multiplier (numpy's pcg64.h)
 _MASK = (1 << 128) - 1
+RAW = 256  # outputs of the noise stream made at a time, a multiple of LANES
 
 
 def _lanes(state: dict) -> np.ndarray:
@@ -463,21 +470,26 @@ def _lanes(state: dict) -> np.ndarray:
 _NO_LANES = np.zeros((LANES + 2, 2), dtype=np.uint64)
 
 
-def _rounding(model: UpdateModel, rng: np.random.Generator | None, size: int, draw):
-    """``draw(lanes)`` (a kernel call) with the lanes of the rounding stream ``rng``, which is
-    then moved on past the ``size`` uniforms the kernel drew from them; ``_NO_LANES`` when the
-    rounding draws nothing."""
-    if model.manhattan or model.rounding != "stochastic":
-        return draw(_NO_LANES)
-    bitgen = rng.bit_generator
-    if not isinstance(bitgen, np.random.PCG64):
-        raise TypeError("the rounding stream must be a PCG64 generator (update.stream)")
-    state = bitgen.state
-    result = draw(_lanes(state))
-    bitgen.advance(size)  # one step of the LCG per uniform draw
-    if state["has_uint32"]:  # advance drops a buffered 32-bit half: the draws kept it
-        bitgen.state = {**bitgen.state, "has_uint32": 1, "uinteger": state["uinteger"]}
-    return result
+class _Draws:
+    """A stream's lanes for a kernel (``_NO_LANES`` when it draws nothing), and the moving on
+    of its generator past the outputs the kernel used."""
+
+    def __init__(self, rng: np.random.Generator | None, used: bool):
+        self.rng, self.lanes = (rng, None) if used else (None, _NO_LANES)
+        if used:
+            if not isinstance(rng.bit_generator, np.random.PCG64):
+                raise TypeError("a device stream must be a PCG64 generator (update.stream)")
+            self.state = rng.bit_generator.state
+            self.lanes = _lanes(self.state)
+
+    def done(self, outputs: int) -> None:
+        """Move the generator on past ``outputs`` outputs (one LCG step each)."""
+        if self.rng is None:
+            return
+        bitgen = self.rng.bit_generator
+        bitgen.advance(outputs)
+        if self.state["has_uint32"]:  # advance drops a buffered 32-bit half: keep it
+            bitgen.state = {**bitgen.state, "has_uint32": 1, "uinteger": self.state["uinteger"]}
 
 
 @intrinsic
@@ -496,21 +508,71 @@ def _multiply_128(typingctx, a, b):
 
 
 @njit(cache=True, inline="always")
-def _uniforms(lanes, out, count: int) -> None:
-    """The stream's next ``count`` uniform draws into ``out`` (rounded up to whole groups of
-    LANES, which ``out`` must hold), advancing ``lanes``."""
+def _outputs(lanes, out, count: int) -> None:
+    """The stream's next ``count`` 64-bit outputs into ``out`` (rounded up to whole groups
+    of LANES, which ``out`` must hold), advancing ``lanes``."""
     mh, ml, ih, il = lanes[LANES, 0], lanes[LANES, 1], lanes[LANES + 1, 0], lanes[LANES + 1, 1]
     for group in range(0, count, LANES):
         for k in range(LANES):
             sh, sl = lanes[k, 0], lanes[k, 1]
             x = sh ^ sl  # PCG64's output of the state (XSL-RR)
             turn = sh >> np.uint64(58)
-            x = (x >> turn) | (x << ((np.uint64(64) - turn) & np.uint64(63)))
-            out[group + k] = np.float64(x >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+            out[group + k] = (x >> turn) | (x << ((np.uint64(64) - turn) & np.uint64(63)))
             ph, pl = _multiply_128(sl, ml)  # the state LANES steps on
             low = pl + il
             lanes[k, 0] = ph + sh * ml + sl * mh + ih + np.uint64(low < pl)
             lanes[k, 1] = low
+
+
+@njit(cache=True, inline="always")
+def _uniform(x) -> float:
+    """Generator.random of the output x."""
+    return np.float64(x >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@njit(cache=True, inline="always")
+def _normals(lanes, buffer, used: int, out, count: int) -> int:
+    """``count`` draws of Generator.standard_normal into ``out``: numpy's ziggurat on the
+    noise stream's outputs after the ``used`` ones, which ``buffer`` holds RAW at a time
+    (made when ``used`` reaches a multiple of RAW); returns the outputs then used. (One
+    function for the block: a call per draw that passes arrays costs more than the draw.)"""
+    for j in range(count):
+        while True:
+            k = used % RAW
+            if k == 0:
+                _outputs(lanes, buffer, RAW)
+            r, used = buffer[k], used + 1
+            idx = r & np.uint64(0xFF)
+            r >>= np.uint64(8)
+            rabs = (r >> np.uint64(1)) & np.uint64(0x000FFFFFFFFFFFFF)
+            x = rabs * _WI[idx]
+            if r & np.uint64(1):
+                x = -x
+            if rabs < _KI[idx]:
+                break  # 99.3% of the time
+            if idx == 0:  # the tail
+                while True:
+                    k = used % RAW
+                    if k == 0:
+                        _outputs(lanes, buffer, RAW)
+                    xx = -_NOR_INV_R * np.log1p(-_uniform(buffer[k]))
+                    k = (used + 1) % RAW
+                    if k == 0:
+                        _outputs(lanes, buffer, RAW)
+                    yy = -np.log1p(-_uniform(buffer[k]))
+                    used += 2
+                    if yy + yy > xx * xx:
+                        x = -(_NOR_R + xx) if (rabs >> np.uint64(8)) & np.uint64(1) else _NOR_R + xx
+                        break
+                break
+            k = used % RAW  # the wedge
+            if k == 0:
+                _outputs(lanes, buffer, RAW)
+            used += 1
+            if (_FI[idx - 1] - _FI[idx]) * _uniform(buffer[k]) + _FI[idx] < np.exp(-0.5 * x * x):
+                break
+        out[j] = x
+    return used
 
 
 @njit(cache=True, inline="always")
@@ -568,16 +630,16 @@ def _respond(
     hi: float,
     form: int,
     noisy: bool,
-    rng,
+    z: float,
     bits: int,
 ) -> float:
-    """Conductance g after n pulses (not 0), plus write noise (one Gaussian draw), within
-    the bounds [lo, hi]; a, b, c: the _coefficients of the device and n; ``bits``: those of
-    the largest |n|."""
+    """Conductance g after n pulses (not 0), plus write noise (z: the device's standard
+    normal draw), within the bounds [lo, hi]; a, b, c: the _coefficients of the device and
+    n; ``bits``: those of the largest |n|."""
     if form == TABLE:  # g' = Q[n] g + B[n], noise N[n]
         g = g * a + b
         if noisy:
-            g += c * rng.standard_normal()
+            g += c * z
     else:
         if form == STEPS:  # n steps a
             g += a * n
@@ -587,7 +649,7 @@ def _respond(
             g = (g - a) * q + a
             spread = (1.0 - q * q) * c
         if noisy:
-            g += math.sqrt(spread) * rng.standard_normal()
+            g += math.sqrt(spread) * z
     if g < lo:
         g = lo
     if g > hi:
@@ -606,19 +668,22 @@ def _kernel(manhattan: bool, stochastic: bool, form: int, noisy: bool):
 
     ``kernel(g, asked, scale, cap, rounding, values, lo, hi, noise)`` works out each device's
     pulses for its requested change ``asked`` times ``scale`` and its response, in place in
-    ``g``, and returns the pulses sent; a device without pulses keeps its conductance and
-    draws no noise. A block of devices at a time: every device's pulses first, keeping the
-    ones that move (without a branch); then the coefficients of those, gathered in a loop
-    of loads alone (so that many of their rows are read from memory at once); then their
-    responses.
+    ``g``, drawing from the lanes of the streams ``rounding`` and ``noise``; it returns the
+    pulses sent and the outputs of the noise stream used. A device without pulses keeps its
+    conductance and draws no noise. A block of devices at a time: every device's pulses
+    first, keeping the ones that move (without a branch); then the coefficients of those,
+    gathered in a loop of loads alone (so that many of their rows are read from memory at
+    once), and their write noises; then their responses.
     """
 
     @njit(cache=True)
-    def kernel(g, asked, scale, cap, rounding, values, lo, hi, noise) -> int:
+    def kernel(g, asked, scale, cap, rounding, values, lo, hi, noise) -> tuple[int, int]:
         moved = np.empty(BLOCK, np.intp)
         counts = np.empty(BLOCK)
-        uniforms = np.zeros(BLOCK + LANES)
+        uniforms = np.zeros(BLOCK + LANES, np.uint64)
         gathered = np.empty((BLOCK, 5))
+        normals = np.zeros(BLOCK)
+        outputs, used = np.empty(RAW, np.uint64), 0
         bits = 0  # those of the cap
         while (1 << bits) <= cap:
             bits += 1
@@ -626,32 +691,35 @@ def _kernel(manhattan: bool, stochastic: bool, form: int, noisy: bool):
         for start in range(0, g.size, BLOCK):
             stop = min(start + BLOCK, g.size)
             if stochastic:
-                _uniforms(rounding, uniforms, stop - start)
+                _outputs(rounding, uniforms, stop - start)
             m = 0
             for i in range(start, stop):
-                n = _pulses(asked[i] * scale, cap, manhattan, stochastic, uniforms[i - start])
+                u = _uniform(uniforms[i - start])
+                n = _pulses(asked[i] * scale, cap, manhattan, stochastic, u)
                 moved[m] = i
                 counts[m] = n
                 m += n > 0.0 or n < 0.0  # not 0 (nor NaN)
             for j in range(m):
                 gathered[j] = _coefficients(values, moved[j], counts[j], form, lo, hi)
+            if noisy:
+                used = _normals(noise, outputs, used, normals, m)
             for j in range(m):
                 i, n = moved[j], counts[j]
                 a, b, c, low, high = gathered[j]
-                g[i] = _respond(g[i], n, a, b, c, low, high, form, noisy, noise, bits)
+                g[i] = _respond(g[i], n, a, b, c, low, high, form, noisy, normals[j], bits)
                 sent += int(abs(n))
-        return sent
+        return sent, used
 
     return kernel
 
 
 @njit(cache=True)
 def _pulse_counts(asked, scale, cap, manhattan, stochastic, rounding, out) -> None:
-    uniforms = np.zeros(asked.size + LANES)
+    uniforms = np.zeros(asked.size + LANES, np.uint64)
     if stochastic:
-        _uniforms(rounding, uniforms, asked.size)
+        _outputs(rounding, uniforms, asked.size)
     for i in range(asked.size):
-        out[i] = _pulses(asked[i] * scale, cap, manhattan, stochastic, uniforms[i])
+        out[i] = _pulses(asked[i] * scale, cap, manhattan, stochastic, _uniform(uniforms[i]))
 
 
 def pulse_counts(
@@ -669,15 +737,12 @@ def pulse_counts(
     asked = np.ascontiguousarray(requested, dtype=float)
     out = np.empty_like(asked)
     stochastic = model.rounding == "stochastic" and not model.manhattan
+    rounding = _Draws(rng, stochastic)
     scale, cap = unit * (model.levels - 1), float(model.max_pulses)
-    _rounding(
-        model,
-        rng,
-        asked.size,
-        lambda lanes: _pulse_counts(
-            asked.reshape(-1), scale, cap, model.manhattan, stochastic, lanes, out.reshape(-1)
-        ),
+    _pulse_counts(
+        asked.reshape(-1), scale, cap, model.manhattan, stochastic, rounding.lanes, out.reshape(-1)
     )
+    rounding.done(asked.size)
     return out
 
 
@@ -741,19 +806,16 @@ def _run(
     """The programming kernel on ``out`` (in place) for ``requested`` times ``scale``
     nominal steps; returns the pulses sent."""
     response = device_response(model, arrays) if response is None else response
-    noise = _NO_DRAWS if rngs[1] is None else rngs[1]
     stochastic = model.rounding == "stochastic" and not model.manhattan
-    kernel = _kernel(model.manhattan, stochastic, response.form, bool(model.write_noise))
+    noisy = bool(model.write_noise)
+    rounding, noise = _Draws(rngs[0], stochastic), _Draws(rngs[1], noisy)
+    kernel = _kernel(model.manhattan, stochastic, response.form, noisy)
     g, asked = out.reshape(-1), np.ascontiguousarray(requested, dtype=float).reshape(-1)
     cap, values, lo, hi = float(model.max_pulses), response.values, response.g_min, response.g_max
-    return int(
-        _rounding(
-            model,
-            rngs[0],
-            g.size,
-            lambda lanes: kernel(g, asked, scale, cap, lanes, values, lo, hi, noise),
-        )
-    )
+    sent, used = kernel(g, asked, scale, cap, rounding.lanes, values, lo, hi, noise.lanes)
+    rounding.done(g.size)
+    noise.done(used)
+    return int(sent)
 
 
 # ---------------------------------------------------------------------- file keys
