@@ -92,23 +92,32 @@ def test_soft_bounds_step_shrinks_to_zero_at_the_bound_and_never_crosses_it():
 
 
 def test_n_pulses_at_once_equal_n_single_pulses():
+    """Every preset (ecram's devices differ: its fixed-point rows are float32, within 1e-4
+    of a step of the float64 reference, and within each device's bounds), devices that
+    differ with constant steps (float64 rows: exact), and each preset's devices alike."""
     rng = np.random.default_rng(3)
     g = rng.uniform(G_MIN, G_MAX, 500)
     pulses = rng.integers(-12, 13, 500).astype(float)
-    for name in PRESETS:
-        model = UpdateModel(**with_preset(name, {"max_pulses": 12}))
+    models = [UpdateModel(**with_preset(name, {"max_pulses": 12})) for name in PRESETS]
+    models.append(UpdateModel("linear", levels=65, max_pulses=12, d2d_step=0.2, d2d_bounds=0.1))
+    for model in models:
         arrays = arrays_of(model, 500, seed=1)
         g0 = np.clip(g, arrays.g_min, arrays.g_max)
         quiet = replace(model, write_noise=0.0)
         reference = explicit_pulses(g0, pulses, quiet, arrays)
         tol = {"rtol": 1e-12, "atol": 1e-12 * G_MAX}
-        np.testing.assert_allclose(apply_pulses(g0, pulses, quiet, arrays, None), reference, **tol)
+        if device_response(quiet, arrays).values.dtype == np.float32:
+            tol = {"rtol": 0.0, "atol": 1e-4 * (G_MAX - G_MIN) / (model.levels - 1)}
+        new = apply_pulses(g0, pulses, quiet, arrays, None)
+        np.testing.assert_allclose(new, reference, **tol)
+        assert np.all(new >= arrays.g_min) and np.all(new <= arrays.g_max)
         alike = arrays_of(replace(quiet, d2d_step=0, d2d_asymmetry=0, d2d_bounds=0))
         table = device_response(quiet, alike)  # the fast path of devices all alike
         np.testing.assert_allclose(
             apply_pulses(g, pulses, quiet, alike, None, table),
             explicit_pulses(g, pulses, quiet, alike),
-            **tol,
+            rtol=1e-12,
+            atol=1e-12 * G_MAX,
         )
 
 
@@ -263,3 +272,34 @@ def test_programming_is_the_pulse_counts_then_their_response(preset, rounding, m
     copy, again = program(g, asked, model, arrays, fresh)  # a new array, the Response made here
     assert again == sent and not np.shares_memory(copy, g)
     np.testing.assert_array_equal(copy, new)
+
+
+def test_streams_draw_numpys_own_numbers_in_the_devices_order():
+    """The kernels draw from the streams themselves, numpy's own numbers: pulse counts are
+    floor(x + Generator.random()) in the devices' order, write noises
+    Generator.standard_normal() for the devices that move, in order (30,000 of them: the
+    ziggurat's rare steps included); each stream is left where those methods leave it,
+    a buffered 32-bit half kept (sizes not a multiple of the kernels' lanes)."""
+    size = 45_001
+    model = UpdateModel("linear", levels=11, rounding="stochastic", max_pulses=10)
+    x = np.random.default_rng(0).uniform(-0.2, 0.2, size)  # -2 .. 2 steps
+    rng, reference = stream(3, 1, 4, "rounding"), stream(3, 1, 4, "rounding")
+    for r in (rng, reference):
+        r.integers(2**32, dtype=np.uint32)  # half of a 64-bit output left buffered
+    n = pulse_counts(x, model, rng)
+    np.testing.assert_array_equal(n, np.clip(np.floor(x * 10 + reference.random(size)), -10, 10))
+    assert rng.integers(2**32, dtype=np.uint32) == reference.integers(2**32, dtype=np.uint32)
+    assert rng.random() == reference.random()
+
+    noisy = replace(model, write_noise=0.01)
+    g = np.full(size, 0.5 * (G_MIN + G_MAX))
+    pulses = np.where(np.arange(size) % 3 == 0, 0.0, 2.0)  # a third of the devices stay
+    rng, reference = stream(3, 1, 4, "write_noise"), stream(3, 1, 4, "write_noise")
+    new = apply_pulses(g, pulses, noisy, arrays_of(noisy), rng)
+    moved = pulses != 0
+    z = reference.standard_normal(np.count_nonzero(moved))
+    span = G_MAX - G_MIN
+    expected = g[moved] + 2 * span / 10 + 0.01 * span * math.sqrt(2) * z
+    np.testing.assert_allclose(new[moved], expected, rtol=1e-12)
+    np.testing.assert_array_equal(new[~moved], g[~moved])
+    assert rng.random() == reference.random()

@@ -361,11 +361,16 @@ class Response:
     ``STEPS`` and ``FIXED_POINT`` (devices that differ: device-to-device variation):
     ``values`` has a row per device holding at 3 s + j, for the direction s (0 down, 1 up)
     and j = 0, 1, 2: g* in siemens, the direction's asymptote (the step itself for
-    ``STEPS``); 1 - r, the fraction of g - g* that a pulse keeps; the
-    write noise variance of n pulses over (1 - q^2) (over |n| for ``STEPS``); then the
-    device's bounds g_min, g_max at 6 and 7. n pulses take g to g* + (g - g*) (1 - r)^n
-    (``STEPS``: g plus n steps). A row is one cache line (64 bytes), so programming reads a
-    line per device that receives pulses.
+    ``STEPS``); r, the fraction of g - g* that a pulse takes (0 for ``STEPS``); the write
+    noise variance of n pulses over (1 - q^2) (over |n| for ``STEPS``); then the device's
+    bounds g_min, g_max at 6 and 7. n pulses take g to g* + (g - g*) (1 - r)^n (``STEPS``:
+    g plus n steps). Programming reads a row per device that receives pulses, so rows are
+    small and aligned: ``STEPS`` rows are float64 (64 bytes, so that steps land on each
+    device's grid exactly), ``FIXED_POINT`` rows float32 (32 bytes: half the memory read).
+    In float32, g* enters a response as (g - g*)(1 - q), and r and the variance keep 7
+    digits: a response moves by about 1e-6 of a step (ecram's 1000 steps); the bounds are
+    rounded inwards (within 2^-24 g_max: 1e-4 of ecram's step), so that programmed
+    conductances stay within the device's own.
     """
 
     form: int
@@ -412,7 +417,7 @@ def _per_device(model: UpdateModel, arrays: DeviceArrays) -> Response:
     if not (np.any(arrays.r_up) or np.any(arrays.r_down)):
         zero = np.zeros(())
         down, up = (arrays.c_down * span, zero, sigma2), (arrays.c_up * span, zero, sigma2)
-        return Response(STEPS, _rows(*down, *up, *bounds))
+        return Response(STEPS, _rows(np.float64, *down, *up, *bounds))
     out = []
     for c, r, up in ((arrays.c_down, arrays.r_down, False), (arrays.c_up, arrays.r_up, True)):
         r = np.minimum(r, 1.0 - 1e-12)
@@ -421,16 +426,26 @@ def _per_device(model: UpdateModel, arrays: DeviceArrays) -> Response:
         target = lo + span * (fixed if up else 1.0 - fixed)
         keep2 = (1.0 - r) ** 2
         spread = np.where(moving, sigma2 / np.where(moving, 1.0 - keep2, 1.0), 0.0)
-        out += [target, 1.0 - r, spread]
-    return Response(FIXED_POINT, _rows(*out, *bounds))
+        out += [target, r, spread]
+    inwards = (_rounded(arrays.g_min, np.inf), _rounded(arrays.g_max, -np.inf))
+    return Response(FIXED_POINT, _rows(np.float32, *out, *inwards))
 
 
-def _rows(*values: np.ndarray) -> np.ndarray:
+def _rounded(a: np.ndarray, towards: float) -> np.ndarray:
+    """float32 values of ``a``, each rounded towards ``towards`` where float32 does not hold
+    it exactly."""
+    near = np.asarray(a, dtype=np.float32)
+    off = near.astype(float) < a if towards > 0 else near.astype(float) > a
+    return np.where(off, np.nextafter(near, np.float32(towards)), near)
+
+
+def _rows(dtype: type, *values: np.ndarray) -> np.ndarray:
     """Response.values of a row per device from its eight values (each per device or one for
-    all), each row on a cache line of its own (64-byte aligned)."""
+    all), of ``dtype``, each row aligned on its size (a whole row in one cache line)."""
     devices = max(np.size(a) for a in values)
-    whole = np.empty(8 * devices + 8)
-    skip = (-whole.ctypes.data % 64) // 8
+    size = np.dtype(dtype).itemsize
+    whole = np.empty(8 * devices + 64 // size, dtype)
+    skip = (-whole.ctypes.data % (8 * size)) // size
     rows = whole[skip : skip + 8 * devices].reshape(devices, 8)
     for j, a in enumerate(values):
         rows[:, j] = a
@@ -592,7 +607,7 @@ def _pulses(x: float, cap: float, manhattan: bool, stochastic: bool, u: float) -
 def _coefficients(values, device: int, n: float, form: int, lo: float, hi: float):
     """What the response of ``device`` to n pulses (not 0) needs, in the order of
     _respond's arguments a, b, c, lo, hi: Q[n], B[n], N[n] and the bounds from the table, or
-    the device's row in the direction of n (g*, 1 - r, the noise variance
+    the device's row in the direction of n (g*, r, the noise variance
     factor) and its own bounds."""
     if form == TABLE:
         k = int(n) + (values.shape[1] - 1) // 2
@@ -644,8 +659,8 @@ def _respond(
         if form == STEPS:  # n steps a
             g += a * n
             spread = abs(n) * c
-        else:  # towards g* = a: g' = g* + (g - g*) q, q = b^|n|
-            q = _power(b, int(abs(n)), bits)
+        else:  # towards g* = a: g' = g* + (g - g*) q, q = (1 - b)^|n|
+            q = _power(1.0 - b, int(abs(n)), bits)
             g = (g - a) * q + a
             spread = (1.0 - q * q) * c
         if noisy:
