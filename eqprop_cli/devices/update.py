@@ -591,13 +591,17 @@ def _normals(lanes, buffer, used: int, out, count: int) -> int:
 
 
 @njit(cache=True, inline="always")
-def _pulses(x: float, cap: float, manhattan: bool, stochastic: bool, u: float) -> float:
+def _pulses(
+    x: float, cap: float, manhattan: bool, stochastic: bool, u: float, single: bool
+) -> float:
     """Signed whole pulses for a requested change of x nominal steps: nearest (or floor
-    after adding the uniform draw u, stochastic), or the sign only (Manhattan), capped."""
+    after adding the uniform draw u, stochastic), or the sign only (Manhattan), capped.
+    ``single``: x is float32 (float32 requests), and so is x + u, as numpy's in-place sum."""
     if manhattan:
         n = 1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0)
     elif stochastic:
-        n = np.floor(x + u)
+        total = x + u
+        n = np.floor(np.float64(np.float32(total)) if single else total)
     else:
         n = np.rint(x)
     return min(max(n, -cap), cap)
@@ -676,10 +680,10 @@ BLOCK = 1024  # devices whose pulses are worked out before the response of those
 
 
 @functools.cache
-def _kernel(manhattan: bool, stochastic: bool, form: int, noisy: bool):
-    """The programming kernel of one rounding rule, Response form and noise setting (compiled
-    with these as constants, so that its loops hold only their own work; numba caches each
-    on disk).
+def _kernel(manhattan: bool, stochastic: bool, form: int, noisy: bool, single: bool):
+    """The programming kernel of one rounding rule, Response form, noise setting and
+    precision of the requests (``single``: float32; compiled with these as constants, so
+    that its loops hold only their own work; numba caches each on disk).
 
     ``kernel(g, asked, scale, cap, rounding, values, lo, hi, noise)`` works out each device's
     pulses for its requested change ``asked`` times ``scale`` and its response, in place in
@@ -710,7 +714,7 @@ def _kernel(manhattan: bool, stochastic: bool, form: int, noisy: bool):
             m = 0
             for i in range(start, stop):
                 u = _uniform(uniforms[i - start])
-                n = _pulses(asked[i] * scale, cap, manhattan, stochastic, u)
+                n = _pulses(asked[i] * scale, cap, manhattan, stochastic, u, single)
                 moved[m] = i
                 counts[m] = n
                 m += n > 0.0 or n < 0.0  # not 0 (nor NaN)
@@ -733,8 +737,18 @@ def _pulse_counts(asked, scale, cap, manhattan, stochastic, rounding, out) -> No
     uniforms = np.zeros(asked.size + LANES, np.uint64)
     if stochastic:
         _outputs(rounding, uniforms, asked.size)
+    single = asked.dtype == np.float32
     for i in range(asked.size):
-        out[i] = _pulses(asked[i] * scale, cap, manhattan, stochastic, _uniform(uniforms[i]))
+        u = _uniform(uniforms[i])
+        out[i] = _pulses(asked[i] * scale, cap, manhattan, stochastic, u, single)
+
+
+def _requests(requested: np.ndarray, scale: float) -> tuple[np.ndarray, float]:
+    """The requests as the kernels read them (float32 ones stay float32, as numpy works them
+    out), flat, and the scale in their precision."""
+    single = np.asarray(requested).dtype == np.float32
+    dtype = np.float32 if single else np.float64
+    return np.ascontiguousarray(requested, dtype=dtype).reshape(-1), dtype(scale)
 
 
 def pulse_counts(
@@ -749,14 +763,12 @@ def pulse_counts(
     ``max_pulses`` either way. ``unit``: what one unit of ``requested`` is, as a fraction
     of the range.
     """
-    asked = np.ascontiguousarray(requested, dtype=float)
-    out = np.empty_like(asked)
+    asked, scale = _requests(requested, unit * (model.levels - 1))
+    out = np.empty(np.shape(requested))
     stochastic = model.rounding == "stochastic" and not model.manhattan
     rounding = _Draws(rng, stochastic)
-    scale, cap = unit * (model.levels - 1), float(model.max_pulses)
-    _pulse_counts(
-        asked.reshape(-1), scale, cap, model.manhattan, stochastic, rounding.lanes, out.reshape(-1)
-    )
+    cap = float(model.max_pulses)
+    _pulse_counts(asked, scale, cap, model.manhattan, stochastic, rounding.lanes, out.reshape(-1))
     rounding.done(asked.size)
     return out
 
@@ -824,8 +836,8 @@ def _run(
     stochastic = model.rounding == "stochastic" and not model.manhattan
     noisy = bool(model.write_noise)
     rounding, noise = _Draws(rngs[0], stochastic), _Draws(rngs[1], noisy)
-    kernel = _kernel(model.manhattan, stochastic, response.form, noisy)
-    g, asked = out.reshape(-1), np.ascontiguousarray(requested, dtype=float).reshape(-1)
+    g, (asked, scale) = out.reshape(-1), _requests(requested, scale)
+    kernel = _kernel(model.manhattan, stochastic, response.form, noisy, asked.dtype == np.float32)
     cap, values, lo, hi = float(model.max_pulses), response.values, response.g_min, response.g_max
     sent, used = kernel(g, asked, scale, cap, rounding.lanes, values, lo, hi, noise.lanes)
     rounding.done(g.size)
