@@ -290,6 +290,11 @@ def test_streams_draw_numpys_own_numbers_in_the_devices_order():
     np.testing.assert_array_equal(n, np.clip(np.floor(x * 10 + reference.random(size)), -10, 10))
     assert rng.integers(2**32, dtype=np.uint32) == reference.integers(2**32, dtype=np.uint32)
     assert rng.random() == reference.random()
+    single = x.astype(np.float32)  # float32 requests: numpy's float32 x and in-place x + u
+    expected = single * 10.0
+    expected += reference.random(size)
+    n = pulse_counts(single, model, rng)
+    np.testing.assert_array_equal(n, np.clip(np.floor(expected), -10, 10))
 
     noisy = replace(model, write_noise=0.01)
     g = np.full(size, 0.5 * (G_MIN + G_MAX))

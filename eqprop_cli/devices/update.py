@@ -733,11 +733,10 @@ def _kernel(manhattan: bool, stochastic: bool, form: int, noisy: bool, single: b
 
 
 @njit(cache=True)
-def _pulse_counts(asked, scale, cap, manhattan, stochastic, rounding, out) -> None:
+def _pulse_counts(asked, scale, cap, manhattan, stochastic, single, rounding, out) -> None:
     uniforms = np.zeros(asked.size + LANES, np.uint64)
     if stochastic:
         _outputs(rounding, uniforms, asked.size)
-    single = asked.dtype == np.float32
     for i in range(asked.size):
         u = _uniform(uniforms[i])
         out[i] = _pulses(asked[i] * scale, cap, manhattan, stochastic, u, single)
@@ -768,7 +767,10 @@ def pulse_counts(
     stochastic = model.rounding == "stochastic" and not model.manhattan
     rounding = _Draws(rng, stochastic)
     cap = float(model.max_pulses)
-    _pulse_counts(asked, scale, cap, model.manhattan, stochastic, rounding.lanes, out.reshape(-1))
+    single = asked.dtype == np.float32
+    _pulse_counts(
+        asked, scale, cap, model.manhattan, stochastic, single, rounding.lanes, out.reshape(-1)
+    )
     rounding.done(asked.size)
     return out
 
