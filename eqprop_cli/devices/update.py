@@ -33,9 +33,9 @@ response to -cap .. cap pulses up in a table, g' = Q[n] g + B[n]; devices that
 differ use the fixed-point form g' = g* + (g - g*) (1 - r)^n, and only the
 devices that receive pulses are computed and draw noise. Random numbers come
 from streams keyed by the counters (seed, epoch, batch, purpose), drawn in the
-devices' order (the kernel draws from numpy's generators themselves, the same
-numbers as numpy's own methods), so a resumed run draws exactly what an
-uninterrupted one does.
+devices' order (the kernel makes the streams' PCG64 outputs itself: the same
+numbers as numpy's Generator.random and standard_normal), so a resumed run
+draws exactly what an uninterrupted one does.
 """
 
 from __future__ import annotations
