@@ -10,7 +10,9 @@ then of the other, so that both see the same load on a shared machine):
   connection V^T @ dH (1,568 x batch by batch x hidden) and that of the
   readout H^T @ dO (hidden x batch by batch x 20);
 - the library: `Trainer.run` on the same batches of MNIST, exactly as
-  `eqprop train` runs it (wall time of the batches, evaluation excluded);
+  `eqprop train` runs it (wall time of the batches, evaluation excluded),
+  after one untimed batch (the first call of each compiled kernel loads it
+  from numba's cache, once per process; its time is printed apart);
 - with --reference, `benchmarks/reference_drn.py`'s plain numpy DRN (fixed
   sweeps, no convergence check) training on the same images at the same
   dtype, in the same rounds.
@@ -71,7 +73,7 @@ def measure(
     network = Network(compile_circuit(spec))
     dataset, splits = training_data(spec, network)
     trainer = Trainer(network, spec, splits, dataset.n_classes)
-    steps = trainer.steps if not max_batches else min(max_batches, trainer.steps)
+    steps = trainer.steps - 1 if not max_batches else min(max_batches, trainer.steps - 1)
     x_all, y_all = splits["train"]
     kind = np.dtype(dtype or "float64")
     rng = np.random.default_rng(0)
@@ -85,6 +87,12 @@ def measure(
     ]
     images = [v * np.tile([1.0, -1.0], 784).astype(kind) for v in images]
     state = trainer.new_state()
+    # one batch untimed: the first call of each compiled kernel loads it from numba's cache
+    # (or compiles it), once per process, not per epoch
+    start = time.process_time()
+    once = itertools.count()
+    state, _ = trainer.run(state, 1, should_stop=lambda: next(once) >= 1)
+    first = time.process_time() - start
     drn = reference_net(hidden, kind) if reference else None
     wall, cpu = np.zeros(3), np.zeros(3)  # (bound, library, reference)
     done = 0
@@ -105,7 +113,7 @@ def measure(
         cpu += (middle[1] - start[1], end[1] - middle[1], last[1] - end[1])
         done += n
     scale = trainer.steps / steps
-    return {"wall": wall * scale, "cpu": cpu * scale, "batches": steps}
+    return {"wall": wall * scale, "cpu": cpu * scale, "batches": steps, "first": first}
 
 
 def main() -> None:
@@ -143,7 +151,8 @@ def main() -> None:
                 f"{bound:.2f} s per epoch, library {library:.2f} s per epoch, ratio "
                 f"{library / bound:.2f}; by CPU time {bound_cpu:.2f} s, {library_cpu:.2f} s, "
                 f"ratio {library_cpu / bound_cpu:.2f} ({r['batches']} batches timed; load "
-                f"average {load:.2f} before, {os.getloadavg()[0]:.2f} after)",
+                f"average {load:.2f} before, {os.getloadavg()[0]:.2f} after; the first batch, "
+                f"untimed: {r['first']:.2f} s of CPU)",
                 flush=True,
             )
             if args.reference:

@@ -52,15 +52,16 @@ def test_pulsed_array_moves_by_whole_steps_and_counts_its_pulses():
     assert pulses == 6
 
 
-def test_chain_steps_in_chunks_as_on_whole_arrays(monkeypatch):
-    """The fused, in-place chain gives the same bits as its pieces on whole arrays."""
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_compiled_chain_step_gives_the_bits_of_its_pieces_on_whole_arrays(dtype):
+    """The chain's one compiled pass: the same bits as each piece by numpy on whole arrays."""
     rng = np.random.default_rng(1)
     shapes = [(70, 50), (20, 30), (13,)]
     scales, low, high = [G_MAX, G_MAX, 1e-5], [G_MIN, G_MIN, -1e-5], [G_MAX, G_MAX, 1e-5]
-    p = [rng.uniform(lo, hi, s) for lo, hi, s in zip(low, high, shapes, strict=True)]
-    p[1] = np.asfortranarray(p[1])  # not C-contiguous: stepped whole
-    grads = [rng.normal(0, 1e-3, s) for s in shapes]
-    velocity = [rng.normal(0, 1e-2, s) for s in shapes]
+    p = [rng.uniform(lo, hi, s).astype(dtype) for lo, hi, s in zip(low, high, shapes, strict=True)]
+    p[1] = np.asfortranarray(p[1])  # not C-contiguous: stepped on a copy
+    grads = [rng.normal(0, 1e-3, s).astype(dtype) for s in shapes]
+    velocity = [rng.normal(0, 1e-2, s).astype(dtype) for s in shapes]
     rule = optim.chain(
         optim.scale(scales, "normalise"),
         optim.momentum(0.9),
@@ -70,16 +71,45 @@ def test_chain_steps_in_chunks_as_on_whole_arrays(monkeypatch):
     )
     expected = []
     for k, (a, g, v) in enumerate(zip(p, grads, velocity, strict=True)):
-        v2 = 0.9 * v + scales[k] * g
-        expected.append((np.clip(a + scales[k] * (-2.0 * v2), low[k], high[k]), v2))
-    monkeypatch.setattr(optim, "CHUNK", 64)  # many chunks, one ragged
+        v2 = 0.9 * v + g * scales[k]  # numpy: python floats take the arrays' dtype
+        expected.append((np.clip(a + (v2 * -2.0) * scales[k], low[k], high[k]), v2))
     new = [a.copy(order="K") for a in p]
     momentum = {"momentum": [v.copy() for v in velocity]}
     state, _ = rule.step(new, [g.copy(order="K") for g in grads], momentum, [2.0] * 3)
     for a, v, (a_expected, v_expected) in zip(new, state["momentum"], expected, strict=True):
+        assert a.dtype == v.dtype == dtype
         np.testing.assert_array_equal(a, a_expected)
         np.testing.assert_array_equal(v, v_expected)
     assert np.any(new[0] == G_MAX) and np.any(new[1] == G_MAX)  # the clip acted
+
+
+def test_chain_without_momentum_and_a_landing_piece():
+    """Scalings in a row without momentum; a landing piece gets the changes, then the clip."""
+    rng = np.random.default_rng(2)
+    p = [rng.uniform(G_MIN, G_MAX, (6, 5)), rng.uniform(G_MIN, G_MAX, 7)]
+    grads = [rng.normal(0, 1e-3, a.shape) for a in p]
+    got = {}
+
+    def land(values, changes, where):
+        got.update({k: c.copy() for k, c in changes.items()})
+        for k, c in changes.items():
+            values[k] += 10 * c  # far past the clip
+        return 4
+
+    rule = optim.chain(
+        optim.scale([3.0, 5.0], "normalise"),
+        optim.momentum(0.0),
+        optim.learning_rate(),
+        optim.scale([7.0, 11.0], "denormalise"),
+        optim.clip([G_MIN] * 2, [G_MAX] * 2),
+        optim.Piece("program", land=land, arrays=frozenset({1})),
+    )
+    new = [a.copy() for a in p]
+    state, count = rule.step(new, [g.copy() for g in grads], {}, [0.5, 0.25])
+    assert state == {} and count == 4 and set(got) == {1}
+    np.testing.assert_array_equal(new[0], np.clip(p[0] + grads[0] * 3.0 * -0.5 * 7.0, G_MIN, G_MAX))
+    np.testing.assert_array_equal(got[1], grads[1] * 5.0 * -0.25 * 11.0)
+    np.testing.assert_array_equal(new[1], np.clip(p[1] + 10 * got[1], G_MIN, G_MAX))
 
 
 def test_device_variation_is_saved_and_restored():

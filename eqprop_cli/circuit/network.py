@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
 
 from ..circuit.graph import FixedNodes, Graph, check_amplifier_stages, element_key, fixed_nodes
 from ..circuit.stamp import Stamp
@@ -70,10 +71,15 @@ class Crossbar:
     col_coef: np.ndarray
     gain: sp.csr_matrix | None = None  # features x rows: the inputs that drive each row
     cols: slice | np.ndarray = field(init=False)  # col_var, as a slice where it is a range
+    walks_rows: bool = field(init=False)  # the gain's entries take the rows once, in order
 
     def __post_init__(self) -> None:
         v = self.col_var
         self.cols = slice(int(v[0]), int(v[0]) + len(v)) if _is_range(v) else v
+        rows = len(self.row_fixed) if self.row_fixed is not None else 0
+        self.walks_rows = self.gain is not None and np.array_equal(
+            self.gain.indices, np.arange(rows)
+        )
 
 
 @dataclass
@@ -97,6 +103,7 @@ class TopologyPlan:
     block_slices: dict[int, tuple] = field(default_factory=dict)  # its and the other's columns
     clamp_bounds: tuple[np.ndarray, np.ndarray] | None = None  # hard clamps' (lo, hi), rails
     crossbars: list[Crossbar] | None = None  # dense sets whose linear terms need no stamp
+    no_coupling: sp.csr_matrix | None = None  # Q's stamped part when every set is a crossbar
 
 
 @dataclass
@@ -301,19 +308,32 @@ class Network:
             return F
         return np.asarray(self.fixed_gain[:, which].T @ inputs.T).T + const
 
-    def fixed_outer(self, which: np.ndarray, inputs: np.ndarray, D: np.ndarray) -> np.ndarray:
+    def fixed_outer(
+        self, which: np.ndarray, inputs: np.ndarray, D: np.ndarray, plus: np.ndarray | None = None
+    ) -> np.ndarray:
         """F^T D, (len(which), D.shape[1]), with F the fixed potentials ``which`` (batch,
-        len(which)) of these inputs: from inputs^T D when every fixed node follows one
-        input (a product over the features, not over the fixed nodes)."""
+        len(which)) of these inputs, plus the row ``plus`` (float64) on every row if given:
+        from inputs^T D when every fixed node follows one input (a product over the
+        features, not over the fixed nodes), expanded to the fixed nodes in one pass."""
         which = np.asarray(which, dtype=int)
         if not self._one_feature or self.n_features == 0:
-            return self.fixed_potentials(inputs, which).T @ D
+            out = self.fixed_potentials(inputs, which).T @ D
+            if plus is not None:
+                out += plus
+            return out
         inputs = np.atleast_2d(np.asarray(inputs, dtype=D.dtype))
-        out = (inputs.T @ D)[self._feature_of[which]]
-        out *= self._feature_gain[which][:, None]
         const = self.fixed_const[which]
-        if np.any(const):
-            out += const[:, None] * D.sum(axis=0)
+        out = np.empty((len(which), D.shape[1]), D.dtype)
+        _expand_rows(
+            inputs.T @ D,
+            self._feature_of[which],
+            self._feature_gain[which],
+            const,
+            D.sum(axis=0),
+            np.zeros(0) if plus is None else plus,
+            bool(np.any(const)),
+            out,
+        )
         return out
 
     def voltages_at(self, x: np.ndarray, inputs: np.ndarray, nodes: np.ndarray) -> np.ndarray:
@@ -411,7 +431,7 @@ class Network:
                 # K^T c: only edges to non-zero rails
                 r0 = _total(st["r0"].dense(g) for st, g in stamped).ravel() + s
             else:  # every resistor in a crossbar
-                Q_rest = sp.csr_matrix((self.n_vars, self.n_vars))
+                Q_rest = self._no_coupling()
                 Q_diag = np.zeros(self.n_vars)
                 SK = np.zeros((self.n_features, self.n_vars), self.dtype)
                 r0 = s.copy()
@@ -471,6 +491,14 @@ class Network:
 
             self._linear = Linear(Q_diag, SK, r0, Q_terms, constant_terms, coupling_terms)
         return self._linear
+
+    def _no_coupling(self) -> sp.csr_matrix:
+        """Q's stamped part when every resistor set is a crossbar: an empty (unknowns x
+        unknowns) matrix, made once (a new one costs a quarter of a small network's rebuild
+        of its linear part) and never changed in place."""
+        if self.plan.no_coupling is None:
+            self.plan.no_coupling = sp.csr_matrix((self.n_vars, self.n_vars))
+        return self.plan.no_coupling
 
     def _crossbar_coupling(self, c: Crossbar) -> np.ndarray:
         """The (rows x columns) coupling a var-var crossbar puts in Q, negated."""
@@ -662,6 +690,22 @@ class Network:
         _absorb_clamps(out, V, clamps, clamp_tol)
         out[:, self.fixed] = 0.0
         return out
+
+
+@njit(cache=True)
+def _expand_rows(P, feature, gain, const, sums, plus, with_const, out):
+    """out[i] = P[feature[i]] * gain[i] (+ const[i] * sums, where ``with_const``) (+ plus,
+    where it is not empty), each operation rounded to out's dtype as numpy's in-place
+    operations round (the products and sums themselves in float64 where an operand is)."""
+    with_plus = plus.size > 0
+    for i in range(out.shape[0]):
+        f, s, c = feature[i], gain[i], const[i]
+        for j in range(out.shape[1]):
+            out[i, j] = P[f, j] * s
+            if with_const:
+                out[i, j] = out[i, j] + c * sums[j]
+            if with_plus:
+                out[i, j] = out[i, j] + plus[j]
 
 
 def _total(parts: Iterable, empty=None):

@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from ..circuit.params import DeviceKind, ErrorAt, Param, outside
 from ..circuit.stamp import NodeMap, Stamp
@@ -138,10 +139,20 @@ class LinearConductance:
         on its conductance matrix G (``bar``: a Crossbar of circuit/network.py)."""
         if bar.row_var is None:  # input crossbar: unknowns at its columns only
             wk = bar.col_weight * bar.col_coef
-            Q_diag[bar.cols] += G.sum(axis=0, dtype=float) * (wk * bar.col_coef)
-            term = bar.gain.astype(G.dtype) @ G
-            term *= wk.astype(G.dtype)  # in place: one array fewer per rebuild
-            SK[:, bar.cols] += term
+            sums = np.zeros(G.shape[1])
+            gain = bar.gain
+            _input_terms(
+                G,
+                gain.indptr,
+                gain.indices,
+                gain.data.astype(G.dtype),
+                bar.col_var,
+                wk.astype(G.dtype),
+                bar.walks_rows,
+                sums,
+                SK,
+            )
+            Q_diag[bar.cols] += sums * (wk * bar.col_coef)
             const = fixed_const[bar.row_fixed]
             if np.any(const):
                 r0[bar.cols] += (const @ G) * wk
@@ -251,6 +262,39 @@ class Resistor(LinearConductance):
             else:
                 g = rng.normal(self.init_mean, self.init_std, size=shape)
         return np.clip(g, self.g_min, self.g_max)
+
+
+@njit(cache=True)
+def _input_terms(G, indptr, indices, data, cols, wk, walks_rows, sums, SK):
+    """An input crossbar's share of the linear part in one pass over its conductances G
+    (fixed rows x unknown columns): the column sums of G added to ``sums`` (float64, row
+    after row), and SK[f, cols] += (S G)[f] * wk for every feature f, with S the sparse
+    gain of the features on the rows (CSR: ``indptr``, ``indices``, ``data``), each row of
+    S G summed in its stored order from zero. ``walks_rows``: S's stored entries take
+    the rows once each, in order, so the column sums ride along; else a pass of their own.
+    The same IEEE operations in the same order as sum(axis=0), scipy's CSR product and
+    numpy's in-place products, at G's dtype."""
+    n = G.shape[1]
+    if not walks_rows:
+        for i in range(G.shape[0]):
+            for j in range(n):
+                sums[j] += G[i, j]
+    row = np.empty(n, G.dtype)
+    for f in range(len(indptr) - 1):
+        if indptr[f] == indptr[f + 1]:
+            continue
+        row[:] = 0
+        for q in range(indptr[f], indptr[f + 1]):
+            i, s = indices[q], data[q]
+            if walks_rows:
+                for j in range(n):
+                    row[j] += s * G[i, j]
+                    sums[j] += G[i, j]
+            else:
+                for j in range(n):
+                    row[j] += s * G[i, j]
+        for j in range(n):
+            SK[f, cols[j]] += row[j] * wk[j]
 
 
 def summed_drop_products(

@@ -1,9 +1,10 @@
 """Update rules as a chain of small pieces (as optax chains transforms), and learning-rate
 schedules.
 
-A piece maps the proposed change of a parameter array to a new one and may keep state
-(momentum's velocities); a constraint piece maps the updated parameters (a clip to the
-device range); a landing piece (the programmer of device-aware arrays) puts the change
+A piece declares what it does to each entry of a parameter array's proposed change: a
+scaling (the change times a factor), momentum (a velocity v = decay v + change, which
+the change becomes; its state), or, as a constraint, a clip of the updated parameters to
+a device range; a landing piece (the programmer of device-aware arrays) puts the change
 into its arrays itself, in place of the plain addition. The trainer's rule is
 
     chain(scale(group scales), momentum(m), learning_rate(), scale(group scales), clip(low, high))
@@ -14,13 +15,12 @@ by -rate x schedule, return to physical units, clip. The state is a dict by piec
 name, one array per parameter array, saved so in checkpoints. Device non-idealities
 (quantised or noisy steps) are further pieces, not flags inside the trainer.
 
-The chain works in place and in one pass: every piece acts on a chunk of a few
-thousand entries of an array (its change worked out in the gradient's array, its state
-and the parameters as views) before the next chunk is read, so a step reads the
-gradients and the state once and writes the state and the parameters once, however
-many pieces, and allocates nothing.
-Each piece does the same floating-point operations as it would on whole arrays: the
-result does not depend on the chunking.
+The chain runs as one compiled pass over each array (``_step``): every entry's change
+goes through the pieces' operations in order, the velocity and the parameter are
+updated, and nothing is allocated, so a step reads the gradients, the state and the
+parameters once and writes the state and the parameters once. It does the same IEEE
+floating-point operations, in the same order and at the arrays' precision, as the pieces
+applied one after another to whole arrays with numpy (tests/test_device_training.py).
 """
 
 from __future__ import annotations
@@ -30,33 +30,39 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
 Arrays = list[np.ndarray]
-CHUNK = 32768  # entries per chunk: the change, state and parameters of one fit in L2
+BEFORE, AFTER = 2, 3  # scalings a compiled step applies before and after the momentum
 
 
 @dataclass(frozen=True)
 class Piece:
     """One step of an update rule, acting on the arrays numbered ``arrays`` (None: all).
 
-    ``update(k, change, state, rate)`` changes array k's proposed ``change`` in place
-    (``state``: its own state for those entries, or None; ``rate``: array k's learning
-    rate for this step); ``project(k, values)`` maps updated parameters in place;
-    ``init(values)`` is the state, one array per parameter array (None: it keeps none).
-    ``land(values, changes, where)`` (a programmer) puts ``changes`` (by array number)
-    into its arrays of ``values`` in place instead of the plain addition, whole arrays at a
-    time, and returns a count to report (pulses sent); ``where`` is (epoch, batch).
+    At most one of: ``factor(k, rate)``, the factor that array k's change is multiplied by
+    (``rate``: array k's learning rate for this step); ``decay``, momentum (state: a
+    velocity per parameter array, v = decay v + change, and the change becomes v);
+    ``bounds(k)``, a constraint: the updated parameters of array k clipped into (low,
+    high); ``land(values, changes, where)`` (a programmer), which puts ``changes`` (by
+    array number) into its arrays of ``values`` in place instead of the plain addition,
+    whole arrays at a time, and returns a count to report (pulses sent); ``where`` is
+    (epoch, batch).
     """
 
     name: str
-    update: Callable[[int, np.ndarray, np.ndarray | None, float], None] | None = None
-    init: Callable[[Arrays], Arrays | None] = lambda values: None
-    project: Callable[[int, np.ndarray], None] | None = None
+    factor: Callable[[int, float], float] | None = None
+    decay: float | None = None
+    bounds: Callable[[int], tuple[float, float]] | None = None
     land: Callable[[Arrays, dict[int, np.ndarray], tuple[int, int]], int] | None = None
     arrays: frozenset[int] | None = None
 
     def acts_on(self, k: int) -> bool:
         return self.arrays is None or k in self.arrays
+
+    def init(self, values: Arrays) -> Arrays | None:
+        """The piece's state, one array per parameter array (None: it keeps none)."""
+        return None if self.decay is None else [np.zeros_like(p) for p in values]
 
 
 def _arrays(arrays: Collection[int] | None) -> frozenset[int] | None:
@@ -67,59 +73,70 @@ def scale(
     factors: Sequence[float], name: str = "scale", arrays: Collection[int] | None = None
 ) -> Piece:
     """Multiply each array's change by its factor."""
-
-    def update(k: int, change: np.ndarray, state, rate: float) -> None:
-        np.multiply(change, factors[k], out=change)
-
-    return Piece(name, update, arrays=_arrays(arrays))
+    return Piece(name, factor=lambda k, rate: factors[k], arrays=_arrays(arrays))
 
 
 def momentum(beta: float) -> Piece:
     """Heavy-ball momentum: v = beta v + change, the change becomes v (none at beta = 0)."""
-    if not beta:
-        return Piece("momentum")
-
-    def update(k: int, change: np.ndarray, velocity: np.ndarray, rate: float) -> None:
-        velocity *= beta
-        velocity += change
-        np.copyto(change, velocity)
-
-    return Piece("momentum", update, lambda values: [np.zeros_like(p) for p in values])
+    return Piece("momentum", decay=beta or None)
 
 
 def learning_rate() -> Piece:
     """Descend: each change times minus its array's rate for this step."""
-
-    def update(k: int, change: np.ndarray, state, rate: float) -> None:
-        np.multiply(change, -rate, out=change)
-
-    return Piece("learning_rate", update)
+    return Piece("learning_rate", factor=lambda k, rate: -rate)
 
 
 def clip(
     low: Sequence[float], high: Sequence[float], arrays: Collection[int] | None = None
 ) -> Piece:
     """Constraint: each updated array clipped into [low, high] (a device's range)."""
-
-    def project(k: int, values: np.ndarray) -> None:
-        np.clip(values, low[k], high[k], out=values)
-
-    return Piece("clip", project=project, arrays=_arrays(arrays))
+    return Piece("clip", bounds=lambda k: (low[k], high[k]), arrays=_arrays(arrays))
 
 
-def _chunks(n: int, size: int) -> list[slice]:
-    return [slice(i, min(i + size, n)) for i in range(0, n, size)] or [slice(0, 0)]
+@njit(cache=True)
+def _step(p, g, v, factors, decay, bounds, land):
+    """Entry by entry (1-D arrays of one dtype): the change g times factors[0] and [1],
+    momentum when ``decay`` holds its factor (v = decay v + change, the change becomes
+    v), times factors[2] to [4]; then either kept in g (``land``) or added to p and p
+    clipped into ``bounds``. Each operation rounds to the arrays' dtype, as numpy's."""
+    f0, f1, f2, f3, f4 = factors[0], factors[1], factors[2], factors[3], factors[4]
+    lo, hi = bounds[0], bounds[1]
+    heavy = decay.size > 0
+    d = decay[0] if heavy else factors[0]
+    for i in range(p.size):
+        c = g[i] * f0
+        c = c * f1
+        if heavy:
+            t = v[i] * d
+            t = t + c
+            v[i] = t
+            c = t
+        c = c * f2
+        c = c * f3
+        c = c * f4
+        if land:
+            g[i] = c
+        else:
+            x = p[i] + c
+            x = max(x, lo)
+            p[i] = min(x, hi)
 
 
-def _flat(a: np.ndarray) -> np.ndarray | None:
-    """A 1-D view of a C-contiguous array (None when it has none)."""
-    return a.reshape(-1) if a.flags.c_contiguous else None
+@dataclass(frozen=True)
+class _Rule:
+    """What the pieces do to one array: its scalings (padded with 1, which changes no
+    bit), momentum (the state's name and decay), clip and landing piece."""
+
+    factors: list[float]
+    decay: tuple[str, float] | None
+    bounds: tuple[float, float]
+    lander: Piece | None
 
 
 @dataclass(frozen=True)
 class Chain:
-    """Pieces applied in order: changes through the update pieces, then the parameters plus
-    the changes (or a landing piece's programming) through the constraints."""
+    """Pieces applied in order: changes through the scalings and the momentum, then the
+    parameters plus the changes (or a landing piece's programming) through the clip."""
 
     pieces: tuple[Piece, ...] = field(default_factory=tuple)
 
@@ -127,6 +144,32 @@ class Chain:
         """The state of every piece that keeps one, by name."""
         states = ((p.name, p.init(values)) for p in self.pieces)
         return {name: s for name, s in states if s is not None}
+
+    def rule(self, k: int, rate: float) -> _Rule:
+        """Array k's operations at this rate, in the compiled step's form."""
+        before, after, decay, bounds, lander = [], [], None, None, None
+        for piece in (pc for pc in self.pieces if pc.acts_on(k)):
+            if piece.factor is not None:
+                (before if decay is None else after).append(piece.factor(k, rate))
+            elif piece.decay is not None:
+                if decay is not None:
+                    raise ValueError(f"array {k} has two momentum pieces; the step takes one")
+                decay = (piece.name, piece.decay)
+            elif piece.bounds is not None:
+                if bounds is not None:
+                    raise ValueError(f"array {k} has two clips; the step takes one")
+                bounds = piece.bounds(k)
+            elif piece.land is not None and lander is None:
+                lander = piece
+        if decay is None:  # no momentum: every scaling in a row
+            before, after = (before + after)[:BEFORE], (before + after)[BEFORE:]
+        if len(before) > BEFORE or len(after) > AFTER:
+            raise ValueError(
+                f"array {k} has {len(before) + len(after)} scalings; the step takes "
+                f"{BEFORE} before the momentum and {AFTER} after"
+            )
+        factors = before + [1.0] * (BEFORE - len(before)) + after + [1.0] * (AFTER - len(after))
+        return _Rule(factors, decay, bounds or (-np.inf, np.inf), lander)
 
     def step(
         self,
@@ -136,66 +179,59 @@ class Chain:
         rates: Sequence[float],
         where: tuple[int, int] = (0, 0),
     ) -> tuple[dict[str, Arrays], int]:
-        """One step on ``grads``: updates ``values`` (the parameter arrays) and the state's arrays in place and
-        returns (the state, what the landing pieces counted). ``grads`` are used up: the
-        changes are worked out in their arrays where their dtype is the parameters'. State
-        of pieces not in the chain is kept as it was; a piece's missing state starts from
-        its ``init``."""
+        """One step on ``grads``: updates ``values`` (the parameter arrays) and the state's
+        arrays in place and returns (the state, what the landing pieces counted). ``grads``
+        are used up: the changes are worked out in their arrays where their dtype is the
+        parameters'. State of pieces not in the chain is kept as it was; a piece's missing
+        state starts from its ``init``."""
         state = dict(state)
         for piece in self.pieces:
-            if piece.update is not None and piece.name not in state:
-                own = piece.init(values)
-                if own is not None:
-                    state[piece.name] = own
+            own = None if piece.name in state else piece.init(values)
+            if own is not None:
+                state[piece.name] = own
         landed: dict[Piece, dict[int, np.ndarray]] = {}
+        bounds: dict[int, tuple[float, float]] = {}
         for k, (p, g) in enumerate(zip(values, grads, strict=True)):
-            updates = [
-                (piece.update, state[piece.name][k] if piece.name in state else None)
-                for piece in self.pieces
-                if piece.update is not None and piece.acts_on(k)
-            ]
-            lander = next((pc for pc in self.pieces if pc.land and pc.acts_on(k)), None)
-            if lander is None:
-                self._fused(k, p, g, updates, self._projects(k), rates[k])
-                continue
-            # the changes only, chunk by chunk; the programmer lands them in whole arrays
-            landed.setdefault(lander, {})[k] = self._fused(k, p, g, updates, None, rates[k])
+            rule = self.rule(k, rates[k])
+            v = state[rule.decay[0]][k] if rule.decay else None
+            change = _apply(rule, p, g, v)
+            if rule.lander is not None:
+                landed.setdefault(rule.lander, {})[k] = change
+                bounds[k] = rule.bounds
         count = 0
         for piece, changes in landed.items():
             count += piece.land(values, changes, where)
-            for k in changes:
-                for project in self._projects(k):
-                    project(k, values[k])
+            for k in changes:  # the clip after programming
+                np.clip(values[k], *bounds[k], out=values[k])
         return state, count
 
-    def _projects(self, k: int) -> list[Callable[[int, np.ndarray], None]]:
-        return [pc.project for pc in self.pieces if pc.project is not None and pc.acts_on(k)]
 
-    def _fused(
-        self, k: int, p: np.ndarray, g: np.ndarray, updates, projects, rate: float
-    ) -> np.ndarray:
-        """Array k's step, chunk by chunk: each chunk's change (in the gradient's array)
-        through every piece, added to the parameters and projected before the next chunk is
-        read; returns the changes. ``projects`` None: the changes only (a landing piece
-        puts them into the parameters)."""
-        own = [a for _, a in updates]
-        g = np.asarray(g, dtype=np.result_type(g, p))
-        flat = [_flat(a) if a is not None else None for a in (p, *own, g)]
-        if any(f is None for f, a in zip(flat, (p, *own, g), strict=True) if a is not None):
-            views, chunks = (p, *own, g), [...]  # not contiguous: the whole array at once
-        else:
-            views, chunks = flat, _chunks(p.size, CHUNK)
-        for rows in chunks:
-            change = views[-1][rows]
-            for (update, _), a in zip(updates, views[1:-1], strict=True):
-                update(k, change, None if a is None else a[rows], rate)
-            if projects is None:
-                continue
-            values = views[0][rows]
-            values += change
-            for project in projects:
-                project(k, values)
-        return g
+def _apply(rule: _Rule, p: np.ndarray, g: np.ndarray, v: np.ndarray | None) -> np.ndarray:
+    """One array's step by the compiled pass (on contiguous copies of arrays that are not
+    C-contiguous, copied back); returns the changes (in ``g`` where it is contiguous and at
+    p's dtype)."""
+    kind = p.dtype
+    g = np.asarray(g, dtype=kind)
+    arrays = [p, g] if v is None else [p, g, v]
+    flat = [
+        a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
+        for a in arrays
+    ]
+    pf, gf = flat[0], flat[1]
+    vf = flat[2] if v is not None else gf
+    _step(
+        pf,
+        gf,
+        vf,
+        np.array(rule.factors, dtype=kind),
+        np.array([rule.decay[1]] if rule.decay else [], dtype=kind),
+        np.array(rule.bounds, dtype=kind),
+        rule.lander is not None,
+    )
+    for a, f in zip(arrays, flat, strict=True):
+        if not np.shares_memory(a, f):
+            a[...] = f.reshape(a.shape)
+    return gf.reshape(g.shape)
 
 
 def chain(*pieces: Piece) -> Chain:

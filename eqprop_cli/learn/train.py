@@ -163,9 +163,10 @@ class EPEstimator:
                 common = np.einsum("bj,bj->j", D, Qa + Qb)
                 D *= -w * factor  # the batch's small array takes the factors
                 D = D.astype(self.network.dtype, copy=False)  # the product at that precision
-                total = self.network.fixed_outer(self.network.fixed_index[p], a.inputs, D)
-                total += (0.5 * w * factor) * common
-                grads.append(total)
+                fixed = self.network.fixed_index[p]
+                grads.append(
+                    self.network.fixed_outer(fixed, a.inputs, D, (0.5 * w * factor) * common)
+                )
                 continue
             Pa = self._at(a, p, read_p)
             Pb = (

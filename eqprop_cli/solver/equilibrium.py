@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
 from scipy.sparse.csgraph import breadth_first_order
 from scipy.sparse.linalg import splu
 
@@ -714,6 +715,9 @@ class _Block:
         if k not in slices:  # topology: the classes as slices where they are ranges
             slices[k] = (_as_slice(idx), _as_slice(other))
         self.idx, self.other = slices[k]
+        # the class's unknowns for the compiled passes: their first, where they are a range
+        self.columns = idx
+        self.first = self.idx.start if isinstance(self.idx, slice) else -1
         self.weight = network.var_weight[idx]
         self.weighted = bool(np.any(self.weight != 1.0))
         scales = network.plan.block_scale
@@ -727,8 +731,9 @@ class _Block:
     def _set_up(self, problem: Problem, idx: np.ndarray, plan: list) -> None:
         """The class's linear term and bounds, and its diodes: their terms, the bracket ends
         (zmin, zmax) and the stacked junctions. Once per batch (see ``of``)."""
-        r = problem.r[:, idx]
-        lo, hi = problem.lo[:, idx], problem.hi[:, idx]
+        # contiguous copies: the compiled updates read them row by row
+        r = np.ascontiguousarray(problem.r[:, idx])
+        lo, hi = (np.ascontiguousarray(b[:, idx]) for b in (problem.lo, problem.hi))
         bounded = bool(np.isfinite(lo).any() or np.isfinite(hi).any())
         terms = []
         zmin = zmax = None
@@ -803,6 +808,11 @@ class _Block:
 
     def residual(self, x_all: np.ndarray) -> np.ndarray:
         """KCL residual (A) of this class's unknowns, (batch, class size)."""
+        if not self.terms:  # a class without diodes: one compiled pass
+            out = np.empty((x_all.shape[0], len(self.columns)))
+            coupled = _times(x_all[:, self.other], self.Q_oc)
+            _quadratic_residual(coupled, x_all, self._class(), self.weight, self._nudge(), out)
+            return out
         x = x_all[:, self.idx]
         f1 = self.derivative(x, self._rhs(x_all))[0]
         if self.nudge is not None:
@@ -814,13 +824,43 @@ class _Block:
 
     def _nudged(self, b: np.ndarray, x: np.ndarray) -> None:
         """Set the outputs in ``x`` (this class) to their exact minimum, coupled by the nudge."""
-        n, local, a_out, _, pull, stiffness = self.nudge
-        z = b[:, local] / a_out  # (batch, outputs, 1 or 2): minima without the nudge
-        o = (np.einsum("bkj,kj->bk", z, n.coef) + pull) / stiffness
-        excess = n.beta_w * (o - n.target) - n.current_w
-        new = z - excess[:, :, None] * n.coef / a_out
-        for j in range(local.shape[1]):
-            x[:, local[:, j]] = new[:, :, j]
+        nudge = self._nudge()
+        for s in range(x.shape[0]):
+            _nudge_outputs(b[s], x[s], s, nudge)
+
+    def _class(self) -> tuple:
+        """The class's arrays as the compiled passes take them: its unknowns (and the first,
+        where they are a range, else -1), a, r, lo, hi, whether bounded."""
+        return (self.columns, self.first, self.a, self.r, self.lo, self.hi, self.bounded)
+
+    def _nudge(self) -> tuple:
+        """The nudge as the compiled passes take them: (whether nudged, the outputs' unknowns
+        and places in the class, their signed coefficients, a, beta w, target, current w,
+        the pull and stiffness of the closed-form minimum)."""
+        if self.nudge is None:
+            return _NO_NUDGE
+        term, local, a_out, _, pull, stiffness = self.nudge
+        outputs = (term.var, local, term.coef, a_out)
+        return (True, *outputs, term.beta_w, term.target, term.current_w, pull, stiffness)
+
+    def _quadratic(self, x_all: np.ndarray, omega: np.ndarray | None) -> tuple[float, np.ndarray]:
+        """``update`` of a class without diodes, in one compiled pass (``_quadratic_update``)
+        after the coupling's product: x = clip(b / a) (the outputs at the nudge's exact
+        minimum), the residual before the step a times the (projected) step."""
+        coupled = _times(x_all[:, self.other], self.Q_oc)
+        change = np.empty(x_all.shape[0])
+        scale = _EMPTY if self.scale is None else self.scale
+        residual = _quadratic_update(
+            coupled,
+            x_all,
+            self._class(),
+            self.a_over_w,
+            scale,
+            _EMPTY if omega is None else omega,
+            self._nudge(),
+            change,
+        )
+        return residual, change
 
     def update(
         self,
@@ -838,25 +878,11 @@ class _Block:
         exact step (projected onto the clamps' bounds again). ``estimate``: the diodes'
         1-D solves start from an estimate of each root rather than from x (a cold start).
         """
+        if not self.terms:
+            return self._quadratic(x_all, omega)
         b = self._rhs(x_all)
         x = x_all[:, self.idx]
         z = b / self.a
-        if not self.terms:
-            # quadratic in x: the residual before the step is a times the (projected) step
-            new = z
-            if self.bounded:  # the clip, as two in-place passes
-                np.maximum(new, self.lo, out=new)
-                np.minimum(new, self.hi, out=new)
-            if self.nudge is not None:
-                self._nudged(b, new)
-            step = np.subtract(new, x, out=b)
-            np.abs(step, out=step)
-            residual = float(np.max(step.max(axis=0) * self.a_over_w, initial=0.0))
-            if omega is not None:  # (x may be a view of x_all: the change before writing)
-                new = np.clip(x + omega[:, None] * (new - x), self.lo, self.hi, out=new)
-                step = np.abs(new - x, out=step)
-            x_all[:, self.idx] = new
-            return residual, _largest(step, self.scale)
         # safeguarded Newton inside a bracket of the root; a start outside the
         # bracket still leaves a valid one, since the sign of f1 there is known
         lo = np.minimum(z, self.zmin)
@@ -913,6 +939,162 @@ class _Block:
         change = _largest(np.abs(x - x_all[:, self.idx]), self.scale)
         x_all[:, self.idx] = x
         return before, change
+
+
+_EMPTY = np.zeros(0)
+_NO_NUDGE = (False, *[np.zeros((0, 1), np.int64)] * 2, *[np.zeros((0, 1))] * 2, np.zeros(0))
+_NO_NUDGE = (*_NO_NUDGE, *[np.zeros((1, 0))] * 3, np.zeros(0))  # the kernels' "no nudge"
+
+
+@njit(inline="always")
+def _max(a, b):
+    """np.maximum of two floats: NaN wins, as numpy's (Python's max would drop it)."""
+    return a if (a >= b) | (a != a) else b
+
+
+@njit(inline="always")
+def _min(a, b):
+    """np.minimum of two floats: NaN wins."""
+    return a if (a <= b) | (a != a) else b
+
+
+@njit(cache=True, error_model="numpy")
+def _quadratic_update(coupled, x_all, cls, a_over_w, scale, omega, nudge, change):
+    """Minimise a class without diodes exactly, sample by sample, in its columns of x_all
+    (``cls``, as _Block._class): b = r - coupled, x = b / a clipped into [lo, hi]; with a
+    ``nudge`` (as _Block._nudge), the outputs at their exact minimum with it (as
+    _Block._nudged); over-relaxed by ``omega`` (per sample) where given. Returns the
+    largest residual before the update (the largest step of each unknown times a / w) and
+    writes each sample's largest change of a node voltage (the steps times ``scale`` where
+    given) to ``change``. Rows of r, lo, hi and the nudge's target, current and pull are
+    per sample or one for all. The same IEEE operations in the same order as the numpy
+    expressions of the class's update, in simple loops over a sample's unknowns (so that
+    they vectorise)."""
+    columns, first, a, r, lo, hi, bounded = cls
+    n = len(columns)
+    b = np.empty(n)
+    new = np.empty(n)
+    x = np.empty(n)
+    step = np.empty(n)
+    largest = np.zeros(n)
+    relax = omega.size > 0
+    for s in range(x_all.shape[0]):
+        rs, low, high, cs = _row(r, s), _row(lo, s), _row(hi, s), coupled[s]
+        _gather(x, x_all, s, columns, first)
+        for j in range(n):
+            b[j] = rs[j] - cs[j]
+            new[j] = b[j] / a[j]
+        if bounded:
+            for j in range(n):
+                z = _max(new[j], low[j])
+                new[j] = _min(z, high[j])
+        if nudge[0]:
+            _nudge_outputs(b, new, s, nudge)
+        for j in range(n):
+            d = abs(new[j] - x[j])
+            step[j] = d
+            largest[j] = _max(largest[j], d)
+        if relax:
+            for j in range(n):
+                moved = x[j] + omega[s] * (new[j] - x[j])
+                if bounded:
+                    moved = _min(_max(moved, low[j]), high[j])
+                new[j] = moved
+                step[j] = abs(moved - x[j])
+        if scale.size > 0:
+            for j in range(n):
+                step[j] = step[j] * scale[j]
+        change[s] = _largest_of(step)
+        if first >= 0:
+            for j in range(n):
+                x_all[s, first + j] = new[j]
+        else:
+            for j in range(n):
+                x_all[s, columns[j]] = new[j]
+    residual = 0.0
+    for j in range(n):
+        residual = _max(residual, largest[j] * a_over_w[j])
+    return residual
+
+
+@njit(inline="always")
+def _largest_of(v):
+    """max(0, v's largest entry), NaN if v has one: four running maxima, so that no
+    comparison waits for the one before (the maximum is exact in any order)."""
+    m0 = m1 = m2 = m3 = 0.0
+    n = len(v) - len(v) % 4
+    for j in range(0, n, 4):
+        m0 = _max(m0, v[j])
+        m1 = _max(m1, v[j + 1])
+        m2 = _max(m2, v[j + 2])
+        m3 = _max(m3, v[j + 3])
+    for j in range(n, len(v)):
+        m0 = _max(m0, v[j])
+    return _max(_max(m0, m1), _max(m2, m3))
+
+
+@njit(inline="always")
+def _row(a, s):
+    """Row s of a 2-D array with a row per sample, or its one row for all."""
+    return a[s if a.shape[0] > 1 else 0]
+
+
+@njit(inline="always")
+def _gather(x, x_all, s, columns, first):
+    """x = row s of x_all at ``columns`` (from ``first`` on where they are a range)."""
+    if first >= 0:
+        for j in range(len(x)):
+            x[j] = x_all[s, first + j]
+    else:
+        for j in range(len(x)):
+            x[j] = x_all[s, columns[j]]
+
+
+@njit(cache=True, error_model="numpy")
+def _quadratic_residual(coupled, x_all, cls, weight, nudge, out):
+    """KCL residual (A) of a class without diodes into ``out`` (batch, class size), as
+    ``_Block.residual`` computes it: f1 = a x - (r - coupled), plus the nudge's current at
+    the outputs where there is a ``nudge``, zero where a clamp holds the unknown, divided
+    by the stage weight. Operation by operation."""
+    columns, first, a, r, lo, hi, _ = cls
+    nudged, var, local, coef, _, beta_w, target, current_w, _, _ = nudge
+    n = len(columns)
+    f1 = np.empty(n)
+    x = np.empty(n)
+    for s in range(x_all.shape[0]):
+        rs, low, high, cs = _row(r, s), _row(lo, s), _row(hi, s), coupled[s]
+        _gather(x, x_all, s, columns, first)
+        for j in range(n):
+            f1[j] = a[j] * x[j] - (rs[j] - cs[j])
+        if nudged:
+            t, c = _row(target, s), _row(current_w, s)
+            for k in range(local.shape[0]):
+                o = 0.0
+                for m in range(local.shape[1]):
+                    o += x_all[s, var[k, m]] * coef[k, m]
+                excess = beta_w[k] * (o - t[k]) - c[k]
+                for m in range(local.shape[1]):
+                    f1[local[k, m]] += excess * coef[k, m]
+        for j in range(n):
+            held = ((x[j] >= high[j]) & (f1[j] < 0)) | ((x[j] <= low[j]) & (f1[j] > 0))
+            out[s, j] = (0.0 if held else f1[j]) / weight[j]
+
+
+@njit(cache=True, error_model="numpy")
+def _nudge_outputs(b, new, s, nudge):
+    """Sample s's outputs in ``new`` at their exact minimum with the nudge, from the
+    class's linear term ``b``: as ``_Block._nudged``, operation by operation."""
+    _, _, local, coef, a_out, beta_w, target, current_w, pull, stiffness = nudge
+    t, c, p = _row(target, s), _row(current_w, s), _row(pull, s)
+    for k in range(local.shape[0]):
+        o = 0.0
+        for m in range(local.shape[1]):
+            o += (b[local[k, m]] / a_out[k, m]) * coef[k, m]
+        o = (o + p[k]) / stiffness[k]
+        excess = beta_w[k] * (o - t[k]) - c[k]
+        for m in range(local.shape[1]):
+            z = b[local[k, m]] / a_out[k, m]
+            new[local[k, m]] = z - excess * coef[k, m] / a_out[k, m]
 
 
 # e^-100 = 4e-44: a junction reversed further carries -IS (1 - 4e-44), its conductance
