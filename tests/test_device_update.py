@@ -279,7 +279,7 @@ def test_streams_draw_numpys_own_numbers_in_the_devices_order():
     floor(x + Generator.random()) in the devices' order, write noises
     Generator.standard_normal() for the devices that move, in order (30,000 of them: the
     ziggurat's rare steps included); each stream is left where those methods leave it,
-    a buffered 32-bit half kept (sizes not a multiple of the kernels' lanes)."""
+    a buffered 32-bit half kept."""
     size = 45_001
     model = UpdateModel("linear", levels=11, rounding="stochastic", max_pulses=10)
     x = np.random.default_rng(0).uniform(-0.2, 0.2, size)  # -2 .. 2 steps

@@ -33,9 +33,9 @@ response to -cap .. cap pulses up in a table, g' = Q[n] g + B[n]; devices that
 differ use the fixed-point form g' = g* + (g - g*) (1 - r)^n, and only the
 devices that receive pulses are computed and draw noise. Random numbers come
 from streams keyed by the counters (seed, epoch, batch, purpose), drawn in the
-devices' order (the kernel makes the streams' PCG64 outputs itself: the same
-numbers as numpy's Generator.random and standard_normal), so a resumed run
-draws exactly what an uninterrupted one does.
+devices' order (the kernels call the streams' own Generator.random and
+standard_normal, as numba compiles them: numpy's numbers from numpy's bit
+generator), so a resumed run draws exactly what an uninterrupted one does.
 """
 
 from __future__ import annotations
@@ -45,14 +45,7 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
-from numba.np.random._constants import fi_double as _FI
-from numba.np.random._constants import ki_double as _KI
-from numba.np.random._constants import wi_double as _WI
-from numba.np.random._constants import ziggurat_nor_inv_r as _NOR_INV_R
-from numba.np.random._constants import ziggurat_nor_r as _NOR_R
+from numba import njit
 
 from ..circuit.params import Param
 
@@ -455,139 +448,11 @@ def _rows(dtype: type, *values: np.ndarray) -> np.ndarray:
 # The compiled kernels: one pass over the devices, each device's pulses and response at
 # once. No fastmath: the results are those of the operations as written, run after run.
 #
-# The streams' numbers are drawn in the kernels: numpy's PCG64 (the streams' generator) is
-# an LCG on 128 bits, s' = M s + inc, whose 64-bit output is a function of s'; LANES
-# copies of it, each started one step further and jumping LANES steps at a time, give
-# its outputs in order, LANES independent multiplications at once. From them, numpy's
-# Generator.random (one output, >> 11, times 2^-53) and Generator.standard_normal (its
-# ziggurat, numba's port of numpy's tables and steps): the same numbers, drawn in the
-# devices' order; the generator is then moved on past the outputs used.
-LANES = 4
-_M = 0x2360ED051FC65DA44385DF649FCCF645  # PCG64's multiplier (numpy's pcg64.h)
-_MASK = (1 << 128) - 1
-RAW = 256  # outputs of the noise stream made at a time, a multiple of LANES
-
-
-def _lanes(state: dict) -> np.ndarray:
-    """The LANES copies of a PCG64 generator of ``state`` (its ``bit_generator.state``), as
-    uint64 pairs (high, low): the copies' states (s_1 .. s_LANES), then the jump's
-    multiplier and increment."""
-    s, inc = state["state"]["state"], state["state"]["inc"]
-    rows, multiplier, increment = [], 1, 0
-    for _ in range(LANES):
-        s = (_M * s + inc) & _MASK
-        rows.append(s)
-        multiplier, increment = (_M * multiplier) & _MASK, (_M * increment + inc) & _MASK
-    rows += [multiplier, increment]
-    return np.array([(v >> 64, v & (1 << 64) - 1) for v in rows], dtype=np.uint64)
-
-
-_NO_LANES = np.zeros((LANES + 2, 2), dtype=np.uint64)
-
-
-class _Draws:
-    """A stream's lanes for a kernel (``_NO_LANES`` when it draws nothing), and the moving on
-    of its generator past the outputs the kernel used."""
-
-    def __init__(self, rng: np.random.Generator | None, used: bool):
-        self.rng, self.lanes = (rng, None) if used else (None, _NO_LANES)
-        if used:
-            if not isinstance(rng.bit_generator, np.random.PCG64):
-                raise TypeError("a device stream must be a PCG64 generator (update.stream)")
-            self.state = rng.bit_generator.state
-            self.lanes = _lanes(self.state)
-
-    def done(self, outputs: int) -> None:
-        """Move the generator on past ``outputs`` outputs (one LCG step each)."""
-        if self.rng is None:
-            return
-        bitgen = self.rng.bit_generator
-        bitgen.advance(outputs)
-        if self.state["has_uint32"]:  # advance drops a buffered 32-bit half: keep it
-            bitgen.state = {**bitgen.state, "has_uint32": 1, "uinteger": self.state["uinteger"]}
-
-
-@intrinsic
-def _multiply_128(typingctx, a, b):
-    """The full 128-bit product of two uint64, as (high, low)."""
-    signature = types.UniTuple(types.uint64, 2)(types.uint64, types.uint64)
-
-    def codegen(context, builder, sig, args):
-        wide = ir.IntType(128)
-        product = builder.mul(builder.zext(args[0], wide), builder.zext(args[1], wide))
-        high = builder.trunc(builder.lshr(product, ir.Constant(wide, 64)), ir.IntType(64))
-        low = builder.trunc(product, ir.IntType(64))
-        return context.make_tuple(builder, sig.return_type, (high, low))
-
-    return signature, codegen
-
-
-@njit(cache=True, inline="always")
-def _outputs(lanes, out, count: int) -> None:
-    """The stream's next ``count`` 64-bit outputs into ``out`` (rounded up to whole groups
-    of LANES, which ``out`` must hold), advancing ``lanes``."""
-    mh, ml, ih, il = lanes[LANES, 0], lanes[LANES, 1], lanes[LANES + 1, 0], lanes[LANES + 1, 1]
-    for group in range(0, count, LANES):
-        for k in range(LANES):
-            sh, sl = lanes[k, 0], lanes[k, 1]
-            x = sh ^ sl  # PCG64's output of the state (XSL-RR)
-            turn = sh >> np.uint64(58)
-            out[group + k] = (x >> turn) | (x << ((np.uint64(64) - turn) & np.uint64(63)))
-            ph, pl = _multiply_128(sl, ml)  # the state LANES steps on
-            low = pl + il
-            lanes[k, 0] = ph + sh * ml + sl * mh + ih + np.uint64(low < pl)
-            lanes[k, 1] = low
-
-
-@njit(cache=True, inline="always")
-def _uniform(x) -> float:
-    """Generator.random of the output x."""
-    return np.float64(x >> np.uint64(11)) * (1.0 / 9007199254740992.0)
-
-
-@njit(cache=True, inline="always")
-def _normals(lanes, buffer, used: int, out, count: int) -> int:
-    """``count`` draws of Generator.standard_normal into ``out``: numpy's ziggurat on the
-    noise stream's outputs after the ``used`` ones, which ``buffer`` holds RAW at a time
-    (made when ``used`` reaches a multiple of RAW); returns the outputs then used. (One
-    function for the block: a call per draw that passes arrays costs more than the draw.)"""
-    for j in range(count):
-        while True:
-            k = used % RAW
-            if k == 0:
-                _outputs(lanes, buffer, RAW)
-            r, used = buffer[k], used + 1
-            idx = r & np.uint64(0xFF)
-            r >>= np.uint64(8)
-            rabs = (r >> np.uint64(1)) & np.uint64(0x000FFFFFFFFFFFFF)
-            x = rabs * _WI[idx]
-            if r & np.uint64(1):
-                x = -x
-            if rabs < _KI[idx]:
-                break  # 99.3% of the time
-            if idx == 0:  # the tail
-                while True:
-                    k = used % RAW
-                    if k == 0:
-                        _outputs(lanes, buffer, RAW)
-                    xx = -_NOR_INV_R * np.log1p(-_uniform(buffer[k]))
-                    k = (used + 1) % RAW
-                    if k == 0:
-                        _outputs(lanes, buffer, RAW)
-                    yy = -np.log1p(-_uniform(buffer[k]))
-                    used += 2
-                    if yy + yy > xx * xx:
-                        x = -(_NOR_R + xx) if (rabs >> np.uint64(8)) & np.uint64(1) else _NOR_R + xx
-                        break
-                break
-            k = used % RAW  # the wedge
-            if k == 0:
-                _outputs(lanes, buffer, RAW)
-            used += 1
-            if (_FI[idx - 1] - _FI[idx]) * _uniform(buffer[k]) + _FI[idx] < np.exp(-0.5 * x * x):
-                break
-        out[j] = x
-    return used
+# The streams' numbers are drawn in the kernels by the streams' own generators (numba
+# compiles Generator.random and standard_normal on numpy's bit generator: numpy's numbers,
+# and the generator moves on as numpy's would). A stream that a kernel does not draw from
+# is given UNUSED (never drawn from).
+UNUSED = np.random.default_rng(0)
 
 
 @njit(cache=True, inline="always")
@@ -687,8 +552,8 @@ def _kernel(manhattan: bool, stochastic: bool, form: int, noisy: bool, single: b
 
     ``kernel(g, asked, scale, cap, rounding, values, lo, hi, noise)`` works out each device's
     pulses for its requested change ``asked`` times ``scale`` and its response, in place in
-    ``g``, drawing from the lanes of the streams ``rounding`` and ``noise``; it returns the
-    pulses sent and the outputs of the noise stream used. A device without pulses keeps its
+    ``g``, drawing from the streams (Generators) ``rounding`` and ``noise``; it returns the
+    pulses sent. A device without pulses keeps its
     conductance and draws no noise. A block of devices at a time: every device's pulses
     first, keeping the ones that move (without a branch); then the coefficients of those,
     gathered in a loop of loads alone (so that many of their rows are read from memory at
@@ -696,24 +561,20 @@ def _kernel(manhattan: bool, stochastic: bool, form: int, noisy: bool, single: b
     """
 
     @njit(cache=True)
-    def kernel(g, asked, scale, cap, rounding, values, lo, hi, noise) -> tuple[int, int]:
+    def kernel(g, asked, scale, cap, rounding, values, lo, hi, noise) -> int:
         moved = np.empty(BLOCK, np.intp)
         counts = np.empty(BLOCK)
-        uniforms = np.zeros(BLOCK + LANES, np.uint64)
         gathered = np.empty((BLOCK, 5))
         normals = np.zeros(BLOCK)
-        outputs, used = np.empty(RAW, np.uint64), 0
         bits = 0  # those of the cap
         while (1 << bits) <= cap:
             bits += 1
         sent = 0
         for start in range(0, g.size, BLOCK):
             stop = min(start + BLOCK, g.size)
-            if stochastic:
-                _outputs(rounding, uniforms, stop - start)
             m = 0
             for i in range(start, stop):
-                u = _uniform(uniforms[i - start])
+                u = rounding.random() if stochastic else 0.0
                 n = _pulses(asked[i] * scale, cap, manhattan, stochastic, u, single)
                 moved[m] = i
                 counts[m] = n
@@ -721,24 +582,22 @@ def _kernel(manhattan: bool, stochastic: bool, form: int, noisy: bool, single: b
             for j in range(m):
                 gathered[j] = _coefficients(values, moved[j], counts[j], form, lo, hi)
             if noisy:
-                used = _normals(noise, outputs, used, normals, m)
+                for j in range(m):
+                    normals[j] = noise.standard_normal()
             for j in range(m):
                 i, n = moved[j], counts[j]
                 a, b, c, low, high = gathered[j]
                 g[i] = _respond(g[i], n, a, b, c, low, high, form, noisy, normals[j], bits)
                 sent += int(abs(n))
-        return sent, used
+        return sent
 
     return kernel
 
 
 @njit(cache=True)
 def _pulse_counts(asked, scale, cap, manhattan, stochastic, single, rounding, out) -> None:
-    uniforms = np.zeros(asked.size + LANES, np.uint64)
-    if stochastic:
-        _outputs(rounding, uniforms, asked.size)
     for i in range(asked.size):
-        u = _uniform(uniforms[i])
+        u = rounding.random() if stochastic else 0.0
         out[i] = _pulses(asked[i] * scale, cap, manhattan, stochastic, u, single)
 
 
@@ -765,13 +624,10 @@ def pulse_counts(
     asked, scale = _requests(requested, unit * (model.levels - 1))
     out = np.empty(np.shape(requested))
     stochastic = model.rounding == "stochastic" and not model.manhattan
-    rounding = _Draws(rng, stochastic)
+    rounding = rng if stochastic else UNUSED
     cap = float(model.max_pulses)
     single = asked.dtype == np.float32
-    _pulse_counts(
-        asked, scale, cap, model.manhattan, stochastic, single, rounding.lanes, out.reshape(-1)
-    )
-    rounding.done(asked.size)
+    _pulse_counts(asked, scale, cap, model.manhattan, stochastic, single, rounding, out.reshape(-1))
     return out
 
 
@@ -837,14 +693,11 @@ def _run(
     response = device_response(model, arrays) if response is None else response
     stochastic = model.rounding == "stochastic" and not model.manhattan
     noisy = bool(model.write_noise)
-    rounding, noise = _Draws(rngs[0], stochastic), _Draws(rngs[1], noisy)
+    rounding, noise = rngs[0] if stochastic else UNUSED, rngs[1] if noisy else UNUSED
     g, (asked, scale) = out.reshape(-1), _requests(requested, scale)
     kernel = _kernel(model.manhattan, stochastic, response.form, noisy, asked.dtype == np.float32)
     cap, values, lo, hi = float(model.max_pulses), response.values, response.g_min, response.g_max
-    sent, used = kernel(g, asked, scale, cap, rounding.lanes, values, lo, hi, noise.lanes)
-    rounding.done(g.size)
-    noise.done(used)
-    return int(sent)
+    return int(kernel(g, asked, scale, cap, rounding, values, lo, hi, noise))
 
 
 # ---------------------------------------------------------------------- file keys
