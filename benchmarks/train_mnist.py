@@ -69,7 +69,9 @@ def time_split(profiler: cProfile.Profile, per_epoch: float) -> dict[str, float]
 
 def versus_ideal(args: argparse.Namespace, spec) -> None:
     """Seconds per batch of the device-aware circuit and of the same circuit with ideal
-    devices, timed in alternating rounds (so both see the same machine load)."""
+    devices, timed in alternating rounds (so both see the same machine load): wall-clock
+    (the trainer's own timing of its batches) and this process's CPU time (each round's
+    call, set-up included; steadier than wall-clock on a shared machine)."""
     ideal_sets = [
         *args.sets,
         *(
@@ -78,24 +80,27 @@ def versus_ideal(args: argparse.Namespace, spec) -> None:
             if d.type == "resistor"
         ),
     ]
-    trainers, states, seconds = {}, {}, {}
+    trainers, states, seconds, cpu = {}, {}, {}, {}
     for name, sets in (("device", args.sets), ("ideal", ideal_sets)):
         s = load_circuit(args.circuit, sets)
         network = Network(compile_circuit(s))
         dataset, splits = training_data(s, network)
         trainers[name] = Trainer(network, s, splits, dataset.n_classes)
         states[name] = trainers[name].new_state()
-        seconds[name] = []
+        seconds[name], cpu[name] = [], []
     rounds = 6
     per_round = max(args.max_batches // rounds, 1)
     for _ in range(rounds):
         for name, trainer in trainers.items():
             before, calls = states[name].running["seconds"], iter(range(10**9))
+            start = time.process_time()
             states[name], _ = trainer.run(
                 states[name], 1, should_stop=lambda c=calls: next(c) >= per_round
             )
+            cpu[name].append((time.process_time() - start) / per_round)
             seconds[name].append((states[name].running["seconds"] - before) / per_round)
     device, ideal = (float(np.median(seconds[k])) for k in ("device", "ideal"))
+    device_cpu, ideal_cpu = (float(np.median(cpu[k])) for k in ("device", "ideal"))
     record = {
         "command": "python " + " ".join([f"benchmarks/{Path(__file__).name}", *sys.argv[1:]]),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
@@ -105,13 +110,18 @@ def versus_ideal(args: argparse.Namespace, spec) -> None:
         "seconds_per_batch_by_round": seconds,
         "median_seconds_per_batch": {"device": device, "ideal": ideal},
         "device_over_ideal": device / ideal,
+        "cpu_seconds_per_batch_by_round": cpu,
+        "median_cpu_seconds_per_batch": {"device": device_cpu, "ideal": ideal_cpu},
+        "device_over_ideal_cpu": device_cpu / ideal_cpu,
         "pulses": states["device"].running.get("pulses", 0.0),
     }
     out = ROOT / "benchmarks" / "results" / f"train_{args.name}.json"
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(
         f"{rounds} rounds of {per_round} batches: device {device * 1e3:.2f} ms, ideal "
-        f"{ideal * 1e3:.2f} ms per batch (median), ratio {device / ideal:.2f}; wrote {out}"
+        f"{ideal * 1e3:.2f} ms per batch (median), ratio {device / ideal:.2f}; CPU device "
+        f"{device_cpu * 1e3:.2f} ms, ideal {ideal_cpu * 1e3:.2f} ms, ratio "
+        f"{device_cpu / ideal_cpu:.2f}; wrote {out}"
     )
 
 

@@ -119,8 +119,15 @@ def test_device_variation_is_saved_and_restored():
     assert set(saved) == {"0/c_up", "0/r_up", "0/c_down", "0/r_down"}
     other = Programmer([model], [group()], [50], seed=5)  # other draws ...
     assert not np.array_equal(other.state()["0/c_up"], saved["0/c_up"])
+    response = other.entries[0][2]
+    other.load(other.state())  # its own draws again (a run continued): nothing rebuilt
+    assert other.entries[0][2] is response
     other.load(saved)  # ... until the checkpoint's are loaded
     np.testing.assert_array_equal(other.state()["0/c_up"], saved["0/c_up"])
+    assert other.entries[0][2] is not response  # the Response of the loaded devices
+    fresh = Programmer([model], [group()], [50], seed=5)
+    fresh.load(saved)
+    np.testing.assert_array_equal(other.entries[0][2].values, fresh.entries[0][2].values)
 
 
 def test_adc_quantises_and_clips_to_its_range():

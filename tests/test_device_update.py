@@ -13,17 +13,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from eqprop_cli.devices import update
 from eqprop_cli.devices.update import (
     PRESETS,
     DeviceArrays,
     UpdateModel,
     apply_pulses,
     device_arrays,
+    device_response,
     nonlinearity_to_a,
     program,
     pulse_counts,
-    pulse_table,
     snap_to_levels,
     stream,
     with_preset,
@@ -35,15 +34,23 @@ G_MIN, G_MAX = 1e-7, 2e-5
 def explicit_pulses(
     g: np.ndarray, pulses: np.ndarray, model: UpdateModel, arrays: DeviceArrays
 ) -> np.ndarray:
-    """The same response one pulse at a time, noise-free (the reference of the tests)."""
-    out = np.array(g, dtype=float, copy=True).reshape(-1)
+    """The same response one pulse at a time, noise-free, from each device's coefficients
+    (the module docstring's affine steps in the normalised state, bounds applied after the
+    pulses): the reference of the tests, independent of the programming kernel."""
+    lo, hi = (np.broadcast_to(a, np.size(g)) for a in (arrays.g_min, arrays.g_max))
+    span = hi - lo
+    u = (np.array(g, dtype=float).reshape(-1) - lo) / span
     n = pulses.reshape(-1).astype(int)
-    quiet = replace(model, write_noise=0.0)
+    c_up, r_up, c_down, r_down = (
+        np.broadcast_to(a, u.shape)
+        for a in (arrays.c_up, arrays.r_up, arrays.c_down, arrays.r_down)
+    )
     for _ in range(int(np.abs(n).max(initial=0))):
-        step = np.sign(n)
-        out = apply_pulses(out, step, quiet, arrays, None).reshape(-1)
-        n = n - step
-    return out.reshape(np.shape(g))
+        up, down = n > 0, n < 0
+        u = np.where(up, u + c_up - r_up * u, u)
+        u = np.where(down, u - (c_down - r_down * (1.0 - u)), u)
+        n = n - np.sign(n)
+    return np.clip(lo + u * span, lo, hi).reshape(np.shape(g))
 
 
 N = 200_000
@@ -60,7 +67,7 @@ def test_levels_keep_every_conductance_on_its_grid(levels):
     rng = np.random.default_rng(levels)
     g = snap_to_levels(rng.uniform(G_MIN, G_MAX, (40, 30)), model, arrays)
     step = (G_MAX - G_MIN) / (levels - 1)
-    table = pulse_table(model, arrays)
+    table = device_response(model, arrays)
     for _ in range(60):
         g, _ = program(g, rng.normal(0, 3.0 / levels, g.shape), model, arrays, (None, None), table)
         k = (g - G_MIN) / step
@@ -85,23 +92,32 @@ def test_soft_bounds_step_shrinks_to_zero_at_the_bound_and_never_crosses_it():
 
 
 def test_n_pulses_at_once_equal_n_single_pulses():
+    """Every preset (ecram's devices differ: its fixed-point rows are float32, within 1e-4
+    of a step of the float64 reference, and within each device's bounds), devices that
+    differ with constant steps (float64 rows: exact), and each preset's devices alike."""
     rng = np.random.default_rng(3)
     g = rng.uniform(G_MIN, G_MAX, 500)
     pulses = rng.integers(-12, 13, 500).astype(float)
-    for name in PRESETS:
-        model = UpdateModel(**with_preset(name, {"max_pulses": 12}))
+    models = [UpdateModel(**with_preset(name, {"max_pulses": 12})) for name in PRESETS]
+    models.append(UpdateModel("linear", levels=65, max_pulses=12, d2d_step=0.2, d2d_bounds=0.1))
+    for model in models:
         arrays = arrays_of(model, 500, seed=1)
         g0 = np.clip(g, arrays.g_min, arrays.g_max)
         quiet = replace(model, write_noise=0.0)
         reference = explicit_pulses(g0, pulses, quiet, arrays)
         tol = {"rtol": 1e-12, "atol": 1e-12 * G_MAX}
-        np.testing.assert_allclose(apply_pulses(g0, pulses, quiet, arrays, None), reference, **tol)
+        if device_response(quiet, arrays).values.dtype == np.float32:
+            tol = {"rtol": 0.0, "atol": 1e-4 * (G_MAX - G_MIN) / (model.levels - 1)}
+        new = apply_pulses(g0, pulses, quiet, arrays, None)
+        np.testing.assert_allclose(new, reference, **tol)
+        assert np.all(new >= arrays.g_min) and np.all(new <= arrays.g_max)
         alike = arrays_of(replace(quiet, d2d_step=0, d2d_asymmetry=0, d2d_bounds=0))
-        table = pulse_table(quiet, alike)  # the fast path of devices all alike
+        table = device_response(quiet, alike)  # the fast path of devices all alike
         np.testing.assert_allclose(
             apply_pulses(g, pulses, quiet, alike, None, table),
             explicit_pulses(g, pulses, quiet, alike),
-            **tol,
+            rtol=1e-12,
+            atol=1e-12 * G_MAX,
         )
 
 
@@ -222,28 +238,73 @@ def test_presets_are_valid_models():
         assert preset.source and preset.on_off > 1
 
 
-@pytest.mark.parametrize("preset", ["ecram", "taox-hfox"])
-def test_programming_in_chunks_draws_and_lands_as_on_the_whole_array(preset, monkeypatch):
-    """Chunked, in-place programming is bit for bit the whole array's at once: the same
-    draws from each stream in the devices' order, the same pulses, the same conductances;
-    and programming in place equals programming a copy."""
-    model = UpdateModel(**{**with_preset(preset, {}), "rounding": "stochastic"})
+@pytest.mark.parametrize(
+    "preset, rounding, manhattan",
+    [
+        ("ecram", "stochastic", False),  # devices that differ, fixed-point form
+        ("taox-hfox", "stochastic", False),  # devices alike: the table
+        ("taox-hfox", "deterministic", True),
+        ("agsi", "deterministic", False),
+    ],
+)
+def test_programming_is_the_pulse_counts_then_their_response(preset, rounding, manhattan):
+    """The compiled pass (each device's pulses and response at once) gives, bit for bit, the
+    pulses of pulse_counts and then the response of apply_pulses, drawing the same numbers
+    from each stream in the devices' order; it programs in place when told to, and a device
+    without pulses keeps its conductance."""
+    model = UpdateModel(**{**with_preset(preset, {}), "rounding": rounding, "manhattan": manhattan})
     arrays = arrays_of(model, 5_000, seed=3)
-    table = pulse_table(model, arrays)
+    response = device_response(model, arrays)
     g = snap_to_levels(np.random.default_rng(4).uniform(G_MIN, G_MAX, (50, 100)), model, arrays)
     asked = np.random.default_rng(5).normal(0.0, 4.0 / model.levels, g.shape)
+    asked[0, :10] = 0.0  # no request: no pulse, whatever the rounding
+    rngs = (stream(7, 1, 2, "rounding"), stream(7, 1, 2, "write_noise"))
+    out = g.copy()
+    new, sent = program(out, asked, model, arrays, rngs, response, 1.0, out)
+    assert np.shares_memory(new, out)
+    pulses = pulse_counts(asked, model, stream(7, 1, 2, "rounding"))
+    assert sent == np.abs(pulses).sum() > 1000
+    expected = apply_pulses(g, pulses, model, arrays, stream(7, 1, 2, "write_noise"), response)
+    np.testing.assert_array_equal(new, expected)
+    np.testing.assert_array_equal(new[pulses == 0], g[pulses == 0])
+    assert np.count_nonzero(new != g) > 1000  # the test moves devices
+    fresh = (stream(7, 1, 2, "rounding"), stream(7, 1, 2, "write_noise"))
+    copy, again = program(g, asked, model, arrays, fresh)  # a new array, the Response made here
+    assert again == sent and not np.shares_memory(copy, g)
+    np.testing.assert_array_equal(copy, new)
 
-    def programmed(chunk: int, in_place: bool) -> tuple[np.ndarray, int]:
-        monkeypatch.setattr(update, "CHUNK", chunk)
-        rngs = (stream(7, 1, 2, "rounding"), stream(7, 1, 2, "write_noise"))
-        out = g.copy()
-        new, sent = program(out, asked, model, arrays, rngs, table, 1.0, out if in_place else None)
-        assert np.shares_memory(new, out) == in_place  # in place: the given array's memory
-        return new, sent
 
-    whole, sent = programmed(10**9, False)
-    assert sent > 1000 and np.count_nonzero(whole != g) > 1000  # the test moves devices
-    for chunk, in_place in ((7, True), (1024, False), (10**9, True)):
-        new, count = programmed(chunk, in_place)
-        assert count == sent
-        np.testing.assert_array_equal(new, whole)
+def test_streams_draw_numpys_own_numbers_in_the_devices_order():
+    """The kernels draw from the streams themselves, numpy's own numbers: pulse counts are
+    floor(x + Generator.random()) in the devices' order, write noises
+    Generator.standard_normal() for the devices that move, in order (30,000 of them: the
+    ziggurat's rare steps included); each stream is left where those methods leave it,
+    a buffered 32-bit half kept."""
+    size = 45_001
+    model = UpdateModel("linear", levels=11, rounding="stochastic", max_pulses=10)
+    x = np.random.default_rng(0).uniform(-0.2, 0.2, size)  # -2 .. 2 steps
+    rng, reference = stream(3, 1, 4, "rounding"), stream(3, 1, 4, "rounding")
+    for r in (rng, reference):
+        r.integers(2**32, dtype=np.uint32)  # half of a 64-bit output left buffered
+    n = pulse_counts(x, model, rng)
+    np.testing.assert_array_equal(n, np.clip(np.floor(x * 10 + reference.random(size)), -10, 10))
+    assert rng.integers(2**32, dtype=np.uint32) == reference.integers(2**32, dtype=np.uint32)
+    assert rng.random() == reference.random()
+    single = x.astype(np.float32)  # float32 requests: numpy's float32 x and in-place x + u
+    expected = single * 10.0
+    expected += reference.random(size)
+    n = pulse_counts(single, model, rng)
+    np.testing.assert_array_equal(n, np.clip(np.floor(expected), -10, 10))
+
+    noisy = replace(model, write_noise=0.01)
+    g = np.full(size, 0.5 * (G_MIN + G_MAX))
+    pulses = np.where(np.arange(size) % 3 == 0, 0.0, 2.0)  # a third of the devices stay
+    rng, reference = stream(3, 1, 4, "write_noise"), stream(3, 1, 4, "write_noise")
+    new = apply_pulses(g, pulses, noisy, arrays_of(noisy), rng)
+    moved = pulses != 0
+    z = reference.standard_normal(np.count_nonzero(moved))
+    span = G_MAX - G_MIN
+    expected = g[moved] + 2 * span / 10 + 0.01 * span * math.sqrt(2) * z
+    np.testing.assert_allclose(new[moved], expected, rtol=1e-12)
+    np.testing.assert_array_equal(new[~moved], g[~moved])
+    assert rng.random() == reference.random()

@@ -27,22 +27,25 @@ equations with units and the presets' sources):
   + g_min over p = 0 .. levels - 1 pulses, A from the published nonlinearity
   label of each direction.
 
-Everything is vectorised over the devices of a connection: pulse counts and
-responses are array operations on a chunk of devices at a time, in place
-(devices alike look their response to -cap .. cap pulses up in a table,
-g' = Q[n] g + B[n]; devices that differ use the fixed-point form
-g' = g* + (g - g*) (1 - r)^n), and only the devices that receive pulses are
-computed and draw noise. Random numbers come from streams keyed by the counters
-(seed, epoch, batch, purpose), drawn in the devices' order whatever the chunks, so
-a resumed run draws exactly what an uninterrupted one does.
+A connection is programmed in one compiled pass over its devices (numba), each
+device's pulse count and response at once, in place: devices alike look their
+response to -cap .. cap pulses up in a table, g' = Q[n] g + B[n]; devices that
+differ use the fixed-point form g' = g* + (g - g*) (1 - r)^n, and only the
+devices that receive pulses are computed and draw noise. Random numbers come
+from streams keyed by the counters (seed, epoch, batch, purpose), drawn in the
+devices' order (the kernels call the streams' own Generator.random and
+standard_normal, as numba compiles them: numpy's numbers from numpy's bit
+generator), so a resumed run draws exactly what an uninterrupted one does.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+from numba import njit
 
 from ..circuit.params import Param
 
@@ -335,34 +338,38 @@ def snap_to_levels(g: np.ndarray, model: UpdateModel, arrays: DeviceArrays) -> n
 
 # ---------------------------------------------------------------------- pulses
 
+# Forms of a Response: a table over the pulse counts (devices alike); per device, constant
+# steps (STEPS) or the fixed-point form (FIXED_POINT).
+TABLE, STEPS, FIXED_POINT = 0, 1, 2
 
-def pulse_counts(
-    requested: np.ndarray, model: UpdateModel, rng: np.random.Generator | None, unit: float = 1.0
-) -> np.ndarray:
-    """Signed pulses per device for requested changes (fractions of the range).
 
-    The requested change over the nominal step, rounded to the nearest whole
-    pulse (deterministic) or down after adding a uniform draw (stochastic,
-    unbiased); Manhattan sends one pulse of the request's sign. Capped at
-    ``max_pulses`` either way. ``unit``: what one unit of ``requested`` is, as a fraction
-    of the range.
+@dataclass(frozen=True)
+class Response:
+    """How the devices of a connection answer n = -cap .. cap pulses, as the programming
+    kernel reads it.
+
+    ``TABLE`` (devices all alike): ``values`` is (3, 2 cap + 1), indexed by n + cap: g' =
+    Q[n] g + B[n] plus noise of std N[n] (siemens), within ``g_min``, ``g_max``.
+
+    ``STEPS`` and ``FIXED_POINT`` (devices that differ: device-to-device variation):
+    ``values`` has a row per device holding at 3 s + j, for the direction s (0 down, 1 up)
+    and j = 0, 1, 2: g* in siemens, the direction's asymptote (the step itself for
+    ``STEPS``); r, the fraction of g - g* that a pulse takes (0 for ``STEPS``); the write
+    noise variance of n pulses over (1 - q^2) (over |n| for ``STEPS``); then the device's
+    bounds g_min, g_max at 6 and 7. n pulses take g to g* + (g - g*) (1 - r)^n (``STEPS``:
+    g plus n steps). Programming reads a row per device that receives pulses, so rows are
+    small and aligned: ``STEPS`` rows are float64 (64 bytes, so that steps land on each
+    device's grid exactly), ``FIXED_POINT`` rows float32 (32 bytes: half the memory read).
+    In float32, g* enters a response as (g - g*)(1 - q), and r and the variance keep 7
+    digits: a response moves by about 1e-6 of a step (ecram's 1000 steps); the bounds are
+    rounded inwards (within 2^-24 g_max: 1e-4 of ecram's step), so that programmed
+    conductances stay within the device's own.
     """
-    n = _whole_pulses(requested, model, rng, unit)
-    cap = float(model.max_pulses)
-    return np.clip(n, -cap, cap, out=n)
 
-
-def _whole_pulses(
-    requested: np.ndarray, model: UpdateModel, rng: np.random.Generator | None, unit: float
-) -> np.ndarray:
-    """pulse_counts before the cap."""
-    x = requested * (unit * (model.levels - 1))
-    if model.manhattan:
-        return np.sign(x, out=x)
-    if model.rounding == "stochastic":
-        x += rng.random(x.shape)
-        return np.floor(x, out=x)
-    return np.rint(x, out=x)
+    form: int
+    values: np.ndarray
+    g_min: float = 0.0  # the bounds of devices alike (the rows hold each device's)
+    g_max: float = 0.0
 
 
 def _sums(r: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -376,27 +383,11 @@ def _sums(r: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     return q, total, squares
 
 
-@dataclass(frozen=True)
-class PulseTable:
-    """The response to n = -cap .. cap pulses of devices that are all alike: g' = Q[n] g + B[n]
-    plus noise of std N[n] (siemens), indexed by n + cap."""
-
-    cap: int
-    q: np.ndarray
-    b: np.ndarray
-    noise: np.ndarray
-
-    @property
-    def constant(self) -> bool:
-        """Whether every response is a constant step (Q = 1: no multiplication)."""
-        return bool(np.all(self.q == 1.0))
-
-
-def pulse_table(model: UpdateModel, arrays: DeviceArrays) -> PulseTable | DeviceKernel:
-    """The table of a connection without device-to-device variation, else its per-device
-    kernel."""
+def device_response(model: UpdateModel, arrays: DeviceArrays) -> Response:
+    """The Response of a connection: a table when its devices are all alike, else a row per
+    device."""
     if any(a.ndim for a in arrays.as_dict().values()):
-        return device_kernel(model, arrays)
+        return _per_device(model, arrays)
     cap = model.max_pulses
     n = np.arange(-cap, cap + 1, dtype=float)
     up = n > 0
@@ -407,49 +398,19 @@ def pulse_table(model: UpdateModel, arrays: DeviceArrays) -> PulseTable | Device
     # up: u' = q u + c S; down: u' = 1 - q (1 - u) - c S = q u + 1 - q - c S
     a = np.where(up, c * total, np.where(n < 0, 1.0 - q - c * total, 0.0))
     b = lo * (1.0 - q) + span * a
-    return PulseTable(cap, q, b, model.write_noise * span * np.sqrt(squares))
+    table = np.stack([q, b, model.write_noise * span * np.sqrt(squares)])
+    return Response(TABLE, table, lo, float(arrays.g_max))
 
 
-@dataclass(frozen=True)
-class DeviceKernel:
-    """The response of devices that differ (device-to-device variation), per device and
-    direction in fixed-point form: n pulses take g to g* + (g - g*) (1 - r)^n, g* the
-    direction's asymptote; constant steps (r = 0) add n times the step instead.
-
-    ``rows[d]`` (d a device, or the one row of devices all alike) holds at 3 s + j, for
-    the direction s (0 down, 1 up) and j = 0, 1, 2: g* in siemens (the step when linear);
-    ln(1 - r) up and -ln(1 - r) down, so that n times it is |n| ln(1 - r); the write
-    noise variance of n pulses over (1 - q^2) (over n when linear); then the device's
-    bounds g_min, g_max at 6 and 7. A device's values are one cache line (64 bytes), so
-    programming reads a line per device that receives pulses.
-    """
-
-    linear: bool
-    rows: np.ndarray  # (devices or 1, 8)
-
-    def of(self, devices: np.ndarray, n: np.ndarray) -> list[np.ndarray]:
-        """(target, log_keep, spread, g_min, g_max) of these devices, each in the direction
-        of its pulses ``n`` (not 0); the bounds are views (one gather of both)."""
-        flat = self.rows.reshape(-1)
-        side = np.multiply(n > 0, 3)  # where the direction's values start in a row
-        if len(self.rows) == 1:
-            return [*(np.take(flat[j:], side) for j in range(3)), flat[6], flat[7]]
-        at = np.multiply(devices, 8, dtype=np.intp)
-        side += at
-        at >>= 1  # the row's (g_min, g_max) as one complex number, the 4th of the row
-        bounds = np.take(flat.view(np.complex128)[3:], at)
-        return [*(np.take(flat[j:], side) for j in range(3)), bounds.real, bounds.imag]
-
-
-def device_kernel(model: UpdateModel, arrays: DeviceArrays) -> DeviceKernel:
-    """The per-device kernel of a connection (any arrays, varied or not)."""
+def _per_device(model: UpdateModel, arrays: DeviceArrays) -> Response:
+    """The Response of devices that differ: a row per device."""
     lo, span = arrays.g_min, arrays.g_max - arrays.g_min
     sigma2 = (model.write_noise * span) ** 2
     bounds = (arrays.g_min, arrays.g_max)
     if not (np.any(arrays.r_up) or np.any(arrays.r_down)):
         zero = np.zeros(())
         down, up = (arrays.c_down * span, zero, sigma2), (arrays.c_up * span, zero, sigma2)
-        return DeviceKernel(True, _rows(*down, *up, *bounds))
+        return Response(STEPS, _rows(np.float64, *down, *up, *bounds))
     out = []
     for c, r, up in ((arrays.c_down, arrays.r_down, False), (arrays.c_up, arrays.r_up, True)):
         r = np.minimum(r, 1.0 - 1e-12)
@@ -458,108 +419,216 @@ def device_kernel(model: UpdateModel, arrays: DeviceArrays) -> DeviceKernel:
         target = lo + span * (fixed if up else 1.0 - fixed)
         keep2 = (1.0 - r) ** 2
         spread = np.where(moving, sigma2 / np.where(moving, 1.0 - keep2, 1.0), 0.0)
-        out += [target, np.log1p(-r) if up else -np.log1p(-r), spread]
-    return DeviceKernel(False, _rows(*out, *bounds))
+        out += [target, r, spread]
+    inwards = (_rounded(arrays.g_min, np.inf), _rounded(arrays.g_max, -np.inf))
+    return Response(FIXED_POINT, _rows(np.float32, *out, *inwards))
 
 
-def _rows(*values: np.ndarray) -> np.ndarray:
-    """DeviceKernel.rows of its eight values (each per device or one for all), each row
-    on a cache line of its own (64-byte aligned)."""
+def _rounded(a: np.ndarray, towards: float) -> np.ndarray:
+    """float32 values of ``a``, each rounded towards ``towards`` where float32 does not hold
+    it exactly."""
+    near = np.asarray(a, dtype=np.float32)
+    off = near.astype(float) < a if towards > 0 else near.astype(float) > a
+    return np.where(off, np.nextafter(near, np.float32(towards)), near)
+
+
+def _rows(dtype: type, *values: np.ndarray) -> np.ndarray:
+    """Response.values of a row per device from its eight values (each per device or one for
+    all), of ``dtype``, each row aligned on its size (a whole row in one cache line)."""
     devices = max(np.size(a) for a in values)
-    whole = np.empty(8 * devices + 8)
-    skip = (-whole.ctypes.data % 64) // 8
+    size = np.dtype(dtype).itemsize
+    whole = np.empty(8 * devices + 64 // size, dtype)
+    skip = (-whole.ctypes.data % (8 * size)) // size
     rows = whole[skip : skip + 8 * devices].reshape(devices, 8)
     for j, a in enumerate(values):
         rows[:, j] = a
     return rows
 
 
-CHUNK = 32768  # devices programmed at a time: their pulses and responses stay in L2
+# The compiled kernels: one pass over the devices, each device's pulses and response at
+# once. No fastmath: the results are those of the operations as written, run after run.
+#
+# The streams' numbers are drawn in the kernels by the streams' own generators (numba
+# compiles Generator.random and standard_normal on numpy's bit generator: numpy's numbers,
+# and the generator moves on as numpy's would). A stream that a kernel does not draw from
+# is given UNUSED (never drawn from).
+UNUSED = np.random.default_rng(0)
 
 
-def apply_pulses(
-    g: np.ndarray,
-    pulses: np.ndarray,
-    model: UpdateModel,
-    arrays: DeviceArrays,
-    rng: np.random.Generator | None,
-    table: PulseTable | DeviceKernel | None = None,
-    out: np.ndarray | None = None,
-) -> np.ndarray:
-    """Conductances after each device received its signed number of pulses.
-
-    n pulses in one direction are the exact composition of n single-pulse
-    responses (module docstring), the write noise the exact sum of the
-    per-pulse noises through that response; the noise is drawn for the
-    devices that receive pulses only, in their order. Only those devices are
-    computed and clipped to their bounds: a device without pulses keeps its
-    conductance exactly, so ``g`` must be within the bounds (as programmed conductances
-    are: Programmer.prepare puts them there and every update clips the devices it
-    moves). ``out``: where to write the result (``g`` itself, float64 and contiguous,
-    programs in place); a new array if None.
-    """
-    out = np.array(g, dtype=float) if out is None else out
-    flat, n = out.reshape(-1), pulses.reshape(-1)
-    table = device_kernel(model, arrays) if table is None else table
-    for rows in _chunks(flat.size):
-        _respond(flat[rows], n[rows], rows.start, model, arrays, rng, table, None)
-    return out.reshape(np.shape(g))
-
-
-def _chunks(size: int) -> list[slice]:
-    return [slice(i, min(i + CHUNK, size)) for i in range(0, size, CHUNK)]
-
-
-def _respond(
-    flat: np.ndarray,
-    n: np.ndarray,
-    first: int,
-    model: UpdateModel,
-    arrays: DeviceArrays,
-    rng: np.random.Generator | None,
-    table: PulseTable | DeviceKernel,
-    cap: float | None,
-) -> np.ndarray:
-    """apply_pulses on the devices first .. first + len(flat) - 1, in place in ``flat``;
-    returns the pulses of the devices that received some (capped at ``cap`` here if not
-    None: the cap keeps a count's sign, so it is applied to those devices only)."""
-    moved = np.flatnonzero(n != 0)
-    n, new = n[moved], flat[moved]
-    if cap is not None:
-        np.clip(n, -cap, cap, out=n)
-    if isinstance(table, PulseTable):
-        index = (n + table.cap).astype(np.intp)
-        if not table.constant:  # constant steps: no multiplication
-            new *= table.q[index]
-        new += table.b[index]
-        if model.write_noise:
-            new += table.noise[index] * rng.standard_normal(len(moved))
-        lo, hi = arrays.g_min, arrays.g_max
+@njit(cache=True, inline="always")
+def _pulses(
+    x: float, cap: float, manhattan: bool, stochastic: bool, u: float, single: bool
+) -> float:
+    """Signed whole pulses for a requested change of x nominal steps: nearest (or floor
+    after adding the uniform draw u, stochastic), or the sign only (Manhattan), capped.
+    ``single``: x is float32 (float32 requests), and so is x + u, as numpy's in-place sum."""
+    if manhattan:
+        n = 1.0 if x > 0.0 else (-1.0 if x < 0.0 else 0.0)
+    elif stochastic:
+        total = x + u
+        n = np.floor(np.float64(np.float32(total)) if single else total)
     else:
-        target, log_keep, spread, lo, hi = table.of(moved + first, n)
-        if table.linear:
-            target *= n
-            new += target
-        else:
-            q = np.multiply(n, log_keep, out=log_keep)
-            np.exp(q, out=q)
-            new -= target
-            new *= q
-            new += target
-        if model.write_noise:
-            if table.linear:
-                var = np.abs(n, out=target)
-            else:
-                var = np.square(q, out=target)
-                np.subtract(1.0, var, out=var)
-            var *= spread
-            np.sqrt(var, out=var)
-            var *= rng.standard_normal(len(moved))
-            new += var
-    np.maximum(new, lo, out=new)  # np.clip's operations, without its overheads
-    np.minimum(new, hi, out=new)
-    flat[moved] = new
-    return n
+        n = np.rint(x)
+    return min(max(n, -cap), cap)
+
+
+@njit(cache=True, inline="always")
+def _coefficients(values, device: int, n: float, form: int, lo: float, hi: float):
+    """What the response of ``device`` to n pulses (not 0) needs, in the order of
+    _respond's arguments a, b, c, lo, hi: Q[n], B[n], N[n] and the bounds from the table, or
+    the device's row in the direction of n (g*, r, the noise variance
+    factor) and its own bounds."""
+    if form == TABLE:
+        k = int(n) + (values.shape[1] - 1) // 2
+        return values[0, k], values[1, k], values[2, k], lo, hi
+    s = 3 if n > 0.0 else 0
+    return (
+        values[device, s],
+        values[device, s + 1],
+        values[device, s + 2],
+        values[device, 6],
+        values[device, 7],
+    )
+
+
+@njit(cache=True, inline="always")
+def _power(x: float, k: int, bits: int) -> float:
+    """x^k for a whole 0 <= k < 2^bits, by squaring: ``bits`` rounds whatever k (no branch
+    on k)."""
+    q = 1.0
+    for _ in range(bits):
+        q *= x if k & 1 else 1.0
+        x *= x
+        k >>= 1
+    return q
+
+
+@njit(cache=True, inline="always")
+def _respond(
+    g: float,
+    n: float,
+    a: float,
+    b: float,
+    c: float,
+    lo: float,
+    hi: float,
+    form: int,
+    noisy: bool,
+    z: float,
+    bits: int,
+) -> float:
+    """Conductance g after n pulses (not 0), plus write noise (z: the device's standard
+    normal draw), within the bounds [lo, hi]; a, b, c: the _coefficients of the device and
+    n; ``bits``: those of the largest |n|."""
+    if form == TABLE:  # g' = Q[n] g + B[n], noise N[n]
+        g = g * a + b
+        if noisy:
+            g += c * z
+    else:
+        if form == STEPS:  # n steps a
+            g += a * n
+            spread = abs(n) * c
+        else:  # towards g* = a: g' = g* + (g - g*) q, q = (1 - b)^|n|
+            q = _power(1.0 - b, int(abs(n)), bits)
+            g = (g - a) * q + a
+            spread = (1.0 - q * q) * c
+        if noisy:
+            g += math.sqrt(spread) * z
+    if g < lo:
+        g = lo
+    if g > hi:
+        g = hi
+    return g
+
+
+BLOCK = 1024  # devices whose pulses are worked out before the response of those that move
+
+
+@functools.cache
+def _kernel(manhattan: bool, stochastic: bool, form: int, noisy: bool, single: bool):
+    """The programming kernel of one rounding rule, Response form, noise setting and
+    precision of the requests (``single``: float32; compiled with these as constants, so
+    that its loops hold only their own work; numba caches each on disk).
+
+    ``kernel(g, asked, scale, cap, rounding, values, lo, hi, noise)`` works out each device's
+    pulses for its requested change ``asked`` times ``scale`` and its response, in place in
+    ``g``, drawing from the streams (Generators) ``rounding`` and ``noise``; it returns the
+    pulses sent. A device without pulses keeps its
+    conductance and draws no noise. A block of devices at a time: every device's pulses
+    first, keeping the ones that move (without a branch); then the coefficients of those,
+    gathered in a loop of loads alone (so that many of their rows are read from memory at
+    once), and their write noises; then their responses.
+    """
+
+    @njit(cache=True)
+    def kernel(g, asked, scale, cap, rounding, values, lo, hi, noise) -> int:
+        moved = np.empty(BLOCK, np.intp)
+        counts = np.empty(BLOCK)
+        gathered = np.empty((BLOCK, 5))
+        normals = np.zeros(BLOCK)
+        bits = 0  # those of the cap
+        while (1 << bits) <= cap:
+            bits += 1
+        sent = 0
+        for start in range(0, g.size, BLOCK):
+            stop = min(start + BLOCK, g.size)
+            m = 0
+            for i in range(start, stop):
+                u = rounding.random() if stochastic else 0.0
+                n = _pulses(asked[i] * scale, cap, manhattan, stochastic, u, single)
+                moved[m] = i
+                counts[m] = n
+                m += n > 0.0 or n < 0.0  # not 0 (nor NaN)
+            for j in range(m):
+                gathered[j] = _coefficients(values, moved[j], counts[j], form, lo, hi)
+            if noisy:
+                for j in range(m):
+                    normals[j] = noise.standard_normal()
+            for j in range(m):
+                i, n = moved[j], counts[j]
+                a, b, c, low, high = gathered[j]
+                g[i] = _respond(g[i], n, a, b, c, low, high, form, noisy, normals[j], bits)
+                sent += int(abs(n))
+        return sent
+
+    return kernel
+
+
+@njit(cache=True)
+def _pulse_counts(asked, scale, cap, manhattan, stochastic, single, rounding, out) -> None:
+    for i in range(asked.size):
+        u = rounding.random() if stochastic else 0.0
+        out[i] = _pulses(asked[i] * scale, cap, manhattan, stochastic, u, single)
+
+
+def _requests(requested: np.ndarray, scale: float) -> tuple[np.ndarray, float]:
+    """The requests as the kernels read them (float32 ones stay float32, as numpy works them
+    out), flat, and the scale in their precision."""
+    single = np.asarray(requested).dtype == np.float32
+    dtype = np.float32 if single else np.float64
+    return np.ascontiguousarray(requested, dtype=dtype).reshape(-1), dtype(scale)
+
+
+def pulse_counts(
+    requested: np.ndarray, model: UpdateModel, rng: np.random.Generator | None, unit: float = 1.0
+) -> np.ndarray:
+    """Signed pulses per device for requested changes (fractions of the range), as
+    ``program`` sends them, drawing the same numbers from the rounding stream.
+
+    The requested change over the nominal step, rounded to the nearest whole
+    pulse (deterministic) or down after adding a uniform draw (stochastic,
+    unbiased); Manhattan sends one pulse of the request's sign. Capped at
+    ``max_pulses`` either way. ``unit``: what one unit of ``requested`` is, as a fraction
+    of the range.
+    """
+    asked, scale = _requests(requested, unit * (model.levels - 1))
+    out = np.empty(np.shape(requested))
+    stochastic = model.rounding == "stochastic" and not model.manhattan
+    rounding = rng if stochastic else UNUSED
+    cap = float(model.max_pulses)
+    single = asked.dtype == np.float32
+    _pulse_counts(asked, scale, cap, model.manhattan, stochastic, single, rounding, out.reshape(-1))
+    return out
 
 
 def program(
@@ -568,26 +637,67 @@ def program(
     model: UpdateModel,
     arrays: DeviceArrays,
     rngs: tuple[np.random.Generator | None, np.random.Generator | None],
-    table: PulseTable | DeviceKernel | None = None,
+    response: Response | None = None,
     unit: float = 1.0,
     out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, int]:
     """Conductances after programming the requested changes (in units of ``unit`` times the
-    nominal range g_max - g_min) as pulses, and the number of pulses sent. ``rngs``: the
-    batch's rounding and write-noise streams; ``out``: as apply_pulses's.
+    nominal range g_max - g_min) as pulses, and the number of pulses sent.
 
-    A chunk of devices at a time, pulses then response, so that the working arrays stay
-    in cache; each stream is drawn in the devices' order, as on the whole array at once.
+    ``rngs``: the batch's rounding and write-noise streams, each drawn in the devices'
+    order (a uniform per device when rounding stochastically, a Gaussian per device that
+    receives pulses when the writes are noisy); ``response``: the connection's Response
+    (made here if None); ``out``: where to write the result (``g`` itself, float64 and
+    C-contiguous, programs in place), a new array if None. Only the devices that receive
+    pulses are computed and clipped to their bounds: a device without pulses keeps its
+    conductance exactly, so ``g`` must be within the bounds (as programmed conductances
+    are: Programmer.prepare puts them there and every update clips the devices it moves).
     """
     out = np.array(g, dtype=float) if out is None else out
-    flat, asked = out.reshape(-1), requested.reshape(-1)
-    table = device_kernel(model, arrays) if table is None else table
-    sent, cap = 0.0, float(model.max_pulses)
-    for rows in _chunks(flat.size):
-        pulses = _whole_pulses(asked[rows], model, rngs[0], unit)  # pulse_counts, uncapped
-        moved = _respond(flat[rows], pulses, rows.start, model, arrays, rngs[1], table, cap)
-        sent += float(np.abs(moved, out=moved).sum())
-    return out.reshape(np.shape(g)), int(sent)
+    sent = _run(out, requested, unit * (model.levels - 1), model, arrays, rngs, response)
+    return out, sent
+
+
+def apply_pulses(
+    g: np.ndarray,
+    pulses: np.ndarray,
+    model: UpdateModel,
+    arrays: DeviceArrays,
+    rng: np.random.Generator | None,
+    response: Response | None = None,
+) -> np.ndarray:
+    """Conductances after each device received its signed number of pulses (whole numbers,
+    at most ``max_pulses`` either way), with ``program``'s response and noise.
+
+    n pulses in one direction are the exact composition of n single-pulse
+    responses (module docstring), the write noise the exact sum of the
+    per-pulse noises through that response.
+    """
+    out = np.array(g, dtype=float)
+    exact = replace(model, rounding="deterministic", manhattan=False)
+    _run(out, pulses, 1.0, exact, arrays, (None, rng), response)
+    return out
+
+
+def _run(
+    out: np.ndarray,
+    requested: np.ndarray,
+    scale: float,
+    model: UpdateModel,
+    arrays: DeviceArrays,
+    rngs: tuple[np.random.Generator | None, np.random.Generator | None],
+    response: Response | None,
+) -> int:
+    """The programming kernel on ``out`` (in place) for ``requested`` times ``scale``
+    nominal steps; returns the pulses sent."""
+    response = device_response(model, arrays) if response is None else response
+    stochastic = model.rounding == "stochastic" and not model.manhattan
+    noisy = bool(model.write_noise)
+    rounding, noise = rngs[0] if stochastic else UNUSED, rngs[1] if noisy else UNUSED
+    g, (asked, scale) = out.reshape(-1), _requests(requested, scale)
+    kernel = _kernel(model.manhattan, stochastic, response.form, noisy, asked.dtype == np.float32)
+    cap, values, lo, hi = float(model.max_pulses), response.values, response.g_min, response.g_max
+    return int(kernel(g, asked, scale, cap, rounding, values, lo, hi, noise))
 
 
 # ---------------------------------------------------------------------- file keys

@@ -17,12 +17,11 @@ import numpy as np
 
 from ..devices.update import (
     DeviceArrays,
-    DeviceKernel,
-    PulseTable,
+    Response,
     UpdateModel,
     device_arrays,
+    device_response,
     program,
-    pulse_table,
     snap_to_levels,
     stream,
 )
@@ -93,14 +92,14 @@ class Programmer:
 
     def __init__(self, models: list[UpdateModel | None], groups: list, sizes: list[int], seed: int):
         self.seed = int(seed)
-        self.entries: list[tuple[UpdateModel, DeviceArrays, PulseTable | DeviceKernel] | None] = []
+        self.entries: list[tuple[UpdateModel, DeviceArrays, Response] | None] = []
         for k, (model, group, size) in enumerate(zip(models, groups, sizes, strict=True)):
             if model is None or model.ideal:
                 self.entries.append(None)
                 continue
             rng = stream(self.seed, 0, k, "variation")
             arrays = device_arrays(model, group.low, group.high, size, rng)
-            self.entries.append((model, arrays, pulse_table(model, arrays)))
+            self.entries.append((model, arrays, device_response(model, arrays)))
 
     @property
     def active(self) -> bool:
@@ -172,13 +171,16 @@ class Programmer:
         return out
 
     def load(self, saved: dict[str, np.ndarray]) -> None:
-        """Take the device-to-device draws of a checkpoint (a resumed run's devices)."""
+        """Take the device-to-device draws of a checkpoint (a resumed run's devices); the
+        arrays that are already this programmer's own (a run continued in the same process)
+        are kept with their Response."""
         changed = set()
         for key, a in saved.items():
             k, name = key.split("/")
-            if self.entries[int(k)] is not None:
-                setattr(self.entries[int(k)][1], name, a)
+            entry = self.entries[int(k)]
+            if entry is not None and getattr(entry[1], name) is not a:
+                setattr(entry[1], name, a)
                 changed.add(int(k))
         for k in changed:  # each array's table once, from all its draws
             model, arrays, _ = self.entries[k]
-            self.entries[k] = (model, arrays, pulse_table(model, arrays))
+            self.entries[k] = (model, arrays, device_response(model, arrays))

@@ -852,15 +852,17 @@ class _Block:
     def _quadratic(self, x_all: np.ndarray, keep: bool) -> tuple[float, np.ndarray]:
         """``update`` of a class without diodes, in one compiled pass (``_quadratic_update``)
         after the coupling's product: x = clip(b / a) (the outputs at the nudge's exact
-        minimum), the residual before the step a times the (projected) step."""
+        minimum), the residual before the step a times the (projected) step; with ``keep``,
+        b into ``self.rhs``."""
         coupled = _times(x_all[:, self.other], self.Q_oc)
         change = np.empty(x_all.shape[0])
         scale = _EMPTY if self.scale is None else self.scale
+        rhs = np.empty_like(coupled) if keep else _EMPTY_ROWS
         residual = _quadratic_update(
-            coupled, x_all, self._class(), self.a_over_w, scale, self._nudge(), change
+            coupled, x_all, self._class(), self.a_over_w, scale, rhs, self._nudge(), change
         )
         if keep:
-            self.rhs = self.r - coupled
+            self.rhs = rhs
         return residual, change
 
     def update(
@@ -945,6 +947,7 @@ class _Block:
 
 
 _EMPTY = np.zeros(0)
+_EMPTY_ROWS = np.zeros((0, 0))  # no rows: the kernel keeps no b
 _NO_NUDGE = (False, *[np.zeros((0, 1), np.int64)] * 2, *[np.zeros((0, 1))] * 2, np.zeros(0))
 _NO_NUDGE = (*_NO_NUDGE, *[np.zeros((1, 0))] * 3, np.zeros(0))  # the kernels' "no nudge"
 
@@ -962,11 +965,11 @@ def _min(a, b):
 
 
 @njit(cache=True, error_model="numpy")
-def _quadratic_update(coupled, x_all, cls, a_over_w, scale, nudge, change):
+def _quadratic_update(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change):
     """Minimise a class without diodes exactly, sample by sample, in its columns of x_all
     (``cls``, as _Block._class): b = r - coupled, x = b / a clipped into [lo, hi]; with a
     ``nudge`` (as _Block._nudge), the outputs at their exact minimum with it (as
-    _Block._nudged). Returns the
+    _Block._nudged); b into ``rhs`` where it has rows. Returns the
     largest residual before the update (the largest step of each unknown times a / w) and
     writes each sample's largest change of a node voltage (the steps times ``scale`` where
     given) to ``change``. Rows of r, lo, hi and the nudge's target, current and pull are
@@ -980,12 +983,16 @@ def _quadratic_update(coupled, x_all, cls, a_over_w, scale, nudge, change):
     x = np.empty(n)
     step = np.empty(n)
     largest = np.zeros(n)
+    keep = rhs.shape[0] > 0
     for s in range(x_all.shape[0]):
         rs, low, high, cs = _row(r, s), _row(lo, s), _row(hi, s), coupled[s]
         _gather(x, x_all, s, columns, first)
         for j in range(n):
             b[j] = rs[j] - cs[j]
             new[j] = b[j] / a[j]
+        if keep:
+            for j in range(n):
+                rhs[s, j] = b[j]
         if bounded:
             for j in range(n):
                 z = _max(new[j], low[j])
@@ -1327,9 +1334,7 @@ ACCEL_FROM = 0.05  # contraction per plain sweep below which accelerating gains 
 ACCEL_TO = 0.95  # and above which the bound from it is too loose (Newton takes such solves)
 ACCEL_MEMORY = 6  # sweeps whose results an extrapolation combines
 ACCEL_RIDGE = 1e-14  # relative ridge of its least squares (1e-12 and more cost sweeps)
-ACCEL_SLOW = (
-    0.01  # a sample is extrapolated once a plain sweep shrinks its change less than 100-fold
-)
+ACCEL_SLOW = 0.01  # extrapolate once a plain sweep shrinks the change less than 100-fold
 ACCEL_WINDOW = 5  # sweeps over which an accelerated sample's rate is judged (hand-over)
 
 
