@@ -1332,7 +1332,7 @@ def _block_xQx(x: np.ndarray, blocks: list[_Block]) -> np.ndarray:
 ACCEL_SWEEP = 3  # plain sweeps before acceleration; the last two ratios of their changes
 ACCEL_FROM = 0.05  # contraction per plain sweep below which accelerating gains nothing
 ACCEL_TO = 0.95  # and above which the bound from it is too loose (Newton takes such solves)
-ACCEL_MEMORY = 6  # sweeps whose results an extrapolation combines
+ACCEL_MEMORY = 8  # sweeps whose results an extrapolation combines
 ACCEL_RIDGE = 1e-14  # relative ridge of its least squares (1e-12 and more cost sweeps)
 ACCEL_SLOW = 0.01  # extrapolate once a plain sweep shrinks the change less than 100-fold
 ACCEL_WINDOW = 5  # sweeps over which an accelerated sample's rate is judged (hand-over)
