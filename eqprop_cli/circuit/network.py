@@ -104,6 +104,7 @@ class TopologyPlan:
     clamp_bounds: tuple[np.ndarray, np.ndarray] | None = None  # hard clamps' (lo, hi), rails
     crossbars: list[Crossbar] | None = None  # dense sets whose linear terms need no stamp
     no_coupling: sp.csr_matrix | None = None  # Q's stamped part when every set is a crossbar
+    readers: dict[tuple, tuple | None] = field(default_factory=dict)  # node sets' reads
 
 
 @dataclass
@@ -337,8 +338,18 @@ class Network:
         return out
 
     def voltages_at(self, x: np.ndarray, inputs: np.ndarray, nodes: np.ndarray) -> np.ndarray:
-        """Potentials (batch, *nodes.shape) of some nodes only."""
+        """Potentials (batch, *nodes.shape) of some nodes only: straight from the unknowns
+        where every node is one (``_reader``)."""
         nodes = np.asarray(nodes, dtype=int)
+        read = self._reader(nodes)
+        if read is not None:
+            columns, coef = read
+            out = x[:, columns]
+            if coef is not None:
+                out = out * coef
+            elif isinstance(columns, slice):
+                out = out.copy()  # a view of the unknowns otherwise
+            return out.reshape(x.shape[0], *nodes.shape)
         flat = nodes.ravel()
         out = np.zeros((x.shape[0], flat.size))
         fixed = self.fixed_index[flat] >= 0
@@ -346,6 +357,22 @@ class Network:
             out[:, fixed] = self.fixed_potentials(inputs, self.fixed_index[flat[fixed]])
         out[:, ~fixed] = x[:, self.node_var[flat[~fixed]]] * self.node_coef[flat[~fixed]]
         return out.reshape(x.shape[0], *nodes.shape)
+
+    def _reader(self, nodes: np.ndarray) -> tuple | None:
+        """How to read the potentials of ``nodes`` from the unknowns: (their columns, a slice
+        where they are a range; their gains, None where all are 1); None when some node is
+        not an unknown. Topology: kept per node set."""
+        key = (nodes.shape, nodes.tobytes())
+        if key not in self.plan.readers:
+            flat = nodes.ravel()
+            var = self.node_var[flat]
+            read = None
+            if flat.size and not np.any(self.fixed_index[flat] >= 0) and not np.any(var < 0):
+                coef = self.node_coef[flat]
+                columns = slice(int(var[0]), int(var[0]) + len(var)) if _is_range(var) else var
+                read = (columns, None if np.all(coef == 1.0) else coef)
+            self.plan.readers[key] = read
+        return self.plan.readers[key]
 
     def node_voltages(self, x: np.ndarray, inputs: np.ndarray) -> np.ndarray:
         """All node potentials (batch, n_nodes) from unknowns and input vectors."""

@@ -104,34 +104,6 @@ class EPEstimator:
             )
         self.out_weight = float(out_weight[0])
         self.plans = [self._plan(network, g) for g in groups]
-        self.reads = [
-            (self._reader(network, p), self._reader(network, q)) for p, q, *_ in self.plans
-        ]
-
-    @staticmethod
-    def _reader(network: Network, nodes: np.ndarray) -> tuple | None:
-        """How to read the potentials of ``nodes`` straight from the unknowns: (columns, gains,
-        None where all are 1); None when some node is fixed (read through the network)."""
-        var = network.node_var[nodes]
-        if len(nodes) == 0 or np.any(network.fixed_index[nodes] >= 0) or np.any(var < 0):
-            return None
-        coef = network.node_coef[nodes]
-        start = int(var[0])
-        columns = (
-            slice(start, start + len(var))
-            if np.array_equal(var, np.arange(start, start + len(var)))
-            else var
-        )
-        return columns, None if np.all(coef == 1.0) else coef
-
-    @staticmethod
-    def _at(state: Equilibrium, nodes: np.ndarray, reader: tuple | None) -> np.ndarray:
-        """Potentials of ``nodes`` in ``state``, as Equilibrium.at gives them."""
-        if reader is None:
-            return state.at(nodes)
-        columns, coef = reader
-        x = state.unknowns[:, columns]
-        return x.copy() if coef is None else x * coef
 
     @staticmethod
     def _plan(network: Network, group: ParamGroup) -> tuple:
@@ -152,10 +124,8 @@ class EPEstimator:
         """dL/dtheta per group (physical units), averaged over the batch."""
         factor = 1.0 / ((beta_a - beta_b) * self.out_weight * scale * a.unknowns.shape[0])
         grads = []
-        for g, (p, q, dense, w, p_fixed), (read_p, read_q) in zip(
-            self.groups, self.plans, self.reads, strict=True
-        ):
-            Qa, Qb = self._at(a, q, read_q), self._at(b, q, read_q)
+        for g, (p, q, dense, w, p_fixed) in zip(self.groups, self.plans, strict=True):
+            Qa, Qb = a.at(q), b.at(q)
             if dense and p_fixed and np.isscalar(w) and g.model.ep_estimate is RESISTOR_ESTIMATE:
                 # a crossbar of conductances from the inputs: F (inputs) the same in both
                 # sum of dVa^2 - dVb^2 = sum (Qa - Qb)(Qa + Qb) - 2 F^T (Qa - Qb)
@@ -168,10 +138,8 @@ class EPEstimator:
                     self.network.fixed_outer(fixed, a.inputs, D, (0.5 * w * factor) * common)
                 )
                 continue
-            Pa = self._at(a, p, read_p)
-            Pb = (
-                Pa if p_fixed else self._at(b, p, read_p)
-            )  # fixed potentials (inputs) are the same in both
+            Pa = a.at(p)
+            Pb = Pa if p_fixed else b.at(p)  # fixed potentials (inputs) are the same in both
             grads.append(g.model.ep_estimate(w, Pa, Pb, Qa, Qb, dense, p_fixed, factor))
         return grads
 
