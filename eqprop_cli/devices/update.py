@@ -557,17 +557,18 @@ def _kernel(manhattan: bool, stochastic: bool, form: int, noisy: bool, single: b
     its pulses for that change times ``scale`` and its response, in place in ``g``, within
     its own bounds and then ``clip`` (low, high: the chain's clip), drawing from the
     streams (Generators) ``rounding`` and ``noise``; it returns the pulses sent. A device
-    without pulses keeps its conductance and draws no noise. A block of devices at a time:
-    every device's change (never written to memory) and pulses, keeping the ones that
-    move (without a branch); then the coefficients of those, gathered in a loop of loads
-    alone (so that many of their rows are read from memory at once), and their write
-    noises; then their responses.
+    without pulses keeps its conductance and draws no noise. A block of devices at a time,
+    while it is in the caches: every device's change (the changes never go to memory),
+    then its pulses, keeping the ones that move (without a branch); then
+    the coefficients of those, gathered in a loop of loads alone (so that many of their
+    rows are read from memory at once), and their write noises; then their responses.
     """
 
     @njit(cache=True)
     def kernel(
         g, grads, velocity, factors, decay, clip, scale, cap, rounding, values, lo, hi, noise
     ) -> int:
+        requests = np.empty(BLOCK, grads.dtype)
         moved = np.empty(BLOCK, np.intp)
         counts = np.empty(BLOCK)
         gathered = np.empty((BLOCK, 5))
@@ -582,13 +583,15 @@ def _kernel(manhattan: bool, stochastic: bool, form: int, noisy: bool, single: b
         sent = 0
         for start in range(0, g.size, BLOCK):
             stop = min(start + BLOCK, g.size)
-            m = 0
             for i in range(start, stop):
                 asked, t = change(grads[i], velocity[i], f0, f1, f2, f3, f4, heavy, d)
                 if heavy:
                     velocity[i] = t
+                requests[i - start] = asked * scale
+            m = 0
+            for i in range(start, stop):
                 u = rounding.random() if stochastic else 0.0
-                n = _pulses(asked * scale, cap, manhattan, stochastic, u, single)
+                n = _pulses(requests[i - start], cap, manhattan, stochastic, u, single)
                 moved[m] = i
                 counts[m] = n
                 m += n > 0.0 or n < 0.0  # not 0 (nor NaN)
