@@ -48,7 +48,6 @@ import numpy as np
 from numba import njit
 
 from ..circuit.params import Param
-from ..learn.optim import Step, change
 
 # Purposes of the random streams; 0 and 1 are taken by the data order and shifts.
 PURPOSES = {"rounding": 2, "write_noise": 3, "read_noise": 4, "nudge": 5, "variation": 6}
@@ -551,47 +550,32 @@ def _kernel(manhattan: bool, stochastic: bool, form: int, noisy: bool, single: b
     precision of the requests (``single``: float32; compiled with these as constants, so
     that its loops hold only their own work; numba caches each on disk).
 
-    ``kernel(g, grads, velocity, factors, decay, clip, scale, cap, rounding, values, lo, hi,
-    noise)`` works out each device's requested change as the update chain's compiled pass
-    does (learn.optim.change of its gradient and velocity: the velocity updated in place),
-    its pulses for that change times ``scale`` and its response, in place in ``g``, within
-    its own bounds and then ``clip`` (low, high: the chain's clip), drawing from the
-    streams (Generators) ``rounding`` and ``noise``; it returns the pulses sent. A device
-    without pulses keeps its conductance and draws no noise. A block of devices at a time,
-    while it is in the caches: every device's change (the changes never go to memory),
-    then its pulses, keeping the ones that move (without a branch); then
-    the coefficients of those, gathered in a loop of loads alone (so that many of their
-    rows are read from memory at once), and their write noises; then their responses.
+    ``kernel(g, asked, scale, cap, rounding, values, lo, hi, noise)`` works out each device's
+    pulses for its requested change ``asked`` times ``scale`` and its response, in place in
+    ``g``, drawing from the streams (Generators) ``rounding`` and ``noise``; it returns the
+    pulses sent. A device without pulses keeps its
+    conductance and draws no noise. A block of devices at a time: every device's pulses
+    first, keeping the ones that move (without a branch); then the coefficients of those,
+    gathered in a loop of loads alone (so that many of their rows are read from memory at
+    once), and their write noises; then their responses.
     """
 
     @njit(cache=True)
-    def kernel(
-        g, grads, velocity, factors, decay, clip, scale, cap, rounding, values, lo, hi, noise
-    ) -> int:
-        requests = np.empty(BLOCK, grads.dtype)
+    def kernel(g, asked, scale, cap, rounding, values, lo, hi, noise) -> int:
         moved = np.empty(BLOCK, np.intp)
         counts = np.empty(BLOCK)
         gathered = np.empty((BLOCK, 5))
         normals = np.zeros(BLOCK)
-        f0, f1, f2, f3, f4 = factors[0], factors[1], factors[2], factors[3], factors[4]
-        heavy = decay.size > 0
-        d = decay[0] if heavy else factors[0]
-        low, high = clip[0], clip[1]
         bits = 0  # those of the cap
         while (1 << bits) <= cap:
             bits += 1
         sent = 0
         for start in range(0, g.size, BLOCK):
             stop = min(start + BLOCK, g.size)
-            for i in range(start, stop):
-                asked, t = change(grads[i], velocity[i], f0, f1, f2, f3, f4, heavy, d)
-                if heavy:
-                    velocity[i] = t
-                requests[i - start] = asked * scale
             m = 0
             for i in range(start, stop):
                 u = rounding.random() if stochastic else 0.0
-                n = _pulses(requests[i - start], cap, manhattan, stochastic, u, single)
+                n = _pulses(asked[i] * scale, cap, manhattan, stochastic, u, single)
                 moved[m] = i
                 counts[m] = n
                 m += n > 0.0 or n < 0.0  # not 0 (nor NaN)
@@ -602,9 +586,8 @@ def _kernel(manhattan: bool, stochastic: bool, form: int, noisy: bool, single: b
                     normals[j] = noise.standard_normal()
             for j in range(m):
                 i, n = moved[j], counts[j]
-                a, b, c, bottom, top = gathered[j]
-                x = _respond(g[i], n, a, b, c, bottom, top, form, noisy, normals[j], bits)
-                g[i] = min(max(x, low), high)
+                a, b, c, low, high = gathered[j]
+                g[i] = _respond(g[i], n, a, b, c, low, high, form, noisy, normals[j], bits)
                 sent += int(abs(n))
         return sent
 
@@ -650,7 +633,7 @@ def pulse_counts(
 
 def program(
     g: np.ndarray,
-    requested: np.ndarray | Step,
+    requested: np.ndarray,
     model: UpdateModel,
     arrays: DeviceArrays,
     rngs: tuple[np.random.Generator | None, np.random.Generator | None],
@@ -661,9 +644,6 @@ def program(
     """Conductances after programming the requested changes (in units of ``unit`` times the
     nominal range g_max - g_min) as pulses, and the number of pulses sent.
 
-    ``requested``: the changes, or the update chain's pending Step whose changes they are
-    (worked out in the same pass, its velocity updated; the devices that move then clipped
-    into its bounds too).
     ``rngs``: the batch's rounding and write-noise streams, each drawn in the devices'
     order (a uniform per device when rounding stochastically, a Gaussian per device that
     receives pulses when the writes are noisy); ``response``: the connection's Response
@@ -708,43 +688,16 @@ def _run(
     rngs: tuple[np.random.Generator | None, np.random.Generator | None],
     response: Response | None,
 ) -> int:
-    """The programming kernel on ``out`` (in place) for ``requested`` (changes, or a Step
-    whose changes they are) times ``scale`` nominal steps; returns the pulses sent."""
+    """The programming kernel on ``out`` (in place) for ``requested`` times ``scale``
+    nominal steps; returns the pulses sent."""
     response = device_response(model, arrays) if response is None else response
     stochastic = model.rounding == "stochastic" and not model.manhattan
     noisy = bool(model.write_noise)
     rounding, noise = rngs[0] if stochastic else UNUSED, rngs[1] if noisy else UNUSED
-    if not isinstance(requested, Step):  # the changes as they are: times 1, no clip
-        asked, _ = _requests(requested, scale)
-        ones, none = np.ones(5, asked.dtype), np.empty(0, asked.dtype)
-        requested = Step(asked, asked, ones, none, (-np.inf, np.inf), asked.shape)
-    grads, velocity, factors, decay = (
-        requested.grads,
-        requested.velocity,
-        requested.factors,
-        requested.decay,
-    )
-    single = grads.dtype == np.float32
-    kernel = _kernel(model.manhattan, stochastic, response.form, noisy, single)
+    g, (asked, scale) = out.reshape(-1), _requests(requested, scale)
+    kernel = _kernel(model.manhattan, stochastic, response.form, noisy, asked.dtype == np.float32)
     cap, values, lo, hi = float(model.max_pulses), response.values, response.g_min, response.g_max
-    clip, scale = np.array(requested.bounds, dtype=float), grads.dtype.type(scale)
-    return int(
-        kernel(
-            out.reshape(-1),
-            grads,
-            velocity,
-            factors,
-            decay,
-            clip,
-            scale,
-            cap,
-            rounding,
-            values,
-            lo,
-            hi,
-            noise,
-        )
-    )
+    return int(kernel(g, asked, scale, cap, rounding, values, lo, hi, noise))
 
 
 # ---------------------------------------------------------------------- file keys

@@ -44,17 +44,17 @@ class Piece:
     (``rate``: array k's learning rate for this step); ``decay``, momentum (state: a
     velocity per parameter array, v = decay v + change, and the change becomes v);
     ``bounds(k)``, a constraint: the updated parameters of array k clipped into (low,
-    high); ``land(values, steps, where)`` (a programmer), which works out the pending
-    ``steps`` (a Step by array number) and puts them into its arrays of ``values`` in place
-    instead of the plain addition, within the Steps' bounds (the clip), and returns a count
-    to report (pulses sent); ``where`` is (epoch, batch).
+    high); ``land(values, changes, where)`` (a programmer), which puts ``changes`` (by
+    array number) into its arrays of ``values`` in place instead of the plain addition,
+    whole arrays at a time, and returns a count to report (pulses sent); ``where`` is
+    (epoch, batch).
     """
 
     name: str
     factor: Callable[[int, float], float] | None = None
     decay: float | None = None
     bounds: Callable[[int], tuple[float, float]] | None = None
-    land: Callable[[Arrays, dict[int, Step], tuple[int, int]], int] | None = None
+    land: Callable[[Arrays, dict[int, np.ndarray], tuple[int, int]], int] | None = None
     arrays: frozenset[int] | None = None
 
     def acts_on(self, k: int) -> bool:
@@ -93,64 +93,33 @@ def clip(
     return Piece("clip", bounds=lambda k: (low[k], high[k]), arrays=_arrays(arrays))
 
 
-@njit(cache=True, inline="always")
-def change(gi, vi, f0, f1, f2, f3, f4, heavy, d):
-    """One entry's change: the gradient gi times f0 and f1, momentum when ``heavy`` (the
-    velocity vi becomes d vi + change, and the change becomes it), times f2 to f4; returns
-    (the change, the velocity). Each operation rounds to the operands' dtype, as numpy's."""
-    c = gi * f0
-    c = c * f1
-    t = vi
-    if heavy:
-        t = vi * d
-        t = t + c
-        c = t
-    c = c * f2
-    c = c * f3
-    c = c * f4
-    return c, t
-
-
 @njit(cache=True)
 def _step(p, g, v, factors, decay, bounds, land):
-    """Entry by entry (1-D arrays of one dtype): each entry's ``change`` (momentum when
-    ``decay`` holds its factor, the velocity in v); then either kept in g (``land``) or
-    added to p and p clipped into ``bounds``."""
+    """Entry by entry (1-D arrays of one dtype): the change g times factors[0] and [1],
+    momentum when ``decay`` holds its factor (v = decay v + change, the change becomes
+    v), times factors[2] to [4]; then either kept in g (``land``) or added to p and p
+    clipped into ``bounds``. Each operation rounds to the arrays' dtype, as numpy's."""
     f0, f1, f2, f3, f4 = factors[0], factors[1], factors[2], factors[3], factors[4]
     lo, hi = bounds[0], bounds[1]
     heavy = decay.size > 0
     d = decay[0] if heavy else factors[0]
     for i in range(p.size):
-        c, t = change(g[i], v[i], f0, f1, f2, f3, f4, heavy, d)
+        c = g[i] * f0
+        c = c * f1
         if heavy:
+            t = v[i] * d
+            t = t + c
             v[i] = t
+            c = t
+        c = c * f2
+        c = c * f3
+        c = c * f4
         if land:
             g[i] = c
         else:
             x = p[i] + c
             x = max(x, lo)
             p[i] = min(x, hi)
-
-
-@dataclass(frozen=True)
-class Step:
-    """A landing array's pending step, for its landing piece to work out in its own pass
-    (each entry's ``change``, in order): the gradients and the velocity (``grads`` itself
-    without momentum), flat, contiguous and at the parameters' dtype; the factors f0 to f4
-    and the decay (empty without momentum) at that dtype; the clip's bounds."""
-
-    grads: np.ndarray
-    velocity: np.ndarray
-    factors: np.ndarray
-    decay: np.ndarray
-    bounds: tuple[float, float]
-    shape: tuple[int, ...]
-
-    def changes(self) -> np.ndarray:
-        """The changes, worked out in ``grads`` (the velocity updated), in the array's shape."""
-        g = self.grads
-        _step(g, g, self.velocity, self.factors, self.decay, np.array(self.bounds, g.dtype), True)
-        return g.reshape(self.shape)
 
 
 @dataclass(frozen=True)
@@ -220,36 +189,49 @@ class Chain:
             own = None if piece.name in state else piece.init(values)
             if own is not None:
                 state[piece.name] = own
-        landed: dict[Piece, dict[int, Step]] = {}
-        copies: list[tuple[np.ndarray, np.ndarray]] = []
+        landed: dict[Piece, dict[int, np.ndarray]] = {}
+        bounds: dict[int, tuple[float, float]] = {}
         for k, (p, g) in enumerate(zip(values, grads, strict=True)):
             rule = self.rule(k, rates[k])
             v = state[rule.decay[0]][k] if rule.decay else None
-            kind = p.dtype
-            gf = _flat(np.asarray(g, dtype=kind), copies)
-            vf = gf if v is None else _flat(v, copies)
-            factors = np.array(rule.factors, dtype=kind)
-            decay = np.array([rule.decay[1]] if rule.decay else [], dtype=kind)
-            if rule.lander is None:
-                bounds = np.array(rule.bounds, dtype=kind)
-                _step(_flat(p, copies), gf, vf, factors, decay, bounds, False)
-            else:
-                step = Step(gf, vf, factors, decay, rule.bounds, p.shape)
-                landed.setdefault(rule.lander, {})[k] = step
-        count = sum(piece.land(values, steps, where) for piece, steps in landed.items())
-        for a, f in copies:  # arrays worked on as contiguous copies
-            a[...] = f.reshape(a.shape)
+            change = _apply(rule, p, g, v)
+            if rule.lander is not None:
+                landed.setdefault(rule.lander, {})[k] = change
+                bounds[k] = rule.bounds
+        count = 0
+        for piece, changes in landed.items():
+            count += piece.land(values, changes, where)
+            for k in changes:  # the clip after programming
+                np.clip(values[k], *bounds[k], out=values[k])
         return state, count
 
 
-def _flat(a: np.ndarray, copies: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """``a`` flat for the compiled pass: a view, or a contiguous copy (added to ``copies``
-    with its array, to be copied back)."""
-    if a.flags.c_contiguous:
-        return a.reshape(-1)
-    flat = np.ascontiguousarray(a).reshape(-1)
-    copies.append((a, flat))
-    return flat
+def _apply(rule: _Rule, p: np.ndarray, g: np.ndarray, v: np.ndarray | None) -> np.ndarray:
+    """One array's step by the compiled pass (on contiguous copies of arrays that are not
+    C-contiguous, copied back); returns the changes (in ``g`` where it is contiguous and at
+    p's dtype)."""
+    kind = p.dtype
+    g = np.asarray(g, dtype=kind)
+    arrays = [p, g] if v is None else [p, g, v]
+    flat = [
+        a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
+        for a in arrays
+    ]
+    pf, gf = flat[0], flat[1]
+    vf = flat[2] if v is not None else gf
+    _step(
+        pf,
+        gf,
+        vf,
+        np.array(rule.factors, dtype=kind),
+        np.array([rule.decay[1]] if rule.decay else [], dtype=kind),
+        np.array(rule.bounds, dtype=kind),
+        rule.lander is not None,
+    )
+    for a, f in zip(arrays, flat, strict=True):
+        if not np.shares_memory(a, f):
+            a[...] = f.reshape(a.shape)
+    return gf.reshape(g.shape)
 
 
 def chain(*pieces: Piece) -> Chain:

@@ -25,7 +25,7 @@ from ..devices.update import (
     snap_to_levels,
     stream,
 )
-from .optim import Piece, Step
+from .optim import Piece
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,6 @@ class Programmer:
 
     def __init__(self, models: list[UpdateModel | None], groups: list, sizes: list[int], seed: int):
         self.seed = int(seed)
-        self.bounds = [(group.low, group.high) for group in groups]  # the chain's clip
         self.entries: list[tuple[UpdateModel, DeviceArrays, Response] | None] = []
         for k, (model, group, size) in enumerate(zip(models, groups, sizes, strict=True)):
             if model is None or model.ideal:
@@ -114,12 +113,10 @@ class Programmer:
         ]
 
     def prepare(self, params: list[np.ndarray]) -> list[np.ndarray]:
-        """Initial conductances as programmed: within each device's bounds, on its levels,
-        and within the update chain's clip (which the programming kernel then applies to the
-        devices it moves only: the others keep their conductance)."""
+        """Initial conductances as programmed: within each device's bounds, on its levels."""
         return [
-            p if e is None else np.clip(snap_to_levels(p, e[0], e[1]), *bounds)
-            for p, e, bounds in zip(params, self.entries, self.bounds, strict=True)
+            p if e is None else snap_to_levels(p, e[0], e[1])
+            for p, e in zip(params, self.entries, strict=True)
         ]
 
     @property
@@ -129,8 +126,7 @@ class Programmer:
 
     def piece(self, groups: list) -> Piece:
         """The update chain's last piece on the device-aware arrays: their steps, normalised
-        by each group's scale, worked out and programmed as pulses in one pass, then clipped
-        (it counts the pulses)."""
+        by each group's scale, programmed as pulses (it counts them)."""
         return Piece(
             "program",
             land=lambda values, steps, where: self.apply(values, steps, groups, *where),
@@ -140,13 +136,13 @@ class Programmer:
     def apply(
         self,
         values: list[np.ndarray],
-        steps: dict[int, Step],
+        steps: dict[int, np.ndarray],
         groups: list,
         epoch: int,
         batch: int,
     ) -> int:
-        """Program arrays ``values[k]`` (device-aware) by the pending ``steps[k]`` (normalised
-        by group k's scale) in place, within the steps' bounds; returns the pulses sent."""
+        """Program arrays ``values[k]`` (device-aware) by ``steps[k]`` (normalised by group k's
+        scale) in place; returns the pulses sent."""
         rngs = (
             stream(self.seed, epoch, batch, "rounding"),
             stream(self.seed, epoch, batch, "write_noise"),
