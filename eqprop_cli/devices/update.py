@@ -578,20 +578,17 @@ def _kernel(manhattan: bool, stochastic: bool, form: int, noisy: bool, single: b
     ``kernel(g, asked, scale, cap, rounding, values, lo, hi, noise)`` works out each device's
     pulses for its requested change ``asked`` times ``scale`` and its response, in place in
     ``g``, drawing from the streams (Generators) ``rounding`` and ``noise``; it returns the
-    pulses sent. A device without pulses keeps its
-    conductance and draws no noise. A block of devices at a time: every device's pulses
-    first, keeping the ones that move (without a branch); then the coefficients of those,
-    gathered in a loop of loads alone (so that many of their rows are read from memory at
-    once), and their write noises; then their responses. While a block's pulses are worked
-    out (the uniforms drawn), the next block's rows are asked of the caches (a prefetch
-    hint), so that they arrive during the draws rather than at the gather.
+    pulses sent. A device without pulses keeps its conductance and draws no noise. A block
+    of devices at a time: every device's pulses first, keeping the ones that move (without
+    a branch), while the next block's rows are asked of the caches (a prefetch hint, so
+    that they arrive during the draws); then the write noises of those that move; then
+    their responses, from their rows (now in the caches).
     """
 
     @njit(cache=True)
     def kernel(g, asked, scale, cap, rounding, values, lo, hi, noise) -> int:
         moved = np.empty(BLOCK, np.intp)
         counts = np.empty(BLOCK)
-        gathered = np.empty((BLOCK, 5))
         normals = np.zeros(BLOCK)
         bits = 0  # those of the cap
         while (1 << bits) <= cap:
@@ -608,14 +605,12 @@ def _kernel(manhattan: bool, stochastic: bool, form: int, noisy: bool, single: b
                 moved[m] = i
                 counts[m] = n
                 m += n > 0.0 or n < 0.0  # not 0 (nor NaN)
-            for j in range(m):
-                gathered[j] = _coefficients(values, moved[j], counts[j], form, lo, hi)
             if noisy:
                 for j in range(m):
                     normals[j] = noise.standard_normal()
             for j in range(m):
                 i, n = moved[j], counts[j]
-                a, b, c, low, high = gathered[j]
+                a, b, c, low, high = _coefficients(values, i, n, form, lo, hi)
                 g[i] = _respond(g[i], n, a, b, c, low, high, form, noisy, normals[j], bits)
                 sent += int(abs(n))
         return sent
