@@ -45,7 +45,10 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from ..circuit.params import Param
 
@@ -541,6 +544,28 @@ def _respond(
     return g
 
 
+@intrinsic
+def _prefetch(typingctx, array, index):
+    """Ask the caches for the line of ``array[index]`` (its first entry there, of a 2-d
+    array): a hint, which loads nothing into a register and cannot fault."""
+
+    def codegen(context, builder, signature, args):
+        kind = signature.args[0]
+        data = context.make_array(kind)(context, builder, args[0])
+        zero = context.get_constant(types.intp, 0)
+        where = cgutils.get_item_pointer(
+            context, builder, kind, data, [args[1]] + [zero] * (kind.ndim - 1)
+        )
+        byte = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        hint = ir.FunctionType(ir.VoidType(), [byte, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, hint, "llvm.prefetch.p0i8")
+        builder.call(fn, [builder.bitcast(where, byte), i32(0), i32(3), i32(1)])  # read, keep
+        return context.get_dummy_value()
+
+    return types.none(array, index), codegen
+
+
 BLOCK = 1024  # devices whose pulses are worked out before the response of those that move
 
 
@@ -553,18 +578,17 @@ def _kernel(manhattan: bool, stochastic: bool, form: int, noisy: bool, single: b
     ``kernel(g, asked, scale, cap, rounding, values, lo, hi, noise)`` works out each device's
     pulses for its requested change ``asked`` times ``scale`` and its response, in place in
     ``g``, drawing from the streams (Generators) ``rounding`` and ``noise``; it returns the
-    pulses sent. A device without pulses keeps its
-    conductance and draws no noise. A block of devices at a time: every device's pulses
-    first, keeping the ones that move (without a branch); then the coefficients of those,
-    gathered in a loop of loads alone (so that many of their rows are read from memory at
-    once), and their write noises; then their responses.
+    pulses sent. A device without pulses keeps its conductance and draws no noise. A block
+    of devices at a time: every device's pulses first, keeping the ones that move (without
+    a branch), while the next block's rows are asked of the caches (a prefetch hint, so
+    that they arrive during the draws); then the write noises of those that move; then
+    their responses, from their rows (now in the caches).
     """
 
     @njit(cache=True)
     def kernel(g, asked, scale, cap, rounding, values, lo, hi, noise) -> int:
         moved = np.empty(BLOCK, np.intp)
         counts = np.empty(BLOCK)
-        gathered = np.empty((BLOCK, 5))
         normals = np.zeros(BLOCK)
         bits = 0  # those of the cap
         while (1 << bits) <= cap:
@@ -574,19 +598,19 @@ def _kernel(manhattan: bool, stochastic: bool, form: int, noisy: bool, single: b
             stop = min(start + BLOCK, g.size)
             m = 0
             for i in range(start, stop):
+                if form != TABLE and i + BLOCK < g.size:  # the next block's rows
+                    _prefetch(values, i + BLOCK)
                 u = rounding.random() if stochastic else 0.0
                 n = _pulses(asked[i] * scale, cap, manhattan, stochastic, u, single)
                 moved[m] = i
                 counts[m] = n
                 m += n > 0.0 or n < 0.0  # not 0 (nor NaN)
-            for j in range(m):
-                gathered[j] = _coefficients(values, moved[j], counts[j], form, lo, hi)
             if noisy:
                 for j in range(m):
                     normals[j] = noise.standard_normal()
             for j in range(m):
                 i, n = moved[j], counts[j]
-                a, b, c, low, high = gathered[j]
+                a, b, c, low, high = _coefficients(values, i, n, form, lo, hi)
                 g[i] = _respond(g[i], n, a, b, c, low, high, form, noisy, normals[j], bits)
                 sent += int(abs(n))
         return sent
