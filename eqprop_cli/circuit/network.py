@@ -82,6 +82,52 @@ class Crossbar:
         )
 
 
+@dataclass(frozen=True)
+class RowExpansion:
+    """F^T D + plus over an input crossbar's fixed rows, not yet written out: row i is
+    P[feature[i]] * gain[i] (+ const[i] * sums, where ``with_const``) (+ plus), with P =
+    inputs^T D, the product over the features (``Network.fixed_outer``). ``_expand_row``
+    writes one row; a pass over the rows can use each as it is made (learn/crossbar.py)."""
+
+    P: np.ndarray  # (features, columns), at the result's dtype
+    feature: np.ndarray  # the feature of each row
+    gain: np.ndarray  # its gain (float64)
+    const: np.ndarray  # its constant potential (float64)
+    sums: np.ndarray  # D summed over the batch
+    plus: np.ndarray  # float64, empty: none
+    with_const: bool  # some row has a constant potential
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.feature), self.P.shape[1]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.P.dtype
+
+    def materialise(self) -> np.ndarray:
+        """The (rows x columns) array."""
+        out = np.empty(self.shape, self.dtype)
+        _expand_rows(
+            self.P, self.feature, self.gain, self.const, self.sums, self.plus, self.with_const, out
+        )
+        return out
+
+
+@dataclass
+class CrossbarShare:
+    """An input crossbar's share of the next linear part, worked out by the pass that writes
+    its new conductances, from each row while it is in cache (learn/crossbar.py), so that
+    the rebuild does not read them again: their column sums (float64) and their S K, which
+    becomes the network's S K (no other set adds to it). ``written``: the array the pass
+    wrote; ``Network.set_conductances`` takes the share with that array only."""
+
+    bar: Crossbar
+    sums: np.ndarray  # (columns,), zeros until the pass
+    SK: np.ndarray  # (features, unknowns) at the network's dtype: the pass writes its columns
+    written: np.ndarray | None = None
+
+
 @dataclass
 class TopologyPlan:
     """What the solvers derive from the topology alone, computed on first use and kept
@@ -189,6 +235,7 @@ class Network:
         self.dtype = np.dtype(graph.spec.solver.dtype if graph.spec else "float64")
         self.g = [r.g.astype(self.dtype) for r in graph.resistors]
         self._linear: Linear | None = None
+        self._shares: dict[int, CrossbarShare] = {}  # of the next linear part, by set
         self.plan = TopologyPlan()  # solver data that depends on the topology only
         self.diodes = [
             DiodeGroup(
@@ -310,12 +357,18 @@ class Network:
         return np.asarray(self.fixed_gain[:, which].T @ inputs.T).T + const
 
     def fixed_outer(
-        self, which: np.ndarray, inputs: np.ndarray, D: np.ndarray, plus: np.ndarray | None = None
-    ) -> np.ndarray:
+        self,
+        which: np.ndarray,
+        inputs: np.ndarray,
+        D: np.ndarray,
+        plus: np.ndarray | None = None,
+        deferred: bool = False,
+    ) -> np.ndarray | RowExpansion:
         """F^T D, (len(which), D.shape[1]), with F the fixed potentials ``which`` (batch,
         len(which)) of these inputs, plus the row ``plus`` (float64) on every row if given:
         from inputs^T D when every fixed node follows one input (a product over the
-        features, not over the fixed nodes), expanded to the fixed nodes in one pass."""
+        features, not over the fixed nodes), expanded to the fixed nodes in one pass, or,
+        ``deferred``, not expanded (a RowExpansion)."""
         which = np.asarray(which, dtype=int)
         if not self._one_feature or self.n_features == 0:
             out = self.fixed_potentials(inputs, which).T @ D
@@ -324,8 +377,7 @@ class Network:
             return out
         inputs = np.atleast_2d(np.asarray(inputs, dtype=D.dtype))
         const = self.fixed_const[which]
-        out = np.empty((len(which), D.shape[1]), D.dtype)
-        _expand_rows(
+        rows = RowExpansion(
             inputs.T @ D,
             self._feature_of[which],
             self._feature_gain[which],
@@ -333,9 +385,8 @@ class Network:
             D.sum(axis=0),
             np.zeros(0) if plus is None else plus,
             bool(np.any(const)),
-            out,
         )
-        return out
+        return rows if deferred else rows.materialise()
 
     def voltages_at(self, x: np.ndarray, inputs: np.ndarray, nodes: np.ndarray) -> np.ndarray:
         """Potentials (batch, *nodes.shape) of some nodes only: straight from the unknowns
@@ -387,12 +438,16 @@ class Network:
         V[:, nonfixed] = x[:, self.node_var[nonfixed]] * self.node_coef[nonfixed]
         return V
 
-    def set_conductances(self, g: list[np.ndarray], owned: bool = False) -> None:
+    def set_conductances(
+        self, g: list[np.ndarray], owned: bool = False, shares: Iterable[CrossbarShare] = ()
+    ) -> None:
         """Replace the conductances (one array per resistor set, same shapes).
 
         ``owned``: the arrays are the caller's to give away, finite and > 0 (the
         trainer's clipped updates): taken as they are (at the network's dtype), without a
-        copy or a check.
+        copy or a check. ``shares``: input crossbars' shares of the linear part worked out
+        by the pass that wrote their arrays (``crossbar_share``); each is used where its
+        set's array is the one it was written into.
         """
         if len(g) != len(self.g) or any(
             np.shape(a) != b.shape for a, b in zip(g, self.g, strict=True)
@@ -407,6 +462,25 @@ class Network:
                 raise ValueError("conductances must be finite and > 0 S")
         self.g = g
         self._linear = None
+        self._shares = {
+            s.bar.index: s for s in shares if s.written is not None and s.written is g[s.bar.index]
+        }
+
+    def crossbar_share(self, k: int) -> CrossbarShare | None:
+        """Empty accumulators for set k's share of the next linear part (CrossbarShare), where
+        a pass over its rows in order can work it out: set k is the first input crossbar,
+        its gain walks its rows, and no other set adds to S K before it (none is stamped);
+        None otherwise."""
+        if self._stamps():
+            return None
+        bar = next((c for c in self._crossbars() if c.row_var is None), None)
+        if bar is None or bar.index != k or not bar.walks_rows:
+            return None
+        SK = np.empty((self.n_features, self.n_vars), self.dtype)  # the pass writes its columns
+        others = np.ones(self.n_vars, bool)
+        others[bar.col_var] = False
+        SK[:, others] = 0.0
+        return CrossbarShare(bar, np.zeros(len(bar.col_var)), SK)
 
     def set_currents(self, currents: list[np.ndarray]) -> None:
         """Replace the current-source currents (one array per source set, same shapes)."""
@@ -443,6 +517,7 @@ class Network:
         every other resistor set by its stamp.
         """
         if self._linear is None:
+            shares, self._shares = self._shares, {}
             # each stamped group of sets with its conductances, in the order of its elements
             stamped = [
                 (stamps, np.concatenate([self.g[k].ravel() for k in group]))
@@ -460,11 +535,15 @@ class Network:
             else:  # every resistor in a crossbar
                 Q_rest = self._no_coupling()
                 Q_diag = np.zeros(self.n_vars)
-                SK = np.zeros((self.n_features, self.n_vars), self.dtype)
+                # a share worked out with the conductances: its S K is the whole of S K
+                shared = next(iter(shares.values()), None)
+                SK = shared.SK if shared else np.zeros((self.n_features, self.n_vars), self.dtype)
                 r0 = s.copy()
             for c in crossbars:
                 model = self.resistors[c.index].device.model
-                model.add_crossbar_terms(c, self.g[c.index], Q_diag, SK, r0, self.fixed_const)
+                share = shares.get(c.index) if not stamped else None
+                sums = None if share is None else share.sums
+                model.add_crossbar_terms(c, self.g[c.index], Q_diag, SK, r0, self.fixed_const, sums)
 
             def Q_terms() -> sp.csr_matrix:
                 parts = [Q_rest - sp.diags(Q_rest.diagonal()), sp.diags(Q_diag)]
@@ -720,19 +799,25 @@ class Network:
 
 
 @njit(cache=True)
-def _expand_rows(P, feature, gain, const, sums, plus, with_const, out):
-    """out[i] = P[feature[i]] * gain[i] (+ const[i] * sums, where ``with_const``) (+ plus,
-    where it is not empty), each operation rounded to out's dtype as numpy's in-place
-    operations round (the products and sums themselves in float64 where an operand is)."""
+def _expand_row(P, f, s, c, sums, plus, with_const, out):
+    """out = P[f] * s (+ c * sums, where ``with_const``) (+ plus, where it is not empty):
+    one row of F^T D from the features' product, each operation rounded to out's dtype as
+    numpy's in-place operations round (the products and sums themselves in float64 where an
+    operand is)."""
     with_plus = plus.size > 0
+    for j in range(out.size):
+        out[j] = P[f, j] * s
+        if with_const:
+            out[j] = out[j] + c * sums[j]
+        if with_plus:
+            out[j] = out[j] + plus[j]
+
+
+@njit(cache=True)
+def _expand_rows(P, feature, gain, const, sums, plus, with_const, out):
+    """Every row i of out by ``_expand_row`` from feature[i], gain[i] and const[i]."""
     for i in range(out.shape[0]):
-        f, s, c = feature[i], gain[i], const[i]
-        for j in range(out.shape[1]):
-            out[i, j] = P[f, j] * s
-            if with_const:
-                out[i, j] = out[i, j] + c * sums[j]
-            if with_plus:
-                out[i, j] = out[i, j] + plus[j]
+        _expand_row(P, feature[i], gain[i], const[i], sums, plus, with_const, out[i])
 
 
 def _total(parts: Iterable, empty=None):

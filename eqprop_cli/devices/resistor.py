@@ -134,24 +134,18 @@ class LinearConductance:
         return {"Q": Q, "r0": r0, "SK": SK, "fixed_diag": fd, "lap": lap}
 
     @staticmethod
-    def add_crossbar_terms(bar, G: np.ndarray, Q_diag, SK, r0, fixed_const) -> None:
+    def add_crossbar_terms(
+        bar, G: np.ndarray, Q_diag, SK, r0, fixed_const, sums: np.ndarray | None = None
+    ) -> None:
         """Add a dense set's share of Q's diagonal, S K and r0 in place, by array operations
-        on its conductance matrix G (``bar``: a Crossbar of circuit/network.py)."""
+        on its conductance matrix G (``bar``: a Crossbar of circuit/network.py). ``sums``
+        (an input crossbar): G's column sums, worked out with its S K (already in SK) by
+        the pass that wrote G (``input_pass``); then G is read only for rails off 0 V."""
         if bar.row_var is None:  # input crossbar: unknowns at its columns only
             wk = bar.col_weight * bar.col_coef
-            sums = np.zeros(G.shape[1])
-            gain = bar.gain
-            _input_terms(
-                G,
-                gain.indptr,
-                gain.indices,
-                gain.data.astype(G.dtype),
-                bar.col_var,
-                wk.astype(G.dtype),
-                bar.walks_rows,
-                sums,
-                SK,
-            )
+            if sums is None:
+                sums = np.zeros(G.shape[1])
+                _input_terms(G, *input_pass(bar, G.dtype), bar.walks_rows, sums, SK)
             Q_diag[bar.cols] += sums * (wk * bar.col_coef)
             const = fixed_const[bar.row_fixed]
             if np.any(const):
@@ -264,6 +258,35 @@ class Resistor(LinearConductance):
         return np.clip(g, self.g_min, self.g_max)
 
 
+def input_pass(bar, dtype) -> tuple[np.ndarray, ...]:
+    """What a pass over an input crossbar's conductances needs to add its share of the
+    linear part (``_input_terms``, or the fused update of learn/crossbar.py): the gain of
+    the features on its rows (CSR: indptr, indices, data), its columns' unknowns and
+    weights (stage weight times dV/dx), at the conductances' ``dtype``."""
+    gain, wk = bar.gain, bar.col_weight * bar.col_coef
+    return gain.indptr, gain.indices, gain.data.astype(dtype), bar.col_var, wk.astype(dtype)
+
+
+@njit(cache=True)
+def _add_input_row(G_i, s, row, sums, with_sums):
+    """row += s * G_i, and the column sums += G_i (``with_sums``): one row of the input
+    crossbar's S G and column sums (sums float64, row at G's dtype)."""
+    for j in range(row.size):
+        row[j] += s * G_i[j]
+        if with_sums:
+            sums[j] += G_i[j]
+
+
+@njit(cache=True)
+def _add_feature_row(row, f, SK, cols, wk, fresh):
+    """SK[f, cols] += row * wk: feature f's row of S G, summed, into S K; ``fresh``: SK[f,
+    cols] holds nothing yet (np.empty) and is taken as zero, as np.zeros would be (0 + x,
+    which turns -0.0 into 0.0, as the addition to a zero does)."""
+    zero = np.zeros(1, SK.dtype)[0]
+    for j in range(row.size):
+        SK[f, cols[j]] = (zero if fresh else SK[f, cols[j]]) + row[j] * wk[j]
+
+
 @njit(cache=True)
 def _input_terms(G, indptr, indices, data, cols, wk, walks_rows, sums, SK):
     """An input crossbar's share of the linear part in one pass over its conductances G
@@ -285,16 +308,8 @@ def _input_terms(G, indptr, indices, data, cols, wk, walks_rows, sums, SK):
             continue
         row[:] = 0
         for q in range(indptr[f], indptr[f + 1]):
-            i, s = indices[q], data[q]
-            if walks_rows:
-                for j in range(n):
-                    row[j] += s * G[i, j]
-                    sums[j] += G[i, j]
-            else:
-                for j in range(n):
-                    row[j] += s * G[i, j]
-        for j in range(n):
-            SK[f, cols[j]] += row[j] * wk[j]
+            _add_input_row(G[indices[q]], data[q], row, sums, walks_rows)
+        _add_feature_row(row, f, SK, cols, wk, False)
 
 
 def summed_drop_products(

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 from numba import njit
@@ -132,6 +133,28 @@ class _Rule:
     bounds: tuple[float, float]
     lander: Piece | None
 
+    def arrays(self, kind: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``_step``'s factors, decay (empty: no momentum) and bounds at dtype ``kind``."""
+        return (
+            np.array(self.factors, dtype=kind),
+            np.array([self.decay[1]] if self.decay else [], dtype=kind),
+            np.array(self.bounds, dtype=kind),
+        )
+
+
+@runtime_checkable
+class Deferred(Protocol):
+    """A gradient not written out as an array (learn/crossbar.py): it runs the compiled
+    step itself on each entry as it makes it, ``apply(p, v, factors, decay, bounds)``
+    (``_step``'s arguments, on C-contiguous parameters p and velocity v of its dtype; v
+    None without momentum), or gives its array, ``materialise()`` (for a landing piece)."""
+
+    dtype: np.dtype
+
+    def apply(self, p: np.ndarray, v: np.ndarray | None, factors, decay, bounds) -> None: ...
+
+    def materialise(self) -> np.ndarray: ...
+
 
 @dataclass(frozen=True)
 class Chain:
@@ -182,8 +205,9 @@ class Chain:
         """One step on ``grads``: updates ``values`` (the parameter arrays) and the state's
         arrays in place and returns (the state, what the landing pieces counted). ``grads``
         are used up: the changes are worked out in their arrays where their dtype is the
-        parameters'. State of pieces not in the chain is kept as it was; a piece's missing
-        state starts from its ``init``."""
+        parameters'; a Deferred gradient applies the rule itself where no landing piece
+        takes the array. State of pieces not in the chain is kept as it was; a piece's
+        missing state starts from its ``init``."""
         state = dict(state)
         for piece in self.pieces:
             own = None if piece.name in state else piece.init(values)
@@ -194,6 +218,12 @@ class Chain:
         for k, (p, g) in enumerate(zip(values, grads, strict=True)):
             rule = self.rule(k, rates[k])
             v = state[rule.decay[0]][k] if rule.decay else None
+            if isinstance(g, Deferred):
+                contiguous = all(a.flags.c_contiguous for a in (p, v) if a is not None)
+                if rule.lander is None and contiguous and g.dtype == p.dtype:
+                    g.apply(p, v, *rule.arrays(p.dtype))
+                    continue
+                g = g.materialise()
             change = _apply(rule, p, g, v)
             if rule.lander is not None:
                 landed.setdefault(rule.lander, {})[k] = change
@@ -219,15 +249,7 @@ def _apply(rule: _Rule, p: np.ndarray, g: np.ndarray, v: np.ndarray | None) -> n
     ]
     pf, gf = flat[0], flat[1]
     vf = flat[2] if v is not None else gf
-    _step(
-        pf,
-        gf,
-        vf,
-        np.array(rule.factors, dtype=kind),
-        np.array([rule.decay[1]] if rule.decay else [], dtype=kind),
-        np.array(rule.bounds, dtype=kind),
-        rule.lander is not None,
-    )
+    _step(pf, gf, vf, *rule.arrays(kind), rule.lander is not None)
     for a, f in zip(arrays, flat, strict=True):
         if not np.shares_memory(a, f):
             a[...] = f.reshape(a.shape)

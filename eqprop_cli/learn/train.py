@@ -16,14 +16,14 @@ update needs only the voltage drop across each device in the two phases.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..circuit.graph import CurrentSourceSet, ResistorSet
-from ..circuit.network import Network
+from ..circuit.network import CrossbarShare, Network
 from ..circuit.spec import CircuitSpec, TrainingSpec
 from ..data.datasets import shift_images
 from ..devices.protocol import TrainableModel
@@ -33,7 +33,8 @@ from ..learn.evaluate import Evaluation, evaluate
 from ..learn.loss import ReadoutLoss, predictions
 from ..solver.equilibrium import Equilibrium, solve
 from . import optim
-from .optim import schedule_factor
+from .crossbar import CrossbarGradient
+from .optim import Deferred, schedule_factor
 from .programming import BatchMeasurement, Measurement, Programmer
 from .samples import Splits
 from .settings import solver_settings, training_settings
@@ -119,9 +120,17 @@ class EPEstimator:
         return p, q, dense, w, bool(np.all(network.fixed_index[p] >= 0))
 
     def __call__(
-        self, a: Equilibrium, b: Equilibrium, beta_a: float, beta_b: float, scale: float
-    ) -> list[np.ndarray]:
-        """dL/dtheta per group (physical units), averaged over the batch."""
+        self,
+        a: Equilibrium,
+        b: Equilibrium,
+        beta_a: float,
+        beta_b: float,
+        scale: float,
+        deferred: bool = False,
+    ) -> list[np.ndarray | CrossbarGradient]:
+        """dL/dtheta per group (physical units), averaged over the batch; ``deferred``: an
+        input crossbar's as a CrossbarGradient where it has the one-feature form (for an
+        update rule to apply in one pass, learn/crossbar.py)."""
         factor = 1.0 / ((beta_a - beta_b) * self.out_weight * scale * a.unknowns.shape[0])
         grads = []
         for g, (p, q, dense, w, p_fixed) in zip(self.groups, self.plans, strict=True):
@@ -134,9 +143,11 @@ class EPEstimator:
                 D *= -w * factor  # the batch's small array takes the factors
                 D = D.astype(self.network.dtype, copy=False)  # the product at that precision
                 fixed = self.network.fixed_index[p]
-                grads.append(
-                    self.network.fixed_outer(fixed, a.inputs, D, (0.5 * w * factor) * common)
-                )
+                plus = (0.5 * w * factor) * common
+                grad = self.network.fixed_outer(fixed, a.inputs, D, plus, deferred)
+                if not isinstance(grad, np.ndarray):
+                    grad = CrossbarGradient.of(self.network, g.index, grad)
+                grads.append(grad)
                 continue
             Pa = a.at(p)
             Pb = Pa if p_fixed else b.at(p)  # fixed potentials (inputs) are the same in both
@@ -155,13 +166,14 @@ def ep_gradients(
     nudged_solver: dict,
     warm_start: bool = True,
     measure: BatchMeasurement | None = None,
-) -> tuple[list[np.ndarray], Equilibrium, list[Equilibrium]]:
+    deferred: bool = False,
+) -> tuple[list[np.ndarray | CrossbarGradient], Equilibrium, list[Equilibrium]]:
     """EP estimates of dL/dtheta from a free and two (or one) nudged equilibria.
 
     Returns the estimates per group, the free equilibrium, and the equilibria
     (free or nudged) of which some sample missed its tolerances. With
     ``measure``, the nudges are applied and the phases read as the learning
-    circuit would (nudge precision, read noise, ADC).
+    circuit would (nudge precision, read noise, ADC). ``deferred``: see EPEstimator.
     """
     free = solve(network, x, **free_solver)
     outputs = free.outputs()
@@ -179,7 +191,7 @@ def ep_gradients(
     distinct = {id(s): s for s in [free, *states]}.values()
     failed = [s for s in distinct if not s.success]
     a, b = states if measure is None else [measure.read(s) for s in states]
-    return estimator(a, b, betas[0], betas[1], loss.scale), free, failed
+    return estimator(a, b, betas[0], betas[1], loss.scale, deferred), free, failed
 
 
 def nudged_start(free: Equilibrium, first: Equilibrium | None, beta_first: float, beta: float):
@@ -262,11 +274,12 @@ class Trainer:
             for g in self.groups
         ]
 
-    def set_params(self, values: list[np.ndarray]) -> None:
+    def set_params(self, values: list[np.ndarray], shares: Sequence[CrossbarShare] = ()) -> None:
+        """New parameters into the network (``shares``: see Network.set_conductances)."""
         g, currents = list(self.network.g), list(self.network.currents)
         for group, v in zip(self.groups, values, strict=True):
             (g if group.kind == "conductance" else currents)[group.index] = v
-        self.network.set_conductances(g, owned=True)
+        self.network.set_conductances(g, owned=True, shares=shares)
         if currents:
             self.network.set_currents(currents)
 
@@ -298,8 +311,9 @@ class Trainer:
         y: np.ndarray,
         betas: tuple[float, float],
         measure: BatchMeasurement | None = None,
-    ) -> tuple[list[np.ndarray], Equilibrium, int]:
-        """EP gradient estimates, the free equilibrium, and the equilibria that missed tol."""
+    ) -> tuple[list[np.ndarray | CrossbarGradient], Equilibrium, int]:
+        """EP gradient estimates (an input crossbar's deferred, for the update rule), the
+        free equilibrium, and the equilibria that missed tol."""
         return ep_gradients(
             self.network,
             self.estimator,
@@ -311,6 +325,7 @@ class Trainer:
             self.nudged,
             self.training.warm_start,
             measure,
+            deferred=True,
         )
 
     def train_step(self, state: TrainState, x: np.ndarray, y: np.ndarray) -> TrainState:
@@ -333,7 +348,10 @@ class Trainer:
         rates = [g.rate * factor for g in self.groups]
         params = self.params()
         # each estimate at its parameters' precision ([solver] dtype): so is the optimizer state
-        grads = [e.astype(p.dtype, copy=False) for e, p in zip(grads, params, strict=True)]
+        grads = [
+            e if isinstance(e, Deferred) else e.astype(p.dtype, copy=False)
+            for e, p in zip(grads, params, strict=True)
+        ]
         running = dict(state.running)
         outputs = free.outputs()
         running["loss"] += float(self.loss.value(outputs, y).sum())
@@ -346,7 +364,8 @@ class Trainer:
             running["pulses"] = running.get("pulses", 0.0) + pulses
         running["samples"] += len(y)
         running["seconds"] += time.perf_counter() - start
-        self.set_params(params)
+        shares = [e.share for e in grads if isinstance(e, CrossbarGradient) and e.share]
+        self.set_params(params, shares)
         return TrainState(state.epoch, state.step + 1, opt, running, state.metrics, state.devices)
 
     # ------------------------------------------------------------------ epochs

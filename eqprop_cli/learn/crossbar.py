@@ -1,0 +1,112 @@
+"""An input crossbar's EP update in one compiled pass over its conductances.
+
+The passes over an input crossbar's conductances (1.6 million at 784-1024-10) are
+bound by memory traffic. Unfused, a batch writes the EP estimate as an array (the
+feature product expanded to the fixed rows, ``Network.fixed_outer``), the update rule
+reads it with the conductances and the velocity and writes both (``optim._step``), and
+the next linear part reads the new conductances again for its column sums and S K
+(``add_crossbar_terms``, devices/resistor.py). Here those are one pass, row after row:
+the estimator hands the chain a deferred gradient (``CrossbarGradient``, an
+``optim.Deferred``: the feature product, a RowExpansion, not expanded); the chain's rule
+runs on each row as it is expanded into a row-sized buffer, and the new row, still in
+cache, is added to the crossbar's share of the next linear part (a CrossbarShare, which
+the trainer hands to ``Network.set_conductances`` with the new conductances).
+
+Each step of the pass is the kernel of its formula that the unfused path runs
+(``_expand_row``, ``_step``, ``_add_input_row`` and ``_add_feature_row``), on the same
+entries in the same order, so the conductances, the velocity and the linear part are
+the same bits (tests/test_compiled.py). Any other array, an array that a landing piece
+(a device's programmer) takes, and a crossbar without the one-feature form keep the
+unfused path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from ..circuit.network import CrossbarShare, Network, RowExpansion, _expand_row
+from ..devices.resistor import LinearConductance, _add_feature_row, _add_input_row, input_pass
+from .optim import _step
+
+
+@dataclass
+class CrossbarGradient:
+    """The EP estimate of an input crossbar (set ``index`` of network.g), kept as its
+    feature product (``rows``) until a rule applies it (learn/optim.py's Deferred);
+    ``share``: accumulators of the crossbar's share of the next linear part that the pass
+    fills (None where the network cannot take one, ``Network.crossbar_share``)."""
+
+    rows: RowExpansion
+    share: CrossbarShare | None
+
+    @classmethod
+    def of(cls, network: Network, index: int, rows: RowExpansion) -> CrossbarGradient:
+        model = network.resistors[index].device.model
+        own_terms = (
+            getattr(model, "add_crossbar_terms", None) is LinearConductance.add_crossbar_terms
+        )
+        return cls(rows, network.crossbar_share(index) if own_terms else None)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.rows.dtype
+
+    def materialise(self) -> np.ndarray:
+        return self.rows.materialise()
+
+    def apply(self, p: np.ndarray, v: np.ndarray | None, factors, decay, bounds) -> None:
+        """The rule (``_step``'s arguments) on every row of p, in place, with the share."""
+        r, share = self.rows, self.share
+        if share is None:
+            indptr = indices = np.zeros(1, np.int32)
+            data, cols, wk = np.zeros(0, p.dtype), np.zeros(0, np.int64), np.zeros(0, p.dtype)
+            sums, SK = np.zeros(0), np.zeros((0, 0), p.dtype)
+        else:
+            indptr, indices, data, cols, wk = input_pass(share.bar, p.dtype)
+            sums, SK = share.sums, share.SK
+        _update(
+            r.P, r.feature, r.gain, r.const, r.sums, r.plus, r.with_const,
+            p, p if v is None else v, factors, decay, bounds,
+            indptr, indices, data, cols, wk, sums, SK, share is not None,
+        )  # fmt: skip
+        if share is not None:
+            share.written = p
+
+
+@njit(cache=True)
+def _update_row(i, P, feature, gain, const, dsums, plus, with_const, p, v, change, rule):
+    """Row i: its gradient into ``change`` (``_expand_row``), then the rule on it (``_step``;
+    ``rule``: factors, decay, bounds)."""
+    factors, decay, bounds = rule
+    _expand_row(P, feature[i], gain[i], const[i], dsums, plus, with_const, change)
+    _step(p[i], change, v[i] if decay.size > 0 else change, factors, decay, bounds, False)
+
+
+@njit(cache=True)
+def _update(
+    P, feature, gain, const, dsums, plus, with_const,
+    p, v, factors, decay, bounds,
+    indptr, indices, data, cols, wk, sums, SK, with_share,
+):  # fmt: skip
+    """Every row of the crossbar p (and its velocity v) updated from its gradient row
+    (P ... with_const: a RowExpansion), in one pass; ``with_share``: in the order of the
+    gain's rows by feature (which walks the rows in order), each new row added to the
+    column sums and to its feature's row of S K (``_input_terms``' operations), whose
+    columns of the crossbar are written whole (a feature without rows: zeros)."""
+    change = np.empty(p.shape[1], p.dtype)
+    rule = (factors, decay, bounds)
+    if not with_share:
+        for i in range(p.shape[0]):
+            _update_row(i, P, feature, gain, const, dsums, plus, with_const, p, v, change, rule)
+        return
+    row = np.empty(p.shape[1], p.dtype)
+    for f in range(len(indptr) - 1):
+        row[:] = 0
+        for q in range(indptr[f], indptr[f + 1]):
+            i = indices[q]
+            _update_row(i, P, feature, gain, const, dsums, plus, with_const, p, v, change, rule)
+            _add_input_row(p[i], data[q], row, sums, True)
+        _add_feature_row(row, f, SK, cols, wk, True)  # SK's columns are not zeroed first
