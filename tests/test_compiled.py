@@ -5,15 +5,23 @@ a sum is taken in another order."""
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 from test_deep import deep_circuit
 
-from eqprop_cli.circuit.network import _expand_rows
+from eqprop_cli import Network, compile_circuit
+from eqprop_cli.circuit.network import RowExpansion, _expand_rows
+from eqprop_cli.circuit.spec import load_circuit, parse_circuit
+from eqprop_cli.learn import optim
+from eqprop_cli.learn.crossbar import CrossbarGradient
+from eqprop_cli.learn.samples import training_data
 from eqprop_cli.solver.equilibrium import Nudge, Problem
 
 solver = importlib.import_module("eqprop_cli.solver.equilibrium")
+train = importlib.import_module("eqprop_cli.learn.train")
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def input_crossbar(network):
@@ -124,3 +132,179 @@ def test_compiled_block_update_and_residual_give_the_bits_of_numpy(seed, layers,
         np.testing.assert_array_equal(got[1], change)
         np.testing.assert_array_equal(x, expected)
         np.testing.assert_array_equal(block.residual(x_all), numpy_residual(block, x_all))
+
+
+# ----------------------------------------------------------------------------- fused update
+
+
+def crossbar_network(seed: int, dtype: str) -> Network:
+    """A random one-hidden-layer circuit (differential inputs, a rail, biases) whose
+    conductances span their device range, so a large step clips at both ends."""
+    rng = np.random.default_rng(seed)
+    text = f"""[circuit]
+name = "fused-{seed}"
+[devices.w]
+type = "resistor"
+init = "uniform"
+init_low = "0.2u"
+init_high = "9u"
+g_min = "0.1u"
+g_max = "10u"
+seed = {seed}
+[devices.clamp]
+type = "diode"
+model = "ideal"
+g_on = "inf"
+[devices.bias]
+type = "isource"
+current = 0.0
+[rails]
+vtop = 2.0
+[input]
+size = {int(rng.integers(3, 9))}
+encoding = "differential"
+gain = 2.0
+[[hidden]]
+name = "h"
+size = {int(rng.integers(4, 40))}
+bias = "bias"
+diodes = [{{ device = "clamp", anode = "gnd", cathode = "node" }},
+          {{ device = "clamp", anode = "node", cathode = "vtop" }}]
+[output]
+size = 2
+readout = "differential"
+[[connections]]
+from = "input"
+to = "h"
+device = "w"
+[[connections]]
+from = "h"
+to = "output"
+device = "w"
+[solver]
+dtype = "{dtype}"
+"""
+    return Network(compile_circuit(parse_circuit(text)))
+
+
+def trainer_chain(network: Network, momentum: float) -> optim.Chain:
+    """The trainer's rule (learn/train.py) on every conductance array."""
+    high, low = [10e-6] * len(network.g), [0.1e-6] * len(network.g)
+    return optim.chain(
+        optim.scale(high, "normalise"),
+        optim.momentum(momentum),
+        optim.learning_rate(),
+        optim.scale(high, "denormalise"),
+        optim.clip(low, high),
+    )
+
+
+def steps(seed: int, dtype: str, momentum: float, fused: bool, share: bool = True):
+    """Three steps of the trainer's rule (large: a step of about g_max / 2) on an input
+    crossbar's EP-shaped gradient (the
+    other sets: numpy arrays), by the fused pass or by the expanded array; then the
+    conductances, the velocity and the rebuilt linear part."""
+    network = crossbar_network(seed, dtype)
+    bar = input_crossbar(network)
+    chain, rng = trainer_chain(network, momentum), np.random.default_rng(seed)
+    params = list(network.g)
+    state = chain.init(params)
+    n_in, batch = network.n_features, 5
+    for _ in range(3):
+        inputs = rng.uniform(-1, 1, (batch, n_in))
+        D = rng.normal(0, 2e4, (batch, len(bar.col_var))).astype(network.dtype)
+        plus = rng.normal(0, 2e4, len(bar.col_var))
+        rows = network.fixed_outer(bar.row_fixed, inputs, D, plus, deferred=True)
+        assert isinstance(rows, RowExpansion)
+        grads = [rng.normal(0, 5e4, g.shape).astype(g.dtype) for g in params]
+        if fused:
+            grads[bar.index] = CrossbarGradient.of(network, bar.index, rows)
+            if not share:
+                grads[bar.index].share = None
+        else:
+            grads[bar.index] = rows.materialise()
+        state, _ = chain.step(params, grads, state, [0.7] * len(params))
+        shares = [g.share for g in grads if isinstance(g, CrossbarGradient) and g.share]
+        assert len(shares) == (fused and share)
+        network.set_conductances(params, owned=True, shares=shares)
+        assert len(network._shares) == (fused and share)  # taken, with the array it wrote
+        linear = network.linear()
+    velocity = state["momentum"][bar.index] if momentum else np.zeros(0)
+    return params[bar.index], velocity, linear.SK, linear.Q_diag, linear.r0
+
+
+def assert_bits(a: np.ndarray, b: np.ndarray) -> None:
+    assert a.dtype == b.dtype
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(np.signbit(a), np.signbit(b))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("share", [True, False])
+def test_fused_crossbar_update_gives_the_bits_of_the_unfused_path(seed, dtype, momentum, share):
+    """The one pass (gradient rows, the rule, the next linear part's share) against the
+    gradient expanded to an array, the chain's step on it and the linear part rebuilt
+    from the new conductances: the same bits, with the clip active at both ends."""
+    expected = steps(seed, dtype, momentum, fused=False)
+    got = steps(seed, dtype, momentum, fused=True, share=share)
+    g = expected[0]
+    assert np.any(g == np.asarray(0.1e-6, g.dtype)) and np.any(g == np.asarray(10e-6, g.dtype))
+    for a, b in zip(got, expected, strict=True):
+        assert_bits(a, b)
+
+
+def test_a_share_is_taken_only_with_the_array_it_was_written_into():
+    network = crossbar_network(3, "float64")
+    bar = input_crossbar(network)
+    rng = np.random.default_rng(3)
+    inputs, D = rng.uniform(-1, 1, (4, network.n_features)), rng.normal(0, 1e-6, (4, 1))
+    D = np.repeat(D, len(bar.col_var), axis=1)
+    rows = network.fixed_outer(bar.row_fixed, inputs, D, deferred=True)
+    grad = CrossbarGradient.of(network, bar.index, rows)
+    p = network.g[bar.index].copy()
+    grad.apply(p, None, *trainer_chain(network, 0.0).rule(bar.index, 0.1).arrays(p.dtype))
+    other = [g.copy() for g in network.g]  # not the array the pass wrote
+    network.set_conductances(other, owned=True, shares=[grad.share])
+    assert not network._shares
+    g = list(network.g)
+    g[bar.index] = p
+    network.set_conductances(g, owned=True, shares=[grad.share])
+    assert network._shares
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_training_with_the_fused_pass_is_bit_identical_to_unfused(dtype, monkeypatch):
+    """A few batches of mnist-mini as `eqprop train` runs them, with the input crossbar's
+    gradient deferred (the fused pass) and expanded: the same conductances, currents,
+    optimizer state and linear part."""
+    results, estimate = [], train.EPEstimator.__call__
+    for deferred in (True, False):
+        spec = load_circuit(
+            ROOT / "circuits" / "mnist-mini.toml",
+            ["training.train_subset=160", f"solver.dtype={dtype}", "training.momentum=0.9"],
+        )
+        network = Network(compile_circuit(spec))
+        dataset, splits = training_data(spec, network)
+        trainer = train.Trainer(network, spec, splits, dataset.n_classes)
+        applied = []
+
+        def spy(self, *args, deferred=deferred, applied=applied):
+            grads = estimate(self, *args[:5], deferred)
+            applied.extend(g for g in grads if isinstance(g, CrossbarGradient))
+            return grads
+
+        monkeypatch.setattr(train.EPEstimator, "__call__", spy)
+        state = trainer.new_state()
+        x, y = splits["train"]
+        for k in range(5):
+            state = trainer.train_step(state, x[32 * k : 32 * (k + 1)], y[32 * k : 32 * (k + 1)])
+        assert len(applied) == (5 if deferred else 0)
+        assert all(g.share is not None and g.share.written is not None for g in applied)
+        linear = network.linear()
+        results.append(
+            [*network.g, *network.currents, *state.optimizer["momentum"], linear.SK, linear.Q_diag]
+        )
+    for a, b in zip(*results, strict=True):
+        assert_bits(a, b)
