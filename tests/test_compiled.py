@@ -13,7 +13,7 @@ from test_deep import deep_circuit
 
 from eqprop_cli import Network, compile_circuit
 from eqprop_cli.circuit.network import RowExpansion, _expand_rows
-from eqprop_cli.circuit.spec import load_circuit, parse_circuit
+from eqprop_cli.circuit.spec import load_circuit
 from eqprop_cli.learn import optim
 from eqprop_cli.learn.crossbar import CrossbarGradient
 from eqprop_cli.learn.samples import training_data
@@ -137,59 +137,10 @@ def test_compiled_block_update_and_residual_give_the_bits_of_numpy(seed, layers,
 # ----------------------------------------------------------------------------- fused update
 
 
-def crossbar_network(seed: int, dtype: str) -> Network:
-    """A random one-hidden-layer circuit (differential inputs, a rail, biases) whose
-    conductances span their device range, so a large step clips at both ends."""
-    rng = np.random.default_rng(seed)
-    text = f"""[circuit]
-name = "fused-{seed}"
-[devices.w]
-type = "resistor"
-init = "uniform"
-init_low = "0.2u"
-init_high = "9u"
-g_min = "0.1u"
-g_max = "10u"
-seed = {seed}
-[devices.clamp]
-type = "diode"
-model = "ideal"
-g_on = "inf"
-[devices.bias]
-type = "isource"
-current = 0.0
-[rails]
-vtop = 2.0
-[input]
-size = {int(rng.integers(3, 9))}
-encoding = "differential"
-gain = 2.0
-[[hidden]]
-name = "h"
-size = {int(rng.integers(4, 40))}
-bias = "bias"
-diodes = [{{ device = "clamp", anode = "gnd", cathode = "node" }},
-          {{ device = "clamp", anode = "node", cathode = "vtop" }}]
-[output]
-size = 2
-readout = "differential"
-[[connections]]
-from = "input"
-to = "h"
-device = "w"
-[[connections]]
-from = "h"
-to = "output"
-device = "w"
-[solver]
-dtype = "{dtype}"
-"""
-    return Network(compile_circuit(parse_circuit(text)))
-
-
 def trainer_chain(network: Network, momentum: float) -> optim.Chain:
     """The trainer's rule (learn/train.py) on every conductance array."""
-    high, low = [10e-6] * len(network.g), [0.1e-6] * len(network.g)
+    models = [r.device.model for r in network.resistors]
+    high, low = [m.high for m in models], [m.low for m in models]
     return optim.chain(
         optim.scale(high, "normalise"),
         optim.momentum(momentum),
@@ -200,23 +151,23 @@ def trainer_chain(network: Network, momentum: float) -> optim.Chain:
 
 
 def steps(seed: int, dtype: str, momentum: float, fused: bool, share: bool = True):
-    """Three steps of the trainer's rule (large: a step of about g_max / 2) on an input
+    """Three steps of the trainer's rule (large: steps of about g_max) on an input
     crossbar's EP-shaped gradient (the
     other sets: numpy arrays), by the fused pass or by the expanded array; then the
     conductances, the velocity and the rebuilt linear part."""
-    network = crossbar_network(seed, dtype)
+    network, n_in = deep_circuit(seed, 1, dtype)
     bar = input_crossbar(network)
     chain, rng = trainer_chain(network, momentum), np.random.default_rng(seed)
     params = list(network.g)
     state = chain.init(params)
-    n_in, batch = network.n_features, 5
+    batch = 5
     for _ in range(3):
         inputs = rng.uniform(-1, 1, (batch, n_in))
-        D = rng.normal(0, 2e4, (batch, len(bar.col_var))).astype(network.dtype)
-        plus = rng.normal(0, 2e4, len(bar.col_var))
+        D = rng.normal(0, 0.5, (batch, len(bar.col_var))).astype(network.dtype)
+        plus = rng.normal(0, 0.5, len(bar.col_var))
         rows = network.fixed_outer(bar.row_fixed, inputs, D, plus, deferred=True)
         assert isinstance(rows, RowExpansion)
-        grads = [rng.normal(0, 5e4, g.shape).astype(g.dtype) for g in params]
+        grads = [rng.normal(0, 1, g.shape).astype(g.dtype) for g in params]
         if fused:
             grads[bar.index] = CrossbarGradient.of(network, bar.index, rows)
             if not share:
@@ -231,6 +182,11 @@ def steps(seed: int, dtype: str, momentum: float, fused: bool, share: bool = Tru
         linear = network.linear()
     velocity = state["momentum"][bar.index] if momentum else np.zeros(0)
     return params[bar.index], velocity, linear.SK, linear.Q_diag, linear.r0
+
+
+def input_crossbar_model(seed: int):
+    network, _ = deep_circuit(seed, 1)
+    return network.resistors[input_crossbar(network).index].device.model
 
 
 def assert_bits(a: np.ndarray, b: np.ndarray) -> None:
@@ -249,17 +205,18 @@ def test_fused_crossbar_update_gives_the_bits_of_the_unfused_path(seed, dtype, m
     from the new conductances: the same bits, with the clip active at both ends."""
     expected = steps(seed, dtype, momentum, fused=False)
     got = steps(seed, dtype, momentum, fused=True, share=share)
-    g = expected[0]
-    assert np.any(g == np.asarray(0.1e-6, g.dtype)) and np.any(g == np.asarray(10e-6, g.dtype))
+    g, model = expected[0], input_crossbar_model(seed)
+    assert np.any(g == np.asarray(model.low, g.dtype))
+    assert np.any(g == np.asarray(model.high, g.dtype))
     for a, b in zip(got, expected, strict=True):
         assert_bits(a, b)
 
 
 def test_a_share_is_taken_only_with_the_array_it_was_written_into():
-    network = crossbar_network(3, "float64")
+    network, n_in = deep_circuit(3, 1)
     bar = input_crossbar(network)
     rng = np.random.default_rng(3)
-    inputs, D = rng.uniform(-1, 1, (4, network.n_features)), rng.normal(0, 1e-6, (4, 1))
+    inputs, D = rng.uniform(-1, 1, (4, n_in)), rng.normal(0, 1e-6, (4, 1))
     D = np.repeat(D, len(bar.col_var), axis=1)
     rows = network.fixed_outer(bar.row_fixed, inputs, D, deferred=True)
     grad = CrossbarGradient.of(network, bar.index, rows)

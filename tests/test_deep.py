@@ -14,9 +14,10 @@ from eqprop_cli import Network, compile_circuit, load_circuit, parse_circuit, so
 solver = importlib.import_module("eqprop_cli.solver.equilibrium")
 
 
-def deep_circuit(seed: int, layers: int) -> tuple[Network, int]:
+def deep_circuit(seed: int, layers: int, dtype: str = "float64") -> tuple[Network, int]:
     """A random circuit with ``layers`` hidden layers of ideal diodes (hard clamps to ground
-    and to a rail) and bias currents; conductances spread over two decades."""
+    and to a rail) and bias currents; conductances spread over two decades, held at
+    ``dtype`` ([solver] dtype)."""
     rng = np.random.default_rng(seed)
     n_in = int(rng.integers(3, 12))
     low = float(rng.uniform(0.05, 1.0))
@@ -56,6 +57,7 @@ diodes = [{{ device = "clamp", anode = "gnd", cathode = "node" }},
 """
     for a, b in itertools.pairwise(["input", *names, "output"]):
         text += f'[[connections]]\nfrom = "{a}"\nto = "{b}"\ndevice = "w"\n'
+    text += f'[solver]\ndtype = "{dtype}"\n'
     return Network(compile_circuit(parse_circuit(text))), n_in
 
 

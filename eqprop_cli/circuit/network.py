@@ -513,8 +513,10 @@ class Network:
         """The linear part in terms of input vectors X (cached until conductances change).
 
         r(X) = X @ SK + r0 and const(X) = 1/2 X M X + X m + m0, with F = X S + c.
-        Crossbars add their share by array operations on their conductance matrices,
-        every other resistor set by its stamp.
+        Crossbars add their share by array operations on their conductance matrices (an
+        input crossbar's column sums and S K may come worked out by the pass that wrote
+        its conductances: ``set_conductances``' shares), every other resistor set by its
+        stamp.
         """
         if self._linear is None:
             shares, self._shares = self._shares, {}

@@ -21,6 +21,8 @@ updated, and nothing is allocated, so a step reads the gradients, the state and 
 parameters once and writes the state and the parameters once. It does the same IEEE
 floating-point operations, in the same order and at the arrays' precision, as the pieces
 applied one after another to whole arrays with numpy (tests/test_device_training.py).
+A gradient may also come unwritten (``Deferred``: an input crossbar's EP estimate,
+learn/crossbar.py), which runs the same ``_step`` on each row as it makes it.
 """
 
 from __future__ import annotations
