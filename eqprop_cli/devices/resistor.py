@@ -258,13 +258,15 @@ class Resistor(LinearConductance):
         return np.clip(g, self.g_min, self.g_max)
 
 
-def input_pass(bar, dtype) -> tuple[np.ndarray, ...]:
+def input_pass(bar, dtype) -> tuple:
     """What a pass over an input crossbar's conductances needs to add its share of the
     linear part (``_input_terms``, or the fused update of learn/crossbar.py): the gain of
-    the features on its rows (CSR: indptr, indices, data), its columns' unknowns and
-    weights (stage weight times dV/dx), at the conductances' ``dtype``."""
+    the features on its rows (CSR: indptr, indices, data), its columns' unknowns (and the
+    first, where they are a range; else -1) and weights (stage weight times dV/dx), at the
+    conductances' ``dtype``."""
     gain, wk = bar.gain, bar.col_weight * bar.col_coef
-    return gain.indptr, gain.indices, gain.data.astype(dtype), bar.col_var, wk.astype(dtype)
+    start = bar.cols.start if isinstance(bar.cols, slice) else -1
+    return gain.indptr, gain.indices, gain.data.astype(dtype), bar.col_var, start, wk.astype(dtype)
 
 
 @njit(cache=True)
@@ -278,21 +280,25 @@ def _add_input_row(G_i, s, row, sums, with_sums):
 
 
 @njit(cache=True)
-def _add_feature_row(row, f, SK, cols, wk, fresh):
-    """SK[f, cols] += row * wk: feature f's row of S G, summed, into S K; ``fresh``: SK[f,
-    cols] holds nothing yet (np.empty) and is taken as zero, as np.zeros would be (0 + x,
-    which turns -0.0 into 0.0, as the addition to a zero does)."""
+def _add_feature_row(row, f, SK, cols, start, wk, fresh):
+    """SK[f, cols] += row * wk: feature f's row of S G, summed, into S K (``start`` >= 0:
+    cols is the range from it, written in order); ``fresh``: SK[f, cols] holds nothing yet
+    (np.empty) and is taken as zero, as np.zeros would be (0 + x, which turns -0.0 into
+    0.0, as the addition to a zero does)."""
     zero = np.zeros(1, SK.dtype)[0]
+    out = SK[f]
     for j in range(row.size):
-        SK[f, cols[j]] = (zero if fresh else SK[f, cols[j]]) + row[j] * wk[j]
+        c = start + j if start >= 0 else cols[j]
+        out[c] = (zero if fresh else out[c]) + row[j] * wk[j]
 
 
 @njit(cache=True)
-def _input_terms(G, indptr, indices, data, cols, wk, walks_rows, sums, SK):
+def _input_terms(G, indptr, indices, data, cols, start, wk, walks_rows, sums, SK):
     """An input crossbar's share of the linear part in one pass over its conductances G
     (fixed rows x unknown columns): the column sums of G added to ``sums`` (float64, row
     after row), and SK[f, cols] += (S G)[f] * wk for every feature f, with S the sparse
-    gain of the features on the rows (CSR: ``indptr``, ``indices``, ``data``), each row of
+    gain of the features on the rows (CSR: ``indptr``, ``indices``, ``data``; ``cols`` a
+    range from ``start`` where that is >= 0), each row of
     S G summed in its stored order from zero. ``walks_rows``: S's stored entries take
     the rows once each, in order, so the column sums ride along; else a pass of their own.
     The same IEEE operations in the same order as sum(axis=0), scipy's CSR product and
@@ -309,7 +315,7 @@ def _input_terms(G, indptr, indices, data, cols, wk, walks_rows, sums, SK):
         row[:] = 0
         for q in range(indptr[f], indptr[f + 1]):
             _add_input_row(G[indices[q]], data[q], row, sums, walks_rows)
-        _add_feature_row(row, f, SK, cols, wk, False)
+        _add_feature_row(row, f, SK, cols, start, wk, False)
 
 
 def summed_drop_products(

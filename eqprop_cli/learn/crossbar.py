@@ -34,10 +34,10 @@ from .optim import _step
 
 @dataclass
 class CrossbarGradient:
-    """The EP estimate of an input crossbar (set ``index`` of network.g), kept as its
-    feature product (``rows``) until a rule applies it (learn/optim.py's Deferred);
-    ``share``: accumulators of the crossbar's share of the next linear part that the pass
-    fills (None where the network cannot take one, ``Network.crossbar_share``)."""
+    """The EP estimate of an input crossbar, kept as its feature product (``rows``) until
+    a rule applies it (learn/optim.py's Deferred); ``share``: accumulators of the
+    crossbar's share of the next linear part that the pass fills (None where the network
+    cannot take one, ``Network.crossbar_share``, or its model adds its terms otherwise)."""
 
     rows: RowExpansion
     share: CrossbarShare | None
@@ -63,14 +63,14 @@ class CrossbarGradient:
         if share is None:
             indptr = indices = np.zeros(1, np.int32)
             data, cols, wk = np.zeros(0, p.dtype), np.zeros(0, np.int64), np.zeros(0, p.dtype)
-            sums, SK = np.zeros(0), np.zeros((0, 0), p.dtype)
+            start, sums, SK = -1, np.zeros(0), np.zeros((0, 0), p.dtype)
         else:
-            indptr, indices, data, cols, wk = input_pass(share.bar, p.dtype)
+            indptr, indices, data, cols, start, wk = input_pass(share.bar, p.dtype)
             sums, SK = share.sums, share.SK
         _update(
             r.P, r.feature, r.gain, r.const, r.sums, r.plus, r.with_const,
             p, p if v is None else v, factors, decay, bounds,
-            indptr, indices, data, cols, wk, sums, SK, share is not None,
+            indptr, indices, data, cols, start, wk, sums, SK, share is not None,
         )  # fmt: skip
         if share is not None:
             share.written = p
@@ -89,7 +89,7 @@ def _update_row(i, P, feature, gain, const, dsums, plus, with_const, p, v, chang
 def _update(
     P, feature, gain, const, dsums, plus, with_const,
     p, v, factors, decay, bounds,
-    indptr, indices, data, cols, wk, sums, SK, with_share,
+    indptr, indices, data, cols, start, wk, sums, SK, with_share,
 ):  # fmt: skip
     """Every row of the crossbar p (and its velocity v) updated from its gradient row
     (P ... with_const: a RowExpansion), in one pass; ``with_share``: in the order of the
@@ -109,4 +109,4 @@ def _update(
             i = indices[q]
             _update_row(i, P, feature, gain, const, dsums, plus, with_const, p, v, change, rule)
             _add_input_row(p[i], data[q], row, sums, True)
-        _add_feature_row(row, f, SK, cols, wk, True)  # SK's columns are not zeroed first
+        _add_feature_row(row, f, SK, cols, start, wk, True)  # SK's columns not zeroed first
