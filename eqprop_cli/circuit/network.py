@@ -477,9 +477,13 @@ class Network:
         if bar is None or bar.index != k or not bar.walks_rows:
             return None
         SK = np.empty((self.n_features, self.n_vars), self.dtype)  # the pass writes its columns
-        others = np.ones(self.n_vars, bool)
-        others[bar.col_var] = False
-        SK[:, others] = 0.0
+        if isinstance(bar.cols, slice):
+            SK[:, : bar.cols.start] = 0.0
+            SK[:, bar.cols.stop :] = 0.0
+        else:
+            others = np.ones(self.n_vars, bool)
+            others[bar.col_var] = False
+            SK[:, others] = 0.0
         return CrossbarShare(bar, np.zeros(len(bar.col_var)), SK)
 
     def set_currents(self, currents: list[np.ndarray]) -> None:
@@ -800,7 +804,7 @@ class Network:
         return out
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _expand_row(P, f, s, c, sums, plus, with_const, out):
     """out = P[f] * s (+ c * sums, where ``with_const``) (+ plus, where it is not empty):
     one row of F^T D from the features' product, each operation rounded to out's dtype as

@@ -269,7 +269,7 @@ def input_pass(bar, dtype) -> tuple:
     return gain.indptr, gain.indices, gain.data.astype(dtype), bar.col_var, start, wk.astype(dtype)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _add_input_row(G_i, s, row, sums, with_sums):
     """row += s * G_i, and the column sums += G_i (``with_sums``): one row of the input
     crossbar's S G and column sums (sums float64, row at G's dtype)."""
@@ -279,7 +279,7 @@ def _add_input_row(G_i, s, row, sums, with_sums):
             sums[j] += G_i[j]
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _add_feature_row(row, f, SK, cols, start, wk, fresh):
     """SK[f, cols] += row * wk: feature f's row of S G, summed, into S K (``start`` >= 0:
     cols is the range from it, written in order); ``fresh``: SK[f, cols] holds nothing yet

@@ -76,7 +76,7 @@ class CrossbarGradient:
             share.written = p
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _update_row(i, P, feature, gain, const, dsums, plus, with_const, p, v, change, rule):
     """Row i: its gradient into ``change`` (``_expand_row``), then the rule on it (``_step``;
     ``rule``: factors, decay, bounds)."""

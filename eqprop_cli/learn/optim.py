@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 import numpy as np
 from numba import njit
@@ -96,7 +96,7 @@ def clip(
     return Piece("clip", bounds=lambda k: (low[k], high[k]), arrays=_arrays(arrays))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _step(p, g, v, factors, decay, bounds, land):
     """Entry by entry (1-D arrays of one dtype): the change g times factors[0] and [1],
     momentum when ``decay`` holds its factor (v = decay v + change, the change becomes
@@ -144,7 +144,6 @@ class _Rule:
         )
 
 
-@runtime_checkable
 class Deferred(Protocol):
     """A gradient not written out as an array (learn/crossbar.py): it runs the compiled
     step itself on each entry as it makes it, ``apply(p, v, factors, decay, bounds)``
@@ -199,7 +198,7 @@ class Chain:
     def step(
         self,
         values: Arrays,
-        grads: Arrays,
+        grads: Sequence[np.ndarray | Deferred],
         state: dict[str, Arrays],
         rates: Sequence[float],
         where: tuple[int, int] = (0, 0),
@@ -220,7 +219,7 @@ class Chain:
         for k, (p, g) in enumerate(zip(values, grads, strict=True)):
             rule = self.rule(k, rates[k])
             v = state[rule.decay[0]][k] if rule.decay else None
-            if isinstance(g, Deferred):
+            if not isinstance(g, np.ndarray):  # Deferred (the Protocol's check is slow)
                 contiguous = all(a.flags.c_contiguous for a in (p, v) if a is not None)
                 if rule.lander is None and contiguous and g.dtype == p.dtype:
                     g.apply(p, v, *rule.arrays(p.dtype))

@@ -34,7 +34,7 @@ from ..learn.loss import ReadoutLoss, predictions
 from ..solver.equilibrium import Equilibrium, solve
 from . import optim
 from .crossbar import CrossbarGradient
-from .optim import Deferred, schedule_factor
+from .optim import schedule_factor
 from .programming import BatchMeasurement, Measurement, Programmer
 from .samples import Splits
 from .settings import solver_settings, training_settings
@@ -349,7 +349,7 @@ class Trainer:
         params = self.params()
         # each estimate at its parameters' precision ([solver] dtype): so is the optimizer state
         grads = [
-            e if isinstance(e, Deferred) else e.astype(p.dtype, copy=False)
+            e.astype(p.dtype, copy=False) if isinstance(e, np.ndarray) else e  # or Deferred
             for e, p in zip(grads, params, strict=True)
         ]
         running = dict(state.running)
