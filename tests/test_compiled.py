@@ -152,9 +152,8 @@ def trainer_chain(network: Network, momentum: float) -> optim.Chain:
 
 def steps(seed: int, dtype: str, momentum: float, fused: bool, share: bool = True):
     """Three steps of the trainer's rule (large: steps of about g_max) on an input
-    crossbar's EP-shaped gradient (the
-    other sets: numpy arrays), by the fused pass or by the expanded array; then the
-    conductances, the velocity and the rebuilt linear part."""
+    crossbar's EP-shaped gradient (the other sets: numpy arrays), by the fused pass or by
+    the expanded array; then the conductances, the velocity and the rebuilt linear part."""
     network, n_in = deep_circuit(seed, 1, dtype)
     bar = input_crossbar(network)
     chain, rng = trainer_chain(network, momentum), np.random.default_rng(seed)
