@@ -723,6 +723,8 @@ class _Block:
         # the class's unknowns for the compiled passes: their first, where they are a range
         self.columns = idx
         self.first = self.idx.start if isinstance(self.idx, slice) else -1
+        self.other_columns = other  # and the other class's
+        self.other_first = self.other.start if isinstance(self.other, slice) else -1
         self.weight = network.var_weight[idx]
         self.weighted = bool(np.any(self.weight != 1.0))
         scales = network.plan.block_scale
@@ -848,6 +850,19 @@ class _Block:
         term, local, a_out, _, pull, stiffness = self.nudge
         outputs = (term.var, local, term.coef, a_out)
         return (True, *outputs, term.beta_w, term.target, term.current_w, pull, stiffness)
+
+    def _looped(self) -> tuple | None:
+        """The class as the compiled sweep loop (``_sweep_loop``) takes it: ``_class``, a / w,
+        the gains (empty: none), ``_nudge``, the coupling to the other class (dense, float64:
+        the product numpy would take), the other class's unknowns (and their first, where
+        they are a range) and the stage weights. None for a class with diodes or a sparse
+        coupling (the sweeps then stay in Python)."""
+        if self.terms or sp.issparse(self.Q_oc) or not self.Q_oc.size:
+            return None
+        coupling = np.ascontiguousarray(self.Q_oc, dtype=np.float64)
+        scale = _EMPTY if self.scale is None else self.scale
+        other = (self.other_columns, self.other_first)
+        return (self._class(), self.a_over_w, scale, self._nudge(), coupling, *other, self.weight)
 
     def _quadratic(self, x_all: np.ndarray, keep: bool) -> tuple[float, np.ndarray]:
         """``update`` of a class without diodes, in one compiled pass (``_quadratic_update``)
@@ -1099,6 +1114,138 @@ def _nudge_outputs(b, new, s, nudge):
             new[local[k, m]] = z - excess * coef[k, m] / a_out[k, m]
 
 
+@njit(cache=True, error_model="numpy")
+def _coupled(x_all, c, gathered, out):
+    """The coupling product of a class as the compiled sweep loop takes it (``_Block._looped``):
+    the other class's columns of x_all copied to ``gathered``, times the coupling, into
+    ``out`` (numba's np.dot: the same BLAS call as numpy's product)."""
+    columns, first = c[5], c[6]
+    for s in range(x_all.shape[0]):
+        _gather(gathered[s], x_all, s, columns, first)
+    np.dot(gathered, c[4], out)
+
+
+@njit(cache=True, error_model="numpy")
+def _largest_residual(x_all, c, gathered, coupled, f1, out):
+    """Per sample, the largest |KCL residual| of a class without diodes into ``out``: as
+    np.max(np.abs(_Block.residual(x_all)), axis=1, initial=0.0)."""
+    _coupled(x_all, c, gathered, coupled)
+    _quadratic_residual(coupled, x_all, c[0], c[7], c[3], f1)
+    for s in range(x_all.shape[0]):
+        row = f1[s]
+        for j in range(len(row)):
+            row[j] = abs(row[j])
+        out[s] = _largest_of(row)
+
+
+@njit(inline="always")
+def _fmax(a, b):
+    """np.fmax of two floats: a NaN loses."""
+    if a != a:
+        return b
+    return a if (a >= b) | (b != b) else b
+
+
+LOOP_DONE, LOOP_LIMIT, LOOP_BACK = 0, 1, 2  # how the compiled sweep loop ended
+
+
+@njit(cache=True, error_model="numpy")
+def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out):
+    """Plain sweeps of two classes without diodes (``one`` updated first, each as
+    ``_Block._looped``), with ``_layered``'s bookkeeping and stopping rule, until a sweep
+    needs Python. Returns (how it ended, sweeps made in all, class one's residual before
+    the last sweep):
+
+    - LOOP_DONE: converged; ``out`` holds class one's largest residual per sample, the
+      larger of both classes', and the estimated error (as ``_sweep_error``).
+    - LOOP_LIMIT: ``max_iter`` sweeps made, the last one's decision taken.
+    - LOOP_BACK: the last sweep's updates are made and its change is in ``history``, the
+      rest of it is Python's: the sweep ``stop``; a sweep whose estimate would meet the
+      rounding level of the voltages (``_sweep_error``'s floor); a look at the contraction
+      (``_too_slow``) that finds a sample too slow or is within rounding of its limit.
+
+    ``history`` (ACCEL_WINDOW + 1, batch): the last sweeps' changes, newest first, shifted
+    in place. ``record``: (whether to record, the second class before the sweep, its b,
+    and ``_Anderson``'s f, g, dF, dG, [f and g set, differences recorded]): the sweeps'
+    history of the acceleration, kept as ``_Anderson.record`` keeps it before its samples
+    are chosen. ``limits``: (max_iter, stop, handover, SLOW_SWEEPS, LAYERED_SAFETY, the
+    largest gain). The same IEEE operations in the same order as ``_layered``'s numpy
+    expressions, so the same iterates and decisions."""
+    recording, start, rhs, f, g, dF, dG, counts = record
+    max_iter, stop, handover, slow_sweeps, safety, scale_max = limits
+    B = x.shape[0]
+    n0, n1 = len(one[0][0]), len(two[0][0])
+    columns1, first1 = two[0][0], two[0][1]
+    gathered0, coupled0 = np.empty((B, len(one[5]))), np.empty((B, n0))
+    gathered1, coupled1 = np.empty((B, len(two[5]))), np.empty((B, n1))
+    change0, change1, rho = np.empty(B), np.empty(B), np.empty(B)
+    no_rhs = np.empty((0, 0))
+    residual0, residual, error = out[0], out[1], out[2]
+    first = np.nan
+    while sweeps < max_iter:
+        sweeps += 1
+        if recording:
+            for s in range(B):
+                _gather(start[s], x, s, columns1, first1)
+        _coupled(x, one, gathered0, coupled0)
+        first = _quadratic_update(coupled0, x, one[0], one[1], one[2], no_rhs, one[3], change0)
+        _coupled(x, two, gathered1, coupled1)
+        _quadratic_update(coupled1, x, two[0], two[1], two[2], rhs, two[3], change1)
+        for k in range(history.shape[0] - 1, 0, -1):
+            history[k, :] = history[k - 1, :]
+        for s in range(B):
+            history[0, s] = _max(change0[s], change1[s])
+        if sweeps == stop:
+            return LOOP_BACK, sweeps, first
+        slow = handover and sweeps % 5 == 0 and not recording
+        done = False
+        if not (sweeps == 1 or (first > tol and not slow)):  # a decision: as _sweep_error
+            size = 0.0
+            for s in range(B):
+                for j in range(x.shape[1]):
+                    size = _max(size, abs(x[s, j]))
+            size *= scale_max
+            level = 1e-14 * (size if size > 1.0 else 1.0)
+            for s in range(B):
+                c0, c1, c2, c3 = history[0, s], history[1, s], history[2, s], history[3, s]
+                if c0 <= level:  # the floor: Python's
+                    return LOOP_BACK, sweeps, first
+                r = _fmax(_fmax(c0 / c1, c1 / c2), c2 / c3)
+                rho[s] = r
+                error[s] = safety * c0 * r / (1 - r) if r < 1 else np.inf
+            if first <= tol and _largest_of(error) <= vtol:
+                _largest_residual(x, one, gathered0, coupled0, np.empty((B, n0)), residual0)
+                done = _largest_of(residual0) <= tol
+            if not done and slow:
+                budget = min(slow_sweeps, max_iter - sweeps)
+                for s in range(B):
+                    if error[s] > vtol:  # as _too_slow, within rounding of its limit
+                        if not rho[s] < 1:
+                            return LOOP_BACK, sweeps, first
+                        needed = np.log(vtol / error[s]) / np.log(_max(rho[s], 1e-300))
+                        if needed > budget * (1 - 1e-12) - 1e-12:
+                            return LOOP_BACK, sweeps, first
+        if recording:  # as _Anderson.record before the samples are chosen
+            slot = counts[1] % dF.shape[1]
+            for s in range(B):
+                for j in range(n1):
+                    new_g = x[s, first1 + j] if first1 >= 0 else x[s, columns1[j]]
+                    new_f = new_g - start[s, j]
+                    if counts[0]:
+                        dF[s, slot, j] = new_f - f[s, j]
+                        dG[s, slot, j] = new_g - g[s, j]
+                    f[s, j] = new_f
+                    g[s, j] = new_g
+            counts[1] += counts[0]
+            counts[0] = 1
+        if done:
+            _largest_residual(x, two, gathered1, coupled1, np.empty((B, n1)), residual)
+            for s in range(B):
+                residual[s] = _max(residual0[s], residual[s])
+            return LOOP_DONE, sweeps, first
+    return LOOP_LIMIT, sweeps, first
+
+
 # e^-100 = 4e-44: a junction reversed further carries -IS (1 - 4e-44), its conductance
 # 4e-44 IS / (n Vt) beside a node's resistors of a > 0, so the floor changes nothing at
 # double precision; np.exp is some 15 times slower where its result underflows.
@@ -1254,16 +1401,30 @@ def _layered(
             anderson.seed(*problem.secants)
     elif blocks[1].nudge is not None and not cold:
         blocks.reverse()  # a warm start where the nudge is what changed: its class first
+    loop = _SweepLoop.of(problem, blocks) if quadratic else None
     estimated = False  # whether ``error`` is that of the current x
+    residual = None  # both classes' largest residual, when the compiled loop converged
     while sweeps < max_iter:
-        sweeps += 1
         estimated = False
-        estimate = cold and sweeps == 1
         watch = anderson is not None
-        start = x[:, blocks[1].idx].copy() if watch else None  # the second class before the sweep
-        first, change0 = blocks[0].update(x, tol, vtol, estimate)
-        _, change1 = blocks[1].update(x, tol, vtol, estimate, keep=watch)
-        changes = [np.maximum(change0, change1), *changes[:-1]]
+        if loop is not None and (anderson is None or anderson.use is None):  # plain sweeps
+            ended, sweeps, first, changes = loop.run(
+                x, sweeps, max_iter, changes, anderson, tol, vtol, handover
+            )
+            if ended == LOOP_DONE:
+                residual0, residual, error = loop.out
+                estimated = True
+                break
+            if ended == LOOP_LIMIT:
+                break
+            start = loop.start  # LOOP_BACK: the rest of the last sweep is done here
+        else:
+            sweeps += 1
+            estimate = cold and sweeps == 1
+            start = x[:, blocks[1].idx].copy() if watch else None  # the second class before
+            first, change0 = blocks[0].update(x, tol, vtol, estimate)
+            _, change1 = blocks[1].update(x, tol, vtol, estimate, keep=watch)
+            changes = [np.maximum(change0, change1), *changes[:-1]]
         if watch and anderson.use is None and sweeps == ACCEL_SWEEP:
             with np.errstate(divide="ignore", invalid="ignore"):  # per sample
                 contraction = np.fmax(changes[0] / changes[1], changes[1] / changes[2])
@@ -1312,13 +1473,60 @@ def _layered(
     if sweeps > 1 and not estimated:
         bound = None if anderson is None else anderson.bound(contraction)
         error = _sweep_error(changes, x, problem, blocks, bound)[0]
-    if residual0 is None:
-        residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
-    residual = np.maximum(residual0, np.max(np.abs(blocks[1].residual(x)), axis=1, initial=0.0))
+    if residual is None:
+        if residual0 is None:
+            residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
+        residual1 = np.max(np.abs(blocks[1].residual(x)), axis=1, initial=0.0)
+        residual = np.maximum(residual0, residual1)
     if anderson is not None and anderson.count and problem.nudge is None:
         problem.secants = (anderson.dF, anderson.dG)
     xQx = functools.partial(_block_xQx, x, blocks)  # when an energy is asked for
     return problem.result(x, residual, error, tol, vtol, sweeps, "layered", "sweeps", xQx)
+
+
+class _SweepLoop:
+    """The plain sweeps of a layered solve whose classes have no diodes, as one compiled loop
+    (``_sweep_loop``) that returns to ``_layered`` only for what it does not decide."""
+
+    @classmethod
+    def of(cls, problem: Problem, blocks: list[_Block]) -> _SweepLoop | None:
+        """The loop of a solve's blocks (in their order), None where a class does not fit."""
+        classes = [b._looped() for b in blocks]
+        return None if None in classes else cls(problem, blocks, classes)
+
+    def __init__(self, problem: Problem, blocks: list[_Block], classes: list[tuple]):
+        self.blocks, self.classes = blocks, classes
+        B, n = problem.batch, len(blocks[1].a)
+        self.scale_max = float(problem.var_scale.max(initial=0.0))
+        self.start = np.empty((B, n))  # the second class before the last sweep (recording)
+        self.rhs = np.empty((B, n))  # and its b, for the acceleration's energy
+        self.out = np.empty((3, B))  # residual of the first class, of both, error
+        self.counts = np.zeros(2, np.int64)
+
+    def run(self, x, sweeps, max_iter, changes, anderson, tol, vtol, handover):
+        """Sweeps from ``sweeps`` on, with ``changes`` as ``_layered`` keeps them, recording
+        the acceleration's history while ``anderson`` is watching. Returns (how it ended,
+        sweeps made, class one's residual before the last, the changes)."""
+        history = np.array(changes)
+        nothing = np.empty((0, 0))
+        record = (False, nothing, nothing, nothing, nothing, *[np.empty((0, 0, 0))] * 2)
+        if anderson is not None:  # watching: the first ACCEL_SWEEP sweeps, then Python decides
+            shape = self.start.shape
+            f, g = (np.empty(shape), np.empty(shape)) if anderson.f is None else (anderson.f, anderson.g)
+            self.counts[:] = anderson.f is not None, anderson.count
+            record = (True, self.start, self.rhs, f, g, anderson.dF, anderson.dG)
+        stop = ACCEL_SWEEP if anderson is not None else -1
+        limits = (max_iter, stop, handover, SLOW_SWEEPS, LAYERED_SAFETY, self.scale_max)
+        one, two = self.classes
+        ended, made, first = _sweep_loop(
+            x, one, two, history, (*record, self.counts), tol, vtol, sweeps, limits, self.out
+        )
+        if anderson is not None and made > sweeps:
+            if self.counts[0]:
+                anderson.f, anderson.g = f, g
+            anderson.count = int(self.counts[1])
+            self.blocks[1].rhs = self.rhs
+        return ended, made, first, list(history)
 
 
 def _block_xQx(x: np.ndarray, blocks: list[_Block]) -> np.ndarray:
