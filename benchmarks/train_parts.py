@@ -63,6 +63,8 @@ def main() -> None:
         lambda a, k: "hidden-node diode updates" if a[0].terms else "output updates",
         True,
     )
+    if hasattr(solver, "_SweepLoop"):  # the plain sweeps as one compiled loop, where present
+        timed(solver._SweepLoop, "run", lambda a, k: "compiled sweep loops", True)
     timed(train.EPEstimator, "__call__", lambda a, k: "EP estimate")
     spec = load_circuit(args.circuit, args.sets)
     network = Network(compile_circuit(spec))

@@ -1511,8 +1511,9 @@ class _SweepLoop:
         nothing = np.empty((0, 0))
         record = (False, nothing, nothing, nothing, nothing, *[np.empty((0, 0, 0))] * 2)
         if anderson is not None:  # watching: the first ACCEL_SWEEP sweeps, then Python decides
-            shape = self.start.shape
-            f, g = (np.empty(shape), np.empty(shape)) if anderson.f is None else (anderson.f, anderson.g)
+            f, g = anderson.f, anderson.g
+            if f is None:
+                f, g = np.empty(self.start.shape), np.empty(self.start.shape)
             self.counts[:] = anderson.f is not None, anderson.count
             record = (True, self.start, self.rhs, f, g, anderson.dF, anderson.dG)
         stop = ACCEL_SWEEP if anderson is not None else -1
