@@ -14,9 +14,10 @@ from eqprop_cli import Network, compile_circuit, load_circuit, parse_circuit, so
 solver = importlib.import_module("eqprop_cli.solver.equilibrium")
 
 
-def deep_circuit(seed: int, layers: int) -> tuple[Network, int]:
+def deep_circuit(seed: int, layers: int, dtype: str = "float64") -> tuple[Network, int]:
     """A random circuit with ``layers`` hidden layers of ideal diodes (hard clamps to ground
-    and to a rail) and bias currents; conductances spread over two decades."""
+    and to a rail) and bias currents; conductances spread over two decades (stored at
+    ``dtype``)."""
     rng = np.random.default_rng(seed)
     n_in = int(rng.integers(3, 12))
     low = float(rng.uniform(0.05, 1.0))
@@ -44,6 +45,8 @@ gain = {rng.uniform(0.5, 4.0):.3g}
 [output]
 size = {int(rng.integers(1, 4))}
 readout = "differential"
+[solver]
+dtype = "{dtype}"
 """
     names = [f"h{k}" for k in range(layers)]
     for name in names:

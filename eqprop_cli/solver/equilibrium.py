@@ -853,16 +853,19 @@ class _Block:
 
     def _looped(self) -> tuple | None:
         """The class as the compiled sweep loop (``_sweep_loop``) takes it: ``_class``, a / w,
-        the gains (empty: none), ``_nudge``, the coupling to the other class (dense, float64:
-        the product numpy would take), the other class's unknowns (and their first, where
-        they are a range) and the stage weights. None for a class with diodes or a sparse
-        coupling (the sweeps then stay in Python)."""
-        if self.terms or sp.issparse(self.Q_oc) or not self.Q_oc.size:
+        the gains (empty: none), ``_nudge``, the coupling to the other class, the other
+        class's unknowns (and their first, where they are a range) and the stage weights.
+        None for a class with diodes, or a coupling other than a non-empty C-ordered float64
+        array (the layout whose products the loop is known to share with numpy): the sweeps
+        then stay in Python."""
+        Q = self.Q_oc
+        if self.terms or not isinstance(Q, np.ndarray) or not Q.size:
             return None
-        coupling = np.ascontiguousarray(self.Q_oc, dtype=np.float64)
+        if Q.dtype != np.float64 or not Q.flags.c_contiguous:
+            return None
         scale = _EMPTY if self.scale is None else self.scale
         other = (self.other_columns, self.other_first)
-        return (self._class(), self.a_over_w, scale, self._nudge(), coupling, *other, self.weight)
+        return (self._class(), self.a_over_w, scale, self._nudge(), Q, *other, self.weight)
 
     def _quadratic(self, x_all: np.ndarray, keep: bool) -> tuple[float, np.ndarray]:
         """``update`` of a class without diodes, in one compiled pass (``_quadratic_update``)
@@ -1115,21 +1118,33 @@ def _nudge_outputs(b, new, s, nudge):
 
 
 @njit(cache=True, error_model="numpy")
-def _coupled(x_all, c, gathered, out):
-    """The coupling product of a class as the compiled sweep loop takes it (``_Block._looped``):
-    the other class's columns of x_all copied to ``gathered``, times the coupling, into
-    ``out`` (numba's np.dot: the same BLAS call as numpy's product)."""
+def _coupled(x_all, c, out):
+    """The coupling product of a class as the compiled sweep loop takes it (``_Block._looped``)
+    into ``out``: the other class's columns of x_all, copied, times the coupling. The copy
+    has the layout of numpy's operand in ``_Block._rhs`` (rows of x_all where the columns
+    are a range, C order; numpy's gather by an index array, Fortran order), so that numba's
+    np.dot makes numpy's BLAS call and gives its bits."""
     columns, first = c[5], c[6]
-    for s in range(x_all.shape[0]):
-        _gather(gathered[s], x_all, s, columns, first)
-    np.dot(gathered, c[4], out)
+    B, m = x_all.shape[0], len(columns)
+    if first >= 0:
+        gathered = np.empty((B, m))
+        for s in range(B):
+            for j in range(m):
+                gathered[s, j] = x_all[s, first + j]
+        np.dot(gathered, c[4], out)
+    else:
+        by_column = np.empty((m, B)).T
+        for s in range(B):
+            for j in range(m):
+                by_column[s, j] = x_all[s, columns[j]]
+        np.dot(by_column, c[4], out)
 
 
 @njit(cache=True, error_model="numpy")
-def _largest_residual(x_all, c, gathered, coupled, f1, out):
+def _largest_residual(x_all, c, coupled, f1, out):
     """Per sample, the largest |KCL residual| of a class without diodes into ``out``: as
     np.max(np.abs(_Block.residual(x_all)), axis=1, initial=0.0)."""
-    _coupled(x_all, c, gathered, coupled)
+    _coupled(x_all, c, coupled)
     _quadratic_residual(coupled, x_all, c[0], c[7], c[3], f1)
     for s in range(x_all.shape[0]):
         row = f1[s]
@@ -1176,8 +1191,7 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out):
     B = x.shape[0]
     n0, n1 = len(one[0][0]), len(two[0][0])
     columns1, first1 = two[0][0], two[0][1]
-    gathered0, coupled0 = np.empty((B, len(one[5]))), np.empty((B, n0))
-    gathered1, coupled1 = np.empty((B, len(two[5]))), np.empty((B, n1))
+    coupled0, coupled1 = np.empty((B, n0)), np.empty((B, n1))
     change0, change1, rho = np.empty(B), np.empty(B), np.empty(B)
     no_rhs = np.empty((0, 0))
     residual0, residual, error = out[0], out[1], out[2]
@@ -1187,9 +1201,9 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out):
         if recording:
             for s in range(B):
                 _gather(start[s], x, s, columns1, first1)
-        _coupled(x, one, gathered0, coupled0)
+        _coupled(x, one, coupled0)
         first = _quadratic_update(coupled0, x, one[0], one[1], one[2], no_rhs, one[3], change0)
-        _coupled(x, two, gathered1, coupled1)
+        _coupled(x, two, coupled1)
         _quadratic_update(coupled1, x, two[0], two[1], two[2], rhs, two[3], change1)
         for k in range(history.shape[0] - 1, 0, -1):
             history[k, :] = history[k - 1, :]
@@ -1214,7 +1228,7 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out):
                 rho[s] = r
                 error[s] = safety * c0 * r / (1 - r) if r < 1 else np.inf
             if first <= tol and _largest_of(error) <= vtol:
-                _largest_residual(x, one, gathered0, coupled0, np.empty((B, n0)), residual0)
+                _largest_residual(x, one, coupled0, np.empty((B, n0)), residual0)
                 done = _largest_of(residual0) <= tol
             if not done and slow:
                 budget = min(slow_sweeps, max_iter - sweeps)
@@ -1239,7 +1253,7 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out):
             counts[1] += counts[0]
             counts[0] = 1
         if done:
-            _largest_residual(x, two, gathered1, coupled1, np.empty((B, n1)), residual)
+            _largest_residual(x, two, coupled1, np.empty((B, n1)), residual)
             for s in range(B):
                 residual[s] = _max(residual0[s], residual[s])
             return LOOP_DONE, sweeps, first
