@@ -79,7 +79,8 @@ def mnist_circuit(dtype: str, hidden: int = 30) -> tuple[Network, np.ndarray]:
 
 
 def circuit(case: str, dtype: str) -> tuple[Network, np.ndarray]:
-    """"mnist", or "deep-<seed>-<hidden layers>" (``deep_circuit``, 6 random inputs)."""
+    """The circuit of a case: "mnist", or "deep-<seed>-<hidden layers>" (``deep_circuit``,
+    6 random inputs)."""
     if case == "mnist":
         return mnist_circuit(dtype)
     seed, layers = map(int, case.split("-")[1:])
