@@ -1165,7 +1165,7 @@ LOOP_DONE, LOOP_LIMIT, LOOP_BACK = 0, 1, 2  # how the compiled sweep loop ended
 
 
 @njit(cache=True, error_model="numpy")
-def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out):
+def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, contraction):
     """Plain sweeps of two classes without diodes (``one`` updated first, each as
     ``_Block._looped``), with ``_layered``'s bookkeeping and stopping rule, until a sweep
     needs Python. Returns (how it ended, sweeps made in all, class one's residual before
@@ -1175,19 +1175,23 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out):
       larger of both classes', and the estimated error (as ``_sweep_error``).
     - LOOP_LIMIT: ``max_iter`` sweeps made, the last one's decision taken.
     - LOOP_BACK: the last sweep's updates are made and its change is in ``history``, the
-      rest of it is Python's: the sweep ``stop``; a sweep whose estimate would meet the
-      rounding level of the voltages (``_sweep_error``'s floor); a look at the contraction
-      (``_too_slow``) that finds a sample too slow or is within rounding of its limit.
+      rest of it is Python's: the acceleration's choice at the sweep ``stop`` when some
+      sample is to be accelerated; a sweep whose estimate would meet the rounding level of
+      the voltages (``_sweep_error``'s floor); a look at the contraction (``_too_slow``)
+      that finds a sample too slow or is within rounding of its limit.
 
     ``history`` (ACCEL_WINDOW + 1, batch): the last sweeps' changes, newest first, shifted
     in place. ``record``: (whether to record, the second class before the sweep, its b,
-    and ``_Anderson``'s f, g, dF, dG, [f and g set, differences recorded]): the sweeps'
-    history of the acceleration, kept as ``_Anderson.record`` keeps it before its samples
-    are chosen. ``limits``: (max_iter, stop, handover, SLOW_SWEEPS, LAYERED_SAFETY, the
-    largest gain). The same IEEE operations in the same order as ``_layered``'s numpy
+    and ``_Anderson``'s f, g, dF, dG, [f and g set, differences recorded, recording
+    dropped]): the sweeps' history of the acceleration, kept as ``_Anderson.record`` keeps
+    it before its samples are chosen; at the sweep ``stop``, the plain contraction of each
+    sample goes to ``contraction`` and, where no sample is to be accelerated, the loop
+    goes on without recording (as ``_layered`` drops its ``_Anderson``). ``limits``:
+    (max_iter, stop, handover, SLOW_SWEEPS, LAYERED_SAFETY, the largest gain, ACCEL_FROM,
+    ACCEL_TO). The same IEEE operations in the same order as ``_layered``'s numpy
     expressions, so the same iterates and decisions."""
     recording, start, rhs, f, g, dF, dG, counts = record
-    max_iter, stop, handover, slow_sweeps, safety, scale_max = limits
+    max_iter, stop, handover, slow_sweeps, safety, scale_max, accel_from, accel_to = limits
     B = x.shape[0]
     n0, n1 = len(one[0][0]), len(two[0][0])
     columns1, first1 = two[0][0], two[0][1]
@@ -1209,8 +1213,15 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out):
             history[k, :] = history[k - 1, :]
         for s in range(B):
             history[0, s] = _max(change0[s], change1[s])
-        if sweeps == stop:
-            return LOOP_BACK, sweeps, first
+        if sweeps == stop:  # the acceleration's choice, as _layered makes it
+            accelerate = False
+            for s in range(B):
+                c = _fmax(history[0, s] / history[1, s], history[1, s] / history[2, s])
+                contraction[s] = c
+                accelerate |= (c > accel_from) & (c < accel_to)
+            if accelerate:
+                return LOOP_BACK, sweeps, first
+            recording, counts[2] = False, 1
         slow = handover and sweeps % 5 == 0 and not recording
         done = False
         if not (sweeps == 1 or (first > tol and not slow)):  # a decision: as _sweep_error
@@ -1425,6 +1436,9 @@ def _layered(
             ended, sweeps, first, changes = loop.run(
                 x, sweeps, max_iter, changes, anderson, tol, vtol, handover
             )
+            if loop.dropped:  # it found no sample to accelerate, as below
+                contraction = problem.contraction = loop.contraction
+                anderson, watch = None, False
             if ended == LOOP_DONE:
                 residual0, residual, error = loop.out
                 estimated = True
@@ -1515,7 +1529,9 @@ class _SweepLoop:
         self.start = np.empty((B, n))  # the second class before the last sweep (recording)
         self.rhs = np.empty((B, n))  # and its b, for the acceleration's energy
         self.out = np.empty((3, B))  # residual of the first class, of both, error
-        self.counts = np.zeros(2, np.int64)
+        self.contraction = np.empty(B)  # the plain sweeps' (see _layered), when measured
+        self.counts = np.zeros(3, np.int64)
+        self.dropped = False  # whether the loop dropped the acceleration (none to accelerate)
 
     def run(self, x, sweeps, max_iter, changes, anderson, tol, vtol, handover):
         """Sweeps from ``sweeps`` on, with ``changes`` as ``_layered`` keeps them, recording
@@ -1528,19 +1544,31 @@ class _SweepLoop:
             f, g = anderson.f, anderson.g
             if f is None:
                 f, g = np.empty(self.start.shape), np.empty(self.start.shape)
-            self.counts[:] = anderson.f is not None, anderson.count
+            self.counts[:] = anderson.f is not None, anderson.count, 0
             record = (True, self.start, self.rhs, f, g, anderson.dF, anderson.dG)
         stop = ACCEL_SWEEP if anderson is not None else -1
         limits = (max_iter, stop, handover, SLOW_SWEEPS, LAYERED_SAFETY, self.scale_max)
+        limits += (ACCEL_FROM, ACCEL_TO)
         one, two = self.classes
         ended, made, first = _sweep_loop(
-            x, one, two, history, (*record, self.counts), tol, vtol, sweeps, limits, self.out
+            x,
+            one,
+            two,
+            history,
+            (*record, self.counts),
+            tol,
+            vtol,
+            sweeps,
+            limits,
+            self.out,
+            self.contraction,
         )
         if anderson is not None and made > sweeps:
             if self.counts[0]:
                 anderson.f, anderson.g = f, g
             anderson.count = int(self.counts[1])
             self.blocks[1].rhs = self.rhs
+            self.dropped = bool(self.counts[2])
         return ended, made, first, list(history)
 
 
