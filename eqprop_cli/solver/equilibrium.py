@@ -998,13 +998,12 @@ def _quadratic_update(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change):
     n = len(columns)
     b = np.empty(n)
     new = np.empty(n)
-    x = np.empty(n)
     step = np.empty(n)
     largest = np.zeros(n)
     keep = rhs.shape[0] > 0
+    scaled = scale.size > 0
     for s in range(x_all.shape[0]):
-        rs, low, high, cs = _row(r, s), _row(lo, s), _row(hi, s), coupled[s]
-        _gather(x, x_all, s, columns, first)
+        rs, low, high, cs, xs = _row(r, s), _row(lo, s), _row(hi, s), coupled[s], x_all[s]
         for j in range(n):
             b[j] = rs[j] - cs[j]
             new[j] = b[j] / a[j]
@@ -1017,20 +1016,20 @@ def _quadratic_update(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change):
                 new[j] = _min(z, high[j])
         if nudge[0]:
             _nudge_outputs(b, new, s, nudge)
-        for j in range(n):
-            d = abs(new[j] - x[j])
-            step[j] = d
-            largest[j] = _max(largest[j], d)
-        if scale.size > 0:
-            for j in range(n):
-                step[j] = step[j] * scale[j]
-        change[s] = _largest_of(step)
+        # the step from the unknowns' old values, which the new ones then replace
         if first >= 0:
             for j in range(n):
-                x_all[s, first + j] = new[j]
+                d = abs(new[j] - xs[first + j])
+                largest[j] = _max(largest[j], d)
+                step[j] = d * scale[j] if scaled else d
+                xs[first + j] = new[j]
         else:
             for j in range(n):
-                x_all[s, columns[j]] = new[j]
+                d = abs(new[j] - xs[columns[j]])
+                largest[j] = _max(largest[j], d)
+                step[j] = d * scale[j] if scaled else d
+                xs[columns[j]] = new[j]
+        change[s] = _largest_of(step)
     residual = 0.0
     for j in range(n):
         residual = _max(residual, largest[j] * a_over_w[j])
@@ -1109,12 +1108,13 @@ def _nudge_outputs(b, new, s, nudge):
     for k in range(local.shape[0]):
         o = 0.0
         for m in range(local.shape[1]):
-            o += (b[local[k, m]] / a_out[k, m]) * coef[k, m]
+            z = b[local[k, m]] / a_out[k, m]
+            new[local[k, m]] = z  # kept there for the step below (the outputs' nodes differ)
+            o += z * coef[k, m]
         o = (o + p[k]) / stiffness[k]
         excess = beta_w[k] * (o - t[k]) - c[k]
         for m in range(local.shape[1]):
-            z = b[local[k, m]] / a_out[k, m]
-            new[local[k, m]] = z - excess * coef[k, m] / a_out[k, m]
+            new[local[k, m]] = new[local[k, m]] - excess * coef[k, m] / a_out[k, m]
 
 
 @njit(cache=True, error_model="numpy")
