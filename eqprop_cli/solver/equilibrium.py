@@ -1002,8 +1002,23 @@ def _quadratic_update(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change):
     largest = np.zeros(n)
     keep = rhs.shape[0] > 0
     scaled = scale.size > 0
+    # no b to keep or to nudge with, no gains, the unknowns a range: each unknown's new
+    # value and step in one pass (the same operations as the passes below)
+    plain = not (keep or nudge[0] or scaled) and first >= 0
     for s in range(x_all.shape[0]):
         rs, low, high, cs, xs = _row(r, s), _row(lo, s), _row(hi, s), coupled[s], x_all[s]
+        if plain:
+            row = xs[first : first + n]
+            for j in range(n):
+                z = (rs[j] - cs[j]) / a[j]
+                if bounded:
+                    z = _min(_max(z, low[j]), high[j])
+                d = abs(z - row[j])
+                largest[j] = _max(largest[j], d)
+                step[j] = d
+                row[j] = z
+            change[s] = _largest_of(step)
+            continue
         for j in range(n):
             b[j] = rs[j] - cs[j]
             new[j] = b[j] / a[j]
@@ -1038,18 +1053,27 @@ def _quadratic_update(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change):
 
 @njit(inline="always")
 def _largest_of(v):
-    """max(0, v's largest entry), NaN if v has one: four running maxima, so that no
-    comparison waits for the one before (the maximum is exact in any order)."""
-    m0 = m1 = m2 = m3 = 0.0
-    n = len(v) - len(v) % 4
-    for j in range(0, n, 4):
-        m0 = _max(m0, v[j])
-        m1 = _max(m1, v[j + 1])
-        m2 = _max(m2, v[j + 2])
-        m3 = _max(m3, v[j + 3])
-    for j in range(n, len(v)):
-        m0 = _max(m0, v[j])
-    return _max(_max(m0, m1), _max(m2, m3))
+    """max(0, v's largest entry), NaN if v has one (v contiguous): the running maximum of
+    the entries' bit patterns as integers, which order non-negative doubles as their values
+    (negative ones, -0 included, fall below the integer 0 as below 0.0), so that the loop
+    vectorises; NaNs are counted apart."""
+    bits = v.view(np.int64)
+    m = 0
+    nan = False
+    for j in range(len(v)):
+        m = max(m, bits[j])
+        nan |= v[j] != v[j]
+    if nan:
+        return np.nan
+    return _as_float(m)
+
+
+@njit(inline="always")
+def _as_float(bits):
+    """The double whose bit pattern is the integer ``bits``."""
+    out = np.empty(1, np.int64)
+    out[0] = bits
+    return out.view(np.float64)[0]
 
 
 @njit(inline="always")
@@ -1161,6 +1185,17 @@ def _fmax(a, b):
     return a if (a >= b) | (b != b) else b
 
 
+@njit(inline="always")
+def _largest_magnitude(x):
+    """np.abs(x).max(initial=0.0) of a C-ordered x (NaN if x has one), by the integer
+    maximum of the magnitudes' bit patterns (as ``_largest_of``; a NaN's is above inf's)."""
+    bits = x.reshape(-1).view(np.int64)
+    m = 0
+    for j in range(len(bits)):
+        m = max(m, bits[j] & 0x7FFFFFFFFFFFFFFF)
+    return _as_float(m)
+
+
 LOOP_DONE, LOOP_LIMIT, LOOP_BACK = 0, 1, 2  # how the compiled sweep loop ended
 
 
@@ -1225,11 +1260,7 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, co
         slow = handover and sweeps % 5 == 0 and not recording
         done = False
         if not (sweeps == 1 or (first > tol and not slow)):  # a decision: as _sweep_error
-            size = 0.0
-            for s in range(B):
-                for j in range(x.shape[1]):
-                    size = _max(size, abs(x[s, j]))
-            size *= scale_max
+            size = _largest_magnitude(x) * scale_max
             level = 1e-14 * (size if size > 1.0 else 1.0)
             for s in range(B):
                 c0, c1, c2, c3 = history[0, s], history[1, s], history[2, s], history[3, s]
@@ -1407,6 +1438,12 @@ def _layered(
     less than 1/ACCEL_SLOW-fold (a small nudge's first sweeps contract fast, and the
     bound from the plain contraction would then cost sweeps). A warm-started nudged solve
     that is not accelerated updates the outputs' class first: the nudge is what changed.
+
+    Where both classes are quadratic, the plain sweeps (those before and without the
+    acceleration) run in one compiled loop (``_SweepLoop``) with this function's
+    arithmetic and decisions, bit for bit; it hands back to the code below only the
+    sweeps that need it (the acceleration's start, estimates at the rounding floor, a
+    hand-over to Newton).
     """
     blocks = [_Block.of(problem, classes, 0), _Block.of(problem, classes, 1)]
     B = problem.batch
@@ -1426,7 +1463,7 @@ def _layered(
             anderson.seed(*problem.secants)
     elif blocks[1].nudge is not None and not cold:
         blocks.reverse()  # a warm start where the nudge is what changed: its class first
-    loop = _SweepLoop.of(problem, blocks) if quadratic else None
+    loop = _SweepLoop.of(problem, blocks) if quadratic and x.flags.c_contiguous else None
     estimated = False  # whether ``error`` is that of the current x
     residual = None  # both classes' largest residual, when the compiled loop converged
     while sweeps < max_iter:
