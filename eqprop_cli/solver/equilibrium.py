@@ -593,7 +593,7 @@ def solve(
     else:
         problem = Problem(network, inputs, nudge)
     x = np.zeros((problem.batch, network.n_vars)) if x0 is None else np.array(x0, dtype=float)
-    x = np.clip(x, problem.lo, problem.hi)
+    x = np.minimum(np.maximum(x, problem.lo), problem.hi)  # np.clip's values, sooner
     if network.n_vars == 0:
         zero = np.zeros(problem.batch)
         return problem.result(x, zero, zero, tol, vtol, 0, method, "steps")
@@ -1211,8 +1211,9 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, co
     - LOOP_LIMIT: ``max_iter`` sweeps made, the last one's decision taken.
     - LOOP_BACK: the last sweep's updates are made and its change is in ``history``, the
       rest of it is Python's: the acceleration's choice at the sweep ``stop`` when some
-      sample is to be accelerated; a sweep whose estimate would meet the rounding level of
-      the voltages (``_sweep_error``'s floor); a look at the contraction (``_too_slow``)
+      sample is to be accelerated; a sweep where a sample's change is at the rounding
+      level of the voltages and the estimate of the sweep before does not hold (the bound
+      from the residual of ``_sweep_error``); a look at the contraction (``_too_slow``)
       that finds a sample too slow or is within rounding of its limit.
 
     ``history`` (ACCEL_WINDOW + 1, batch): the last sweeps' changes, newest first, shifted
@@ -1264,11 +1265,17 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, co
             level = 1e-14 * (size if size > 1.0 else 1.0)
             for s in range(B):
                 c0, c1, c2, c3 = history[0, s], history[1, s], history[2, s], history[3, s]
-                if c0 <= level:  # the floor: Python's
-                    return LOOP_BACK, sweeps, first
                 r = _fmax(_fmax(c0 / c1, c1 / c2), c2 / c3)
                 rho[s] = r
                 error[s] = safety * c0 * r / (1 - r) if r < 1 else np.inf
+                if c0 <= level:  # at the floor: the estimate of the sweep before, if it holds
+                    before = _fmax(c1 / c2, c2 / c3)
+                    held = np.inf
+                    if (c1 > level) & (before < 1):
+                        held = safety * c1 * before / (1 - before)
+                    if not np.isfinite(held):  # else the bound from the residual: Python's
+                        return LOOP_BACK, sweeps, first
+                    error[s] = held
             if first <= tol and _largest_of(error) <= vtol:
                 _largest_residual(x, one, coupled0, np.empty((B, n0)), residual0)
                 done = _largest_of(residual0) <= tol
