@@ -1166,9 +1166,9 @@ def _coupled(x_all, c, out):
 
 @njit(cache=True, error_model="numpy")
 def _largest_residual(x_all, c, coupled, f1, out):
-    """Per sample, the largest |KCL residual| of a class without diodes into ``out``: as
+    """Per sample, the largest |KCL residual| of a class without diodes into ``out``, given
+    its coupling's product ``coupled`` (``_coupled``): as
     np.max(np.abs(_Block.residual(x_all)), axis=1, initial=0.0)."""
-    _coupled(x_all, c, coupled)
     _quadratic_residual(coupled, x_all, c[0], c[7], c[3], f1)
     for s in range(x_all.shape[0]):
         row = f1[s]
@@ -1277,6 +1277,7 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, co
                         return LOOP_BACK, sweeps, first
                     error[s] = held
             if first <= tol and _largest_of(error) <= vtol:
+                _coupled(x, one, coupled0)
                 _largest_residual(x, one, coupled0, np.empty((B, n0)), residual0)
                 done = _largest_of(residual0) <= tol
             if not done and slow:
@@ -1302,6 +1303,7 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, co
             counts[1] += counts[0]
             counts[0] = 1
         if done:
+            # class one has not changed since class two's update: its product holds
             _largest_residual(x, two, coupled1, np.empty((B, n1)), residual)
             for s in range(B):
                 residual[s] = _max(residual0[s], residual[s])
