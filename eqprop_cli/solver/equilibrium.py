@@ -1577,13 +1577,14 @@ class _SweepLoop:
         self.out = np.empty((3, B))  # residual of the first class, of both, error
         self.contraction = np.empty(B)  # the plain sweeps' (see _layered), when measured
         self.counts = np.zeros(3, np.int64)
-        self.dropped = False  # whether the loop dropped the acceleration (none to accelerate)
+        self.dropped = False  # whether the last run dropped the acceleration (none to make)
 
     def run(self, x, sweeps, max_iter, changes, anderson, tol, vtol, handover):
         """Sweeps from ``sweeps`` on, with ``changes`` as ``_layered`` keeps them, recording
         the acceleration's history while ``anderson`` is watching. Returns (how it ended,
         sweeps made, class one's residual before the last, the changes)."""
         history = np.array(changes)
+        self.dropped = False
         nothing = np.empty((0, 0))
         record = (False, nothing, nothing, nothing, nothing, *[np.empty((0, 0, 0))] * 2)
         if anderson is not None:  # watching: the first ACCEL_SWEEP sweeps, then Python decides
