@@ -1010,9 +1010,7 @@ def _quadratic_update(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change):
         if plain:
             row = xs[first : first + n]
             for j in range(n):
-                z = (rs[j] - cs[j]) / a[j]
-                if bounded:
-                    z = _min(_max(z, low[j]), high[j])
+                z = _clipped((rs[j] - cs[j]) / a[j], low[j], high[j], bounded)
                 d = abs(z - row[j])
                 largest[j] = _max(largest[j], d)
                 step[j] = d
@@ -1027,8 +1025,7 @@ def _quadratic_update(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change):
                 rhs[s, j] = b[j]
         if bounded:
             for j in range(n):
-                z = _max(new[j], low[j])
-                new[j] = _min(z, high[j])
+                new[j] = _clipped(new[j], low[j], high[j], True)
         if nudge[0]:
             _nudge_outputs(b, new, s, nudge)
         # the step from the unknowns' old values, which the new ones then replace
@@ -1049,6 +1046,12 @@ def _quadratic_update(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change):
     for j in range(n):
         residual = _max(residual, largest[j] * a_over_w[j])
     return residual
+
+
+@njit(inline="always")
+def _clipped(z, low, high, bounded):
+    """np.minimum(np.maximum(z, low), high) of a float, where ``bounded``."""
+    return _min(_max(z, low), high) if bounded else z
 
 
 @njit(inline="always")
