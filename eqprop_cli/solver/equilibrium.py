@@ -592,8 +592,9 @@ def solve(
         problem = base.nudged(nudge or Nudge())
     else:
         problem = Problem(network, inputs, nudge)
-    x = np.zeros((problem.batch, network.n_vars)) if x0 is None else np.array(x0, dtype=float)
-    x = np.minimum(np.maximum(x, problem.lo), problem.hi)  # np.clip's values, sooner
+    shape = (problem.batch, network.n_vars)
+    x = np.zeros(shape) if x0 is None else np.array(np.broadcast_to(x0, shape), dtype=float)
+    np.minimum(np.maximum(x, problem.lo, out=x), problem.hi, out=x)  # np.clip's values, sooner
     if network.n_vars == 0:
         zero = np.zeros(problem.batch)
         return problem.result(x, zero, zero, tol, vtol, 0, method, "steps")
@@ -682,10 +683,15 @@ class _Block:
     @classmethod
     def of(cls, problem: Problem, classes, k: int) -> _Block:
         """Class k of a problem: the parts that do not depend on the nudge are set up once per
-        batch and shared by its free and nudged solves."""
-        base = problem.blocks.get(k)
-        if base is None:
-            base = problem.blocks[k] = cls(problem, classes, k)
+        batch and shared by its free and nudged solves.
+
+        Both classes at once, class 1 first: its coupling Q[class 0][:, class 1] is a
+        crossbar's own layout (from a layer to the next), which the network builds fastest,
+        and class 0's is a copy of its transpose (Q is symmetric)."""
+        if not problem.blocks:
+            for j in (1, 0):
+                problem.blocks[j] = cls(problem, classes, j)
+        base = problem.blocks[k]
         block = copy.copy(base)
         block.nudge = base._nudge_of(problem)
         return block
@@ -706,6 +712,10 @@ class _Block:
                     w, coef = t.weight[mine], t.coef[mine]
                     plan.append((g, mine, v, coef, w * coef, w * coef**2, _Segments(v, len(idx))))
             plans[k] = plan
+        slices = network.plan.block_slices
+        if k not in slices:  # topology: the classes as slices where they are ranges
+            slices[k] = (_as_slice(idx), _as_slice(other))
+        self.idx, self.other = slices[k]  # (a slice gathers much faster than its indices)
         derived = problem.linear.plan.blocks
         if k not in derived:  # conductances: diagonal and coupling to the other class
             mirror = derived[1 - k][2] if 1 - k in derived else None
@@ -713,19 +723,15 @@ class _Block:
                 Qc = np.ascontiguousarray(mirror.T)
             else:
                 Qc = problem.linear.coupling(other, idx)
-            a = problem.Q_diag[idx]
-            derived[k] = (a, a / network.var_weight[idx], Qc)
+            a = problem.Q_diag[self.idx]
+            derived[k] = (a, a / network.var_weight[self.idx], Qc)
         self.a, self.a_over_w, self.Q_oc = derived[k]
-        slices = network.plan.block_slices
-        if k not in slices:  # topology: the classes as slices where they are ranges
-            slices[k] = (_as_slice(idx), _as_slice(other))
-        self.idx, self.other = slices[k]
         # the class's unknowns for the compiled passes: their first, where they are a range
         self.columns = idx
         self.first = self.idx.start if isinstance(self.idx, slice) else -1
         self.other_columns = other  # and the other class's
         self.other_first = self.other.start if isinstance(self.other, slice) else -1
-        self.weight = network.var_weight[idx]
+        self.weight = network.var_weight[self.idx]
         self.weighted = bool(np.any(self.weight != 1.0))
         scales = network.plan.block_scale
         if k not in scales:  # topology; None: no amplifier gains
@@ -734,14 +740,14 @@ class _Block:
         self.scale = scales[k]
         self.k, self.classes, self.outputs = k, classes, None
         self.rhs: np.ndarray | None = None  # b of the last update, when kept
-        self._set_up(problem, idx, plans[k])
+        self._set_up(problem, plans[k])
 
-    def _set_up(self, problem: Problem, idx: np.ndarray, plan: list) -> None:
+    def _set_up(self, problem: Problem, plan: list) -> None:
         """The class's linear term and bounds, and its diodes: their terms, the bracket ends
         (zmin, zmax) and the stacked junctions. Once per batch (see ``of``)."""
         # contiguous copies: the compiled updates read them row by row
-        r = np.ascontiguousarray(problem.r[:, idx])
-        lo, hi = (np.ascontiguousarray(b[:, idx]) for b in (problem.lo, problem.hi))
+        r = np.ascontiguousarray(problem.r[:, self.idx])
+        lo, hi = (np.ascontiguousarray(b[:, self.idx]) for b in (problem.lo, problem.hi))
         bounded = bool(np.isfinite(lo).any() or np.isfinite(hi).any())
         terms = []
         zmin = zmax = None
@@ -762,7 +768,7 @@ class _Block:
                 _scatter_reduce(zmax, v, zero, np.maximum)
         self.r, self.lo, self.hi, self.bounded = r, lo, hi, bounded
         self.terms, self.zmin, self.zmax = terms, zmin, zmax
-        self.junctions = _Junctions.of(terms, len(idx))
+        self.junctions = _Junctions.of(terms, r.shape[1])
 
     def _nudge_of(self, problem: Problem) -> tuple | None:
         """The nudge's part in this class: (term, outputs' places, their a, spread, and the
