@@ -108,7 +108,9 @@ class EPEstimator:
 
     @staticmethod
     def _plan(network: Network, group: ParamGroup) -> tuple:
-        """(first nodes, second nodes, dense, stage weights, first nodes all fixed) of a group."""
+        """(first nodes, second nodes, dense, stage weights, first nodes all fixed, the first
+        nodes' fixed indices where the group is a crossbar of resistors from fixed nodes at
+        one stage weight, else None) of a group."""
         p, q, dense = group.elements.ends()
         w = (
             network._branch_weight(p[:, None], q[None, :])
@@ -117,7 +119,10 @@ class EPEstimator:
         )
         if w.size and np.all(w == w.flat[0]):
             w = float(w.flat[0])  # one stage weight: a scalar, no pass over the group
-        return p, q, dense, w, bool(np.all(network.fixed_index[p] >= 0))
+        p_fixed = bool(np.all(network.fixed_index[p] >= 0))
+        crossbar = dense and p_fixed and np.isscalar(w)
+        crossbar = crossbar and group.model.ep_estimate is RESISTOR_ESTIMATE
+        return p, q, dense, w, p_fixed, network.fixed_index[p] if crossbar else None
 
     def __call__(
         self,
@@ -133,16 +138,15 @@ class EPEstimator:
         update rule to apply in one pass, learn/crossbar.py)."""
         factor = 1.0 / ((beta_a - beta_b) * self.out_weight * scale * a.unknowns.shape[0])
         grads = []
-        for g, (p, q, dense, w, p_fixed) in zip(self.groups, self.plans, strict=True):
+        for g, (p, q, dense, w, p_fixed, fixed) in zip(self.groups, self.plans, strict=True):
             Qa, Qb = a.at(q), b.at(q)
-            if dense and p_fixed and np.isscalar(w) and g.model.ep_estimate is RESISTOR_ESTIMATE:
+            if fixed is not None:
                 # a crossbar of conductances from the inputs: F (inputs) the same in both
                 # sum of dVa^2 - dVb^2 = sum (Qa - Qb)(Qa + Qb) - 2 F^T (Qa - Qb)
                 D = Qa - Qb
                 common = np.einsum("bj,bj->j", D, Qa + Qb)
                 D *= -w * factor  # the batch's small array takes the factors
                 D = D.astype(self.network.dtype, copy=False)  # the product at that precision
-                fixed = self.network.fixed_index[p]
                 plus = (0.5 * w * factor) * common
                 grad = self.network.fixed_outer(fixed, a.inputs, D, plus, deferred)
                 if not isinstance(grad, np.ndarray):
