@@ -328,3 +328,28 @@ def test_the_chain_keeps_each_rule_while_its_rate_stays():
         )
         for a, b in zip(params, fresh, strict=True):
             assert_bits(a, b)
+
+
+def test_deferred_estimates_write_their_product_into_one_kept_array():
+    """Deferred EP estimates of an input crossbar, batch after batch: each product written
+    into the array of the one before (no new array of its size), the same bits as the
+    estimate written out."""
+    spec = load_circuit(ROOT / "circuits" / "mnist-mini.toml", ["training.train_subset=96"])
+    network = Network(compile_circuit(spec))
+    dataset, splits = training_data(spec, network)
+    trainer = train.Trainer(network, spec, splits, dataset.n_classes)
+    x, y = splits["train"]
+    products = []
+    for k in range(3):
+        batch = x[32 * k : 32 * (k + 1)], y[32 * k : 32 * (k + 1)]
+        betas = (1e-6, -1e-6)
+        expanded, _, _ = train.ep_gradients(
+            network, trainer.estimator, trainer.loss, *batch, betas, trainer.free, trainer.nudged
+        )
+        deferred, _, _ = trainer.batch_gradients(*batch, betas)
+        bars = [(k, g) for k, g in enumerate(deferred) if isinstance(g, CrossbarGradient)]
+        assert len(bars) == 1
+        index, bar = bars[0]
+        assert_bits(bar.materialise(), expanded[index])
+        products.append(bar.rows.P)
+    assert products[0] is products[1] is products[2]

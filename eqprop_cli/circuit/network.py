@@ -367,12 +367,14 @@ class Network:
         D: np.ndarray,
         plus: np.ndarray | None = None,
         deferred: bool = False,
+        out: np.ndarray | None = None,
     ) -> np.ndarray | RowExpansion:
         """F^T D, (len(which), D.shape[1]), with F the fixed potentials ``which`` (batch,
         len(which)) of these inputs, plus the row ``plus`` (float64) on every row if given:
         from inputs^T D when every fixed node follows one input (a product over the
         features, not over the fixed nodes), expanded to the fixed nodes in one pass, or,
-        ``deferred``, not expanded (a RowExpansion)."""
+        ``deferred``, not expanded (a RowExpansion). ``out``: an array that inputs^T D may
+        be written into (used where it has its shape and dtype: a kept buffer)."""
         which = np.asarray(which, dtype=int)
         if not self._one_feature or self.n_features == 0:
             out = self.fixed_potentials(inputs, which).T @ D
@@ -381,8 +383,10 @@ class Network:
             return out
         inputs = np.atleast_2d(np.asarray(inputs, dtype=D.dtype))
         const = self.fixed_const[which]
+        product = (self.n_features, D.shape[1])
+        fits = out is not None and out.shape == product and out.dtype == D.dtype
         rows = RowExpansion(
-            inputs.T @ D,
+            np.matmul(inputs.T, D, out=out if fits else None),
             self._feature_of[which],
             self._feature_gain[which],
             const,

@@ -105,6 +105,7 @@ class EPEstimator:
             )
         self.out_weight = float(out_weight[0])
         self.plans = [self._plan(network, g) for g in groups]
+        self._products: dict[int, np.ndarray] = {}  # deferred estimates' inputs^T D, by group
 
     @staticmethod
     def _plan(network: Network, group: ParamGroup) -> tuple:
@@ -135,10 +136,12 @@ class EPEstimator:
     ) -> list[np.ndarray | CrossbarGradient]:
         """dL/dtheta per group (physical units), averaged over the batch; ``deferred``: an
         input crossbar's as a CrossbarGradient where it has the one-feature form (for an
-        update rule to apply in one pass, learn/crossbar.py)."""
+        update rule to apply in one pass, learn/crossbar.py), whose product (inputs^T D)
+        is kept and written again by the next deferred call: apply it before that."""
         factor = 1.0 / ((beta_a - beta_b) * self.out_weight * scale * a.unknowns.shape[0])
         grads = []
-        for g, (p, q, dense, w, p_fixed, fixed) in zip(self.groups, self.plans, strict=True):
+        for k, (g, plan) in enumerate(zip(self.groups, self.plans, strict=True)):
+            p, q, dense, w, p_fixed, fixed = plan
             Qa, Qb = a.at(q), b.at(q)
             if fixed is not None:
                 # a crossbar of conductances from the inputs: F (inputs) the same in both
@@ -148,8 +151,10 @@ class EPEstimator:
                 D *= -w * factor  # the batch's small array takes the factors
                 D = D.astype(self.network.dtype, copy=False)  # the product at that precision
                 plus = (0.5 * w * factor) * common
-                grad = self.network.fixed_outer(fixed, a.inputs, D, plus, deferred)
+                kept = self._products.get(k) if deferred else None
+                grad = self.network.fixed_outer(fixed, a.inputs, D, plus, deferred, kept)
                 if not isinstance(grad, np.ndarray):
+                    self._products[k] = grad.P  # no new array of its size each batch
                     grad = CrossbarGradient.of(self.network, g.index, grad)
                 grads.append(grad)
                 continue
