@@ -2,8 +2,9 @@
 
 Trains N batches of a circuit's [training] recipe exactly as `eqprop train`
 does (BLAS single-threaded), with a thread-CPU timer around each part (the
-free and nudged equilibria, their set-up, the layered solver's block updates,
-the EP estimate, the optimizer), and prints milliseconds per batch and
+free and nudged equilibria, their set-up, the layered solver's block updates
+in Python and, where the checkout has them, its compiled sweep loops, the EP
+estimate, the optimizer), and prints milliseconds per batch and
 seconds per epoch of each. Parts nest: the set-up and the sweeps are inside
 the equilibria. Run it with PYTHONPATH at another checkout to compare
 versions.
@@ -63,6 +64,8 @@ def main() -> None:
         lambda a, k: "hidden-node diode updates" if a[0].terms else "output updates",
         True,
     )
+    if hasattr(solver, "_SweepLoop"):  # the plain sweeps as one compiled loop, where present
+        timed(solver._SweepLoop, "run", lambda a, k: "compiled sweep loops", True)
     timed(train.EPEstimator, "__call__", lambda a, k: "EP estimate")
     spec = load_circuit(args.circuit, args.sets)
     network = Network(compile_circuit(spec))

@@ -16,8 +16,8 @@ solver = importlib.import_module("eqprop_cli.solver.equilibrium")
 
 def deep_circuit(seed: int, layers: int, dtype: str = "float64") -> tuple[Network, int]:
     """A random circuit with ``layers`` hidden layers of ideal diodes (hard clamps to ground
-    and to a rail) and bias currents; conductances spread over two decades, held at
-    ``dtype`` ([solver] dtype)."""
+    and to a rail) and bias currents; conductances spread over two decades (stored at
+    ``dtype``)."""
     rng = np.random.default_rng(seed)
     n_in = int(rng.integers(3, 12))
     low = float(rng.uniform(0.05, 1.0))
@@ -45,6 +45,8 @@ gain = {rng.uniform(0.5, 4.0):.3g}
 [output]
 size = {int(rng.integers(1, 4))}
 readout = "differential"
+[solver]
+dtype = "{dtype}"
 """
     names = [f"h{k}" for k in range(layers)]
     for name in names:
@@ -57,7 +59,6 @@ diodes = [{{ device = "clamp", anode = "gnd", cathode = "node" }},
 """
     for a, b in itertools.pairwise(["input", *names, "output"]):
         text += f'[[connections]]\nfrom = "{a}"\nto = "{b}"\ndevice = "w"\n'
-    text += f'[solver]\ndtype = "{dtype}"\n'
     return Network(compile_circuit(parse_circuit(text))), n_in
 
 

@@ -593,7 +593,7 @@ def solve(
     else:
         problem = Problem(network, inputs, nudge)
     x = np.zeros((problem.batch, network.n_vars)) if x0 is None else np.array(x0, dtype=float)
-    x = np.clip(x, problem.lo, problem.hi)
+    x = np.minimum(np.maximum(x, problem.lo), problem.hi)  # np.clip's values, sooner
     if network.n_vars == 0:
         zero = np.zeros(problem.batch)
         return problem.result(x, zero, zero, tol, vtol, 0, method, "steps")
@@ -723,6 +723,8 @@ class _Block:
         # the class's unknowns for the compiled passes: their first, where they are a range
         self.columns = idx
         self.first = self.idx.start if isinstance(self.idx, slice) else -1
+        self.other_columns = other  # and the other class's
+        self.other_first = self.other.start if isinstance(self.other, slice) else -1
         self.weight = network.var_weight[idx]
         self.weighted = bool(np.any(self.weight != 1.0))
         scales = network.plan.block_scale
@@ -848,6 +850,22 @@ class _Block:
         term, local, a_out, _, pull, stiffness = self.nudge
         outputs = (term.var, local, term.coef, a_out)
         return (True, *outputs, term.beta_w, term.target, term.current_w, pull, stiffness)
+
+    def _looped(self) -> tuple | None:
+        """The class as the compiled sweep loop (``_sweep_loop``) takes it: ``_class``, a / w,
+        the gains (empty: none), ``_nudge``, the coupling to the other class, the other
+        class's unknowns (and their first, where they are a range) and the stage weights.
+        None for a class with diodes, or a coupling other than a non-empty C-ordered float64
+        array (the layout whose products the loop is known to share with numpy): the sweeps
+        then stay in Python."""
+        Q = self.Q_oc
+        if self.terms or not isinstance(Q, np.ndarray) or not Q.size:
+            return None
+        if Q.dtype != np.float64 or not Q.flags.c_contiguous:
+            return None
+        scale = _EMPTY if self.scale is None else self.scale
+        other = (self.other_columns, self.other_first)
+        return (self._class(), self.a_over_w, scale, self._nudge(), Q, *other, self.weight)
 
     def _quadratic(self, x_all: np.ndarray, keep: bool) -> tuple[float, np.ndarray]:
         """``update`` of a class without diodes, in one compiled pass (``_quadratic_update``)
@@ -980,13 +998,25 @@ def _quadratic_update(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change):
     n = len(columns)
     b = np.empty(n)
     new = np.empty(n)
-    x = np.empty(n)
     step = np.empty(n)
     largest = np.zeros(n)
     keep = rhs.shape[0] > 0
+    scaled = scale.size > 0
+    # no b to keep or to nudge with, no gains, the unknowns a range: each unknown's new
+    # value and step in one pass (the same operations as the passes below)
+    plain = not (keep or nudge[0] or scaled) and first >= 0
     for s in range(x_all.shape[0]):
-        rs, low, high, cs = _row(r, s), _row(lo, s), _row(hi, s), coupled[s]
-        _gather(x, x_all, s, columns, first)
+        rs, low, high, cs, xs = _row(r, s), _row(lo, s), _row(hi, s), coupled[s], x_all[s]
+        if plain:
+            row = xs[first : first + n]
+            for j in range(n):
+                z = _clipped((rs[j] - cs[j]) / a[j], low[j], high[j], bounded)
+                d = abs(z - row[j])
+                largest[j] = _max(largest[j], d)
+                step[j] = d
+                row[j] = z
+            change[s] = _largest_of(step)
+            continue
         for j in range(n):
             b[j] = rs[j] - cs[j]
             new[j] = b[j] / a[j]
@@ -995,24 +1025,23 @@ def _quadratic_update(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change):
                 rhs[s, j] = b[j]
         if bounded:
             for j in range(n):
-                z = _max(new[j], low[j])
-                new[j] = _min(z, high[j])
+                new[j] = _clipped(new[j], low[j], high[j], True)
         if nudge[0]:
             _nudge_outputs(b, new, s, nudge)
-        for j in range(n):
-            d = abs(new[j] - x[j])
-            step[j] = d
-            largest[j] = _max(largest[j], d)
-        if scale.size > 0:
-            for j in range(n):
-                step[j] = step[j] * scale[j]
-        change[s] = _largest_of(step)
+        # the step from the unknowns' old values, which the new ones then replace
         if first >= 0:
             for j in range(n):
-                x_all[s, first + j] = new[j]
+                d = abs(new[j] - xs[first + j])
+                largest[j] = _max(largest[j], d)
+                step[j] = d * scale[j] if scaled else d
+                xs[first + j] = new[j]
         else:
             for j in range(n):
-                x_all[s, columns[j]] = new[j]
+                d = abs(new[j] - xs[columns[j]])
+                largest[j] = _max(largest[j], d)
+                step[j] = d * scale[j] if scaled else d
+                xs[columns[j]] = new[j]
+        change[s] = _largest_of(step)
     residual = 0.0
     for j in range(n):
         residual = _max(residual, largest[j] * a_over_w[j])
@@ -1020,19 +1049,34 @@ def _quadratic_update(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change):
 
 
 @njit(inline="always")
+def _clipped(z, low, high, bounded):
+    """np.minimum(np.maximum(z, low), high) of a float, where ``bounded``."""
+    return _min(_max(z, low), high) if bounded else z
+
+
+@njit(inline="always")
 def _largest_of(v):
-    """max(0, v's largest entry), NaN if v has one: four running maxima, so that no
-    comparison waits for the one before (the maximum is exact in any order)."""
-    m0 = m1 = m2 = m3 = 0.0
-    n = len(v) - len(v) % 4
-    for j in range(0, n, 4):
-        m0 = _max(m0, v[j])
-        m1 = _max(m1, v[j + 1])
-        m2 = _max(m2, v[j + 2])
-        m3 = _max(m3, v[j + 3])
-    for j in range(n, len(v)):
-        m0 = _max(m0, v[j])
-    return _max(_max(m0, m1), _max(m2, m3))
+    """max(0, v's largest entry), NaN if v has one (v contiguous): the running maximum of
+    the entries' bit patterns as integers, which order non-negative doubles as their values
+    (negative ones, -0 included, fall below the integer 0 as below 0.0), so that the loop
+    vectorises; NaNs are counted apart."""
+    bits = v.view(np.int64)
+    m = 0
+    nan = False
+    for j in range(len(v)):
+        m = max(m, bits[j])
+        nan |= v[j] != v[j]
+    if nan:
+        return np.nan
+    return _as_float(m)
+
+
+@njit(inline="always")
+def _as_float(bits):
+    """The double whose bit pattern is the integer ``bits``."""
+    out = np.empty(1, np.int64)
+    out[0] = bits
+    return out.view(np.float64)[0]
 
 
 @njit(inline="always")
@@ -1091,12 +1135,183 @@ def _nudge_outputs(b, new, s, nudge):
     for k in range(local.shape[0]):
         o = 0.0
         for m in range(local.shape[1]):
-            o += (b[local[k, m]] / a_out[k, m]) * coef[k, m]
+            z = b[local[k, m]] / a_out[k, m]
+            new[local[k, m]] = z  # kept there for the step below (the outputs' nodes differ)
+            o += z * coef[k, m]
         o = (o + p[k]) / stiffness[k]
         excess = beta_w[k] * (o - t[k]) - c[k]
         for m in range(local.shape[1]):
-            z = b[local[k, m]] / a_out[k, m]
-            new[local[k, m]] = z - excess * coef[k, m] / a_out[k, m]
+            new[local[k, m]] = new[local[k, m]] - excess * coef[k, m] / a_out[k, m]
+
+
+@njit(cache=True, error_model="numpy")
+def _coupled(x_all, c, out):
+    """The coupling product of a class as the compiled sweep loop takes it (``_Block._looped``)
+    into ``out``: the other class's columns of x_all, copied, times the coupling. The copy
+    has the layout of numpy's operand in ``_Block._rhs`` (rows of x_all where the columns
+    are a range, C order; numpy's gather by an index array, Fortran order), so that numba's
+    np.dot makes numpy's BLAS call and gives its bits."""
+    columns, first = c[5], c[6]
+    B, m = x_all.shape[0], len(columns)
+    if first >= 0:
+        gathered = np.empty((B, m))
+        for s in range(B):
+            for j in range(m):
+                gathered[s, j] = x_all[s, first + j]
+        np.dot(gathered, c[4], out)
+    else:
+        by_column = np.empty((m, B)).T
+        for s in range(B):
+            for j in range(m):
+                by_column[s, j] = x_all[s, columns[j]]
+        np.dot(by_column, c[4], out)
+
+
+@njit(cache=True, error_model="numpy")
+def _largest_residual(x_all, c, coupled, f1, out):
+    """Per sample, the largest |KCL residual| of a class without diodes into ``out``, given
+    its coupling's product ``coupled`` (``_coupled``): as
+    np.max(np.abs(_Block.residual(x_all)), axis=1, initial=0.0)."""
+    _quadratic_residual(coupled, x_all, c[0], c[7], c[3], f1)
+    for s in range(x_all.shape[0]):
+        row = f1[s]
+        for j in range(len(row)):
+            row[j] = abs(row[j])
+        out[s] = _largest_of(row)
+
+
+@njit(inline="always")
+def _fmax(a, b):
+    """np.fmax of two floats: a NaN loses."""
+    if a != a:
+        return b
+    return a if (a >= b) | (b != b) else b
+
+
+@njit(inline="always")
+def _largest_magnitude(x):
+    """np.abs(x).max(initial=0.0) of a C-ordered x (NaN if x has one), by the integer
+    maximum of the magnitudes' bit patterns (as ``_largest_of``; a NaN's is above inf's)."""
+    bits = x.reshape(-1).view(np.int64)
+    m = 0
+    for j in range(len(bits)):
+        m = max(m, bits[j] & 0x7FFFFFFFFFFFFFFF)
+    return _as_float(m)
+
+
+LOOP_DONE, LOOP_LIMIT, LOOP_BACK = 0, 1, 2  # how the compiled sweep loop ended
+
+
+@njit(cache=True, error_model="numpy")
+def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, contraction):
+    """Plain sweeps of two classes without diodes (``one`` updated first, each as
+    ``_Block._looped``), with ``_layered``'s bookkeeping and stopping rule, until a sweep
+    needs Python. Returns (how it ended, sweeps made in all, class one's residual before
+    the last sweep):
+
+    - LOOP_DONE: converged; ``out`` holds class one's largest residual per sample, the
+      larger of both classes', and the estimated error (as ``_sweep_error``).
+    - LOOP_LIMIT: ``max_iter`` sweeps made, the last one's decision taken.
+    - LOOP_BACK: the last sweep's updates are made and its change is in ``history``, the
+      rest of it is Python's: the acceleration's choice at the sweep ``stop`` when some
+      sample is to be accelerated; a sweep where a sample's change is at the rounding
+      level of the voltages and the estimate of the sweep before does not hold (the bound
+      from the residual of ``_sweep_error``); a look at the contraction (``_too_slow``)
+      that finds a sample too slow or is within rounding of its limit.
+
+    ``history`` (ACCEL_WINDOW + 1, batch): the last sweeps' changes, newest first, shifted
+    in place. ``record``: (whether to record, the second class before the sweep, its b,
+    and ``_Anderson``'s f, g, dF, dG, [f and g set, differences recorded, recording
+    dropped]): the sweeps' history of the acceleration, kept as ``_Anderson.record`` keeps
+    it before its samples are chosen; at the sweep ``stop``, the plain contraction of each
+    sample goes to ``contraction`` and, where no sample is to be accelerated, the loop
+    goes on without recording (as ``_layered`` drops its ``_Anderson``). ``limits``:
+    (max_iter, stop, handover, SLOW_SWEEPS, LAYERED_SAFETY, the largest gain, ACCEL_FROM,
+    ACCEL_TO). The same IEEE operations in the same order as ``_layered``'s numpy
+    expressions, so the same iterates and decisions."""
+    recording, start, rhs, f, g, dF, dG, counts = record
+    max_iter, stop, handover, slow_sweeps, safety, scale_max, accel_from, accel_to = limits
+    B = x.shape[0]
+    n0, n1 = len(one[0][0]), len(two[0][0])
+    columns1, first1 = two[0][0], two[0][1]
+    coupled0, coupled1 = np.empty((B, n0)), np.empty((B, n1))
+    change0, change1, rho = np.empty(B), np.empty(B), np.empty(B)
+    no_rhs = np.empty((0, 0))
+    residual0, residual, error = out[0], out[1], out[2]
+    first = np.nan
+    while sweeps < max_iter:
+        sweeps += 1
+        if recording:
+            for s in range(B):
+                _gather(start[s], x, s, columns1, first1)
+        _coupled(x, one, coupled0)
+        first = _quadratic_update(coupled0, x, one[0], one[1], one[2], no_rhs, one[3], change0)
+        _coupled(x, two, coupled1)
+        _quadratic_update(coupled1, x, two[0], two[1], two[2], rhs, two[3], change1)
+        for k in range(history.shape[0] - 1, 0, -1):
+            history[k, :] = history[k - 1, :]
+        for s in range(B):
+            history[0, s] = _max(change0[s], change1[s])
+        if sweeps == stop:  # the acceleration's choice, as _layered makes it
+            accelerate = False
+            for s in range(B):
+                c = _fmax(history[0, s] / history[1, s], history[1, s] / history[2, s])
+                contraction[s] = c
+                accelerate |= (c > accel_from) & (c < accel_to)
+            if accelerate:
+                return LOOP_BACK, sweeps, first
+            recording, counts[2] = False, 1
+        slow = handover and sweeps % 5 == 0 and not recording
+        done = False
+        if not (sweeps == 1 or (first > tol and not slow)):  # a decision: as _sweep_error
+            size = _largest_magnitude(x) * scale_max
+            level = 1e-14 * (size if size > 1.0 else 1.0)
+            for s in range(B):
+                c0, c1, c2, c3 = history[0, s], history[1, s], history[2, s], history[3, s]
+                r = _fmax(_fmax(c0 / c1, c1 / c2), c2 / c3)
+                rho[s] = r
+                error[s] = safety * c0 * r / (1 - r) if r < 1 else np.inf
+                if c0 <= level:  # at the floor: the estimate of the sweep before, if it holds
+                    before = _fmax(c1 / c2, c2 / c3)
+                    held = np.inf
+                    if (c1 > level) & (before < 1):
+                        held = safety * c1 * before / (1 - before)
+                    if not np.isfinite(held):  # else the bound from the residual: Python's
+                        return LOOP_BACK, sweeps, first
+                    error[s] = held
+            if first <= tol and _largest_of(error) <= vtol:
+                _coupled(x, one, coupled0)
+                _largest_residual(x, one, coupled0, np.empty((B, n0)), residual0)
+                done = _largest_of(residual0) <= tol
+            if not done and slow:
+                budget = min(slow_sweeps, max_iter - sweeps)
+                for s in range(B):
+                    if error[s] > vtol:  # as _too_slow, within rounding of its limit
+                        if not rho[s] < 1:
+                            return LOOP_BACK, sweeps, first
+                        needed = np.log(vtol / error[s]) / np.log(_max(rho[s], 1e-300))
+                        if needed > budget * (1 - 1e-12) - 1e-12:
+                            return LOOP_BACK, sweeps, first
+        if recording:  # as _Anderson.record before the samples are chosen
+            slot = counts[1] % dF.shape[1]
+            for s in range(B):
+                for j in range(n1):
+                    new_g = x[s, first1 + j] if first1 >= 0 else x[s, columns1[j]]
+                    new_f = new_g - start[s, j]
+                    if counts[0]:
+                        dF[s, slot, j] = new_f - f[s, j]
+                        dG[s, slot, j] = new_g - g[s, j]
+                    f[s, j] = new_f
+                    g[s, j] = new_g
+            counts[1] += counts[0]
+            counts[0] = 1
+        if done:
+            # class one has not changed since class two's update: its product holds
+            _largest_residual(x, two, coupled1, np.empty((B, n1)), residual)
+            for s in range(B):
+                residual[s] = _max(residual0[s], residual[s])
+            return LOOP_DONE, sweeps, first
+    return LOOP_LIMIT, sweeps, first
 
 
 # e^-100 = 4e-44: a junction reversed further carries -IS (1 - 4e-44), its conductance
@@ -1235,6 +1450,12 @@ def _layered(
     less than 1/ACCEL_SLOW-fold (a small nudge's first sweeps contract fast, and the
     bound from the plain contraction would then cost sweeps). A warm-started nudged solve
     that is not accelerated updates the outputs' class first: the nudge is what changed.
+
+    Where both classes are quadratic, the plain sweeps (those before and without the
+    acceleration) run in one compiled loop (``_SweepLoop``) with this function's
+    arithmetic and decisions, bit for bit; it hands back to the code below only the
+    sweeps that need it (the acceleration's start, estimates at the rounding floor, a
+    hand-over to Newton).
     """
     blocks = [_Block.of(problem, classes, 0), _Block.of(problem, classes, 1)]
     B = problem.batch
@@ -1254,16 +1475,33 @@ def _layered(
             anderson.seed(*problem.secants)
     elif blocks[1].nudge is not None and not cold:
         blocks.reverse()  # a warm start where the nudge is what changed: its class first
+    loop = _SweepLoop.of(problem, blocks) if quadratic and x.flags.c_contiguous else None
     estimated = False  # whether ``error`` is that of the current x
+    residual = None  # both classes' largest residual, when the compiled loop converged
     while sweeps < max_iter:
-        sweeps += 1
         estimated = False
-        estimate = cold and sweeps == 1
         watch = anderson is not None
-        start = x[:, blocks[1].idx].copy() if watch else None  # the second class before the sweep
-        first, change0 = blocks[0].update(x, tol, vtol, estimate)
-        _, change1 = blocks[1].update(x, tol, vtol, estimate, keep=watch)
-        changes = [np.maximum(change0, change1), *changes[:-1]]
+        if loop is not None and (anderson is None or anderson.use is None):  # plain sweeps
+            ended, sweeps, first, changes = loop.run(
+                x, sweeps, max_iter, changes, anderson, tol, vtol, handover
+            )
+            if loop.dropped:  # it found no sample to accelerate, as below
+                contraction = problem.contraction = loop.contraction
+                anderson, watch = None, False
+            if ended == LOOP_DONE:
+                residual0, residual, error = loop.out
+                estimated = True
+                break
+            if ended == LOOP_LIMIT:
+                break
+            start = loop.start  # LOOP_BACK: the rest of the last sweep is done here
+        else:
+            sweeps += 1
+            estimate = cold and sweeps == 1
+            start = x[:, blocks[1].idx].copy() if watch else None  # the second class before
+            first, change0 = blocks[0].update(x, tol, vtol, estimate)
+            _, change1 = blocks[1].update(x, tol, vtol, estimate, keep=watch)
+            changes = [np.maximum(change0, change1), *changes[:-1]]
         if watch and anderson.use is None and sweeps == ACCEL_SWEEP:
             with np.errstate(divide="ignore", invalid="ignore"):  # per sample
                 contraction = np.fmax(changes[0] / changes[1], changes[1] / changes[2])
@@ -1312,13 +1550,76 @@ def _layered(
     if sweeps > 1 and not estimated:
         bound = None if anderson is None else anderson.bound(contraction)
         error = _sweep_error(changes, x, problem, blocks, bound)[0]
-    if residual0 is None:
-        residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
-    residual = np.maximum(residual0, np.max(np.abs(blocks[1].residual(x)), axis=1, initial=0.0))
+    if residual is None:
+        if residual0 is None:
+            residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
+        residual1 = np.max(np.abs(blocks[1].residual(x)), axis=1, initial=0.0)
+        residual = np.maximum(residual0, residual1)
     if anderson is not None and anderson.count and problem.nudge is None:
         problem.secants = (anderson.dF, anderson.dG)
     xQx = functools.partial(_block_xQx, x, blocks)  # when an energy is asked for
     return problem.result(x, residual, error, tol, vtol, sweeps, "layered", "sweeps", xQx)
+
+
+class _SweepLoop:
+    """The plain sweeps of a layered solve whose classes have no diodes, as one compiled loop
+    (``_sweep_loop``) that returns to ``_layered`` only for what it does not decide."""
+
+    @classmethod
+    def of(cls, problem: Problem, blocks: list[_Block]) -> _SweepLoop | None:
+        """The loop of a solve's blocks (in their order), None where a class does not fit."""
+        classes = [b._looped() for b in blocks]
+        return None if None in classes else cls(problem, blocks, classes)
+
+    def __init__(self, problem: Problem, blocks: list[_Block], classes: list[tuple]):
+        self.blocks, self.classes = blocks, classes
+        B, n = problem.batch, len(blocks[1].a)
+        self.scale_max = float(problem.var_scale.max(initial=0.0))
+        self.start = np.empty((B, n))  # the second class before the last sweep (recording)
+        self.rhs = np.empty((B, n))  # and its b, for the acceleration's energy
+        self.out = np.empty((3, B))  # residual of the first class, of both, error
+        self.contraction = np.empty(B)  # the plain sweeps' (see _layered), when measured
+        self.counts = np.zeros(3, np.int64)
+        self.dropped = False  # whether the last run dropped the acceleration (none to make)
+
+    def run(self, x, sweeps, max_iter, changes, anderson, tol, vtol, handover):
+        """Sweeps from ``sweeps`` on, with ``changes`` as ``_layered`` keeps them, recording
+        the acceleration's history while ``anderson`` is watching. Returns (how it ended,
+        sweeps made, class one's residual before the last, the changes)."""
+        history = np.array(changes)
+        self.dropped = False
+        nothing = np.empty((0, 0))
+        record = (False, nothing, nothing, nothing, nothing, *[np.empty((0, 0, 0))] * 2)
+        if anderson is not None:  # watching: the first ACCEL_SWEEP sweeps, then Python decides
+            f, g = anderson.f, anderson.g
+            if f is None:
+                f, g = np.empty(self.start.shape), np.empty(self.start.shape)
+            self.counts[:] = anderson.f is not None, anderson.count, 0
+            record = (True, self.start, self.rhs, f, g, anderson.dF, anderson.dG)
+        stop = ACCEL_SWEEP if anderson is not None else -1
+        limits = (max_iter, stop, handover, SLOW_SWEEPS, LAYERED_SAFETY, self.scale_max)
+        limits += (ACCEL_FROM, ACCEL_TO)
+        one, two = self.classes
+        ended, made, first = _sweep_loop(
+            x,
+            one,
+            two,
+            history,
+            (*record, self.counts),
+            tol,
+            vtol,
+            sweeps,
+            limits,
+            self.out,
+            self.contraction,
+        )
+        if anderson is not None and made > sweeps:
+            if self.counts[0]:
+                anderson.f, anderson.g = f, g
+            anderson.count = int(self.counts[1])
+            self.blocks[1].rhs = self.rhs
+            self.dropped = bool(self.counts[2])
+        return ended, made, first, list(history)
 
 
 def _block_xQx(x: np.ndarray, blocks: list[_Block]) -> np.ndarray:
