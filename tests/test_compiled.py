@@ -264,3 +264,92 @@ def test_training_with_the_fused_pass_is_bit_identical_to_unfused(dtype, monkeyp
         )
     for a, b in zip(*results, strict=True):
         assert_bits(a, b)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_node_sets_with_fixed_nodes_read_the_potentials_of_all_nodes(seed):
+    """Potentials of node sets with fixed nodes (rails, inputs) among unknowns, read by the
+    kept plan of each set (twice: made, then kept): the columns of all node potentials."""
+    network, n_in = deep_circuit(seed, 2)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (4, n_in))
+    eq = solver.solve(network, x)
+    V = network.node_voltages(eq.unknowns, x)
+    unknown, fixed = np.flatnonzero(network.fixed_index < 0), network.fixed
+    rails = fixed[~network._input_driven[network.fixed_index[fixed]]]
+    for nodes in (
+        np.concatenate([unknown[:3], rails]),  # unknowns and rails (bias sources)
+        rails,
+        rng.permutation(np.concatenate([unknown, fixed])),  # unknowns, rails and inputs
+        np.stack([unknown[:2], rails[:1].repeat(2)], axis=1),  # (pairs, 2)
+    ):
+        for _ in range(2):
+            assert_bits(eq.at(nodes), V[:, nodes])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_coupling_parts_are_the_blocks_of_q(seed):
+    """Q[rows][:, cols] for sets of whole layers (the layered solver's classes, and single
+    layers, in and out of order), twice (the crossbars' places kept): Q's entries."""
+    network, _ = deep_circuit(seed, 3)
+    linear = network.linear()
+    Q = linear.Q.toarray()
+    rng = np.random.default_rng(seed)
+    bars = [c for c in network._crossbars() if c.row_var is not None]
+    layers = [bars[0].row_var] + [c.col_var for c in bars]  # hidden ..., output
+    even, odd = np.concatenate(layers[::2]), np.concatenate(layers[1::2])
+    for rows, cols in (
+        (even, odd),
+        (odd, even),
+        (layers[1], layers[2]),
+        (rng.permutation(even), rng.permutation(odd)),
+    ):
+        for _ in range(2):
+            part = linear.coupling(rows, cols)
+            part = part.toarray() if hasattr(part, "toarray") else part
+            np.testing.assert_array_equal(part, Q[np.ix_(rows, cols)])
+
+
+def test_the_chain_keeps_each_rule_while_its_rate_stays():
+    """Steps at a rate, at another, and back (one chain, its rules kept per array) give the
+    bits of a new chain at each step."""
+    network, _ = deep_circuit(4, 1)
+    rng = np.random.default_rng(4)
+    kept = trainer_chain(network, 0.9)
+    params = [g.copy() for g in network.g]
+    fresh = [g.copy() for g in network.g]
+    state = kept.init(params)
+    fresh_state = kept.init(fresh)
+    for rate in (0.5, 0.5, 0.2, 0.5):
+        grads = [rng.normal(0, 1e-6, g.shape) for g in params]
+        state, _ = kept.step(params, [g.copy() for g in grads], state, [rate] * len(params))
+        fresh_state, _ = trainer_chain(network, 0.9).step(
+            fresh, grads, fresh_state, [rate] * len(fresh)
+        )
+        for a, b in zip(params, fresh, strict=True):
+            assert_bits(a, b)
+
+
+def test_deferred_estimates_write_their_product_into_one_kept_array():
+    """Deferred EP estimates of an input crossbar, batch after batch: each product written
+    into the array of the one before (no new array of its size), the same bits as the
+    estimate written out."""
+    spec = load_circuit(ROOT / "circuits" / "mnist-mini.toml", ["training.train_subset=96"])
+    network = Network(compile_circuit(spec))
+    dataset, splits = training_data(spec, network)
+    trainer = train.Trainer(network, spec, splits, dataset.n_classes)
+    x, y = splits["train"]
+    products = []
+    for k in range(3):
+        batch = x[32 * k : 32 * (k + 1)], y[32 * k : 32 * (k + 1)]
+        betas = (1e-6, -1e-6)
+        expanded, _, _ = train.ep_gradients(
+            network, trainer.estimator, trainer.loss, *batch, betas, trainer.free, trainer.nudged
+        )
+        deferred, _, _ = trainer.batch_gradients(*batch, betas)
+        bars = [(k, g) for k, g in enumerate(deferred) if isinstance(g, CrossbarGradient)]
+        assert len(bars) == 1
+        index, bar = bars[0]
+        assert_bits(bar.materialise(), expanded[index])
+        products.append(bar.rows.P)
+    assert products[0] is products[1] is products[2]

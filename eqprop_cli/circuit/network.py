@@ -151,6 +151,10 @@ class TopologyPlan:
     crossbars: list[Crossbar] | None = None  # dense sets whose linear terms need no stamp
     no_coupling: sp.csr_matrix | None = None  # Q's stamped part when every set is a crossbar
     readers: dict[tuple, tuple | None] = field(default_factory=dict)  # node sets' reads
+    scatters: dict[tuple, tuple] = field(default_factory=dict)  # the same where some is fixed
+    couplings: dict[tuple, list] = field(default_factory=dict)  # crossbars' blocks in Q parts
+    shared_known: bool = False  # whether ``shared`` was decided (None is an answer)
+    shared: Crossbar | None = None  # the input crossbar a pass works out the share of
 
 
 @dataclass
@@ -363,12 +367,14 @@ class Network:
         D: np.ndarray,
         plus: np.ndarray | None = None,
         deferred: bool = False,
+        out: np.ndarray | None = None,
     ) -> np.ndarray | RowExpansion:
         """F^T D, (len(which), D.shape[1]), with F the fixed potentials ``which`` (batch,
         len(which)) of these inputs, plus the row ``plus`` (float64) on every row if given:
         from inputs^T D when every fixed node follows one input (a product over the
         features, not over the fixed nodes), expanded to the fixed nodes in one pass, or,
-        ``deferred``, not expanded (a RowExpansion)."""
+        ``deferred``, not expanded (a RowExpansion). ``out``: an array that inputs^T D may
+        be written into (used where it has its shape and dtype: a kept buffer)."""
         which = np.asarray(which, dtype=int)
         if not self._one_feature or self.n_features == 0:
             out = self.fixed_potentials(inputs, which).T @ D
@@ -377,8 +383,10 @@ class Network:
             return out
         inputs = np.atleast_2d(np.asarray(inputs, dtype=D.dtype))
         const = self.fixed_const[which]
+        product = (self.n_features, D.shape[1])
+        fits = out is not None and out.shape == product and out.dtype == D.dtype
         rows = RowExpansion(
-            inputs.T @ D,
+            np.matmul(inputs.T, D, out=out if fits else None),
             self._feature_of[which],
             self._feature_gain[which],
             const,
@@ -401,13 +409,30 @@ class Network:
             elif isinstance(columns, slice):
                 out = out.copy()  # a view of the unknowns otherwise
             return out.reshape(x.shape[0], *nodes.shape)
-        flat = nodes.ravel()
-        out = np.zeros((x.shape[0], flat.size))
-        fixed = self.fixed_index[flat] >= 0
-        if fixed.any():
-            out[:, fixed] = self.fixed_potentials(inputs, self.fixed_index[flat[fixed]])
-        out[:, ~fixed] = x[:, self.node_var[flat[~fixed]]] * self.node_coef[flat[~fixed]]
+        fixed, which, rails, var, coef = self._scatter(nodes)
+        out = np.zeros((x.shape[0], nodes.size))
+        if rails is not None:
+            out[:, fixed] = rails
+        elif which.size:
+            out[:, fixed] = self.fixed_potentials(inputs, which)
+        out[:, ~fixed] = x[:, var] * coef
         return out.reshape(x.shape[0], *nodes.shape)
+
+    def _scatter(self, nodes: np.ndarray) -> tuple:
+        """How to read ``nodes`` where some are fixed: (which are fixed, their fixed indices,
+        their potentials (1, n) where no input drives them (else None), the others' columns
+        of the unknowns and gains). Topology: kept per node set."""
+        key = (nodes.shape, nodes.tobytes())
+        if key not in self.plan.scatters:
+            flat = nodes.ravel()
+            fixed = self.fixed_index[flat] >= 0
+            which = self.fixed_index[flat[fixed]]
+            rails = None
+            if which.size and not self._input_driven[which].any():
+                rails = self.fixed_potentials(np.zeros((1, self.n_features)), which)
+            var, coef = self.node_var[flat[~fixed]], self.node_coef[flat[~fixed]]
+            self.plan.scatters[key] = (fixed, which, rails, var, coef)
+        return self.plan.scatters[key]
 
     def _reader(self, nodes: np.ndarray) -> tuple | None:
         """How to read the potentials of ``nodes`` from the unknowns: (their columns, a slice
@@ -471,10 +496,8 @@ class Network:
         a pass over its rows in order can work it out: set k is the first input crossbar,
         its gain walks its rows, and no other set adds to S K before it (none is stamped);
         None otherwise."""
-        if self._stamps():
-            return None
-        bar = next((c for c in self._crossbars() if c.row_var is None), None)
-        if bar is None or bar.index != k or not bar.walks_rows:
+        bar = self._shared_crossbar()
+        if bar is None or bar.index != k:
             return None
         SK = np.empty((self.n_features, self.n_vars), self.dtype)  # the pass writes its columns
         if isinstance(bar.cols, slice):
@@ -485,6 +508,17 @@ class Network:
             others[bar.col_var] = False
             SK[:, others] = 0.0
         return CrossbarShare(bar, np.zeros(len(bar.col_var)), SK)
+
+    def _shared_crossbar(self) -> Crossbar | None:
+        """The input crossbar whose share of the linear part a pass can work out
+        (``crossbar_share``), or None. Topology: decided once."""
+        if not self.plan.shared_known:
+            bar = None
+            if not self._stamps():
+                bar = next((c for c in self._crossbars() if c.row_var is None), None)
+            self.plan.shared = bar if bar is not None and bar.walks_rows else None
+            self.plan.shared_known = True
+        return self.plan.shared
 
     def set_currents(self, currents: list[np.ndarray]) -> None:
         """Replace the current-source currents (one array per source set, same shapes)."""
@@ -570,17 +604,9 @@ class Network:
                     part = Q_rest[rows][:, cols]
                 if sp.issparse(part):
                     part = part.toarray() if small else part.tolil()
-                at_row, at_col = np.full(self.n_vars, -1), np.full(self.n_vars, -1)
-                at_row[rows], at_col[cols] = np.arange(len(rows)), np.arange(len(cols))
-                for c in crossbars:
-                    if c.row_var is None:
-                        continue
-                    a, b = at_row[c.row_var], at_col[c.col_var]
+                for c, transposed, index in self._coupling_blocks(rows, cols):
                     block = -self._crossbar_coupling(c)
-                    if np.all(a < 0) or np.all(b < 0):  # the transposed block, if any
-                        a, b, block = at_row[c.col_var], at_col[c.row_var], block.T
-                    if np.all(a >= 0) and np.all(b >= 0):
-                        part[_block_index(a, b)] += block
+                    part[index] += block.T if transposed else block
                 return part.tocsr() if sp.issparse(part) else part
 
             def constant_terms() -> tuple[sp.csr_matrix, np.ndarray, float]:
@@ -611,6 +637,27 @@ class Network:
         if self.plan.no_coupling is None:
             self.plan.no_coupling = sp.csr_matrix((self.n_vars, self.n_vars))
         return self.plan.no_coupling
+
+    def _coupling_blocks(self, rows: np.ndarray, cols: np.ndarray) -> list[tuple]:
+        """Where the coupling crossbars' blocks sit in Q[rows][:, cols] (two disjoint sets
+        of unknowns): (crossbar, whether its block goes in transposed, the index of its
+        place) of each that lies in it whole. Topology: kept per pair of sets."""
+        key = tuple((v.dtype.str, v.shape, v.tobytes()) for v in (rows, cols))
+        if key not in self.plan.couplings:
+            at_row, at_col = np.full(self.n_vars, -1), np.full(self.n_vars, -1)
+            at_row[rows], at_col[cols] = np.arange(len(rows)), np.arange(len(cols))
+            blocks = []
+            for c in self._crossbars():
+                if c.row_var is None:
+                    continue
+                a, b = at_row[c.row_var], at_col[c.col_var]
+                transposed = bool(np.all(a < 0) or np.all(b < 0))  # the transposed block
+                if transposed:
+                    a, b = at_row[c.col_var], at_col[c.row_var]
+                if np.all(a >= 0) and np.all(b >= 0):
+                    blocks.append((c, transposed, _block_index(a, b)))
+            self.plan.couplings[key] = blocks
+        return self.plan.couplings[key]
 
     def _crossbar_coupling(self, c: Crossbar) -> np.ndarray:
         """The (rows x columns) coupling a var-var crossbar puts in Q, negated."""

@@ -55,7 +55,7 @@ def exact_gradients(
         return np.where(free_nodes[nodes], out, 0.0)
 
     grads = []
-    for g, (p, q, dense, w, p_fixed) in zip(
+    for g, (p, q, dense, w, p_fixed, _) in zip(
         groups, EPEstimator(network, groups).plans, strict=True
     ):
         Lp = None if p_fixed else adjoint(p)  # zero at fixed nodes

@@ -163,6 +163,8 @@ class Chain:
     parameters plus the changes (or a landing piece's programming) through the clip."""
 
     pieces: tuple[Piece, ...] = field(default_factory=tuple)
+    # array -> (rate, dtype, its rule, _step's arrays) of its last step: rates repeat
+    _rules: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def init(self, values: Arrays) -> dict[str, Arrays]:
         """The state of every piece that keeps one, by name."""
@@ -217,15 +219,15 @@ class Chain:
         landed: dict[Piece, dict[int, np.ndarray]] = {}
         bounds: dict[int, tuple[float, float]] = {}
         for k, (p, g) in enumerate(zip(values, grads, strict=True)):
-            rule = self.rule(k, rates[k])
+            rule, arrays = self._compiled(k, rates[k], p.dtype)
             v = state[rule.decay[0]][k] if rule.decay else None
             if not isinstance(g, np.ndarray):  # Deferred (the Protocol's check is slow)
                 contiguous = all(a.flags.c_contiguous for a in (p, v) if a is not None)
                 if rule.lander is None and contiguous and g.dtype == p.dtype:
-                    g.apply(p, v, *rule.arrays(p.dtype))
+                    g.apply(p, v, *arrays)
                     continue
                 g = g.materialise()
-            change = _apply(rule, p, g, v)
+            change = _apply(rule, arrays, p, g, v)
             if rule.lander is not None:
                 landed.setdefault(rule.lander, {})[k] = change
                 bounds[k] = rule.bounds
@@ -236,11 +238,22 @@ class Chain:
                 np.clip(values[k], *bounds[k], out=values[k])
         return state, count
 
+    def _compiled(self, k: int, rate: float, kind: np.dtype) -> tuple[_Rule, tuple]:
+        """Array k's rule at this rate and ``_step``'s arrays of it at dtype ``kind``, kept
+        while they stay the same (the step only reads them)."""
+        kept = self._rules.get(k)
+        if kept is None or kept[0] != rate or kept[1] != kind:
+            rule = self.rule(k, rate)
+            kept = self._rules[k] = (rate, kind, rule, rule.arrays(kind))
+        return kept[2], kept[3]
 
-def _apply(rule: _Rule, p: np.ndarray, g: np.ndarray, v: np.ndarray | None) -> np.ndarray:
-    """One array's step by the compiled pass (on contiguous copies of arrays that are not
-    C-contiguous, copied back); returns the changes (in ``g`` where it is contiguous and at
-    p's dtype)."""
+
+def _apply(
+    rule: _Rule, compiled: tuple, p: np.ndarray, g: np.ndarray, v: np.ndarray | None
+) -> np.ndarray:
+    """One array's step by the compiled pass (``compiled``: the rule's ``_Rule.arrays``; on
+    contiguous copies of arrays that are not C-contiguous, copied back); returns the changes
+    (in ``g`` where it is contiguous and at p's dtype)."""
     kind = p.dtype
     g = np.asarray(g, dtype=kind)
     arrays = [p, g] if v is None else [p, g, v]
@@ -250,7 +263,7 @@ def _apply(rule: _Rule, p: np.ndarray, g: np.ndarray, v: np.ndarray | None) -> n
     ]
     pf, gf = flat[0], flat[1]
     vf = flat[2] if v is not None else gf
-    _step(pf, gf, vf, *rule.arrays(kind), rule.lander is not None)
+    _step(pf, gf, vf, *compiled, rule.lander is not None)
     for a, f in zip(arrays, flat, strict=True):
         if not np.shares_memory(a, f):
             a[...] = f.reshape(a.shape)

@@ -105,10 +105,13 @@ class EPEstimator:
             )
         self.out_weight = float(out_weight[0])
         self.plans = [self._plan(network, g) for g in groups]
+        self._products: dict[int, np.ndarray] = {}  # deferred estimates' inputs^T D, by group
 
     @staticmethod
     def _plan(network: Network, group: ParamGroup) -> tuple:
-        """(first nodes, second nodes, dense, stage weights, first nodes all fixed) of a group."""
+        """(first nodes, second nodes, dense, stage weights, first nodes all fixed, the first
+        nodes' fixed indices where the group is a crossbar of resistors from fixed nodes at
+        one stage weight, else None) of a group."""
         p, q, dense = group.elements.ends()
         w = (
             network._branch_weight(p[:, None], q[None, :])
@@ -117,7 +120,10 @@ class EPEstimator:
         )
         if w.size and np.all(w == w.flat[0]):
             w = float(w.flat[0])  # one stage weight: a scalar, no pass over the group
-        return p, q, dense, w, bool(np.all(network.fixed_index[p] >= 0))
+        p_fixed = bool(np.all(network.fixed_index[p] >= 0))
+        crossbar = dense and p_fixed and np.isscalar(w)
+        crossbar = crossbar and group.model.ep_estimate is RESISTOR_ESTIMATE
+        return p, q, dense, w, p_fixed, network.fixed_index[p] if crossbar else None
 
     def __call__(
         self,
@@ -130,22 +136,25 @@ class EPEstimator:
     ) -> list[np.ndarray | CrossbarGradient]:
         """dL/dtheta per group (physical units), averaged over the batch; ``deferred``: an
         input crossbar's as a CrossbarGradient where it has the one-feature form (for an
-        update rule to apply in one pass, learn/crossbar.py)."""
+        update rule to apply in one pass, learn/crossbar.py), whose product (inputs^T D)
+        is kept and written again by the next deferred call: apply it before that."""
         factor = 1.0 / ((beta_a - beta_b) * self.out_weight * scale * a.unknowns.shape[0])
         grads = []
-        for g, (p, q, dense, w, p_fixed) in zip(self.groups, self.plans, strict=True):
+        for k, (g, plan) in enumerate(zip(self.groups, self.plans, strict=True)):
+            p, q, dense, w, p_fixed, fixed = plan
             Qa, Qb = a.at(q), b.at(q)
-            if dense and p_fixed and np.isscalar(w) and g.model.ep_estimate is RESISTOR_ESTIMATE:
+            if fixed is not None:
                 # a crossbar of conductances from the inputs: F (inputs) the same in both
                 # sum of dVa^2 - dVb^2 = sum (Qa - Qb)(Qa + Qb) - 2 F^T (Qa - Qb)
                 D = Qa - Qb
                 common = np.einsum("bj,bj->j", D, Qa + Qb)
                 D *= -w * factor  # the batch's small array takes the factors
                 D = D.astype(self.network.dtype, copy=False)  # the product at that precision
-                fixed = self.network.fixed_index[p]
                 plus = (0.5 * w * factor) * common
-                grad = self.network.fixed_outer(fixed, a.inputs, D, plus, deferred)
+                kept = self._products.get(k) if deferred else None
+                grad = self.network.fixed_outer(fixed, a.inputs, D, plus, deferred, kept)
                 if not isinstance(grad, np.ndarray):
+                    self._products[k] = grad.P  # no new array of its size each batch
                     grad = CrossbarGradient.of(self.network, g.index, grad)
                 grads.append(grad)
                 continue
