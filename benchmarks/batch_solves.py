@@ -13,31 +13,22 @@ rebuild. Run it with PYTHONPATH at another checkout to compare versions.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import time
 
 import numpy as np
+from recipe import arguments, recipe_trainer
 
 import eqprop_cli
-from eqprop_cli import Network, compile_circuit
-from eqprop_cli.circuit.spec import load_circuit
-from eqprop_cli.learn.samples import training_data
 from eqprop_cli.solver.equilibrium import solve
 
 train = importlib.import_module("eqprop_cli.learn.train")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("circuit")
-    parser.add_argument("batches", type=int)
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args()
-    spec = load_circuit(args.circuit, args.sets)
-    network = Network(compile_circuit(spec))
-    dataset, splits = training_data(spec, network)
-    trainer = train.Trainer(network, spec, splits, dataset.n_classes)
+    args = arguments(__doc__)
+    trainer = recipe_trainer(args)
+    network, splits = trainer.network, trainer.splits
     x, y = splits["train"]
     size = int(trainer.training.batch_size)
     state = trainer.new_state()

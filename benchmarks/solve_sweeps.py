@@ -11,25 +11,19 @@ not converge, and the time per batch. Run it on two versions of the library
 
 from __future__ import annotations
 
-import argparse
 import collections
 import importlib
 import time
 
+from recipe import arguments, recipe_trainer
+
 import eqprop_cli
-from eqprop_cli import Network, compile_circuit
-from eqprop_cli.circuit.spec import load_circuit
-from eqprop_cli.learn.samples import training_data
 
 train = importlib.import_module("eqprop_cli.learn.train")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("circuit")
-    parser.add_argument("batches", type=int)
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args()
+    args = arguments(__doc__)
     iterations, solves, methods = (
         collections.Counter(),
         collections.Counter(),
@@ -47,10 +41,7 @@ def main() -> None:
         return eq
 
     train.solve = counted
-    spec = load_circuit(args.circuit, args.sets)
-    network = Network(compile_circuit(spec))
-    dataset, splits = training_data(spec, network)
-    trainer = train.Trainer(network, spec, splits, dataset.n_classes)
+    trainer = recipe_trainer(args)
     calls = iter(range(10**9))
     start = time.perf_counter()
     trainer.run(trainer.new_state(), 1, should_stop=lambda: next(calls) >= args.batches)

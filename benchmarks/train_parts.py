@@ -14,15 +14,13 @@ versions.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import importlib
 import time
 
+from recipe import arguments, recipe_trainer
+
 import eqprop_cli
-from eqprop_cli import Network, compile_circuit
-from eqprop_cli.circuit.spec import load_circuit
-from eqprop_cli.learn.samples import training_data
 
 train = importlib.import_module("eqprop_cli.learn.train")
 solver = importlib.import_module("eqprop_cli.solver.equilibrium")
@@ -46,11 +44,7 @@ def timed(owner, name: str, label, nested: bool = False) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("circuit")
-    parser.add_argument("batches", type=int)
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args()
+    args = arguments(__doc__)
     timed(
         train,
         "solve",
@@ -67,10 +61,8 @@ def main() -> None:
     if hasattr(solver, "_SweepLoop"):  # the plain sweeps as one compiled loop, where present
         timed(solver._SweepLoop, "run", lambda a, k: "compiled sweep loops", True)
     timed(train.EPEstimator, "__call__", lambda a, k: "EP estimate")
-    spec = load_circuit(args.circuit, args.sets)
-    network = Network(compile_circuit(spec))
-    dataset, splits = training_data(spec, network)
-    trainer = train.Trainer(network, spec, splits, dataset.n_classes)
+    trainer = recipe_trainer(args)
+    splits = trainer.splits
     timed(optim.Chain, "step", lambda a, k: "optimizer")
     timed(trainer, "set_params", lambda a, k: "new conductances into the network")
     x, y = splits["train"]
