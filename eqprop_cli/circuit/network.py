@@ -415,7 +415,8 @@ class Network:
             out[:, fixed] = rails
         elif which.size:
             out[:, fixed] = self.fixed_potentials(inputs, which)
-        out[:, ~fixed] = x[:, var] * coef
+        if var.size:  # (none where every node is fixed: a bias's ground)
+            out[:, ~fixed] = x[:, var] * coef
         return out.reshape(x.shape[0], *nodes.shape)
 
     def _scatter(self, nodes: np.ndarray) -> tuple:

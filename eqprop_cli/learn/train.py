@@ -104,7 +104,14 @@ class EPEstimator:
                 "the outputs sit at different amplifier stages; EP needs one stage weight at the readout"
             )
         self.out_weight = float(out_weight[0])
-        self.plans = [self._plan(network, g) for g in groups]
+        # groups that share a node set (a layer's nodes, the ground) share its array: the
+        # estimate reads each set once per equilibrium
+        sets: dict[tuple, np.ndarray] = {}
+        self.plans = []
+        for g in groups:
+            p, q, *rest = self._plan(network, g)
+            p, q = (sets.setdefault((n.shape, n.tobytes()), n) for n in (p, q))
+            self.plans.append((p, q, *rest))
         self._products: dict[int, np.ndarray] = {}  # deferred estimates' inputs^T D, by group
 
     @staticmethod
@@ -139,10 +146,18 @@ class EPEstimator:
         update rule to apply in one pass, learn/crossbar.py), whose product (inputs^T D)
         is kept and written again by the next deferred call: apply it before that."""
         factor = 1.0 / ((beta_a - beta_b) * self.out_weight * scale * a.unknowns.shape[0])
+        read: dict[tuple[int, int], np.ndarray] = {}  # potentials by (equilibrium, node set)
+
+        def at(eq: Equilibrium, nodes: np.ndarray) -> np.ndarray:
+            key = (id(eq), id(nodes))
+            if key not in read:
+                read[key] = eq.at(nodes)
+            return read[key]
+
         grads = []
         for k, (g, plan) in enumerate(zip(self.groups, self.plans, strict=True)):
             p, q, dense, w, p_fixed, fixed = plan
-            Qa, Qb = a.at(q), b.at(q)
+            Qa, Qb = at(a, q), at(b, q)
             if fixed is not None:
                 # a crossbar of conductances from the inputs: F (inputs) the same in both
                 # sum of dVa^2 - dVb^2 = sum (Qa - Qb)(Qa + Qb) - 2 F^T (Qa - Qb)
@@ -158,8 +173,8 @@ class EPEstimator:
                     grad = CrossbarGradient.of(self.network, g.index, grad)
                 grads.append(grad)
                 continue
-            Pa = a.at(p)
-            Pb = Pa if p_fixed else b.at(p)  # fixed potentials (inputs) are the same in both
+            Pa = at(a, p)
+            Pb = Pa if p_fixed else at(b, p)  # fixed potentials (inputs) are the same in both
             grads.append(g.model.ep_estimate(w, Pa, Pb, Qa, Qb, dense, p_fixed, factor))
         return grads
 
