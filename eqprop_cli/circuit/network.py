@@ -423,7 +423,7 @@ class Network:
         """How to read ``nodes`` where some are fixed: (which are fixed, their fixed indices,
         their potentials (1, n) where no input drives them (else None), the others' columns
         of the unknowns and gains). Topology: kept per node set."""
-        key = (nodes.shape, nodes.tobytes())
+        key = content_key(nodes)
         if key not in self.plan.scatters:
             flat = nodes.ravel()
             fixed = self.fixed_index[flat] >= 0
@@ -439,7 +439,7 @@ class Network:
         """How to read the potentials of ``nodes`` from the unknowns: (their columns, a slice
         where they are a range; their gains, None where all are 1); None when some node is
         not an unknown. Topology: kept per node set."""
-        key = (nodes.shape, nodes.tobytes())
+        key = content_key(nodes)
         if key not in self.plan.readers:
             flat = nodes.ravel()
             var = self.node_var[flat]
@@ -643,7 +643,7 @@ class Network:
         """Where the coupling crossbars' blocks sit in Q[rows][:, cols] (two disjoint sets
         of unknowns): (crossbar, whether its block goes in transposed, the index of its
         place) of each that lies in it whole. Topology: kept per pair of sets."""
-        key = tuple((v.dtype.str, v.shape, v.tobytes()) for v in (rows, cols))
+        key = content_key(rows, cols)
         if key not in self.plan.couplings:
             at_row, at_col = np.full(self.n_vars, -1), np.full(self.n_vars, -1)
             at_row[rows], at_col[cols] = np.arange(len(rows)), np.arange(len(cols))
@@ -850,6 +850,12 @@ class Network:
         _absorb_clamps(out, V, clamps, clamp_tol)
         out[:, self.fixed] = 0.0
         return out
+
+
+def content_key(*arrays: np.ndarray) -> tuple:
+    """A dictionary key that stands for the arrays' contents (dtype, shape and values): the
+    plans kept per node set or per pair of sets are looked up by it."""
+    return tuple((a.dtype.str, a.shape, a.tobytes()) for a in arrays)
 
 
 @njit(cache=True, inline="always")

@@ -23,7 +23,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..circuit.graph import CurrentSourceSet, ResistorSet
-from ..circuit.network import CrossbarShare, Network
+from ..circuit.network import CrossbarShare, Network, content_key
 from ..circuit.spec import CircuitSpec, TrainingSpec
 from ..data.datasets import shift_images
 from ..devices.protocol import TrainableModel
@@ -110,7 +110,7 @@ class EPEstimator:
         self.plans = []
         for g in groups:
             p, q, *rest = self._plan(network, g)
-            p, q = (sets.setdefault((n.shape, n.tobytes()), n) for n in (p, q))
+            p, q = (sets.setdefault(content_key(n), n) for n in (p, q))
             self.plans.append((p, q, *rest))
         self._products: dict[int, np.ndarray] = {}  # deferred estimates' inputs^T D, by group
 
