@@ -45,6 +45,11 @@ def _block_index(a: np.ndarray, b: np.ndarray) -> tuple:
     return tuple(ranges) if len(ranges) == 2 else np.ix_(a, b)
 
 
+def _whole(index: tuple, shape: tuple[int, int]) -> bool:
+    """Whether a block's index (``_block_index``) is the whole of an array of this shape."""
+    return all(isinstance(i, slice) and i == slice(0, n) for i, n in zip(index, shape, strict=True))
+
+
 def _is_range(v: np.ndarray) -> bool:
     return len(v) > 0 and v[-1] - v[0] == len(v) - 1 and bool(np.all(np.diff(v) == 1))
 
@@ -70,6 +75,7 @@ class Crossbar:
     col_weight: np.ndarray  # stage weight of each column (input) or ones (coupling)
     col_coef: np.ndarray
     gain: sp.csr_matrix | None = None  # features x rows: the inputs that drive each row
+    row_const: np.ndarray | None = None  # constant potentials of the fixed rows; None: all 0 V
     cols: slice | np.ndarray = field(init=False)  # col_var, as a slice where it is a range
     walks_rows: bool = field(init=False)  # the gain's entries take the rows once, in order
 
@@ -134,6 +140,7 @@ class TopologyPlan:
     for the network's life (conductances change, the topology does not)."""
 
     stamps: list[tuple[list[int], dict[str, Stamp]]] | None = None  # sets, their Q, r0, ...
+    sources: list[tuple] | None = None  # current-source groups: terms, sets, ends, weights
     readout: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # var, coef, weight
     diodes: list[tuple[sp.csr_matrix, np.ndarray, np.ndarray]] | None = None  # A, var, coef
     diodes_T: list[sp.csr_matrix] | None = None  # each A transposed
@@ -584,7 +591,7 @@ class Network:
                 model = self.resistors[c.index].device.model
                 share = shares.get(c.index) if not stamped else None
                 sums = None if share is None else share.sums
-                model.add_crossbar_terms(c, self.g[c.index], Q_diag, SK, r0, self.fixed_const, sums)
+                model.add_crossbar_terms(c, self.g[c.index], Q_diag, SK, r0, sums)
 
             def Q_terms() -> sp.csr_matrix:
                 parts = [Q_rest - sp.diags(Q_rest.diagonal()), sp.diags(Q_diag)]
@@ -598,14 +605,23 @@ class Network:
                 return sum(parts[1:], parts[0]).tocsr()
 
             def coupling_terms(rows: np.ndarray, cols: np.ndarray):
-                small = len(rows) * len(cols) <= 4_000_000
+                shape = (len(rows), len(cols))
+                small = shape[0] * shape[1] <= 4_000_000
+                blocks = self._coupling_blocks(rows, cols)
                 if Q_rest.nnz == 0 and small:  # every resistor in a crossbar: no slicing
-                    part = np.zeros((len(rows), len(cols)))
+                    if len(blocks) == 1 and _whole(blocks[0][2], shape):  # one crossbar's
+                        c, transposed, _ = blocks[0]
+                        block = self._crossbar_coupling(c)
+                        # 0 - b is 0 + (-b) (IEEE), without the zeros and the sum's passes
+                        return np.subtract(
+                            0.0, block.T if transposed else block, out=np.empty(shape)
+                        )
+                    part = np.zeros(shape)
                 else:
                     part = Q_rest[rows][:, cols]
                 if sp.issparse(part):
                     part = part.toarray() if small else part.tolil()
-                for c, transposed, index in self._coupling_blocks(rows, cols):
+                for c, transposed, index in blocks:
                     block = -self._crossbar_coupling(c)
                     part[index] += block.T if transposed else block
                 return part.tocsr() if sp.issparse(part) else part
@@ -677,6 +693,7 @@ class Network:
                     continue
                 ones = np.ones(len(r.rows))
                 if np.all(row_fixed >= 0):
+                    const = self.fixed_const[row_fixed]
                     bar = Crossbar(
                         k,
                         None,
@@ -687,6 +704,7 @@ class Network:
                         self.node_weight[r.cols],
                         self.node_coef[r.cols],
                         self.fixed_gain[:, row_fixed].tocsr(),
+                        const if np.any(const) else None,
                     )
                 elif (
                     np.all(row_var >= 0)
@@ -766,10 +784,23 @@ class Network:
         """Current sources' linear energy terms: on the unknowns (s) and on fixed nodes."""
         s = np.zeros(self.n_vars)
         fixed_current = np.zeros(len(self.fixed))
-        for terms, group in _shared(self.isources, range(len(self.isources)), "add_linear_terms"):
-            plus, minus, cur = self.isource_arrays(group)
-            terms(self, plus, minus, self._branch_weight(plus, minus), cur, s, fixed_current)
+        for terms, group, plus, minus, weight in self._source_groups():
+            cur = np.concatenate([self.currents[k] for k in group]).astype(float)
+            terms(self, plus, minus, weight, cur, s, fixed_current)
         return s, fixed_current
+
+    def _source_groups(self) -> list[tuple]:
+        """The current-source sets grouped by their model's ``add_linear_terms``: (it, the
+        sets, their plus and minus nodes, stage weights). Topology, so made once."""
+        if self.plan.sources is None:
+            groups = []
+            for terms, group in _shared(
+                self.isources, range(len(self.isources)), "add_linear_terms"
+            ):
+                plus, minus, _ = self.isource_arrays(group)
+                groups.append((terms, group, plus, minus, self._branch_weight(plus, minus)))
+            self.plan.sources = groups
+        return self.plan.sources
 
     # ------------------------------------------------------------------ node-level physics
 

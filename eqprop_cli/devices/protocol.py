@@ -142,7 +142,7 @@ class ConductanceModel(TrainableModel, Protocol):
       "SK", "fixed_diag" and "lap", maps of theta (all elements of the sets stamped
       together, in order; ``nodes`` the network's NodeMap), built once per topology;
     - a dense set whose ends fit a layered circuit (a Crossbar of circuit/network.py)
-      is not stamped: ``add_crossbar_terms(bar, G, Q_diag, SK, r0, fixed_const, sums)``
+      is not stamped: ``add_crossbar_terms(bar, G, Q_diag, SK, r0, sums)``
       adds its share in place, by array operations on its matrix G (``sums``, an input
       crossbar's: G's column sums, worked out with its S K, already in SK, by the pass
       that wrote G; None: from G);
@@ -153,7 +153,7 @@ class ConductanceModel(TrainableModel, Protocol):
     def stamp(self, nodes, a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> dict: ...
 
     def add_crossbar_terms(
-        self, bar, G: np.ndarray, Q_diag, SK, r0, fixed_const, sums: np.ndarray | None = None
+        self, bar, G: np.ndarray, Q_diag, SK, r0, sums: np.ndarray | None = None
     ) -> None: ...
 
     def crossbar_coupling(self, bar, G: np.ndarray) -> np.ndarray: ...

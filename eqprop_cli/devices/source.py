@@ -86,8 +86,10 @@ class CurrentSourceModel:
         for node, sign in ((plus, 1.0), (minus, -1.0)):
             var = nodes.node_var[node]
             ok = var >= 0
-            np.add.at(s, var[ok], sign * ws[ok] * nodes.node_coef[node][ok])
-            np.add.at(fixed_current, nodes.fixed_index[node][~ok], sign * ws[~ok])
+            if ok.any():
+                np.add.at(s, var[ok], sign * ws[ok] * nodes.node_coef[node][ok])
+            if not ok.all():  # (ground, a rail)
+                np.add.at(fixed_current, nodes.fixed_index[node][~ok], sign * ws[~ok])
 
     @staticmethod
     def set_energy(V: np.ndarray, ends, current: np.ndarray, weight: np.ndarray) -> np.ndarray:

@@ -213,15 +213,17 @@ class Problem:
         self.linear = linear
         self.Q_diag = linear.Q_diag
         self.r = linear.rhs(inputs)
-        n = network.n_vars
-        self.lo = np.full((1, n), -np.inf)  # one row while no bound depends on the inputs
-        self.hi = np.full((1, n), np.inf)
+        known = network.plan.clamp_bounds  # the hard clamps' bounds, when rails set them all
+        if known is not None:
+            self.lo, self.hi = known
+        else:  # one row while no bound depends on the inputs
+            self.lo = np.full((1, network.n_vars), -np.inf)
+            self.hi = np.full((1, network.n_vars), np.inf)
         self.terms: list[_DiodeTerms] = []
         maps = _diode_maps(network)
         if network.plan.diodes_T is None:
             network.plan.diodes_T = [m[0].T.tocsr() for m in maps]
         transposed = network.plan.diodes_T
-        known = network.plan.clamp_bounds  # the hard clamps' bounds, when rails set them all
         for d, (A, var, coef), AT in zip(network.diodes, maps, transposed, strict=True):
             if d.model.hard and known is not None:
                 continue
@@ -232,13 +234,11 @@ class Problem:
                 self._add_bounds(d.model.zero_current_voltage, va, vc, ca, cc, u)
             else:
                 self.terms.append(_DiodeTerms(d.model, A, u, d.weight, var, coef, AT))
-        if known is not None:
-            self.lo, self.hi = known
-        elif np.any(self.lo > self.hi):
+        if known is None and np.any(self.lo > self.hi):
             raise InputError(
                 "hard-clamp diodes leave no feasible voltage at some node for these inputs"
             )
-        elif self.batch > 1 and self.lo.shape[0] == 1:  # one row for a batch: no input in them
+        if known is None and self.batch > 1 and self.lo.shape[0] == 1:  # no input in them
             self.lo.flags.writeable = self.hi.flags.writeable = False
             network.plan.clamp_bounds = (self.lo, self.hi)
         self.nudge = None
@@ -592,9 +592,7 @@ def solve(
         problem = base.nudged(nudge or Nudge())
     else:
         problem = Problem(network, inputs, nudge)
-    shape = (problem.batch, network.n_vars)
-    x = np.zeros(shape) if x0 is None else np.array(np.broadcast_to(x0, shape), dtype=float)
-    np.minimum(np.maximum(x, problem.lo, out=x), problem.hi, out=x)  # np.clip's values, sooner
+    x = _start(problem, x0)
     if network.n_vars == 0:
         zero = np.zeros(problem.batch)
         return problem.result(x, zero, zero, tol, vtol, 0, method, "steps")
@@ -608,6 +606,17 @@ def solve(
     return _layered(
         problem, x, classes, tol, vtol, max_iter, handover=method == "auto", cold=x0 is None
     )
+
+
+def _start(problem: Problem, x0: np.ndarray | None) -> np.ndarray:
+    """The first iterate, a new C-ordered array: x0 (zeros where None) clipped into the
+    clamps' bounds, np.maximum then np.minimum (np.clip's values, sooner), each written
+    straight into it; without x0, the bounds' rows are clipped and broadcast."""
+    x = np.empty((problem.batch, problem.network.n_vars))
+    if x0 is None:
+        return np.minimum(np.maximum(0.0, problem.lo), problem.hi, out=x)
+    np.maximum(np.asarray(x0, dtype=float), problem.lo, out=x)
+    return np.minimum(x, problem.hi, out=x)
 
 
 def _nudge_fits(problem: Problem, classes) -> bool:
