@@ -153,8 +153,9 @@ class TopologyPlan:
     block_local: dict[int, np.ndarray] = field(default_factory=dict)  # place in its class
     block_scale: dict[int, np.ndarray | None] = field(default_factory=dict)  # None: gains 1
     block_outputs: dict[int, bool] = field(default_factory=dict)  # outputs in the class
-    block_slices: dict[int, tuple] = field(default_factory=dict)  # its and the other's columns
+    block_slices: dict[int, tuple] = field(default_factory=dict)  # its, other's columns, weighted
     clamp_bounds: tuple[np.ndarray, np.ndarray] | None = None  # hard clamps' (lo, hi), rails
+    block_bounds: dict[int, tuple] = field(default_factory=dict)  # per class: its part of them
     crossbars: list[Crossbar] | None = None  # dense sets whose linear terms need no stamp
     no_coupling: sp.csr_matrix | None = None  # Q's stamped part when every set is a crossbar
     readers: dict[tuple, tuple | None] = field(default_factory=dict)  # node sets' reads
@@ -174,6 +175,7 @@ class ConductancePlan:
     inverse_bound: np.ndarray | None = None  # error bound of the layered sweeps
     blocks: dict[int, tuple] = field(default_factory=dict)  # per class: a, a / w, coupling
     woodbury: dict[tuple | None, tuple] = field(default_factory=dict)  # per nudge strength
+    nudge_limit: float | None = None  # the most negative nudge conductance allowed (-S)
 
 
 @dataclass

@@ -26,11 +26,11 @@ Not converging is a result (``success=False`` and a message), never NaN.
 
 from __future__ import annotations
 
-import copy
 import functools
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -43,6 +43,7 @@ from ..devices.diode import EXP_LIMIT
 from ..errors import InputError
 
 METHODS = ("auto", "layered", "newton")
+_T = TypeVar("_T")
 SPD = {"SymmetricMode": True}  # SuperLU: the Hessians are symmetric positive definite
 # Each sweep's 1-D diode problems are solved only as far as the next sweep can use:
 # once every step is a Newton step (no bisection) smaller than this, the rest of the
@@ -81,7 +82,7 @@ class Equilibrium:
 
     @property
     def success(self) -> bool:
-        return bool(np.all(self.converged))
+        return bool(self.converged.all())
 
     @property
     def node_names(self) -> list[str]:
@@ -204,7 +205,7 @@ class Problem:
             raise InputError(
                 f"the circuit takes {network.n_features} input feature(s); got vectors of length {inputs.shape[-1]}"
             )
-        if not np.all(np.isfinite(inputs)):
+        if not np.isfinite(inputs).all():
             raise InputError("input vectors contain NaN or infinite values")
         self.network = network
         self.inputs = inputs
@@ -352,7 +353,7 @@ class Problem:
         if values is None:
             return np.zeros((1, n_out))
         values = np.atleast_2d(np.asarray(values, dtype=float))
-        if values.shape not in ((self.batch, n_out), (1, n_out)) or not np.all(np.isfinite(values)):
+        if values.shape not in ((self.batch, n_out), (1, n_out)) or not np.isfinite(values).all():
             raise InputError(
                 f"nudge {what} must be finite, one per output ({n_out}) for each of the "
                 f"{self.batch} samples; got shape {values.shape}"
@@ -366,8 +367,11 @@ class Problem:
         current = self._per_output(nudge.current, "currents")
         term = _NudgeTerm(beta * weight, target, current * weight, var, coef)
         if beta < 0:  # a negative conductance: the nudged energy must stay bounded below
-            spread = (coef**2 / self.Q_diag[var]).sum(axis=1)
-            limit = float(np.min(1.0 / (weight * spread)))
+            derived = self.linear.plan
+            if derived.nudge_limit is None:  # once per conductance state
+                spread = (coef**2 / self.Q_diag[var]).sum(axis=1)
+                derived.nudge_limit = float(np.min(1.0 / (weight * spread)))
+            limit = derived.nudge_limit
             if -nudge.beta >= limit:
                 raise InputError(
                     f"beta = {nudge.beta:g} S is too negative for this circuit: the nudged "
@@ -471,7 +475,7 @@ class Problem:
 
     def subset(self, rows: slice) -> Problem:
         """The same circuit for some of the batch's samples (Newton in chunks)."""
-        part = copy.copy(self)
+        part = _shallow(self)
         part.__dict__.pop("const", None)  # per sample, computed on first use
 
         def take(a: np.ndarray) -> np.ndarray:  # a row per sample, or one for all
@@ -491,11 +495,18 @@ class Problem:
 
     def nudged(self, nudge: Nudge) -> Problem:
         """The same batch with another nudge: linear terms, diodes and bounds are shared."""
-        other = copy.copy(self)
+        other = _shallow(self)
         other.nudge = None
         if nudge.target is not None or nudge.current is not None:
             other.nudge = other._nudge_term(nudge)
         return other
+
+
+def _shallow(obj: _T) -> _T:
+    """A shallow copy of a plain object: copy.copy's, without its dispatch."""
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__)
+    return new
 
 
 def _as_slice(idx: np.ndarray) -> np.ndarray | slice:
@@ -701,7 +712,7 @@ class _Block:
             for j in (1, 0):
                 problem.blocks[j] = cls(problem, classes, j)
         base = problem.blocks[k]
-        block = copy.copy(base)
+        block = _shallow(base)
         block.nudge = base._nudge_of(problem)
         return block
 
@@ -723,8 +734,10 @@ class _Block:
             plans[k] = plan
         slices = network.plan.block_slices
         if k not in slices:  # topology: the classes as slices where they are ranges
-            slices[k] = (_as_slice(idx), _as_slice(other))
-        self.idx, self.other = slices[k]  # (a slice gathers much faster than its indices)
+            weighted = bool(np.any(network.var_weight[idx] != 1.0))
+            slices[k] = (_as_slice(idx), _as_slice(other), weighted)
+        # (a slice gathers much faster than its indices)
+        self.idx, self.other, self.weighted = slices[k]
         derived = problem.linear.plan.blocks
         if k not in derived:  # conductances: diagonal and coupling to the other class
             mirror = derived[1 - k][2] if 1 - k in derived else None
@@ -741,7 +754,6 @@ class _Block:
         self.other_columns = other  # and the other class's
         self.other_first = self.other.start if isinstance(self.other, slice) else -1
         self.weight = network.var_weight[self.idx]
-        self.weighted = bool(np.any(self.weight != 1.0))
         scales = network.plan.block_scale
         if k not in scales:  # topology; None: no amplifier gains
             scale = problem.var_scale[idx]
@@ -756,8 +768,7 @@ class _Block:
         (zmin, zmax) and the stacked junctions. Once per batch (see ``of``)."""
         # contiguous copies: the compiled updates read them row by row
         r = np.ascontiguousarray(problem.r[:, self.idx])
-        lo, hi = (np.ascontiguousarray(b[:, self.idx]) for b in (problem.lo, problem.hi))
-        bounded = bool(np.isfinite(lo).any() or np.isfinite(hi).any())
+        lo, hi, bounded = self._bounds(problem)
         terms = []
         zmin = zmax = None
         if plan:
@@ -778,6 +789,20 @@ class _Block:
         self.r, self.lo, self.hi, self.bounded = r, lo, hi, bounded
         self.terms, self.zmin, self.zmax = terms, zmin, zmax
         self.junctions = _Junctions.of(terms, r.shape[1])
+
+    def _bounds(self, problem: Problem) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The class's columns of the clamps' bounds, contiguous, and whether any is finite:
+        kept with the network where the bounds are its rails' (``clamp_bounds``)."""
+        known = problem.network.plan.clamp_bounds
+        kept = problem.network.plan.block_bounds
+        rails = known is not None and problem.lo is known[0] and problem.hi is known[1]
+        if not rails or self.k not in kept:
+            lo, hi = (np.ascontiguousarray(b[:, self.idx]) for b in (problem.lo, problem.hi))
+            bounds = (lo, hi, bool(np.isfinite(lo).any() or np.isfinite(hi).any()))
+            if not rails:
+                return bounds
+            kept[self.k] = bounds
+        return kept[self.k]
 
     def _nudge_of(self, problem: Problem) -> tuple | None:
         """The nudge's part in this class: (term, outputs' places, their a, spread, and the
