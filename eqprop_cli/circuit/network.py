@@ -175,7 +175,6 @@ class ConductancePlan:
     inverse_bound: np.ndarray | None = None  # error bound of the layered sweeps
     blocks: dict[int, tuple] = field(default_factory=dict)  # per class: a, a / w, coupling
     woodbury: dict[tuple | None, tuple] = field(default_factory=dict)  # per nudge strength
-    nudge_limit: float | None = None  # the most negative nudge conductance allowed (-S)
 
 
 @dataclass
