@@ -573,7 +573,8 @@ class Network:
                 for group, stamps in self._stamps()
             ]
             crossbars = self._crossbars()
-            s, fixed_current = self._source_terms()
+            currents = self.currents  # (set_currents replaces the list)
+            s = self._source_terms(currents)
             if stamped:
                 Q_rest = _total(st["Q"].matrix(g) for st, g in stamped)
                 Q_diag = Q_rest.diagonal()
@@ -642,6 +643,7 @@ class Network:
                     if st["lap"].A.nnz:
                         A = A + st["lap"].matrix(g)
                 M = (S @ A @ S.T).tocsr()
+                fixed_current = self._source_terms(currents, fixed=True)
                 m = np.asarray(S @ (A @ c) - S @ fixed_current)
                 return M, m, float(0.5 * c @ (A @ c) - c @ fixed_current)
 
@@ -781,14 +783,15 @@ class Network:
             self.plan.stamps = stamps
         return self.plan.stamps
 
-    def _source_terms(self) -> tuple[np.ndarray, np.ndarray]:
-        """Current sources' linear energy terms: on the unknowns (s) and on fixed nodes."""
+    def _source_terms(self, currents: list[np.ndarray], fixed: bool = False) -> np.ndarray:
+        """Current sources' linear energy terms: on the unknowns (s), or, ``fixed``, on the
+        fixed nodes (needed for energy values only, so apart)."""
         s = np.zeros(self.n_vars)
-        fixed_current = np.zeros(len(self.fixed))
+        fixed_current = np.zeros(len(self.fixed)) if fixed else None
         for terms, group, plus, minus, weight in self._source_groups():
-            cur = np.concatenate([self.currents[k] for k in group]).astype(float)
+            cur = np.concatenate([currents[k] for k in group]).astype(float)
             terms(self, plus, minus, weight, cur, s, fixed_current)
-        return s, fixed_current
+        return fixed_current if fixed else s
 
     def _source_groups(self) -> list[tuple]:
         """The current-source sets grouped by their model's ``add_linear_terms``: (it, the

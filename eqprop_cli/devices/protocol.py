@@ -166,6 +166,6 @@ class CurrentModel(TrainableModel, Protocol):
     """A trainable element linear in the potentials (quantity "current": a current
     source): ``add_linear_terms(nodes, plus, minus, weight, theta, s, fixed_current)``
     adds its energy's linear terms in place, on the unknowns (``s``) and on the fixed
-    nodes (``fixed_current``), for the current values theta."""
+    nodes (``fixed_current``, where not None), for the current values theta."""
 
     def add_linear_terms(self, nodes, plus, minus, weight, theta, s, fixed_current) -> None: ...
