@@ -75,3 +75,15 @@ def test_kept_bounds_of_the_classes_give_the_solves_of_fresh_ones(case):
     fresh = phases(net, x, targets)
     for a, b in zip(kept, fresh, strict=True):
         assert_same(a, b)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_coupling_of_unit_scales_is_the_scaled_product_bit_for_bit(dtype):
+    net, _ = circuit("mnist", dtype)
+    bar = next(c for c in net._crossbars() if c.row_var is not None)
+    assert bar.unit_scales  # no amplifier: stage weights and gains of 1
+    G = net.g[bar.index]
+    expected = (bar.row_weight * bar.row_coef)[:, None] * G * bar.col_coef
+    got = net._crossbar_coupling(bar)
+    assert got.dtype == expected.dtype == np.float64
+    np.testing.assert_array_equal(got, expected)

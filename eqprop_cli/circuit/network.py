@@ -78,6 +78,7 @@ class Crossbar:
     row_const: np.ndarray | None = None  # constant potentials of the fixed rows; None: all 0 V
     cols: slice | np.ndarray = field(init=False)  # col_var, as a slice where it is a range
     walks_rows: bool = field(init=False)  # the gain's entries take the rows once, in order
+    unit_scales: bool = field(init=False)  # row weight times dV/dx, and column dV/dx, all 1
 
     def __post_init__(self) -> None:
         v = self.col_var
@@ -86,6 +87,8 @@ class Crossbar:
         self.walks_rows = self.gain is not None and np.array_equal(
             self.gain.indices, np.arange(rows)
         )
+        ends = (self.row_weight * self.row_coef, self.col_coef)
+        self.unit_scales = all(bool(np.all(e == 1.0)) for e in ends)
 
 
 @dataclass(frozen=True)

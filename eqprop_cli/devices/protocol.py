@@ -146,7 +146,8 @@ class ConductanceModel(TrainableModel, Protocol):
       adds its share in place, by array operations on its matrix G (``sums``, an input
       crossbar's: G's column sums, worked out with its S K, already in SK, by the pass
       that wrote G; None: from G);
-      ``crossbar_coupling(bar, G)`` is its (negated) block of Q between unknowns, and
+      ``crossbar_coupling(bar, G)`` is its (negated) block of Q between unknowns (read
+      only: it may be G itself), and
       ``add_crossbar_fixed_diag(bar, G, diag)`` its share of the fixed nodes' diagonal.
     """
 

@@ -157,7 +157,10 @@ class LinearConductance:
 
     @staticmethod
     def crossbar_coupling(bar, G: np.ndarray) -> np.ndarray:
-        """The (rows x columns) coupling a var-var crossbar puts in Q, negated."""
+        """The (rows x columns) coupling a var-var crossbar puts in Q, negated, at float64:
+        G itself where its ends' scales are all 1 (1 * g * 1 is g), not to be written."""
+        if bar.unit_scales:
+            return G.astype(float, copy=False)
         return (bar.row_weight * bar.row_coef)[:, None] * G * bar.col_coef
 
     @staticmethod
