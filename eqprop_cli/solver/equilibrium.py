@@ -271,6 +271,11 @@ class Problem:
             net.plan.var_scale = scale
         return net.plan.var_scale
 
+    @functools.cached_property
+    def scale_max(self) -> float:
+        """The largest gain of an unknown's node (``var_scale``)."""
+        return float(self.var_scale.max(initial=0.0))
+
     @property
     def _branches(self) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, np.ndarray]:
         """Resistors between two unknowns as branches: E (edges x unknowns), its transpose,
@@ -1505,8 +1510,8 @@ def _layered(
     # a shared set-up changes nothing)
     contraction = problem.contraction if quadratic and not cold else None
     anderson = None
-    if quadratic and (contraction is None or _accelerable(contraction).any()):
-        known = None if contraction is None else _accelerable(contraction)
+    known = None if contraction is None else _accelerable(contraction)
+    if quadratic and (known is None or known.any()):
         anderson = _Anderson(problem, blocks, known)
         if known is not None and problem.secants is not None:  # (warm: known)
             anderson.seed(*problem.secants)
@@ -1611,7 +1616,7 @@ class _SweepLoop:
     def __init__(self, problem: Problem, blocks: list[_Block], classes: list[tuple]):
         self.blocks, self.classes = blocks, classes
         B, n = problem.batch, len(blocks[1].a)
-        self.scale_max = float(problem.var_scale.max(initial=0.0))
+        self.scale_max = problem.scale_max
         self.start = np.empty((B, n))  # the second class before the last sweep (recording)
         self.rhs = np.empty((B, n))  # and its b, for the acceleration's energy
         self.out = np.empty((3, B))  # residual of the first class, of both, error
