@@ -45,6 +45,11 @@ def _block_index(a: np.ndarray, b: np.ndarray) -> tuple:
     return tuple(ranges) if len(ranges) == 2 else np.ix_(a, b)
 
 
+def _whole(index: tuple, shape: tuple[int, int]) -> bool:
+    """Whether a block's index (``_block_index``) is the whole of an array of this shape."""
+    return all(isinstance(i, slice) and i == slice(0, n) for i, n in zip(index, shape, strict=True))
+
+
 def _is_range(v: np.ndarray) -> bool:
     return len(v) > 0 and v[-1] - v[0] == len(v) - 1 and bool(np.all(np.diff(v) == 1))
 
@@ -70,8 +75,10 @@ class Crossbar:
     col_weight: np.ndarray  # stage weight of each column (input) or ones (coupling)
     col_coef: np.ndarray
     gain: sp.csr_matrix | None = None  # features x rows: the inputs that drive each row
+    row_const: np.ndarray | None = None  # constant potentials of the fixed rows; None: all 0 V
     cols: slice | np.ndarray = field(init=False)  # col_var, as a slice where it is a range
     walks_rows: bool = field(init=False)  # the gain's entries take the rows once, in order
+    unit_scales: bool = field(init=False)  # row weight times dV/dx, and column dV/dx, all 1
 
     def __post_init__(self) -> None:
         v = self.col_var
@@ -80,6 +87,8 @@ class Crossbar:
         self.walks_rows = self.gain is not None and np.array_equal(
             self.gain.indices, np.arange(rows)
         )
+        ends = (self.row_weight * self.row_coef, self.col_coef)
+        self.unit_scales = all(bool(np.all(e == 1.0)) for e in ends)
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,7 @@ class TopologyPlan:
     for the network's life (conductances change, the topology does not)."""
 
     stamps: list[tuple[list[int], dict[str, Stamp]]] | None = None  # sets, their Q, r0, ...
+    sources: list[tuple] | None = None  # current-source groups: terms, sets, ends, weights
     readout: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # var, coef, weight
     diodes: list[tuple[sp.csr_matrix, np.ndarray, np.ndarray]] | None = None  # A, var, coef
     diodes_T: list[sp.csr_matrix] | None = None  # each A transposed
@@ -146,8 +156,9 @@ class TopologyPlan:
     block_local: dict[int, np.ndarray] = field(default_factory=dict)  # place in its class
     block_scale: dict[int, np.ndarray | None] = field(default_factory=dict)  # None: gains 1
     block_outputs: dict[int, bool] = field(default_factory=dict)  # outputs in the class
-    block_slices: dict[int, tuple] = field(default_factory=dict)  # its and the other's columns
+    block_slices: dict[int, tuple] = field(default_factory=dict)  # its, other's columns, weighted
     clamp_bounds: tuple[np.ndarray, np.ndarray] | None = None  # hard clamps' (lo, hi), rails
+    block_bounds: dict[int, tuple] = field(default_factory=dict)  # per class: its part of them
     crossbars: list[Crossbar] | None = None  # dense sets whose linear terms need no stamp
     no_coupling: sp.csr_matrix | None = None  # Q's stamped part when every set is a crossbar
     readers: dict[tuple, tuple | None] = field(default_factory=dict)  # node sets' reads
@@ -565,7 +576,8 @@ class Network:
                 for group, stamps in self._stamps()
             ]
             crossbars = self._crossbars()
-            s, fixed_current = self._source_terms()
+            currents = self.currents  # (set_currents replaces the list)
+            s = self._source_terms(currents)
             if stamped:
                 Q_rest = _total(st["Q"].matrix(g) for st, g in stamped)
                 Q_diag = Q_rest.diagonal()
@@ -584,7 +596,7 @@ class Network:
                 model = self.resistors[c.index].device.model
                 share = shares.get(c.index) if not stamped else None
                 sums = None if share is None else share.sums
-                model.add_crossbar_terms(c, self.g[c.index], Q_diag, SK, r0, self.fixed_const, sums)
+                model.add_crossbar_terms(c, self.g[c.index], Q_diag, SK, r0, sums)
 
             def Q_terms() -> sp.csr_matrix:
                 parts = [Q_rest - sp.diags(Q_rest.diagonal()), sp.diags(Q_diag)]
@@ -598,14 +610,23 @@ class Network:
                 return sum(parts[1:], parts[0]).tocsr()
 
             def coupling_terms(rows: np.ndarray, cols: np.ndarray):
-                small = len(rows) * len(cols) <= 4_000_000
+                shape = (len(rows), len(cols))
+                small = shape[0] * shape[1] <= 4_000_000
+                blocks = self._coupling_blocks(rows, cols)
                 if Q_rest.nnz == 0 and small:  # every resistor in a crossbar: no slicing
-                    part = np.zeros((len(rows), len(cols)))
+                    if len(blocks) == 1 and _whole(blocks[0][2], shape):  # one crossbar's
+                        c, transposed, _ = blocks[0]
+                        block = self._crossbar_coupling(c)
+                        # 0 - b is 0 + (-b) (IEEE), without the zeros and the sum's passes
+                        return np.subtract(
+                            0.0, block.T if transposed else block, out=np.empty(shape)
+                        )
+                    part = np.zeros(shape)
                 else:
                     part = Q_rest[rows][:, cols]
                 if sp.issparse(part):
                     part = part.toarray() if small else part.tolil()
-                for c, transposed, index in self._coupling_blocks(rows, cols):
+                for c, transposed, index in blocks:
                     block = -self._crossbar_coupling(c)
                     part[index] += block.T if transposed else block
                 return part.tocsr() if sp.issparse(part) else part
@@ -625,6 +646,7 @@ class Network:
                     if st["lap"].A.nnz:
                         A = A + st["lap"].matrix(g)
                 M = (S @ A @ S.T).tocsr()
+                fixed_current = self._source_terms(currents, fixed=True)
                 m = np.asarray(S @ (A @ c) - S @ fixed_current)
                 return M, m, float(0.5 * c @ (A @ c) - c @ fixed_current)
 
@@ -677,6 +699,7 @@ class Network:
                     continue
                 ones = np.ones(len(r.rows))
                 if np.all(row_fixed >= 0):
+                    const = self.fixed_const[row_fixed]
                     bar = Crossbar(
                         k,
                         None,
@@ -687,6 +710,7 @@ class Network:
                         self.node_weight[r.cols],
                         self.node_coef[r.cols],
                         self.fixed_gain[:, row_fixed].tocsr(),
+                        const if np.any(const) else None,
                     )
                 elif (
                     np.all(row_var >= 0)
@@ -762,14 +786,28 @@ class Network:
             self.plan.stamps = stamps
         return self.plan.stamps
 
-    def _source_terms(self) -> tuple[np.ndarray, np.ndarray]:
-        """Current sources' linear energy terms: on the unknowns (s) and on fixed nodes."""
+    def _source_terms(self, currents: list[np.ndarray], fixed: bool = False) -> np.ndarray:
+        """Current sources' linear energy terms: on the unknowns (s), or, ``fixed``, on the
+        fixed nodes (needed for energy values only, so apart)."""
         s = np.zeros(self.n_vars)
-        fixed_current = np.zeros(len(self.fixed))
-        for terms, group in _shared(self.isources, range(len(self.isources)), "add_linear_terms"):
-            plus, minus, cur = self.isource_arrays(group)
-            terms(self, plus, minus, self._branch_weight(plus, minus), cur, s, fixed_current)
-        return s, fixed_current
+        fixed_current = np.zeros(len(self.fixed)) if fixed else None
+        for terms, group, plus, minus, weight in self._source_groups():
+            cur = np.concatenate([currents[k] for k in group]).astype(float)
+            terms(self, plus, minus, weight, cur, s, fixed_current)
+        return fixed_current if fixed else s
+
+    def _source_groups(self) -> list[tuple]:
+        """The current-source sets grouped by their model's ``add_linear_terms``: (it, the
+        sets, their plus and minus nodes, stage weights). Topology, so made once."""
+        if self.plan.sources is None:
+            groups = []
+            for terms, group in _shared(
+                self.isources, range(len(self.isources)), "add_linear_terms"
+            ):
+                plus, minus, _ = self.isource_arrays(group)
+                groups.append((terms, group, plus, minus, self._branch_weight(plus, minus)))
+            self.plan.sources = groups
+        return self.plan.sources
 
     # ------------------------------------------------------------------ node-level physics
 

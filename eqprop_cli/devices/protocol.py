@@ -142,18 +142,19 @@ class ConductanceModel(TrainableModel, Protocol):
       "SK", "fixed_diag" and "lap", maps of theta (all elements of the sets stamped
       together, in order; ``nodes`` the network's NodeMap), built once per topology;
     - a dense set whose ends fit a layered circuit (a Crossbar of circuit/network.py)
-      is not stamped: ``add_crossbar_terms(bar, G, Q_diag, SK, r0, fixed_const, sums)``
+      is not stamped: ``add_crossbar_terms(bar, G, Q_diag, SK, r0, sums)``
       adds its share in place, by array operations on its matrix G (``sums``, an input
       crossbar's: G's column sums, worked out with its S K, already in SK, by the pass
       that wrote G; None: from G);
-      ``crossbar_coupling(bar, G)`` is its (negated) block of Q between unknowns, and
+      ``crossbar_coupling(bar, G)`` is its (negated) block of Q between unknowns (read
+      only: it may be G itself), and
       ``add_crossbar_fixed_diag(bar, G, diag)`` its share of the fixed nodes' diagonal.
     """
 
     def stamp(self, nodes, a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> dict: ...
 
     def add_crossbar_terms(
-        self, bar, G: np.ndarray, Q_diag, SK, r0, fixed_const, sums: np.ndarray | None = None
+        self, bar, G: np.ndarray, Q_diag, SK, r0, sums: np.ndarray | None = None
     ) -> None: ...
 
     def crossbar_coupling(self, bar, G: np.ndarray) -> np.ndarray: ...
@@ -166,6 +167,6 @@ class CurrentModel(TrainableModel, Protocol):
     """A trainable element linear in the potentials (quantity "current": a current
     source): ``add_linear_terms(nodes, plus, minus, weight, theta, s, fixed_current)``
     adds its energy's linear terms in place, on the unknowns (``s``) and on the fixed
-    nodes (``fixed_current``), for the current values theta."""
+    nodes (``fixed_current``, where not None), for the current values theta."""
 
     def add_linear_terms(self, nodes, plus, minus, weight, theta, s, fixed_current) -> None: ...

@@ -135,7 +135,7 @@ class LinearConductance:
 
     @staticmethod
     def add_crossbar_terms(
-        bar, G: np.ndarray, Q_diag, SK, r0, fixed_const, sums: np.ndarray | None = None
+        bar, G: np.ndarray, Q_diag, SK, r0, sums: np.ndarray | None = None
     ) -> None:
         """Add a dense set's share of Q's diagonal, S K and r0 in place, by array operations
         on its conductance matrix G (``bar``: a Crossbar of circuit/network.py). ``sums``
@@ -147,9 +147,8 @@ class LinearConductance:
                 sums = np.zeros(G.shape[1])
                 _input_terms(G, *input_pass(bar, G.dtype), bar.walks_rows, sums, SK)
             Q_diag[bar.cols] += sums * (wk * bar.col_coef)
-            const = fixed_const[bar.row_fixed]
-            if np.any(const):
-                r0[bar.cols] += (const @ G) * wk
+            if bar.row_const is not None:  # rows at rails off 0 V
+                r0[bar.cols] += (bar.row_const @ G) * wk
         else:
             wr = bar.row_weight * bar.row_coef
             Q_diag[bar.row_var] += G.sum(axis=1, dtype=float) * (wr * bar.row_coef)
@@ -158,7 +157,10 @@ class LinearConductance:
 
     @staticmethod
     def crossbar_coupling(bar, G: np.ndarray) -> np.ndarray:
-        """The (rows x columns) coupling a var-var crossbar puts in Q, negated."""
+        """The (rows x columns) coupling a var-var crossbar puts in Q, negated, at float64:
+        G itself where its ends' scales are all 1 (1 * g * 1 is g), not to be written."""
+        if bar.unit_scales:
+            return G.astype(float, copy=False)
         return (bar.row_weight * bar.row_coef)[:, None] * G * bar.col_coef
 
     @staticmethod

@@ -79,15 +79,20 @@ class CurrentSourceModel:
     # ------------------------------------------------------------------ in the network
 
     @staticmethod
-    def add_linear_terms(nodes: NodeMap, plus, minus, weight, current, s, fixed_current) -> None:
+    def add_linear_terms(
+        nodes: NodeMap, plus, minus, weight, current, s, fixed_current: np.ndarray | None
+    ) -> None:
         """Add the energy's linear terms -w I (V_plus - V_minus) in place: on the unknowns
-        (``s``, the linear term r's share) and on the fixed nodes (``fixed_current``)."""
+        (``s``, the linear term r's share) and on the fixed nodes (``fixed_current``, where
+        not None)."""
         ws = weight * current
         for node, sign in ((plus, 1.0), (minus, -1.0)):
             var = nodes.node_var[node]
             ok = var >= 0
-            np.add.at(s, var[ok], sign * ws[ok] * nodes.node_coef[node][ok])
-            np.add.at(fixed_current, nodes.fixed_index[node][~ok], sign * ws[~ok])
+            if ok.any():
+                np.add.at(s, var[ok], sign * ws[ok] * nodes.node_coef[node][ok])
+            if fixed_current is not None and not ok.all():  # (ground, a rail)
+                np.add.at(fixed_current, nodes.fixed_index[node][~ok], sign * ws[~ok])
 
     @staticmethod
     def set_energy(V: np.ndarray, ends, current: np.ndarray, weight: np.ndarray) -> np.ndarray:

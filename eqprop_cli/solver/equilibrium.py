@@ -26,11 +26,11 @@ Not converging is a result (``success=False`` and a message), never NaN.
 
 from __future__ import annotations
 
-import copy
 import functools
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -43,6 +43,7 @@ from ..devices.diode import EXP_LIMIT
 from ..errors import InputError
 
 METHODS = ("auto", "layered", "newton")
+_T = TypeVar("_T")
 SPD = {"SymmetricMode": True}  # SuperLU: the Hessians are symmetric positive definite
 # Each sweep's 1-D diode problems are solved only as far as the next sweep can use:
 # once every step is a Newton step (no bisection) smaller than this, the rest of the
@@ -81,7 +82,7 @@ class Equilibrium:
 
     @property
     def success(self) -> bool:
-        return bool(np.all(self.converged))
+        return bool(self.converged.all())
 
     @property
     def node_names(self) -> list[str]:
@@ -204,7 +205,7 @@ class Problem:
             raise InputError(
                 f"the circuit takes {network.n_features} input feature(s); got vectors of length {inputs.shape[-1]}"
             )
-        if not np.all(np.isfinite(inputs)):
+        if not np.isfinite(inputs).all():
             raise InputError("input vectors contain NaN or infinite values")
         self.network = network
         self.inputs = inputs
@@ -213,15 +214,17 @@ class Problem:
         self.linear = linear
         self.Q_diag = linear.Q_diag
         self.r = linear.rhs(inputs)
-        n = network.n_vars
-        self.lo = np.full((1, n), -np.inf)  # one row while no bound depends on the inputs
-        self.hi = np.full((1, n), np.inf)
+        known = network.plan.clamp_bounds  # the hard clamps' bounds, when rails set them all
+        if known is not None:
+            self.lo, self.hi = known
+        else:  # one row while no bound depends on the inputs
+            self.lo = np.full((1, network.n_vars), -np.inf)
+            self.hi = np.full((1, network.n_vars), np.inf)
         self.terms: list[_DiodeTerms] = []
         maps = _diode_maps(network)
         if network.plan.diodes_T is None:
             network.plan.diodes_T = [m[0].T.tocsr() for m in maps]
         transposed = network.plan.diodes_T
-        known = network.plan.clamp_bounds  # the hard clamps' bounds, when rails set them all
         for d, (A, var, coef), AT in zip(network.diodes, maps, transposed, strict=True):
             if d.model.hard and known is not None:
                 continue
@@ -232,13 +235,11 @@ class Problem:
                 self._add_bounds(d.model.zero_current_voltage, va, vc, ca, cc, u)
             else:
                 self.terms.append(_DiodeTerms(d.model, A, u, d.weight, var, coef, AT))
-        if known is not None:
-            self.lo, self.hi = known
-        elif np.any(self.lo > self.hi):
+        if known is None and np.any(self.lo > self.hi):
             raise InputError(
                 "hard-clamp diodes leave no feasible voltage at some node for these inputs"
             )
-        elif self.batch > 1 and self.lo.shape[0] == 1:  # one row for a batch: no input in them
+        if known is None and self.batch > 1 and self.lo.shape[0] == 1:  # no input in them
             self.lo.flags.writeable = self.hi.flags.writeable = False
             network.plan.clamp_bounds = (self.lo, self.hi)
         self.nudge = None
@@ -269,6 +270,11 @@ class Problem:
             np.maximum.at(scale, net.node_var[free], np.abs(net.node_coef[free]))
             net.plan.var_scale = scale
         return net.plan.var_scale
+
+    @functools.cached_property
+    def scale_max(self) -> float:
+        """The largest gain of an unknown's node (``var_scale``)."""
+        return float(self.var_scale.max(initial=0.0))
 
     @property
     def _branches(self) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, np.ndarray]:
@@ -352,7 +358,7 @@ class Problem:
         if values is None:
             return np.zeros((1, n_out))
         values = np.atleast_2d(np.asarray(values, dtype=float))
-        if values.shape not in ((self.batch, n_out), (1, n_out)) or not np.all(np.isfinite(values)):
+        if values.shape not in ((self.batch, n_out), (1, n_out)) or not np.isfinite(values).all():
             raise InputError(
                 f"nudge {what} must be finite, one per output ({n_out}) for each of the "
                 f"{self.batch} samples; got shape {values.shape}"
@@ -471,7 +477,7 @@ class Problem:
 
     def subset(self, rows: slice) -> Problem:
         """The same circuit for some of the batch's samples (Newton in chunks)."""
-        part = copy.copy(self)
+        part = _shallow(self)
         part.__dict__.pop("const", None)  # per sample, computed on first use
 
         def take(a: np.ndarray) -> np.ndarray:  # a row per sample, or one for all
@@ -491,11 +497,18 @@ class Problem:
 
     def nudged(self, nudge: Nudge) -> Problem:
         """The same batch with another nudge: linear terms, diodes and bounds are shared."""
-        other = copy.copy(self)
+        other = _shallow(self)
         other.nudge = None
         if nudge.target is not None or nudge.current is not None:
             other.nudge = other._nudge_term(nudge)
         return other
+
+
+def _shallow(obj: _T) -> _T:
+    """A shallow copy of a plain object: copy.copy's, without its dispatch."""
+    new = object.__new__(type(obj))
+    new.__dict__.update(obj.__dict__)
+    return new
 
 
 def _as_slice(idx: np.ndarray) -> np.ndarray | slice:
@@ -592,9 +605,7 @@ def solve(
         problem = base.nudged(nudge or Nudge())
     else:
         problem = Problem(network, inputs, nudge)
-    shape = (problem.batch, network.n_vars)
-    x = np.zeros(shape) if x0 is None else np.array(np.broadcast_to(x0, shape), dtype=float)
-    np.minimum(np.maximum(x, problem.lo, out=x), problem.hi, out=x)  # np.clip's values, sooner
+    x = _start(problem, x0)
     if network.n_vars == 0:
         zero = np.zeros(problem.batch)
         return problem.result(x, zero, zero, tol, vtol, 0, method, "steps")
@@ -608,6 +619,17 @@ def solve(
     return _layered(
         problem, x, classes, tol, vtol, max_iter, handover=method == "auto", cold=x0 is None
     )
+
+
+def _start(problem: Problem, x0: np.ndarray | None) -> np.ndarray:
+    """The first iterate, a new C-ordered array: x0 (zeros where None) clipped into the
+    clamps' bounds, np.maximum then np.minimum (np.clip's values, sooner), each written
+    straight into it; without x0, the bounds' rows are clipped and broadcast."""
+    x = np.empty((problem.batch, problem.network.n_vars))
+    if x0 is None:
+        return np.minimum(np.maximum(0.0, problem.lo), problem.hi, out=x)
+    np.maximum(np.asarray(x0, dtype=float), problem.lo, out=x)
+    return np.minimum(x, problem.hi, out=x)
 
 
 def _nudge_fits(problem: Problem, classes) -> bool:
@@ -692,7 +714,7 @@ class _Block:
             for j in (1, 0):
                 problem.blocks[j] = cls(problem, classes, j)
         base = problem.blocks[k]
-        block = copy.copy(base)
+        block = _shallow(base)
         block.nudge = base._nudge_of(problem)
         return block
 
@@ -714,8 +736,10 @@ class _Block:
             plans[k] = plan
         slices = network.plan.block_slices
         if k not in slices:  # topology: the classes as slices where they are ranges
-            slices[k] = (_as_slice(idx), _as_slice(other))
-        self.idx, self.other = slices[k]  # (a slice gathers much faster than its indices)
+            weighted = bool(np.any(network.var_weight[idx] != 1.0))
+            slices[k] = (_as_slice(idx), _as_slice(other), weighted)
+        # (a slice gathers much faster than its indices)
+        self.idx, self.other, self.weighted = slices[k]
         derived = problem.linear.plan.blocks
         if k not in derived:  # conductances: diagonal and coupling to the other class
             mirror = derived[1 - k][2] if 1 - k in derived else None
@@ -732,7 +756,6 @@ class _Block:
         self.other_columns = other  # and the other class's
         self.other_first = self.other.start if isinstance(self.other, slice) else -1
         self.weight = network.var_weight[self.idx]
-        self.weighted = bool(np.any(self.weight != 1.0))
         scales = network.plan.block_scale
         if k not in scales:  # topology; None: no amplifier gains
             scale = problem.var_scale[idx]
@@ -747,8 +770,7 @@ class _Block:
         (zmin, zmax) and the stacked junctions. Once per batch (see ``of``)."""
         # contiguous copies: the compiled updates read them row by row
         r = np.ascontiguousarray(problem.r[:, self.idx])
-        lo, hi = (np.ascontiguousarray(b[:, self.idx]) for b in (problem.lo, problem.hi))
-        bounded = bool(np.isfinite(lo).any() or np.isfinite(hi).any())
+        lo, hi, bounded = self._bounds(problem)
         terms = []
         zmin = zmax = None
         if plan:
@@ -769,6 +791,20 @@ class _Block:
         self.r, self.lo, self.hi, self.bounded = r, lo, hi, bounded
         self.terms, self.zmin, self.zmax = terms, zmin, zmax
         self.junctions = _Junctions.of(terms, r.shape[1])
+
+    def _bounds(self, problem: Problem) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The class's columns of the clamps' bounds, contiguous, and whether any is finite:
+        kept with the network where the bounds are its rails' (``clamp_bounds``)."""
+        known = problem.network.plan.clamp_bounds
+        kept = problem.network.plan.block_bounds
+        rails = known is not None and problem.lo is known[0] and problem.hi is known[1]
+        if not rails or self.k not in kept:
+            lo, hi = (np.ascontiguousarray(b[:, self.idx]) for b in (problem.lo, problem.hi))
+            bounds = (lo, hi, bool(np.isfinite(lo).any() or np.isfinite(hi).any()))
+            if not rails:
+                return bounds
+            kept[self.k] = bounds
+        return kept[self.k]
 
     def _nudge_of(self, problem: Problem) -> tuple | None:
         """The nudge's part in this class: (term, outputs' places, their a, spread, and the
@@ -1474,8 +1510,8 @@ def _layered(
     # a shared set-up changes nothing)
     contraction = problem.contraction if quadratic and not cold else None
     anderson = None
-    if quadratic and (contraction is None or _accelerable(contraction).any()):
-        known = None if contraction is None else _accelerable(contraction)
+    known = None if contraction is None else _accelerable(contraction)
+    if quadratic and (known is None or known.any()):
         anderson = _Anderson(problem, blocks, known)
         if known is not None and problem.secants is not None:  # (warm: known)
             anderson.seed(*problem.secants)
@@ -1580,7 +1616,7 @@ class _SweepLoop:
     def __init__(self, problem: Problem, blocks: list[_Block], classes: list[tuple]):
         self.blocks, self.classes = blocks, classes
         B, n = problem.batch, len(blocks[1].a)
-        self.scale_max = float(problem.var_scale.max(initial=0.0))
+        self.scale_max = problem.scale_max
         self.start = np.empty((B, n))  # the second class before the last sweep (recording)
         self.rhs = np.empty((B, n))  # and its b, for the acceleration's energy
         self.out = np.empty((3, B))  # residual of the first class, of both, error

@@ -1,0 +1,89 @@
+"""The solver's per-batch set-up takes short cuts (the first iterate written once, a coupling
+that is one crossbar's block written once, the clamps' bounds of each class kept with the
+network): each gives the bits of the general path it stands in for."""
+
+from __future__ import annotations
+
+import importlib
+import types
+
+import numpy as np
+import pytest
+from test_sweep_loop import assert_same, circuit, phases
+
+from eqprop_cli import solve
+
+solver = importlib.import_module("eqprop_cli.solver.equilibrium")
+network_module = importlib.import_module("eqprop_cli.circuit.network")
+
+
+def clipped(x0, lo: np.ndarray, hi: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The first iterate as the solver made it before: a float copy of x0, then clipped."""
+    x = np.zeros(shape) if x0 is None else np.array(np.broadcast_to(x0, shape), dtype=float)
+    return np.minimum(np.maximum(x, lo, out=x), hi, out=x)
+
+
+@pytest.mark.parametrize("rows", [1, 5])
+@pytest.mark.parametrize("start", ["none", "full", "row", "int", "float32", "fortran"])
+def test_first_iterate_is_the_clipped_start_bit_for_bit(rows, start):
+    B, n = 5, 7
+    rng = np.random.default_rng(rows)
+    # signed zeros and ties with the bounds: np.maximum and np.minimum decide those
+    values = np.array([-2.0, -0.0, 0.0, 0.5, 1.0, 3.0])
+    lo = rng.choice(values[:4], (rows, n))
+    hi = np.maximum(lo, rng.choice(values[1:], (rows, n)))
+    x0 = {
+        "none": None,
+        "full": rng.choice(values, (B, n)),
+        "row": rng.choice(values, n),
+        "int": rng.integers(-3, 4, (B, n)),
+        "float32": rng.choice(values, (B, n)).astype(np.float32),
+        "fortran": np.asfortranarray(rng.choice(values, (B, n))),
+    }[start]
+    problem = types.SimpleNamespace(batch=B, network=types.SimpleNamespace(n_vars=n), lo=lo, hi=hi)
+    x = solver._start(problem, x0)
+    expected = clipped(x0, lo, hi, (B, n))
+    assert x.dtype == np.float64 and x.flags.c_contiguous and x is not x0
+    np.testing.assert_array_equal(x, expected)
+    np.testing.assert_array_equal(np.signbit(x), np.signbit(expected))
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("case", ["mnist", "deep-1-2", "deep-2-3"])
+def test_one_crossbar_coupling_is_the_general_sum_bit_for_bit(monkeypatch, case, dtype):
+    net, x = circuit(case, dtype)
+    solve(net, x)  # the classes
+    classes = net.plan.classes
+    linear = net.linear()
+    fast = [linear.coupling(classes[0], classes[1]), linear.coupling(classes[1], classes[0])]
+    monkeypatch.setattr(network_module, "_whole", lambda index, shape: False)
+    general = [linear.coupling(classes[0], classes[1]), linear.coupling(classes[1], classes[0])]
+    for a, b in zip(fast, general, strict=True):
+        assert isinstance(a, np.ndarray) and a.flags.c_contiguous
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(np.signbit(a), np.signbit(b))
+
+
+@pytest.mark.parametrize("case", ["mnist", "deep-0-1", "deep-4-2"])
+def test_kept_bounds_of_the_classes_give_the_solves_of_fresh_ones(case):
+    net, x = circuit(case, "float64")
+    targets = np.random.default_rng(0).uniform(0, 1, (len(x), len(net.outputs)))
+    kept = phases(net, x, targets)  # the second and later solves take the kept bounds
+    assert net.plan.block_bounds or net.plan.clamp_bounds is None
+    net.plan.clamp_bounds = None  # each solve works out its bounds again
+    net.plan.block_bounds.clear()
+    fresh = phases(net, x, targets)
+    for a, b in zip(kept, fresh, strict=True):
+        assert_same(a, b)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_coupling_of_unit_scales_is_the_scaled_product_bit_for_bit(dtype):
+    net, _ = circuit("mnist", dtype)
+    bar = next(c for c in net._crossbars() if c.row_var is not None)
+    assert bar.unit_scales  # no amplifier: stage weights and gains of 1
+    G = net.g[bar.index]
+    expected = (bar.row_weight * bar.row_coef)[:, None] * G * bar.col_coef
+    got = net._crossbar_coupling(bar)
+    assert got.dtype == expected.dtype == np.float64
+    np.testing.assert_array_equal(got, expected)
