@@ -205,7 +205,7 @@ class Problem:
             raise InputError(
                 f"the circuit takes {network.n_features} input feature(s); got vectors of length {inputs.shape[-1]}"
             )
-        if not np.isfinite(inputs).all():
+        if not _all_finite(inputs):
             raise InputError("input vectors contain NaN or infinite values")
         self.network = network
         self.inputs = inputs
@@ -271,10 +271,13 @@ class Problem:
             net.plan.var_scale = scale
         return net.plan.var_scale
 
-    @functools.cached_property
+    @property
     def scale_max(self) -> float:
-        """The largest gain of an unknown's node (``var_scale``)."""
-        return float(self.var_scale.max(initial=0.0))
+        """The largest gain of an unknown's node (``var_scale``): topology, kept with it."""
+        plan = self.network.plan
+        if plan.scale_max is None:
+            plan.scale_max = float(self.var_scale.max(initial=0.0))
+        return plan.scale_max
 
     @property
     def _branches(self) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, np.ndarray]:
@@ -358,7 +361,7 @@ class Problem:
         if values is None:
             return np.zeros((1, n_out))
         values = np.atleast_2d(np.asarray(values, dtype=float))
-        if values.shape not in ((self.batch, n_out), (1, n_out)) or not np.isfinite(values).all():
+        if values.shape not in ((self.batch, n_out), (1, n_out)) or not _all_finite(values):
             raise InputError(
                 f"nudge {what} must be finite, one per output ({n_out}) for each of the "
                 f"{self.batch} samples; got shape {values.shape}"
@@ -450,9 +453,9 @@ class Problem:
     ) -> Equilibrium:
         """The Equilibrium at x; converged where the largest KCL residual is within tol
         and the estimated error of every node voltage within vtol."""
-        converged = (residual <= tol) & (error <= vtol)
+        converged, every = _converged(residual, error, tol, vtol)
         message = "converged"
-        if not converged.all():
+        if not every:
             worst = int(
                 np.argmax(np.where(converged, -np.inf, np.maximum(residual / tol, error / vtol)))
             )
@@ -626,10 +629,116 @@ def _start(problem: Problem, x0: np.ndarray | None) -> np.ndarray:
     clamps' bounds, np.maximum then np.minimum (np.clip's values, sooner), each written
     straight into it; without x0, the bounds' rows are clipped and broadcast."""
     x = np.empty((problem.batch, problem.network.n_vars))
-    if x0 is None:
-        return np.minimum(np.maximum(0.0, problem.lo), problem.hi, out=x)
-    np.maximum(np.asarray(x0, dtype=float), problem.lo, out=x)
-    return np.minimum(x, problem.hi, out=x)
+    first = _ZERO_START if x0 is None else np.asarray(x0, dtype=float)
+    lo, hi = problem.lo, problem.hi
+    if first.ndim == 1:
+        first = first[None]
+    if all(_broadcasts(a, x.shape) for a in (first, lo, hi)):  # one compiled pass
+        _clip_into(first, lo, hi, x)
+        return x
+    np.maximum(first, lo, out=x)
+    return np.minimum(x, hi, out=x)
+
+
+_ZERO_START = np.zeros((1, 1))  # the start without x0
+
+
+def _broadcasts(a: np.ndarray, shape: tuple[int, int]) -> bool:
+    """Whether a 2-D float64 array broadcasts to ``shape`` (2-D) row by row and column by column."""
+    return (
+        a.ndim == 2
+        and a.dtype == np.float64
+        and a.shape[0] in (1, shape[0])
+        and a.shape[1] in (1, shape[1])
+    )
+
+
+@njit(cache=True)
+def _clip_into(first: np.ndarray, lo: np.ndarray, hi: np.ndarray, out: np.ndarray) -> None:
+    """out = np.minimum(np.maximum(first, lo), hi), the inputs broadcast to out's shape, in one
+    pass: numpy's values bit for bit (NaN wins; a tie, +0 against -0 too, gives the second
+    operand, as numpy's on this machine: ``tests/test_setup.py`` checks it)."""
+    rows, cols = out.shape
+    for i in range(rows):
+        fi = i if first.shape[0] > 1 else 0
+        li = i if lo.shape[0] > 1 else 0
+        hi_i = i if hi.shape[0] > 1 else 0
+        for j in range(cols):
+            v = first[fi, j if first.shape[1] > 1 else 0]
+            b = lo[li, j if lo.shape[1] > 1 else 0]
+            v = v if (v > b) | (v != v) else b
+            b = hi[hi_i, j if hi.shape[1] > 1 else 0]
+            out[i, j] = v if (v < b) | (v != v) else b
+
+
+@njit(cache=True)
+def _all_finite(a: np.ndarray) -> bool:
+    """np.isfinite(a).all() of a 2-D float array, without the array of booleans."""
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            if not np.isfinite(a[i, j]):
+                return False
+    return True
+
+
+def _converged(
+    residual: np.ndarray, error: np.ndarray, tol: float, vtol: float
+) -> tuple[np.ndarray, bool]:
+    """(residual <= tol) & (error <= vtol) per sample, and whether all are: one compiled pass
+    where both are float64 vectors of a length."""
+    if (
+        residual.ndim == error.ndim == 1
+        and residual.dtype == error.dtype == np.float64
+        and residual.shape == error.shape
+    ):
+        out = np.empty(residual.shape, bool)
+        return out, _converged_into(residual, error, float(tol), float(vtol), out)
+    converged = (residual <= tol) & (error <= vtol)
+    return converged, bool(converged.all())
+
+
+@njit(cache=True)
+def _converged_into(
+    residual: np.ndarray, error: np.ndarray, tol: float, vtol: float, out: np.ndarray
+) -> bool:
+    """``_converged``'s pass: writes out, returns whether every sample converged."""
+    every = True
+    for i in range(out.shape[0]):
+        out[i] = (residual[i] <= tol) & (error[i] <= vtol)
+        every &= out[i]
+    return every
+
+
+def _pull(n: _NudgeTerm, spread: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The nudge's constants in a class's closed-form minimum: its pull,
+    spread * (beta_w * target + current_w), and stiffness, 1 + beta_w * spread; one
+    compiled pass where the arrays are float64 rows that broadcast (numpy's bits)."""
+    beta_w, target, current = n.beta_w, n.target, n.current_w
+    k = len(spread)
+    rows = max(target.shape[0], current.shape[0]) if target.ndim == current.ndim == 2 else 0
+    if (
+        rows
+        and beta_w.shape == spread.shape == (k,)
+        and all(a.dtype == np.float64 for a in (beta_w, target, current, spread))
+        and target.shape in ((rows, k), (1, k))
+        and current.shape in ((rows, k), (1, k))
+    ):
+        pull, stiffness = np.empty((rows, k)), np.empty(k)
+        _pull_into(beta_w, target, current, spread, pull, stiffness)
+        return pull, stiffness
+    return spread * (beta_w * target + current), 1.0 + beta_w * spread
+
+
+@njit(cache=True)
+def _pull_into(beta_w, target, current, spread, pull, stiffness) -> None:
+    """``_pull``'s pass: each operation rounded as numpy's, in its order."""
+    for i in range(pull.shape[0]):
+        ti = i if target.shape[0] > 1 else 0
+        ci = i if current.shape[0] > 1 else 0
+        for j in range(pull.shape[1]):
+            pull[i, j] = spread[j] * (beta_w[j] * target[ti, j] + current[ci, j])
+    for j in range(stiffness.shape[0]):
+        stiffness[j] = 1.0 + beta_w[j] * spread[j]
 
 
 def _nudge_fits(problem: Problem, classes) -> bool:
@@ -668,6 +777,8 @@ def layered_classes(network: Network, problem: Problem) -> tuple[np.ndarray, np.
     plan = network.plan
     if not plan.classes_known:
         plan.classes, plan.classes_known = _two_classes(network, problem), True
+        for c in plan.classes or ():  # read-only: kept and looked up by identity
+            c.flags.writeable = False
     return plan.classes
 
 
@@ -826,8 +937,7 @@ class _Block:
             # spread: how much of the nudge current each output's own conductance absorbs
             self.outputs = (local[k][n.var], a_out, (n.coef**2 / a_out).sum(axis=1))
         local, a_out, spread = self.outputs
-        pull = spread * (n.beta_w * n.target + n.current_w)
-        return (n, local, a_out, spread, pull, 1.0 + n.beta_w * spread)
+        return (n, local, a_out, spread, *_pull(n, spread))
 
     def derivative(self, x: np.ndarray, b: np.ndarray, second: bool = False):
         """First (and second) derivative of the 1-D energies at x."""
