@@ -34,7 +34,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+from numba.np.linalg import check_blas_return, ensure_blas
 from scipy.sparse.csgraph import breadth_first_order
 from scipy.sparse.linalg import splu
 
@@ -1150,27 +1154,79 @@ def _nudge_outputs(b, new, s, nudge):
             new[local[k, m]] = new[local[k, m]] - excess * coef[k, m] / a_out[k, m]
 
 
+@intrinsic
+def _columns_times(typingctx, x, first, Q, out):
+    """out = x[:, first : first + len(Q)] @ Q (x and Q C-ordered float64, out C-ordered):
+    the BLAS call of numba's np.dot (numpy's, with the operand's rows where they lie), the
+    view's rows read in place by their stride rather than copied."""
+
+    def codegen(context, builder, signature, args):
+        kinds = signature.args
+        xa, qa, oa = (context.make_array(kinds[i])(context, builder, args[i]) for i in (0, 2, 3))
+        batch, stride = cgutils.unpack_tuple(builder, xa.shape)
+        m, n = cgutils.unpack_tuple(builder, qa.shape)
+        row = cgutils.get_item_pointer(
+            context, builder, kinds[0], xa, [context.get_constant(types.intp, 0), args[1]]
+        )
+        void_p = ir.IntType(8).as_pointer()
+        char, size = ir.IntType(8), cgutils.intp_t
+        gemm = ir.FunctionType(
+            ir.IntType(32),
+            [char, char, char, size, size, size, void_p, void_p, size]
+            + [void_p, size, void_p, void_p, size],
+        )
+        fn = cgutils.get_or_insert_function(builder.module, gemm, "numba_xxgemm")
+        one, zero = (
+            cgutils.alloca_once_value(builder, context.get_constant(types.float64, v))
+            for v in (1.0, 0.0)
+        )
+        plain = char(ord("n"))
+        # column-major C' = Q' x': as numba's call for C-ordered operands
+        status = builder.call(
+            fn,
+            [
+                char(ord("d")),
+                plain,
+                plain,
+                n,
+                batch,
+                m,
+                builder.bitcast(one, void_p),
+                builder.bitcast(qa.data, void_p),
+                n,
+                builder.bitcast(row, void_p),
+                stride,
+                builder.bitcast(zero, void_p),
+                builder.bitcast(oa.data, void_p),
+                n,
+            ],
+        )
+        check_blas_return(context, builder, status)
+        return context.get_dummy_value()
+
+    if any(a.layout != "C" or a.dtype != types.float64 for a in (x, Q, out)):
+        return None  # (no such signature)
+    ensure_blas()
+    return types.none(x, first, Q, out), codegen
+
+
 @njit(cache=True, error_model="numpy")
 def _coupled(x_all, c, out):
     """The coupling product of a class as the compiled sweep loop takes it (``_Block._looped``)
-    into ``out``: the other class's columns of x_all, copied, times the coupling. The copy
-    has the layout of numpy's operand in ``_Block._rhs`` (rows of x_all where the columns
-    are a range, C order; numpy's gather by an index array, Fortran order), so that numba's
-    np.dot makes numpy's BLAS call and gives its bits."""
+    into ``out``: the other class's columns of x_all times the coupling, by numpy's BLAS
+    call in ``_Block._rhs``, so that it gives its bits: x_all's rows read in place where the
+    columns are a range (``_columns_times``); else the columns copied in the layout of
+    numpy's gather by an index array (Fortran order) for numba's np.dot."""
     columns, first = c[5], c[6]
-    B, m = x_all.shape[0], len(columns)
     if first >= 0:
-        gathered = np.empty((B, m))
-        for s in range(B):
-            for j in range(m):
-                gathered[s, j] = x_all[s, first + j]
-        np.dot(gathered, c[4], out)
-    else:
-        by_column = np.empty((m, B)).T
-        for s in range(B):
-            for j in range(m):
-                by_column[s, j] = x_all[s, columns[j]]
-        np.dot(by_column, c[4], out)
+        _columns_times(x_all, first, c[4], out)
+        return
+    B, m = x_all.shape[0], len(columns)
+    by_column = np.empty((m, B)).T
+    for s in range(B):
+        for j in range(m):
+            by_column[s, j] = x_all[s, columns[j]]
+    np.dot(by_column, c[4], out)
 
 
 @njit(cache=True, error_model="numpy")
