@@ -1003,8 +1003,10 @@ def _quadratic_update(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change):
     given) to ``change``. Rows of r, lo, hi and the nudge's target, current and pull are
     per sample or one for all. The same IEEE operations in the same order as the numpy
     expressions of the class's update, in simple loops over a sample's unknowns (so that
-    they vectorise)."""
+    they vectorise), indexing the 2-D arrays by row and column (``_column``): no array
+    views or tuple unpacking per sample, which cost reference counts."""
     columns, first, a, r, lo, hi, bounded = cls
+    nudged, _, local, coef, a_out, beta_w, target, current_w, pull, stiffness = nudge
     n = len(columns)
     b = np.empty(n)
     new = np.empty(n)
@@ -1012,45 +1014,42 @@ def _quadratic_update(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change):
     largest = np.zeros(n)
     keep = rhs.shape[0] > 0
     scaled = scale.size > 0
-    # no b to keep or to nudge with, no gains, the unknowns a range: each unknown's new
-    # value and step in one pass (the same operations as the passes below)
-    plain = not (keep or nudge[0] or scaled) and first >= 0
+    # no nudge, no gains, the unknowns a range: each unknown's new value and step in one
+    # pass (the same operations as the passes below)
+    plain = not (nudged or scaled) and first >= 0
     for s in range(x_all.shape[0]):
-        rs, low, high, cs, xs = _row(r, s), _row(lo, s), _row(hi, s), coupled[s], x_all[s]
+        sr, sl, sh = _at(r, s), _at(lo, s), _at(hi, s)
         if plain:
-            row = xs[first : first + n]
             for j in range(n):
-                z = _clipped((rs[j] - cs[j]) / a[j], low[j], high[j], bounded)
-                d = abs(z - row[j])
+                b[j] = r[sr, j] - coupled[s, j]
+                z = _clipped(b[j] / a[j], lo[sl, j], hi[sh, j], bounded)
+                d = abs(z - x_all[s, _column(first, j)])
                 largest[j] = _max(largest[j], d)
                 step[j] = d
-                row[j] = z
+                x_all[s, _column(first, j)] = z
+            if keep:
+                for j in range(n):
+                    rhs[s, j] = b[j]
             change[s] = _largest_of(step)
             continue
         for j in range(n):
-            b[j] = rs[j] - cs[j]
+            b[j] = r[sr, j] - coupled[s, j]
             new[j] = b[j] / a[j]
         if keep:
             for j in range(n):
                 rhs[s, j] = b[j]
         if bounded:
             for j in range(n):
-                new[j] = _clipped(new[j], low[j], high[j], True)
-        if nudge[0]:
-            _nudge_outputs(b, new, s, nudge)
+                new[j] = _clipped(new[j], lo[sl, j], hi[sh, j], True)
+        if nudged:
+            _nudge_row(b, new, s, local, coef, a_out, beta_w, target, current_w, pull, stiffness)
         # the step from the unknowns' old values, which the new ones then replace
-        if first >= 0:
-            for j in range(n):
-                d = abs(new[j] - xs[first + j])
-                largest[j] = _max(largest[j], d)
-                step[j] = d * scale[j] if scaled else d
-                xs[first + j] = new[j]
-        else:
-            for j in range(n):
-                d = abs(new[j] - xs[columns[j]])
-                largest[j] = _max(largest[j], d)
-                step[j] = d * scale[j] if scaled else d
-                xs[columns[j]] = new[j]
+        for j in range(n):
+            column = _column(first, j) if first >= 0 else np.uintp(columns[j])
+            d = abs(new[j] - x_all[s, column])
+            largest[j] = _max(largest[j], d)
+            step[j] = d * scale[j] if scaled else d
+            x_all[s, column] = new[j]
         change[s] = _largest_of(step)
     residual = 0.0
     for j in range(n):
@@ -1066,33 +1065,53 @@ def _clipped(z, low, high, bounded):
 
 @njit(inline="always")
 def _largest_of(v):
-    """max(0, v's largest entry), NaN if v has one (v contiguous): the running maximum of
-    the entries' bit patterns as integers, which order non-negative doubles as their values
-    (negative ones, -0 included, fall below the integer 0 as below 0.0), so that the loop
-    vectorises; NaNs are counted apart."""
-    bits = v.view(np.int64)
+    """max(0, v's largest entry), NaN if v has one: the running maximum of the entries' bit
+    patterns as integers, which order non-negative doubles as their values (negative ones,
+    -0 included, fall below the integer 0 as below 0.0), so that the loop vectorises; NaNs
+    are counted apart."""
     m = 0
     nan = False
     for j in range(len(v)):
-        m = max(m, bits[j])
+        m = max(m, _bits(v[j]))
         nan |= v[j] != v[j]
     if nan:
         return np.nan
     return _as_float(m)
 
 
-@njit(inline="always")
-def _as_float(bits):
-    """The double whose bit pattern is the integer ``bits``."""
-    out = np.empty(1, np.int64)
-    out[0] = bits
-    return out.view(np.float64)[0]
+@intrinsic
+def _bits(typingctx, value):
+    """The bit pattern of a double as an integer (the register reinterpreted: no array
+    view or allocation, which cost a reference count or a malloc per call)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return (types.int64(value), codegen) if value == types.float64 else None
+
+
+@intrinsic
+def _as_float(typingctx, bits):
+    """The double whose bit pattern is the integer ``bits`` (as ``_bits``, reversed)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return (types.float64(bits), codegen) if bits == types.int64 else None
 
 
 @njit(inline="always")
-def _row(a, s):
-    """Row s of a 2-D array with a row per sample, or its one row for all."""
-    return a[s if a.shape[0] > 1 else 0]
+def _at(a, s):
+    """The row of sample s in a 2-D array with a row per sample, or its one row for all."""
+    return s if a.shape[0] > 1 else 0
+
+
+@njit(inline="always")
+def _column(first, j):
+    """Column first + j (first >= 0) as an unsigned index: numba then leaves out the
+    wraparound of negative indices, which the compiler cannot drop for first + j and
+    which keeps the loop from vectorising."""
+    return np.uintp(first) + np.uintp(j)
 
 
 @njit(inline="always")
@@ -1100,7 +1119,7 @@ def _gather(x, x_all, s, columns, first):
     """x = row s of x_all at ``columns`` (from ``first`` on where they are a range)."""
     if first >= 0:
         for j in range(len(x)):
-            x[j] = x_all[s, first + j]
+            x[j] = x_all[s, _column(first, j)]
     else:
         for j in range(len(x)):
             x[j] = x_all[s, columns[j]]
@@ -1111,29 +1130,35 @@ def _quadratic_residual(coupled, x_all, cls, weight, nudge, out):
     """KCL residual (A) of a class without diodes into ``out`` (batch, class size), as
     ``_Block.residual`` computes it: f1 = a x - (r - coupled), plus the nudge's current at
     the outputs where there is a ``nudge``, zero where a clamp holds the unknown, divided
-    by the stage weight. Operation by operation."""
+    by the stage weight (where one differs from 1: x / 1 is x). Operation by operation."""
     columns, first, a, r, lo, hi, _ = cls
     nudged, var, local, coef, _, beta_w, target, current_w, _, _ = nudge
     n = len(columns)
-    f1 = np.empty(n)
     x = np.empty(n)
+    weighted = False
+    for j in range(n):
+        weighted |= weight[j] != 1.0
     for s in range(x_all.shape[0]):
-        rs, low, high, cs = _row(r, s), _row(lo, s), _row(hi, s), coupled[s]
         _gather(x, x_all, s, columns, first)
+        sr, sl, sh = _at(r, s), _at(lo, s), _at(hi, s)
+        f1 = out[s]
         for j in range(n):
-            f1[j] = a[j] * x[j] - (rs[j] - cs[j])
+            f1[j] = a[j] * x[j] - (r[sr, j] - coupled[s, j])
         if nudged:
-            t, c = _row(target, s), _row(current_w, s)
+            st, sc = _at(target, s), _at(current_w, s)
             for k in range(local.shape[0]):
                 o = 0.0
                 for m in range(local.shape[1]):
                     o += x_all[s, var[k, m]] * coef[k, m]
-                excess = beta_w[k] * (o - t[k]) - c[k]
+                excess = beta_w[k] * (o - target[st, k]) - current_w[sc, k]
                 for m in range(local.shape[1]):
                     f1[local[k, m]] += excess * coef[k, m]
         for j in range(n):
-            held = ((x[j] >= high[j]) & (f1[j] < 0)) | ((x[j] <= low[j]) & (f1[j] > 0))
-            out[s, j] = (0.0 if held else f1[j]) / weight[j]
+            held = ((x[j] >= hi[sh, j]) & (f1[j] < 0)) | ((x[j] <= lo[sl, j]) & (f1[j] > 0))
+            f1[j] = 0.0 if held else f1[j]
+        if weighted:
+            for j in range(n):
+                f1[j] /= weight[j]
 
 
 @njit(cache=True, error_model="numpy")
@@ -1141,15 +1166,22 @@ def _nudge_outputs(b, new, s, nudge):
     """Sample s's outputs in ``new`` at their exact minimum with the nudge, from the
     class's linear term ``b``: as ``_Block._nudged``, operation by operation."""
     _, _, local, coef, a_out, beta_w, target, current_w, pull, stiffness = nudge
-    t, c, p = _row(target, s), _row(current_w, s), _row(pull, s)
+    _nudge_row(b, new, s, local, coef, a_out, beta_w, target, current_w, pull, stiffness)
+
+
+@njit(inline="always")
+def _nudge_row(b, new, s, local, coef, a_out, beta_w, target, current_w, pull, stiffness):
+    """``_nudge_outputs`` with the nudge's arrays unpacked (once per batch in a loop over
+    samples: unpacking costs reference counts)."""
+    st, sc, sp = _at(target, s), _at(current_w, s), _at(pull, s)
     for k in range(local.shape[0]):
         o = 0.0
         for m in range(local.shape[1]):
             z = b[local[k, m]] / a_out[k, m]
             new[local[k, m]] = z  # kept there for the step below (the outputs' nodes differ)
             o += z * coef[k, m]
-        o = (o + p[k]) / stiffness[k]
-        excess = beta_w[k] * (o - t[k]) - c[k]
+        o = (o + pull[sp, k]) / stiffness[k]
+        excess = beta_w[k] * (o - target[st, k]) - current_w[sc, k]
         for m in range(local.shape[1]):
             new[local[k, m]] = new[local[k, m]] - excess * coef[k, m] / a_out[k, m]
 
@@ -1254,10 +1286,10 @@ def _fmax(a, b):
 def _largest_magnitude(x):
     """np.abs(x).max(initial=0.0) of a C-ordered x (NaN if x has one), by the integer
     maximum of the magnitudes' bit patterns (as ``_largest_of``; a NaN's is above inf's)."""
-    bits = x.reshape(-1).view(np.int64)
+    flat = x.reshape(-1)
     m = 0
-    for j in range(len(bits)):
-        m = max(m, bits[j] & 0x7FFFFFFFFFFFFFFF)
+    for j in range(len(flat)):
+        m = max(m, _bits(flat[j]) & 0x7FFFFFFFFFFFFFFF)
     return _as_float(m)
 
 
@@ -1298,6 +1330,7 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, co
     columns1, first1 = two[0][0], two[0][1]
     coupled0, coupled1 = np.empty((B, n0)), np.empty((B, n1))
     change0, change1, rho = np.empty(B), np.empty(B), np.empty(B)
+    now = np.empty(n1)  # a sample's second class, recording
     no_rhs = np.empty((0, 0))
     residual0, residual, error = out[0], out[1], out[2]
     first = np.nan
@@ -1357,14 +1390,14 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, co
         if recording:  # as _Anderson.record before the samples are chosen
             slot = counts[1] % dF.shape[1]
             for s in range(B):
+                _gather(now, x, s, columns1, first1)
                 for j in range(n1):
-                    new_g = x[s, first1 + j] if first1 >= 0 else x[s, columns1[j]]
-                    new_f = new_g - start[s, j]
+                    new_f = now[j] - start[s, j]
                     if counts[0]:
                         dF[s, slot, j] = new_f - f[s, j]
-                        dG[s, slot, j] = new_g - g[s, j]
+                        dG[s, slot, j] = now[j] - g[s, j]
                     f[s, j] = new_f
-                    g[s, j] = new_g
+                    g[s, j] = now[j]
             counts[1] += counts[0]
             counts[0] = 1
         if done:
