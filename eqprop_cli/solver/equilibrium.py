@@ -1202,11 +1202,9 @@ def _columns_times(typingctx, x, first, Q, out):
         )
         void_p = ir.IntType(8).as_pointer()
         char, size = ir.IntType(8), cgutils.intp_t
-        gemm = ir.FunctionType(
-            ir.IntType(32),
-            [char, char, char, size, size, size, void_p, void_p, size]
-            + [void_p, size, void_p, void_p, size],
-        )
+        # (kind, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        arguments = (char, char, char, size, size, size, void_p, void_p, size, void_p, size)
+        gemm = ir.FunctionType(ir.IntType(32), [*arguments, void_p, void_p, size])
         fn = cgutils.get_or_insert_function(builder.module, gemm, "numba_xxgemm")
         one, zero = (
             cgutils.alloca_once_value(builder, context.get_constant(types.float64, v))
