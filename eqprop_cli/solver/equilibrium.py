@@ -1336,7 +1336,9 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, co
         sweeps += 1
         if recording:
             for s in range(B):
-                _gather(start[s], x, s, columns1, first1)
+                _gather(now, x, s, columns1, first1)
+                for j in range(n1):
+                    start[s, j] = now[j]
         _coupled(x, one, coupled0)
         first = _quadratic_update(coupled0, x, one[0], one[1], one[2], no_rhs, one[3], change0)
         _coupled(x, two, coupled1)
