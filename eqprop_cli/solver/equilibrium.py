@@ -829,7 +829,8 @@ class _Block:
         if not self.terms:  # a class without diodes: one compiled pass
             out = np.empty((x_all.shape[0], len(self.columns)))
             coupled = _times(x_all[:, self.other], self.Q_oc)
-            _quadratic_residual(coupled, x_all, self._class(), self.weight, self._nudge(), out)
+            nudge = self._nudge()
+            _quadratic_residual(coupled, x_all, self._class(), self.weight, nudge, out, _EMPTY)
             return out
         x = x_all[:, self.idx]
         f1 = self.derivative(x, self._rhs(x_all))[0]
@@ -1020,16 +1021,16 @@ def _quadratic_update(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change):
     for s in range(x_all.shape[0]):
         sr, sl, sh = _at(r, s), _at(lo, s), _at(hi, s)
         if plain:
+            if keep:
+                for j in range(n):
+                    rhs[s, j] = r[sr, j] - coupled[s, j]
+            # (b not stored: a store the compiler cannot tell from x's keeps the loop scalar)
             for j in range(n):
-                b[j] = r[sr, j] - coupled[s, j]
-                z = _clipped(b[j] / a[j], lo[sl, j], hi[sh, j], bounded)
+                z = _clipped((r[sr, j] - coupled[s, j]) / a[j], lo[sl, j], hi[sh, j], bounded)
                 d = abs(z - x_all[s, _column(first, j)])
                 largest[j] = _max(largest[j], d)
                 step[j] = d
                 x_all[s, _column(first, j)] = z
-            if keep:
-                for j in range(n):
-                    rhs[s, j] = b[j]
             change[s] = _largest_of(step)
             continue
         for j in range(n):
@@ -1126,11 +1127,13 @@ def _gather(x, x_all, s, columns, first):
 
 
 @njit(cache=True, error_model="numpy")
-def _quadratic_residual(coupled, x_all, cls, weight, nudge, out):
+def _quadratic_residual(coupled, x_all, cls, weight, nudge, out, largest):
     """KCL residual (A) of a class without diodes into ``out`` (batch, class size), as
     ``_Block.residual`` computes it: f1 = a x - (r - coupled), plus the nudge's current at
     the outputs where there is a ``nudge``, zero where a clamp holds the unknown, divided
-    by the stage weight (where one differs from 1: x / 1 is x). Operation by operation."""
+    by the stage weight (where one differs from 1: x / 1 is x). Operation by operation.
+    Where ``largest`` has entries, each sample's largest |residual| goes there instead
+    (as np.max(np.abs(residual), axis=1, initial=0.0)), and ``out`` is one row, reused."""
     columns, first, a, r, lo, hi, _ = cls
     nudged, var, local, coef, _, beta_w, target, current_w, _, _ = nudge
     n = len(columns)
@@ -1141,7 +1144,7 @@ def _quadratic_residual(coupled, x_all, cls, weight, nudge, out):
     for s in range(x_all.shape[0]):
         _gather(x, x_all, s, columns, first)
         sr, sl, sh = _at(r, s), _at(lo, s), _at(hi, s)
-        f1 = out[s]
+        f1 = out[_at(out, s)]
         for j in range(n):
             f1[j] = a[j] * x[j] - (r[sr, j] - coupled[s, j])
         if nudged:
@@ -1159,6 +1162,10 @@ def _quadratic_residual(coupled, x_all, cls, weight, nudge, out):
         if weighted:
             for j in range(n):
                 f1[j] /= weight[j]
+        if largest.size:
+            for j in range(n):
+                f1[j] = abs(f1[j])
+            largest[s] = _largest_of(f1)
 
 
 @njit(cache=True, error_model="numpy")
@@ -1259,19 +1266,6 @@ def _coupled(x_all, c, out):
     np.dot(by_column, c[4], out)
 
 
-@njit(cache=True, error_model="numpy")
-def _largest_residual(x_all, c, coupled, f1, out):
-    """Per sample, the largest |KCL residual| of a class without diodes into ``out``, given
-    its coupling's product ``coupled`` (``_coupled``): as
-    np.max(np.abs(_Block.residual(x_all)), axis=1, initial=0.0)."""
-    _quadratic_residual(coupled, x_all, c[0], c[7], c[3], f1)
-    for s in range(x_all.shape[0]):
-        row = f1[s]
-        for j in range(len(row)):
-            row[j] = abs(row[j])
-        out[s] = _largest_of(row)
-
-
 @njit(inline="always")
 def _fmax(a, b):
     """np.fmax of two floats: a NaN loses."""
@@ -1329,6 +1323,7 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, co
     coupled0, coupled1 = np.empty((B, n0)), np.empty((B, n1))
     change0, change1, rho = np.empty(B), np.empty(B), np.empty(B)
     now = np.empty(n1)  # a sample's second class, recording
+    scratch0, scratch1 = np.empty((1, n0)), np.empty((1, n1))  # a sample's residuals
     no_rhs = np.empty((0, 0))
     residual0, residual, error = out[0], out[1], out[2]
     first = np.nan
@@ -1376,7 +1371,7 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, co
                     error[s] = held
             if first <= tol and _largest_of(error) <= vtol:
                 _coupled(x, one, coupled0)
-                _largest_residual(x, one, coupled0, np.empty((B, n0)), residual0)
+                _quadratic_residual(coupled0, x, one[0], one[7], one[3], scratch0, residual0)
                 done = _largest_of(residual0) <= tol
             if not done and slow:
                 budget = min(slow_sweeps, max_iter - sweeps)
@@ -1402,7 +1397,7 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, co
             counts[0] = 1
         if done:
             # class one has not changed since class two's update: its product holds
-            _largest_residual(x, two, coupled1, np.empty((B, n1)), residual)
+            _quadratic_residual(coupled1, x, two[0], two[7], two[3], scratch1, residual)
             for s in range(B):
                 residual[s] = _max(residual0[s], residual[s])
             return LOOP_DONE, sweeps, first
