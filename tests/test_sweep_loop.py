@@ -207,3 +207,38 @@ def test_stiff_circuits_converged_means_within_vtol_of_the_exact_answer(monkeypa
     assert solver.LOOP_BACK in seen_all and "layered+newton" in methods
     if not accelerated:
         assert solver.LOOP_DONE in seen_all
+
+
+@pytest.mark.parametrize(("batch", "hidden"), [(64, 100), (32, 1024), (3, 7)])
+def test_loop_products_are_numpys_bit_for_bit(batch, hidden):
+    """The loop's coupling products (``_coupled``: x's rows read in place by their stride
+    where the other class is a range of columns, else gathered) give the bits of numpy's
+    products in ``_Block._rhs`` (of x's columns as a slice where they are a range, else
+    by their index array), both ways between a layer of ``hidden`` nodes and 20 outputs
+    (the second has as many products to sum per entry as there are hidden nodes)."""
+    rng = np.random.default_rng(batch)
+    x = rng.uniform(-1, 1, (batch, hidden + 20))
+    for columns in (np.arange(hidden), np.arange(hidden, hidden + 20), np.arange(hidden)[::-1]):
+        Q = rng.uniform(0, 1e-5, (len(columns), 20 if len(columns) == hidden else hidden))
+        first = int(columns[0]) if np.all(np.diff(columns) == 1) else -1
+        out = np.empty((batch, Q.shape[1]))
+        solver._coupled(x, (None, None, None, None, Q, columns, first), out)
+        np.testing.assert_array_equal(out, x[:, solver._as_slice(columns)] @ Q)
+
+
+def test_largest_entries_as_numpy_takes_them():
+    """``_largest_of`` (max(0, v), NaN if v has one) and ``_largest_magnitude`` (the largest
+    |x|) from the bit patterns as integers: numpy's answers for signed zeros, subnormals,
+    infinities and NaNs."""
+    rng = np.random.default_rng(3)
+    special = np.array([0.0, -0.0, 5e-324, -5e-324, np.inf, -np.inf, 1e308, -1e-300])
+    for _ in range(200):
+        v = rng.choice(np.concatenate([special, rng.standard_normal(8)]), rng.integers(0, 12))
+        if rng.random() < 0.2:
+            v[rng.integers(0, len(v) + 1) - 1 :] = np.nan
+        with np.errstate(invalid="ignore"):
+            expected = np.max(v, initial=0.0)
+        assert np.array_equal(solver._largest_of(v), expected, equal_nan=True), v
+        m = v.reshape(1, -1) if rng.random() < 0.5 else np.tile(v, (2, 1))
+        expected = np.max(np.abs(m), initial=0.0)
+        assert np.array_equal(solver._largest_magnitude(m), expected, equal_nan=True), m

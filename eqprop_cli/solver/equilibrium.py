@@ -34,7 +34,11 @@ from typing import TypeVar
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+from numba.np.linalg import check_blas_return, ensure_blas
 from scipy.sparse.csgraph import breadth_first_order
 from scipy.sparse.linalg import splu
 
@@ -971,7 +975,8 @@ class _Block:
         if not self.terms:  # a class without diodes: one compiled pass
             out = np.empty((x_all.shape[0], len(self.columns)))
             coupled = _times(x_all[:, self.other], self.Q_oc)
-            _quadratic_residual(coupled, x_all, self._class(), self.weight, self._nudge(), out)
+            nudge = self._nudge()
+            _quadratic_residual(coupled, x_all, self._class(), self.weight, nudge, out, _EMPTY)
             return out
         x = x_all[:, self.idx]
         f1 = self.derivative(x, self._rhs(x_all))[0]
@@ -1145,8 +1150,10 @@ def _quadratic_update(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change):
     given) to ``change``. Rows of r, lo, hi and the nudge's target, current and pull are
     per sample or one for all. The same IEEE operations in the same order as the numpy
     expressions of the class's update, in simple loops over a sample's unknowns (so that
-    they vectorise)."""
+    they vectorise), indexing the 2-D arrays by row and column (``_column``): no array
+    views or tuple unpacking per sample, which cost reference counts."""
     columns, first, a, r, lo, hi, bounded = cls
+    nudged, _, local, coef, a_out, beta_w, target, current_w, pull, stiffness = nudge
     n = len(columns)
     b = np.empty(n)
     new = np.empty(n)
@@ -1154,45 +1161,42 @@ def _quadratic_update(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change):
     largest = np.zeros(n)
     keep = rhs.shape[0] > 0
     scaled = scale.size > 0
-    # no b to keep or to nudge with, no gains, the unknowns a range: each unknown's new
-    # value and step in one pass (the same operations as the passes below)
-    plain = not (keep or nudge[0] or scaled) and first >= 0
+    # no nudge, no gains, the unknowns a range: each unknown's new value and step in one
+    # pass (the same operations as the passes below)
+    plain = not (nudged or scaled) and first >= 0
     for s in range(x_all.shape[0]):
-        rs, low, high, cs, xs = _row(r, s), _row(lo, s), _row(hi, s), coupled[s], x_all[s]
+        sr, sl, sh = _at(r, s), _at(lo, s), _at(hi, s)
         if plain:
-            row = xs[first : first + n]
+            if keep:
+                for j in range(n):
+                    rhs[s, j] = r[sr, j] - coupled[s, j]
+            # (b not stored: a store the compiler cannot tell from x's keeps the loop scalar)
             for j in range(n):
-                z = _clipped((rs[j] - cs[j]) / a[j], low[j], high[j], bounded)
-                d = abs(z - row[j])
+                z = _clipped((r[sr, j] - coupled[s, j]) / a[j], lo[sl, j], hi[sh, j], bounded)
+                d = abs(z - x_all[s, _column(first, j)])
                 largest[j] = _max(largest[j], d)
                 step[j] = d
-                row[j] = z
+                x_all[s, _column(first, j)] = z
             change[s] = _largest_of(step)
             continue
         for j in range(n):
-            b[j] = rs[j] - cs[j]
+            b[j] = r[sr, j] - coupled[s, j]
             new[j] = b[j] / a[j]
         if keep:
             for j in range(n):
                 rhs[s, j] = b[j]
         if bounded:
             for j in range(n):
-                new[j] = _clipped(new[j], low[j], high[j], True)
-        if nudge[0]:
-            _nudge_outputs(b, new, s, nudge)
+                new[j] = _clipped(new[j], lo[sl, j], hi[sh, j], True)
+        if nudged:
+            _nudge_row(b, new, s, local, coef, a_out, beta_w, target, current_w, pull, stiffness)
         # the step from the unknowns' old values, which the new ones then replace
-        if first >= 0:
-            for j in range(n):
-                d = abs(new[j] - xs[first + j])
-                largest[j] = _max(largest[j], d)
-                step[j] = d * scale[j] if scaled else d
-                xs[first + j] = new[j]
-        else:
-            for j in range(n):
-                d = abs(new[j] - xs[columns[j]])
-                largest[j] = _max(largest[j], d)
-                step[j] = d * scale[j] if scaled else d
-                xs[columns[j]] = new[j]
+        for j in range(n):
+            column = _column(first, j) if first >= 0 else np.uintp(columns[j])
+            d = abs(new[j] - x_all[s, column])
+            largest[j] = _max(largest[j], d)
+            step[j] = d * scale[j] if scaled else d
+            x_all[s, column] = new[j]
         change[s] = _largest_of(step)
     residual = 0.0
     for j in range(n):
@@ -1208,33 +1212,53 @@ def _clipped(z, low, high, bounded):
 
 @njit(inline="always")
 def _largest_of(v):
-    """max(0, v's largest entry), NaN if v has one (v contiguous): the running maximum of
-    the entries' bit patterns as integers, which order non-negative doubles as their values
-    (negative ones, -0 included, fall below the integer 0 as below 0.0), so that the loop
-    vectorises; NaNs are counted apart."""
-    bits = v.view(np.int64)
+    """max(0, v's largest entry), NaN if v has one: the running maximum of the entries' bit
+    patterns as integers, which order non-negative doubles as their values (negative ones,
+    -0 included, fall below the integer 0 as below 0.0), so that the loop vectorises; NaNs
+    are counted apart."""
     m = 0
     nan = False
     for j in range(len(v)):
-        m = max(m, bits[j])
+        m = max(m, _bits(v[j]))
         nan |= v[j] != v[j]
     if nan:
         return np.nan
     return _as_float(m)
 
 
-@njit(inline="always")
-def _as_float(bits):
-    """The double whose bit pattern is the integer ``bits``."""
-    out = np.empty(1, np.int64)
-    out[0] = bits
-    return out.view(np.float64)[0]
+@intrinsic
+def _bits(typingctx, value):
+    """The bit pattern of a double as an integer (the register reinterpreted: no array
+    view or allocation, which cost a reference count or a malloc per call)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return (types.int64(value), codegen) if value == types.float64 else None
+
+
+@intrinsic
+def _as_float(typingctx, bits):
+    """The double whose bit pattern is the integer ``bits`` (as ``_bits``, reversed)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return (types.float64(bits), codegen) if bits == types.int64 else None
 
 
 @njit(inline="always")
-def _row(a, s):
-    """Row s of a 2-D array with a row per sample, or its one row for all."""
-    return a[s if a.shape[0] > 1 else 0]
+def _at(a, s):
+    """The row of sample s in a 2-D array with a row per sample, or its one row for all."""
+    return s if a.shape[0] > 1 else 0
+
+
+@njit(inline="always")
+def _column(first, j):
+    """Column first + j (first >= 0) as an unsigned index: numba then leaves out the
+    wraparound of negative indices, which the compiler cannot drop for first + j and
+    which keeps the loop from vectorising."""
+    return np.uintp(first) + np.uintp(j)
 
 
 @njit(inline="always")
@@ -1242,40 +1266,52 @@ def _gather(x, x_all, s, columns, first):
     """x = row s of x_all at ``columns`` (from ``first`` on where they are a range)."""
     if first >= 0:
         for j in range(len(x)):
-            x[j] = x_all[s, first + j]
+            x[j] = x_all[s, _column(first, j)]
     else:
         for j in range(len(x)):
             x[j] = x_all[s, columns[j]]
 
 
 @njit(cache=True, error_model="numpy")
-def _quadratic_residual(coupled, x_all, cls, weight, nudge, out):
+def _quadratic_residual(coupled, x_all, cls, weight, nudge, out, largest):
     """KCL residual (A) of a class without diodes into ``out`` (batch, class size), as
     ``_Block.residual`` computes it: f1 = a x - (r - coupled), plus the nudge's current at
     the outputs where there is a ``nudge``, zero where a clamp holds the unknown, divided
-    by the stage weight. Operation by operation."""
+    by the stage weight (where one differs from 1: x / 1 is x). Operation by operation.
+    Where ``largest`` has entries, each sample's largest |residual| goes there instead
+    (as np.max(np.abs(residual), axis=1, initial=0.0)), and ``out`` is one row, reused."""
     columns, first, a, r, lo, hi, _ = cls
     nudged, var, local, coef, _, beta_w, target, current_w, _, _ = nudge
     n = len(columns)
-    f1 = np.empty(n)
     x = np.empty(n)
+    weighted = False
+    for j in range(n):
+        weighted |= weight[j] != 1.0
     for s in range(x_all.shape[0]):
-        rs, low, high, cs = _row(r, s), _row(lo, s), _row(hi, s), coupled[s]
         _gather(x, x_all, s, columns, first)
+        sr, sl, sh = _at(r, s), _at(lo, s), _at(hi, s)
+        f1 = out[_at(out, s)]
         for j in range(n):
-            f1[j] = a[j] * x[j] - (rs[j] - cs[j])
+            f1[j] = a[j] * x[j] - (r[sr, j] - coupled[s, j])
         if nudged:
-            t, c = _row(target, s), _row(current_w, s)
+            st, sc = _at(target, s), _at(current_w, s)
             for k in range(local.shape[0]):
                 o = 0.0
                 for m in range(local.shape[1]):
                     o += x_all[s, var[k, m]] * coef[k, m]
-                excess = beta_w[k] * (o - t[k]) - c[k]
+                excess = beta_w[k] * (o - target[st, k]) - current_w[sc, k]
                 for m in range(local.shape[1]):
                     f1[local[k, m]] += excess * coef[k, m]
         for j in range(n):
-            held = ((x[j] >= high[j]) & (f1[j] < 0)) | ((x[j] <= low[j]) & (f1[j] > 0))
-            out[s, j] = (0.0 if held else f1[j]) / weight[j]
+            held = ((x[j] >= hi[sh, j]) & (f1[j] < 0)) | ((x[j] <= lo[sl, j]) & (f1[j] > 0))
+            f1[j] = 0.0 if held else f1[j]
+        if weighted:
+            for j in range(n):
+                f1[j] /= weight[j]
+        if largest.size:
+            for j in range(n):
+                f1[j] = abs(f1[j])
+            largest[s] = _largest_of(f1)
 
 
 @njit(cache=True, error_model="numpy")
@@ -1283,53 +1319,97 @@ def _nudge_outputs(b, new, s, nudge):
     """Sample s's outputs in ``new`` at their exact minimum with the nudge, from the
     class's linear term ``b``: as ``_Block._nudged``, operation by operation."""
     _, _, local, coef, a_out, beta_w, target, current_w, pull, stiffness = nudge
-    t, c, p = _row(target, s), _row(current_w, s), _row(pull, s)
+    _nudge_row(b, new, s, local, coef, a_out, beta_w, target, current_w, pull, stiffness)
+
+
+@njit(inline="always")
+def _nudge_row(b, new, s, local, coef, a_out, beta_w, target, current_w, pull, stiffness):
+    """``_nudge_outputs`` with the nudge's arrays unpacked (once per batch in a loop over
+    samples: unpacking costs reference counts)."""
+    st, sc, sp = _at(target, s), _at(current_w, s), _at(pull, s)
     for k in range(local.shape[0]):
         o = 0.0
         for m in range(local.shape[1]):
             z = b[local[k, m]] / a_out[k, m]
             new[local[k, m]] = z  # kept there for the step below (the outputs' nodes differ)
             o += z * coef[k, m]
-        o = (o + p[k]) / stiffness[k]
-        excess = beta_w[k] * (o - t[k]) - c[k]
+        o = (o + pull[sp, k]) / stiffness[k]
+        excess = beta_w[k] * (o - target[st, k]) - current_w[sc, k]
         for m in range(local.shape[1]):
             new[local[k, m]] = new[local[k, m]] - excess * coef[k, m] / a_out[k, m]
+
+
+@intrinsic
+def _columns_times(typingctx, x, first, Q, out):
+    """out = x[:, first : first + len(Q)] @ Q (x and Q C-ordered float64, out C-ordered):
+    the BLAS call of numba's np.dot (numpy's, with the operand's rows where they lie), the
+    view's rows read in place by their stride rather than copied."""
+
+    def codegen(context, builder, signature, args):
+        kinds = signature.args
+        xa, qa, oa = (context.make_array(kinds[i])(context, builder, args[i]) for i in (0, 2, 3))
+        batch, stride = cgutils.unpack_tuple(builder, xa.shape)
+        m, n = cgutils.unpack_tuple(builder, qa.shape)
+        row = cgutils.get_item_pointer(
+            context, builder, kinds[0], xa, [context.get_constant(types.intp, 0), args[1]]
+        )
+        void_p = ir.IntType(8).as_pointer()
+        char, size = ir.IntType(8), cgutils.intp_t
+        # (kind, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        arguments = (char, char, char, size, size, size, void_p, void_p, size, void_p, size)
+        gemm = ir.FunctionType(ir.IntType(32), [*arguments, void_p, void_p, size])
+        fn = cgutils.get_or_insert_function(builder.module, gemm, "numba_xxgemm")
+        one, zero = (
+            cgutils.alloca_once_value(builder, context.get_constant(types.float64, v))
+            for v in (1.0, 0.0)
+        )
+        plain = char(ord("n"))
+        # column-major C' = Q' x': as numba's call for C-ordered operands
+        status = builder.call(
+            fn,
+            [
+                char(ord("d")),
+                plain,
+                plain,
+                n,
+                batch,
+                m,
+                builder.bitcast(one, void_p),
+                builder.bitcast(qa.data, void_p),
+                n,
+                builder.bitcast(row, void_p),
+                stride,
+                builder.bitcast(zero, void_p),
+                builder.bitcast(oa.data, void_p),
+                n,
+            ],
+        )
+        check_blas_return(context, builder, status)
+        return context.get_dummy_value()
+
+    if any(a.layout != "C" or a.dtype != types.float64 for a in (x, Q, out)):
+        return None  # (no such signature)
+    ensure_blas()
+    return types.none(x, first, Q, out), codegen
 
 
 @njit(cache=True, error_model="numpy")
 def _coupled(x_all, c, out):
     """The coupling product of a class as the compiled sweep loop takes it (``_Block._looped``)
-    into ``out``: the other class's columns of x_all, copied, times the coupling. The copy
-    has the layout of numpy's operand in ``_Block._rhs`` (rows of x_all where the columns
-    are a range, C order; numpy's gather by an index array, Fortran order), so that numba's
-    np.dot makes numpy's BLAS call and gives its bits."""
+    into ``out``: the other class's columns of x_all times the coupling, by numpy's BLAS
+    call in ``_Block._rhs``, so that it gives its bits: x_all's rows read in place where the
+    columns are a range (``_columns_times``); else the columns copied in the layout of
+    numpy's gather by an index array (Fortran order) for numba's np.dot."""
     columns, first = c[5], c[6]
-    B, m = x_all.shape[0], len(columns)
     if first >= 0:
-        gathered = np.empty((B, m))
-        for s in range(B):
-            for j in range(m):
-                gathered[s, j] = x_all[s, first + j]
-        np.dot(gathered, c[4], out)
-    else:
-        by_column = np.empty((m, B)).T
-        for s in range(B):
-            for j in range(m):
-                by_column[s, j] = x_all[s, columns[j]]
-        np.dot(by_column, c[4], out)
-
-
-@njit(cache=True, error_model="numpy")
-def _largest_residual(x_all, c, coupled, f1, out):
-    """Per sample, the largest |KCL residual| of a class without diodes into ``out``, given
-    its coupling's product ``coupled`` (``_coupled``): as
-    np.max(np.abs(_Block.residual(x_all)), axis=1, initial=0.0)."""
-    _quadratic_residual(coupled, x_all, c[0], c[7], c[3], f1)
-    for s in range(x_all.shape[0]):
-        row = f1[s]
-        for j in range(len(row)):
-            row[j] = abs(row[j])
-        out[s] = _largest_of(row)
+        _columns_times(x_all, first, c[4], out)
+        return
+    B, m = x_all.shape[0], len(columns)
+    by_column = np.empty((m, B)).T
+    for s in range(B):
+        for j in range(m):
+            by_column[s, j] = x_all[s, columns[j]]
+    np.dot(by_column, c[4], out)
 
 
 @njit(inline="always")
@@ -1344,10 +1424,10 @@ def _fmax(a, b):
 def _largest_magnitude(x):
     """np.abs(x).max(initial=0.0) of a C-ordered x (NaN if x has one), by the integer
     maximum of the magnitudes' bit patterns (as ``_largest_of``; a NaN's is above inf's)."""
-    bits = x.reshape(-1).view(np.int64)
+    flat = x.reshape(-1)
     m = 0
-    for j in range(len(bits)):
-        m = max(m, bits[j] & 0x7FFFFFFFFFFFFFFF)
+    for j in range(len(flat)):
+        m = max(m, _bits(flat[j]) & 0x7FFFFFFFFFFFFFFF)
     return _as_float(m)
 
 
@@ -1388,6 +1468,8 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, co
     columns1, first1 = two[0][0], two[0][1]
     coupled0, coupled1 = np.empty((B, n0)), np.empty((B, n1))
     change0, change1, rho = np.empty(B), np.empty(B), np.empty(B)
+    now = np.empty(n1)  # a sample's second class, recording
+    scratch0, scratch1 = np.empty((1, n0)), np.empty((1, n1))  # a sample's residuals
     no_rhs = np.empty((0, 0))
     residual0, residual, error = out[0], out[1], out[2]
     first = np.nan
@@ -1395,7 +1477,9 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, co
         sweeps += 1
         if recording:
             for s in range(B):
-                _gather(start[s], x, s, columns1, first1)
+                _gather(now, x, s, columns1, first1)
+                for j in range(n1):
+                    start[s, j] = now[j]
         _coupled(x, one, coupled0)
         first = _quadratic_update(coupled0, x, one[0], one[1], one[2], no_rhs, one[3], change0)
         _coupled(x, two, coupled1)
@@ -1433,7 +1517,7 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, co
                     error[s] = held
             if first <= tol and _largest_of(error) <= vtol:
                 _coupled(x, one, coupled0)
-                _largest_residual(x, one, coupled0, np.empty((B, n0)), residual0)
+                _quadratic_residual(coupled0, x, one[0], one[7], one[3], scratch0, residual0)
                 done = _largest_of(residual0) <= tol
             if not done and slow:
                 budget = min(slow_sweeps, max_iter - sweeps)
@@ -1447,19 +1531,19 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, co
         if recording:  # as _Anderson.record before the samples are chosen
             slot = counts[1] % dF.shape[1]
             for s in range(B):
+                _gather(now, x, s, columns1, first1)
                 for j in range(n1):
-                    new_g = x[s, first1 + j] if first1 >= 0 else x[s, columns1[j]]
-                    new_f = new_g - start[s, j]
+                    new_f = now[j] - start[s, j]
                     if counts[0]:
                         dF[s, slot, j] = new_f - f[s, j]
-                        dG[s, slot, j] = new_g - g[s, j]
+                        dG[s, slot, j] = now[j] - g[s, j]
                     f[s, j] = new_f
-                    g[s, j] = new_g
+                    g[s, j] = now[j]
             counts[1] += counts[0]
             counts[0] = 1
         if done:
             # class one has not changed since class two's update: its product holds
-            _largest_residual(x, two, coupled1, np.empty((B, n1)), residual)
+            _quadratic_residual(coupled1, x, two[0], two[7], two[3], scratch1, residual)
             for s in range(B):
                 residual[s] = _max(residual0[s], residual[s])
             return LOOP_DONE, sweeps, first
