@@ -159,3 +159,31 @@ def test_coupling_looked_up_by_identity_only_for_read_only_classes():
     writable = cols.copy(), rows.copy()  # equal contents, looked up by them
     np.testing.assert_array_equal(linear.coupling(*writable), first, strict=True)
     assert net.plan.last_coupling[0] is cols
+
+
+def test_current_sources_terms_are_np_add_at_bit_for_bit():
+    """The sources' terms on the unknowns in one pass: np.add.at's sums (repeated unknowns,
+    fixed ends skipped) and products, in its order; the fixed nodes' terms as before."""
+    from eqprop_cli.devices.source import CurrentSourceModel
+
+    rng = np.random.default_rng(6)
+    n_nodes, n_src = 12, 40
+    node_var = rng.integers(-1, 5, n_nodes)  # -1: a fixed node; five unknowns, often shared
+    nodes = types.SimpleNamespace(
+        node_var=node_var,
+        node_coef=rng.choice([1.0, -1.0, 0.3, 7.0], n_nodes),
+        fixed_index=np.where(node_var < 0, rng.integers(0, 3, n_nodes), -1),
+    )
+    plus, minus = rng.integers(0, n_nodes, n_src), rng.integers(0, n_nodes, n_src)
+    weight, current = rng.uniform(0.5, 2, n_src), rng.normal(0, 1e-6, n_src)
+    s, fixed = rng.normal(0, 1e-7, 5), np.zeros(3)
+    expected, expected_fixed = s.copy(), fixed.copy()
+    ws = weight * current
+    for node, sign in ((plus, 1.0), (minus, -1.0)):
+        var = node_var[node]
+        ok = var >= 0
+        np.add.at(expected, var[ok], sign * ws[ok] * nodes.node_coef[node][ok])
+        np.add.at(expected_fixed, nodes.fixed_index[node][~ok], sign * ws[~ok])
+    CurrentSourceModel.add_linear_terms(nodes, plus, minus, weight, current, s, fixed)
+    np.testing.assert_array_equal(s, expected, strict=True)
+    np.testing.assert_array_equal(fixed, expected_fixed, strict=True)

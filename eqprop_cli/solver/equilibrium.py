@@ -637,8 +637,8 @@ def _start(problem: Problem, x0: np.ndarray | None) -> np.ndarray:
     lo, hi = problem.lo, problem.hi
     if first.ndim == 1:
         first = first[None]
-    if all(_broadcasts(a, x.shape) for a in (first, lo, hi)):  # one compiled pass
-        _clip_into(first, lo, hi, x)
+    if _broadcasts(first, x.shape) and _broadcasts(lo, x.shape) and _broadcasts(hi, x.shape):
+        _clip_into(first, lo, hi, x)  # one compiled pass
         return x
     np.maximum(first, lo, out=x)
     return np.minimum(x, hi, out=x)
@@ -649,12 +649,10 @@ _ZERO_START = np.zeros((1, 1))  # the start without x0
 
 def _broadcasts(a: np.ndarray, shape: tuple[int, int]) -> bool:
     """Whether a 2-D float64 array broadcasts to ``shape`` (2-D) row by row and column by column."""
-    return (
-        a.ndim == 2
-        and a.dtype == np.float64
-        and a.shape[0] in (1, shape[0])
-        and a.shape[1] in (1, shape[1])
-    )
+    if a.ndim != 2 or a.dtype != np.float64:
+        return False
+    rows, cols = a.shape
+    return (rows == 1 or rows == shape[0]) and (cols == 1 or cols == shape[1])
 
 
 @njit(cache=True)
@@ -675,14 +673,15 @@ def _clip_into(first: np.ndarray, lo: np.ndarray, hi: np.ndarray, out: np.ndarra
             out[i, j] = v if (v < b) | (v != v) else b
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"reassoc"})
 def _all_finite(a: np.ndarray) -> bool:
-    """np.isfinite(a).all() of a 2-D float array, without the array of booleans."""
+    """np.isfinite(a).all() of a 2-D float array, without the array of booleans: x - x is 0
+    for a finite x and NaN otherwise, and a NaN stays in the sum in any order."""
+    total = 0.0
     for i in range(a.shape[0]):
         for j in range(a.shape[1]):
-            if not np.isfinite(a[i, j]):
-                return False
-    return True
+            total += a[i, j] - a[i, j]
+    return total == 0.0
 
 
 def _converged(
