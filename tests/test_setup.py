@@ -187,3 +187,25 @@ def test_current_sources_terms_are_np_add_at_bit_for_bit():
     CurrentSourceModel.add_linear_terms(nodes, plus, minus, weight, current, s, fixed)
     np.testing.assert_array_equal(s, expected, strict=True)
     np.testing.assert_array_equal(fixed, expected_fixed, strict=True)
+
+
+@pytest.mark.parametrize("case", ["mnist", "deep-1-2"])
+def test_crossbar_diagonal_factors_kept_are_the_per_batch_products(case):
+    """The ends' factors of a crossbar's share of Q's diagonal, kept with it, are the
+    products the rebuild of the linear part made each time."""
+    net, _ = circuit(case, "float64")
+    for bar in net._crossbars():
+        wk = bar.col_weight * bar.col_coef
+        np.testing.assert_array_equal(bar.col_scale, wk, strict=True)
+        if bar.row_var is None:
+            np.testing.assert_array_equal(bar.col_diag, wk * bar.col_coef, strict=True)
+        else:
+            wr = bar.row_weight * bar.row_coef
+            np.testing.assert_array_equal(bar.row_diag, wr * bar.row_coef, strict=True)
+            np.testing.assert_array_equal(bar.col_diag, bar.col_coef**2, strict=True)
+
+
+def test_linear_term_added_into_the_product_bit_for_bit():
+    net, x = circuit("mnist", "float64")
+    linear = net.linear()
+    np.testing.assert_array_equal(linear.rhs(x), x @ linear.SK + linear.r0, strict=True)

@@ -79,6 +79,10 @@ class Crossbar:
     cols: slice | np.ndarray = field(init=False)  # col_var, as a slice where it is a range
     walks_rows: bool = field(init=False)  # the gain's entries take the rows once, in order
     unit_scales: bool = field(init=False)  # row weight times dV/dx, and column dV/dx, all 1
+    # the ends' factors of its share of Q's diagonal (and an input one's of r0), topology:
+    col_scale: np.ndarray = field(init=False)  # column weight times dV/dx
+    col_diag: np.ndarray = field(init=False)  # input: col_scale dV/dx; coupling: dV/dx ** 2
+    row_diag: np.ndarray = field(init=False)  # row weight times dV/dx, times dV/dx
 
     def __post_init__(self) -> None:
         v = self.col_var
@@ -89,6 +93,10 @@ class Crossbar:
         )
         ends = (self.row_weight * self.row_coef, self.col_coef)
         self.unit_scales = all(bool(np.all(e == 1.0)) for e in ends)
+        self.col_scale = self.col_weight * self.col_coef
+        inputs = self.row_var is None
+        self.col_diag = self.col_scale * self.col_coef if inputs else self.col_coef**2
+        self.row_diag = ends[0] * self.row_coef
 
 
 @dataclass(frozen=True)
@@ -212,7 +220,10 @@ class Linear:
 
     def rhs(self, inputs: np.ndarray) -> np.ndarray:
         """r(X), float64 (the product itself at the precision of S K)."""
-        return np.asarray(inputs, dtype=self.SK.dtype) @ self.SK + self.r0
+        r = np.asarray(inputs, dtype=self.SK.dtype) @ self.SK
+        if r.dtype == self.r0.dtype == np.float64 and r.shape[-1:] == self.r0.shape:
+            return np.add(r, self.r0, out=r)  # into the product: no second array
+        return r + self.r0
 
     @functools.cached_property
     def constant(self) -> tuple[sp.csr_matrix, np.ndarray, float]:
