@@ -633,7 +633,7 @@ def _start(problem: Problem, x0: np.ndarray | None) -> np.ndarray:
     clamps' bounds, np.maximum then np.minimum (np.clip's values, sooner), each written
     straight into it; without x0, the bounds' rows are clipped and broadcast."""
     x = np.empty((problem.batch, problem.network.n_vars))
-    first = _ZERO_START if x0 is None else np.asarray(x0, dtype=float)
+    first = np.zeros((1, x.shape[1])) if x0 is None else np.asarray(x0, dtype=float)
     lo, hi = problem.lo, problem.hi
     if first.ndim == 1:
         first = first[None]
@@ -642,9 +642,6 @@ def _start(problem: Problem, x0: np.ndarray | None) -> np.ndarray:
         return x
     np.maximum(first, lo, out=x)
     return np.minimum(x, hi, out=x)
-
-
-_ZERO_START = np.zeros((1, 1))  # the start without x0
 
 
 def _broadcasts(a: np.ndarray, shape: tuple[int, int]) -> bool:
@@ -661,16 +658,31 @@ def _clip_into(first: np.ndarray, lo: np.ndarray, hi: np.ndarray, out: np.ndarra
     pass: numpy's values bit for bit (NaN wins; a tie, +0 against -0 too, gives the second
     operand, as numpy's on this machine: ``tests/test_setup.py`` checks it)."""
     rows, cols = out.shape
+    full = first.shape[1] == lo.shape[1] == hi.shape[1] == cols  # no column broadcast
+    one = first.shape[0] == lo.shape[0] == hi.shape[0] == 1  # one row: made once, copied
     for i in range(rows):
-        fi = i if first.shape[0] > 1 else 0
-        li = i if lo.shape[0] > 1 else 0
-        hi_i = i if hi.shape[0] > 1 else 0
-        for j in range(cols):
-            v = first[fi, j if first.shape[1] > 1 else 0]
-            b = lo[li, j if lo.shape[1] > 1 else 0]
-            v = v if (v > b) | (v != v) else b
-            b = hi[hi_i, j if hi.shape[1] > 1 else 0]
-            out[i, j] = v if (v < b) | (v != v) else b
+        if one and i:
+            out[i] = out[0]
+            continue
+        f = first[i if first.shape[0] > 1 else 0]
+        low = lo[i if lo.shape[0] > 1 else 0]
+        high = hi[i if hi.shape[0] > 1 else 0]
+        row = out[i]
+        if full:  # the loop the compiler vectorises
+            for j in range(cols):
+                row[j] = _clip_one(f[j], low[j], high[j])
+        else:
+            for j in range(cols):
+                row[j] = _clip_one(
+                    f[min(j, f.size - 1)], low[min(j, low.size - 1)], high[min(j, high.size - 1)]
+                )
+
+
+@njit(inline="always")
+def _clip_one(v: float, lo: float, hi: float) -> float:
+    """np.minimum(np.maximum(v, lo), hi) of floats (see ``_clip_into``)."""
+    v = v if (v > lo) | (v != v) else lo
+    return v if (v < hi) | (v != v) else hi
 
 
 @njit(cache=True, fastmath={"reassoc"})
