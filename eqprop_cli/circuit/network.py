@@ -419,6 +419,23 @@ class Network:
             out[:, ~fixed] = x[:, var] * coef
         return out.reshape(x.shape[0], *nodes.shape)
 
+    def reader(self, nodes: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """A function (unknowns x, inputs) -> the potentials (batch, len(nodes)) of the 1-D
+        ``nodes``, those ``voltages_at`` gives, for reading only: a view of x where they are a
+        range of unknowns at gain 1, a broadcast row where all are rails. Topology: the plan
+        is resolved here, once, not on every read."""
+        nodes = np.asarray(nodes, dtype=int)
+        read = self._reader(nodes)
+        if nodes.ndim == 1 and read is not None:
+            columns, coef = read
+            if coef is None and isinstance(columns, slice):
+                return lambda x, inputs: x[:, columns]
+        elif nodes.ndim == 1 and nodes.size:
+            _, _, rails, var, _ = self._scatter(nodes)
+            if rails is not None and not var.size:
+                return lambda x, inputs: np.broadcast_to(rails, (x.shape[0], nodes.size))
+        return lambda x, inputs: self.voltages_at(x, inputs, nodes)
+
     def _scatter(self, nodes: np.ndarray) -> tuple:
         """How to read ``nodes`` where some are fixed: (which are fixed, their fixed indices,
         their potentials (1, n) where no input drives them (else None), the others' columns
@@ -521,15 +538,22 @@ class Network:
             self.plan.shared_known = True
         return self.plan.shared
 
-    def set_currents(self, currents: list[np.ndarray]) -> None:
-        """Replace the current-source currents (one array per source set, same shapes)."""
+    def set_currents(self, currents: list[np.ndarray], owned: bool = False) -> None:
+        """Replace the current-source currents (one array per source set, same shapes).
+
+        ``owned``: the arrays are the caller's to give away, finite (the trainer's clipped
+        updates): taken as they are (float64), without a copy or a check.
+        """
         if len(currents) != len(self.currents) or any(
             np.shape(a) != b.shape for a, b in zip(currents, self.currents, strict=True)
         ):
             raise ValueError("currents must match the current-source sets in number and shape")
-        currents = [np.array(a, dtype=float) for a in currents]
-        if not all(np.all(np.isfinite(a)) for a in currents):
-            raise ValueError("currents must be finite")
+        if owned:
+            currents = [a.astype(float, copy=False) for a in currents]
+        else:
+            currents = [np.array(a, dtype=float) for a in currents]
+            if not all(np.all(np.isfinite(a)) for a in currents):
+                raise ValueError("currents must be finite")
         self.currents = currents
         self._linear = None
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 from threadpoolctl import threadpool_limits
 
 from ..circuit.graph import CurrentSourceSet, ResistorSet
@@ -112,6 +113,8 @@ class EPEstimator:
             p, q, *rest = self._plan(network, g)
             p, q = (sets.setdefault(content_key(n), n) for n in (p, q))
             self.plans.append((p, q, *rest))
+        # how each set is read (a view of the unknowns, a rails row): resolved once
+        self.readers = {id(n): network.reader(n) for n in sets.values()}
         self._products: dict[int, np.ndarray] = {}  # deferred estimates' inputs^T D, by group
 
     @staticmethod
@@ -149,9 +152,10 @@ class EPEstimator:
         read: dict[tuple[int, int], np.ndarray] = {}  # potentials by (equilibrium, node set)
 
         def at(eq: Equilibrium, nodes: np.ndarray) -> np.ndarray:
+            """The potentials of a node set, for reading only (``Network.reader``)."""
             key = (id(eq), id(nodes))
             if key not in read:
-                read[key] = eq.at(nodes)
+                read[key] = self.readers[id(nodes)](eq.unknowns, eq.inputs)
             return read[key]
 
         grads = []
@@ -225,7 +229,26 @@ def nudged_start(free: Equilibrium, first: Equilibrium | None, beta_first: float
     the solve still runs to its tolerances."""
     if first is None or first is free or beta_first == 0.0:
         return free.unknowns
-    return free.unknowns + (beta / beta_first) * (first.unknowns - free.unknowns)
+    return line_through(free.unknowns, first.unknowns, beta / beta_first)
+
+
+def line_through(x0: np.ndarray, x1: np.ndarray, c: float) -> np.ndarray:
+    """x0 + c (x1 - x0), as numpy works it out; in one compiled pass where x0 and x1 are
+    (batch, n) arrays of one dtype and c a Python float (which numpy takes at their
+    precision)."""
+    if type(c) is not float or x0.dtype != x1.dtype or x0.shape != x1.shape or x0.ndim != 2:
+        return x0 + c * (x1 - x0)
+    return _line_pass(x0, x1, np.array([c], x0.dtype), np.empty(x0.shape, x0.dtype))
+
+
+@njit(cache=True)
+def _line_pass(x0, x1, c, out):
+    """out = x0 + c[0] * (x1 - x0), entry by entry, each operation rounded as numpy's."""
+    k = c[0]
+    for i in range(x0.shape[0]):
+        for j in range(x0.shape[1]):
+            out[i, j] = x0[i, j] + k * (x1[i, j] - x0[i, j])
+    return out
 
 
 def phase_betas(phases: str, beta: float, seed: int, epoch: int, step: int) -> tuple[float, float]:
@@ -299,13 +322,14 @@ class Trainer:
         ]
 
     def set_params(self, values: list[np.ndarray], shares: Sequence[CrossbarShare] = ()) -> None:
-        """New parameters into the network (``shares``: see Network.set_conductances)."""
+        """New parameters into the network, taken as they are: the trainer's own arrays, within
+        their bounds (no copy, no check; ``shares``: see Network.set_conductances)."""
         g, currents = list(self.network.g), list(self.network.currents)
         for group, v in zip(self.groups, values, strict=True):
             (g if group.kind == "conductance" else currents)[group.index] = v
         self.network.set_conductances(g, owned=True, shares=shares)
         if currents:
-            self.network.set_currents(currents)
+            self.network.set_currents(currents, owned=True)
 
     def rate_factor(self, epoch: int) -> float:
         """The learning-rate schedule's multiplier during ``epoch`` (0-based)."""
