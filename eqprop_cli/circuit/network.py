@@ -433,7 +433,14 @@ class Network:
         elif nodes.ndim == 1 and nodes.size:
             _, _, rails, var, _ = self._scatter(nodes)
             if rails is not None and not var.size:
-                return lambda x, inputs: np.broadcast_to(rails, (x.shape[0], nodes.size))
+                rows: dict[int, np.ndarray] = {}  # the read-only broadcast row by batch size
+
+                def read_rails(x: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+                    if x.shape[0] not in rows:
+                        rows[x.shape[0]] = np.broadcast_to(rails, (x.shape[0], nodes.size))
+                    return rows[x.shape[0]]
+
+                return read_rails
         return lambda x, inputs: self.voltages_at(x, inputs, nodes)
 
     def _scatter(self, nodes: np.ndarray) -> tuple:
