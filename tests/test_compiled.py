@@ -14,7 +14,7 @@ from test_deep import deep_circuit
 from eqprop_cli import Network, compile_circuit
 from eqprop_cli.circuit.network import RowExpansion, _expand_rows
 from eqprop_cli.circuit.spec import load_circuit
-from eqprop_cli.devices.resistor import LinearConductance, summed_drop_products
+from eqprop_cli.devices.resistor import LinearConductance, drops, summed_drop_products
 from eqprop_cli.devices.source import CurrentSourceModel
 from eqprop_cli.learn import optim
 from eqprop_cli.learn.crossbar import CrossbarGradient
@@ -433,3 +433,24 @@ def test_the_warm_start_line_gives_the_bits_of_numpy(kind):
     x1[0, 0], x0[0, 0] = -0.0, 0.0
     for c in (-1.0, 0.3, np.float64(-1.0)):
         assert_bits(train.line_through(x0, x1, c), x0 + c * (x1 - x0))
+
+
+@pytest.mark.parametrize("kind", ["float64", "float32"])
+@pytest.mark.parametrize("shape", [(32, 9), (17, 1), (1, 5)])
+def test_the_input_crossbar_differences_give_the_bits_of_numpy(kind, shape):
+    """The input crossbar's estimate's arrays in compiled passes: Qa - Qb and Qa + Qb in
+    one, then the difference times the factors in place with its sums over the batch in
+    another (numpy's path for one column, or a factor numpy takes at float64): numpy's
+    bits."""
+    rng = np.random.default_rng(6)
+    Qa, Qb = (potentials(rng, *shape, kind) for _ in range(2))
+    D, S, _ = drops(Qa, Qb, with_sums=False)
+    assert_bits(D, Qa - Qb)
+    assert_bits(S, Qa + Qb)
+    for s in (-0.37, np.float64(-0.37)):
+        expected = (Qa - Qb) * s if type(s) is float else ((Qa - Qb) * s).astype(kind)
+        got, sums = train.scaled(D.copy(), s, np.dtype(kind))
+        assert_bits(got, expected)
+        if sums is not None:
+            assert_bits(sums, expected.sum(axis=0))
+        assert (sums is None) == (shape[1] == 1 or type(s) is not float)

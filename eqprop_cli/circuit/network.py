@@ -368,13 +368,15 @@ class Network:
         plus: np.ndarray | None = None,
         deferred: bool = False,
         out: np.ndarray | None = None,
+        sums: np.ndarray | None = None,
     ) -> np.ndarray | RowExpansion:
         """F^T D, (len(which), D.shape[1]), with F the fixed potentials ``which`` (batch,
         len(which)) of these inputs, plus the row ``plus`` (float64) on every row if given:
         from inputs^T D when every fixed node follows one input (a product over the
         features, not over the fixed nodes), expanded to the fixed nodes in one pass, or,
         ``deferred``, not expanded (a RowExpansion). ``out``: an array that inputs^T D may
-        be written into (used where it has its shape and dtype: a kept buffer)."""
+        be written into (used where it has its shape and dtype: a kept buffer); ``sums``: D
+        summed over the batch (D.sum(axis=0)) where the caller has it."""
         which = np.asarray(which, dtype=int)
         if not self._one_feature or self.n_features == 0:
             out = self.fixed_potentials(inputs, which).T @ D
@@ -390,7 +392,7 @@ class Network:
             self._feature_of[which],
             self._feature_gain[which],
             const,
-            D.sum(axis=0),
+            D.sum(axis=0) if sums is None else sums,
             np.zeros(0) if plus is None else plus,
             bool(np.any(const)),
         )

@@ -339,10 +339,10 @@ def summed_drop_products(
 def _dense_estimate(w, Pa, Pb, Qa, Qb, factor: float) -> np.ndarray:
     """``ep_estimate`` of a dense set between unknowns (at least two rows and columns): the
     differences and sums of each end's potentials and their summed products in one pass
-    (``_drops``), the two matrix products, and the rest in one pass (``_combine``); the
+    (``drops``), the two matrix products, and the rest in one pass (``_combine``); the
     same operations as summed_drop_products and the scaling, in the same order."""
-    xp, yp, sp = _drops(Pa, Pb)
-    xq, yq, sq = _drops(Qa, Qb)
+    xp, yp, sp = drops(Pa, Pb)
+    xq, yq, sq = drops(Qa, Qb)
     M1, M2 = yp.T @ xq, xp.T @ yq
     kind = np.result_type(sq, M1, sp, M2)
     # Python floats (one stage weight) scale at the result's precision, as numpy's do: in
@@ -353,25 +353,30 @@ def _dense_estimate(w, Pa, Pb, Qa, Qb, factor: float) -> np.ndarray:
     return total if one else 0.5 * w * total * factor
 
 
-def _drops(A: np.ndarray, B: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(A - B, A + B, ((A - B) * (A + B)).sum(axis=0)) of two (batch, n) arrays, n > 1."""
+def drops(
+    A: np.ndarray, B: np.ndarray, with_sums: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A - B, A + B, ((A - B) * (A + B)).sum(axis=0)) of two (batch, n) arrays in one pass
+    (the sums: zeros without ``with_sums``; with them, n > 1)."""
     kind = np.result_type(A, B)
     diff, total = np.empty(A.shape, kind), np.empty(A.shape, kind)
-    return diff, total, _drops_pass(A, B, diff, total, np.zeros(A.shape[1], kind))
+    sums = np.zeros(A.shape[1], kind)
+    return diff, total, _drops_pass(A, B, diff, total, sums, with_sums)
 
 
 @njit(cache=True)
-def _drops_pass(A, B, diff, total, sums):
-    """diff = A - B, total = A + B and sums += diff * total summed over the rows, in one pass:
-    numpy's operations, the sum row after row into zeros as numpy's sum(axis=0) of a
-    (batch, n > 1) array adds them."""
+def _drops_pass(A, B, diff, total, sums, with_sums):
+    """diff = A - B, total = A + B and (``with_sums``) sums += diff * total summed over the
+    rows, in one pass: numpy's operations, the sum row after row into zeros as numpy's
+    sum(axis=0) of a (batch, n > 1) array adds them."""
     for i in range(A.shape[0]):
         for j in range(A.shape[1]):
             d = A[i, j] - B[i, j]
             t = A[i, j] + B[i, j]
             diff[i, j] = d
             total[i, j] = t
-            sums[j] += d * t
+            if with_sums:
+                sums[j] += d * t
     return sums
 
 

@@ -28,7 +28,7 @@ from ..circuit.network import CrossbarShare, Network, content_key
 from ..circuit.spec import CircuitSpec, TrainingSpec
 from ..data.datasets import shift_images
 from ..devices.protocol import TrainableModel
-from ..devices.resistor import Resistor
+from ..devices.resistor import Resistor, drops
 from ..errors import CircuitError, EqpropError, NotConvergedError
 from ..learn.evaluate import Evaluation, evaluate
 from ..learn.loss import ReadoutLoss, predictions
@@ -165,13 +165,14 @@ class EPEstimator:
             if fixed is not None:
                 # a crossbar of conductances from the inputs: F (inputs) the same in both
                 # sum of dVa^2 - dVb^2 = sum (Qa - Qb)(Qa + Qb) - 2 F^T (Qa - Qb)
-                D = Qa - Qb
-                common = np.einsum("bj,bj->j", D, Qa + Qb)
-                D *= -w * factor  # the batch's small array takes the factors
-                D = D.astype(self.network.dtype, copy=False)  # the product at that precision
+                D, S, _ = drops(Qa, Qb, with_sums=False)
+                common = np.einsum("bj,bj->j", D, S)
+                # the batch's small array takes the factors; the product at the network's
+                # precision
+                D, sums = scaled(D, -w * factor, self.network.dtype)
                 plus = (0.5 * w * factor) * common
                 kept = self._products.get(k) if deferred else None
-                grad = self.network.fixed_outer(fixed, a.inputs, D, plus, deferred, kept)
+                grad = self.network.fixed_outer(fixed, a.inputs, D, plus, deferred, kept, sums)
                 if not isinstance(grad, np.ndarray):
                     self._products[k] = grad.P  # no new array of its size each batch
                     grad = CrossbarGradient.of(self.network, g.index, grad)
@@ -181,6 +182,29 @@ class EPEstimator:
             Pb = Pa if p_fixed else at(b, p)  # fixed potentials (inputs) are the same in both
             grads.append(g.model.ep_estimate(w, Pa, Pb, Qa, Qb, dense, p_fixed, factor))
         return grads
+
+
+def scaled(D: np.ndarray, s: float, kind: np.dtype) -> tuple[np.ndarray, np.ndarray | None]:
+    """D times s in place, then at dtype ``kind``, and its sums over the rows (None where
+    numpy's order of them is not the compiled pass's): one pass where D is a (batch, n > 1)
+    array of that dtype and s a Python float (which numpy takes at D's precision)."""
+    if type(s) is not float or D.dtype != kind or D.ndim != 2 or D.shape[1] < 2:
+        D *= s
+        return D.astype(kind, copy=False), None
+    return D, _scale_pass(D, np.array([s], D.dtype), np.zeros(D.shape[1], D.dtype))
+
+
+@njit(cache=True)
+def _scale_pass(D, s, sums):
+    """D *= s[0] and sums += D summed over the rows (after the product), in one pass: the
+    roundings of numpy's in-place product and its sum(axis=0) of a (batch, n > 1) array."""
+    k = s[0]
+    for i in range(D.shape[0]):
+        for j in range(D.shape[1]):
+            d = D[i, j] * k
+            D[i, j] = d
+            sums[j] += d
+    return sums
 
 
 def ep_gradients(
