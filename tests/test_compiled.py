@@ -454,3 +454,18 @@ def test_the_input_crossbar_differences_give_the_bits_of_numpy(kind, shape):
         if sums is not None:
             assert_bits(sums, expected.sum(axis=0))
         assert (sums is None) == (shape[1] == 1 or type(s) is not float)
+
+
+def test_owned_currents_are_taken_as_they_are_and_others_copied_and_checked():
+    """The trainer's currents (its own, clipped) go into the network without a copy; any
+    other caller's are copied, and refused where not finite."""
+    network, _ = deep_circuit(4, 1)
+    mine = [a + 1e-7 for a in network.currents]
+    network.set_currents(mine, owned=True)
+    assert all(a is b for a, b in zip(network.currents, mine, strict=True))
+    network.set_currents(mine)
+    assert not any(np.shares_memory(a, b) for a, b in zip(network.currents, mine, strict=True))
+    for a, b in zip(network.currents, mine, strict=True):
+        assert_bits(a, b)
+    with pytest.raises(ValueError, match="finite"):
+        network.set_currents([np.full_like(a, np.nan) for a in mine])
