@@ -69,8 +69,9 @@ class ReadoutLoss:
         p[np.arange(len(labels)), labels] -= 1.0
         return p / self.temperature
 
-    def nudge(self, beta: float, outputs: np.ndarray, labels: np.ndarray) -> Nudge:
-        """The nudge of strength beta (siemens) for a batch whose free readout is ``outputs``."""
+    def nudge(self, beta: float, outputs: np.ndarray | None, labels: np.ndarray) -> Nudge:
+        """The nudge of strength beta (siemens) for a batch whose free readout is ``outputs``
+        (which a conductance nudge does not use: None will do)."""
         if self.nudge_kind == "conductance":
             return Nudge(beta, target=self.targets(labels))
         return Nudge(current=-beta * self.scale * self.gradient(outputs, labels))

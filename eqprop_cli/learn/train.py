@@ -228,7 +228,8 @@ def ep_gradients(
     circuit would (nudge precision, read noise, ADC). ``deferred``: see EPEstimator.
     """
     free = solve(network, x, **free_solver)
-    outputs = free.outputs()
+    # the free readout: a current nudge's (a conductance's needs the targets only)
+    outputs = free.outputs() if loss.nudge_kind == "current" else None
     states: list[Equilibrium] = []
     for beta in betas:
         if beta == 0.0:
