@@ -897,13 +897,32 @@ def _expand_row(P, f, s, c, sums, plus, with_const, out):
     one row of F^T D from the features' product, each operation rounded to out's dtype as
     numpy's in-place operations round (the products and sums themselves in float64 where an
     operand is)."""
-    with_plus = plus.size > 0
+    with_plus, plus = _plus_row(plus, out.size)
     for j in range(out.size):
-        out[j] = P[f, j] * s
-        if with_const:
-            out[j] = out[j] + c * sums[j]
-        if with_plus:
-            out[j] = out[j] + plus[j]
+        out[j] = _expanded(P, f, j, s, c, sums, plus, with_const, with_plus, out)
+
+
+@njit(cache=True, inline="always")
+def _plus_row(plus, n):
+    """(whether there is a plus row, a row of n entries to read in its place): zeros for
+    an empty one, so that ``_expanded`` reads both its rows at every entry (a load under a
+    condition keeps a loop over the entries from vectorising)."""
+    with_plus = plus.size > 0
+    return with_plus, plus if with_plus else np.zeros(n, plus.dtype)
+
+
+@njit(cache=True, inline="always")
+def _expanded(P, f, j, s, c, sums, plus, with_const, with_plus, out):
+    """Entry j of ``_expand_row``'s row, each operation rounded to out's dtype (out itself
+    is not written); sums[j] and plus[j] are read whatever the flags (``_plus_row``)."""
+    kind = out.dtype.type
+    const_term, plus_term = c * sums[j], plus[j]
+    x = kind(P[f, j] * s)
+    if with_const:
+        x = kind(x + const_term)
+    if with_plus:
+        x = kind(x + plus_term)
+    return x
 
 
 @njit(cache=True)

@@ -276,9 +276,15 @@ def _add_input_row(G_i, s, row, sums, with_sums):
     """row += s * G_i, and the column sums += G_i (``with_sums``): one row of the input
     crossbar's S G and column sums (sums float64, row at G's dtype)."""
     for j in range(row.size):
-        row[j] += s * G_i[j]
-        if with_sums:
-            sums[j] += G_i[j]
+        _add_input_entry(G_i[j], s, j, row, sums, with_sums)
+
+
+@njit(cache=True, inline="always")
+def _add_input_entry(g, s, j, row, sums, with_sums):
+    """Entry j of ``_add_input_row`` for the conductance g: row[j] += s g (sums[j] += g)."""
+    row[j] += s * g
+    if with_sums:
+        sums[j] += g
 
 
 @njit(cache=True, inline="always")

@@ -12,10 +12,15 @@ runs on each row as it is expanded into a row-sized buffer, and the new row, sti
 cache, is added to the crossbar's share of the next linear part (a CrossbarShare, which
 the trainer hands to ``Network.set_conductances`` with the new conductances).
 
-Each step of the pass is the kernel of its formula that the unfused path runs
-(``_expand_row``, ``_step``, ``_add_input_row`` and ``_add_feature_row``), on the same
-entries in the same order, so the conductances, the velocity and the linear part are
-the same bits (tests/test_compiled.py). Any other array, an array that a landing piece
+Each step of the pass is the formula of an entry that the unfused path's kernels run
+(``_expanded`` in ``_expand_row``, ``_change`` and ``_clipped`` in ``_step``,
+``_add_input_entry`` in ``_add_input_row``, then ``_add_feature_row``), on the same entries
+in the same order, so the conductances, the velocity and the linear part are the same
+bits (tests/test_compiled.py). A row's steps run in one loop over its entries, which
+the compiler vectorises: the rule's factors are read once as scalars, the cases (momentum
+or not, a share or not) are literals at their call sites, and every entry's reads are
+made whatever its flags (a read or a write under a condition would keep the loop
+scalar: about 15 times slower). Any other array, an array that a landing piece
 (a device's programmer) takes, and a crossbar without the one-feature form keep the
 unfused path.
 """
@@ -27,9 +32,14 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from ..circuit.network import CrossbarShare, Network, RowExpansion, _expand_row
-from ..devices.resistor import LinearConductance, _add_feature_row, _add_input_row, input_pass
-from .optim import _step
+from ..circuit.network import CrossbarShare, Network, RowExpansion, _expanded, _plus_row
+from ..devices.resistor import (
+    LinearConductance,
+    _add_feature_row,
+    _add_input_entry,
+    input_pass,
+)
+from .optim import _change, _clipped, _scalars
 
 
 @dataclass
@@ -77,12 +87,64 @@ class CrossbarGradient:
 
 
 @njit(cache=True, inline="always")
-def _update_row(i, P, feature, gain, const, dsums, plus, with_const, p, v, change, rule):
-    """Row i: its gradient into ``change`` (``_expand_row``), then the rule on it (``_step``;
-    ``rule``: factors, decay, bounds)."""
-    factors, decay, bounds = rule
-    _expand_row(P, feature[i], gain[i], const[i], dsums, plus, with_const, change)
-    _step(p[i], change, v[i] if decay.size > 0 else change, factors, decay, bounds, False)
+def _update_row(
+    i, P, feature, gain, const, dsums, plus, with_const, with_plus, p, v, rule, share, heavy
+):
+    """Row i in one loop over its entries: the gradient entry (``_expanded``), the rule on
+    it (``_step``'s ``_change`` and ``_clipped``; ``rule``: its ``_scalars``, ``heavy``: with
+    momentum) and, where ``share`` = (s, row, sums, True), the new entry added to the row
+    of S G and the column sums (``_add_input_entry``). ``heavy`` and share[3] are literals
+    at each call: a store under a condition inside the loop would keep it from vectorising."""
+    p_i, v_i = p[i], v[i]
+    f, s, c = feature[i], gain[i], const[i]
+    weight, row, sums, adds = share  # unpacked once: arrays taken from a tuple in the loop
+    # would be counted references at every entry
+    for j in range(p_i.size):
+        g = _expanded(P, f, j, s, c, dsums, plus, with_const, with_plus, p_i)
+        step, t = _change(g, v_i[j], rule, heavy)
+        if heavy:
+            v_i[j] = t
+        x = _clipped(p_i[j] + step, rule)
+        p_i[j] = x
+        if adds:
+            _add_input_entry(x, weight, j, row, sums, True)
+
+
+@njit(cache=True, inline="always")
+def _update_rows(args, heavy, shared):
+    """``_update``'s walk over the rows (``heavy`` and shared[0]: literals)."""
+    P, feature, gain, const, dsums, plus, with_const, p, v, rule = args
+    with_plus, plus = _plus_row(plus, p.shape[1])
+    row = np.empty(p.shape[1], p.dtype)
+    weight, sums, indptr, indices, data, SK, cols, start, wk = shared[1:]
+    if not shared[0]:
+        no_share = (weight, row, sums, False)
+        for i in range(p.shape[0]):
+            _update_row(
+                i,
+                P,
+                feature,
+                gain,
+                const,
+                dsums,
+                plus,
+                with_const,
+                with_plus,
+                p,
+                v,
+                rule,
+                no_share,
+                heavy,
+            )
+        return
+    for f in range(len(indptr) - 1):
+        row[:] = 0
+        for q in range(indptr[f], indptr[f + 1]):
+            share = (data[q], row, sums, True)
+            _update_row(
+                indices[q], P, feature, gain, const, dsums, plus, with_const, with_plus, p, v, rule, share, heavy
+            )  # fmt: skip
+        _add_feature_row(row, f, SK, cols, start, wk, True)  # SK's columns not zeroed first
 
 
 @njit(cache=True)
@@ -96,17 +158,16 @@ def _update(
     gain's rows by feature (which walks the rows in order), each new row added to the
     column sums and to its feature's row of S K (``_input_terms``' operations), whose
     columns of the crossbar are written whole (a feature without rows: zeros)."""
-    change = np.empty(p.shape[1], p.dtype)
-    rule = (factors, decay, bounds)
-    if not with_share:
-        for i in range(p.shape[0]):
-            _update_row(i, P, feature, gain, const, dsums, plus, with_const, p, v, change, rule)
-        return
-    row = np.empty(p.shape[1], p.dtype)
-    for f in range(len(indptr) - 1):
-        row[:] = 0
-        for q in range(indptr[f], indptr[f + 1]):
-            i = indices[q]
-            _update_row(i, P, feature, gain, const, dsums, plus, with_const, p, v, change, rule)
-            _add_input_row(p[i], data[q], row, sums, True)
-        _add_feature_row(row, f, SK, cols, start, wk, True)  # SK's columns not zeroed first
+    rule = _scalars(factors, decay, bounds)
+    args = (P, feature, gain, const, dsums, plus, with_const, p, v, rule)
+    zero = np.zeros(1, p.dtype)[0]
+    rest = (zero, sums, indptr, indices, data, SK, cols, start, wk)
+    if decay.size > 0:
+        if with_share:
+            _update_rows(args, True, (True, *rest))
+        else:
+            _update_rows(args, True, (False, *rest))
+    elif with_share:
+        _update_rows(args, False, (True, *rest))
+    else:
+        _update_rows(args, False, (False, *rest))

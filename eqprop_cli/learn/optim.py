@@ -102,27 +102,48 @@ def _step(p, g, v, factors, decay, bounds, land):
     momentum when ``decay`` holds its factor (v = decay v + change, the change becomes
     v), times factors[2] to [4]; then either kept in g (``land``) or added to p and p
     clipped into ``bounds``. Each operation rounds to the arrays' dtype, as numpy's."""
-    f0, f1, f2, f3, f4 = factors[0], factors[1], factors[2], factors[3], factors[4]
-    lo, hi = bounds[0], bounds[1]
-    heavy = decay.size > 0
-    d = decay[0] if heavy else factors[0]
+    rule = _scalars(factors, decay, bounds)
     for i in range(p.size):
-        c = g[i] * f0
-        c = c * f1
-        if heavy:
-            t = v[i] * d
-            t = t + c
+        c, t = _change(g[i], v[i], rule, rule[5])
+        if rule[5]:
             v[i] = t
-            c = t
-        c = c * f2
-        c = c * f3
-        c = c * f4
         if land:
             g[i] = c
         else:
-            x = p[i] + c
-            x = max(x, lo)
-            p[i] = min(x, hi)
+            p[i] = _clipped(p[i] + c, rule)
+
+
+@njit(cache=True, inline="always")
+def _scalars(factors, decay, bounds):
+    """``_step``'s rule as scalars, read once before a loop (loads from the arrays inside
+    it would be repeated at every entry): factors[0] to [4], the decay, whether there is
+    momentum, and the bounds."""
+    heavy = decay.size > 0
+    d = decay[0] if heavy else factors[0]
+    f0, f1, f2, f3, f4 = factors[0], factors[1], factors[2], factors[3], factors[4]
+    return (f0, f1, f2, f3, f4, heavy, d, bounds[0], bounds[1])
+
+
+@njit(cache=True, inline="always")
+def _change(g, v, rule, heavy):
+    """``_step``'s change of one entry from its gradient g, and its velocity v after it
+    (v = decay v + the scaled g where ``heavy``: with momentum; else v as it was)."""
+    c = g * rule[0]
+    c = c * rule[1]
+    if heavy:
+        v = v * rule[6]
+        v = v + c
+        c = v
+    c = c * rule[2]
+    c = c * rule[3]
+    return c * rule[4], v
+
+
+@njit(cache=True, inline="always")
+def _clipped(x, rule):
+    """x clipped into the rule's bounds (max, then min, as ``_step`` clips)."""
+    x = max(x, rule[7])
+    return min(x, rule[8])
 
 
 @dataclass(frozen=True)
