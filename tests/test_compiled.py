@@ -14,6 +14,8 @@ from test_deep import deep_circuit
 from eqprop_cli import Network, compile_circuit
 from eqprop_cli.circuit.network import RowExpansion, _expand_rows
 from eqprop_cli.circuit.spec import load_circuit
+from eqprop_cli.devices.resistor import LinearConductance, drops, summed_drop_products
+from eqprop_cli.devices.source import CurrentSourceModel
 from eqprop_cli.learn import optim
 from eqprop_cli.learn.crossbar import CrossbarGradient
 from eqprop_cli.learn.samples import training_data
@@ -353,3 +355,117 @@ def test_deferred_estimates_write_their_product_into_one_kept_array():
         assert_bits(bar.materialise(), expanded[index])
         products.append(bar.rows.P)
     assert products[0] is products[1] is products[2]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_node_readers_give_the_bits_of_voltages_at(seed):
+    """The estimator's readers of node sets (a view of the unknowns for a range of them, a
+    broadcast row for rails, else voltages_at) against voltages_at: the same bits."""
+    network, n_in = deep_circuit(seed, 2)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (4, n_in))
+    eq = solver.solve(network, x)
+    unknown = np.flatnonzero(network.fixed_index < 0)
+    by_var = unknown[np.argsort(network.node_var[unknown])]
+    fixed = network.fixed
+    rails = fixed[~network._input_driven[network.fixed_index[fixed]]]
+    ground = rails[:1].repeat(5)  # a bias set's second nodes
+    for nodes, kind in (
+        (by_var[2:7], "view"),
+        (ground, "rails"),
+        (rails, "rails"),
+        (rng.permutation(unknown), "read"),
+        (np.concatenate([unknown[:3], rails]), "read"),
+    ):
+        got = network.reader(nodes)(eq.unknowns, eq.inputs)
+        assert_bits(np.ascontiguousarray(got), network.voltages_at(eq.unknowns, x, nodes))
+        assert np.shares_memory(got, eq.unknowns) == (kind == "view")
+        assert (got.strides[0] == 0) == (kind == "rails")
+
+
+def potentials(rng: np.random.Generator, batch: int, n: int, kind: str) -> np.ndarray:
+    """(batch, n) potentials six decades apart with a signed zero, a strided view (as of
+    the unknowns)."""
+    a = rng.normal(size=(batch, n + 3)) * 10.0 ** rng.integers(-3, 3, (batch, n + 3))
+    a[0, 1] = -0.0
+    return a.astype(kind)[:, 1 : n + 1]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("kinds", [("float64",) * 2, ("float32",) * 2, ("float32", "float64")])
+@pytest.mark.parametrize("shape", [(32, 9, 4), (1, 3, 2), (17, 2, 1), (5, 1, 6)])
+def test_compiled_dense_estimate_gives_the_bits_of_numpy(seed, kinds, shape):
+    """A dense resistor set's EP estimate (one pass over each end's potentials, the
+    products, one pass to combine) against numpy's summed_drop_products and scaling: the
+    same bits, for one stage weight or many, and one row or column (numpy's path)."""
+    rng = np.random.default_rng(seed)
+    batch, n, m = shape
+    Pa, Pb = (potentials(rng, batch, n, kinds[0]) for _ in range(2))
+    Qa, Qb = (potentials(rng, batch, m, kinds[1]) for _ in range(2))
+    Pb[0, 0] = 0.0
+    for w in (0.37, rng.uniform(0.5, 1.0, (n, m))):
+        total = summed_drop_products(Pa - Pb, Qa - Qb, Pa + Pb, Qa + Qb, True)
+        got = LinearConductance.ep_estimate(w, Pa, Pb, Qa, Qb, True, False, 7.3)
+        assert_bits(got, 0.5 * w * total * 7.3)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("kinds", [("float64",) * 2, ("float32",) * 2, ("float32", "float64")])
+@pytest.mark.parametrize("shape", [(32, 9), (1, 3), (17, 1), (64, 2)])
+def test_compiled_source_estimate_gives_the_bits_of_numpy(seed, kinds, shape):
+    """A current source set's EP estimate (one pass) against numpy's expression: the same
+    bits, with second nodes at unknowns or at rails (a broadcast row), and one column
+    (which numpy sums pairwise: numpy's path)."""
+    rng = np.random.default_rng(seed)
+    Pa, Pb = (potentials(rng, *shape, kinds[0]) for _ in range(2))
+    Qa, Qb = (potentials(rng, *shape, kinds[1]) for _ in range(2))
+    rails = np.broadcast_to(rng.normal(size=(1, shape[1])).astype(kinds[1]), shape)
+    for (qa, qb), w in (((Qa, Qb), 0.5), ((rails, rails), rng.uniform(0.5, 1.0, shape[1]))):
+        got = CurrentSourceModel.ep_estimate(w, Pa, Pb, qa, qb, False, False, 3.0)
+        assert_bits(got, -w * ((Pa - qa) - (Pb - qb)).sum(axis=0) * 3.0)
+
+
+@pytest.mark.parametrize("kind", ["float64", "float32"])
+def test_the_warm_start_line_gives_the_bits_of_numpy(kind):
+    """The second nudged phase's start, x0 + c (x1 - x0), in one pass: numpy's bits."""
+    rng = np.random.default_rng(5)
+    x0, x1 = (rng.normal(size=(7, 13)).astype(kind) for _ in range(2))
+    x1[0, 0], x0[0, 0] = -0.0, 0.0
+    for c in (-1.0, 0.3, np.float64(-1.0)):
+        assert_bits(train.line_through(x0, x1, c), x0 + c * (x1 - x0))
+
+
+@pytest.mark.parametrize("kind", ["float64", "float32"])
+@pytest.mark.parametrize("shape", [(32, 9), (17, 1), (1, 5)])
+def test_the_input_crossbar_differences_give_the_bits_of_numpy(kind, shape):
+    """The input crossbar's estimate's arrays in compiled passes: Qa - Qb and Qa + Qb in
+    one, then the difference times the factors in place with its sums over the batch in
+    another (numpy's path for one column, or a factor numpy takes at float64): numpy's
+    bits."""
+    rng = np.random.default_rng(6)
+    Qa, Qb = (potentials(rng, *shape, kind) for _ in range(2))
+    D, S, _ = drops(Qa, Qb, with_sums=False)
+    assert_bits(D, Qa - Qb)
+    assert_bits(S, Qa + Qb)
+    for s in (-0.37, np.float64(-0.37)):
+        expected = (Qa - Qb) * s if type(s) is float else ((Qa - Qb) * s).astype(kind)
+        got, sums = train.scaled(D.copy(), s, np.dtype(kind))
+        assert_bits(got, expected)
+        if sums is not None:
+            assert_bits(sums, expected.sum(axis=0))
+        assert (sums is None) == (shape[1] == 1 or type(s) is not float)
+
+
+def test_owned_currents_are_taken_as_they_are_and_others_copied_and_checked():
+    """The trainer's currents (its own, clipped) go into the network without a copy; any
+    other caller's are copied, and refused where not finite."""
+    network, _ = deep_circuit(4, 1)
+    mine = [a + 1e-7 for a in network.currents]
+    network.set_currents(mine, owned=True)
+    assert all(a is b for a, b in zip(network.currents, mine, strict=True))
+    network.set_currents(mine)
+    assert not any(np.shares_memory(a, b) for a, b in zip(network.currents, mine, strict=True))
+    for a, b in zip(network.currents, mine, strict=True):
+        assert_bits(a, b)
+    with pytest.raises(ValueError, match="finite"):
+        network.set_currents([np.full_like(a, np.nan) for a in mine])

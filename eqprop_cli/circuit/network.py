@@ -392,13 +392,15 @@ class Network:
         plus: np.ndarray | None = None,
         deferred: bool = False,
         out: np.ndarray | None = None,
+        sums: np.ndarray | None = None,
     ) -> np.ndarray | RowExpansion:
         """F^T D, (len(which), D.shape[1]), with F the fixed potentials ``which`` (batch,
         len(which)) of these inputs, plus the row ``plus`` (float64) on every row if given:
         from inputs^T D when every fixed node follows one input (a product over the
         features, not over the fixed nodes), expanded to the fixed nodes in one pass, or,
         ``deferred``, not expanded (a RowExpansion). ``out``: an array that inputs^T D may
-        be written into (used where it has its shape and dtype: a kept buffer)."""
+        be written into (used where it has its shape and dtype: a kept buffer); ``sums``: D
+        summed over the batch (D.sum(axis=0)) where the caller has it."""
         which = np.asarray(which, dtype=int)
         if not self._one_feature or self.n_features == 0:
             out = self.fixed_potentials(inputs, which).T @ D
@@ -414,7 +416,7 @@ class Network:
             self._feature_of[which],
             self._feature_gain[which],
             const,
-            D.sum(axis=0),
+            D.sum(axis=0) if sums is None else sums,
             np.zeros(0) if plus is None else plus,
             bool(np.any(const)),
         )
@@ -442,6 +444,30 @@ class Network:
         if var.size:  # (none where every node is fixed: a bias's ground)
             out[:, ~fixed] = x[:, var] * coef
         return out.reshape(x.shape[0], *nodes.shape)
+
+    def reader(self, nodes: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """A function (unknowns x, inputs) -> the potentials (batch, len(nodes)) of the 1-D
+        ``nodes``, those ``voltages_at`` gives, for reading only: a view of x where they are a
+        range of unknowns at gain 1, a broadcast row where all are rails. Topology: the plan
+        is resolved here, once, not on every read."""
+        nodes = np.asarray(nodes, dtype=int)
+        read = self._reader(nodes)
+        if nodes.ndim == 1 and read is not None:
+            columns, coef = read
+            if coef is None and isinstance(columns, slice):
+                return lambda x, inputs: x[:, columns]
+        elif nodes.ndim == 1 and nodes.size:
+            _, _, rails, var, _ = self._scatter(nodes)
+            if rails is not None and not var.size:
+                rows: dict[int, np.ndarray] = {}  # the read-only broadcast row by batch size
+
+                def read_rails(x: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+                    if x.shape[0] not in rows:
+                        rows[x.shape[0]] = np.broadcast_to(rails, (x.shape[0], nodes.size))
+                    return rows[x.shape[0]]
+
+                return read_rails
+        return lambda x, inputs: self.voltages_at(x, inputs, nodes)
 
     def _scatter(self, nodes: np.ndarray) -> tuple:
         """How to read ``nodes`` where some are fixed: (which are fixed, their fixed indices,
@@ -545,15 +571,22 @@ class Network:
             self.plan.shared_known = True
         return self.plan.shared
 
-    def set_currents(self, currents: list[np.ndarray]) -> None:
-        """Replace the current-source currents (one array per source set, same shapes)."""
+    def set_currents(self, currents: list[np.ndarray], owned: bool = False) -> None:
+        """Replace the current-source currents (one array per source set, same shapes).
+
+        ``owned``: the arrays are the caller's to give away, finite (the trainer's clipped
+        updates): taken as they are (float64), without a copy or a check.
+        """
         if len(currents) != len(self.currents) or any(
             np.shape(a) != b.shape for a, b in zip(currents, self.currents, strict=True)
         ):
             raise ValueError("currents must match the current-source sets in number and shape")
-        currents = [np.array(a, dtype=float) for a in currents]
-        if not all(np.all(np.isfinite(a)) for a in currents):
-            raise ValueError("currents must be finite")
+        if owned:
+            currents = [a.astype(float, copy=False) for a in currents]
+        else:
+            currents = [np.array(a, dtype=float) for a in currents]
+            if not all(np.all(np.isfinite(a)) for a in currents):
+                raise ValueError("currents must be finite")
         self.currents = currents
         self._linear = None
 

@@ -88,7 +88,8 @@ class TrainableModel(Protocol):
       quantity of EP's rule;
     - ``ep_estimate(w, Pa, Pb, Qa, Qb, dense, p_fixed, factor)``: factor times
       w times the sum over the batch of dE/dtheta(V^a) - dE/dtheta(V^b), from
-      the potentials of the first (P) and second (Q) nodes in two equilibria;
+      the potentials of the first (P) and second (Q) nodes in two equilibria
+      ((batch, n) arrays to read only: views of the unknowns, broadcast rows);
     - ``adjoint_gradient(w, Lp, Lq, Vp, Vq, dense)``: dL/dtheta by implicit
       differentiation, -w times the sum of d(dE/dtheta)/dv (V) times the adjoint
       drop Lp - Lq (Lp None: zero);

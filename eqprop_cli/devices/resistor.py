@@ -51,6 +51,8 @@ class LinearConductance:
         """factor * w * sum over the batch of dE/dg(V^a) - dE/dg(V^b), from the end
         potentials P (first nodes) and Q (second) in the two equilibria a and b."""
         # (dVa^2 - dVb^2) = (dVa - dVb)(dVa + dVb), summed over the batch without cancellation
+        if dense and not p_fixed and min(Pa.shape[1], Qa.shape[1]) > 1:
+            return _dense_estimate(w, Pa, Pb, Qa, Qb, factor)
         Dp = None if p_fixed else Pa - Pb
         total = summed_drop_products(Dp, Qa - Qb, Pa + Pb, Qa + Qb, dense)
         return 0.5 * w * total * factor
@@ -338,6 +340,65 @@ def summed_drop_products(
     if xp is not None:
         total = total + (xp * yp).sum(axis=0)[:, None] - xp.T @ yq
     return total
+
+
+def _dense_estimate(w, Pa, Pb, Qa, Qb, factor: float) -> np.ndarray:
+    """``ep_estimate`` of a dense set between unknowns (at least two rows and columns): the
+    differences and sums of each end's potentials and their summed products in one pass
+    (``drops``), the two matrix products, and the rest in one pass (``_combine``); the
+    same operations as summed_drop_products and the scaling, in the same order."""
+    xp, yp, sp = drops(Pa, Pb)
+    xq, yq, sq = drops(Qa, Qb)
+    M1, M2 = yp.T @ xq, xp.T @ yq
+    kind = np.result_type(sq, M1, sp, M2)
+    # Python floats (one stage weight) scale at the result's precision, as numpy's do: in
+    # the pass too; otherwise after it (times 1 is exact)
+    one = type(w) is float and type(factor) is float
+    scales = np.array([0.5 * w, factor] if one else [1.0, 1.0], kind)
+    total = _combine(sq, M1, sp, M2, scales, np.empty(M1.shape, kind))
+    return total if one else 0.5 * w * total * factor
+
+
+def drops(
+    A: np.ndarray, B: np.ndarray, with_sums: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A - B, A + B, ((A - B) * (A + B)).sum(axis=0)) of two (batch, n) arrays in one pass
+    (the sums: zeros without ``with_sums``; with them, n > 1)."""
+    kind = np.result_type(A, B)
+    diff, total = np.empty(A.shape, kind), np.empty(A.shape, kind)
+    sums = np.zeros(A.shape[1], kind)
+    return diff, total, _drops_pass(A, B, diff, total, sums, with_sums)
+
+
+@njit(cache=True)
+def _drops_pass(A, B, diff, total, sums, with_sums):
+    """diff = A - B, total = A + B and (``with_sums``) sums += diff * total summed over the
+    rows, in one pass: numpy's operations, the sum row after row into zeros as numpy's
+    sum(axis=0) of a (batch, n > 1) array adds them."""
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            d = A[i, j] - B[i, j]
+            t = A[i, j] + B[i, j]
+            diff[i, j] = d
+            total[i, j] = t
+            if with_sums:
+                sums[j] += d * t
+    return sums
+
+
+@njit(cache=True)
+def _combine(sq, M1, sp, M2, scales, out):
+    """out = (((sq[None, :] - M1) + sp[:, None]) - M2) * scales[0] * scales[1], entry by
+    entry with numpy's roundings (summed_drop_products' dense total, then the scaling)."""
+    s0, s1 = scales[0], scales[1]
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            t = sq[j] - M1[i, j]
+            t = t + sp[i]
+            t = t - M2[i, j]
+            t = t * s0
+            out[i, j] = t * s1
+    return out
 
 
 RANGE = ("g_min", "g_max")  # the device range of conductances

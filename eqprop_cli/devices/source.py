@@ -70,7 +70,12 @@ class CurrentSourceModel:
     @staticmethod
     def ep_estimate(w, Pa, Pb, Qa, Qb, dense: bool, p_fixed: bool, factor: float) -> np.ndarray:
         """factor * w * sum over the batch of dE/dI(V^a) - dE/dI(V^b): -w (V+ - V-)."""
-        return -w * ((Pa - Qa) - (Pb - Qb)).sum(axis=0) * factor
+        if Pa.shape[1] < 2:  # one column: numpy sums it pairwise, not row after row
+            total = ((Pa - Qa) - (Pb - Qb)).sum(axis=0)
+        else:
+            out = np.zeros(Pa.shape[1], np.result_type(Pa, Pb, Qa, Qb))
+            total = _summed_drop_changes(Pa, Pb, Qa, Qb, out)
+        return -w * total * factor
 
     @staticmethod
     def adjoint_gradient(w, Lp, Lq, Vp, Vq, dense: bool) -> np.ndarray:
@@ -193,3 +198,14 @@ def _add_end(node_var, node_coef, ends, sign, ws, s) -> None:
         v = node_var[ends[k]]
         if v >= 0:
             s[v] += sign * ws[k] * node_coef[ends[k]]
+
+
+@njit(cache=True)
+def _summed_drop_changes(Pa, Pb, Qa, Qb, out):
+    """out += ((Pa - Qa) - (Pb - Qb)) summed over the rows (batch, n arrays of any strides),
+    in one pass: numpy's ((Pa - Qa) - (Pb - Qb)).sum(axis=0) into zeros, n > 1 (which sums
+    row after row), the same operations in the same order at the same precisions."""
+    for i in range(Pa.shape[0]):
+        for j in range(Pa.shape[1]):
+            out[j] += (Pa[i, j] - Qa[i, j]) - (Pb[i, j] - Qb[i, j])
+    return out

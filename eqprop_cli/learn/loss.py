@@ -36,14 +36,15 @@ class ReadoutLoss:
         self.low = training.target_low
         self.temperature = training.temperature
         self.nudge_kind = training.nudge
+        self._targets = np.full((n_classes, n_classes), self.low, dtype=float)
+        np.fill_diagonal(self._targets, self.high)
         # EP estimates the gradient of scale * L (the nudge is in volts): divide it back out
         self.scale = self.temperature**2 if self.kind == "cross_entropy" else 1.0
 
     def targets(self, labels: np.ndarray) -> np.ndarray:
-        """Target readouts (batch, classes), volts (squared error)."""
-        t = np.full((len(labels), self.n_classes), self.low)
-        t[np.arange(len(labels)), labels] = self.high
-        return t
+        """Target readouts (batch, classes), volts (squared error): rows of the table of
+        each class's targets."""
+        return self._targets[labels]
 
     def _softmax(self, outputs: np.ndarray) -> np.ndarray:
         z = outputs / self.temperature
@@ -68,8 +69,9 @@ class ReadoutLoss:
         p[np.arange(len(labels)), labels] -= 1.0
         return p / self.temperature
 
-    def nudge(self, beta: float, outputs: np.ndarray, labels: np.ndarray) -> Nudge:
-        """The nudge of strength beta (siemens) for a batch whose free readout is ``outputs``."""
+    def nudge(self, beta: float, outputs: np.ndarray | None, labels: np.ndarray) -> Nudge:
+        """The nudge of strength beta (siemens) for a batch whose free readout is ``outputs``
+        (which a conductance nudge does not use: None will do)."""
         if self.nudge_kind == "conductance":
             return Nudge(beta, target=self.targets(labels))
         return Nudge(current=-beta * self.scale * self.gradient(outputs, labels))

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 from threadpoolctl import threadpool_limits
 
 from ..circuit.graph import CurrentSourceSet, ResistorSet
@@ -27,7 +28,7 @@ from ..circuit.network import CrossbarShare, Network, content_key
 from ..circuit.spec import CircuitSpec, TrainingSpec
 from ..data.datasets import shift_images
 from ..devices.protocol import TrainableModel
-from ..devices.resistor import Resistor
+from ..devices.resistor import Resistor, drops
 from ..errors import CircuitError, EqpropError, NotConvergedError
 from ..learn.evaluate import Evaluation, evaluate
 from ..learn.loss import ReadoutLoss, predictions
@@ -112,6 +113,8 @@ class EPEstimator:
             p, q, *rest = self._plan(network, g)
             p, q = (sets.setdefault(content_key(n), n) for n in (p, q))
             self.plans.append((p, q, *rest))
+        # how each set is read (a view of the unknowns, a rails row): resolved once
+        self.readers = {id(n): network.reader(n) for n in sets.values()}
         self._products: dict[int, np.ndarray] = {}  # deferred estimates' inputs^T D, by group
 
     @staticmethod
@@ -149,9 +152,10 @@ class EPEstimator:
         read: dict[tuple[int, int], np.ndarray] = {}  # potentials by (equilibrium, node set)
 
         def at(eq: Equilibrium, nodes: np.ndarray) -> np.ndarray:
+            """The potentials of a node set, for reading only (``Network.reader``)."""
             key = (id(eq), id(nodes))
             if key not in read:
-                read[key] = eq.at(nodes)
+                read[key] = self.readers[id(nodes)](eq.unknowns, eq.inputs)
             return read[key]
 
         grads = []
@@ -161,13 +165,14 @@ class EPEstimator:
             if fixed is not None:
                 # a crossbar of conductances from the inputs: F (inputs) the same in both
                 # sum of dVa^2 - dVb^2 = sum (Qa - Qb)(Qa + Qb) - 2 F^T (Qa - Qb)
-                D = Qa - Qb
-                common = np.einsum("bj,bj->j", D, Qa + Qb)
-                D *= -w * factor  # the batch's small array takes the factors
-                D = D.astype(self.network.dtype, copy=False)  # the product at that precision
+                D, S, _ = drops(Qa, Qb, with_sums=False)
+                common = np.einsum("bj,bj->j", D, S)
+                # the batch's small array takes the factors; the product at the network's
+                # precision
+                D, sums = scaled(D, -w * factor, self.network.dtype)
                 plus = (0.5 * w * factor) * common
                 kept = self._products.get(k) if deferred else None
-                grad = self.network.fixed_outer(fixed, a.inputs, D, plus, deferred, kept)
+                grad = self.network.fixed_outer(fixed, a.inputs, D, plus, deferred, kept, sums)
                 if not isinstance(grad, np.ndarray):
                     self._products[k] = grad.P  # no new array of its size each batch
                     grad = CrossbarGradient.of(self.network, g.index, grad)
@@ -177,6 +182,29 @@ class EPEstimator:
             Pb = Pa if p_fixed else at(b, p)  # fixed potentials (inputs) are the same in both
             grads.append(g.model.ep_estimate(w, Pa, Pb, Qa, Qb, dense, p_fixed, factor))
         return grads
+
+
+def scaled(D: np.ndarray, s: float, kind: np.dtype) -> tuple[np.ndarray, np.ndarray | None]:
+    """D times s in place, then at dtype ``kind``, and its sums over the rows (None where
+    numpy's order of them is not the compiled pass's): one pass where D is a (batch, n > 1)
+    array of that dtype and s a Python float (which numpy takes at D's precision)."""
+    if type(s) is not float or D.dtype != kind or D.ndim != 2 or D.shape[1] < 2:
+        D *= s
+        return D.astype(kind, copy=False), None
+    return D, _scale_pass(D, np.array([s], D.dtype), np.zeros(D.shape[1], D.dtype))
+
+
+@njit(cache=True)
+def _scale_pass(D, s, sums):
+    """D *= s[0] and sums += D summed over the rows (after the product), in one pass: the
+    roundings of numpy's in-place product and its sum(axis=0) of a (batch, n > 1) array."""
+    k = s[0]
+    for i in range(D.shape[0]):
+        for j in range(D.shape[1]):
+            d = D[i, j] * k
+            D[i, j] = d
+            sums[j] += d
+    return sums
 
 
 def ep_gradients(
@@ -200,7 +228,8 @@ def ep_gradients(
     circuit would (nudge precision, read noise, ADC). ``deferred``: see EPEstimator.
     """
     free = solve(network, x, **free_solver)
-    outputs = free.outputs()
+    # the free readout: a current nudge's (a conductance's needs the targets only)
+    outputs = free.outputs() if loss.nudge_kind == "current" else None
     states: list[Equilibrium] = []
     for beta in betas:
         if beta == 0.0:
@@ -225,7 +254,26 @@ def nudged_start(free: Equilibrium, first: Equilibrium | None, beta_first: float
     the solve still runs to its tolerances."""
     if first is None or first is free or beta_first == 0.0:
         return free.unknowns
-    return free.unknowns + (beta / beta_first) * (first.unknowns - free.unknowns)
+    return line_through(free.unknowns, first.unknowns, beta / beta_first)
+
+
+def line_through(x0: np.ndarray, x1: np.ndarray, c: float) -> np.ndarray:
+    """x0 + c (x1 - x0), as numpy works it out; in one compiled pass where x0 and x1 are
+    (batch, n) arrays of one dtype and c a Python float (which numpy takes at their
+    precision)."""
+    if type(c) is not float or x0.dtype != x1.dtype or x0.shape != x1.shape or x0.ndim != 2:
+        return x0 + c * (x1 - x0)
+    return _line_pass(x0, x1, np.array([c], x0.dtype), np.empty(x0.shape, x0.dtype))
+
+
+@njit(cache=True)
+def _line_pass(x0, x1, c, out):
+    """out = x0 + c[0] * (x1 - x0), entry by entry, each operation rounded as numpy's."""
+    k = c[0]
+    for i in range(x0.shape[0]):
+        for j in range(x0.shape[1]):
+            out[i, j] = x0[i, j] + k * (x1[i, j] - x0[i, j])
+    return out
 
 
 def phase_betas(phases: str, beta: float, seed: int, epoch: int, step: int) -> tuple[float, float]:
@@ -299,13 +347,14 @@ class Trainer:
         ]
 
     def set_params(self, values: list[np.ndarray], shares: Sequence[CrossbarShare] = ()) -> None:
-        """New parameters into the network (``shares``: see Network.set_conductances)."""
+        """New parameters into the network, taken as they are: the trainer's own arrays, within
+        their bounds (no copy, no check; ``shares``: see Network.set_conductances)."""
         g, currents = list(self.network.g), list(self.network.currents)
         for group, v in zip(self.groups, values, strict=True):
             (g if group.kind == "conductance" else currents)[group.index] = v
         self.network.set_conductances(g, owned=True, shares=shares)
         if currents:
-            self.network.set_currents(currents)
+            self.network.set_currents(currents, owned=True)
 
     def rate_factor(self, epoch: int) -> float:
         """The learning-rate schedule's multiplier during ``epoch`` (0-based)."""
