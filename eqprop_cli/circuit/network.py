@@ -79,6 +79,10 @@ class Crossbar:
     cols: slice | np.ndarray = field(init=False)  # col_var, as a slice where it is a range
     walks_rows: bool = field(init=False)  # the gain's entries take the rows once, in order
     unit_scales: bool = field(init=False)  # row weight times dV/dx, and column dV/dx, all 1
+    # the ends' factors of its share of Q's diagonal (and an input one's of r0), topology:
+    col_scale: np.ndarray = field(init=False)  # column weight times dV/dx
+    col_diag: np.ndarray = field(init=False)  # input: col_scale dV/dx; coupling: dV/dx ** 2
+    row_diag: np.ndarray = field(init=False)  # row weight times dV/dx, times dV/dx
 
     def __post_init__(self) -> None:
         v = self.col_var
@@ -89,6 +93,10 @@ class Crossbar:
         )
         ends = (self.row_weight * self.row_coef, self.col_coef)
         self.unit_scales = all(bool(np.all(e == 1.0)) for e in ends)
+        self.col_scale = self.col_weight * self.col_coef
+        inputs = self.row_var is None
+        self.col_diag = self.col_scale * self.col_coef if inputs else self.col_coef**2
+        self.row_diag = ends[0] * self.row_coef
 
 
 @dataclass(frozen=True)
@@ -148,6 +156,7 @@ class TopologyPlan:
     diodes: list[tuple[sp.csr_matrix, np.ndarray, np.ndarray]] | None = None  # A, var, coef
     diodes_T: list[sp.csr_matrix] | None = None  # each A transposed
     var_scale: np.ndarray | None = None  # amplifier gain of each unknown's node
+    scale_max: float | None = None  # the largest of them (0 without unknowns)
     branches: tuple | None = None  # incidence, its transpose, inner/outer edge maps, weights
     classes_known: bool = False  # whether ``classes`` was decided (None is an answer)
     classes: tuple[np.ndarray, np.ndarray] | None = None  # the layered solver's two classes
@@ -164,6 +173,7 @@ class TopologyPlan:
     readers: dict[tuple, tuple | None] = field(default_factory=dict)  # node sets' reads
     scatters: dict[tuple, tuple] = field(default_factory=dict)  # the same where some is fixed
     couplings: dict[tuple, list] = field(default_factory=dict)  # crossbars' blocks in Q parts
+    last_coupling: tuple | None = None  # (rows, cols, blocks) of the last read-only look-up
     shared_known: bool = False  # whether ``shared`` was decided (None is an answer)
     shared: Crossbar | None = None  # the input crossbar a pass works out the share of
 
@@ -210,7 +220,10 @@ class Linear:
 
     def rhs(self, inputs: np.ndarray) -> np.ndarray:
         """r(X), float64 (the product itself at the precision of S K)."""
-        return np.asarray(inputs, dtype=self.SK.dtype) @ self.SK + self.r0
+        r = np.asarray(inputs, dtype=self.SK.dtype) @ self.SK
+        if r.dtype == self.r0.dtype == np.float64 and r.shape[-1:] == self.r0.shape:
+            return np.add(r, self.r0, out=r)  # into the product: no second array
+        return r + self.r0
 
     @functools.cached_property
     def constant(self) -> tuple[sp.csr_matrix, np.ndarray, float]:
@@ -698,6 +711,10 @@ class Network:
         """Where the coupling crossbars' blocks sit in Q[rows][:, cols] (two disjoint sets
         of unknowns): (crossbar, whether its block goes in transposed, the index of its
         place) of each that lies in it whole. Topology: kept per pair of sets."""
+        last = self.plan.last_coupling  # the same two arrays as the last call: no key
+        read_only = not (rows.flags.writeable or cols.flags.writeable)  # so unchanged
+        if read_only and last is not None and last[0] is rows and last[1] is cols:
+            return last[2]
         key = content_key(rows, cols)
         if key not in self.plan.couplings:
             at_row, at_col = np.full(self.n_vars, -1), np.full(self.n_vars, -1)
@@ -713,6 +730,8 @@ class Network:
                 if np.all(a >= 0) and np.all(b >= 0):
                     blocks.append((c, transposed, _block_index(a, b)))
             self.plan.couplings[key] = blocks
+        if read_only:
+            self.plan.last_coupling = (rows, cols, self.plan.couplings[key])
         return self.plan.couplings[key]
 
     def _crossbar_coupling(self, c: Crossbar) -> np.ndarray:

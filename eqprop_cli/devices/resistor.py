@@ -144,18 +144,16 @@ class LinearConductance:
         (an input crossbar): G's column sums, worked out with its S K (already in SK) by
         the pass that wrote G (``input_pass``); then G is read only for rails off 0 V."""
         if bar.row_var is None:  # input crossbar: unknowns at its columns only
-            wk = bar.col_weight * bar.col_coef
             if sums is None:
                 sums = np.zeros(G.shape[1])
                 _input_terms(G, *input_pass(bar, G.dtype), bar.walks_rows, sums, SK)
-            Q_diag[bar.cols] += sums * (wk * bar.col_coef)
+            Q_diag[bar.cols] += sums * bar.col_diag
             if bar.row_const is not None:  # rows at rails off 0 V
-                r0[bar.cols] += (bar.row_const @ G) * wk
+                r0[bar.cols] += (bar.row_const @ G) * bar.col_scale
         else:
-            wr = bar.row_weight * bar.row_coef
-            Q_diag[bar.row_var] += G.sum(axis=1, dtype=float) * (wr * bar.row_coef)
+            Q_diag[bar.row_var] += G.sum(axis=1, dtype=float) * bar.row_diag
             column = np.einsum("i,ij->j", bar.row_weight, G, dtype=float, casting="safe")
-            Q_diag[bar.col_var] += column * bar.col_coef**2
+            Q_diag[bar.col_var] += column * bar.col_diag
 
     @staticmethod
     def crossbar_coupling(bar, G: np.ndarray) -> np.ndarray:

@@ -92,13 +92,13 @@ class CurrentSourceModel:
         (``s``, the linear term r's share) and on the fixed nodes (``fixed_current``, where
         not None)."""
         ws = weight * current
+        _add_on_unknowns(nodes.node_var, nodes.node_coef, plus, minus, ws, s)
+        if fixed_current is None:
+            return
         for node, sign in ((plus, 1.0), (minus, -1.0)):
-            var = nodes.node_var[node]
-            ok = var >= 0
-            if ok.any():
-                np.add.at(s, var[ok], sign * ws[ok] * nodes.node_coef[node][ok])
-            if fixed_current is not None and not ok.all():  # (ground, a rail)
-                np.add.at(fixed_current, nodes.fixed_index[node][~ok], sign * ws[~ok])
+            fixed = nodes.node_var[node] < 0
+            if fixed.any():  # (ground, a rail)
+                np.add.at(fixed_current, nodes.fixed_index[node][fixed], sign * ws[fixed])
 
     @staticmethod
     def set_energy(V: np.ndarray, ends, current: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -181,6 +181,23 @@ ISOURCE = DeviceKind(
     element_keys=("current",),
     element=_isource_element,
 )
+
+
+@njit(cache=True)
+def _add_on_unknowns(node_var, node_coef, plus, minus, ws, s) -> None:
+    """The sources' terms on the unknowns, s[var] += sign * ws * coef at each end that is an
+    unknown, in one pass: np.add.at's sums in its order (the plus ends, then the minus
+    ends, each in turn), each product rounded as numpy's."""
+    _add_end(node_var, node_coef, plus, 1.0, ws, s)
+    _add_end(node_var, node_coef, minus, -1.0, ws, s)
+
+
+@njit(cache=True, inline="always")
+def _add_end(node_var, node_coef, ends, sign, ws, s) -> None:
+    for k in range(ends.shape[0]):
+        v = node_var[ends[k]]
+        if v >= 0:
+            s[v] += sign * ws[k] * node_coef[ends[k]]
 
 
 @njit(cache=True)

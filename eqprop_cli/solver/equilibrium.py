@@ -209,7 +209,7 @@ class Problem:
             raise InputError(
                 f"the circuit takes {network.n_features} input feature(s); got vectors of length {inputs.shape[-1]}"
             )
-        if not np.isfinite(inputs).all():
+        if not _all_finite(inputs):
             raise InputError("input vectors contain NaN or infinite values")
         self.network = network
         self.inputs = inputs
@@ -275,10 +275,13 @@ class Problem:
             net.plan.var_scale = scale
         return net.plan.var_scale
 
-    @functools.cached_property
+    @property
     def scale_max(self) -> float:
-        """The largest gain of an unknown's node (``var_scale``)."""
-        return float(self.var_scale.max(initial=0.0))
+        """The largest gain of an unknown's node (``var_scale``): topology, kept with it."""
+        plan = self.network.plan
+        if plan.scale_max is None:
+            plan.scale_max = float(self.var_scale.max(initial=0.0))
+        return plan.scale_max
 
     @property
     def _branches(self) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, np.ndarray]:
@@ -362,7 +365,7 @@ class Problem:
         if values is None:
             return np.zeros((1, n_out))
         values = np.atleast_2d(np.asarray(values, dtype=float))
-        if values.shape not in ((self.batch, n_out), (1, n_out)) or not np.isfinite(values).all():
+        if values.shape not in ((self.batch, n_out), (1, n_out)) or not _all_finite(values):
             raise InputError(
                 f"nudge {what} must be finite, one per output ({n_out}) for each of the "
                 f"{self.batch} samples; got shape {values.shape}"
@@ -454,9 +457,9 @@ class Problem:
     ) -> Equilibrium:
         """The Equilibrium at x; converged where the largest KCL residual is within tol
         and the estimated error of every node voltage within vtol."""
-        converged = (residual <= tol) & (error <= vtol)
+        converged, every = _converged(residual, error, tol, vtol)
         message = "converged"
-        if not converged.all():
+        if not every:
             worst = int(
                 np.argmax(np.where(converged, -np.inf, np.maximum(residual / tol, error / vtol)))
             )
@@ -630,10 +633,127 @@ def _start(problem: Problem, x0: np.ndarray | None) -> np.ndarray:
     clamps' bounds, np.maximum then np.minimum (np.clip's values, sooner), each written
     straight into it; without x0, the bounds' rows are clipped and broadcast."""
     x = np.empty((problem.batch, problem.network.n_vars))
-    if x0 is None:
-        return np.minimum(np.maximum(0.0, problem.lo), problem.hi, out=x)
-    np.maximum(np.asarray(x0, dtype=float), problem.lo, out=x)
-    return np.minimum(x, problem.hi, out=x)
+    first = np.zeros((1, x.shape[1])) if x0 is None else np.asarray(x0, dtype=float)
+    lo, hi = problem.lo, problem.hi
+    if first.ndim == 1:
+        first = first[None]
+    if _broadcasts(first, x.shape) and _broadcasts(lo, x.shape) and _broadcasts(hi, x.shape):
+        _clip_into(first, lo, hi, x)  # one compiled pass
+        return x
+    np.maximum(first, lo, out=x)
+    return np.minimum(x, hi, out=x)
+
+
+def _broadcasts(a: np.ndarray, shape: tuple[int, int]) -> bool:
+    """Whether a 2-D float64 array broadcasts to ``shape`` (2-D) row by row and column by column."""
+    if a.ndim != 2 or a.dtype != np.float64:
+        return False
+    rows, cols = a.shape
+    return (rows == 1 or rows == shape[0]) and (cols == 1 or cols == shape[1])
+
+
+@njit(cache=True)
+def _clip_into(first: np.ndarray, lo: np.ndarray, hi: np.ndarray, out: np.ndarray) -> None:
+    """out = np.minimum(np.maximum(first, lo), hi), the inputs broadcast to out's shape, in one
+    pass: numpy's values bit for bit (NaN wins; a tie, +0 against -0 too, gives the second
+    operand, as numpy's on this machine: ``tests/test_setup.py`` checks it)."""
+    rows, cols = out.shape
+    full = first.shape[1] == lo.shape[1] == hi.shape[1] == cols  # no column broadcast
+    one = first.shape[0] == lo.shape[0] == hi.shape[0] == 1  # one row: made once, copied
+    for i in range(rows):
+        if one and i:
+            out[i] = out[0]
+            continue
+        f = first[i if first.shape[0] > 1 else 0]
+        low = lo[i if lo.shape[0] > 1 else 0]
+        high = hi[i if hi.shape[0] > 1 else 0]
+        row = out[i]
+        if full:  # the loop the compiler vectorises
+            for j in range(cols):
+                row[j] = _clip_one(f[j], low[j], high[j])
+        else:
+            for j in range(cols):
+                row[j] = _clip_one(
+                    f[min(j, f.size - 1)], low[min(j, low.size - 1)], high[min(j, high.size - 1)]
+                )
+
+
+@njit(inline="always")
+def _clip_one(v: float, lo: float, hi: float) -> float:
+    """np.minimum(np.maximum(v, lo), hi) of floats (see ``_clip_into``)."""
+    v = v if (v > lo) | (v != v) else lo
+    return v if (v < hi) | (v != v) else hi
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def _all_finite(a: np.ndarray) -> bool:
+    """np.isfinite(a).all() of a 2-D float array, without the array of booleans: x - x is 0
+    for a finite x and NaN otherwise, and a NaN stays in the sum in any order."""
+    total = 0.0
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            total += a[i, j] - a[i, j]
+    return total == 0.0
+
+
+def _converged(
+    residual: np.ndarray, error: np.ndarray, tol: float, vtol: float
+) -> tuple[np.ndarray, bool]:
+    """(residual <= tol) & (error <= vtol) per sample, and whether all are: one compiled pass
+    where both are float64 vectors of a length."""
+    if (
+        residual.ndim == error.ndim == 1
+        and residual.dtype == error.dtype == np.float64
+        and residual.shape == error.shape
+    ):
+        out = np.empty(residual.shape, bool)
+        return out, _converged_into(residual, error, float(tol), float(vtol), out)
+    converged = (residual <= tol) & (error <= vtol)
+    return converged, bool(converged.all())
+
+
+@njit(cache=True)
+def _converged_into(
+    residual: np.ndarray, error: np.ndarray, tol: float, vtol: float, out: np.ndarray
+) -> bool:
+    """``_converged``'s pass: writes out, returns whether every sample converged."""
+    every = True
+    for i in range(out.shape[0]):
+        out[i] = (residual[i] <= tol) & (error[i] <= vtol)
+        every &= out[i]
+    return every
+
+
+def _pull(n: _NudgeTerm, spread: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The nudge's constants in a class's closed-form minimum: its pull,
+    spread * (beta_w * target + current_w), and stiffness, 1 + beta_w * spread; one
+    compiled pass where the arrays are float64 rows that broadcast (numpy's bits)."""
+    beta_w, target, current = n.beta_w, n.target, n.current_w
+    k = len(spread)
+    rows = max(target.shape[0], current.shape[0]) if target.ndim == current.ndim == 2 else 0
+    if (
+        rows
+        and beta_w.shape == spread.shape == (k,)
+        and all(a.dtype == np.float64 for a in (beta_w, target, current, spread))
+        and target.shape in ((rows, k), (1, k))
+        and current.shape in ((rows, k), (1, k))
+    ):
+        pull, stiffness = np.empty((rows, k)), np.empty(k)
+        _pull_into(beta_w, target, current, spread, pull, stiffness)
+        return pull, stiffness
+    return spread * (beta_w * target + current), 1.0 + beta_w * spread
+
+
+@njit(cache=True)
+def _pull_into(beta_w, target, current, spread, pull, stiffness) -> None:
+    """``_pull``'s pass: each operation rounded as numpy's, in its order."""
+    for i in range(pull.shape[0]):
+        ti = i if target.shape[0] > 1 else 0
+        ci = i if current.shape[0] > 1 else 0
+        for j in range(pull.shape[1]):
+            pull[i, j] = spread[j] * (beta_w[j] * target[ti, j] + current[ci, j])
+    for j in range(stiffness.shape[0]):
+        stiffness[j] = 1.0 + beta_w[j] * spread[j]
 
 
 def _nudge_fits(problem: Problem, classes) -> bool:
@@ -672,6 +792,8 @@ def layered_classes(network: Network, problem: Problem) -> tuple[np.ndarray, np.
     plan = network.plan
     if not plan.classes_known:
         plan.classes, plan.classes_known = _two_classes(network, problem), True
+        for c in plan.classes or ():  # read-only: kept and looked up by identity
+            c.flags.writeable = False
     return plan.classes
 
 
@@ -830,8 +952,7 @@ class _Block:
             # spread: how much of the nudge current each output's own conductance absorbs
             self.outputs = (local[k][n.var], a_out, (n.coef**2 / a_out).sum(axis=1))
         local, a_out, spread = self.outputs
-        pull = spread * (n.beta_w * n.target + n.current_w)
-        return (n, local, a_out, spread, pull, 1.0 + n.beta_w * spread)
+        return (n, local, a_out, spread, *_pull(n, spread))
 
     def derivative(self, x: np.ndarray, b: np.ndarray, second: bool = False):
         """First (and second) derivative of the 1-D energies at x."""
