@@ -103,8 +103,8 @@ class Crossbar:
 class RowExpansion:
     """F^T D + plus over an input crossbar's fixed rows, not yet written out: row i is
     P[feature[i]] * gain[i] (+ const[i] * sums, where ``with_const``) (+ plus), with P =
-    inputs^T D, the product over the features (``Network.fixed_outer``). ``_expand_row``
-    writes one row; a pass over the rows can use each as it is made (learn/crossbar.py)."""
+    inputs^T D, the product over the features (``Network.fixed_outer``). ``_expand_rows``
+    writes them; a pass over the rows can use each as it is made (learn/crossbar.py)."""
 
     P: np.ndarray  # (features, columns), at the result's dtype
     feature: np.ndarray  # the feature of each row
@@ -949,17 +949,6 @@ def content_key(*arrays: np.ndarray) -> tuple:
 
 
 @njit(cache=True, inline="always")
-def _expand_row(P, f, s, c, sums, plus, with_const, out):
-    """out = P[f] * s (+ c * sums, where ``with_const``) (+ plus, where it is not empty):
-    one row of F^T D from the features' product, each operation rounded to out's dtype as
-    numpy's in-place operations round (the products and sums themselves in float64 where an
-    operand is)."""
-    with_plus, plus = _plus_row(plus, out.size)
-    for j in range(out.size):
-        out[j] = _expanded(P, f, j, s, c, sums, plus, with_const, with_plus, out)
-
-
-@njit(cache=True, inline="always")
 def _plus_row(plus, n):
     """(whether there is a plus row, a row of n entries to read in its place): zeros for
     an empty one, so that ``_expanded`` reads both its rows at every entry (a load under a
@@ -970,7 +959,7 @@ def _plus_row(plus, n):
 
 @njit(cache=True, inline="always")
 def _expanded(P, f, j, s, c, sums, plus, with_const, with_plus, out):
-    """Entry j of ``_expand_row``'s row, each operation rounded to out's dtype (out itself
+    """Entry j of a row of ``_expand_rows``, each operation rounded to out's dtype (out itself
     is not written); sums[j] and plus[j] are read whatever the flags (``_plus_row``)."""
     kind = out.dtype.type
     const_term, plus_term = c * sums[j], plus[j]
@@ -984,9 +973,15 @@ def _expanded(P, f, j, s, c, sums, plus, with_const, with_plus, out):
 
 @njit(cache=True)
 def _expand_rows(P, feature, gain, const, sums, plus, with_const, out):
-    """Every row i of out by ``_expand_row`` from feature[i], gain[i] and const[i]."""
+    """out[i] = P[feature[i]] * gain[i] (+ const[i] * sums, where ``with_const``) (+ plus,
+    where it is not empty): the rows of F^T D from the features' product, each entry by
+    ``_expanded``, each operation rounded to out's dtype as numpy's in-place operations
+    round (the products and sums themselves in float64 where an operand is)."""
+    with_plus, plus = _plus_row(plus, out.shape[1])
     for i in range(out.shape[0]):
-        _expand_row(P, feature[i], gain[i], const[i], sums, plus, with_const, out[i])
+        f, s, c, row = feature[i], gain[i], const[i], out[i]
+        for j in range(row.size):
+            row[j] = _expanded(P, f, j, s, c, sums, plus, with_const, with_plus, row)
 
 
 def _total(parts: Iterable, empty=None):

@@ -266,9 +266,9 @@ def input_pass(bar, dtype) -> tuple:
     the features on its rows (CSR: indptr, indices, data), its columns' unknowns (and the
     first, where they are a range; else -1) and weights (stage weight times dV/dx), at the
     conductances' ``dtype``."""
-    gain, wk = bar.gain, bar.col_weight * bar.col_coef
-    start = bar.cols.start if isinstance(bar.cols, slice) else -1
-    return gain.indptr, gain.indices, gain.data.astype(dtype), bar.col_var, start, wk.astype(dtype)
+    gain, start = bar.gain, bar.cols.start if isinstance(bar.cols, slice) else -1
+    data, wk = gain.data.astype(dtype), bar.col_scale.astype(dtype)
+    return gain.indptr, gain.indices, data, bar.col_var, start, wk
 
 
 @njit(cache=True, inline="always")

@@ -13,7 +13,7 @@ cache, is added to the crossbar's share of the next linear part (a CrossbarShare
 the trainer hands to ``Network.set_conductances`` with the new conductances).
 
 Each step of the pass is the formula of an entry that the unfused path's kernels run
-(``_expanded`` in ``_expand_row``, ``_change`` and ``_clipped`` in ``_step``,
+(``_expanded`` in ``_expand_rows``, ``_change`` and ``_clipped`` in ``_step``,
 ``_add_input_entry`` in ``_add_input_row``, then ``_add_feature_row``), on the same entries
 in the same order, so the conductances, the velocity and the linear part are the same
 bits (tests/test_compiled.py). A row's steps run in one loop over its entries, which

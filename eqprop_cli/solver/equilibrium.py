@@ -670,19 +670,15 @@ def _clip_into(first: np.ndarray, lo: np.ndarray, hi: np.ndarray, out: np.ndarra
         row = out[i]
         if full:  # the loop the compiler vectorises
             for j in range(cols):
-                row[j] = _clip_one(f[j], low[j], high[j])
+                row[j] = _clipped(f[j], low[j], high[j], True)
         else:
             for j in range(cols):
-                row[j] = _clip_one(
-                    f[min(j, f.size - 1)], low[min(j, low.size - 1)], high[min(j, high.size - 1)]
+                row[j] = _clipped(
+                    f[min(j, f.size - 1)],
+                    low[min(j, low.size - 1)],
+                    high[min(j, high.size - 1)],
+                    True,
                 )
-
-
-@njit(inline="always")
-def _clip_one(v: float, lo: float, hi: float) -> float:
-    """np.minimum(np.maximum(v, lo), hi) of floats (see ``_clip_into``)."""
-    v = v if (v > lo) | (v != v) else lo
-    return v if (v < hi) | (v != v) else hi
 
 
 @njit(cache=True, fastmath={"reassoc"})
@@ -1140,14 +1136,16 @@ _NO_NUDGE = (*_NO_NUDGE, *[np.zeros((1, 0))] * 3, np.zeros(0))  # the kernels' "
 
 @njit(inline="always")
 def _max(a, b):
-    """np.maximum of two floats: NaN wins, as numpy's (Python's max would drop it)."""
-    return a if (a >= b) | (a != a) else b
+    """np.maximum of two floats: NaN wins, as numpy's (Python's max would drop it), and a
+    tie, +0 against -0 too, gives the second operand, as numpy's on this machine
+    (tests/test_setup.py checks the clip made of these against numpy's)."""
+    return a if (a > b) | (a != a) else b
 
 
 @njit(inline="always")
 def _min(a, b):
-    """np.minimum of two floats: NaN wins."""
-    return a if (a <= b) | (a != a) else b
+    """np.minimum of two floats: NaN wins; a tie gives the second operand (see ``_max``)."""
+    return a if (a < b) | (a != a) else b
 
 
 @njit(cache=True, error_model="numpy")
