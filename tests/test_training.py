@@ -196,6 +196,28 @@ def test_mnist_subset_loss_falls_in_seconds():
     assert after.error_rate < 0.5 * before.error_rate
 
 
+def test_run_trains_with_one_blas_thread_and_restores_the_pools_after():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas() -> list[int]:
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    mini = ROOT / "circuits" / "mnist-mini.toml"
+    trainer = _trainer(mini, "training.train_subset=16", "training.test_subset=8")
+    seen = []
+    with threadpool_limits(limits=2, user_api="blas"):  # more than one before the run
+        before = blas()
+        trainer.run(trainer.new_state(), 1, on_batch=lambda _: seen.append(blas()))
+        assert blas() == before == [2] * len(before)
+    assert seen and all(threads == [1] * len(before) for threads in seen)
+    order = trainer.order(0)  # kept for the epoch, read-only, and the seeded permutation
+    assert trainer.order(0) is order and not order.flags.writeable
+    np.testing.assert_array_equal(
+        order, np.random.default_rng([trainer.training.seed, 0]).permutation(16)
+    )
+    assert not np.array_equal(trainer.order(1), order)
+
+
 def test_same_seed_same_conductances_bit_for_bit():
     results = []
     for _ in range(2):

@@ -15,13 +15,14 @@ update needs only the voltage drop across each device in the two phases.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from numba import njit
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ..circuit.graph import CurrentSourceSet, ResistorSet
 from ..circuit.network import CrossbarShare, Network, content_key
@@ -301,6 +302,13 @@ class BatchInfo:
     seconds: float
 
 
+@functools.cache
+def _blas_pools() -> ThreadpoolController:
+    """The BLAS (and other) thread pools of the libraries loaded at training's first run, found
+    once: threadpool_limits searches them again on every entry (about 0.5 ms)."""
+    return ThreadpoolController()
+
+
 class Trainer:
     """Trains a network's conductances (and bias currents) with EP on a dataset split."""
 
@@ -336,6 +344,7 @@ class Trainer:
         if len(x) == 0:
             raise CircuitError("the training split is empty", path=spec.path, key="training")
         self.steps = -(-len(x) // t.batch_size)
+        self._order: tuple[int, np.ndarray] | None = None  # the last epoch's order, kept
 
     # ------------------------------------------------------------------ parameters
 
@@ -444,9 +453,14 @@ class Trainer:
     # ------------------------------------------------------------------ epochs
 
     def order(self, epoch: int) -> np.ndarray:
-        """The seeded order of the training samples in an epoch."""
-        n = len(self.splits["train"][1])
-        return np.random.default_rng([self.training.seed, epoch]).permutation(n)
+        """The seeded order of the training samples in an epoch (read-only: kept for the
+        epoch's later calls, as ``run`` makes one per chunk of batches)."""
+        if self._order is None or self._order[0] != epoch:
+            n = len(self.splits["train"][1])
+            order = np.random.default_rng([self.training.seed, epoch]).permutation(n)
+            order.flags.writeable = False
+            self._order = (epoch, order)
+        return self._order[1]
 
     def augment(self, x: np.ndarray, state: TrainState) -> np.ndarray:
         """The batch as trained on: shifted images when training.shift asks for them."""
@@ -523,7 +537,7 @@ class Trainer:
         """
         if state.devices:
             self.programmer.load(state.devices)  # a resumed run's own devices
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _blas_pools().limit(limits=1, user_api="blas"):  # restored on leaving
             return self._run(state, epochs, on_batch, on_epoch, should_stop)
 
     def _run(self, state, epochs, on_batch, on_epoch, should_stop) -> tuple[TrainState, bool]:
