@@ -176,6 +176,7 @@ class TopologyPlan:
     last_coupling: tuple | None = None  # (rows, cols, blocks) of the last read-only look-up
     shared_known: bool = False  # whether ``shared`` was decided (None is an answer)
     shared: Crossbar | None = None  # the input crossbar a pass works out the share of
+    outer: tuple | None = None  # fixed_outer's last node set: (which, feature, gain, const, any)
 
 
 @dataclass
@@ -186,6 +187,7 @@ class ConductancePlan:
     Q: np.ndarray | sp.csr_matrix | None = None  # Q dense when small and not sparse
     branches: tuple[np.ndarray, np.ndarray] | None = None  # weighted g of inner edges, D
     inverse_bound: np.ndarray | None = None  # error bound of the layered sweeps
+    nudge_limit: float | None = None  # the most negative nudge conductance allowed (-S)
     blocks: dict[int, tuple] = field(default_factory=dict)  # per class: a, a / w, coupling
     woodbury: dict[tuple | None, tuple] = field(default_factory=dict)  # per nudge strength
 
@@ -408,17 +410,22 @@ class Network:
                 out += plus
             return out
         inputs = np.atleast_2d(np.asarray(inputs, dtype=D.dtype))
-        const = self.fixed_const[which]
+        kept = self.plan.outer  # the rows' features, gains and constants: topology
+        if kept is None or kept[0] is not which:  # (the same node set each batch: kept)
+            const = self.fixed_const[which]
+            feature, gain = self._feature_of[which], self._feature_gain[which]
+            kept = self.plan.outer = (which, feature, gain, const, bool(np.any(const)))
+        _, feature, gain, const, with_const = kept
         product = (self.n_features, D.shape[1])
         fits = out is not None and out.shape == product and out.dtype == D.dtype
         rows = RowExpansion(
             np.matmul(inputs.T, D, out=out if fits else None),
-            self._feature_of[which],
-            self._feature_gain[which],
+            feature,
+            gain,
             const,
             D.sum(axis=0) if sums is None else sums,
             np.zeros(0) if plus is None else plus,
-            bool(np.any(const)),
+            with_const,
         )
         return rows if deferred else rows.materialise()
 

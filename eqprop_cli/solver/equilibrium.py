@@ -379,8 +379,11 @@ class Problem:
         current = self._per_output(nudge.current, "currents")
         term = _NudgeTerm(beta * weight, target, current * weight, var, coef)
         if beta < 0:  # a negative conductance: the nudged energy must stay bounded below
-            spread = (coef**2 / self.Q_diag[var]).sum(axis=1)
-            limit = float(np.min(1.0 / (weight * spread)))
+            derived = self.linear.plan
+            if derived.nudge_limit is None:  # once per conductance state
+                spread = (coef**2 / self.Q_diag[var]).sum(axis=1)
+                derived.nudge_limit = float(np.min(1.0 / (weight * spread)))
+            limit = derived.nudge_limit
             if -nudge.beta >= limit:
                 raise InputError(
                     f"beta = {nudge.beta:g} S is too negative for this circuit: the nudged "
