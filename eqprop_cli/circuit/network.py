@@ -178,6 +178,8 @@ class TopologyPlan:
     shared_known: bool = False  # whether ``shared`` was decided (None is an answer)
     shared: Crossbar | None = None  # the input crossbar a pass works out the share of
     outer: tuple | None = None  # fixed_outer's last node set: (which, feature, gain, const, any)
+    no_current: np.ndarray | None = None  # a nudge's current times the weights where it has none
+    outputs_key: tuple | None = None  # content_key of the outputs' nodes (read every batch)
 
 
 @dataclass
@@ -509,7 +511,12 @@ class Network:
         """How to read the potentials of ``nodes`` from the unknowns: (their columns, a slice
         where they are a range; their gains, None where all are 1); None when some node is
         not an unknown. Topology: kept per node set."""
-        key = content_key(nodes)
+        if nodes is self.outputs:  # the readout's own array (never written): its key kept
+            if self.plan.outputs_key is None:
+                self.plan.outputs_key = content_key(nodes)
+            key = self.plan.outputs_key
+        else:
+            key = content_key(nodes)
         if key not in self.plan.readers:
             flat = nodes.ravel()
             var = self.node_var[flat]

@@ -286,7 +286,7 @@ def _apply(
     vf = flat[2] if v is not None else gf
     _step(pf, gf, vf, *compiled, rule.lander is not None)
     for a, f in zip(arrays, flat, strict=True):
-        if not np.shares_memory(a, f):
+        if not a.flags.c_contiguous:  # f is a copy (else a view of a)
             a[...] = f.reshape(a.shape)
     return gf.reshape(g.shape)
 

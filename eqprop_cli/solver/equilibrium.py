@@ -376,8 +376,14 @@ class Problem:
         var, coef, weight = self.network.readout_map()
         beta = nudge.beta if nudge.target is not None else 0.0
         target = self._per_output(nudge.target, "targets")
-        current = self._per_output(nudge.current, "currents")
-        term = _NudgeTerm(beta * weight, target, current * weight, var, coef)
+        if nudge.current is None:  # a conductance's nudge: no current, the same each batch
+            plan = self.network.plan
+            if plan.no_current is None:  # (only read, as every nudge term's arrays)
+                plan.no_current = self._per_output(None, "currents") * weight
+            current_w = plan.no_current
+        else:
+            current_w = self._per_output(nudge.current, "currents") * weight
+        term = _NudgeTerm(beta * weight, target, current_w, var, coef)
         if beta < 0:  # a negative conductance: the nudged energy must stay bounded below
             derived = self.linear.plan
             if derived.nudge_limit is None:  # once per conductance state
@@ -517,7 +523,7 @@ class Problem:
 def _shallow(obj: _T) -> _T:
     """A shallow copy of a plain object: copy.copy's, without its dispatch."""
     new = object.__new__(type(obj))
-    new.__dict__.update(obj.__dict__)
+    new.__dict__ = obj.__dict__.copy()  # one copy of the table, not an update that grows it
     return new
 
 
