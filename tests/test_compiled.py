@@ -5,6 +5,7 @@ a sum is taken in another order."""
 from __future__ import annotations
 
 import importlib
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -504,3 +505,25 @@ def test_owned_currents_are_taken_as_they_are_and_others_copied_and_checked():
         assert_bits(a, b)
     with pytest.raises(ValueError, match="finite"):
         network.set_currents([np.full_like(a, np.nan) for a in mine])
+
+
+def test_a_share_reuses_an_s_k_array_only_once_nothing_refers_to_it():
+    """The S K arrays of shares are kept and taken again once nothing else holds them (an
+    earlier linear part, a share, a view): zero outside the crossbar's columns still."""
+    network, _ = deep_circuit(3, 1)
+    bar = input_crossbar(network)
+    outside = np.ones(network.n_vars, bool)
+    outside[bar.col_var] = False
+    first = network.crossbar_share(bar.index)
+    made = weakref.ref(first.SK)
+    first.SK[:, bar.col_var] = 1.0  # as the pass writes its columns
+    second = network.crossbar_share(bar.index)
+    assert second.SK is not first.SK  # the first share holds its array
+    del first
+    third = network.crossbar_share(bar.index)
+    assert third.SK is made() and not third.SK[:, outside].any()
+    view = third.SK[:1]
+    del third
+    fourth = network.crossbar_share(bar.index)
+    assert fourth.SK is not made() and fourth.SK is not second.SK  # a view holds it
+    assert not fourth.SK[:, outside].any() and view.base is made()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -180,6 +181,7 @@ class TopologyPlan:
     outer: tuple | None = None  # fixed_outer's last node set: (which, feature, gain, const, any)
     no_current: np.ndarray | None = None  # a nudge's current times the weights where it has none
     outputs_key: tuple | None = None  # content_key of the outputs' nodes (read every batch)
+    share_buffers: list[np.ndarray] = field(default_factory=list)  # S K arrays of shares
 
 
 @dataclass
@@ -577,7 +579,21 @@ class Network:
         bar = self._shared_crossbar()
         if bar is None or bar.index != k:
             return None
-        SK = np.empty((self.n_features, self.n_vars), self.dtype)  # the pass writes its columns
+        return CrossbarShare(bar, np.zeros(len(bar.col_var)), self._share_buffer(bar))
+
+    def _share_buffer(self, bar: Crossbar) -> np.ndarray:
+        """An S K array for a share of ``bar``, zero outside its columns (the pass writes
+        those whole): where no other input crossbar adds to S K, one of the two kept on the
+        plan that nothing else refers to any more (the linear part of an earlier state, a
+        share, a view of it: each holds a reference, so its count is above that of an array
+        held by the list alone), else a new one."""
+        kept = self.plan.share_buffers
+        shape = (self.n_features, self.n_vars)
+        alone = sys.getrefcount(_LONE[0])  # an array the list alone holds, counted likewise
+        for i in range(len(kept)):
+            if sys.getrefcount(kept[i]) == alone:
+                return kept[i]  # (its zeros are as they were made: the pass writes the rest)
+        SK = np.empty(shape, self.dtype)
         if isinstance(bar.cols, slice):
             SK[:, : bar.cols.start] = 0.0
             SK[:, bar.cols.stop :] = 0.0
@@ -585,7 +601,10 @@ class Network:
             others = np.ones(self.n_vars, bool)
             others[bar.col_var] = False
             SK[:, others] = 0.0
-        return CrossbarShare(bar, np.zeros(len(bar.col_var)), SK)
+        alone_writes = all(c is bar or c.row_var is not None for c in self._crossbars())
+        if alone_writes and len(kept) < 2:  # the next state's and the current one's
+            kept.append(SK)
+        return SK
 
     def _shared_crossbar(self) -> Crossbar | None:
         """The input crossbar whose share of the linear part a pass can work out
@@ -967,6 +986,9 @@ class Network:
         _absorb_clamps(out, V, clamps, clamp_tol)
         out[:, self.fixed] = 0.0
         return out
+
+
+_LONE = [np.empty(0)]  # an array held by its list alone: the reference count of one unused
 
 
 def content_key(*arrays: np.ndarray) -> tuple:
