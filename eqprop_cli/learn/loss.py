@@ -69,11 +69,18 @@ class ReadoutLoss:
         p[np.arange(len(labels)), labels] -= 1.0
         return p / self.temperature
 
-    def nudge(self, beta: float, outputs: np.ndarray | None, labels: np.ndarray) -> Nudge:
+    def nudge(
+        self,
+        beta: float,
+        outputs: np.ndarray | None,
+        labels: np.ndarray,
+        targets: np.ndarray | None = None,
+    ) -> Nudge:
         """The nudge of strength beta (siemens) for a batch whose free readout is ``outputs``
-        (which a conductance nudge does not use: None will do)."""
+        (which a conductance nudge does not use: None will do); ``targets``: the labels'
+        ``targets``, where the caller has them (the nudges of a batch share them)."""
         if self.nudge_kind == "conductance":
-            return Nudge(beta, target=self.targets(labels))
+            return Nudge(beta, target=self.targets(labels) if targets is None else targets)
         return Nudge(current=-beta * self.scale * self.gradient(outputs, labels))
 
 

@@ -231,12 +231,13 @@ def ep_gradients(
     free = solve(network, x, **free_solver)
     # the free readout: a current nudge's (a conductance's needs the targets only)
     outputs = free.outputs() if loss.nudge_kind == "current" else None
+    targets = loss.targets(y) if loss.nudge_kind == "conductance" else None  # (only read)
     states: list[Equilibrium] = []
     for beta in betas:
         if beta == 0.0:
             states.append(free)
             continue
-        nudge = loss.nudge(beta, outputs, y)
+        nudge = loss.nudge(beta, outputs, y, targets)
         if measure is not None:
             nudge = measure.nudge(nudge)
         first = states[0] if states else None
