@@ -705,7 +705,8 @@ class Network:
                 shape = (len(rows), len(cols))
                 small = shape[0] * shape[1] <= 4_000_000
                 blocks = self._coupling_blocks(rows, cols)
-                if Q_rest.nnz == 0 and small:  # every resistor in a crossbar: no slicing
+                # every resistor in a crossbar (Q_rest then the empty one): no slicing
+                if (not stamped or Q_rest.nnz == 0) and small:
                     if len(blocks) == 1 and _whole(blocks[0][2], shape):  # one crossbar's
                         c, transposed, _ = blocks[0]
                         block = self._crossbar_coupling(c)
