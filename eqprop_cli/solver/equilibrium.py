@@ -1173,20 +1173,18 @@ def _quadratic_update(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change):
     # no nudge, no gains, the unknowns a range: each unknown's new value and step in one
     # pass (the same operations as the passes below)
     plain = not (nudged or scaled) and first >= 0
+    most = np.zeros(n, np.int64)  # plain: the bit patterns of each unknown's largest step
     for s in range(x_all.shape[0]):
         sr, sl, sh = _at(r, s), _at(lo, s), _at(hi, s)
         if plain:
             if keep:
                 for j in range(n):
                     rhs[s, j] = r[sr, j] - coupled[s, j]
-            # (b not stored: a store the compiler cannot tell from x's keeps the loop scalar)
-            for j in range(n):
-                z = _clipped((r[sr, j] - coupled[s, j]) / a[j], lo[sl, j], hi[sh, j], bounded)
-                d = abs(z - x_all[s, _column(first, j)])
-                largest[j] = _max(largest[j], d)
-                step[j] = d
-                x_all[s, _column(first, j)] = z
-            change[s] = _largest_of(step)
+            if bounded:
+                m = _plain_row(coupled, x_all, s, first, a, r, lo, hi, most, True)
+            else:
+                m = _plain_row(coupled, x_all, s, first, a, r, lo, hi, most, False)
+            change[s] = _from_bits(m)
             continue
         for j in range(n):
             b[j] = r[sr, j] - coupled[s, j]
@@ -1207,10 +1205,40 @@ def _quadratic_update(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change):
             step[j] = d * scale[j] if scaled else d
             x_all[s, column] = new[j]
         change[s] = _largest_of(step)
+    if plain:
+        for j in range(n):
+            largest[j] = _as_float(most[j])
     residual = 0.0
     for j in range(n):
         residual = _max(residual, largest[j] * a_over_w[j])
     return residual
+
+
+@njit(inline="always")
+def _from_bits(m):
+    """The largest of magnitudes from the integer maximum m of their bit patterns, which
+    order them as their values, NaN (numpy's) if one is: a NaN's pattern, sign cleared,
+    is above inf's (as ``_largest_of`` takes it)."""
+    return np.nan if m > 0x7FF0000000000000 else _as_float(m)
+
+
+@njit(inline="always")
+def _plain_row(coupled, x_all, s, first, a, r, lo, hi, most, bounded):
+    """Sample s's update in ``_quadratic_update`` where no nudge, gains or gather: x =
+    clip((r - coupled) / a) (``bounded``: a constant at each call, so that the loop has
+    no branch), each unknown's largest step so far in ``most`` and the sample's largest
+    step returned, both as bit patterns: the steps are magnitudes, whose patterns order
+    them as their values (a NaN above inf). (b is not stored: a store the compiler
+    cannot tell from x's keeps the loop scalar.)"""
+    sr, sl, sh = _at(r, s), _at(lo, s), _at(hi, s)
+    m = 0
+    for j in range(len(most)):
+        z = _clipped((r[sr, j] - coupled[s, j]) / a[j], lo[sl, j], hi[sh, j], bounded)
+        d = _bits(abs(z - x_all[s, _column(first, j)]))
+        most[j] = max(most[j], d)
+        m = max(m, d)
+        x_all[s, _column(first, j)] = z
+    return m
 
 
 @njit(inline="always")
@@ -1296,7 +1324,15 @@ def _quadratic_residual(coupled, x_all, cls, weight, nudge, out, largest):
     weighted = False
     for j in range(n):
         weighted |= weight[j] != 1.0
+    fused = largest.size > 0 and not nudged and first >= 0
     for s in range(x_all.shape[0]):
+        if fused:
+            if weighted:
+                m = _residual_row(coupled, x_all, s, first, a, r, lo, hi, weight, True)
+            else:
+                m = _residual_row(coupled, x_all, s, first, a, r, lo, hi, weight, False)
+            largest[s] = _from_bits(m)
+            continue
         _gather(x, x_all, s, columns, first)
         sr, sl, sh = _at(r, s), _at(lo, s), _at(hi, s)
         f1 = out[_at(out, s)]
@@ -1321,6 +1357,24 @@ def _quadratic_residual(coupled, x_all, cls, weight, nudge, out, largest):
             for j in range(n):
                 f1[j] = abs(f1[j])
             largest[s] = _largest_of(f1)
+
+
+@njit(inline="always")
+def _residual_row(coupled, x_all, s, first, a, r, lo, hi, weight, weighted):
+    """Sample s's largest |residual| in ``_quadratic_residual`` where no nudge and the
+    class's unknowns are a range, in one pass, as the bit pattern of a magnitude (see
+    ``_plain_row``); ``weighted``: a constant at each call."""
+    sr, sl, sh = _at(r, s), _at(lo, s), _at(hi, s)
+    m = 0
+    for j in range(len(a)):
+        x = x_all[s, _column(first, j)]
+        f1 = a[j] * x - (r[sr, j] - coupled[s, j])
+        held = ((x >= hi[sh, j]) & (f1 < 0)) | ((x <= lo[sl, j]) & (f1 > 0))
+        f1 = 0.0 if held else f1
+        if weighted:
+            f1 /= weight[j]
+        m = max(m, _bits(abs(f1)))
+    return m
 
 
 @njit(cache=True, error_model="numpy")
