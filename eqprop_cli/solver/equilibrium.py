@@ -1173,7 +1173,8 @@ def _update_into(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change, work)
     nudged, _, local, coef, a_out, beta_w, target, current_w, pull, stiffness = nudge
     n = len(columns)
     b, new, step, largest = work[0], work[1], work[2], work[3]
-    largest[:] = 0.0
+    for j in range(n):
+        largest[j] = 0.0
     keep = rhs.shape[0] > 0
     scaled = scale.size > 0
     # no nudge, no gains, the unknowns a range: each unknown's new value and step in one
@@ -1555,9 +1556,9 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, co
         first = _update_into(coupled0, x, cls0, aow0, scale0, no_rhs, nudge0, change0, work0)
         _coupled(x, Q1, other1, of1, coupled1)
         _update_into(coupled1, x, cls1, aow1, scale1, rhs, nudge1, change1, work1)
-        for k in range(history.shape[0] - 1, 0, -1):
-            history[k, :] = history[k - 1, :]
-        for s in range(B):
+        for s in range(B):  # (element by element: a row's view costs a count)
+            for k in range(history.shape[0] - 1, 0, -1):
+                history[k, s] = history[k - 1, s]
             history[0, s] = _max(change0[s], change1[s])
         if sweeps == stop:  # the acceleration's choice, as _layered makes it
             accelerate = False
