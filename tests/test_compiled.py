@@ -171,6 +171,93 @@ def test_compiled_block_update_and_residual_give_the_bits_of_numpy(seed, layers,
         np.testing.assert_array_equal(block.residual(x_all), numpy_residual(block, x_all))
 
 
+def edge_class(seed: int, rows: int, bounded: bool, nan: bool):
+    """A class of 16 unknowns (columns 3 to 18 of x_all, 6 samples) as the compiled kernels
+    take it (``_Block._class``), with the product of its coupling: b / a beyond the clip's
+    ends and at them, signed zeros (a -0 meeting an end at +0), infinities, an unknown at
+    its end already and one at inf, and with ``nan`` a NaN in b and one in x."""
+    rng = np.random.default_rng(seed)
+    batch, n = 6, 16
+    a = rng.uniform(0.5, 2.0, n)
+    lo, hi = rng.uniform(-1.0, -0.1, (rows, n)), rng.uniform(0.1, 1.0, (rows, n))
+    coupled, r = rng.normal(0.0, 1.5, (batch, n)), rng.normal(0.0, 1.5, (batch, n))
+    lo[:, 0], hi[:, 1] = 0.0, 0.0
+    r[:, 0], r[:, 1], coupled[:, :2] = -0.0, 0.0, 0.0  # b / a = -0 at lo = +0, +0 at hi
+    r[:, 2], r[:, 3], coupled[:, 2:4] = np.inf, -np.inf, 0.0
+    r[:, 4], coupled[:, 4] = lo[:, 4] * a[4], 0.0  # b / a at (or a rounding off) lo
+    x_all = rng.normal(0.0, 1.0, (batch, n + 5))
+    x_all[:, 3 + 5], x_all[:, 3 + 6] = hi[:, 5], lo[:, 6]  # at an end already
+    x_all[1, 3 + 7] = np.inf
+    if nan:
+        r[2, 8] = np.nan
+        x_all[4, 3 + 9] = np.nan
+    return (np.arange(3, 3 + n), 3, a, r, lo, hi, bounded), coupled, x_all
+
+
+@pytest.mark.parametrize("bounded", [True, False])
+@pytest.mark.parametrize("rows", [1, 6])
+@pytest.mark.parametrize("keep", [False, True])
+@pytest.mark.parametrize("nan", [False, True])
+def test_compiled_plain_update_gives_the_bits_of_numpy_at_the_edges(bounded, rows, keep, nan):
+    """The update of a class without nudge or gains whose unknowns are a range (one pass,
+    the steps reduced as bit patterns) against numpy's expressions, sign bits included:
+    the new values, b, each sample's largest step and the residual before the update
+    (NaN where a step is, or where the step of inf meets a / w = 0)."""
+    cls, coupled, x_all = edge_class(rows + 2 * keep, rows, bounded, nan)
+    _, first, a, r, lo, hi, _ = cls
+    n = len(a)
+    for zero in (False, True):
+        a_over_w = np.linspace(0.1, 3.0, n)
+        a_over_w[7] = 0.0 if zero else 1.0
+        x = x_all.copy()
+        b = r - coupled
+        with np.errstate(invalid="ignore"):
+            new = np.minimum(np.maximum(b / a, lo), hi) if bounded else b / a
+            step = np.abs(new - x[:, first : first + n])
+            residual = np.max(step.max(axis=0) * a_over_w, initial=0.0)
+        expected = x.copy()
+        expected[:, first : first + n] = new
+        rhs, change = (np.empty(b.shape) if keep else np.zeros((0, 0))), np.empty(len(x))
+        got = solver._quadratic_update(
+            coupled, x, cls, a_over_w, np.zeros(0), rhs, solver._NO_NUDGE, change
+        )
+        assert_bits(x, expected)
+        np.testing.assert_array_equal(change, step.max(axis=1))
+        assert np.array_equal(got, residual, equal_nan=True)
+        assert np.isnan(got) == (nan or zero)
+        if keep:
+            assert_bits(rhs, b)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("rows", [1, 6])
+@pytest.mark.parametrize("gathered", [False, True])
+@pytest.mark.parametrize("nan", [False, True])
+def test_compiled_largest_residuals_give_numpys_at_the_edges(weighted, rows, gathered, nan):
+    """Each sample's largest |KCL residual| as the compiled loop asks for it (one pass where
+    the unknowns are a range, else the pass that keeps the residuals) against numpy's
+    expressions: zero where a clamp holds the unknown (at its end, pushed outwards),
+    divided by the stage weight, NaN where a residual is."""
+    cls, coupled, x_all = edge_class(rows + 2 * weighted, rows, True, nan)
+    columns, first, a, r, lo, hi, bounded = cls
+    x_all[:, first : first + 3] = lo[:, :3]  # at the lower end: held where f1 > 0
+    x_all[:, first + 3 : first + 5] = hi[:, 3:5]
+    if gathered:
+        cls = (columns, -1, a, r, lo, hi, bounded)
+    weight = np.linspace(0.5, 2.0, len(a)) if weighted else np.ones(len(a))
+    x = x_all[:, columns]
+    with np.errstate(invalid="ignore"):
+        f1 = a * x - (r - coupled)
+        held = ((x >= hi) & (f1 < 0)) | ((x <= lo) & (f1 > 0))
+        expected = np.max(np.abs(np.where(held, 0.0, f1) / weight), axis=1, initial=0.0)
+    assert held.any() and not held.all()
+    largest = np.empty(len(x))
+    out = np.empty((1, len(a)))
+    solver._quadratic_residual(coupled, x_all, cls, weight, solver._NO_NUDGE, out, largest)
+    assert np.array_equal(largest, expected, equal_nan=True)
+    assert np.isnan(largest).any() == nan
+
+
 # ----------------------------------------------------------------------------- fused update
 
 

@@ -222,7 +222,7 @@ def test_loop_products_are_numpys_bit_for_bit(batch, hidden):
         Q = rng.uniform(0, 1e-5, (len(columns), 20 if len(columns) == hidden else hidden))
         first = int(columns[0]) if np.all(np.diff(columns) == 1) else -1
         out = np.empty((batch, Q.shape[1]))
-        solver._coupled(x, (None, None, None, None, Q, columns, first), out)
+        solver._coupled(x, Q, columns, first, out)
         np.testing.assert_array_equal(out, x[:, solver._as_slice(columns)] @ Q)
 
 

@@ -1168,17 +1168,24 @@ def _quadratic_update(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change):
     largest residual before the update (the largest step of each unknown times a / w) and
     writes each sample's largest change of a node voltage (the steps times ``scale`` where
     given) to ``change``. Rows of r, lo, hi and the nudge's target, current and pull are
-    per sample or one for all. The same IEEE operations in the same order as the numpy
+    per sample or one for all. (``_update_into``, with its scratch.)"""
+    work = np.empty((4, len(cls[0])))
+    return _update_into(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change, work)
+
+
+@njit(inline="always")
+def _update_into(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change, work):
+    """``_quadratic_update`` with its scratch ``work`` (4, class size) given (the compiled
+    sweep loop keeps it). The same IEEE operations in the same order as the numpy
     expressions of the class's update, in simple loops over a sample's unknowns (so that
     they vectorise), indexing the 2-D arrays by row and column (``_column``): no array
     views or tuple unpacking per sample, which cost reference counts."""
     columns, first, a, r, lo, hi, bounded = cls
     nudged, _, local, coef, a_out, beta_w, target, current_w, pull, stiffness = nudge
     n = len(columns)
-    b = np.empty(n)
-    new = np.empty(n)
-    step = np.empty(n)
-    largest = np.zeros(n)
+    b, new, step, largest = work[0], work[1], work[2], work[3]
+    for j in range(n):
+        largest[j] = 0.0
     keep = rhs.shape[0] > 0
     scaled = scale.size > 0
     # no nudge, no gains, the unknowns a range: each unknown's new value and step in one
@@ -1190,14 +1197,11 @@ def _quadratic_update(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change):
             if keep:
                 for j in range(n):
                     rhs[s, j] = r[sr, j] - coupled[s, j]
-            # (b not stored: a store the compiler cannot tell from x's keeps the loop scalar)
-            for j in range(n):
-                z = _clipped((r[sr, j] - coupled[s, j]) / a[j], lo[sl, j], hi[sh, j], bounded)
-                d = abs(z - x_all[s, _column(first, j)])
-                largest[j] = _max(largest[j], d)
-                step[j] = d
-                x_all[s, _column(first, j)] = z
-            change[s] = _largest_of(step)
+            if bounded:
+                m = _plain_row(coupled, x_all, s, first, a, r, lo, hi, largest, True)
+            else:
+                m = _plain_row(coupled, x_all, s, first, a, r, lo, hi, largest, False)
+            change[s] = _from_bits(m)
             continue
         for j in range(n):
             b[j] = r[sr, j] - coupled[s, j]
@@ -1222,6 +1226,33 @@ def _quadratic_update(coupled, x_all, cls, a_over_w, scale, rhs, nudge, change):
     for j in range(n):
         residual = _max(residual, largest[j] * a_over_w[j])
     return residual
+
+
+@njit(inline="always")
+def _from_bits(m):
+    """The largest of magnitudes from the integer maximum m of their bit patterns, which
+    order them as their values, NaN (numpy's) if one is: a NaN's pattern, sign cleared,
+    is above inf's (as ``_largest_of`` takes it)."""
+    return np.nan if m > 0x7FF0000000000000 else _as_float(m)
+
+
+@njit(inline="always")
+def _plain_row(coupled, x_all, s, first, a, r, lo, hi, largest, bounded):
+    """Sample s's update in ``_quadratic_update`` where no nudge, gains or gather: x =
+    clip((r - coupled) / a) (``bounded``: a constant at each call, so that the loop has
+    no branch), each unknown's largest step so far in ``largest`` and the bit pattern of
+    the sample's largest step returned, both as maxima of bit patterns: the steps are
+    magnitudes, whose patterns order them as their values (a NaN above inf). (b is not
+    stored: a store the compiler cannot tell from x's keeps the loop scalar.)"""
+    sr, sl, sh = _at(r, s), _at(lo, s), _at(hi, s)
+    m = 0
+    for j in range(len(largest)):
+        z = _clipped((r[sr, j] - coupled[s, j]) / a[j], lo[sl, j], hi[sh, j], bounded)
+        d = _bits(abs(z - x_all[s, _column(first, j)]))
+        largest[j] = _as_float(max(_bits(largest[j]), d))
+        m = max(m, d)
+        x_all[s, _column(first, j)] = z
+    return m
 
 
 @njit(inline="always")
@@ -1282,14 +1313,16 @@ def _column(first, j):
 
 
 @njit(inline="always")
-def _gather(x, x_all, s, columns, first):
-    """x = row s of x_all at ``columns`` (from ``first`` on where they are a range)."""
-    if first >= 0:
-        for j in range(len(x)):
-            x[j] = x_all[s, _column(first, j)]
-    else:
-        for j in range(len(x)):
-            x[j] = x_all[s, columns[j]]
+def _gather(out, x_all, columns, first):
+    """out = x_all at ``columns`` (from ``first`` on where they are a range), row by row
+    (one call for all samples: a call per sample costs reference counts)."""
+    for s in range(x_all.shape[0]):
+        if first >= 0:
+            for j in range(out.shape[1]):
+                out[s, j] = x_all[s, _column(first, j)]
+        else:
+            for j in range(out.shape[1]):
+                out[s, j] = x_all[s, columns[j]]
 
 
 @njit(cache=True, error_model="numpy")
@@ -1303,16 +1336,21 @@ def _quadratic_residual(coupled, x_all, cls, weight, nudge, out, largest):
     columns, first, a, r, lo, hi, _ = cls
     nudged, var, local, coef, _, beta_w, target, current_w, _, _ = nudge
     n = len(columns)
-    x = np.empty(n)
     weighted = False
     for j in range(n):
         weighted |= weight[j] != 1.0
+    if largest.size > 0 and not nudged and first >= 0:  # in one pass
+        if weighted:
+            _largest_residuals(coupled, x_all, first, a, r, lo, hi, weight, largest, True)
+        else:
+            _largest_residuals(coupled, x_all, first, a, r, lo, hi, weight, largest, False)
+        return
+    x = np.empty((x_all.shape[0], n))
+    _gather(x, x_all, columns, first)
     for s in range(x_all.shape[0]):
-        _gather(x, x_all, s, columns, first)
-        sr, sl, sh = _at(r, s), _at(lo, s), _at(hi, s)
-        f1 = out[_at(out, s)]
-        for j in range(n):
-            f1[j] = a[j] * x[j] - (r[sr, j] - coupled[s, j])
+        sr, sl, sh, so = _at(r, s), _at(lo, s), _at(hi, s), _at(out, s)
+        for j in range(n):  # (out indexed by row and column: a row's view costs a count)
+            out[so, j] = a[j] * x[s, j] - (r[sr, j] - coupled[s, j])
         if nudged:
             st, sc = _at(target, s), _at(current_w, s)
             for k in range(local.shape[0]):
@@ -1321,17 +1359,39 @@ def _quadratic_residual(coupled, x_all, cls, weight, nudge, out, largest):
                     o += x_all[s, var[k, m]] * coef[k, m]
                 excess = beta_w[k] * (o - target[st, k]) - current_w[sc, k]
                 for m in range(local.shape[1]):
-                    f1[local[k, m]] += excess * coef[k, m]
+                    out[so, local[k, m]] += excess * coef[k, m]
         for j in range(n):
-            held = ((x[j] >= hi[sh, j]) & (f1[j] < 0)) | ((x[j] <= lo[sl, j]) & (f1[j] > 0))
-            f1[j] = 0.0 if held else f1[j]
+            f1 = out[so, j]
+            held = ((x[s, j] >= hi[sh, j]) & (f1 < 0)) | ((x[s, j] <= lo[sl, j]) & (f1 > 0))
+            out[so, j] = 0.0 if held else f1
         if weighted:
             for j in range(n):
-                f1[j] /= weight[j]
+                out[so, j] /= weight[j]
         if largest.size:
+            m = 0
             for j in range(n):
-                f1[j] = abs(f1[j])
-            largest[s] = _largest_of(f1)
+                m = max(m, _bits(abs(out[so, j])))
+            largest[s] = _from_bits(m)
+
+
+@njit(inline="always")
+def _largest_residuals(coupled, x_all, first, a, r, lo, hi, weight, largest, weighted):
+    """Each sample's largest |residual| into ``largest`` in ``_quadratic_residual`` where
+    no nudge and the class's unknowns are a range: one pass over a sample's unknowns, the
+    maximum taken of the magnitudes' bit patterns (``_from_bits``); ``weighted``: a
+    constant at each call, so that the loop has no branch."""
+    for s in range(x_all.shape[0]):
+        sr, sl, sh = _at(r, s), _at(lo, s), _at(hi, s)
+        m = 0
+        for j in range(len(a)):
+            x = x_all[s, _column(first, j)]
+            f1 = a[j] * x - (r[sr, j] - coupled[s, j])
+            held = ((x >= hi[sh, j]) & (f1 < 0)) | ((x <= lo[sl, j]) & (f1 > 0))
+            f1 = 0.0 if held else f1
+            if weighted:
+                f1 /= weight[j]
+            m = max(m, _bits(abs(f1)))
+        largest[s] = _from_bits(m)
 
 
 @njit(cache=True, error_model="numpy")
@@ -1414,22 +1474,22 @@ def _columns_times(typingctx, x, first, Q, out):
 
 
 @njit(cache=True, error_model="numpy")
-def _coupled(x_all, c, out):
-    """The coupling product of a class as the compiled sweep loop takes it (``_Block._looped``)
-    into ``out``: the other class's columns of x_all times the coupling, by numpy's BLAS
-    call in ``_Block._rhs``, so that it gives its bits: x_all's rows read in place where the
-    columns are a range (``_columns_times``); else the columns copied in the layout of
-    numpy's gather by an index array (Fortran order) for numba's np.dot."""
-    columns, first = c[5], c[6]
+def _coupled(x_all, Q, columns, first, out):
+    """The coupling product of a class as the compiled sweep loop takes it (``_Block._looped``:
+    the coupling ``Q``, the other class's ``columns`` and their ``first`` where they are a
+    range) into ``out``: the other class's columns of x_all times the coupling, by numpy's
+    BLAS call in ``_Block._rhs``, so that it gives its bits: x_all's rows read in place
+    where the columns are a range (``_columns_times``); else the columns copied in the
+    layout of numpy's gather by an index array (Fortran order) for numba's np.dot."""
     if first >= 0:
-        _columns_times(x_all, first, c[4], out)
+        _columns_times(x_all, first, Q, out)
         return
     B, m = x_all.shape[0], len(columns)
     by_column = np.empty((m, B)).T
     for s in range(B):
         for j in range(m):
             by_column[s, j] = x_all[s, columns[j]]
-    np.dot(by_column, c[4], out)
+    np.dot(by_column, Q, out)
 
 
 @njit(inline="always")
@@ -1484,29 +1544,32 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, co
     recording, start, rhs, f, g, dF, dG, counts = record
     max_iter, stop, handover, slow_sweeps, safety, scale_max, accel_from, accel_to = limits
     B = x.shape[0]
-    n0, n1 = len(one[0][0]), len(two[0][0])
-    columns1, first1 = two[0][0], two[0][1]
+    cls0, aow0, scale0, nudge0, Q0, other0, of0, weight0 = one
+    cls1, aow1, scale1, nudge1, Q1, other1, of1, weight1 = two
+    n0, n1 = len(cls0[0]), len(cls1[0])
+    columns1, first1 = cls1[0], cls1[1]
     coupled0, coupled1 = np.empty((B, n0)), np.empty((B, n1))
+    work0, work1 = np.empty((4, n0)), np.empty((4, n1))  # the updates' scratch
     change0, change1, rho = np.empty(B), np.empty(B), np.empty(B)
-    now = np.empty(n1)  # a sample's second class, recording
+    now = np.empty((B if recording else 0, n1))  # the second class, recording
     scratch0, scratch1 = np.empty((1, n0)), np.empty((1, n1))  # a sample's residuals
     no_rhs = np.empty((0, 0))
     residual0, residual, error = out[0], out[1], out[2]
     first = np.nan
+    fresh = False  # whether coupled0 holds class one's product at x (a failed check's)
     while sweeps < max_iter:
         sweeps += 1
         if recording:
-            for s in range(B):
-                _gather(now, x, s, columns1, first1)
-                for j in range(n1):
-                    start[s, j] = now[j]
-        _coupled(x, one, coupled0)
-        first = _quadratic_update(coupled0, x, one[0], one[1], one[2], no_rhs, one[3], change0)
-        _coupled(x, two, coupled1)
-        _quadratic_update(coupled1, x, two[0], two[1], two[2], rhs, two[3], change1)
-        for k in range(history.shape[0] - 1, 0, -1):
-            history[k, :] = history[k - 1, :]
-        for s in range(B):
+            _gather(start, x, columns1, first1)
+        if not fresh:
+            _coupled(x, Q0, other0, of0, coupled0)
+        fresh = False
+        first = _update_into(coupled0, x, cls0, aow0, scale0, no_rhs, nudge0, change0, work0)
+        _coupled(x, Q1, other1, of1, coupled1)
+        _update_into(coupled1, x, cls1, aow1, scale1, rhs, nudge1, change1, work1)
+        for s in range(B):  # (element by element: a row's view costs a count)
+            for k in range(history.shape[0] - 1, 0, -1):
+                history[k, s] = history[k - 1, s]
             history[0, s] = _max(change0[s], change1[s])
         if sweeps == stop:  # the acceleration's choice, as _layered makes it
             accelerate = False
@@ -1536,9 +1599,10 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, co
                         return LOOP_BACK, sweeps, first
                     error[s] = held
             if first <= tol and _largest_of(error) <= vtol:
-                _coupled(x, one, coupled0)
-                _quadratic_residual(coupled0, x, one[0], one[7], one[3], scratch0, residual0)
+                _coupled(x, Q0, other0, of0, coupled0)
+                _quadratic_residual(coupled0, x, cls0, weight0, nudge0, scratch0, residual0)
                 done = _largest_of(residual0) <= tol
+                fresh = not done  # x does not change before the next sweep's update
             if not done and slow:
                 budget = min(slow_sweeps, max_iter - sweeps)
                 for s in range(B):
@@ -1550,20 +1614,20 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, co
                             return LOOP_BACK, sweeps, first
         if recording:  # as _Anderson.record before the samples are chosen
             slot = counts[1] % dF.shape[1]
+            _gather(now, x, columns1, first1)
             for s in range(B):
-                _gather(now, x, s, columns1, first1)
                 for j in range(n1):
-                    new_f = now[j] - start[s, j]
+                    new_f = now[s, j] - start[s, j]
                     if counts[0]:
                         dF[s, slot, j] = new_f - f[s, j]
-                        dG[s, slot, j] = now[j] - g[s, j]
+                        dG[s, slot, j] = now[s, j] - g[s, j]
                     f[s, j] = new_f
-                    g[s, j] = now[j]
+                    g[s, j] = now[s, j]
             counts[1] += counts[0]
             counts[0] = 1
         if done:
             # class one has not changed since class two's update: its product holds
-            _quadratic_residual(coupled1, x, two[0], two[7], two[3], scratch1, residual)
+            _quadratic_residual(coupled1, x, cls1, weight1, nudge1, scratch1, residual)
             for s in range(B):
                 residual[s] = _max(residual0[s], residual[s])
             return LOOP_DONE, sweeps, first
