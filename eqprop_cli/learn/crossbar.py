@@ -87,63 +87,90 @@ class CrossbarGradient:
 
 
 @njit(cache=True, inline="always")
-def _update_row(
-    i, P, feature, gain, const, dsums, plus, with_const, with_plus, p, v, rule, share, heavy
-):
+def _ruled(g, v, x, rule, heavy):
+    """An entry's new value and velocity from its gradient g, velocity v and value x
+    (``_step``'s ``_change`` and ``_clipped``; ``rule``: its ``_scalars``, ``heavy``: with
+    momentum)."""
+    step, t = _change(g, v, rule, heavy)
+    return _clipped(x + step, rule), t
+
+
+@njit(cache=True, inline="always")
+def _update_row(i, args, share, heavy):
     """Row i in one loop over its entries: the gradient entry (``_expanded``), the rule on
-    it (``_step``'s ``_change`` and ``_clipped``; ``rule``: its ``_scalars``, ``heavy``: with
-    momentum) and, where ``share`` = (s, row, sums, True), the new entry added to the row
-    of S G and the column sums (``_add_input_entry``). ``heavy`` and share[3] are literals
-    at each call: a store under a condition inside the loop would keep it from vectorising."""
+    it (``_ruled``) and, where ``share`` = (s, row, sums, True), the new entry added to the
+    row of S G and the column sums (``_add_input_entry``). ``heavy`` and share[3] are
+    literals at each call: a store under a condition inside the loop would keep it from
+    vectorising."""
+    P, feature, gain, const, dsums, plus, with_const, with_plus, p, v, rule = args
     p_i, v_i = p[i], v[i]
     f, s, c = feature[i], gain[i], const[i]
     weight, row, sums, adds = share  # unpacked once: arrays taken from a tuple in the loop
     # would be counted references at every entry
     for j in range(p_i.size):
         g = _expanded(P, f, j, s, c, dsums, plus, with_const, with_plus, p_i)
-        step, t = _change(g, v_i[j], rule, heavy)
+        x, t = _ruled(g, v_i[j], p_i[j], rule, heavy)
         if heavy:
             v_i[j] = t
-        x = _clipped(p_i[j] + step, rule)
         p_i[j] = x
         if adds:
             _add_input_entry(x, weight, j, row, sums, True)
 
 
 @njit(cache=True, inline="always")
+def _update_pair(i, k, args, share, heavy):
+    """Rows i and k, a feature's two rows (gains share[0] and share[1]), in one loop over
+    their entries: entry j of row i, then of row k, as ``_update_row`` makes them, added
+    to the column sums (share[2]) and to the feature's row of S G (0 + s_i x_i + s_k x_k,
+    the sum into the zeroed row), which goes straight to its row of S K (share[3], its
+    columns; share[4]: the weights wk), as ``_add_feature_row`` writes it. Its P row is
+    read once, and no row buffer is written and read back."""
+    P, feature, gain, const, dsums, plus, with_const, with_plus, p, v, rule = args
+    p_i, v_i, p_k, v_k = p[i], v[i], p[k], v[k]
+    f_i, s_i, c_i = feature[i], gain[i], const[i]
+    f_k, s_k, c_k = feature[k], gain[k], const[k]
+    w_i, w_k, sums, out, wk = share
+    zero, none = np.zeros(1, p.dtype)[0], np.zeros(1, out.dtype)[0]
+    for j in range(p_i.size):
+        g = _expanded(P, f_i, j, s_i, c_i, dsums, plus, with_const, with_plus, p_i)
+        x_i, t = _ruled(g, v_i[j], p_i[j], rule, heavy)
+        if heavy:
+            v_i[j] = t
+        p_i[j] = x_i
+        g = _expanded(P, f_k, j, s_k, c_k, dsums, plus, with_const, with_plus, p_k)
+        x_k, t = _ruled(g, v_k[j], p_k[j], rule, heavy)
+        if heavy:
+            v_k[j] = t
+        p_k[j] = x_k
+        sums[j] = (sums[j] + x_i) + x_k
+        out[j] = none + ((zero + w_i * x_i) + w_k * x_k) * wk[j]
+
+
+@njit(cache=True, inline="always")
 def _update_rows(args, heavy, shared):
-    """``_update``'s walk over the rows (``heavy`` and shared[0]: literals)."""
+    """``_update``'s walk over the rows (``heavy`` and shared[0]: literals): a feature with
+    two rows and a range of columns by ``_update_pair``, others row by row into a row
+    buffer."""
     P, feature, gain, const, dsums, plus, with_const, p, v, rule = args
     with_plus, plus = _plus_row(plus, p.shape[1])
-    row = np.empty(p.shape[1], p.dtype)
+    rows = (P, feature, gain, const, dsums, plus, with_const, with_plus, p, v, rule)
+    n = p.shape[1]
+    row = np.empty(n, p.dtype)
     weight, sums, indptr, indices, data, SK, cols, start, wk = shared[1:]
     if not shared[0]:
         no_share = (weight, row, sums, False)
         for i in range(p.shape[0]):
-            _update_row(
-                i,
-                P,
-                feature,
-                gain,
-                const,
-                dsums,
-                plus,
-                with_const,
-                with_plus,
-                p,
-                v,
-                rule,
-                no_share,
-                heavy,
-            )
+            _update_row(i, rows, no_share, heavy)
         return
     for f in range(len(indptr) - 1):
+        a, b = indptr[f], indptr[f + 1]
+        if b - a == 2 and start >= 0:
+            pair = (data[a], data[a + 1], sums, SK[f, start : start + n], wk)
+            _update_pair(indices[a], indices[a + 1], rows, pair, heavy)
+            continue
         row[:] = 0
-        for q in range(indptr[f], indptr[f + 1]):
-            share = (data[q], row, sums, True)
-            _update_row(
-                indices[q], P, feature, gain, const, dsums, plus, with_const, with_plus, p, v, rule, share, heavy
-            )  # fmt: skip
+        for q in range(a, b):
+            _update_row(indices[q], rows, (data[q], row, sums, True), heavy)
         _add_feature_row(row, f, SK, cols, start, wk, True)  # SK's columns not zeroed first
 
 
