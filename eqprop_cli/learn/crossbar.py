@@ -130,7 +130,7 @@ def _update_pair(i, k, args, share, heavy):
     f_i, s_i, c_i = feature[i], gain[i], const[i]
     f_k, s_k, c_k = feature[k], gain[k], const[k]
     w_i, w_k, sums, out, wk = share
-    zero, none = np.zeros(1, p.dtype)[0], np.zeros(1, out.dtype)[0]
+    zero, none = p.dtype.type(0), out.dtype.type(0)  # not np.zeros: an allocation a feature
     for j in range(p_i.size):
         g = _expanded(P, f_i, j, s_i, c_i, dsums, plus, with_const, with_plus, p_i)
         x_i, t = _ruled(g, v_i[j], p_i[j], rule, heavy)
