@@ -5,24 +5,27 @@ bound by memory traffic. Unfused, a batch writes the EP estimate as an array (th
 feature product expanded to the fixed rows, ``Network.fixed_outer``), the update rule
 reads it with the conductances and the velocity and writes both (``optim._step``), and
 the next linear part reads the new conductances again for its column sums and S K
-(``add_crossbar_terms``, devices/resistor.py). Here those are one pass, row after row:
-the estimator hands the chain a deferred gradient (``CrossbarGradient``, an
+(``add_crossbar_terms``, devices/resistor.py). Here those are one pass, feature after
+feature: the estimator hands the chain a deferred gradient (``CrossbarGradient``, an
 ``optim.Deferred``: the feature product, a RowExpansion, not expanded); the chain's rule
-runs on each row as it is expanded into a row-sized buffer, and the new row, still in
-cache, is added to the crossbar's share of the next linear part (a CrossbarShare, which
-the trainer hands to ``Network.set_conductances`` with the new conductances).
+runs on each entry as it is expanded, and the new entry, still in a register, is added to
+the crossbar's share of the next linear part (a CrossbarShare, which the trainer hands to
+``Network.set_conductances`` with the new conductances). A feature's two rows
+(differential inputs) run in one loop that writes its row of S K directly; other
+features run row by row into a row buffer, then into S K.
 
 Each step of the pass is the formula of an entry that the unfused path's kernels run
 (``_expanded`` in ``_expand_rows``, ``_change`` and ``_clipped`` in ``_step``,
 ``_add_input_entry`` in ``_add_input_row``, then ``_add_feature_row``), on the same entries
 in the same order, so the conductances, the velocity and the linear part are the same
-bits (tests/test_compiled.py). A row's steps run in one loop over its entries, which
-the compiler vectorises: the rule's factors are read once as scalars, the cases (momentum
-or not, a share or not) are literals at their call sites, and every entry's reads are
-made whatever its flags (a read or a write under a condition would keep the loop
-scalar: about 15 times slower). Any other array, an array that a landing piece
-(a device's programmer) takes, and a crossbar without the one-feature form keep the
-unfused path.
+bits (tests/test_compiled.py). Each loop over the entries is one the compiler
+vectorises: the rule's factors are read once as scalars, the cases (momentum or not, a
+share or not) are literals at their call sites, every entry's reads are made whatever
+its flags (a read or a write under a condition would keep the loop scalar: about 15
+times slower), and an entry's loads and stores of p and v are written out in each
+loop's body (with them in one inline helper, the two-row loop stayed scalar). Any other
+array, an array that a landing piece (a device's programmer) takes, and a crossbar
+without the one-feature form keep the unfused path.
 """
 
 from __future__ import annotations
@@ -123,8 +126,9 @@ def _update_pair(i, k, args, share, heavy):
     their entries: entry j of row i, then of row k, as ``_update_row`` makes them, added
     to the column sums (share[2]) and to the feature's row of S G (0 + s_i x_i + s_k x_k,
     the sum into the zeroed row), which goes straight to its row of S K (share[3], its
-    columns; share[4]: the weights wk), as ``_add_feature_row`` writes it. Its P row is
-    read once, and no row buffer is written and read back."""
+    columns; share[4]: the weights wk), as ``_add_feature_row`` writes it: no row buffer
+    is zeroed, written and read back, and the rows' P entries (one row of P, where both
+    rows follow the feature) are loaded in the same loop."""
     P, feature, gain, const, dsums, plus, with_const, with_plus, p, v, rule = args
     p_i, v_i, p_k, v_k = p[i], v[i], p[k], v[k]
     f_i, s_i, c_i = feature[i], gain[i], const[i]
@@ -184,10 +188,11 @@ def _update(
     (P ... with_const: a RowExpansion), in one pass; ``with_share``: in the order of the
     gain's rows by feature (which walks the rows in order), each new row added to the
     column sums and to its feature's row of S K (``_input_terms``' operations), whose
-    columns of the crossbar are written whole (a feature without rows: zeros)."""
+    columns of the crossbar are written whole (a feature without rows: zeros): a
+    feature's two rows and a range of columns by ``_update_pair``."""
     rule = _scalars(factors, decay, bounds)
     args = (P, feature, gain, const, dsums, plus, with_const, p, v, rule)
-    zero = np.zeros(1, p.dtype)[0]
+    zero = p.dtype.type(0)
     rest = (zero, sums, indptr, indices, data, SK, cols, start, wk)
     if decay.size > 0:
         if with_share:
