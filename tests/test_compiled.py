@@ -63,6 +63,40 @@ def test_fixed_outer_is_the_product_over_the_fixed_nodes(seed):
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.abs(expected).max())
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("zeros", ["some", "none", "all", "negative zero"])
+def test_product_over_the_used_features_gives_the_bits_of_the_whole_product(dtype, zeros):
+    """The deferred product skips the features that are 0 in every sample: its rows, expanded,
+    are those of the whole product inputs^T D (every bit, the sign of zero too), with the
+    features 0 throughout a batch, none, all, or at -0."""
+    network, n_in = deep_circuit(4, 1)
+    bar = input_crossbar(network)
+    rng = np.random.default_rng(4)
+    inputs = rng.uniform(-1, 1, (7, n_in)).astype(dtype)
+    zero = {"some": rng.random(n_in) < 0.5, "none": np.zeros(n_in, bool)}.get(zeros)
+    if zero is None:
+        zero = np.ones(n_in, bool)
+    inputs[:, zero] = -0.0 if zeros == "negative zero" else 0.0
+    if zeros == "negative zero":
+        inputs[:, 0] = 0.0  # one feature at +0, the others at -0
+    D = rng.normal(size=(7, len(bar.col_var))).astype(dtype)
+    rows = network.fixed_outer(bar.row_fixed, inputs, D, deferred=True)
+    assert rows.P.shape[0] == (~zero).sum() + 1 and not rows.P[-1].any()
+    whole = np.matmul(inputs.T, D)
+    expected = np.empty(rows.shape, rows.dtype)
+    _expand_rows(
+        whole,
+        network._feature_of[bar.row_fixed],
+        rows.gain,
+        rows.const,
+        rows.sums,
+        rows.plus,
+        rows.with_const,
+        expected,
+    )
+    assert_bits(rows.materialise(), expected)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_expansion_to_rows_gives_the_bits_of_numpy_in_place_steps(dtype):
     rng = np.random.default_rng(5)
@@ -410,7 +444,8 @@ def test_deferred_estimates_write_their_product_into_one_kept_array():
         assert len(bars) == 1
         index, bar = bars[0]
         assert_bits(bar.materialise(), expanded[index])
-        products.append(bar.rows.P)
+        assert np.shares_memory(bar.rows.P, bar.rows.store)
+        products.append(bar.rows.store)
     assert products[0] is products[1] is products[2]
 
 

@@ -174,7 +174,7 @@ class EPEstimator:
                 kept = self._products.get(k) if deferred else None
                 grad = self.network.fixed_outer(fixed, a.inputs, D, plus, deferred, kept, sums)
                 if not isinstance(grad, np.ndarray):
-                    self._products[k] = grad.P  # no new array of its size each batch
+                    self._products[k] = grad.store  # no new array of its size each batch
                     grad = CrossbarGradient.of(self.network, g.index, grad)
                 grads.append(grad)
                 continue
