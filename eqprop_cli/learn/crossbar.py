@@ -22,8 +22,8 @@ bits (tests/test_compiled.py). Each loop over the entries is one the compiler
 vectorises: the rule's factors are read once as scalars, the cases (momentum or not, a
 share or not) are literals at their call sites, every entry's reads are made whatever
 its flags (a read or a write under a condition would keep the loop scalar: about 15
-times slower), and an entry's loads and stores of p and v are written out in each
-loop's body (with them in one inline helper, the two-row loop stayed scalar). Any other
+times slower), and an entry's stores to p and v are made in each loop's body (``_entry``
+returns the values: with the stores inside it, the two-row loop stayed scalar). Any other
 array, an array that a landing piece (a device's programmer) takes, and a crossbar
 without the one-feature form keep the unfused path.
 """
@@ -90,18 +90,20 @@ class CrossbarGradient:
 
 
 @njit(cache=True, inline="always")
-def _ruled(g, v, x, rule, heavy):
-    """An entry's new value and velocity from its gradient g, velocity v and value x
-    (``_step``'s ``_change`` and ``_clipped``; ``rule``: its ``_scalars``, ``heavy``: with
-    momentum)."""
-    step, t = _change(g, v, rule, heavy)
-    return _clipped(x + step, rule), t
+def _entry(j, P, f, s, c, dsums, plus, with_const, with_plus, p_i, v_i, rule, heavy):
+    """Entry j of row p_i (velocity v_i): its new value and velocity, not stored (the
+    caller's loop stores them: stores inside an inline helper kept the two-row loop
+    scalar): the gradient entry (``_expanded``) and ``_step``'s ``_change`` and
+    ``_clipped`` on it (``rule``: its ``_scalars``, ``heavy``: with momentum)."""
+    g = _expanded(P, f, j, s, c, dsums, plus, with_const, with_plus, p_i)
+    step, t = _change(g, v_i[j], rule, heavy)
+    return _clipped(p_i[j] + step, rule), t
 
 
 @njit(cache=True, inline="always")
 def _update_row(i, args, share, heavy):
-    """Row i in one loop over its entries: the gradient entry (``_expanded``), the rule on
-    it (``_ruled``) and, where ``share`` = (s, row, sums, True), the new entry added to the
+    """Row i in one loop over its entries: each entry's new value and velocity (``_entry``)
+    and, where ``share`` = (s, row, sums, True), the new entry added to the
     row of S G and the column sums (``_add_input_entry``). ``heavy`` and share[3] are
     literals at each call: a store under a condition inside the loop would keep it from
     vectorising."""
@@ -111,8 +113,7 @@ def _update_row(i, args, share, heavy):
     weight, row, sums, adds = share  # unpacked once: arrays taken from a tuple in the loop
     # would be counted references at every entry
     for j in range(p_i.size):
-        g = _expanded(P, f, j, s, c, dsums, plus, with_const, with_plus, p_i)
-        x, t = _ruled(g, v_i[j], p_i[j], rule, heavy)
+        x, t = _entry(j, P, f, s, c, dsums, plus, with_const, with_plus, p_i, v_i, rule, heavy)
         if heavy:
             v_i[j] = t
         p_i[j] = x
@@ -136,13 +137,15 @@ def _update_pair(i, k, args, share, heavy):
     w_i, w_k, sums, out, wk = share
     zero, none = p.dtype.type(0), out.dtype.type(0)  # not np.zeros: an allocation a feature
     for j in range(p_i.size):
-        g = _expanded(P, f_i, j, s_i, c_i, dsums, plus, with_const, with_plus, p_i)
-        x_i, t = _ruled(g, v_i[j], p_i[j], rule, heavy)
+        x_i, t = _entry(
+            j, P, f_i, s_i, c_i, dsums, plus, with_const, with_plus, p_i, v_i, rule, heavy
+        )
         if heavy:
             v_i[j] = t
         p_i[j] = x_i
-        g = _expanded(P, f_k, j, s_k, c_k, dsums, plus, with_const, with_plus, p_k)
-        x_k, t = _ruled(g, v_k[j], p_k[j], rule, heavy)
+        x_k, t = _entry(
+            j, P, f_k, s_k, c_k, dsums, plus, with_const, with_plus, p_k, v_k, rule, heavy
+        )
         if heavy:
             v_k[j] = t
         p_k[j] = x_k
