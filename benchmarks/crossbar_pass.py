@@ -2,8 +2,8 @@
 
 On an input crossbar of 2 x 784 fixed rows and HIDDEN columns (784-HIDDEN-10,
 differential inputs), with arrays of the training's size and a momentum
-rule, it times (thread CPU milliseconds per call, the caches flushed before
-each by summing a 64 MB array): learn/crossbar.py's one pass (gradient rows,
+rule, it times (thread CPU milliseconds per call, the least and the median
+of --repeat calls, the caches flushed before each by summing a 64 MB array): learn/crossbar.py's one pass (gradient rows,
 rule, column sums and S K), and the unfused path's three kernels one after
 another (the gradient expanded to an array, the rule's step on it, the
 linear part's pass over the new conductances into a zeroed S K), and a plain
@@ -45,15 +45,15 @@ def main() -> None:
     data, cols, wk = gain.astype(dt), np.arange(n), np.ones(n, dt)
     junk = np.ones(8_000_000)
 
-    def timed(f) -> float:
+    def timed(f) -> str:
         f()
-        total = 0.0
+        times = []
         for _ in range(args.repeat):
             junk.sum()  # the arrays out of cache, as in training
             start = time.thread_time()
             f()
-            total += time.thread_time() - start
-        return 1e3 * total / args.repeat
+            times.append(time.thread_time() - start)
+        return f"{1e3 * min(times):.2f} (median {1e3 * np.median(times):.2f})"
 
     def fused() -> None:
         SK = np.empty((n_in, n_vars), dt)
@@ -69,10 +69,10 @@ def main() -> None:
         SK = np.zeros((n_in, n_vars), dt)
         _input_terms(p, indptr, indices, data, cols, 0, wk, True, np.zeros(n), SK)
 
-    print(f"input crossbar {rows} x {n} {dt}, ms per call (thread CPU, caches flushed):")
-    print(f"  fused pass (learn/crossbar.py): {timed(fused):.2f}")
-    print(f"  expansion, step, linear part's pass: {timed(unfused):.2f}")
-    print(f"  a copy of the conductances: {timed(p.copy):.2f}")
+    print(f"input crossbar {rows} x {n} {dt}, least ms per call (thread CPU, caches flushed):")
+    print(f"  fused pass (learn/crossbar.py): {timed(fused)}")
+    print(f"  expansion, step, linear part's pass: {timed(unfused)}")
+    print(f"  a copy of the conductances: {timed(p.copy)}")
 
 
 if __name__ == "__main__":

@@ -15,10 +15,15 @@ from test_deep import deep_circuit
 from eqprop_cli import Network, compile_circuit
 from eqprop_cli.circuit.network import RowExpansion, _expand_rows
 from eqprop_cli.circuit.spec import load_circuit
-from eqprop_cli.devices.resistor import LinearConductance, drops, summed_drop_products
+from eqprop_cli.devices.resistor import (
+    LinearConductance,
+    _input_terms,
+    drops,
+    summed_drop_products,
+)
 from eqprop_cli.devices.source import CurrentSourceModel
 from eqprop_cli.learn import optim
-from eqprop_cli.learn.crossbar import CrossbarGradient
+from eqprop_cli.learn.crossbar import CrossbarGradient, _update
 from eqprop_cli.learn.samples import training_data
 from eqprop_cli.solver.equilibrium import Nudge, Problem
 
@@ -318,7 +323,7 @@ def assert_bits(a: np.ndarray, b: np.ndarray) -> None:
     np.testing.assert_array_equal(np.signbit(a), np.signbit(b))
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, 1, 2])  # differential inputs (two rows a feature), single
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("momentum", [0.0, 0.9])
 @pytest.mark.parametrize("share", [True, False])
@@ -332,6 +337,58 @@ def test_fused_crossbar_update_gives_the_bits_of_the_unfused_path(seed, dtype, m
     assert np.any(g == np.asarray(model.low, g.dtype))
     assert np.any(g == np.asarray(model.high, g.dtype))
     for a, b in zip(got, expected, strict=True):
+        assert_bits(a, b)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("momentum", [True, False])
+@pytest.mark.parametrize("columns", ["range", "scattered"])
+@pytest.mark.parametrize("with_plus", [True, False])
+def test_the_fused_pass_on_any_gain_gives_the_bits_of_the_three_kernels(
+    dtype, momentum, columns, with_plus
+):
+    """``_update`` on features with 2, 1, 0 and 3 rows (the two-row loop and the row
+    buffer), the columns of S K a range or scattered, a NaN in the product and the clip
+    active at both ends, against the row expansion, the rule's step and the linear part's
+    pass over the new conductances: the same conductances, velocity, sums and S K."""
+    rng = np.random.default_rng(7)
+    counts = np.array([2, 1, 0, 3, 2, 2])
+    n_rows, n, lo, hi = counts.sum(), 13, 1e-7, 2e-5
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    indices, feature = np.arange(n_rows), np.repeat(np.arange(len(counts)), counts)
+    gain, const = rng.normal(0, 3, n_rows), rng.normal(0, 1, n_rows) * (rng.random(n_rows) < 0.5)
+    P = rng.normal(0, 1, (len(counts), n)).astype(dtype)
+    P[0, 4] = np.nan
+    dsums = rng.normal(0, 1, n).astype(dtype)
+    plus = rng.normal(0, 1, n) if with_plus else np.zeros(0)
+    p0 = rng.uniform(lo, hi, (n_rows, n)).astype(dtype)
+    v0 = rng.normal(0, 1e-5, (n_rows, n)).astype(dtype) if momentum else np.zeros(0, dtype)
+    factors = np.array([1 / hi, 1, -0.3, hi, 1], dtype)
+    decay, bounds = np.array([0.9] if momentum else [], dtype), np.array([lo, hi], dtype)
+    n_vars, data, wk = n + 5, gain.astype(dtype), rng.normal(0, 1, n).astype(dtype)
+    start, cols = 3, np.arange(3, 3 + n)
+    if columns == "scattered":
+        start, cols = -1, rng.permutation(n_vars)[:n]
+    expansion = (P, feature, gain, const, dsums, plus, True)
+
+    p, grad = p0.copy(), np.empty_like(p0)
+    v = v0.copy() if momentum else grad
+    _expand_rows(*expansion, grad)
+    optim._step(p.reshape(-1), grad.reshape(-1), v.reshape(-1), factors, decay, bounds, False)
+    sums, SK = np.zeros(n), np.zeros((len(counts), n_vars), dtype)
+    _input_terms(p, indptr, indices, data, cols, start, wk, True, sums, SK)
+
+    got_p = p0.copy()
+    got_v = v0.copy() if momentum else got_p
+    got_sums, got_SK = np.zeros(n), np.zeros((len(counts), n_vars), dtype)
+    got_SK[:, cols] = np.nan  # the pass writes these columns whole
+    _update(
+        *expansion, got_p, got_v, factors, decay, bounds,
+        indptr, indices, data, cols, start, wk, got_sums, got_SK, True,
+    )  # fmt: skip
+    assert np.any(p == np.asarray(lo, dtype)) and np.any(p == np.asarray(hi, dtype))
+    assert np.isnan(p[0, 4]) and np.isnan(p[1, 4])
+    for a, b in ((got_p, p), (got_sums, sums), (got_SK, SK)) + ((got_v, v),) * momentum:
         assert_bits(a, b)
 
 

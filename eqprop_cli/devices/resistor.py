@@ -293,7 +293,7 @@ def _add_feature_row(row, f, SK, cols, start, wk, fresh):
     cols is the range from it, written in order); ``fresh``: SK[f, cols] holds nothing yet
     (np.empty) and is taken as zero, as np.zeros would be (0 + x, which turns -0.0 into
     0.0, as the addition to a zero does)."""
-    zero = np.zeros(1, SK.dtype)[0]
+    zero = SK.dtype.type(0)
     out = SK[f]
     for j in range(row.size):
         c = start + j if start >= 0 else cols[j]

@@ -5,24 +5,27 @@ bound by memory traffic. Unfused, a batch writes the EP estimate as an array (th
 feature product expanded to the fixed rows, ``Network.fixed_outer``), the update rule
 reads it with the conductances and the velocity and writes both (``optim._step``), and
 the next linear part reads the new conductances again for its column sums and S K
-(``add_crossbar_terms``, devices/resistor.py). Here those are one pass, row after row:
-the estimator hands the chain a deferred gradient (``CrossbarGradient``, an
+(``add_crossbar_terms``, devices/resistor.py). Here those are one pass, feature after
+feature: the estimator hands the chain a deferred gradient (``CrossbarGradient``, an
 ``optim.Deferred``: the feature product, a RowExpansion, not expanded); the chain's rule
-runs on each row as it is expanded into a row-sized buffer, and the new row, still in
-cache, is added to the crossbar's share of the next linear part (a CrossbarShare, which
-the trainer hands to ``Network.set_conductances`` with the new conductances).
+runs on each entry as it is expanded, and the new entry, still in a register, is added to
+the crossbar's share of the next linear part (a CrossbarShare, which the trainer hands to
+``Network.set_conductances`` with the new conductances). A feature's two rows
+(differential inputs) run in one loop that writes its row of S K directly; other
+features run row by row into a row buffer, then into S K.
 
 Each step of the pass is the formula of an entry that the unfused path's kernels run
 (``_expanded`` in ``_expand_rows``, ``_change`` and ``_clipped`` in ``_step``,
 ``_add_input_entry`` in ``_add_input_row``, then ``_add_feature_row``), on the same entries
 in the same order, so the conductances, the velocity and the linear part are the same
-bits (tests/test_compiled.py). A row's steps run in one loop over its entries, which
-the compiler vectorises: the rule's factors are read once as scalars, the cases (momentum
-or not, a share or not) are literals at their call sites, and every entry's reads are
-made whatever its flags (a read or a write under a condition would keep the loop
-scalar: about 15 times slower). Any other array, an array that a landing piece
-(a device's programmer) takes, and a crossbar without the one-feature form keep the
-unfused path.
+bits (tests/test_compiled.py). Each loop over the entries is one the compiler
+vectorises: the rule's factors are read once as scalars, the cases (momentum or not, a
+share or not) are literals at their call sites, every entry's reads are made whatever
+its flags (a read or a write under a condition would keep the loop scalar: about 15
+times slower), and an entry's stores to p and v are made in each loop's body (``_entry``
+returns the values: with the stores inside it, the two-row loop stayed scalar). Any other
+array, an array that a landing piece (a device's programmer) takes, and a crossbar
+without the one-feature form keep the unfused path.
 """
 
 from __future__ import annotations
@@ -87,63 +90,94 @@ class CrossbarGradient:
 
 
 @njit(cache=True, inline="always")
-def _update_row(
-    i, P, feature, gain, const, dsums, plus, with_const, with_plus, p, v, rule, share, heavy
-):
-    """Row i in one loop over its entries: the gradient entry (``_expanded``), the rule on
-    it (``_step``'s ``_change`` and ``_clipped``; ``rule``: its ``_scalars``, ``heavy``: with
-    momentum) and, where ``share`` = (s, row, sums, True), the new entry added to the row
-    of S G and the column sums (``_add_input_entry``). ``heavy`` and share[3] are literals
-    at each call: a store under a condition inside the loop would keep it from vectorising."""
+def _entry(j, P, f, s, c, dsums, plus, with_const, with_plus, p_i, v_i, rule, heavy):
+    """Entry j of row p_i (velocity v_i): its new value and velocity, not stored (the
+    caller's loop stores them: stores inside an inline helper kept the two-row loop
+    scalar): the gradient entry (``_expanded``) and ``_step``'s ``_change`` and
+    ``_clipped`` on it (``rule``: its ``_scalars``, ``heavy``: with momentum)."""
+    g = _expanded(P, f, j, s, c, dsums, plus, with_const, with_plus, p_i)
+    step, t = _change(g, v_i[j], rule, heavy)
+    return _clipped(p_i[j] + step, rule), t
+
+
+@njit(cache=True, inline="always")
+def _update_row(i, args, share, heavy):
+    """Row i in one loop over its entries: each entry's new value and velocity (``_entry``)
+    and, where ``share`` = (s, row, sums, True), the new entry added to the
+    row of S G and the column sums (``_add_input_entry``). ``heavy`` and share[3] are
+    literals at each call: a store under a condition inside the loop would keep it from
+    vectorising."""
+    P, feature, gain, const, dsums, plus, with_const, with_plus, p, v, rule = args
     p_i, v_i = p[i], v[i]
     f, s, c = feature[i], gain[i], const[i]
     weight, row, sums, adds = share  # unpacked once: arrays taken from a tuple in the loop
     # would be counted references at every entry
     for j in range(p_i.size):
-        g = _expanded(P, f, j, s, c, dsums, plus, with_const, with_plus, p_i)
-        step, t = _change(g, v_i[j], rule, heavy)
+        x, t = _entry(j, P, f, s, c, dsums, plus, with_const, with_plus, p_i, v_i, rule, heavy)
         if heavy:
             v_i[j] = t
-        x = _clipped(p_i[j] + step, rule)
         p_i[j] = x
         if adds:
             _add_input_entry(x, weight, j, row, sums, True)
 
 
 @njit(cache=True, inline="always")
+def _update_pair(i, k, args, share, heavy):
+    """Rows i and k, a feature's two rows (gains share[0] and share[1]), in one loop over
+    their entries: entry j of row i, then of row k, as ``_update_row`` makes them, added
+    to the column sums (share[2]) and to the feature's row of S G (0 + s_i x_i + s_k x_k,
+    the sum into the zeroed row), which goes straight to its row of S K (share[3], its
+    columns; share[4]: the weights wk), as ``_add_feature_row`` writes it: no row buffer
+    is zeroed, written and read back, and the rows' P entries (one row of P, where both
+    rows follow the feature) are loaded in the same loop."""
+    P, feature, gain, const, dsums, plus, with_const, with_plus, p, v, rule = args
+    p_i, v_i, p_k, v_k = p[i], v[i], p[k], v[k]
+    f_i, s_i, c_i = feature[i], gain[i], const[i]
+    f_k, s_k, c_k = feature[k], gain[k], const[k]
+    w_i, w_k, sums, out, wk = share
+    zero, none = p.dtype.type(0), out.dtype.type(0)  # not np.zeros: an allocation a feature
+    for j in range(p_i.size):
+        x_i, t = _entry(
+            j, P, f_i, s_i, c_i, dsums, plus, with_const, with_plus, p_i, v_i, rule, heavy
+        )
+        if heavy:
+            v_i[j] = t
+        p_i[j] = x_i
+        x_k, t = _entry(
+            j, P, f_k, s_k, c_k, dsums, plus, with_const, with_plus, p_k, v_k, rule, heavy
+        )
+        if heavy:
+            v_k[j] = t
+        p_k[j] = x_k
+        sums[j] = (sums[j] + x_i) + x_k
+        out[j] = none + ((zero + w_i * x_i) + w_k * x_k) * wk[j]
+
+
+@njit(cache=True, inline="always")
 def _update_rows(args, heavy, shared):
-    """``_update``'s walk over the rows (``heavy`` and shared[0]: literals)."""
+    """``_update``'s walk over the rows (``heavy`` and shared[0]: literals): a feature with
+    two rows and a range of columns by ``_update_pair``, others row by row into a row
+    buffer."""
     P, feature, gain, const, dsums, plus, with_const, p, v, rule = args
     with_plus, plus = _plus_row(plus, p.shape[1])
-    row = np.empty(p.shape[1], p.dtype)
+    rows = (P, feature, gain, const, dsums, plus, with_const, with_plus, p, v, rule)
+    n = p.shape[1]
+    row = np.empty(n, p.dtype)
     weight, sums, indptr, indices, data, SK, cols, start, wk = shared[1:]
     if not shared[0]:
         no_share = (weight, row, sums, False)
         for i in range(p.shape[0]):
-            _update_row(
-                i,
-                P,
-                feature,
-                gain,
-                const,
-                dsums,
-                plus,
-                with_const,
-                with_plus,
-                p,
-                v,
-                rule,
-                no_share,
-                heavy,
-            )
+            _update_row(i, rows, no_share, heavy)
         return
     for f in range(len(indptr) - 1):
+        a, b = indptr[f], indptr[f + 1]
+        if b - a == 2 and start >= 0:
+            pair = (data[a], data[a + 1], sums, SK[f, start : start + n], wk)
+            _update_pair(indices[a], indices[a + 1], rows, pair, heavy)
+            continue
         row[:] = 0
-        for q in range(indptr[f], indptr[f + 1]):
-            share = (data[q], row, sums, True)
-            _update_row(
-                indices[q], P, feature, gain, const, dsums, plus, with_const, with_plus, p, v, rule, share, heavy
-            )  # fmt: skip
+        for q in range(a, b):
+            _update_row(indices[q], rows, (data[q], row, sums, True), heavy)
         _add_feature_row(row, f, SK, cols, start, wk, True)  # SK's columns not zeroed first
 
 
@@ -157,10 +191,11 @@ def _update(
     (P ... with_const: a RowExpansion), in one pass; ``with_share``: in the order of the
     gain's rows by feature (which walks the rows in order), each new row added to the
     column sums and to its feature's row of S K (``_input_terms``' operations), whose
-    columns of the crossbar are written whole (a feature without rows: zeros)."""
+    columns of the crossbar are written whole (a feature without rows: zeros): a
+    feature's two rows and a range of columns by ``_update_pair``."""
     rule = _scalars(factors, decay, bounds)
     args = (P, feature, gain, const, dsums, plus, with_const, p, v, rule)
-    zero = np.zeros(1, p.dtype)[0]
+    zero = p.dtype.type(0)
     rest = (zero, sums, indptr, indices, data, SK, cols, start, wk)
     if decay.size > 0:
         if with_share:
