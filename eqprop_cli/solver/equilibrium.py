@@ -253,7 +253,6 @@ class Problem:
         # per sample, the contraction of the layered solver's plain sweeps on this batch,
         # measured by its free solve and kept for the nudged ones (``_layered``)
         self.contraction: np.ndarray | None = None
-        self.accelerable: np.ndarray | None = None  # _accelerable(contraction), if made with it
         self.secants: tuple | None = None  # and its acceleration's last differences
 
     @property
@@ -510,7 +509,6 @@ class Problem:
                 self.nudge, target=take(self.nudge.target), current_w=take(self.nudge.current_w)
             )
         part.blocks, part.contraction, part.secants = {}, None, None  # per batch
-        part.accelerable = None
         return part
 
     def nudged(self, nudge: Nudge) -> Problem:
@@ -1788,9 +1786,7 @@ def _layered(
     # a shared set-up changes nothing)
     contraction = problem.contraction if quadratic and not cold else None
     anderson = None
-    known = None if contraction is None else problem.accelerable  # the free solve's
-    if contraction is not None and known is None:
-        known = _accelerable(contraction)
+    known = None if contraction is None else _accelerable(contraction)
     if quadratic and (known is None or known.any()):
         anderson = _Anderson(problem, blocks, known)
         if known is not None and problem.secants is not None:  # (warm: known)
@@ -1809,7 +1805,6 @@ def _layered(
             )
             if loop.dropped:  # it found no sample to accelerate, as below
                 contraction = problem.contraction = loop.contraction
-                problem.accelerable = None  # (made from it where needed)
                 anderson, watch = None, False
             if ended == LOOP_DONE:
                 residual0, residual, error = loop.out
@@ -1829,7 +1824,7 @@ def _layered(
             with np.errstate(divide="ignore", invalid="ignore"):  # per sample
                 contraction = np.fmax(changes[0] / changes[1], changes[1] / changes[2])
             problem.contraction = contraction
-            anderson.use = problem.accelerable = _accelerable(contraction)  # (only read)
+            anderson.use = _accelerable(contraction)
             if not anderson.use.any():
                 anderson = None
         undone = anderson.record(start, x) if anderson is not None else None
