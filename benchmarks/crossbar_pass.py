@@ -6,8 +6,11 @@ rule, it times (thread CPU milliseconds per call, the least and the median
 of --repeat calls, the caches flushed before each by summing a 64 MB array): learn/crossbar.py's one pass (gradient rows,
 rule, column sums and S K), and the unfused path's three kernels one after
 another (the gradient expanded to an array, the rule's step on it, the
-linear part's pass over the new conductances into a zeroed S K), and a plain
-copy of the conductances for scale.
+linear part's pass over the new conductances into a zeroed S K), and for
+scale the pass's memory floor, a plain loop with its traffic and the least
+arithmetic (``_traffic``: a product row read per feature, its two
+conductance rows and their velocity rows read and written, a row of S K
+written), and a plain copy of the conductances.
 
     PYTHONPATH=. python benchmarks/crossbar_pass.py --hidden 1024
 """
@@ -18,11 +21,29 @@ import argparse
 import time
 
 import numpy as np
+from numba import njit
 
 from eqprop_cli.circuit.network import _expand_rows
 from eqprop_cli.devices.resistor import _input_terms
 from eqprop_cli.learn.crossbar import _update
 from eqprop_cli.learn.optim import _step
+
+
+@njit(cache=True)
+def _traffic(G, V, P, SK):
+    """For each feature f: v = 0.9 v + P[f] and g -= 0.01 v on rows 2f and 2f + 1, then
+    SK[f] = g[2f] - g[2f + 1]: the fused pass's reads and writes, the least arithmetic."""
+    for f in range(P.shape[0]):
+        p = P[f]
+        for k in range(2):
+            g, v = G[2 * f + k], V[2 * f + k]
+            for j in range(g.size):
+                t = 0.9 * v[j] + p[j]
+                v[j] = t
+                g[j] = g[j] - 0.01 * t
+        s = SK[f]
+        for j in range(s.size):
+            s[j] = G[2 * f, j] - G[2 * f + 1, j]
 
 
 def main() -> None:
@@ -72,6 +93,8 @@ def main() -> None:
     print(f"input crossbar {rows} x {n} {dt}, least ms per call (thread CPU, caches flushed):")
     print(f"  fused pass (learn/crossbar.py): {timed(fused)}")
     print(f"  expansion, step, linear part's pass: {timed(unfused)}")
+    SK = np.empty((n_in, n), dt)
+    print(f"  a plain loop with its traffic (the floor): {timed(lambda: _traffic(p, v, P, SK))}")
     print(f"  a copy of the conductances: {timed(p.copy)}")
 
 

@@ -1,41 +1,27 @@
-"""Milliseconds per training step, nothing else: `Trainer.train_step` on consecutive MNIST batches.
+"""Milliseconds per training step, nothing else: `Trainer.train_step` on consecutive batches.
 
-Trains N batches of circuits/mnist-ideal.toml at 784-HIDDEN-10 (batch 64 at 100 hidden
-nodes, else 32) after one untimed batch, BLAS single-threaded, and prints the thread
-CPU milliseconds per step: the figure to compare two checkouts by (run it with
-PYTHONPATH at each, alternately), without the interleaving of train_speed.py.
+Trains N batches of a circuit's [training] recipe (plus --set overrides) after one
+untimed batch, BLAS single-threaded, and prints the thread CPU milliseconds per step:
+the figure to compare two checkouts by (run it with PYTHONPATH at each, alternately),
+without train_speed.py's interleaving or train_parts.py's timers around the parts.
 
-    EQPROP_DATA_DIR=../shared/data python benchmarks/train_steps.py 100 3000
-    EQPROP_DATA_DIR=../shared/data python benchmarks/train_steps.py 1024 300
+    EQPROP_DATA_DIR=../shared/data python benchmarks/train_steps.py circuits/mnist-ideal.toml 3000
+    EQPROP_DATA_DIR=../shared/data python benchmarks/train_steps.py circuits/mnist-ideal.toml 300 --set hidden.0.size=1024 --set training.batch_size=32
 """
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
+from recipe import arguments, recipe_trainer
 from threadpoolctl import threadpool_limits
-
-from eqprop_cli import Network, compile_circuit, load_circuit
-from eqprop_cli.learn.samples import training_data
-from eqprop_cli.learn.train import Trainer
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("hidden", type=int)
-    parser.add_argument("batches", type=int)
-    args = parser.parse_args()
-    size = 64 if args.hidden == 100 else 32
-    sets = ["training.dataset=mnist", f"hidden.0.size={args.hidden}", f"training.batch_size={size}"]
-    spec = load_circuit(ROOT / "circuits" / "mnist-ideal.toml", sets)
-    network = Network(compile_circuit(spec))
-    dataset, splits = training_data(spec, network)
-    trainer = Trainer(network, spec, splits, dataset.n_classes)
-    x, y = splits["train"]
+    args = arguments(__doc__)
+    trainer = recipe_trainer(args)
+    x, y = trainer.splits["train"]
+    size = int(trainer.training.batch_size)
     steps = len(y) // size
     with threadpool_limits(limits=1, user_api="blas"):
         state = trainer.train_step(trainer.new_state(), x[:size], y[:size])
@@ -44,7 +30,7 @@ def main() -> None:
             rows = slice((k % steps) * size, (k % steps + 1) * size)
             state = trainer.train_step(state, x[rows], y[rows])
         spent = time.thread_time() - start
-    print(f"784-{args.hidden}-10 batch {size}: {1e3 * spent / args.batches:.3f} ms per step")
+    print(f"{args.circuit}, batch {size}: {1e3 * spent / args.batches:.3f} ms per step")
 
 
 if __name__ == "__main__":
