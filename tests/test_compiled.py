@@ -616,23 +616,27 @@ def test_the_warm_start_line_gives_the_bits_of_numpy(kind):
 
 
 @pytest.mark.parametrize("kind", ["float64", "float32"])
-@pytest.mark.parametrize("shape", [(32, 9), (17, 1), (1, 5)])
-def test_the_input_crossbar_differences_give_the_bits_of_numpy(kind, shape):
-    """The input crossbar's estimate's arrays in compiled passes: Qa - Qb and Qa + Qb in
-    one, then the difference times the factors in place with its sums over the batch in
-    another (numpy's path for one column, or a factor numpy takes at float64): numpy's
-    bits."""
+@pytest.mark.parametrize("net", ["float64", "float32"])
+@pytest.mark.parametrize("shape", [(32, 9), (17, 1), (1, 5), (300, 2)])
+def test_the_input_crossbar_differences_give_the_bits_of_numpy(kind, net, shape):
+    """The input crossbar's estimate's arrays in one compiled pass: Qa - Qb, its products
+    with Qa + Qb summed over the batch (numpy's einsum), the difference times the factors
+    at the network's dtype and its sums over the batch (numpy's path for one column, or a
+    factor numpy takes at float64): numpy's bits."""
     rng = np.random.default_rng(6)
     Qa, Qb = (potentials(rng, *shape, kind) for _ in range(2))
     D, S, _ = drops(Qa, Qb, with_sums=False)
     assert_bits(D, Qa - Qb)
     assert_bits(S, Qa + Qb)
     for s in (-0.37, np.float64(-0.37)):
-        expected = (Qa - Qb) * s if type(s) is float else ((Qa - Qb) * s).astype(kind)
-        got, sums = train.scaled(D.copy(), s, np.dtype(kind))
-        assert_bits(got, expected)
+        scaled = Qa - Qb
+        scaled *= s  # (in place: at Qa's dtype)
+        scaled = scaled.astype(net)
+        got, common, sums = train.input_drops(Qa, Qb, s, np.dtype(net))
+        assert_bits(got, scaled)
+        assert_bits(common, np.einsum("bj,bj->j", Qa - Qb, Qa + Qb))
         if sums is not None:
-            assert_bits(sums, expected.sum(axis=0))
+            assert_bits(sums, scaled.sum(axis=0))
         assert (sums is None) == (shape[1] == 1 or type(s) is not float)
 
 

@@ -84,6 +84,7 @@ class Crossbar:
     col_scale: np.ndarray = field(init=False)  # column weight times dV/dx
     col_diag: np.ndarray = field(init=False)  # input: col_scale dV/dx; coupling: dV/dx ** 2
     row_diag: np.ndarray = field(init=False)  # row weight times dV/dx, times dV/dx
+    passes: dict = field(init=False, default_factory=dict, repr=False)  # input_pass by dtype
 
     def __post_init__(self) -> None:
         v = self.col_var
@@ -891,7 +892,7 @@ class Network:
         s = np.zeros(self.n_vars)
         fixed_current = np.zeros(len(self.fixed)) if fixed else None
         for terms, group, plus, minus, weight in self._source_groups():
-            cur = np.concatenate([currents[k] for k in group]).astype(float)
+            cur = np.concatenate([currents[k] for k in group]).astype(float, copy=False)
             terms(self, plus, minus, weight, cur, s, fixed_current)
         return fixed_current if fixed else s
 

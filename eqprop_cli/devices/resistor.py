@@ -265,10 +265,14 @@ def input_pass(bar, dtype) -> tuple:
     linear part (``_input_terms``, or the fused update of learn/crossbar.py): the gain of
     the features on its rows (CSR: indptr, indices, data), its columns' unknowns (and the
     first, where they are a range; else -1) and weights (stage weight times dV/dx), at the
-    conductances' ``dtype``."""
-    gain, start = bar.gain, bar.cols.start if isinstance(bar.cols, slice) else -1
-    data, wk = gain.data.astype(dtype), bar.col_scale.astype(dtype)
-    return gain.indptr, gain.indices, data, bar.col_var, start, wk
+    conductances' ``dtype``. Topology: kept on the crossbar per dtype (the passes only read
+    them)."""
+    kept = bar.passes.get(dtype)
+    if kept is None:
+        gain, start = bar.gain, bar.cols.start if isinstance(bar.cols, slice) else -1
+        data, wk = gain.data.astype(dtype), bar.col_scale.astype(dtype)
+        kept = bar.passes[dtype] = (gain.indptr, gain.indices, data, bar.col_var, start, wk)
+    return kept
 
 
 @njit(cache=True, inline="always")

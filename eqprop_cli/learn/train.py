@@ -166,11 +166,9 @@ class EPEstimator:
             if fixed is not None:
                 # a crossbar of conductances from the inputs: F (inputs) the same in both
                 # sum of dVa^2 - dVb^2 = sum (Qa - Qb)(Qa + Qb) - 2 F^T (Qa - Qb)
-                D, S, _ = drops(Qa, Qb, with_sums=False)
-                common = np.einsum("bj,bj->j", D, S)
                 # the batch's small array takes the factors; the product at the network's
                 # precision
-                D, sums = scaled(D, -w * factor, self.network.dtype)
+                D, common, sums = input_drops(Qa, Qb, -w * factor, self.network.dtype)
                 plus = (0.5 * w * factor) * common
                 kept = self._products.get(k) if deferred else None
                 grad = self.network.fixed_outer(fixed, a.inputs, D, plus, deferred, kept, sums)
@@ -185,27 +183,37 @@ class EPEstimator:
         return grads
 
 
-def scaled(D: np.ndarray, s: float, kind: np.dtype) -> tuple[np.ndarray, np.ndarray | None]:
-    """D times s in place, then at dtype ``kind``, and its sums over the rows (None where
-    numpy's order of them is not the compiled pass's): one pass where D is a (batch, n > 1)
-    array of that dtype and s a Python float (which numpy takes at D's precision)."""
-    if type(s) is not float or D.dtype != kind or D.ndim != 2 or D.shape[1] < 2:
+def input_drops(
+    Qa: np.ndarray, Qb: np.ndarray, s: float, kind: np.dtype
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """An input crossbar's arrays of the potentials of its columns in two equilibria:
+    ((Qa - Qb) * s at dtype ``kind``, the sums over the rows of (Qa - Qb)(Qa + Qb), and
+    the first's sums over the rows (None where numpy's order of them is not the compiled
+    pass's)), each with numpy's roundings; in one pass where Qa and Qb are (batch, n > 1)
+    arrays of one dtype and s a Python float (which numpy takes at their precision)."""
+    if type(s) is not float or Qa.dtype != Qb.dtype or Qa.ndim != 2 or Qa.shape[1] < 2:
+        D, S, _ = drops(Qa, Qb, with_sums=False)
+        common = np.einsum("bj,bj->j", D, S)
         D *= s
-        return D.astype(kind, copy=False), None
-    return D, _scale_pass(D, np.array([s], D.dtype), np.zeros(D.shape[1], D.dtype))
+        return D.astype(kind, copy=False), common, None
+    n = Qa.shape[1]
+    D, common, sums = np.empty(Qa.shape, kind), np.zeros(n, Qa.dtype), np.zeros(n, kind)
+    _input_drops_pass(Qa, Qb, np.array([s], Qa.dtype), D, common, sums)
+    return D, common, sums
 
 
 @njit(cache=True)
-def _scale_pass(D, s, sums):
-    """D *= s[0] and sums += D summed over the rows (after the product), in one pass: the
-    roundings of numpy's in-place product and its sum(axis=0) of a (batch, n > 1) array."""
+def _input_drops_pass(Qa, Qb, s, D, common, sums):
+    """d = Qa - Qb, common += d (Qa + Qb), D = d * s[0] (at D's dtype) and sums += D,
+    entry by entry, the sums row after row: numpy's drops, its einsum "bj,bj->j" of d and
+    Qa + Qb, in-place product, astype and sum(axis=0) of a (batch, n > 1) array."""
     k = s[0]
-    for i in range(D.shape[0]):
-        for j in range(D.shape[1]):
-            d = D[i, j] * k
-            D[i, j] = d
-            sums[j] += d
-    return sums
+    for i in range(Qa.shape[0]):
+        for j in range(Qa.shape[1]):
+            d = Qa[i, j] - Qb[i, j]
+            common[j] += d * (Qa[i, j] + Qb[i, j])
+            D[i, j] = d * k
+            sums[j] += D[i, j]
 
 
 def ep_gradients(
