@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import weakref
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from eqprop_cli.devices.resistor import (
     LinearConductance,
     _input_terms,
     drops,
+    input_pass,
     summed_drop_products,
 )
 from eqprop_cli.devices.source import CurrentSourceModel
@@ -675,3 +677,47 @@ def test_a_share_reuses_an_s_k_array_only_once_nothing_refers_to_it():
     fourth = network.crossbar_share(bar.index)
     assert fourth.SK is not made() and fourth.SK is not second.SK  # a view holds it
     assert not fourth.SK[:, outside].any() and view.base is made()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+@pytest.mark.parametrize("shape", [(100, 20), (7, 2), (3, 7), (33, 8), (5, 128), (4, 129), (6, 1)])
+def test_compiled_coupling_terms_give_the_bits_of_numpy(dtype, layout, shape):
+    """A coupling crossbar's share of Q's diagonal (one compiled pass over C-contiguous rows
+    of 2 to 128 entries: numpy's pairwise row sums and its einsum; numpy's path otherwise)
+    against numpy's expressions: the same bits, with and without stage weights."""
+    rng = np.random.default_rng(7)
+    m, n = shape
+    G = (rng.uniform(size=(m, 2 * n)) * 10.0 ** rng.integers(-9, 3, (m, 2 * n))).astype(dtype)
+    G = {"C": G[:, :n].copy(), "F": np.asfortranarray(G[:, :n]), "strided": G[:, ::2]}[layout]
+    order = rng.permutation(m + n)
+    for weights in (np.ones(m), rng.uniform(0.5, 2.0, m)):
+        bar = SimpleNamespace(
+            row_var=order[:m],
+            col_var=order[m:],
+            row_weight=weights,
+            row_diag=weights * rng.uniform(0.5, 2.0, m),
+            col_diag=rng.uniform(0.5, 2.0, n),
+        )
+        start = rng.normal(size=m + n)
+        got = start.copy()
+        LinearConductance.add_crossbar_terms(bar, G, got, None, None)
+        expected = start.copy()
+        expected[bar.row_var] += G.sum(axis=1, dtype=float) * bar.row_diag
+        column = np.einsum("i,ij->j", bar.row_weight, G, dtype=float, casting="safe")
+        expected[bar.col_var] += column * bar.col_diag
+        assert_bits(got, expected)
+
+
+def test_the_input_pass_arrays_are_kept_per_dtype():
+    """An input crossbar's gains and weights for the compiled passes are made once per dtype
+    and kept (topology): the same arrays again, others at another dtype."""
+    network, _ = deep_circuit(3, 1)
+    bar = input_crossbar(network)
+    f64, f32 = np.dtype("float64"), np.dtype("float32")
+    first = input_pass(bar, f64)
+    assert all(a is b for a, b in zip(input_pass(bar, f64), first, strict=True))
+    other = input_pass(bar, f32)
+    assert other[2].dtype == f32 and other[5].dtype == f32 and first[2].dtype == f64
+    assert_bits(other[2], bar.gain.data.astype(f32))
+    assert_bits(first[5], bar.col_scale.astype(f64))

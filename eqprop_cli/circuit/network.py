@@ -684,7 +684,7 @@ class Network:
                 # a share worked out with the conductances: its S K is the whole of S K
                 shared = next(iter(shares.values()), None)
                 SK = shared.SK if shared else np.zeros((self.n_features, self.n_vars), self.dtype)
-                r0 = s.copy()
+                r0 = s  # (a new array: the source terms')
             for c in crossbars:
                 model = self.resistors[c.index].device.model
                 share = shares.get(c.index) if not stamped else None

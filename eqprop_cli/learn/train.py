@@ -108,14 +108,17 @@ class EPEstimator:
         self.out_weight = float(out_weight[0])
         # groups that share a node set (a layer's nodes, the ground) share its array: the
         # estimate reads each set once per equilibrium
-        sets: dict[tuple, np.ndarray] = {}
+        sets: dict[tuple, int] = {}  # by its contents, each node set's number
+        self.readers = []  # how each set is read (a view of the unknowns, a rails row)
         self.plans = []
+        self.sets = []  # the numbers of each group's two node sets
         for g in groups:
-            p, q, *rest = self._plan(network, g)
-            p, q = (sets.setdefault(content_key(n), n) for n in (p, q))
-            self.plans.append((p, q, *rest))
-        # how each set is read (a view of the unknowns, a rails row): resolved once
-        self.readers = {id(n): network.reader(n) for n in sets.values()}
+            plan = self._plan(network, g)
+            for n in plan[:2]:
+                if sets.setdefault(content_key(n), len(sets)) == len(self.readers):
+                    self.readers.append(network.reader(n))
+            self.plans.append(plan)
+            self.sets.append(tuple(sets[content_key(n)] for n in plan[:2]))
         self._products: dict[int, np.ndarray] = {}  # deferred estimates' inputs^T D, by group
 
     @staticmethod
@@ -150,19 +153,19 @@ class EPEstimator:
         update rule to apply in one pass, learn/crossbar.py), whose product (inputs^T D)
         is kept and written again by the next deferred call: apply it before that."""
         factor = 1.0 / ((beta_a - beta_b) * self.out_weight * scale * a.unknowns.shape[0])
-        read: dict[tuple[int, int], np.ndarray] = {}  # potentials by (equilibrium, node set)
+        # the potentials of each node set in each equilibrium, read once, for reading only
+        read_a: list[np.ndarray | None] = [None] * len(self.readers)
+        read_b = read_a.copy()
 
-        def at(eq: Equilibrium, nodes: np.ndarray) -> np.ndarray:
-            """The potentials of a node set, for reading only (``Network.reader``)."""
-            key = (id(eq), id(nodes))
-            if key not in read:
-                read[key] = self.readers[id(nodes)](eq.unknowns, eq.inputs)
-            return read[key]
+        def at(eq: Equilibrium, read: list, n: int) -> np.ndarray:
+            if read[n] is None:
+                read[n] = self.readers[n](eq.unknowns, eq.inputs)
+            return read[n]
 
         grads = []
-        for k, (g, plan) in enumerate(zip(self.groups, self.plans, strict=True)):
-            p, q, dense, w, p_fixed, fixed = plan
-            Qa, Qb = at(a, q), at(b, q)
+        for k, (g, plan, (p, q)) in enumerate(zip(self.groups, self.plans, self.sets, strict=True)):
+            _, _, dense, w, p_fixed, fixed = plan
+            Qa, Qb = at(a, read_a, q), at(b, read_b, q)
             if fixed is not None:
                 # a crossbar of conductances from the inputs: F (inputs) the same in both
                 # sum of dVa^2 - dVb^2 = sum (Qa - Qb)(Qa + Qb) - 2 F^T (Qa - Qb)
@@ -177,8 +180,8 @@ class EPEstimator:
                     grad = CrossbarGradient.of(self.network, g.index, grad)
                 grads.append(grad)
                 continue
-            Pa = at(a, p)
-            Pb = Pa if p_fixed else at(b, p)  # fixed potentials (inputs) are the same in both
+            Pa = at(a, read_a, p)
+            Pb = Pa if p_fixed else at(b, read_b, p)  # fixed potentials (inputs): the same
             grads.append(g.model.ep_estimate(w, Pa, Pb, Qa, Qb, dense, p_fixed, factor))
         return grads
 
