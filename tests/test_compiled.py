@@ -26,6 +26,7 @@ from eqprop_cli.devices.resistor import (
 from eqprop_cli.devices.source import CurrentSourceModel
 from eqprop_cli.learn import optim
 from eqprop_cli.learn.crossbar import CrossbarGradient, _update
+from eqprop_cli.learn.loss import ReadoutLoss, predictions
 from eqprop_cli.learn.samples import training_data
 from eqprop_cli.solver.equilibrium import Nudge, Problem
 
@@ -721,3 +722,35 @@ def test_the_input_pass_arrays_are_kept_per_dtype():
     assert other[2].dtype == f32 and other[5].dtype == f32 and first[2].dtype == f64
     assert_bits(other[2], bar.gain.data.astype(f32))
     assert_bits(first[5], bar.col_scale.astype(f64))
+
+
+@pytest.mark.parametrize("shape", [(64, 10), (1, 2), (7, 3), (128, 9), (129, 10), (32, 129)])
+def test_batch_loss_and_errors_give_the_bits_of_numpy(shape):
+    """A batch's summed squared error and count of wrong predictions (one compiled pass
+    where the batch and classes fit numpy's block of pairwise sums; numpy's path else, and
+    for cross-entropy) against numpy's expressions: the same bits, with ties and a NaN
+    (which np.argmax takes as the largest)."""
+    rng = np.random.default_rng(8)
+    batch, classes = shape
+    for kind in ("squared_error", "cross_entropy"):
+        training = SimpleNamespace(
+            dataset="d",
+            loss=kind,
+            target_high=0.9,
+            target_low=0.05,
+            temperature=0.7,
+            nudge="current",
+        )
+        loss = ReadoutLoss(training, classes, classes)
+        outputs = rng.normal(size=shape) * 10.0 ** rng.integers(-3, 3, shape)
+        labels = rng.integers(0, classes, batch)
+        for case in ("plain", "tie", "nan"):
+            if case == "tie":
+                outputs[:, 0] = outputs[:, 1]
+            if case == "nan":
+                outputs[-1, -1] = np.nan
+            value, errors = loss.batch_totals(outputs, labels)
+            assert_bits(np.array(value), np.array(float(loss.value(outputs, labels).sum())))
+            assert errors == float((predictions(outputs) != labels).sum())
+        with pytest.raises(IndexError):  # a label that names no class
+            loss.batch_totals(outputs, np.full(batch, classes))

@@ -32,7 +32,7 @@ from ..devices.protocol import TrainableModel
 from ..devices.resistor import Resistor, drops
 from ..errors import CircuitError, EqpropError, NotConvergedError
 from ..learn.evaluate import Evaluation, evaluate
-from ..learn.loss import ReadoutLoss, predictions
+from ..learn.loss import ReadoutLoss
 from ..solver.equilibrium import Equilibrium, solve
 from . import optim
 from .crossbar import CrossbarGradient
@@ -447,9 +447,9 @@ class Trainer:
             for e, p in zip(grads, params, strict=True)
         ]
         running = dict(state.running)
-        outputs = free.outputs()
-        running["loss"] += float(self.loss.value(outputs, y).sum())
-        running["errors"] += float((predictions(outputs) != y).sum())
+        loss, errors = self.loss.batch_totals(free.outputs(), y)
+        running["loss"] += loss
+        running["errors"] += errors
         # in place: the network's arrays and the optimizer state's
         opt, pulses = self.optimizer.step(
             params, grads, state.optimizer, rates, (state.epoch, state.step)
