@@ -754,3 +754,19 @@ def test_batch_loss_and_errors_give_the_bits_of_numpy(shape):
             assert errors == float((predictions(outputs) != labels).sum())
         with pytest.raises(IndexError):  # a label that names no class
             loss.batch_totals(outputs, np.full(batch, classes))
+
+
+def test_the_learning_rates_are_kept_for_an_epoch_and_rescheduled_at_the_next():
+    """A step's learning rates (each group's rate times the schedule) are worked out once an
+    epoch and again for another epoch: the schedule's values each time."""
+    sets = ["training.train_subset=32", "training.schedule=cosine", "training.epochs=4"]
+    spec = load_circuit(ROOT / "circuits" / "mnist-mini.toml", sets)
+    network = Network(compile_circuit(spec))
+    dataset, splits = training_data(spec, network)
+    trainer = train.Trainer(network, spec, splits, dataset.n_classes)
+    first = trainer.rates(0)
+    assert trainer.rates(0) is first
+    for epoch in (2, 0, 3):
+        expected = [g.rate * trainer.rate_factor(epoch) for g in trainer.groups]
+        assert trainer.rates(epoch) == expected
+    assert trainer.rates(1) != first

@@ -556,11 +556,11 @@ class Network:
         set's array is the one it was written into.
         """
         if len(g) != len(self.g) or any(
-            np.shape(a) != b.shape for a, b in zip(g, self.g, strict=True)
+            (a.shape if owned else np.shape(a)) != b.shape for a, b in zip(g, self.g, strict=True)
         ):
             raise ValueError("conductances must match the resistor sets in number and shape")
         if owned:
-            g = [a.astype(self.dtype, copy=False) for a in g]
+            g = [a if a.dtype == self.dtype else a.astype(self.dtype) for a in g]
         else:
             g = [np.array(a, dtype=self.dtype) for a in g]
             # all finite and > 0: the smallest > 0 (False for NaN) and the largest finite

@@ -243,7 +243,7 @@ class Chain:
             rule, arrays = self._compiled(k, rates[k], p.dtype)
             v = state[rule.decay[0]][k] if rule.decay else None
             if not isinstance(g, np.ndarray):  # Deferred (the Protocol's check is slow)
-                contiguous = all(a.flags.c_contiguous for a in (p, v) if a is not None)
+                contiguous = p.flags.c_contiguous and (v is None or v.flags.c_contiguous)
                 if rule.lander is None and contiguous and g.dtype == p.dtype:
                     g.apply(p, v, *arrays)
                     continue

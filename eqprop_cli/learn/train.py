@@ -254,8 +254,7 @@ def ep_gradients(
         first = states[0] if states else None
         start = nudged_start(free, first, betas[0], beta) if warm_start else None
         states.append(solve(network, x, x0=start, nudge=nudge, like=free, **nudged_solver))
-    distinct = {id(s): s for s in [free, *states]}.values()
-    failed = [s for s in distinct if not s.success]
+    failed = [s for s in [free, *(e for e in states if e is not free)] if not s.success]
     a, b = states if measure is None else [measure.read(s) for s in states]
     return estimator(a, b, betas[0], betas[1], loss.scale, deferred), free, failed
 
@@ -357,6 +356,7 @@ class Trainer:
             raise CircuitError("the training split is empty", path=spec.path, key="training")
         self.steps = -(-len(x) // t.batch_size)
         self._order: tuple[int, np.ndarray] | None = None  # the last epoch's order, kept
+        self._rates: tuple[int, list[float]] | None = None  # the last epoch's rates, kept
 
     # ------------------------------------------------------------------ parameters
 
@@ -376,6 +376,14 @@ class Trainer:
         self.network.set_conductances(g, owned=True, shares=shares)
         if currents:
             self.network.set_currents(currents, owned=True)
+
+    def rates(self, epoch: int) -> list[float]:
+        """Each group's learning rate during ``epoch``: the scheduled one (kept for the
+        epoch's later batches, read only)."""
+        if self._rates is None or self._rates[0] != epoch:
+            factor = self.rate_factor(epoch)
+            self._rates = (epoch, [g.rate * factor for g in self.groups])
+        return self._rates[1]
 
     def rate_factor(self, epoch: int) -> float:
         """The learning-rate schedule's multiplier during ``epoch`` (0-based)."""
@@ -438,8 +446,7 @@ class Trainer:
                 f"not converge ({failed[0].method} solver, {failed[0].message}); training "
                 "stopped before this batch's update"
             )
-        factor = self.rate_factor(state.epoch)
-        rates = [g.rate * factor for g in self.groups]
+        rates = self.rates(state.epoch)
         params = self.params()
         # each estimate at its parameters' precision ([solver] dtype): so is the optimizer state
         grads = [
