@@ -46,7 +46,7 @@ class ReadoutLoss:
     def targets(self, labels: np.ndarray) -> np.ndarray:
         """Target readouts (batch, classes), volts (squared error): rows of the table of
         each class's targets."""
-        return self._targets[labels]
+        return self._targets.take(labels, axis=0)
 
     def _softmax(self, outputs: np.ndarray) -> np.ndarray:
         z = outputs / self.temperature
