@@ -770,3 +770,22 @@ def test_the_learning_rates_are_kept_for_an_epoch_and_rescheduled_at_the_next():
         expected = [g.rate * trainer.rate_factor(epoch) for g in trainer.groups]
         assert trainer.rates(epoch) == expected
     assert trainer.rates(1) != first
+
+
+def test_the_used_inputs_buffer_follows_the_batch_and_dtype():
+    """fixed_outer's buffer of the used inputs (transposed) is kept between batches and made
+    again for another batch size or dtype: each product has the whole product's bits."""
+    network, n_in = deep_circuit(4, 1)
+    bar = input_crossbar(network)
+    rng = np.random.default_rng(9)
+    kept = []
+    for batch, dtype in ((7, "float64"), (7, "float64"), (5, "float64"), (5, "float32")):
+        inputs = rng.uniform(-1, 1, (batch, n_in)).astype(dtype)
+        inputs[:, rng.random(n_in) < 0.5] = 0.0
+        D = rng.normal(size=(batch, len(bar.col_var))).astype(dtype)
+        rows = network.fixed_outer(bar.row_fixed, inputs, D, deferred=True)
+        used = inputs.any(axis=0)
+        assert_bits(rows.P[:-1], np.matmul(inputs.T, D)[used])
+        kept.append(network.plan.used_columns)
+        assert kept[-1].shape == (n_in, batch) and kept[-1].dtype == dtype
+    assert kept[0] is kept[1] and kept[1] is not kept[2] and kept[2] is not kept[3]
