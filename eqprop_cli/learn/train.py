@@ -106,8 +106,8 @@ class EPEstimator:
                 "the outputs sit at different amplifier stages; EP needs one stage weight at the readout"
             )
         self.out_weight = float(out_weight[0])
-        # groups that share a node set (a layer's nodes, the ground) share its array: the
-        # estimate reads each set once per equilibrium
+        # groups that share a node set (a layer's nodes, the ground) share its number and
+        # reader: the estimate reads each set once per equilibrium
         sets: dict[tuple, int] = {}  # by its contents, each node set's number
         self.readers = []  # how each set is read (a view of the unknowns, a rails row)
         self.plans = []
