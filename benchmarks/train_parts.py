@@ -68,12 +68,12 @@ def main() -> None:
     x, y = splits["train"]
     size = int(trainer.training.batch_size)
     state = trainer.train_step(trainer.new_state(), x[:size], y[:size])  # warm-up
+    steps = len(y) // size  # whole batches in the split: N beyond them wraps around
     spent.clear()
     start = time.thread_time()
     for k in range(1, args.batches + 1):
-        state = trainer.train_step(
-            state, x[k * size : (k + 1) * size], y[k * size : (k + 1) * size]
-        )
+        rows = slice((k % steps) * size, (k % steps + 1) * size)
+        state = trainer.train_step(state, x[rows], y[rows])
     total = time.thread_time() - start
     per_epoch = trainer.steps / args.batches
     print(f"{eqprop_cli.__file__}: batch {size}, {args.batches} batches")

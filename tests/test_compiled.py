@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import weakref
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,11 +20,13 @@ from eqprop_cli.devices.resistor import (
     LinearConductance,
     _input_terms,
     drops,
+    input_pass,
     summed_drop_products,
 )
 from eqprop_cli.devices.source import CurrentSourceModel
 from eqprop_cli.learn import optim
 from eqprop_cli.learn.crossbar import CrossbarGradient, _update
+from eqprop_cli.learn.loss import ReadoutLoss, predictions
 from eqprop_cli.learn.samples import training_data
 from eqprop_cli.solver.equilibrium import Nudge, Problem
 
@@ -616,23 +619,27 @@ def test_the_warm_start_line_gives_the_bits_of_numpy(kind):
 
 
 @pytest.mark.parametrize("kind", ["float64", "float32"])
-@pytest.mark.parametrize("shape", [(32, 9), (17, 1), (1, 5)])
-def test_the_input_crossbar_differences_give_the_bits_of_numpy(kind, shape):
-    """The input crossbar's estimate's arrays in compiled passes: Qa - Qb and Qa + Qb in
-    one, then the difference times the factors in place with its sums over the batch in
-    another (numpy's path for one column, or a factor numpy takes at float64): numpy's
-    bits."""
+@pytest.mark.parametrize("net", ["float64", "float32"])
+@pytest.mark.parametrize("shape", [(32, 9), (17, 1), (1, 5), (300, 2)])
+def test_the_input_crossbar_differences_give_the_bits_of_numpy(kind, net, shape):
+    """The input crossbar's estimate's arrays in one compiled pass: Qa - Qb, its products
+    with Qa + Qb summed over the batch (numpy's einsum), the difference times the factors
+    at the network's dtype and its sums over the batch (numpy's path for one column, or a
+    factor numpy takes at float64): numpy's bits."""
     rng = np.random.default_rng(6)
     Qa, Qb = (potentials(rng, *shape, kind) for _ in range(2))
     D, S, _ = drops(Qa, Qb, with_sums=False)
     assert_bits(D, Qa - Qb)
     assert_bits(S, Qa + Qb)
     for s in (-0.37, np.float64(-0.37)):
-        expected = (Qa - Qb) * s if type(s) is float else ((Qa - Qb) * s).astype(kind)
-        got, sums = train.scaled(D.copy(), s, np.dtype(kind))
-        assert_bits(got, expected)
+        scaled = Qa - Qb
+        scaled *= s  # (in place: at Qa's dtype)
+        scaled = scaled.astype(net)
+        got, common, sums = train.input_drops(Qa, Qb, s, np.dtype(net))
+        assert_bits(got, scaled)
+        assert_bits(common, np.einsum("bj,bj->j", Qa - Qb, Qa + Qb))
         if sums is not None:
-            assert_bits(sums, expected.sum(axis=0))
+            assert_bits(sums, scaled.sum(axis=0))
         assert (sums is None) == (shape[1] == 1 or type(s) is not float)
 
 
@@ -671,3 +678,114 @@ def test_a_share_reuses_an_s_k_array_only_once_nothing_refers_to_it():
     fourth = network.crossbar_share(bar.index)
     assert fourth.SK is not made() and fourth.SK is not second.SK  # a view holds it
     assert not fourth.SK[:, outside].any() and view.base is made()
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+@pytest.mark.parametrize("shape", [(100, 20), (7, 2), (3, 7), (33, 8), (5, 128), (4, 129), (6, 1)])
+def test_compiled_coupling_terms_give_the_bits_of_numpy(dtype, layout, shape):
+    """A coupling crossbar's share of Q's diagonal (one compiled pass over C-contiguous rows
+    of 2 to 128 entries: numpy's pairwise row sums and its einsum; numpy's path otherwise)
+    against numpy's expressions: the same bits, with and without stage weights."""
+    rng = np.random.default_rng(7)
+    m, n = shape
+    G = (rng.uniform(size=(m, 2 * n)) * 10.0 ** rng.integers(-9, 3, (m, 2 * n))).astype(dtype)
+    G = {"C": G[:, :n].copy(), "F": np.asfortranarray(G[:, :n]), "strided": G[:, ::2]}[layout]
+    order = rng.permutation(m + n)
+    for weights in (np.ones(m), rng.uniform(0.5, 2.0, m)):
+        bar = SimpleNamespace(
+            row_var=order[:m],
+            col_var=order[m:],
+            row_weight=weights,
+            row_diag=weights * rng.uniform(0.5, 2.0, m),
+            col_diag=rng.uniform(0.5, 2.0, n),
+        )
+        start = rng.normal(size=m + n)
+        got = start.copy()
+        LinearConductance.add_crossbar_terms(bar, G, got, None, None)
+        expected = start.copy()
+        expected[bar.row_var] += G.sum(axis=1, dtype=float) * bar.row_diag
+        column = np.einsum("i,ij->j", bar.row_weight, G, dtype=float, casting="safe")
+        expected[bar.col_var] += column * bar.col_diag
+        assert_bits(got, expected)
+
+
+def test_the_input_pass_arrays_are_kept_per_dtype():
+    """An input crossbar's gains and weights for the compiled passes are made once per dtype
+    and kept (topology): the same arrays again, others at another dtype."""
+    network, _ = deep_circuit(3, 1)
+    bar = input_crossbar(network)
+    f64, f32 = np.dtype("float64"), np.dtype("float32")
+    first = input_pass(bar, f64)
+    assert all(a is b for a, b in zip(input_pass(bar, f64), first, strict=True))
+    other = input_pass(bar, f32)
+    assert other[2].dtype == f32 and other[5].dtype == f32 and first[2].dtype == f64
+    assert_bits(other[2], bar.gain.data.astype(f32))
+    assert_bits(first[5], bar.col_scale.astype(f64))
+
+
+@pytest.mark.parametrize("shape", [(64, 10), (1, 2), (7, 3), (128, 9), (129, 10), (32, 129)])
+def test_batch_loss_and_errors_give_the_bits_of_numpy(shape):
+    """A batch's summed squared error and count of wrong predictions (one compiled pass
+    where the batch and classes fit numpy's block of pairwise sums; numpy's path else, and
+    for cross-entropy) against numpy's expressions: the same bits, with ties and a NaN
+    (which np.argmax takes as the largest)."""
+    rng = np.random.default_rng(8)
+    batch, classes = shape
+    for kind in ("squared_error", "cross_entropy"):
+        training = SimpleNamespace(
+            dataset="d",
+            loss=kind,
+            target_high=0.9,
+            target_low=0.05,
+            temperature=0.7,
+            nudge="current",
+        )
+        loss = ReadoutLoss(training, classes, classes)
+        outputs = rng.normal(size=shape) * 10.0 ** rng.integers(-3, 3, shape)
+        labels = rng.integers(0, classes, batch)
+        for case in ("plain", "tie", "nan"):
+            if case == "tie":
+                outputs[:, 0] = outputs[:, 1]
+            if case == "nan":
+                outputs[-1, -1] = np.nan
+            value, errors = loss.batch_totals(outputs, labels)
+            assert_bits(np.array(value), np.array(float(loss.value(outputs, labels).sum())))
+            assert errors == float((predictions(outputs) != labels).sum())
+        with pytest.raises(IndexError):  # a label that names no class
+            loss.batch_totals(outputs, np.full(batch, classes))
+
+
+def test_the_learning_rates_are_kept_for_an_epoch_and_rescheduled_at_the_next():
+    """A step's learning rates (each group's rate times the schedule) are worked out once an
+    epoch and again for another epoch: the schedule's values each time."""
+    sets = ["training.train_subset=32", "training.schedule=cosine", "training.epochs=4"]
+    spec = load_circuit(ROOT / "circuits" / "mnist-mini.toml", sets)
+    network = Network(compile_circuit(spec))
+    dataset, splits = training_data(spec, network)
+    trainer = train.Trainer(network, spec, splits, dataset.n_classes)
+    first = trainer.rates(0)
+    assert trainer.rates(0) is first
+    for epoch in (2, 0, 3):
+        expected = [g.rate * trainer.rate_factor(epoch) for g in trainer.groups]
+        assert trainer.rates(epoch) == expected
+    assert trainer.rates(1) != first
+
+
+def test_the_used_inputs_buffer_follows_the_batch_and_dtype():
+    """fixed_outer's buffer of the used inputs (transposed) is kept between batches and made
+    again for another batch size or dtype: each product has the whole product's bits."""
+    network, n_in = deep_circuit(4, 1)
+    bar = input_crossbar(network)
+    rng = np.random.default_rng(9)
+    kept = []
+    for batch, dtype in ((7, "float64"), (7, "float64"), (5, "float64"), (5, "float32")):
+        inputs = rng.uniform(-1, 1, (batch, n_in)).astype(dtype)
+        inputs[:, rng.random(n_in) < 0.5] = 0.0
+        D = rng.normal(size=(batch, len(bar.col_var))).astype(dtype)
+        rows = network.fixed_outer(bar.row_fixed, inputs, D, deferred=True)
+        used = inputs.any(axis=0)
+        assert_bits(rows.P[:-1], np.matmul(inputs.T, D)[used])
+        kept.append(network.plan.used_columns)
+        assert kept[-1].shape == (n_in, batch) and kept[-1].dtype == dtype
+    assert kept[0] is kept[1] and kept[1] is not kept[2] and kept[2] is not kept[3]

@@ -84,6 +84,7 @@ class Crossbar:
     col_scale: np.ndarray = field(init=False)  # column weight times dV/dx
     col_diag: np.ndarray = field(init=False)  # input: col_scale dV/dx; coupling: dV/dx ** 2
     row_diag: np.ndarray = field(init=False)  # row weight times dV/dx, times dV/dx
+    passes: dict = field(init=False, default_factory=dict, repr=False)  # input_pass by dtype
 
     def __post_init__(self) -> None:
         v = self.col_var
@@ -179,6 +180,7 @@ class TopologyPlan:
     shared_known: bool = False  # whether ``shared`` was decided (None is an answer)
     shared: Crossbar | None = None  # the input crossbar a pass works out the share of
     outer: tuple | None = None  # fixed_outer's last node set: (which, feature, gain, const, any)
+    used_columns: np.ndarray | None = None  # fixed_outer's used inputs, transposed: a buffer
     no_current: np.ndarray | None = None  # a nudge's current times the weights where it has none
     outputs_key: tuple | None = None  # content_key of the outputs' nodes (read every batch)
     share_buffers: list[np.ndarray] = field(default_factory=list)  # S K arrays of shares
@@ -407,7 +409,8 @@ class Network:
         features, not over the fixed nodes), expanded to the fixed nodes in one pass, or,
         ``deferred``, not expanded (a RowExpansion). The product is taken over the features
         that are not 0 in every sample only (``_used_features``: a third to a half of
-        MNIST's pixels in a batch), the others' rows being exactly 0: each row of a matrix
+        MNIST's pixels in a batch; ``_used_inputs`` gathers them, transposed, into a
+        buffer kept for the batch size and dtype), the others' rows being exactly 0: each row of a matrix
         product is its own sum over the batch, so the used rows have the bits of the whole
         product's. ``out``: an array that the product may be written into (used where it
         has (features + 1, D.shape[1]) and D's dtype: a kept buffer); ``sums``: D summed
@@ -429,10 +432,12 @@ class Network:
         if out is None or out.shape != store or out.dtype != D.dtype:
             out = np.empty(store, D.dtype)
         slot = np.empty(self.n_features, np.intp)
-        used = _used_features(inputs, slot)
-        k = len(used)
+        columns = self.plan.used_columns  # (features, batch) at the inputs' dtype: kept
+        if columns is None or columns.shape != inputs.shape[::-1] or columns.dtype != D.dtype:
+            columns = self.plan.used_columns = np.empty(inputs.shape[::-1], D.dtype)
+        k = _used_inputs(inputs, slot, columns)
         P = out[: k + 1]  # the used features' rows, then one of zeros for the others
-        np.matmul((inputs if k == self.n_features else inputs[:, used]).T, D, out=P[:k])
+        np.matmul(columns[:k], D, out=P[:k])
         P[k] = 0.0
         rows = RowExpansion(
             P,
@@ -555,11 +560,11 @@ class Network:
         set's array is the one it was written into.
         """
         if len(g) != len(self.g) or any(
-            np.shape(a) != b.shape for a, b in zip(g, self.g, strict=True)
+            (a.shape if owned else np.shape(a)) != b.shape for a, b in zip(g, self.g, strict=True)
         ):
             raise ValueError("conductances must match the resistor sets in number and shape")
         if owned:
-            g = [a.astype(self.dtype, copy=False) for a in g]
+            g = [a if a.dtype == self.dtype else a.astype(self.dtype) for a in g]
         else:
             g = [np.array(a, dtype=self.dtype) for a in g]
             # all finite and > 0: the smallest > 0 (False for NaN) and the largest finite
@@ -683,7 +688,7 @@ class Network:
                 # a share worked out with the conductances: its S K is the whole of S K
                 shared = next(iter(shares.values()), None)
                 SK = shared.SK if shared else np.zeros((self.n_features, self.n_vars), self.dtype)
-                r0 = s.copy()
+                r0 = s  # (a new array: the source terms')
             for c in crossbars:
                 model = self.resistors[c.index].device.model
                 share = shares.get(c.index) if not stamped else None
@@ -891,7 +896,7 @@ class Network:
         s = np.zeros(self.n_vars)
         fixed_current = np.zeros(len(self.fixed)) if fixed else None
         for terms, group, plus, minus, weight in self._source_groups():
-            cur = np.concatenate([currents[k] for k in group]).astype(float)
+            cur = np.concatenate([currents[k] for k in group]).astype(float, copy=False)
             terms(self, plus, minus, weight, cur, s, fixed_current)
         return fixed_current if fixed else s
 
@@ -1019,6 +1024,19 @@ def _expanded(P, f, j, s, c, sums, plus, with_const, with_plus, out):
     if with_plus:
         x = kind(x + plus_term)
     return x
+
+
+@njit(cache=True)
+def _used_inputs(inputs, slot, columns):
+    """The count k of the features (columns of inputs) not 0 in every sample
+    (``_used_features``, which fills ``slot``), whose columns it writes, in order, into the
+    first k rows of ``columns`` (features, batch): a C-contiguous inputs[:, used].T."""
+    features = _used_features(inputs, slot)
+    for n in range(features.size):
+        f, out = features[n], columns[n]
+        for i in range(inputs.shape[0]):
+            out[i] = inputs[i, f]
+    return features.size
 
 
 @njit(cache=True)

@@ -150,6 +150,9 @@ class LinearConductance:
             Q_diag[bar.cols] += sums * bar.col_diag
             if bar.row_const is not None:  # rows at rails off 0 V
                 r0[bar.cols] += (bar.row_const @ G) * bar.col_scale
+        elif 2 <= G.shape[1] <= PAIRWISE_BLOCK and G.flags.c_contiguous:
+            rows, cols = (bar.row_var, bar.row_diag, bar.row_weight), (bar.col_var, bar.col_diag)
+            _coupling_terms(G, *rows, *cols, Q_diag)
         else:
             Q_diag[bar.row_var] += G.sum(axis=1, dtype=float) * bar.row_diag
             column = np.einsum("i,ij->j", bar.row_weight, G, dtype=float, casting="safe")
@@ -265,10 +268,14 @@ def input_pass(bar, dtype) -> tuple:
     linear part (``_input_terms``, or the fused update of learn/crossbar.py): the gain of
     the features on its rows (CSR: indptr, indices, data), its columns' unknowns (and the
     first, where they are a range; else -1) and weights (stage weight times dV/dx), at the
-    conductances' ``dtype``."""
-    gain, start = bar.gain, bar.cols.start if isinstance(bar.cols, slice) else -1
-    data, wk = gain.data.astype(dtype), bar.col_scale.astype(dtype)
-    return gain.indptr, gain.indices, data, bar.col_var, start, wk
+    conductances' ``dtype``. Topology: kept on the crossbar per dtype (the passes only read
+    them)."""
+    kept = bar.passes.get(dtype)
+    if kept is None:
+        gain, start = bar.gain, bar.cols.start if isinstance(bar.cols, slice) else -1
+        data, wk = gain.data.astype(dtype), bar.col_scale.astype(dtype)
+        kept = bar.passes[dtype] = (gain.indptr, gain.indices, data, bar.col_var, start, wk)
+    return kept
 
 
 @njit(cache=True, inline="always")
@@ -324,6 +331,53 @@ def _input_terms(G, indptr, indices, data, cols, start, wk, walks_rows, sums, SK
         for q in range(indptr[f], indptr[f + 1]):
             _add_input_row(G[indices[q]], data[q], row, sums, walks_rows)
         _add_feature_row(row, f, SK, cols, start, wk, False)
+
+
+PAIRWISE_BLOCK = 128  # the longest row numpy sums in one block of eight partial sums
+
+
+@njit(cache=True, inline="always")
+def _row_sum(row):
+    """numpy's sum of a row of at most PAIRWISE_BLOCK entries at float64 (its reduction's
+    pairwise sum: eight partial sums and their tree where there are eight or more, then the
+    rest in order, into the reduction's zero)."""
+    n = row.size
+    if n < 8:
+        total = 0.0
+        for i in range(n):
+            total += np.float64(row[i])
+        return 0.0 + total
+    r0, r1, r2, r3 = np.float64(row[0]), np.float64(row[1]), np.float64(row[2]), np.float64(row[3])
+    r4, r5, r6, r7 = np.float64(row[4]), np.float64(row[5]), np.float64(row[6]), np.float64(row[7])
+    i = 8
+    while i < n - n % 8:
+        r0, r1 = r0 + np.float64(row[i]), r1 + np.float64(row[i + 1])
+        r2, r3 = r2 + np.float64(row[i + 2]), r3 + np.float64(row[i + 3])
+        r4, r5 = r4 + np.float64(row[i + 4]), r5 + np.float64(row[i + 5])
+        r6, r7 = r6 + np.float64(row[i + 6]), r7 + np.float64(row[i + 7])
+        i += 8
+    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        total += np.float64(row[i])
+        i += 1
+    return 0.0 + total
+
+
+@njit(cache=True)
+def _coupling_terms(G, row_var, row_diag, row_weight, col_var, col_diag, Q_diag):
+    """A coupling crossbar's share of Q's diagonal in one pass over G (C-contiguous, rows of
+    2 to PAIRWISE_BLOCK entries), numpy's operations: Q_diag[row_var] += G.sum(axis=1,
+    dtype=float) * row_diag (``_row_sum``), then Q_diag[col_var] += the rows weighted by
+    row_weight and summed in order (einsum "i,ij->j" at float64) * col_diag (rows and
+    columns: distinct unknowns)."""
+    column = np.zeros(G.shape[1])
+    for i in range(G.shape[0]):
+        row, w = G[i], row_weight[i]
+        Q_diag[row_var[i]] += _row_sum(row) * row_diag[i]
+        for j in range(row.size):
+            column[j] += w * np.float64(row[j])
+    for j in range(column.size):
+        Q_diag[col_var[j]] += column[j] * col_diag[j]
 
 
 def summed_drop_products(

@@ -14,8 +14,10 @@ largest readout. Two losses:
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from ..circuit.spec import TrainingSpec
+from ..devices.resistor import PAIRWISE_BLOCK, _row_sum
 from ..errors import EqpropError
 from ..solver.equilibrium import Nudge
 
@@ -44,7 +46,7 @@ class ReadoutLoss:
     def targets(self, labels: np.ndarray) -> np.ndarray:
         """Target readouts (batch, classes), volts (squared error): rows of the table of
         each class's targets."""
-        return self._targets[labels]
+        return self._targets.take(labels, axis=0)
 
     def _softmax(self, outputs: np.ndarray) -> np.ndarray:
         z = outputs / self.temperature
@@ -60,6 +62,25 @@ class ReadoutLoss:
         z = z - z.max(axis=1, keepdims=True)
         log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
         return -log_p[np.arange(len(labels)), labels]
+
+    def batch_totals(self, outputs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+        """(the loss summed over the batch, the count of wrong predictions), the bits of
+        ``value(...).sum()`` and ``(predictions(outputs) != labels).sum()``: squared error
+        in one compiled pass where the batch and the classes fit numpy's one block of its
+        pairwise sums (``_row_sum``) and the outputs are a C-contiguous float64 array."""
+        fits = 0 < outputs.shape[0] <= PAIRWISE_BLOCK and 2 <= outputs.shape[1] <= PAIRWISE_BLOCK
+        if (
+            self.kind == "squared_error"
+            and fits
+            and outputs.dtype == np.float64
+            and outputs.flags.c_contiguous
+            and outputs.shape[1] == self.n_classes
+        ):
+            totals = _squared_error_totals(outputs, labels, self._targets, np.empty(2))
+            if totals[1] >= 0:  # (else a label names no class: numpy's path says so)
+                return float(totals[0]), float(totals[1])
+        value = float(self.value(outputs, labels).sum())
+        return value, float((predictions(outputs) != labels).sum())
 
     def gradient(self, outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """dL/do per sample (batch, classes)."""
@@ -87,3 +108,35 @@ class ReadoutLoss:
 def predictions(outputs: np.ndarray) -> np.ndarray:
     """The predicted class of each sample: the largest readout."""
     return np.argmax(outputs, axis=1)
+
+
+@njit(cache=True)
+def _squared_error_totals(outputs, labels, table, out):
+    """out = (sum over the samples of 1/2 sum_k (o_k - t_k)^2, t the label's row of
+    ``table``; the samples whose largest output (the first, or the first NaN, as np.argmax
+    picks) is not their label), with numpy's roundings and its pairwise sums of rows of 2
+    to PAIRWISE_BLOCK entries (``_row_sum``); out[1] = -1 where a label is not a row of
+    ``table``."""
+    n = outputs.shape[1]
+    squares, values = np.empty(n), np.empty(outputs.shape[0])
+    wrong = 0
+    for i in range(outputs.shape[0]):
+        if not 0 <= labels[i] < table.shape[0]:
+            out[1] = -1
+            return out
+        o, t = outputs[i], table[labels[i]]
+        best = 0
+        for k in range(n):
+            d = o[k] - t[k]
+            squares[k] = d * d
+        values[i] = 0.5 * _row_sum(squares)
+        for k in range(n):
+            if np.isnan(o[k]):
+                best = k
+                break
+            if o[k] > o[best]:
+                best = k
+        wrong += best != labels[i]
+    out[0] = _row_sum(values)
+    out[1] = wrong
+    return out

@@ -243,7 +243,7 @@ class Chain:
             rule, arrays = self._compiled(k, rates[k], p.dtype)
             v = state[rule.decay[0]][k] if rule.decay else None
             if not isinstance(g, np.ndarray):  # Deferred (the Protocol's check is slow)
-                contiguous = all(a.flags.c_contiguous for a in (p, v) if a is not None)
+                contiguous = p.flags.c_contiguous and (v is None or v.flags.c_contiguous)
                 if rule.lander is None and contiguous and g.dtype == p.dtype:
                     g.apply(p, v, *arrays)
                     continue
@@ -276,6 +276,17 @@ def _apply(
     contiguous copies of arrays that are not C-contiguous, copied back); returns the changes
     (in ``g`` where it is contiguous and at p's dtype)."""
     kind = p.dtype
+    land = rule.lander is not None
+    if (
+        type(g) is np.ndarray
+        and g.dtype == kind
+        and p.flags.c_contiguous
+        and g.flags.c_contiguous
+        and (v is None or v.flags.c_contiguous)
+    ):  # views of the arrays themselves: no list of them, nothing to copy back
+        gf = g.reshape(-1)
+        _step(p.reshape(-1), gf, gf if v is None else v.reshape(-1), *compiled, land)
+        return g
     g = np.asarray(g, dtype=kind)
     arrays = [p, g] if v is None else [p, g, v]
     flat = [
@@ -284,7 +295,7 @@ def _apply(
     ]
     pf, gf = flat[0], flat[1]
     vf = flat[2] if v is not None else gf
-    _step(pf, gf, vf, *compiled, rule.lander is not None)
+    _step(pf, gf, vf, *compiled, land)
     for a, f in zip(arrays, flat, strict=True):
         if not a.flags.c_contiguous:  # f is a copy (else a view of a)
             a[...] = f.reshape(a.shape)

@@ -32,7 +32,7 @@ from ..devices.protocol import TrainableModel
 from ..devices.resistor import Resistor, drops
 from ..errors import CircuitError, EqpropError, NotConvergedError
 from ..learn.evaluate import Evaluation, evaluate
-from ..learn.loss import ReadoutLoss, predictions
+from ..learn.loss import ReadoutLoss
 from ..solver.equilibrium import Equilibrium, solve
 from . import optim
 from .crossbar import CrossbarGradient
@@ -106,16 +106,19 @@ class EPEstimator:
                 "the outputs sit at different amplifier stages; EP needs one stage weight at the readout"
             )
         self.out_weight = float(out_weight[0])
-        # groups that share a node set (a layer's nodes, the ground) share its array: the
-        # estimate reads each set once per equilibrium
-        sets: dict[tuple, np.ndarray] = {}
+        # groups that share a node set (a layer's nodes, the ground) share its number and
+        # reader: the estimate reads each set once per equilibrium
+        sets: dict[tuple, int] = {}  # by its contents, each node set's number
+        self.readers = []  # how each set is read (a view of the unknowns, a rails row)
         self.plans = []
+        self.sets = []  # the numbers of each group's two node sets
         for g in groups:
-            p, q, *rest = self._plan(network, g)
-            p, q = (sets.setdefault(content_key(n), n) for n in (p, q))
-            self.plans.append((p, q, *rest))
-        # how each set is read (a view of the unknowns, a rails row): resolved once
-        self.readers = {id(n): network.reader(n) for n in sets.values()}
+            plan = self._plan(network, g)
+            for n in plan[:2]:
+                if sets.setdefault(content_key(n), len(sets)) == len(self.readers):
+                    self.readers.append(network.reader(n))
+            self.plans.append(plan)
+            self.sets.append(tuple(sets[content_key(n)] for n in plan[:2]))
         self._products: dict[int, np.ndarray] = {}  # deferred estimates' inputs^T D, by group
 
     @staticmethod
@@ -150,27 +153,25 @@ class EPEstimator:
         update rule to apply in one pass, learn/crossbar.py), whose product (inputs^T D)
         is kept and written again by the next deferred call: apply it before that."""
         factor = 1.0 / ((beta_a - beta_b) * self.out_weight * scale * a.unknowns.shape[0])
-        read: dict[tuple[int, int], np.ndarray] = {}  # potentials by (equilibrium, node set)
+        # the potentials of each node set in each equilibrium, read once, for reading only
+        read_a: list[np.ndarray | None] = [None] * len(self.readers)
+        read_b = read_a.copy()
 
-        def at(eq: Equilibrium, nodes: np.ndarray) -> np.ndarray:
-            """The potentials of a node set, for reading only (``Network.reader``)."""
-            key = (id(eq), id(nodes))
-            if key not in read:
-                read[key] = self.readers[id(nodes)](eq.unknowns, eq.inputs)
-            return read[key]
+        def at(eq: Equilibrium, read: list, n: int) -> np.ndarray:
+            if read[n] is None:
+                read[n] = self.readers[n](eq.unknowns, eq.inputs)
+            return read[n]
 
         grads = []
-        for k, (g, plan) in enumerate(zip(self.groups, self.plans, strict=True)):
-            p, q, dense, w, p_fixed, fixed = plan
-            Qa, Qb = at(a, q), at(b, q)
+        for k, (g, plan, (p, q)) in enumerate(zip(self.groups, self.plans, self.sets, strict=True)):
+            _, _, dense, w, p_fixed, fixed = plan
+            Qa, Qb = at(a, read_a, q), at(b, read_b, q)
             if fixed is not None:
                 # a crossbar of conductances from the inputs: F (inputs) the same in both
                 # sum of dVa^2 - dVb^2 = sum (Qa - Qb)(Qa + Qb) - 2 F^T (Qa - Qb)
-                D, S, _ = drops(Qa, Qb, with_sums=False)
-                common = np.einsum("bj,bj->j", D, S)
                 # the batch's small array takes the factors; the product at the network's
                 # precision
-                D, sums = scaled(D, -w * factor, self.network.dtype)
+                D, common, sums = input_drops(Qa, Qb, -w * factor, self.network.dtype)
                 plus = (0.5 * w * factor) * common
                 kept = self._products.get(k) if deferred else None
                 grad = self.network.fixed_outer(fixed, a.inputs, D, plus, deferred, kept, sums)
@@ -179,33 +180,43 @@ class EPEstimator:
                     grad = CrossbarGradient.of(self.network, g.index, grad)
                 grads.append(grad)
                 continue
-            Pa = at(a, p)
-            Pb = Pa if p_fixed else at(b, p)  # fixed potentials (inputs) are the same in both
+            Pa = at(a, read_a, p)
+            Pb = Pa if p_fixed else at(b, read_b, p)  # fixed potentials (inputs): the same
             grads.append(g.model.ep_estimate(w, Pa, Pb, Qa, Qb, dense, p_fixed, factor))
         return grads
 
 
-def scaled(D: np.ndarray, s: float, kind: np.dtype) -> tuple[np.ndarray, np.ndarray | None]:
-    """D times s in place, then at dtype ``kind``, and its sums over the rows (None where
-    numpy's order of them is not the compiled pass's): one pass where D is a (batch, n > 1)
-    array of that dtype and s a Python float (which numpy takes at D's precision)."""
-    if type(s) is not float or D.dtype != kind or D.ndim != 2 or D.shape[1] < 2:
+def input_drops(
+    Qa: np.ndarray, Qb: np.ndarray, s: float, kind: np.dtype
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """An input crossbar's arrays of the potentials of its columns in two equilibria:
+    ((Qa - Qb) * s at dtype ``kind``, the sums over the rows of (Qa - Qb)(Qa + Qb), and
+    the first's sums over the rows (None where numpy's order of them is not the compiled
+    pass's)), each with numpy's roundings; in one pass where Qa and Qb are (batch, n > 1)
+    arrays of one dtype and s a Python float (which numpy takes at their precision)."""
+    if type(s) is not float or Qa.dtype != Qb.dtype or Qa.ndim != 2 or Qa.shape[1] < 2:
+        D, S, _ = drops(Qa, Qb, with_sums=False)
+        common = np.einsum("bj,bj->j", D, S)
         D *= s
-        return D.astype(kind, copy=False), None
-    return D, _scale_pass(D, np.array([s], D.dtype), np.zeros(D.shape[1], D.dtype))
+        return D.astype(kind, copy=False), common, None
+    n = Qa.shape[1]
+    D, common, sums = np.empty(Qa.shape, kind), np.zeros(n, Qa.dtype), np.zeros(n, kind)
+    _input_drops_pass(Qa, Qb, np.array([s], Qa.dtype), D, common, sums)
+    return D, common, sums
 
 
 @njit(cache=True)
-def _scale_pass(D, s, sums):
-    """D *= s[0] and sums += D summed over the rows (after the product), in one pass: the
-    roundings of numpy's in-place product and its sum(axis=0) of a (batch, n > 1) array."""
+def _input_drops_pass(Qa, Qb, s, D, common, sums):
+    """d = Qa - Qb, common += d (Qa + Qb), D = d * s[0] (at D's dtype) and sums += D,
+    entry by entry, the sums row after row: numpy's drops, its einsum "bj,bj->j" of d and
+    Qa + Qb, in-place product, astype and sum(axis=0) of a (batch, n > 1) array."""
     k = s[0]
-    for i in range(D.shape[0]):
-        for j in range(D.shape[1]):
-            d = D[i, j] * k
-            D[i, j] = d
-            sums[j] += d
-    return sums
+    for i in range(Qa.shape[0]):
+        for j in range(Qa.shape[1]):
+            d = Qa[i, j] - Qb[i, j]
+            common[j] += d * (Qa[i, j] + Qb[i, j])
+            D[i, j] = d * k
+            sums[j] += D[i, j]
 
 
 def ep_gradients(
@@ -243,8 +254,7 @@ def ep_gradients(
         first = states[0] if states else None
         start = nudged_start(free, first, betas[0], beta) if warm_start else None
         states.append(solve(network, x, x0=start, nudge=nudge, like=free, **nudged_solver))
-    distinct = {id(s): s for s in [free, *states]}.values()
-    failed = [s for s in distinct if not s.success]
+    failed = [s for s in [free, *(e for e in states if e is not free)] if not s.success]
     a, b = states if measure is None else [measure.read(s) for s in states]
     return estimator(a, b, betas[0], betas[1], loss.scale, deferred), free, failed
 
@@ -346,6 +356,7 @@ class Trainer:
             raise CircuitError("the training split is empty", path=spec.path, key="training")
         self.steps = -(-len(x) // t.batch_size)
         self._order: tuple[int, np.ndarray] | None = None  # the last epoch's order, kept
+        self._rates: tuple[int, list[float]] | None = None  # the last epoch's rates, kept
 
     # ------------------------------------------------------------------ parameters
 
@@ -365,6 +376,14 @@ class Trainer:
         self.network.set_conductances(g, owned=True, shares=shares)
         if currents:
             self.network.set_currents(currents, owned=True)
+
+    def rates(self, epoch: int) -> list[float]:
+        """Each group's learning rate during ``epoch``: the scheduled one (kept for the
+        epoch's later batches, read only)."""
+        if self._rates is None or self._rates[0] != epoch:
+            factor = self.rate_factor(epoch)
+            self._rates = (epoch, [g.rate * factor for g in self.groups])
+        return self._rates[1]
 
     def rate_factor(self, epoch: int) -> float:
         """The learning-rate schedule's multiplier during ``epoch`` (0-based)."""
@@ -427,8 +446,7 @@ class Trainer:
                 f"not converge ({failed[0].method} solver, {failed[0].message}); training "
                 "stopped before this batch's update"
             )
-        factor = self.rate_factor(state.epoch)
-        rates = [g.rate * factor for g in self.groups]
+        rates = self.rates(state.epoch)
         params = self.params()
         # each estimate at its parameters' precision ([solver] dtype): so is the optimizer state
         grads = [
@@ -436,9 +454,9 @@ class Trainer:
             for e, p in zip(grads, params, strict=True)
         ]
         running = dict(state.running)
-        outputs = free.outputs()
-        running["loss"] += float(self.loss.value(outputs, y).sum())
-        running["errors"] += float((predictions(outputs) != y).sum())
+        loss, errors = self.loss.batch_totals(free.outputs(), y)
+        running["loss"] += loss
+        running["errors"] += errors
         # in place: the network's arrays and the optimizer state's
         opt, pulses = self.optimizer.step(
             params, grads, state.optimizer, rates, (state.epoch, state.step)
