@@ -27,7 +27,6 @@ Not converging is a result (``success=False`` and a message), never NaN.
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
@@ -388,7 +387,7 @@ class Problem:
             derived = self.linear.plan
             if derived.nudge_limit is None:  # once per conductance state
                 spread = (coef**2 / self.Q_diag[var]).sum(axis=1)
-                derived.nudge_limit = float(np.min(1.0 / (weight * spread)))
+                derived.nudge_limit = float((1.0 / (weight * spread)).min())
             limit = derived.nudge_limit
             if -nudge.beta >= limit:
                 raise InputError(
@@ -739,7 +738,7 @@ def _pull(n: _NudgeTerm, spread: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if (
         rows
         and beta_w.shape == spread.shape == (k,)
-        and all(a.dtype == np.float64 for a in (beta_w, target, current, spread))
+        and beta_w.dtype == target.dtype == current.dtype == spread.dtype == np.float64
         and target.shape in ((rows, k), (1, k))
         and current.shape in ((rows, k), (1, k))
     ):
@@ -895,6 +894,7 @@ class _Block:
         self.k, self.classes, self.outputs = k, classes, None
         self.rhs: np.ndarray | None = None  # b of the last update, when kept
         self._set_up(problem, plans[k])
+        self.plain_looped = self._plain_looped()  # (shared by the batch's free and nudged solves)
 
     def _set_up(self, problem: Problem, plan: list) -> None:
         """The class's linear term and bounds, and its diodes: their terms, the bracket ends
@@ -1031,6 +1031,13 @@ class _Block:
         None for a class with diodes, or a coupling other than a non-empty C-ordered float64
         array (the layout whose products the loop is known to share with numpy): the sweeps
         then stay in Python."""
+        plain = self.plain_looped
+        if plain is None or self.nudge is None:
+            return plain
+        return (*plain[:3], self._nudge(), *plain[4:])
+
+    def _plain_looped(self) -> tuple | None:
+        """``_looped`` without a nudge: once per batch, when the class is set up."""
         Q = self.Q_oc
         if self.terms or not isinstance(Q, np.ndarray) or not Q.size:
             return None
@@ -1038,7 +1045,7 @@ class _Block:
             return None
         scale = _EMPTY if self.scale is None else self.scale
         other = (self.other_columns, self.other_first)
-        return (self._class(), self.a_over_w, scale, self._nudge(), Q, *other, self.weight)
+        return (self._class(), self.a_over_w, scale, _NO_NUDGE, Q, *other, self.weight)
 
     def _quadratic(self, x_all: np.ndarray, keep: bool) -> tuple[float, np.ndarray]:
         """``update`` of a class without diodes, in one compiled pass (``_quadratic_update``)
@@ -1777,7 +1784,8 @@ def _layered(
     """
     blocks = [_Block.of(problem, classes, 0), _Block.of(problem, classes, 1)]
     B = problem.batch
-    changes = [np.full(B, np.nan)] * (ACCEL_WINDOW + 1)  # the last sweeps' changes, newest first
+    # the last sweeps' changes, a row each, newest first (shifted in place, as the loop does)
+    changes = np.full((ACCEL_WINDOW + 1, B), np.nan)
     error = np.full(B, np.inf)
     sweeps = 0
     residual0 = None
@@ -1800,7 +1808,7 @@ def _layered(
         estimated = False
         watch = anderson is not None
         if loop is not None and (anderson is None or anderson.use is None):  # plain sweeps
-            ended, sweeps, first, changes = loop.run(
+            ended, sweeps, first = loop.run(
                 x, sweeps, max_iter, changes, anderson, tol, vtol, handover
             )
             if loop.dropped:  # it found no sample to accelerate, as below
@@ -1819,7 +1827,8 @@ def _layered(
             start = x[:, blocks[1].idx].copy() if watch else None  # the second class before
             first, change0 = blocks[0].update(x, tol, vtol, estimate)
             _, change1 = blocks[1].update(x, tol, vtol, estimate, keep=watch)
-            changes = [np.maximum(change0, change1), *changes[:-1]]
+            changes[1:] = changes[:-1]  # (numpy copies what overlaps first)
+            changes[0] = np.maximum(change0, change1)
         if watch and anderson.use is None and sweeps == ACCEL_SWEEP:
             with np.errstate(divide="ignore", invalid="ignore"):  # per sample
                 contraction = np.fmax(changes[0] / changes[1], changes[1] / changes[2])
@@ -1829,8 +1838,8 @@ def _layered(
                 anderson = None
         undone = anderson.record(start, x) if anderson is not None else None
         if undone is not None and undone.any():  # those samples are back where they were
-            changes = [np.where(undone, b, a) for a, b in itertools.pairwise(changes)]
-            changes.append(np.full(B, np.nan))
+            changes[:-1] = np.where(undone, changes[1:], changes[:-1])
+            changes[-1] = np.nan
             anderson.extrapolate(x, sweeps < max_iter, changes)
             continue  # ``first`` was measured on the undone sweep
         # a look at the contraction every 5 sweeps (once a window of accelerated ones is seen)
@@ -1901,10 +1910,9 @@ class _SweepLoop:
         self.dropped = False  # whether the last run dropped the acceleration (none to make)
 
     def run(self, x, sweeps, max_iter, changes, anderson, tol, vtol, handover):
-        """Sweeps from ``sweeps`` on, with ``changes`` as ``_layered`` keeps them, recording
-        the acceleration's history while ``anderson`` is watching. Returns (how it ended,
-        sweeps made, class one's residual before the last, the changes)."""
-        history = np.array(changes)
+        """Sweeps from ``sweeps`` on, with ``changes`` as ``_layered`` keeps them (updated in
+        place), recording the acceleration's history while ``anderson`` is watching. Returns
+        (how it ended, sweeps made, class one's residual before the last)."""
         self.dropped = False
         nothing = np.empty((0, 0))
         record = (False, nothing, nothing, nothing, nothing, *[np.empty((0, 0, 0))] * 2)
@@ -1922,7 +1930,7 @@ class _SweepLoop:
             x,
             one,
             two,
-            history,
+            changes,
             (*record, self.counts),
             tol,
             vtol,
@@ -1937,7 +1945,7 @@ class _SweepLoop:
             anderson.count = int(self.counts[1])
             self.blocks[1].rhs = self.rhs
             self.dropped = bool(self.counts[2])
-        return ended, made, first, list(history)
+        return ended, made, first
 
 
 def _block_xQx(x: np.ndarray, blocks: list[_Block]) -> np.ndarray:
@@ -2049,7 +2057,7 @@ class _Anderson:
             return None
         return np.where(self.moved, contraction, np.nan)
 
-    def extrapolate(self, x: np.ndarray, more: bool, changes: list[np.ndarray]) -> None:
+    def extrapolate(self, x: np.ndarray, more: bool, changes: np.ndarray) -> None:
         """Set the second class in ``x`` to the extrapolated start of the next sweep (not
         for the samples whose sweep was undone: they go on plain). ``more``: whether a
         sweep follows (else x stays at the last sweep's result)."""
@@ -2085,7 +2093,7 @@ def _largest(change: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
 
 
 def _sweep_error(
-    changes: list[np.ndarray],
+    changes: np.ndarray,
     x: np.ndarray,
     problem: Problem,
     blocks,
