@@ -1148,6 +1148,7 @@ _EMPTY = np.zeros(0)
 _EMPTY_ROWS = np.zeros((0, 0))  # no rows: the kernel keeps no b
 _NO_NUDGE = (False, *[np.zeros((0, 1), np.int64)] * 2, *[np.zeros((0, 1))] * 2, np.zeros(0))
 _NO_NUDGE = (*_NO_NUDGE, *[np.zeros((1, 0))] * 3, np.zeros(0))  # the kernels' "no nudge"
+_NOT_RECORDING = (False, *[_EMPTY_ROWS] * 4, *[np.zeros((0, 0, 0))] * 2)  # the sweep loop's
 
 
 @njit(inline="always")
@@ -1914,8 +1915,7 @@ class _SweepLoop:
         place), recording the acceleration's history while ``anderson`` is watching. Returns
         (how it ended, sweeps made, class one's residual before the last)."""
         self.dropped = False
-        nothing = np.empty((0, 0))
-        record = (False, nothing, nothing, nothing, nothing, *[np.empty((0, 0, 0))] * 2)
+        record = _NOT_RECORDING
         if anderson is not None:  # watching: the first ACCEL_SWEEP sweeps, then Python decides
             f, g = anderson.f, anderson.g
             if f is None:
