@@ -1787,7 +1787,7 @@ def _layered(
     B = problem.batch
     # the last sweeps' changes, a row each, newest first (shifted in place, as the loop does)
     changes = np.full((ACCEL_WINDOW + 1, B), np.nan)
-    error = np.full(B, np.inf)
+    error = None  # inf until estimated
     sweeps = 0
     residual0 = None
     quadratic = not (blocks[0].terms or blocks[1].terms)
@@ -1878,6 +1878,8 @@ def _layered(
     if sweeps > 1 and not estimated:
         bound = None if anderson is None else anderson.bound(contraction)
         error = _sweep_error(changes, x, problem, blocks, bound)[0]
+    if error is None:
+        error = np.full(B, np.inf)
     if residual is None:
         if residual0 is None:
             residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
@@ -1903,8 +1905,11 @@ class _SweepLoop:
         self.blocks, self.classes = blocks, classes
         B, n = problem.batch, len(blocks[1].a)
         self.scale_max = problem.scale_max
-        self.start = np.empty((B, n))  # the second class before the last sweep (recording)
-        self.rhs = np.empty((B, n))  # and its b, for the acceleration's energy
+        self.shape = (B, n)  # the second class's
+        # when recording: the second class before the last sweep, and its b (for the
+        # acceleration's energy), made on the first run that records
+        self.start: np.ndarray | None = None
+        self.rhs: np.ndarray | None = None
         self.out = np.empty((3, B))  # residual of the first class, of both, error
         self.contraction = np.empty(B)  # the plain sweeps' (see _layered), when measured
         self.counts = np.zeros(3, np.int64)
@@ -1917,14 +1922,15 @@ class _SweepLoop:
         self.dropped = False
         record = _NOT_RECORDING
         if anderson is not None:  # watching: the first ACCEL_SWEEP sweeps, then Python decides
+            if self.start is None:
+                self.start, self.rhs = np.empty(self.shape), np.empty(self.shape)
             f, g = anderson.f, anderson.g
             if f is None:
-                f, g = np.empty(self.start.shape), np.empty(self.start.shape)
+                f, g = np.empty(self.shape), np.empty(self.shape)
             self.counts[:] = anderson.f is not None, anderson.count, 0
             record = (True, self.start, self.rhs, f, g, anderson.dF, anderson.dG)
         stop = ACCEL_SWEEP if anderson is not None else -1
-        limits = (max_iter, stop, handover, SLOW_SWEEPS, LAYERED_SAFETY, self.scale_max)
-        limits += (ACCEL_FROM, ACCEL_TO)
+        limits = (max_iter, stop, handover, SLOW_SWEEPS, LAYERED_SAFETY, self.scale_max, *_ACCEL)
         one, two = self.classes
         ended, made, first = _sweep_loop(
             x,
@@ -1963,6 +1969,7 @@ ACCEL_MEMORY = 8  # sweeps whose results an extrapolation combines
 ACCEL_RIDGE = 1e-14  # relative ridge of its least squares (1e-12 and more cost sweeps)
 ACCEL_SLOW = 0.01  # extrapolate once a plain sweep shrinks the change less than 100-fold
 ACCEL_WINDOW = 5  # sweeps over which an accelerated sample's rate is judged (hand-over)
+_ACCEL = (ACCEL_FROM, ACCEL_TO)  # the range that _sweep_loop's limits end with
 
 
 def _accelerable(contraction: np.ndarray) -> np.ndarray:
