@@ -126,7 +126,8 @@ def test_compiled_sweeps_are_the_python_sweeps_bit_for_bit(monkeypatch, case, dt
 def test_a_batch_sets_up_its_classes_for_the_loop_once():
     """The classes as the compiled loop takes them are set up once per batch, with its free
     solve: its nudged solves share them, the outputs' class with its own nudge in place of
-    none; another batch, or the same one at other conductances, sets up its own."""
+    none; another batch (other inputs, another size), or the same one at other conductances,
+    sets up its own."""
     net, x = mnist_circuit("float64")
     targets = np.random.default_rng(2).uniform(0, 1, (len(x), len(net.outputs)))
     free = solve(net, x)
@@ -149,15 +150,17 @@ def test_a_batch_sets_up_its_classes_for_the_loop_once():
             rest = (*looped[:3], *looped[4:])
             assert all(a is b for a, b in zip(rest, (*plain[k][:3], *plain[k][4:]), strict=True))
     another = solve(net, x[::-1].copy())  # another batch
+    fewer = solve(net, x[:5])  # another batch size
     net.set_conductances([2.0 * g for g in net.g])
     again = solve(net, x)  # the same batch at other conductances
-    for other in (another, again):
+    for other in (another, fewer, again):
         for k in (0, 1):
             block = other.problem.blocks[k]
             looped = block.plain_looped
             assert looped is not plain[k]
             np.testing.assert_array_equal(looped[0][3], other.problem.r[:, block.idx])
             assert looped[4] is block.Q_oc
+    assert fewer.problem.blocks[0].plain_looped[0][3].shape[0] == 5
     assert not np.array_equal(again.problem.blocks[0].Q_oc, plain[0][4])
 
 
