@@ -123,6 +123,47 @@ def test_compiled_sweeps_are_the_python_sweeps_bit_for_bit(monkeypatch, case, dt
     assert held.any()  # the clamps' bounds are active
 
 
+def test_a_batch_sets_up_its_classes_for_the_loop_once():
+    """The classes as the compiled loop takes them are set up once per batch, with its free
+    solve: its nudged solves share them, the outputs' class with its own nudge in place of
+    none; another batch (other inputs, another size), or the same one at other conductances,
+    sets up its own."""
+    net, x = mnist_circuit("float64")
+    targets = np.random.default_rng(2).uniform(0, 1, (len(x), len(net.outputs)))
+    free = solve(net, x)
+    plain = [free.problem.blocks[k].plain_looped for k in (0, 1)]
+    classes = solver.layered_classes(net, free.problem)
+    for beta in (1e-6, -1e-6):
+        nudged = free.problem.nudged(solver.Nudge(beta, target=targets))
+        blocks = [solver._Block.of(nudged, classes, k) for k in (0, 1)]
+        outputs = [b.nudge is not None for b in blocks]
+        assert outputs.count(True) == 1
+        for k, block in enumerate(blocks):
+            looped = block._looped()
+            if not outputs[k]:
+                assert looped is plain[k]  # no nudge here: the free solve's, as it was
+                continue
+            assert looped[3][0] and all(
+                a is b for a, b in zip(looped[3], block._nudge(), strict=True)
+            )
+            np.testing.assert_array_equal(looped[3][6], targets)
+            rest = (*looped[:3], *looped[4:])
+            assert all(a is b for a, b in zip(rest, (*plain[k][:3], *plain[k][4:]), strict=True))
+    another = solve(net, x[::-1].copy())  # another batch
+    fewer = solve(net, x[:5])  # another batch size
+    net.set_conductances([2.0 * g for g in net.g])
+    again = solve(net, x)  # the same batch at other conductances
+    for other in (another, fewer, again):
+        for k in (0, 1):
+            block = other.problem.blocks[k]
+            looped = block.plain_looped
+            assert looped is not plain[k]
+            np.testing.assert_array_equal(looped[0][3], other.problem.r[:, block.idx])
+            assert looped[4] is block.Q_oc
+    assert fewer.problem.blocks[0].plain_looped[0][3].shape[0] == 5
+    assert not np.array_equal(again.problem.blocks[0].Q_oc, plain[0][4])
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_compiled_solves_meet_kcl_and_newton(seed):
     """One hidden layer, as in training: the free equilibrium meets KCL within tol, and

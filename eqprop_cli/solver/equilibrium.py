@@ -27,7 +27,6 @@ Not converging is a result (``success=False`` and a message), never NaN.
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
@@ -388,7 +387,7 @@ class Problem:
             derived = self.linear.plan
             if derived.nudge_limit is None:  # once per conductance state
                 spread = (coef**2 / self.Q_diag[var]).sum(axis=1)
-                derived.nudge_limit = float(np.min(1.0 / (weight * spread)))
+                derived.nudge_limit = float((1.0 / (weight * spread)).min())
             limit = derived.nudge_limit
             if -nudge.beta >= limit:
                 raise InputError(
@@ -739,7 +738,7 @@ def _pull(n: _NudgeTerm, spread: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if (
         rows
         and beta_w.shape == spread.shape == (k,)
-        and all(a.dtype == np.float64 for a in (beta_w, target, current, spread))
+        and beta_w.dtype == target.dtype == current.dtype == spread.dtype == np.float64
         and target.shape in ((rows, k), (1, k))
         and current.shape in ((rows, k), (1, k))
     ):
@@ -895,6 +894,7 @@ class _Block:
         self.k, self.classes, self.outputs = k, classes, None
         self.rhs: np.ndarray | None = None  # b of the last update, when kept
         self._set_up(problem, plans[k])
+        self.plain_looped = self._plain_looped()  # (shared by the batch's free and nudged solves)
 
     def _set_up(self, problem: Problem, plan: list) -> None:
         """The class's linear term and bounds, and its diodes: their terms, the bracket ends
@@ -1031,6 +1031,13 @@ class _Block:
         None for a class with diodes, or a coupling other than a non-empty C-ordered float64
         array (the layout whose products the loop is known to share with numpy): the sweeps
         then stay in Python."""
+        plain = self.plain_looped
+        if plain is None or self.nudge is None:
+            return plain
+        return (*plain[:3], self._nudge(), *plain[4:])
+
+    def _plain_looped(self) -> tuple | None:
+        """``_looped`` without a nudge: once per batch, when the class is set up."""
         Q = self.Q_oc
         if self.terms or not isinstance(Q, np.ndarray) or not Q.size:
             return None
@@ -1038,7 +1045,7 @@ class _Block:
             return None
         scale = _EMPTY if self.scale is None else self.scale
         other = (self.other_columns, self.other_first)
-        return (self._class(), self.a_over_w, scale, self._nudge(), Q, *other, self.weight)
+        return (self._class(), self.a_over_w, scale, _NO_NUDGE, Q, *other, self.weight)
 
     def _quadratic(self, x_all: np.ndarray, keep: bool) -> tuple[float, np.ndarray]:
         """``update`` of a class without diodes, in one compiled pass (``_quadratic_update``)
@@ -1141,6 +1148,7 @@ _EMPTY = np.zeros(0)
 _EMPTY_ROWS = np.zeros((0, 0))  # no rows: the kernel keeps no b
 _NO_NUDGE = (False, *[np.zeros((0, 1), np.int64)] * 2, *[np.zeros((0, 1))] * 2, np.zeros(0))
 _NO_NUDGE = (*_NO_NUDGE, *[np.zeros((1, 0))] * 3, np.zeros(0))  # the kernels' "no nudge"
+_NOT_RECORDING = (False, *[_EMPTY_ROWS] * 4, *[np.zeros((0, 0, 0))] * 2)  # the sweep loop's
 
 
 @njit(inline="always")
@@ -1777,8 +1785,9 @@ def _layered(
     """
     blocks = [_Block.of(problem, classes, 0), _Block.of(problem, classes, 1)]
     B = problem.batch
-    changes = [np.full(B, np.nan)] * (ACCEL_WINDOW + 1)  # the last sweeps' changes, newest first
-    error = np.full(B, np.inf)
+    # the last sweeps' changes, a row each, newest first (shifted in place, as the loop does)
+    changes = np.full((ACCEL_WINDOW + 1, B), np.nan)
+    error = None  # inf until estimated
     sweeps = 0
     residual0 = None
     quadratic = not (blocks[0].terms or blocks[1].terms)
@@ -1800,7 +1809,7 @@ def _layered(
         estimated = False
         watch = anderson is not None
         if loop is not None and (anderson is None or anderson.use is None):  # plain sweeps
-            ended, sweeps, first, changes = loop.run(
+            ended, sweeps, first = loop.run(
                 x, sweeps, max_iter, changes, anderson, tol, vtol, handover
             )
             if loop.dropped:  # it found no sample to accelerate, as below
@@ -1819,7 +1828,8 @@ def _layered(
             start = x[:, blocks[1].idx].copy() if watch else None  # the second class before
             first, change0 = blocks[0].update(x, tol, vtol, estimate)
             _, change1 = blocks[1].update(x, tol, vtol, estimate, keep=watch)
-            changes = [np.maximum(change0, change1), *changes[:-1]]
+            changes[1:] = changes[:-1]  # (numpy copies what overlaps first)
+            changes[0] = np.maximum(change0, change1)
         if watch and anderson.use is None and sweeps == ACCEL_SWEEP:
             with np.errstate(divide="ignore", invalid="ignore"):  # per sample
                 contraction = np.fmax(changes[0] / changes[1], changes[1] / changes[2])
@@ -1829,8 +1839,8 @@ def _layered(
                 anderson = None
         undone = anderson.record(start, x) if anderson is not None else None
         if undone is not None and undone.any():  # those samples are back where they were
-            changes = [np.where(undone, b, a) for a, b in itertools.pairwise(changes)]
-            changes.append(np.full(B, np.nan))
+            changes[:-1] = np.where(undone, changes[1:], changes[:-1])
+            changes[-1] = np.nan
             anderson.extrapolate(x, sweeps < max_iter, changes)
             continue  # ``first`` was measured on the undone sweep
         # a look at the contraction every 5 sweeps (once a window of accelerated ones is seen)
@@ -1868,6 +1878,8 @@ def _layered(
     if sweeps > 1 and not estimated:
         bound = None if anderson is None else anderson.bound(contraction)
         error = _sweep_error(changes, x, problem, blocks, bound)[0]
+    if error is None:
+        error = np.full(B, np.inf)
     if residual is None:
         if residual0 is None:
             residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
@@ -1893,36 +1905,38 @@ class _SweepLoop:
         self.blocks, self.classes = blocks, classes
         B, n = problem.batch, len(blocks[1].a)
         self.scale_max = problem.scale_max
-        self.start = np.empty((B, n))  # the second class before the last sweep (recording)
-        self.rhs = np.empty((B, n))  # and its b, for the acceleration's energy
+        self.shape = (B, n)  # the second class's
+        # when recording: the second class before the last sweep, and its b (for the
+        # acceleration's energy), made on the first run that records
+        self.start: np.ndarray | None = None
+        self.rhs: np.ndarray | None = None
         self.out = np.empty((3, B))  # residual of the first class, of both, error
         self.contraction = np.empty(B)  # the plain sweeps' (see _layered), when measured
         self.counts = np.zeros(3, np.int64)
         self.dropped = False  # whether the last run dropped the acceleration (none to make)
 
     def run(self, x, sweeps, max_iter, changes, anderson, tol, vtol, handover):
-        """Sweeps from ``sweeps`` on, with ``changes`` as ``_layered`` keeps them, recording
-        the acceleration's history while ``anderson`` is watching. Returns (how it ended,
-        sweeps made, class one's residual before the last, the changes)."""
-        history = np.array(changes)
+        """Sweeps from ``sweeps`` on, with ``changes`` as ``_layered`` keeps them (updated in
+        place), recording the acceleration's history while ``anderson`` is watching. Returns
+        (how it ended, sweeps made, class one's residual before the last)."""
         self.dropped = False
-        nothing = np.empty((0, 0))
-        record = (False, nothing, nothing, nothing, nothing, *[np.empty((0, 0, 0))] * 2)
+        record = _NOT_RECORDING
         if anderson is not None:  # watching: the first ACCEL_SWEEP sweeps, then Python decides
+            if self.start is None:
+                self.start, self.rhs = np.empty(self.shape), np.empty(self.shape)
             f, g = anderson.f, anderson.g
             if f is None:
-                f, g = np.empty(self.start.shape), np.empty(self.start.shape)
+                f, g = np.empty(self.shape), np.empty(self.shape)
             self.counts[:] = anderson.f is not None, anderson.count, 0
             record = (True, self.start, self.rhs, f, g, anderson.dF, anderson.dG)
         stop = ACCEL_SWEEP if anderson is not None else -1
-        limits = (max_iter, stop, handover, SLOW_SWEEPS, LAYERED_SAFETY, self.scale_max)
-        limits += (ACCEL_FROM, ACCEL_TO)
+        limits = (max_iter, stop, handover, SLOW_SWEEPS, LAYERED_SAFETY, self.scale_max, *_ACCEL)
         one, two = self.classes
         ended, made, first = _sweep_loop(
             x,
             one,
             two,
-            history,
+            changes,
             (*record, self.counts),
             tol,
             vtol,
@@ -1937,7 +1951,7 @@ class _SweepLoop:
             anderson.count = int(self.counts[1])
             self.blocks[1].rhs = self.rhs
             self.dropped = bool(self.counts[2])
-        return ended, made, first, list(history)
+        return ended, made, first
 
 
 def _block_xQx(x: np.ndarray, blocks: list[_Block]) -> np.ndarray:
@@ -1955,6 +1969,7 @@ ACCEL_MEMORY = 8  # sweeps whose results an extrapolation combines
 ACCEL_RIDGE = 1e-14  # relative ridge of its least squares (1e-12 and more cost sweeps)
 ACCEL_SLOW = 0.01  # extrapolate once a plain sweep shrinks the change less than 100-fold
 ACCEL_WINDOW = 5  # sweeps over which an accelerated sample's rate is judged (hand-over)
+_ACCEL = (ACCEL_FROM, ACCEL_TO)  # the range that _sweep_loop's limits end with
 
 
 def _accelerable(contraction: np.ndarray) -> np.ndarray:
@@ -2049,7 +2064,7 @@ class _Anderson:
             return None
         return np.where(self.moved, contraction, np.nan)
 
-    def extrapolate(self, x: np.ndarray, more: bool, changes: list[np.ndarray]) -> None:
+    def extrapolate(self, x: np.ndarray, more: bool, changes: np.ndarray) -> None:
         """Set the second class in ``x`` to the extrapolated start of the next sweep (not
         for the samples whose sweep was undone: they go on plain). ``more``: whether a
         sweep follows (else x stays at the last sweep's result)."""
@@ -2085,7 +2100,7 @@ def _largest(change: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
 
 
 def _sweep_error(
-    changes: list[np.ndarray],
+    changes: np.ndarray,
     x: np.ndarray,
     problem: Problem,
     blocks,
