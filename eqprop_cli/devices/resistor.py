@@ -19,6 +19,7 @@ from numba import njit
 
 from ..circuit.params import DeviceKind, ErrorAt, Param, outside
 from ..circuit.stamp import NodeMap, Stamp
+from ..numpy_sums import PAIRWISE_BLOCK, pairwise_row_sum
 from .netlist import num, text
 
 
@@ -333,47 +334,17 @@ def _input_terms(G, indptr, indices, data, cols, start, wk, walks_rows, sums, SK
         _add_feature_row(row, f, SK, cols, start, wk, False)
 
 
-PAIRWISE_BLOCK = 128  # the longest row numpy sums in one block of eight partial sums
-
-
-@njit(cache=True, inline="always")
-def _row_sum(row):
-    """numpy's sum of a row of at most PAIRWISE_BLOCK entries at float64 (its reduction's
-    pairwise sum: eight partial sums and their tree where there are eight or more, then the
-    rest in order, into the reduction's zero)."""
-    n = row.size
-    if n < 8:
-        total = 0.0
-        for i in range(n):
-            total += np.float64(row[i])
-        return 0.0 + total
-    r0, r1, r2, r3 = np.float64(row[0]), np.float64(row[1]), np.float64(row[2]), np.float64(row[3])
-    r4, r5, r6, r7 = np.float64(row[4]), np.float64(row[5]), np.float64(row[6]), np.float64(row[7])
-    i = 8
-    while i < n - n % 8:
-        r0, r1 = r0 + np.float64(row[i]), r1 + np.float64(row[i + 1])
-        r2, r3 = r2 + np.float64(row[i + 2]), r3 + np.float64(row[i + 3])
-        r4, r5 = r4 + np.float64(row[i + 4]), r5 + np.float64(row[i + 5])
-        r6, r7 = r6 + np.float64(row[i + 6]), r7 + np.float64(row[i + 7])
-        i += 8
-    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < n:
-        total += np.float64(row[i])
-        i += 1
-    return 0.0 + total
-
-
 @njit(cache=True)
 def _coupling_terms(G, row_var, row_diag, row_weight, col_var, col_diag, Q_diag):
     """A coupling crossbar's share of Q's diagonal in one pass over G (C-contiguous, rows of
     2 to PAIRWISE_BLOCK entries), numpy's operations: Q_diag[row_var] += G.sum(axis=1,
-    dtype=float) * row_diag (``_row_sum``), then Q_diag[col_var] += the rows weighted by
+    dtype=float) * row_diag (``pairwise_row_sum``), then Q_diag[col_var] += the rows weighted by
     row_weight and summed in order (einsum "i,ij->j" at float64) * col_diag (rows and
     columns: distinct unknowns)."""
     column = np.zeros(G.shape[1])
     for i in range(G.shape[0]):
         row, w = G[i], row_weight[i]
-        Q_diag[row_var[i]] += _row_sum(row) * row_diag[i]
+        Q_diag[row_var[i]] += pairwise_row_sum(row) * row_diag[i]
         for j in range(row.size):
             column[j] += w * np.float64(row[j])
     for j in range(column.size):

@@ -17,8 +17,8 @@ import numpy as np
 from numba import njit
 
 from ..circuit.spec import TrainingSpec
-from ..devices.resistor import PAIRWISE_BLOCK, _row_sum
 from ..errors import EqpropError
+from ..numpy_sums import PAIRWISE_BLOCK, pairwise_row_sum
 from ..solver.equilibrium import Nudge
 
 
@@ -67,7 +67,7 @@ class ReadoutLoss:
         """(the loss summed over the batch, the count of wrong predictions), the bits of
         ``value(...).sum()`` and ``(predictions(outputs) != labels).sum()``: squared error
         in one compiled pass where the batch and the classes fit numpy's one block of its
-        pairwise sums (``_row_sum``) and the outputs are a C-contiguous float64 array."""
+        pairwise sums (``pairwise_row_sum``) and the outputs are a C-contiguous float64 array."""
         fits = 0 < outputs.shape[0] <= PAIRWISE_BLOCK and 2 <= outputs.shape[1] <= PAIRWISE_BLOCK
         if (
             self.kind == "squared_error"
@@ -115,7 +115,7 @@ def _squared_error_totals(outputs, labels, table, out):
     """out = (sum over the samples of 1/2 sum_k (o_k - t_k)^2, t the label's row of
     ``table``; the samples whose largest output (the first, or the first NaN, as np.argmax
     picks) is not their label), with numpy's roundings and its pairwise sums of rows of 2
-    to PAIRWISE_BLOCK entries (``_row_sum``); out[1] = -1 where a label is not a row of
+    to PAIRWISE_BLOCK entries (``pairwise_row_sum``); out[1] = -1 where a label is not a row of
     ``table``."""
     n = outputs.shape[1]
     squares, values = np.empty(n), np.empty(outputs.shape[0])
@@ -129,7 +129,7 @@ def _squared_error_totals(outputs, labels, table, out):
         for k in range(n):
             d = o[k] - t[k]
             squares[k] = d * d
-        values[i] = 0.5 * _row_sum(squares)
+        values[i] = 0.5 * pairwise_row_sum(squares)
         for k in range(n):
             if np.isnan(o[k]):
                 best = k
@@ -137,6 +137,6 @@ def _squared_error_totals(outputs, labels, table, out):
             if o[k] > o[best]:
                 best = k
         wrong += best != labels[i]
-    out[0] = _row_sum(values)
+    out[0] = pairwise_row_sum(values)
     out[1] = wrong
     return out
