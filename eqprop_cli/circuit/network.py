@@ -409,10 +409,10 @@ class Network:
         features, not over the fixed nodes), expanded to the fixed nodes in one pass, or,
         ``deferred``, not expanded (a RowExpansion). The product is taken over the features
         that are not 0 in every sample only (``_used_features``: a third to a half of
-        MNIST's pixels in a batch; ``_used_inputs`` gathers them, transposed, into a
-        buffer kept for the batch size and dtype), the others' rows being exactly 0: each row of a matrix
-        product is its own sum over the batch, so the used rows have the bits of the whole
-        product's. ``out``: an array that the product may be written into (used where it
+        MNIST's pixels in a batch; ``_used_inputs`` gathers them, transposed, into a buffer
+        kept for the batch size and dtype), the others' rows being exactly 0: each row of a
+        matrix product is its own sum over the batch, so the used rows have the bits of the
+        whole product's. ``out``: an array that the product may be written into (used where it
         has (features + 1, D.shape[1]) and D's dtype: a kept buffer); ``sums``: D summed
         over the batch (D.sum(axis=0)) where the caller has it."""
         which = np.asarray(which, dtype=int)

@@ -114,11 +114,15 @@ class EPEstimator:
         self.sets = []  # the numbers of each group's two node sets
         for g in groups:
             plan = self._plan(network, g)
+            numbers = []
             for n in plan[:2]:
-                if sets.setdefault(content_key(n), len(sets)) == len(self.readers):
+                key = content_key(n)
+                if key not in sets:
+                    sets[key] = len(self.readers)
                     self.readers.append(network.reader(n))
+                numbers.append(sets[key])
             self.plans.append(plan)
-            self.sets.append(tuple(sets[content_key(n)] for n in plan[:2]))
+            self.sets.append(tuple(numbers))
         self._products: dict[int, np.ndarray] = {}  # deferred estimates' inputs^T D, by group
 
     @staticmethod

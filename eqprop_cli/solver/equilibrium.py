@@ -1930,7 +1930,8 @@ class _SweepLoop:
             self.counts[:] = anderson.f is not None, anderson.count, 0
             record = (True, self.start, self.rhs, f, g, anderson.dF, anderson.dG)
         stop = ACCEL_SWEEP if anderson is not None else -1
-        limits = (max_iter, stop, handover, SLOW_SWEEPS, LAYERED_SAFETY, self.scale_max, *_ACCEL)
+        limits = (max_iter, stop, handover, SLOW_SWEEPS, LAYERED_SAFETY, self.scale_max)
+        limits += (ACCEL_FROM, ACCEL_TO)
         one, two = self.classes
         ended, made, first = _sweep_loop(
             x,
@@ -1969,7 +1970,6 @@ ACCEL_MEMORY = 8  # sweeps whose results an extrapolation combines
 ACCEL_RIDGE = 1e-14  # relative ridge of its least squares (1e-12 and more cost sweeps)
 ACCEL_SLOW = 0.01  # extrapolate once a plain sweep shrinks the change less than 100-fold
 ACCEL_WINDOW = 5  # sweeps over which an accelerated sample's rate is judged (hand-over)
-_ACCEL = (ACCEL_FROM, ACCEL_TO)  # the range that _sweep_loop's limits end with
 
 
 def _accelerable(contraction: np.ndarray) -> np.ndarray:
