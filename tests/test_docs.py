@@ -506,3 +506,61 @@ def test_every_update_key_and_preset_is_documented():
         for key, value in preset.values.items():  # every value stated with its preset
             if not isinstance(value, str):
                 assert f"{value:g}" in entry, (name, key, value)
+
+
+# --------------------------------------------------------------------------- shipped circuits
+
+
+def header(path: Path) -> str:
+    """A circuit file's leading comment, as one line of text."""
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            break
+        lines.append(line.lstrip("# "))
+    return " ".join(lines).replace("±", "+-").replace("µ", "u")
+
+
+def si(value: float, unit: str) -> str:
+    """A value as the headers write it: 20 uS, 1 nS, 2 mS, 40 V."""
+    for factor, prefix in ((1, ""), (1e-3, "m"), (1e-6, "u"), (1e-9, "n")):
+        if abs(value) >= factor * 0.9999:
+            return f"{value / factor:g} {prefix}{unit}"
+    return f"{value:g} {unit}"
+
+
+def stated(value: str, text: str) -> bool:
+    """Whether the text gives this value ("20 V" is not in "320 V")."""
+    return re.search(rf"(?<![\d.]){re.escape(value)}(?!\w)", text) is not None
+
+
+def sources(spec_: spec.CircuitSpec) -> set[float]:
+    """Every source voltage of a circuit at features in [0, 1]: inputs, rails, vsources, targets."""
+    volts = set(spec_.rails.values())
+    gain = spec_.input.gain if spec_.input is not None else spec_.netlist.input_gain
+    volts.add(gain)
+    for element in spec_.netlist.elements if spec_.netlist is not None else ():
+        device = spec_.devices[element.device]
+        if device.type == "vsource":
+            params_ = {**device.params, **element.overrides}
+            volts.add(params_["value"] + (params_["gain"] if element.feature is not None else 0))
+    if spec_.training is not None:
+        volts |= {spec_.training.target_high, spec_.training.target_low}
+    return {abs(v) for v in volts}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "circuits").glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_circuit_header_states_what_a_chip_would_not_apply(path):
+    """DESIGN.md's physical plausibility: a source beyond about +-1 V, or a resistor range
+    beyond memristors' 0.1 uS to 100 uS, is stated in the file's header comment."""
+    spec_ = spec.load_circuit(path)
+    text = header(path)
+    for volts in sorted(sources(spec_)):
+        if volts > 1.1:
+            assert stated(si(volts, "V"), text), f"{path.name}: a {volts:g} V source, not stated"
+    for device in spec_.devices.values():
+        if device.type == "resistor":
+            low, high = device.params["g_min"], device.params["g_max"]
+            if low < 0.099e-6 or high > 101e-6:
+                for g in (low, high):
+                    assert stated(si(g, "S"), text), f"{path.name}: {device.name}'s {si(g, 'S')}"
