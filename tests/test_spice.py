@@ -11,7 +11,7 @@ import randomcircuits as rc
 from randomcircuits import ROOT
 
 from eqprop_cli import EqpropError, Network, compile_circuit, load_network, parse_circuit, solve
-from eqprop_cli.hardware.spice import export_spice, run_ngspice, spice_node_names
+from eqprop_cli.hardware.spice import export_spice, ngspice_op, run_ngspice, spice_node_names
 
 
 def _compare(net: Network, inputs: np.ndarray) -> float:
@@ -58,6 +58,20 @@ def test_shipped_small_circuits_match_ngspice(ngspice, name):
     net = load_network(ROOT / "circuits" / f"{name}.toml")
     inputs = np.random.default_rng(0).uniform(-1, 1, (2, net.n_features))
     assert _compare(net, inputs) <= 1e-6
+
+
+@pytest.mark.parametrize("name", ["xor", "bridge-network"])
+def test_the_control_block_prints_the_predicted_class(ngspice, name):
+    """The netlist's own .control block prints the class and its readout, also with a
+    single readout (bridge-network), which ngspice holds as a scalar it cannot index."""
+    net = load_network(ROOT / "circuits" / f"{name}.toml")
+    x = np.full(net.n_features, 0.5)
+    _, printed = ngspice_op(export_spice(net, x))
+    found = re.search(r"predicted class: (\d+), readout (\S+) V", printed)
+    assert found, printed[-2000:]
+    readout = solve(net, x[None, :], tol=1e-14).outputs()[0]
+    assert int(found.group(1)) == int(np.argmax(readout))
+    assert float(found.group(2)) == pytest.approx(readout.max(), abs=1e-6)
 
 
 def test_netlist_conventions():

@@ -253,7 +253,8 @@ def _control_block(network: Network, node: list[str]) -> list[str]:
             "  let k = k + 1",
             "end",
         ]
-    lines += ["let top = readout[best]", 'echo "predicted class: $&best, readout $&top V"']
+    top = "readout[best]" if len(readouts) > 1 else "readout"  # one readout: a scalar
+    lines += [f"let top = {top}", 'echo "predicted class: $&best, readout $&top V"']
     # exit status 0 in batch mode (ngspice -b); an interactive session stays open
     return [*lines, "if $?batchmode", "  quit 0", "end", ".endc"]
 
