@@ -304,9 +304,16 @@ def test_export_page_matches_the_exporter():
 
 
 def test_exit_codes_are_documented():
+    from eqprop_cli.cli.circuit import NOT_CONVERGED
+    from eqprop_cli.errors import NotConvergedError
+
     body = sections(page("eqprop.1"), "SH")["EXIT STATUS"]
-    for code in ("0", "1", "2", "130"):
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    summary = readme.split("Exit status: ", 1)[1].split(".", 1)[0]
+    assert NOT_CONVERGED == NotConvergedError.exit_code == 3
+    for code in ("0", "1", "2", "3", "130"):
         assert re.search(rf"^\.B {code}$", body, flags=re.M), code
+        assert re.search(rf"(?<!\d){code} ", summary), f"README's exit statuses lack {code}"
 
 
 @pytest.mark.parametrize("name", sorted(set(COMMAND_PAGES.values())))
