@@ -18,3 +18,15 @@ def test_ci_runs_readme_test_command():
 def test_ci_installs_ngspice_and_groff():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "apt-get install" in ci and "ngspice" in ci and "groff" in ci
+
+
+def test_readme_layout_names_every_module():
+    """README's Layout section names every module of the package (its path, or its file
+    name beside its folder's row)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    for path in sorted((ROOT / "eqprop_cli").rglob("*.py")):
+        if path.name in ("__init__.py", "__main__.py"):
+            continue
+        relative = path.relative_to(ROOT).as_posix()
+        assert f"`{relative}`" in layout or f"`{path.name}`" in layout, relative
