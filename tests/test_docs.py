@@ -571,3 +571,41 @@ def test_shipped_circuit_header_states_what_a_chip_would_not_apply(path):
             if low < 0.099e-6 or high > 101e-6:
                 for g in (low, high):
                     assert stated(si(g, "S"), text), f"{path.name}: {device.name}'s {si(g, 'S')}"
+
+
+# Keys a table takes besides its parameter table: nested tables and lists, element nodes.
+EXTRA_KEYS = {
+    "[[hidden]]": {"diodes"},
+    "[output]": {"diodes"},
+    "[netlist]": {"inputs", "outputs"},
+    "[[elements]]": {"nodes"},
+}
+
+
+def accepted_keys() -> dict[str, set[str]]:
+    """Every key (and every choice) the loader takes, by the manual section documenting it."""
+    from eqprop_cli.devices.update import UPDATE_KEYS
+
+    tables = {section: [] for section in KEY_SECTIONS.values()}
+    for table, section in KEY_SECTIONS.items():
+        tables[section] += getattr(spec, table)
+    for kind in DEVICE_KINDS.values():
+        tables[f'type = "{kind.name}"'] = list(kind.params)
+    tables["[solver]"] = list(params.SOLVER)
+    tables["[devices.NAME.update]: how a resistor learns"] = list(UPDATE_KEYS)
+    out = {}
+    for section, table in tables.items():
+        names = {p.name for p in table} | {str(c) for p in table for c in p.choices}
+        out[section] = names | EXTRA_KEYS.get(section, set())
+    out["[[elements]]"] |= set(DEVICE_KINDS)  # what the nodes of each kind mean
+    out["[[elements]]"] |= {k for kind in DEVICE_KINDS.values() for k in kind.element_keys}
+    return out
+
+
+def test_every_documented_key_is_one_the_loader_takes():
+    """The reverse of the tests above: no entry in eqprop-circuit(5) for a key that the
+    loader would refuse as unknown (a key renamed or removed, its entry left behind)."""
+    documented = circuit_sections()
+    for section, names in accepted_keys().items():
+        stale = set(entries(documented[section])) - names
+        assert not stale, f"eqprop-circuit(5), {section}: {sorted(stale)} are not accepted"
