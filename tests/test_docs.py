@@ -397,6 +397,17 @@ def test_main_help_exits_0_and_mentions_an_example():
     assert EXAMPLE.search(text), text
 
 
+def test_help_shows_every_bracketed_word():
+    """Help is rendered as rich markup, where "[training]" is a style tag and vanishes:
+    every [word] of a command's help text must reach the rendered --help."""
+    _, commands = cli_commands()
+    for name, command in commands.items():
+        texts = [command.help or "", *(getattr(p, "help", "") or "" for p in command.params)]
+        shown = " ".join(help_text(*name.split()).split())
+        for word in re.findall(r"\[[a-z_.]+\]", " ".join(texts)):
+            assert word in shown, f"eqprop {name} --help lost {word} (rich markup: write \\{word})"
+
+
 def test_help_runs_as_the_console_script():
     """One --help through the installed entry point (the others run in-process)."""
     proc = subprocess.run(

@@ -161,8 +161,9 @@ def solve_command(
     converge is reported as a warning and as "converged": false in JSON, and
     the command exits with status 3 (after printing the results).
 
-    The inputs come from --input, or from --sample N of the [training] data
-    set's --split; --conductances loads a conductance map first.
+    The inputs come from --input, or from --sample N of the --split of the
+    data set that the file's training section names; --conductances loads a
+    conductance map first.
 
     Example: eqprop solve circuits/xor.toml --input 1,0 --json
     """
