@@ -145,11 +145,12 @@ def check_entry(param: params.Param, tag: str) -> None:
 # --------------------------------------------------------------------------- rendering
 
 
+@pytest.mark.parametrize("device", ["ps", "utf8"])  # print, and a terminal (man -l)
 @pytest.mark.parametrize("name", PAGES)
-def test_man_page_renders_without_warnings(name):
+def test_man_page_renders_without_warnings(name, device):
     groff = require("groff")
     proc = subprocess.run(
-        [groff, "-man", "-ww", "-z", "-t", str(MAN / name)],
+        [groff, "-man", f"-T{device}", "-ww", "-z", "-t", str(MAN / name)],
         capture_output=True,
         text=True,
         check=False,
