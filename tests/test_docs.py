@@ -290,6 +290,30 @@ def test_every_option_is_documented_in_the_command_page(name):
         assert option in synopsis or option.startswith("--no-"), f"{option} not in the synopsis"
 
 
+def option_entry(body: str, option: str) -> str:
+    """The text of the .TP entry of an OPTIONS section whose tag names the option."""
+    for entry in re.split(r"^\.TP\n", body, flags=re.M)[1:]:
+        tag = entry.splitlines()[0]
+        if re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", tag):
+            return " ".join(re.sub(r"^\.[A-Z]+ ", "", entry, flags=re.M).split())
+    raise AssertionError(f"no entry for {option}")
+
+
+@pytest.mark.parametrize("name", sorted(COMMAND_PAGES))
+def test_option_defaults_agree_with_the_command_page(name):
+    """An option's default in --help (a value, not "none") is the one its man entry states."""
+    _, commands = cli_commands()
+    body = options_section(name)
+    for param in commands[name].params:
+        default = getattr(param.default, "value", param.default)
+        if not param.opts[0].startswith("--") or default in (None, False) or param.multiple:
+            continue
+        entry = option_entry(body, param.opts[0]).replace('"', "")
+        shown = re.escape(str(default))
+        assert re.search("default", entry, re.I), f"eqprop {name} {param.opts[0]}: no default"
+        assert re.search(rf"(?<![\w.]){shown}(?![\w])", entry), (name, param.opts[0], default)
+
+
 def test_every_global_option_is_documented():
     group, _ = cli_commands()
     body = sections(page("eqprop.1"), "SH")["OPTIONS"]
