@@ -31,3 +31,16 @@ def test_readme_layout_names_every_module():
         relative = path.relative_to(ROOT).as_posix()
         names = (f"`{relative}`", f"`{path.name}`", f"`{path.stem}`")  # devices: by kind
         assert any(name in layout for name in names), f"{relative} is not in README's Layout"
+
+
+def test_readme_states_the_python_that_pyproject_requires():
+    """README's Python version is pyproject's requires-python, which the code needs: the
+    key locator's string pattern uses possessive quantifiers (Python 3.11's re)."""
+    import re
+
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    minimum = re.search(r'requires-python = ">=(3\.\d+)"', pyproject).group(1)
+    assert f"Python {minimum} or newer" in (ROOT / "README.md").read_text(encoding="utf-8")
+    spec = (ROOT / "eqprop_cli" / "circuit" / "spec.py").read_text(encoding="utf-8")
+    if "*+" in spec:  # possessive quantifiers: re.error on Python 3.10
+        assert tuple(map(int, minimum.split("."))) >= (3, 11)
