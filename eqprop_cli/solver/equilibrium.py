@@ -1884,6 +1884,8 @@ def _layered(
             rho = np.where(anderson.moved, window, rho)
             judged = np.where(anderson.moved, plain, error)
         if slow and _too_slow(judged, rho, vtol, min(SLOW_SWEEPS, max_iter - sweeps)):
+            if problem.nudge is None:  # a nudged solve of the batch would sweep as slowly
+                problem.rates = _rates(anderson, contraction, rho)
             steps = _newton(problem, x, tol, vtol, max_iter)
             steps.method = "layered+newton"
             steps.iterations += sweeps
@@ -1903,11 +1905,18 @@ def _layered(
         residual = np.maximum(residual0, residual1)
     if anderson is not None and anderson.count and problem.nudge is None:
         problem.secants = (anderson.dF, anderson.dG)
-    if problem.nudge is None and rho is not None:  # (accelerated: their plain contraction)
-        moved = anderson is not None and anderson.moved.any()
-        problem.rates = np.where(anderson.moved, contraction, rho) if moved else rho
+    if problem.nudge is None and rho is not None:
+        problem.rates = _rates(anderson, contraction, rho)
     xQx = functools.partial(_block_xQx, x, blocks)  # when an energy is asked for
     return problem.result(x, residual, error, tol, vtol, sweeps, "layered", "sweeps", xQx)
+
+
+def _rates(anderson: _Anderson | None, contraction: np.ndarray | None, rho: np.ndarray):
+    """A free solve's contraction per sample for its batch's nudged ones (``Problem.rates``):
+    that of its last estimate, the plain sweeps' for an accelerated sample."""
+    if anderson is None or not anderson.moved.any():
+        return rho
+    return np.where(anderson.moved, contraction, rho)
 
 
 class _SweepLoop:
