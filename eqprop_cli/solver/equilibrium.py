@@ -1601,9 +1601,11 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, co
                 r01 = c0 / c1 if sweeps > 2 else np.nan
                 r12 = c1 / c2 if sweeps > 3 else np.nan
                 r23 = c2 / c3 if sweeps > 4 else np.nan
-                r = _fmax(_fmax(r01, r12), r23) if sweeps >= MIN_RATIOS + 2 else np.nan
-                if r == r:  # (as _sweep_error: the least known, where a ratio is)
+                r = _fmax(_fmax(r01, r12), r23)
+                if rates[s] == rates[s]:  # (as _sweep_error: a known least, ratios or none)
                     r = _fmax(r, rates[s])
+                elif sweeps < MIN_RATIOS + 2:
+                    r = np.nan
                 rho[s] = r
                 error[s] = safety * c0 * r / (1 - r) if r < 1 else np.inf
                 if c0 <= level:  # at the floor: the estimate of the sweep before, if it holds
@@ -1767,7 +1769,8 @@ def _layered(
     remaining error is at most d_k rho / (1 - rho) while the sweeps contract linearly
     (times LAYERED_SAFETY). A warm-started solve of a batch whose free solve was layered
     (a nudged one given ``like``) takes each sample's rho as at least the one its free
-    solve ended with (``Problem.rates``). With ``handover``, a contraction too slow to
+    solve ended with or handed over to Newton with (``Problem.rates``), and needs no
+    ratio of its own then. With ``handover``, a contraction too slow to
     finish (within the iteration limit, or SLOW_SWEEPS more sweeps) hands the solve to
     Newton, warm-started from the sweeps. ``cold``: x is no warm start, so the first sweep's
     1-D diode solves start from each root's estimate (``_Junctions.start``) instead.
@@ -2128,9 +2131,10 @@ def _largest(change: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
     return (change if scale is None else change * scale).max(axis=1)
 
 
-def _contraction(changes: np.ndarray, sweeps: int, skip: int) -> np.ndarray:
+def _contraction(changes: np.ndarray, sweeps: int, skip: int, need: int | None = None):
     """Per sample, the largest ratio of successive sweep changes among the last three (from
-    the ``skip``-th newest change on), NaN where fewer than MIN_RATIOS of them are known.
+    the ``skip``-th newest change on), NaN where fewer than ``need`` (MIN_RATIOS) of them
+    are known, or none.
 
     ``changes`` holds the changes of the last sweeps, newest first, ``sweeps`` made. The
     first sweep's change is no measure of the contraction: it includes the first class's
@@ -2141,7 +2145,7 @@ def _contraction(changes: np.ndarray, sweeps: int, skip: int) -> np.ndarray:
     a slowly contracting part much smaller than its fast ones: the changes shrink at the
     fast rate until that part's are the largest, hence MIN_RATIOS."""
     ratios = [changes[k] / changes[k + 1] for k in range(skip, 3) if sweeps - k - 1 >= 2]
-    if len(ratios) < MIN_RATIOS - skip:
+    if not ratios or len(ratios) < (MIN_RATIOS if need is None else need) - skip:
         return np.full(changes.shape[1], np.nan)
     rho = ratios[0]
     for r in ratios[1:]:
@@ -2174,8 +2178,9 @@ def _sweep_error(
     c0, c1 = changes[:2]
     with np.errstate(divide="ignore", invalid="ignore"):
         rho = _contraction(changes, sweeps, 0)  # NaN: no ratio known yet
-        if rates is not None:
-            rho = np.where(np.isnan(rho), rho, np.fmax(rho, rates))
+        if rates is not None:  # a known least contraction: with any ratios, or alone
+            known = np.fmax(_contraction(changes, sweeps, 0, 0), rates)
+            rho = np.where(np.isnan(rates), rho, known)
         error = LAYERED_SAFETY * c0 * rho / (1 - rho)
     error[~(rho < 1)] = np.inf
     scale = problem.var_scale
