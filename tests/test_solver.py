@@ -393,9 +393,23 @@ def test_a_diode_behind_an_amplifier_is_a_sharper_diode_at_the_node(method):
     assert np.abs(behind.kcl_residual(a.voltages)).max() <= 1e-12
 
 
+ONE_HIDDEN_CHAIN = """
+[[connections]]
+from = "input"
+to = "hidden1"
+device = "w"
+
+[[connections]]
+from = "hidden1"
+to = "output"
+device = "w"
+"""
+
+
 def _warm_nudge_circuit(hidden: int, outputs: int, readout: str, low: str, high: str) -> str:
     """One input, one hidden layer, resistors drawn uniformly in [low, high] (seeded)."""
-    return f"""[devices.w]
+    return (
+        f"""[devices.w]
 type = "resistor"
 init = "uniform"
 init_low = "{low}"
@@ -412,17 +426,9 @@ readout = "{readout}"
 
 [[hidden]]
 size = {hidden}
-
-[[connections]]
-from = "input"
-to = "hidden1"
-device = "w"
-
-[[connections]]
-from = "hidden1"
-to = "output"
-device = "w"
 """
+        + ONE_HIDDEN_CHAIN
+    )
 
 
 def _resistors_exactly(net: Network, x: np.ndarray, current: np.ndarray) -> np.ndarray:
@@ -475,7 +481,8 @@ def test_a_warm_start_upset_at_the_outputs_is_not_converged_early(
     assert np.abs(eq.voltages[0] - _resistors_exactly(net, x, np.array(current))).max() <= 1e-9
 
 
-SLOW_FREE = """[devices.w]
+SLOW_FREE = (
+    """[devices.w]
 type = "resistor"
 g = "1u"
 g_min = "1n"
@@ -507,17 +514,9 @@ diodes = [
   { device = "d0", anode = "gnd", cathode = "node" },
 ]
 bias = "ib"
-
-[[connections]]
-from = "input"
-to = "hidden1"
-device = "w"
-
-[[connections]]
-from = "hidden1"
-to = "output"
-device = "w"
 """
+    + ONE_HIDDEN_CHAIN
+)
 
 
 def test_a_nudged_solve_knows_its_free_solve_was_too_slow_for_the_sweeps():
