@@ -28,10 +28,19 @@ CASES = {
 }
 
 
-def train(checkout: Path, sets: list[str], out: Path) -> np.lib.npyio.NpzFile:
-    """One epoch of mnist-ideal on mnist-mini with the package of ``checkout``."""
+def runner(checkout: Path) -> tuple[dict, Path]:
+    """(environment, working directory) of a Python that imports ``checkout``'s package.
+
+    Both: ``python -m`` puts its working directory first on the path, ahead of
+    PYTHONPATH, so run from inside another checkout it would import that one's."""
     env = dict(os.environ, PYTHONPATH=str(checkout), OMP_NUM_THREADS="1")
     env["OPENBLAS_NUM_THREADS"] = "1"
+    return env, checkout
+
+
+def train(checkout: Path, sets: list[str], out: Path) -> np.lib.npyio.NpzFile:
+    """One epoch of mnist-ideal on mnist-mini with the package of ``checkout``."""
+    env, cwd = runner(checkout)
     command = [
         sys.executable,
         "-m",
@@ -42,7 +51,7 @@ def train(checkout: Path, sets: list[str], out: Path) -> np.lib.npyio.NpzFile:
     command += ["--epochs", "1", "--set", "training.dataset=mnist-mini", "--out", str(out)]
     for s in sets:
         command += ["--set", s]
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(command, env=env, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
     return np.load(out / "checkpoint.npz")
 
 

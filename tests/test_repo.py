@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,3 +46,28 @@ def test_readme_states_the_python_that_pyproject_requires():
     spec = (ROOT / "eqprop_cli" / "circuit" / "spec.py").read_text(encoding="utf-8")
     if "*+" in spec:  # possessive quantifiers: re.error on Python 3.10
         assert tuple(map(int, minimum.split("."))) >= (3, 11)
+
+
+def test_same_bits_trains_each_checkout_with_its_own_package(tmp_path, monkeypatch):
+    """benchmarks/same_bits.py ran both trainings with the package of the directory it was
+    started from (``python -m`` puts that first, ahead of PYTHONPATH), so run from inside
+    a checkout it compared that checkout with itself."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import same_bits
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    other = tmp_path / "other"
+    (other / "eqprop_cli").mkdir(parents=True)
+    (other / "eqprop_cli" / "__init__.py").write_text("")
+    monkeypatch.chdir(ROOT)  # inside this checkout, as the benchmark is run
+    env, cwd = same_bits.runner(other)
+    where = subprocess.run(
+        [sys.executable, "-c", "import eqprop_cli; print(eqprop_cli.__file__)"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert Path(where) == other / "eqprop_cli" / "__init__.py"

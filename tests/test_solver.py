@@ -391,3 +391,167 @@ def test_a_diode_behind_an_amplifier_is_a_sharper_diode_at_the_node(method):
     vc = solve(bare, x, method=method, tol=1e-15).voltages
     assert np.abs(vc[:, behind.node_names.index("h_0")] - va[:, 0]).max() > 1e-2
     assert np.abs(behind.kcl_residual(a.voltages)).max() <= 1e-12
+
+
+ONE_HIDDEN_CHAIN = """
+[[connections]]
+from = "input"
+to = "hidden1"
+device = "w"
+
+[[connections]]
+from = "hidden1"
+to = "output"
+device = "w"
+"""
+
+
+def _warm_nudge_circuit(hidden: int, outputs: int, readout: str, low: str, high: str) -> str:
+    """One input, one hidden layer, resistors drawn uniformly in [low, high] (seeded)."""
+    return (
+        f"""[devices.w]
+type = "resistor"
+init = "uniform"
+init_low = "{low}"
+init_high = "{high}"
+seed = 7
+
+[input]
+size = 1
+encoding = "single"
+
+[output]
+size = {outputs}
+readout = "{readout}"
+
+[[hidden]]
+size = {hidden}
+"""
+        + ONE_HIDDEN_CHAIN
+    )
+
+
+def _resistors_exactly(net: Network, x: np.ndarray, current: np.ndarray) -> np.ndarray:
+    """Node potentials of a resistor network with ``current`` into each output (+ node; out of
+    its - node): Kirchhoff's current law as one dense linear solve, for one input vector."""
+    a, b, g = net.resistor_edges()
+    n = net.n_nodes
+    L = np.zeros((n, n))
+    for i, j, s in ((a, a, 1), (b, b, 1), (a, b, -1), (b, a, -1)):
+        np.add.at(L, (i, j), s * g)
+    fixed = net.fixed_index >= 0
+    V = np.zeros(n)
+    V[fixed] = net.fixed_potentials(x)[0][net.fixed_index[fixed]]
+    injected = np.zeros(n)
+    np.add.at(injected, net.outputs[:, 0], current)
+    if net.outputs.shape[1] == 2:
+        np.add.at(injected, net.outputs[:, 1], -current)
+    free = ~fixed
+    rhs = injected[free] - L[np.ix_(free, fixed)] @ V[fixed]
+    V[free] = np.linalg.solve(L[np.ix_(free, free)], rhs)
+    return V
+
+
+@pytest.mark.parametrize(
+    ("hidden", "outputs", "readout", "low", "high", "current", "like"),
+    [
+        (1, 2, "single", "1.2e-07", "0.00011", [-6e-12, 5e-12], True),  # was 8.5e-9 V off
+        (1, 2, "single", "1.2e-07", "0.00011", [-6e-12, 5e-12], False),
+        (3, 2, "differential", "5.6e-06", "2.2e-05", [7e-11, 8e-11], False),  # 6.1e-9 V
+    ],
+)
+def test_a_warm_start_upset_at_the_outputs_is_not_converged_early(
+    hidden, outputs, readout, low, high, current, like
+):
+    """A nudged solve from the free equilibrium, as training makes it: the first sweep moves
+    the outputs' class far (a move that the next sweep does not see) and the rest of the
+    circuit a little, which then contracts slowly. Estimated from the ratio of the second
+    sweep's change to the first's, or from one ratio while the fast part of the error
+    still dominates the changes, it was reported converged after 2 or 3 sweeps up to
+    8.5e-9 V from the answer (vtol 1e-9 V)."""
+    from eqprop_cli.solver.equilibrium import Nudge
+
+    net = network(_warm_nudge_circuit(hidden, outputs, readout, low, high))
+    x = np.array([[0.3]])
+    free = solve(net, x)
+    assert free.success and free.method == "layered"
+    nudge = Nudge(current=np.array([current]))
+    eq = solve(net, x, x0=free.unknowns, nudge=nudge, like=free if like else None)
+    assert eq.success
+    assert np.abs(eq.voltages[0] - _resistors_exactly(net, x, np.array(current))).max() <= 1e-9
+
+
+SLOW_FREE = (
+    """[devices.w]
+type = "resistor"
+g = "1u"
+g_min = "1n"
+g_max = "1m"
+
+[devices.d0]
+type = "diode"
+model = "ideal"
+threshold = 0.3589
+g_on = "6.481e-05"
+
+[devices.ib]
+type = "isource"
+current = "-3.306e-07"
+
+[input]
+size = 4
+encoding = "single"
+gain = 0.3211
+
+[output]
+size = 3
+readout = "differential"
+
+[[hidden]]
+size = 3
+diodes = [
+  { device = "d0", anode = "node", cathode = "gnd" },
+  { device = "d0", anode = "gnd", cathode = "node" },
+]
+bias = "ib"
+"""
+    + ONE_HIDDEN_CHAIN
+)
+
+
+def test_a_nudged_solve_knows_its_free_solve_was_too_slow_for_the_sweeps():
+    """The free solve of this batch hands over to Newton (its sweeps contract by about
+    0.98); the nudged one, given it as ``like``, sweeps from the free state, and its first
+    ratios of changes measure only the nudge's fast part: it was reported converged after
+    4 sweeps 1.3e-6 V from the equilibrium at vtol 1e-6 V. It now takes the contraction
+    the free solve measured before handing over, and ends within vtol."""
+    from eqprop_cli.solver.equilibrium import Nudge
+
+    net = network(SLOW_FREE)
+    net.set_conductances(
+        [
+            np.array(
+                [
+                    [1e-08, 7.01e-07, 3.556e-06],
+                    [3.57e-07, 8.5239e-05, 1.91e-07],
+                    [1e-09, 0.000774502, 1.992e-06],
+                    [1.127e-06, 2.3e-08, 1e-09],
+                ]
+            ),
+            np.array(
+                [
+                    [0.000129457, 0.000241786, 6.8349e-05, 0.000283631, 1.69e-07, 2.93e-07],
+                    [6.3e-08, 1.37e-07, 1.75e-07, 2e-09, 4.21e-07, 2.634e-06],
+                    [1.5e-08, 5.3e-08, 4.5256e-05, 2.2e-08, 8.84e-07, 6.413e-06],
+                ]
+            ),
+        ]
+    )
+    x = np.array([[0.017, 0.607, 0.117, 0.1]])
+    nudge = Nudge(current=np.array([[-2.4e-12, -1.132e-10, 8.97e-11]]))
+    free = solve(net, x, vtol=1e-6)
+    assert free.success and free.method == "layered+newton"
+    eq = solve(net, x, x0=free.unknowns, nudge=nudge, like=free, vtol=1e-6)
+    exact = solve(net, x, x0=eq.unknowns, nudge=nudge, method="newton", vtol=1e-13)
+    assert eq.success and exact.success
+    assert np.abs(eq.voltages - exact.voltages).max() <= 1e-6

@@ -253,6 +253,9 @@ class Problem:
         # measured by its free solve and kept for the nudged ones (``_layered``)
         self.contraction: np.ndarray | None = None
         self.secants: tuple | None = None  # and its acceleration's last differences
+        # per sample, the contraction of its free layered solve's last sweeps (NaN where not
+        # known): the least that a nudged solve of the batch assumes (``_layered``)
+        self.rates: np.ndarray | None = None
 
     @property
     def Q(self) -> np.ndarray | sp.csr_matrix:
@@ -1521,14 +1524,15 @@ LOOP_DONE, LOOP_LIMIT, LOOP_BACK = 0, 1, 2  # how the compiled sweep loop ended
 
 
 @njit(cache=True, error_model="numpy")
-def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, contraction):
+def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, contraction, rates):
     """Plain sweeps of two classes without diodes (``one`` updated first, each as
     ``_Block._looped``), with ``_layered``'s bookkeeping and stopping rule, until a sweep
     needs Python. Returns (how it ended, sweeps made in all, class one's residual before
     the last sweep):
 
     - LOOP_DONE: converged; ``out`` holds class one's largest residual per sample, the
-      larger of both classes', and the estimated error (as ``_sweep_error``).
+      larger of both classes', the estimated error and the contraction it assumed (as
+      ``_sweep_error``, with ``rates`` the least contraction of each sample, NaN for none).
     - LOOP_LIMIT: ``max_iter`` sweeps made, the last one's decision taken.
     - LOOP_BACK: the last sweep's updates are made and its change is in ``history``, the
       rest of it is Python's: the acceleration's choice at the sweep ``stop`` when some
@@ -1556,11 +1560,11 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, co
     columns1, first1 = cls1[0], cls1[1]
     coupled0, coupled1 = np.empty((B, n0)), np.empty((B, n1))
     work0, work1 = np.empty((4, n0)), np.empty((4, n1))  # the updates' scratch
-    change0, change1, rho = np.empty(B), np.empty(B), np.empty(B)
+    change0, change1 = np.empty(B), np.empty(B)
     now = np.empty((B if recording else 0, n1))  # the second class, recording
     scratch0, scratch1 = np.empty((1, n0)), np.empty((1, n1))  # a sample's residuals
     no_rhs = np.empty((0, 0))
-    residual0, residual, error = out[0], out[1], out[2]
+    residual0, residual, error, rho = out[0], out[1], out[2], out[3]
     first = np.nan
     fresh = False  # whether coupled0 holds class one's product at x (a failed check's)
     while sweeps < max_iter:
@@ -1593,11 +1597,19 @@ def _sweep_loop(x, one, two, history, record, tol, vtol, sweeps, limits, out, co
             level = 1e-14 * (size if size > 1.0 else 1.0)
             for s in range(B):
                 c0, c1, c2, c3 = history[0, s], history[1, s], history[2, s], history[3, s]
-                r = _fmax(_fmax(c0 / c1, c1 / c2), c2 / c3)
+                # (as _contraction: no ratio to the first sweep's change, and enough of them)
+                r01 = c0 / c1 if sweeps > 2 else np.nan
+                r12 = c1 / c2 if sweeps > 3 else np.nan
+                r23 = c2 / c3 if sweeps > 4 else np.nan
+                r = _fmax(_fmax(r01, r12), r23)
+                if rates[s] == rates[s]:  # (as _sweep_error: a known least, ratios or none)
+                    r = _fmax(r, rates[s])
+                elif sweeps < MIN_RATIOS + 2:
+                    r = np.nan
                 rho[s] = r
                 error[s] = safety * c0 * r / (1 - r) if r < 1 else np.inf
                 if c0 <= level:  # at the floor: the estimate of the sweep before, if it holds
-                    before = _fmax(c1 / c2, c2 / c3)
+                    before = _fmax(r12, r23) if sweeps >= MIN_RATIOS + 2 else np.nan
                     held = np.inf
                     if (c1 > level) & (before < 1):
                         held = safety * c1 * before / (1 - before)
@@ -1752,11 +1764,15 @@ def _layered(
     """Sweeps until the KCL residual is within tol and the estimated voltage error within vtol.
 
     The error estimate: with successive sweep changes d_k (largest node-voltage change)
-    and their contraction rho (the largest of the last three ratios d_k / d_k-1), the
+    and their contraction rho (the largest of the last three ratios d_k / d_k-1, none to
+    the first sweep's change, at least MIN_RATIOS of them: ``_contraction``), the
     remaining error is at most d_k rho / (1 - rho) while the sweeps contract linearly
-    (times LAYERED_SAFETY). With ``handover``, a contraction too slow to finish (within
-    the iteration limit, or SLOW_SWEEPS more sweeps) hands the solve to Newton,
-    warm-started from the sweeps. ``cold``: x is no warm start, so the first sweep's
+    (times LAYERED_SAFETY). A warm-started solve of a batch whose free solve was layered
+    (a nudged one given ``like``) takes each sample's rho as at least the one its free
+    solve ended with or handed over to Newton with (``Problem.rates``), and needs no
+    ratio of its own then. With ``handover``, a contraction too slow to
+    finish (within the iteration limit, or SLOW_SWEEPS more sweeps) hands the solve to
+    Newton, warm-started from the sweeps. ``cold``: x is no warm start, so the first sweep's
     1-D diode solves start from each root's estimate (``_Junctions.start``) instead.
 
     Deep circuits (several hidden layers) contract slowly. Where both classes are
@@ -1803,6 +1819,9 @@ def _layered(
     elif blocks[1].nudge is not None and not cold:
         blocks.reverse()  # a warm start where the nudge is what changed: its class first
     loop = _SweepLoop.of(problem, blocks) if quadratic and x.flags.c_contiguous else None
+    # a warm start of a batch whose free solve was layered: its samples' contractions
+    rates = problem.rates if not cold and problem.rates is not None else np.full(B, np.nan)
+    rho = None  # the contraction of the last estimate
     estimated = False  # whether ``error`` is that of the current x
     residual = None  # both classes' largest residual, when the compiled loop converged
     while sweeps < max_iter:
@@ -1810,13 +1829,13 @@ def _layered(
         watch = anderson is not None
         if loop is not None and (anderson is None or anderson.use is None):  # plain sweeps
             ended, sweeps, first = loop.run(
-                x, sweeps, max_iter, changes, anderson, tol, vtol, handover
+                x, sweeps, max_iter, changes, anderson, tol, vtol, handover, rates
             )
             if loop.dropped:  # it found no sample to accelerate, as below
                 contraction = problem.contraction = loop.contraction
                 anderson, watch = None, False
             if ended == LOOP_DONE:
-                residual0, residual, error = loop.out
+                residual0, residual, error, rho = loop.out
                 estimated = True
                 break
             if ended == LOOP_LIMIT:
@@ -1850,7 +1869,7 @@ def _layered(
                 anderson.extrapolate(x, sweeps < max_iter, changes)
             continue  # nothing to decide yet: no estimate needed
         bound = None if anderson is None else anderson.bound(contraction)
-        error, rho = _sweep_error(changes, x, problem, blocks, bound)
+        error, rho = _sweep_error(changes, x, problem, blocks, sweeps, bound, rates)
         estimated = True
         # class 1 is exact now; class 0 was within tol before this sweep's update
         if first <= tol and error.max() <= vtol:
@@ -1868,6 +1887,8 @@ def _layered(
             rho = np.where(anderson.moved, window, rho)
             judged = np.where(anderson.moved, plain, error)
         if slow and _too_slow(judged, rho, vtol, min(SLOW_SWEEPS, max_iter - sweeps)):
+            if problem.nudge is None:  # a nudged solve of the batch would sweep as slowly
+                problem.rates = _rates(anderson, contraction, rho)
             steps = _newton(problem, x, tol, vtol, max_iter)
             steps.method = "layered+newton"
             steps.iterations += sweeps
@@ -1877,7 +1898,7 @@ def _layered(
             anderson.extrapolate(x, sweeps < max_iter, changes)
     if sweeps > 1 and not estimated:
         bound = None if anderson is None else anderson.bound(contraction)
-        error = _sweep_error(changes, x, problem, blocks, bound)[0]
+        error, rho = _sweep_error(changes, x, problem, blocks, sweeps, bound, rates)
     if error is None:
         error = np.full(B, np.inf)
     if residual is None:
@@ -1887,8 +1908,18 @@ def _layered(
         residual = np.maximum(residual0, residual1)
     if anderson is not None and anderson.count and problem.nudge is None:
         problem.secants = (anderson.dF, anderson.dG)
+    if problem.nudge is None and rho is not None:
+        problem.rates = _rates(anderson, contraction, rho)
     xQx = functools.partial(_block_xQx, x, blocks)  # when an energy is asked for
     return problem.result(x, residual, error, tol, vtol, sweeps, "layered", "sweeps", xQx)
+
+
+def _rates(anderson: _Anderson | None, contraction: np.ndarray | None, rho: np.ndarray):
+    """A free solve's contraction per sample for its batch's nudged ones (``Problem.rates``):
+    that of its last estimate, the plain sweeps' for an accelerated sample."""
+    if anderson is None or not anderson.moved.any():
+        return rho
+    return np.where(anderson.moved, contraction, rho)
 
 
 class _SweepLoop:
@@ -1910,12 +1941,12 @@ class _SweepLoop:
         # acceleration's energy), made on the first run that records
         self.start: np.ndarray | None = None
         self.rhs: np.ndarray | None = None
-        self.out = np.empty((3, B))  # residual of the first class, of both, error
+        self.out = np.empty((4, B))  # residual of the first class, of both, error, rho
         self.contraction = np.empty(B)  # the plain sweeps' (see _layered), when measured
         self.counts = np.zeros(3, np.int64)
         self.dropped = False  # whether the last run dropped the acceleration (none to make)
 
-    def run(self, x, sweeps, max_iter, changes, anderson, tol, vtol, handover):
+    def run(self, x, sweeps, max_iter, changes, anderson, tol, vtol, handover, rates):
         """Sweeps from ``sweeps`` on, with ``changes`` as ``_layered`` keeps them (updated in
         place), recording the acceleration's history while ``anderson`` is watching. Returns
         (how it ended, sweeps made, class one's residual before the last)."""
@@ -1945,6 +1976,7 @@ class _SweepLoop:
             limits,
             self.out,
             self.contraction,
+            rates,
         )
         if anderson is not None and made > sweeps:
             if self.counts[0]:
@@ -2099,12 +2131,36 @@ def _largest(change: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
     return (change if scale is None else change * scale).max(axis=1)
 
 
+def _contraction(changes: np.ndarray, sweeps: int, skip: int, need: int | None = None):
+    """Per sample, the largest ratio of successive sweep changes among the last three (from
+    the ``skip``-th newest change on), NaN where fewer than ``need`` (MIN_RATIOS) of them
+    are known, or none.
+
+    ``changes`` holds the changes of the last sweeps, newest first, ``sweeps`` made. The
+    first sweep's change is no measure of the contraction: it includes the first class's
+    move from the start, which the sweep map does not see (each class is solved given the
+    other alone), so a ratio to it can be far below the contraction (a warm start that a
+    nudge upsets at the outputs moves them a lot in the first sweep, and the rest of the
+    circuit little); ratios to it are left out. Nor is one ratio enough where the error has
+    a slowly contracting part much smaller than its fast ones: the changes shrink at the
+    fast rate until that part's are the largest, hence MIN_RATIOS."""
+    ratios = [changes[k] / changes[k + 1] for k in range(skip, 3) if sweeps - k - 1 >= 2]
+    if not ratios or len(ratios) < (MIN_RATIOS if need is None else need) - skip:
+        return np.full(changes.shape[1], np.nan)
+    rho = ratios[0]
+    for r in ratios[1:]:
+        rho = np.fmax(rho, r)
+    return rho
+
+
 def _sweep_error(
     changes: np.ndarray,
     x: np.ndarray,
     problem: Problem,
     blocks,
+    sweeps: int,
     contraction: np.ndarray | None = None,
+    rates: np.ndarray | None = None,
 ):
     """Estimated remaining error (V) per sample, and the contraction rho it assumed.
 
@@ -2115,11 +2171,16 @@ def _sweep_error(
     ``contraction``: per sample, the plain sweeps' contraction of an accelerated sample
     (NaN for the others), whose error is the larger of the bound from it and the
     estimate from its last ratio of changes (an accelerated sample's ratios vary from
-    sweep to sweep); at the rounding level, the residual's bound.
+    sweep to sweep); at the rounding level, the residual's bound. ``rates``: per sample,
+    the least contraction to assume where one is estimated (NaN: none); ``sweeps``: how
+    many were made (the changes' ratios to the first sweep's are left out).
     """
-    c0, c1, c2, c3 = changes[:4]
+    c0, c1 = changes[:2]
     with np.errstate(divide="ignore", invalid="ignore"):
-        rho = np.fmax(np.fmax(c0 / c1, c1 / c2), c2 / c3)  # NaN: no ratio known yet
+        rho = _contraction(changes, sweeps, 0)  # NaN: no ratio known yet
+        if rates is not None:  # a known least contraction: with any ratios, or alone
+            known = np.fmax(_contraction(changes, sweeps, 0, 0), rates)
+            rho = np.where(np.isnan(rates), rho, known)
         error = LAYERED_SAFETY * c0 * rho / (1 - rho)
     error[~(rho < 1)] = np.inf
     scale = problem.var_scale
@@ -2136,7 +2197,7 @@ def _sweep_error(
     floor = (c0 <= level) & ~fast
     if floor.any():  # the last sweep's estimate, made from changes above the floor, still holds
         with np.errstate(divide="ignore", invalid="ignore"):
-            before = np.fmax(c1 / c2, c2 / c3)
+            before = _contraction(changes, sweeps, 1)
             error[floor] = np.where(
                 (c1[floor] > level) & (before[floor] < 1),
                 LAYERED_SAFETY * c1[floor] * before[floor] / (1 - before[floor]),
@@ -2151,6 +2212,7 @@ def _sweep_error(
 
 
 LAYERED_SAFETY = 2.0  # margin on the contraction estimate of the remaining error
+MIN_RATIOS = 2  # ratios of sweep changes (none to the first sweep's) that an estimate needs
 SLOW_SWEEPS = 200  # auto hands a layered solve to Newton when more sweeps than this remain
 
 
