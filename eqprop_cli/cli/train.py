@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Annotated
@@ -264,10 +265,10 @@ def gradcheck(
 
     Example: eqprop gradcheck circuits/kendall2020-mnist.toml --beta 1e-8
     """
-    if tol is not None and not tol > 0:
-        raise EqpropError(f"--tol must be a current > 0 A; got {tol:g}")
-    if beta is not None and not beta > 0:
-        raise EqpropError(f"--beta must be a conductance > 0 S; got {beta:g}")
+    if tol is not None and not 0 < tol < math.inf:
+        raise EqpropError(f"--tol must be a finite current > 0 A; got {tol:g}")
+    if beta is not None and not 0 < beta < math.inf:
+        raise EqpropError(f"--beta must be a finite conductance > 0 S; got {beta:g}")
     loaded = load_target(target, list(sets or []))
     spec, network = loaded.spec, loaded.network
     settings = training_settings(spec)

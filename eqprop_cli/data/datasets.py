@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 import zipfile
 import zlib
@@ -678,6 +679,12 @@ def fetch_dataset(
     if retries < 1:
         raise DataError(f"retries must be >= 1; got {retries}")
     mirrors = list(mirrors) if mirrors else MIRRORS[name]
+    for mirror in mirrors:
+        if urllib.parse.urlsplit(mirror).scheme not in ("http", "https", "file"):
+            raise DataError(
+                f'{{mirror}} "{mirror}": expected an http://, https:// or file:// URL of a folder',
+                params=("mirror",),
+            )
     dest = Path(dest).expanduser() if dest is not None else _cache_dir() / name
     say = progress or (lambda _message: None)
     try:
