@@ -170,6 +170,18 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
         raise
 
 
+def own_folder(path: Path) -> Path:
+    """``path``, a folder that eqprop keeps inside one it was given (a run's report, a
+    sweep's points); InputError when it is a symbolic link, which would take the writes
+    into wherever it points (a link planted in a run or sweep folder from elsewhere)."""
+    if path.is_symlink():
+        raise InputError(
+            f"{path}: is a symbolic link; eqprop writes only inside the folder it was given, "
+            "not where a link in it points: remove the link"
+        )
+    return path
+
+
 def _write_error(path: Path, exc: OSError, data: bytes) -> InputError:
     """A failed write as one message: for a full disk, how much it needed and had."""
     kept = "; the previous file is intact" if path.is_file() else "; nothing was written"

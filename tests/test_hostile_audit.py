@@ -326,3 +326,37 @@ def test_point_names_that_clash_are_made_unique_as_before():
     # the first of two points with the same name gets a hash; the last keeps the name
     names = point_names([[("training.k", "a b")], [("training.k", "a_b")]])
     assert names[1] == "k-a_b" and names[0].startswith("k-a_b-") and len(set(names)) == 2
+
+
+def test_a_sweep_name_cannot_leave_runs(tmp_path, monkeypatch):
+    # name = "../../evil" wrote results.csv, summary.csv and points/ two folders up
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a" / "b")
+    path = _sweep(tmp_path / "a" / "b", "training.learning_rate = [0.1]")
+    path.write_text(path.read_text().replace("[sweep]\n", '[sweep]\nname = "../../evil"\n'))
+    refused(invoke("sweep", path), f"{path}:2:", "`sweep.name`")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "b", "sweep.toml", "xor.toml"]
+
+
+# ------------------------------------------------------------------ links planted in folders
+
+
+def test_a_report_folder_that_is_a_link_is_refused(run, tmp_path):
+    # a run directory from elsewhere with report -> somewhere: the figures went there
+    target = tmp_path / "run"
+    shutil.copytree(run, target)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (target / "report").symlink_to(outside)
+    refused(invoke("report", target), str(target / "report"), "symbolic link")
+    assert list(outside.iterdir()) == []
+
+
+def test_a_sweep_points_folder_that_is_a_link_is_refused(tmp_path):
+    path = _sweep(tmp_path, "training.learning_rate = [0.1]")
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    out.mkdir()
+    outside.mkdir()
+    (out / "points").symlink_to(outside)
+    refused(invoke("sweep", path, "--out", out), str(out / "points"), "symbolic link")
+    assert list(outside.iterdir()) == []

@@ -17,6 +17,7 @@ from rich.table import Table
 from ..circuit.spec import parse_circuit
 from ..data.datasets import fetch_dataset, list_datasets
 from ..errors import EqpropError, NotConvergedError
+from ..io import own_folder
 from ..learn.gradcheck import at_a_kink, compare
 from ..learn.loss import ReadoutLoss
 from ..learn.run import (
@@ -382,7 +383,7 @@ def report(
     run_dir = run_dirs[0]
     sweep = read_results(run_dir) if run_dir.is_dir() else None
     if sweep is not None:
-        for path in plot_sweep(sweep, out_dir or run_dir / "report"):
+        for path in plot_sweep(sweep, out_dir or own_folder(run_dir / "report")):
             print(path)
         return
     loaded = load_target(run_dir)
@@ -395,7 +396,7 @@ def report(
     ranges = {r.name: (r.device.model.low, r.device.model.high) for r in network.resistors}
     unit = "squared error (V²)" if settings.loss == "squared_error" else "cross-entropy (nats)"
     paths = write_report(
-        out_dir or (loaded.run_dir / "report"),
+        out_dir or own_folder(loaded.run_dir / "report"),
         ckpt.state.metrics,
         dict(zip(names, ckpt.initial_conductances, strict=True)),
         dict(zip(names, ckpt.conductances, strict=True)),

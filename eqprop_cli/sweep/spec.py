@@ -32,7 +32,7 @@ from ..circuit.params import Param
 from ..circuit.spec import KeyPath, Locator, _Reader, _show, load_circuit, read_text, read_toml
 from ..errors import CircuitError, EqpropError
 from ..hardware.variation import DISTRIBUTIONS
-from ..io import write_atomic
+from ..io import own_folder, write_atomic
 from ..learn.settings import SPLITS
 from ..learn.state import METRIC_COLUMNS
 
@@ -231,6 +231,8 @@ def parse_sweep(text: str, path: Path) -> Sweep:
     rd.unknown(data, ["sweep", "grid", "points", "eval"], ())
     head = rd.expect_table(data.get("sweep", {}), ("sweep",))
     settings = rd.values(head, SWEEP_KEYS, ("sweep",), required=("circuit",), extra=SWEEP_LISTS)
+    if settings["name"]:  # names the default folder, runs/NAME
+        rd.name(settings["name"], ("sweep", "name"))
     lists = {name: _strings(head.get(name, []), ("sweep", name), rd) for name in SWEEP_LISTS}
     circuit = (path.parent / str(settings["circuit"])).resolve()
     if not circuit.is_file():
@@ -437,9 +439,10 @@ def _check_metric(metric: str, evaluates: bool, modes: set[str], at: KeyPath, rd
 
 def place(sweep: Sweep, out_dir: Path) -> Sweep:
     """The same sweep with its run directories under ``out_dir`` (absolute paths)."""
-    base = out_dir.resolve() / POINTS_DIR
+    base = own_folder(out_dir.resolve() / POINTS_DIR)
     sweep.tasks = [
-        Task(t.name, t.circuit, str(base / t.name), t.overrides, t.evals) for t in sweep.tasks
+        Task(t.name, t.circuit, str(own_folder(base / t.name)), t.overrides, t.evals)
+        for t in sweep.tasks
     ]
     return sweep
 
