@@ -111,14 +111,14 @@ def check_npy_size(fh: BinaryIO, size: int, name: str = "the array") -> None:
             f"{name}: its header declares shape {shape} of {dtype} ({declared:,} bytes) but "
             f"it holds only {max(held, 0):,} bytes"
         )
-    if declared > _memory():
+    if declared > memory_bytes():
         raise ValueError(
             f"{name}: shape {shape} of {dtype} needs {declared:,} bytes, more than this "
-            f"machine's memory ({_memory():,} bytes)"
+            f"machine's memory ({memory_bytes():,} bytes)"
         )
 
 
-def _memory() -> int:
+def memory_bytes() -> int:
     """Physical memory in bytes (a very large number where the system does not say)."""
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

@@ -7,9 +7,11 @@ what was expected, no traceback, nothing written, and no allocation of the size 
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import shutil
+import struct
 import time
 import tracemalloc
 import zipfile
@@ -360,3 +362,48 @@ def test_a_sweep_points_folder_that_is_a_link_is_refused(tmp_path):
     (out / "points").symlink_to(outside)
     refused(invoke("sweep", path, "--out", out), str(out / "points"), "symbolic link")
     assert list(outside.iterdir()) == []
+
+
+# ------------------------------------------------------------------ IDX data sets
+
+
+def _idx_folder(folder: Path, train_images: bytes, name: str) -> Path:
+    """An IDX folder of 4 samples of 2 pixels, its training images replaced."""
+    images = struct.pack(">BBBBIII", 0, 0, 8, 3, 4, 2, 1) + bytes(8)
+    labels = struct.pack(">BBBBI", 0, 0, 8, 1, 4) + bytes([0, 1, 0, 1])
+    folder.mkdir()
+    for kind, data in (("images-idx3", images), ("labels-idx1", labels)):
+        (folder / f"t10k-{kind}-ubyte").write_bytes(data)
+        (folder / f"train-{kind}-ubyte").write_bytes(data)
+    (folder / "train-images-idx3-ubyte").unlink()
+    (folder / name).write_bytes(train_images)
+    return folder
+
+
+def test_idx_dimensions_whose_product_wraps_are_refused(tmp_path):
+    # 65536**4 bytes wrapped to 0 in int64: "need 0 bytes", then a reshape traceback
+    header = struct.pack(">BBBB", 0, 0, 8, 4) + struct.pack(">IIII", *[65536] * 4)
+    folder = _idx_folder(tmp_path / "idx", header, "train-images-idx3-ubyte")
+    result = invoke("train", XOR, "--out", tmp_path / "run", "--set", f"training.dataset={folder}")
+    refused(result, "`training.dataset`", "18,446,744,073,709,551,616 bytes", "memory")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_gzip_bomb_is_not_decompressed_whole(tmp_path):
+    # 256 MiB of zeros after 4 declared samples: the whole of it was decompressed first
+    data = io.BytesIO()
+    with gzip.GzipFile(fileobj=data, mode="wb") as fh:
+        fh.write(struct.pack(">BBBBIII", 0, 0, 8, 3, 4, 2, 1) + bytes(8))
+        for _ in range(256):
+            fh.write(bytes(1 << 20))
+    folder = _idx_folder(tmp_path / "idx", data.getvalue(), "train-images-idx3-ubyte.gz")
+    tracemalloc.start()
+    try:
+        result = invoke(
+            "train", XOR, "--out", tmp_path / "run", "--set", f"training.dataset={folder}"
+        )
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    refused(result, "train-images-idx3-ubyte.gz", "extra bytes at the end")
+    assert peak < 64e6
