@@ -33,6 +33,15 @@ from eqprop_cli.sweep.spec import load_sweep, point_names
 BEYOND_INT64 = str(2**63)
 
 
+def traced(call):
+    """What ``call()`` returns, and the peak of the memory Python allocated meanwhile."""
+    tracemalloc.start()
+    try:
+        return call(), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     """A one-epoch xor run (read only: tests copy what they change)."""
@@ -94,12 +103,9 @@ def test_export_levels_beyond_the_limit_are_refused(run, tmp_path, levels):
 def test_many_levels_are_not_all_made(run, tmp_path):
     # np.linspace over 2**32 levels made 32 GiB to pick 64 of them
     out = tmp_path / "map.csv"
-    tracemalloc.start()
-    try:
-        result = invoke("export", run, "--format", "csv", "--levels", 2**32, "-o", out)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    result, peak = traced(
+        lambda: invoke("export", run, "--format", "csv", "--levels", 2**32, "-o", out)
+    )
     assert result.exit_code == 0, result.output
     assert peak < 200e6
     assert "4294967296" in out.read_text().splitlines()[1]
@@ -397,13 +403,7 @@ def test_a_gzip_bomb_is_not_decompressed_whole(tmp_path):
         for _ in range(256):
             fh.write(bytes(1 << 20))
     folder = _idx_folder(tmp_path / "idx", data.getvalue(), "train-images-idx3-ubyte.gz")
-    tracemalloc.start()
-    try:
-        result = invoke(
-            "train", XOR, "--out", tmp_path / "run", "--set", f"training.dataset={folder}"
-        )
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    dataset = f"training.dataset={folder}"
+    result, peak = traced(lambda: invoke("train", XOR, "--out", tmp_path / "run", "--set", dataset))
     refused(result, "train-images-idx3-ubyte.gz", "extra bytes at the end")
     assert peak < 64e6
