@@ -111,14 +111,14 @@ def check_npy_size(fh: BinaryIO, size: int, name: str = "the array") -> None:
             f"{name}: its header declares shape {shape} of {dtype} ({declared:,} bytes) but "
             f"it holds only {max(held, 0):,} bytes"
         )
-    if declared > _memory():
+    if declared > memory_bytes():
         raise ValueError(
             f"{name}: shape {shape} of {dtype} needs {declared:,} bytes, more than this "
-            f"machine's memory ({_memory():,} bytes)"
+            f"machine's memory ({memory_bytes():,} bytes)"
         )
 
 
-def _memory() -> int:
+def memory_bytes() -> int:
     """Physical memory in bytes (a very large number where the system does not say)."""
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -168,6 +168,18 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def own_folder(path: Path) -> Path:
+    """``path``, a folder that eqprop keeps inside one it was given (a run's report, a
+    sweep's points); InputError when it is a symbolic link, which would take the writes
+    into wherever it points (a link planted in a run or sweep folder from elsewhere)."""
+    if path.is_symlink():
+        raise InputError(
+            f"{path}: is a symbolic link; eqprop writes only inside the folder it was given, "
+            "not where a link in it points: remove the link"
+        )
+    return path
 
 
 def _write_error(path: Path, exc: OSError, data: bytes) -> InputError:

@@ -291,7 +291,7 @@ def test_amplifier_gain_out_of_floating_point_range(tmp_path):
 
 def test_layer_size_beyond_the_limit(tmp_path):
     text = edit(LAYERED, "[input]\nsize = 2", f"[input]\nsize = 4611686018427387904  {MARK}")
-    assert_circuit_error(tmp_path, text, "input.size", "must be an integer >= 1 and <= 1e+06")
+    assert_circuit_error(tmp_path, text, "input.size", "must be an integer >= 1 and <= 1000000")
 
 
 def test_missing_required_key(tmp_path):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from ..circuit.units import parse_si
 
+INT_LIMIT = 2**63 - 1  # integer keys reach numpy and compiled code as 64-bit integers
 UNITS = {
     "conductance": "S",
     "resistance": "Ω",
@@ -51,10 +52,11 @@ class Param:
             return "a string"
         noun = {"int": "an integer", "number": "a number"}.get(self.kind, f"a {self.kind}")
         bounds = []
+        shown = (lambda b: str(int(b))) if self.kind == "int" else (lambda b: f"{b:g}")
         if self.minimum is not None:
-            bounds.append(f"{'>' if self.exclusive_min else '>='} {self.minimum:g}")
+            bounds.append(f"{'>' if self.exclusive_min else '>='} {shown(self.minimum)}")
         if self.maximum is not None:
-            bounds.append(f"<= {self.maximum:g}")
+            bounds.append(f"<= {shown(self.maximum)}")
         unit = f" {self.unit}" if self.unit else ""
         text = noun + (" " + " and ".join(b + unit for b in bounds) if bounds else "")
         if not bounds and unit:
@@ -76,6 +78,8 @@ class Param:
         if self.kind == "int":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(self.expectation())
+            if abs(value) > INT_LIMIT:
+                raise ValueError(f"{self.expectation()} that fits in 64 bits (at most {INT_LIMIT})")
             number = float(value)
         else:
             try:

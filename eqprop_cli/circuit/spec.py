@@ -31,6 +31,7 @@ GROUND_NAMES = ("0", "gnd")
 SELF = "node"  # in a layer's diode list, the layer's own node
 SELF_A = "node_a"  # and the output of its amplifier (the node's voltage times the gain)
 MAX_SIZE = 1_000_000  # nodes per layer: beyond it compiling would exhaust memory or time
+MAX_EPOCHS = 1_000_000  # every epoch adds a row that the run directory rewrites each epoch
 MAX_SHIFT = 8  # pixels: beyond it most of an MNIST-sized image leaves the frame
 MAX_NAME = 200  # characters of a name
 MAX_FILE_BYTES = 64 * 2**20  # a circuit file: parsing takes about 0.2 s per MB
@@ -138,7 +139,7 @@ TRAINING_KEYS = (
         0,
         maximum=MAX_SHIFT,
     ),
-    Param("epochs", "int", "Passes over the training set.", 10, 1),
+    Param("epochs", "int", "Passes over the training set.", 10, 1, maximum=MAX_EPOCHS),
     Param("batch_size", "int", "Samples per conductance update.", 16, 1),
     Param(
         "loss",
@@ -697,6 +698,13 @@ def _parse_override(option: str, path: str) -> tuple[KeyPath, object]:
         value = tomllib.loads(f"value = {text.strip()}")["value"]
     except tomllib.TOMLDecodeError:
         value = text.strip()  # an unquoted string, as the shell leaves it
+    except RecursionError:
+        raise CircuitError(
+            f"{{override}} {_show(option)}: the value nests arrays or tables too deeply (a "
+            "circuit file needs at most 3 levels)",
+            path=path,
+            params=("override",),
+        ) from None
     return tuple(
         int(bare) if bare and bare.isdigit() else bare or quoted or single
         for quoted, single, bare in parts

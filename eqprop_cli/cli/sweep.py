@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..learn.run import run_name
 from ..sweep.execute import default_workers, read_record, run_local, run_ray, sweep_lock
 from ..sweep.spec import (
     SEED_KEY,
@@ -80,7 +81,7 @@ def sweep(
     Example: eqprop sweep circuits/sweeps/xor-lr.toml --workers 2
     """
     spec = load_sweep(sweep_file)
-    folder = out_dir or Path("runs") / spec.name
+    folder = out_dir or Path("runs") / run_name(spec.name)
     place(spec, folder)
     address = address or spec.address
     workers = workers or spec.workers or (None if address else default_workers())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +17,7 @@ from rich.table import Table
 from ..circuit.spec import parse_circuit
 from ..data.datasets import fetch_dataset, list_datasets
 from ..errors import EqpropError, NotConvergedError
+from ..io import own_folder
 from ..learn.gradcheck import at_a_kink, compare
 from ..learn.loss import ReadoutLoss
 from ..learn.run import (
@@ -264,10 +266,10 @@ def gradcheck(
 
     Example: eqprop gradcheck circuits/kendall2020-mnist.toml --beta 1e-8
     """
-    if tol is not None and not tol > 0:
-        raise EqpropError(f"--tol must be a current > 0 A; got {tol:g}")
-    if beta is not None and not beta > 0:
-        raise EqpropError(f"--beta must be a conductance > 0 S; got {beta:g}")
+    if tol is not None and not 0 < tol < math.inf:
+        raise EqpropError(f"--tol must be a finite current > 0 A; got {tol:g}")
+    if beta is not None and not 0 < beta < math.inf:
+        raise EqpropError(f"--beta must be a finite conductance > 0 S; got {beta:g}")
     loaded = load_target(target, list(sets or []))
     spec, network = loaded.spec, loaded.network
     settings = training_settings(spec)
@@ -381,7 +383,7 @@ def report(
     run_dir = run_dirs[0]
     sweep = read_results(run_dir) if run_dir.is_dir() else None
     if sweep is not None:
-        for path in plot_sweep(sweep, out_dir or run_dir / "report"):
+        for path in plot_sweep(sweep, out_dir or own_folder(run_dir / "report")):
             print(path)
         return
     loaded = load_target(run_dir)
@@ -394,7 +396,7 @@ def report(
     ranges = {r.name: (r.device.model.low, r.device.model.high) for r in network.resistors}
     unit = "squared error (V²)" if settings.loss == "squared_error" else "cross-entropy (nats)"
     paths = write_report(
-        out_dir or (loaded.run_dir / "report"),
+        out_dir or own_folder(loaded.run_dir / "report"),
         ckpt.state.metrics,
         dict(zip(names, ckpt.initial_conductances, strict=True)),
         dict(zip(names, ckpt.conductances, strict=True)),

@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 import zipfile
 import zlib
@@ -31,7 +32,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import EqpropError
-from ..io import check_npz_sizes, write_atomic
+from ..io import check_npz_sizes, memory_bytes, write_atomic
 
 
 class DataError(EqpropError):
@@ -39,6 +40,7 @@ class DataError(EqpropError):
 
 
 DATASETS = ("mnist", "fashion-mnist", "mnist-mini", "xor")
+READ_CHUNK = 1 << 20  # bytes read at a time from a (decompressed) IDX file
 
 # The four files of an IDX data set, each found as NAME or NAME.gz.
 TRAIN_IMAGES = "train-images-idx3-ubyte"
@@ -129,12 +131,40 @@ class Dataset:
 
 
 def _read_bytes(path: Path) -> bytes:
-    """A file's content, decompressed when it is gzip (recognised by its magic bytes)."""
+    """An IDX file's content, decompressed when it is gzip (recognised by its magic bytes).
+
+    Read no further than its header says it holds, and one byte more to tell extra bytes,
+    and refused before reading when that is more than memory: a small compressed file
+    cannot expand into all of memory."""
     try:
-        raw = Path(path).read_bytes()
-        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+        with open(path, "rb") as fh:
+            compressed = fh.read(2) == b"\x1f\x8b"
+        with gzip.open(path) if compressed else open(path, "rb") as fh:
+            head = fh.read(4)
+            _check_magic(head, path)
+            head += fh.read(4 * head[3])
+            if len(head) < 4 + 4 * head[3]:
+                return head  # _parse_idx says what is missing
+            size = _idx_size(head)
+            if size > memory_bytes():
+                raise DataError(
+                    f"{path}: its IDX header declares {size:,} bytes of data, more than this "
+                    f"machine's memory ({memory_bytes():,} bytes)"
+                )
+            chunks, left = [head], size + 1
+            while left > 0 and (chunk := fh.read(min(left, READ_CHUNK))):
+                chunks.append(chunk)
+                left -= len(chunk)
+        return b"".join(chunks)
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: cannot read it ({exc})") from None
+
+
+def _idx_size(head: bytes) -> int:
+    """Bytes of data after an IDX header (magic number and dimensions), in Python integers:
+    a fixed-width product of the dimensions wraps around."""
+    dims = [int.from_bytes(head[4 + 4 * k : 8 + 4 * k], "big") for k in range(head[3])]
+    return math.prod(dims) * np.dtype(IDX_TYPES[head[2]]).itemsize
 
 
 def _check_magic(data: bytes, path: Path) -> None:
@@ -159,12 +189,13 @@ def _parse_idx(data: bytes, path: Path) -> np.ndarray:
         )
     dims = tuple(int(d) for d in np.frombuffer(data, ">u4", count=ndim, offset=4))
     dtype = np.dtype(IDX_TYPES[data[2]])
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = _idx_size(data[:header])
     if len(data) - header != expected:
-        what = "truncated" if len(data) - header < expected else "extra bytes at the end"
+        held = len(data) - header  # _read_bytes reads one byte past the declared data
+        what = f"{held} (truncated)" if held < expected else "more (extra bytes at the end)"
         raise DataError(
             f"{path}: IDX dimensions {'x'.join(map(str, dims))} of {dtype.name} need {expected} "
-            f"bytes after the {header}-byte header; the file has {len(data) - header} ({what})"
+            f"bytes after the {header}-byte header; the file has {what}"
         )
     array = np.frombuffer(data, dtype, offset=header).reshape(dims)
     return array.astype(dtype.newbyteorder("="))
@@ -391,7 +422,9 @@ def _load_csv(source: Path, label: str = "label") -> tuple[dict, list[str] | Non
             f"training.label_column) and at least one feature column; got {header}"
         )
     try:
-        rows = np.loadtxt(io.StringIO(body), delimiter=",", ndmin=2, dtype=str)
+        # as objects, then str: loadtxt's own dtype=str takes time and memory quadratic in
+        # the number of columns (2 rows of 10,000: 30 s and 4 GB)
+        rows = np.loadtxt(io.StringIO(body), delimiter=",", ndmin=2, dtype=object).astype(str)
     except ValueError as exc:
         raise DataError(
             f"{source}: every row must hold one value per header column; rows are counted "
@@ -678,6 +711,12 @@ def fetch_dataset(
     if retries < 1:
         raise DataError(f"retries must be >= 1; got {retries}")
     mirrors = list(mirrors) if mirrors else MIRRORS[name]
+    for mirror in mirrors:
+        if urllib.parse.urlsplit(mirror).scheme not in ("http", "https", "file"):
+            raise DataError(
+                f'{{mirror}} "{mirror}": expected an http://, https:// or file:// URL of a folder',
+                params=("mirror",),
+            )
     dest = Path(dest).expanduser() if dest is not None else _cache_dir() / name
     say = progress or (lambda _message: None)
     try:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..circuit.params import DeviceKind, ErrorAt, Param
-from .resistor import LinearConductance
+from .resistor import MAX_LEVELS, LinearConductance
 
 
 @dataclass(frozen=True)
@@ -92,6 +92,7 @@ MEMRISTOR = DeviceKind(
             "Programmable levels, evenly spaced in conductance, used by exports (0: continuous).",
             0,
             0,
+            maximum=MAX_LEVELS,
         ),
         Param("trainable", "bool", "Whether training may change these conductances.", True),
     ),

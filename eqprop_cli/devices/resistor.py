@@ -22,6 +22,8 @@ from ..circuit.stamp import NodeMap, Stamp
 from ..numpy_sums import PAIRWISE_BLOCK, pairwise_row_sum
 from .netlist import num, text
 
+MAX_LEVELS = 2**32  # export levels: a level index stays exact in a float64 and an int64
+
 
 class LinearConductance:
     """The physics of a linear conductance g, which every model of the resistor group
@@ -502,6 +504,7 @@ RESISTOR = DeviceKind(
             "Programmable levels, evenly spaced in [g_min, g_max], used by exports (0: continuous).",
             0,
             0,
+            maximum=MAX_LEVELS,
         ),
         Param("trainable", "bool", "Whether training may change these conductances.", True),
     ),

@@ -57,6 +57,8 @@ PURPOSES = {"rounding": 2, "write_noise": 3, "read_noise": 4, "nudge": 5, "varia
 
 MODELS = ("ideal", "linear", "soft_bounds", "exponential")
 ROUNDINGS = ("deterministic", "stochastic")
+# a connection's response table has a row per pulse count from -max_pulses to max_pulses
+MAX_PULSES = 1_000_000
 
 
 def stream(seed: int, epoch: int, batch: int, purpose: str) -> np.random.Generator:
@@ -752,7 +754,14 @@ UPDATE_KEYS = (
         "deterministic",
         choices=ROUNDINGS,
     ),
-    Param("max_pulses", "int", "Most pulses a device receives per batch.", 16, 1),
+    Param(
+        "max_pulses",
+        "int",
+        "Most pulses a device receives per batch.",
+        16,
+        1,
+        maximum=MAX_PULSES,
+    ),
     Param(
         "manhattan",
         "bool",

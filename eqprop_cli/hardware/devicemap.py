@@ -36,7 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from ..circuit.network import Network
+from ..devices.resistor import MAX_LEVELS
 from ..errors import EqpropError
+from ..io import check_npz_sizes
 
 FORMAT = "eqprop-conductance-map"
 FORMAT_VERSION = 1
@@ -86,9 +88,12 @@ class Levels:
     count: int
     ranges: list[tuple[float, float]]  # one (low, high) per trainable resistor set
 
-    def values(self, k: int) -> np.ndarray:
+    def values(self, k: int, index: np.ndarray) -> np.ndarray:
+        """The conductances of levels ``index`` of set k: np.linspace's values, bit for
+        bit, without making all ``count`` of them."""
         low, high = self.ranges[k]
-        return np.linspace(low, high, self.count)
+        step = (high - low) / (self.count - 1)
+        return np.where(index == self.count - 1, high, index * step + low)
 
 
 @dataclass
@@ -267,8 +272,11 @@ def level_ranges(
                 params=("levels",),
             )
         count = counts.pop()
-    if count < 2:
-        raise MapError(f"{{levels}} {count}: expected at least 2 levels", params=("levels",))
+    if not 2 <= count <= MAX_LEVELS:
+        raise MapError(
+            f"{{levels}} {count}: expected at least 2 levels and at most {MAX_LEVELS:,}",
+            params=("levels",),
+        )
     if g_range is not None:
         low, high = g_range
         if not (np.isfinite(low) and np.isfinite(high) and 0 < low < high):
@@ -322,7 +330,7 @@ def quantise(cmap: ConductanceMap, levels: Levels) -> ConductanceMap:
         low, high = levels.ranges[n_set]
         step = (high - low) / (levels.count - 1)
         index = np.clip(np.rint((g[k] - low) / step), 0, levels.count - 1).astype(np.int64)
-        g[k] = levels.values(n_set)[index]
+        g[k] = levels.values(n_set, index)
         indices.append(index)
     net.set_conductances(g)
     return ConductanceMap(
@@ -357,8 +365,11 @@ def read_map(path: str | Path, network: Network) -> None:
         _read_npz(path, network)
         return
     reader = _RowReader(path, network)
+    try:  # utf-8-sig: a spreadsheet may start the file with a byte order mark
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MapError(f"{path}: cannot read the map as UTF-8 text ({exc})") from None
     if suffix == "csv":
-        text = path.read_text(encoding="utf-8")
         rows = csv.DictReader(io.StringIO(text))
         missing = [c for c in ("connection", "kind", "row") if c not in (rows.fieldnames or [])]
         if missing:
@@ -370,9 +381,13 @@ def read_map(path: str | Path, network: Network) -> None:
             reader.take(row, f"line {rows.line_num}")
     else:
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
+            doc = json.loads(text)
         except json.JSONDecodeError as exc:
             raise MapError(f"{path}: line {exc.lineno}: not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise MapError(
+                f"{path}: not a conductance map: arrays or objects nested too deeply"
+            ) from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise MapError(f'{path}: not a conductance map (expected "format": "{FORMAT}")')
         devices = doc.get("devices")
@@ -529,13 +544,14 @@ class _RowReader:
 
 def _read_npz(path: Path, network: Network) -> None:
     try:
+        check_npz_sizes(path)
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise MapError(f"{path}: cannot read the npz map ({exc})") from None
     try:
         meta = json.loads(str(arrays.get("metadata", "")))
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         meta = {}
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise MapError(f'{path}: not a conductance map (its "metadata" lacks format {FORMAT})')

@@ -122,11 +122,11 @@ def monte_carlo(
         raise EqpropError(f"{{trials}} {trials}: expected at least 1", params=("trials",))
     g = [a.copy() for a in network.g]
     nominal = evaluate(network, x, y, loss, batch_size, **solver)
-    correct = np.empty(trials, dtype=np.int64)
+    correct = []  # grown trial by trial: nothing is allocated for trials not run
     try:
         for t in range(trials):
             network.set_conductances(variation.draw(network, g, seed, t))
-            correct[t] = np.trace(evaluate(network, x, y, loss, batch_size, **solver).confusion)
+            correct.append(np.trace(evaluate(network, x, y, loss, batch_size, **solver).confusion))
     finally:
         network.set_conductances(g)
-    return MonteCarlo(nominal, correct)
+    return MonteCarlo(nominal, np.array(correct, dtype=np.int64))

@@ -205,6 +205,7 @@ def run_training(
         if resume:
             ckpt = _resume(out_dir, spec, network)
             state = ckpt.state
+            _check_layout(out_dir / CHECKPOINT, state, trainer)
             _check_schedule(out_dir, ckpt, spec, settings.epochs, reschedule)
             initial = ckpt.initial_conductances, ckpt.initial_currents
             parent = ckpt.parent
@@ -364,6 +365,38 @@ def _resume(out_dir: Path, spec: CircuitSpec, network) -> Checkpoint:
         )
     ckpt.apply(network)
     return ckpt
+
+
+def _check_layout(path: Path, state: TrainState, trainer: Trainer) -> None:
+    """RunError unless a checkpoint's optimizer state and device draws have the shapes this
+    run's parameters give them (the compiled update writes them in place, unchecked)."""
+    expected = {
+        **{
+            f"opt/{name}/{k}": np.shape(a)
+            for name, arrays in trainer.optimizer.init(trainer.params()).items()
+            for k, a in enumerate(arrays)
+        },
+        **{f"dev/{key}": np.shape(a) for key, a in trainer.programmer.state().items()},
+    }
+    saved = {
+        **{
+            f"opt/{name}/{k}": np.shape(a)
+            for name, arrays in state.optimizer.items()
+            for k, a in enumerate(arrays)
+        },
+        **{f"dev/{key}": np.shape(a) for key, a in state.devices.items()},
+    }
+    counts = {name: len(arrays) for name, arrays in state.optimizer.items()}
+    for key, shape in saved.items():
+        if expected.get(key) != shape:
+            raise RunError(
+                f"{path}: {key} has shape {shape}; this run's is "
+                f"{expected.get(key, 'none (no such state)')}"
+            )
+    for key in expected:
+        name = key.split("/")[1]
+        if key.startswith("opt/") and name in counts and key not in saved:
+            raise RunError(f"{path}: no array {key} (its optimizer state is incomplete)")
 
 
 def _check_schedule(

@@ -171,17 +171,21 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         meta_text = str(contents.pop("meta"))
         checksum = str(contents.pop("checksum"))
         meta = json.loads(meta_text)
-        if meta.get("format") != FORMAT:
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ValueError("no eqprop format marker")
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, RecursionError) as exc:
         raise RunError(f"{path}: not an eqprop checkpoint ({exc})") from None
-    if meta["format_version"] > FORMAT_VERSION:
+    version = meta.get("format_version")
+    if not _count(version) or version < 1:
+        raise RunError(f"{path}: not an eqprop checkpoint (no format version)")
+    if version > FORMAT_VERSION:
         raise RunError(
-            f"{path}: checkpoint format {meta['format_version']} is newer than this eqprop "
+            f"{path}: checkpoint format {version} is newer than this eqprop "
             f"({__version__}) reads; upgrade eqprop"
         )
     if _digest(meta_text, contents) != checksum:
         raise RunError(f"{path}: checksum mismatch: the checkpoint is corrupt or was modified")
+    _check_contents(meta, contents, path)
     n_g, n_i = meta["counts"][:2]
 
     def group(prefix: str, n: int) -> list[np.ndarray]:
@@ -211,6 +215,74 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         files,
         meta.get("parent"),
     )
+
+
+def _count(value: object) -> bool:
+    """Whether ``value`` is a whole number >= 0 (not a boolean)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _numbers(value: object, keys: tuple[str, ...] | None = None) -> bool:
+    """Whether ``value`` maps names (of ``keys``, when given) to numbers."""
+    return isinstance(value, dict) and all(
+        isinstance(k, str)
+        and (keys is None or k in keys)
+        and isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        for k, v in value.items()
+    )
+
+
+def _check_contents(meta: dict, contents: dict[str, np.ndarray], path: Path) -> None:
+    """RunError unless a checkpoint's metadata and arrays have the types and the values
+    eqprop writes: its checksum only shows that nothing changed since it was computed,
+    and anyone can compute one (a checkpoint from a stranger, or from another program)."""
+    columns = (*METRIC_COLUMNS, *DEVICE_COLUMNS)
+    counts = meta.get("counts")
+    optimizer = meta.get("optimizer", {})
+    checks = {
+        "counts": isinstance(counts, list)
+        and len(counts) == (2 if "optimizer" in meta else 3)
+        and all(map(_count, counts)),
+        "epoch": _count(meta.get("epoch")),
+        "step": _count(meta.get("step")),
+        "running": _numbers(meta.get("running")),
+        "metrics": isinstance(meta.get("metrics"), list)
+        and all(
+            _numbers(row, columns) and {"epoch", "test_loss", "test_error"} <= row.keys()
+            for row in meta["metrics"]
+        ),
+        "optimizer": isinstance(optimizer, dict)
+        and all(isinstance(k, str) and _count(n) for k, n in optimizer.items()),
+        "config": isinstance(meta.get("config"), str),
+        "eqprop_version": isinstance(meta.get("eqprop_version"), str),
+        "files": meta.get("files") is None
+        or (
+            isinstance(meta["files"], dict)
+            and all(isinstance(v, str) for v in meta["files"].values())
+        ),
+        "parent": meta.get("parent") is None or isinstance(meta["parent"], dict),
+    }
+    for key, ok in checks.items():
+        if not ok:
+            raise RunError(f"{path}: not an eqprop checkpoint (its `{key}` is malformed)")
+    n_g, n_i = counts[:2]
+    if "optimizer" in meta:
+        pieces = [f"opt/{name}/{k}" for name, n in optimizer.items() for k in range(n)]
+    else:
+        pieces = [f"opt/{k}" for k in range(counts[2])]
+    expected = {
+        **{f"{p}/{k}": p in ("g", "g0") for p in ("g", "g0") for k in range(n_g)},
+        **{f"{p}/{k}": False for p in ("i", "i0") for k in range(n_i)},
+        **dict.fromkeys(pieces, False),
+    }
+    for name, positive in expected.items():
+        a = contents.get(name)
+        if a is None:
+            raise RunError(f"{path}: not an eqprop checkpoint (no array {name})")
+        if a.dtype != np.float64 or not np.all(np.isfinite(a)) or (positive and np.any(a <= 0)):
+            what = "finite and > 0 S" if positive else "finite"
+            raise RunError(f"{path}: {name} must hold float64 values, {what}")
 
 
 def _sha256(text: str) -> str:

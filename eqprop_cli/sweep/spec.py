@@ -20,6 +20,7 @@ import itertools
 import json
 import math
 import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from ..circuit.params import Param
 from ..circuit.spec import KeyPath, Locator, _Reader, _show, load_circuit, read_text, read_toml
 from ..errors import CircuitError, EqpropError
 from ..hardware.variation import DISTRIBUTIONS
-from ..io import write_atomic
+from ..io import own_folder, write_atomic
 from ..learn.settings import SPLITS
 from ..learn.state import METRIC_COLUMNS
 
@@ -44,6 +45,7 @@ RESULTS_CSV = "results.csv"
 SUMMARY_CSV = "summary.csv"
 POINT_RECORD = "sweep-point.json"  # in each point's run directory
 POINT_LOG = "sweep-point.log"
+MAX_POINTS = 100_000  # training runs in one sweep
 MAX_NAME = 100  # characters of a point's directory name before it is shortened with a hash
 
 SWEEP_KEYS = (
@@ -150,6 +152,15 @@ def _toml_value(value: object) -> str:
     return tomli_w.dumps({"v": value})[len("v = ") :].strip()
 
 
+def _frozen(value: object) -> object:
+    """A TOML value made hashable, equal where the values are equal."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    return value
+
+
 def show_value(value: object) -> str:
     """A value as it appears in tables and names: strings bare, booleans lower-case."""
     if value is None:
@@ -197,10 +208,13 @@ def point_names(points: list[list[tuple[str, object]]]) -> list[str]:
         name = "__".join(slug(f"{short[k]}-{show_value(v)}") for k, v in p) or "base"
         name = name.lstrip(".-") or "point"
         names.append(name)
+    counts = Counter(names)  # of the names as they stand, renamed ones included
     for i, (name, p) in enumerate(zip(names, points, strict=True)):
-        if len(name) > MAX_NAME or names.count(name) > 1:
+        if len(name) > MAX_NAME or counts[name] > 1:
             digest = hashlib.sha256(repr(p).encode()).hexdigest()[:8]
             names[i] = f"{name[:MAX_NAME]}-{digest}"
+            counts[name] -= 1
+            counts[names[i]] += 1
     return names
 
 
@@ -217,6 +231,8 @@ def parse_sweep(text: str, path: Path) -> Sweep:
     rd.unknown(data, ["sweep", "grid", "points", "eval"], ())
     head = rd.expect_table(data.get("sweep", {}), ("sweep",))
     settings = rd.values(head, SWEEP_KEYS, ("sweep",), required=("circuit",), extra=SWEEP_LISTS)
+    if settings["name"]:  # names the default folder, runs/NAME
+        rd.name(settings["name"], ("sweep", "name"))
     lists = {name: _strings(head.get(name, []), ("sweep", name), rd) for name in SWEEP_LISTS}
     circuit = (path.parent / str(settings["circuit"])).resolve()
     if not circuit.is_file():
@@ -235,6 +251,13 @@ def parse_sweep(text: str, path: Path) -> Sweep:
     elif any(k.startswith("eval.") for k in axes):
         key = next(k for k in axes if k.startswith("eval."))
         raise rd.error(axes[key], "varies an evaluation setting, but there is no [eval] table")
+    count = max(len(entries), 1) * math.prod(len(v) for _, v in grid)
+    if count > MAX_POINTS:
+        raise rd.error(
+            ("grid",) if grid else ("points",),
+            f"makes {count:,} points (each a training run); a sweep may have at most "
+            f"{MAX_POINTS:,}",
+        )
     combos = [
         list(zip([k for k, _ in grid], c, strict=True))
         for c in itertools.product(*(v for _, v in grid))
@@ -307,10 +330,12 @@ def _expand(
     unique = list({repr(p): p for p in train}.values())
     names = dict(zip((repr(p) for p in unique), point_names(unique), strict=True))
     cases: dict[str, list] = {name: [] for name in names.values()}
-    rows = []
+    rows, seen = [], set()
     for point, own in zip(points, train, strict=True):
-        if any(r.values == tuple(point) for r in rows):
+        key = _frozen(point)  # as == compares them (1 and 1.0 are the same point)
+        if key in seen:
             raise rd.error(("points",), f"two points are the same: {_describe(point)}")
+        seen.add(key)
         name = names[repr(own)]
         case = None
         if base_eval is not None:
@@ -414,9 +439,10 @@ def _check_metric(metric: str, evaluates: bool, modes: set[str], at: KeyPath, rd
 
 def place(sweep: Sweep, out_dir: Path) -> Sweep:
     """The same sweep with its run directories under ``out_dir`` (absolute paths)."""
-    base = out_dir.resolve() / POINTS_DIR
+    base = own_folder(out_dir.resolve() / POINTS_DIR)
     sweep.tasks = [
-        Task(t.name, t.circuit, str(base / t.name), t.overrides, t.evals) for t in sweep.tasks
+        Task(t.name, t.circuit, str(own_folder(base / t.name)), t.overrides, t.evals)
+        for t in sweep.tasks
     ]
     return sweep
 
