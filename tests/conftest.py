@@ -14,6 +14,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from eqprop_cli.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ["PYTHONPATH"] = os.pathsep.join(
@@ -43,3 +46,13 @@ def mnist_dir():
             pytest.fail(f"MNIST is required in CI at {path} (see its README.md)")
         pytest.skip(f"MNIST not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def xor_run(tmp_path_factory) -> Path:
+    """A one-epoch run of circuits/xor.toml (read only: tests copy what they change)."""
+    out = tmp_path_factory.mktemp("runs") / "xor"
+    xor = ROOT / "circuits" / "xor.toml"
+    result = CliRunner().invoke(app, ["train", str(xor), "--out", str(out), "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    return out

@@ -100,19 +100,10 @@ def write(folder: Path, text: str, name: str = "circuit.toml") -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """A one-epoch xor run, copied afresh by each test that changes it."""
-    run = tmp_path_factory.mktemp("runs") / "xor"
-    result = invoke("train", XOR, "--out", run, "--epochs", 1)
-    assert result.exit_code == 0, result.output
-    return run
-
-
 @pytest.fixture
-def run_copy(trained, tmp_path) -> Path:
+def run_copy(xor_run, tmp_path) -> Path:
     target = tmp_path / "run"
-    shutil.copytree(trained, target)
+    shutil.copytree(xor_run, target)
     return target
 
 

@@ -42,15 +42,6 @@ def traced(call):
         tracemalloc.stop()
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    """A one-epoch xor run (read only: tests copy what they change)."""
-    out = tmp_path_factory.mktemp("audit") / "xor"
-    result = invoke("train", XOR, "--out", out, "--epochs", 1)
-    assert result.exit_code == 0, result.output
-    return out
-
-
 # ------------------------------------------------------------------ integers and sizes
 
 
@@ -92,19 +83,19 @@ def test_max_pulses_beyond_the_limit_is_refused():
 
 
 @pytest.mark.parametrize("levels", [10**23, 2**32 + 1])
-def test_export_levels_beyond_the_limit_are_refused(run, tmp_path, levels):
+def test_export_levels_beyond_the_limit_are_refused(xor_run, tmp_path, levels):
     # 10**23 was a ValueError traceback from np.linspace
     out = tmp_path / "map.csv"
-    result = invoke("export", run, "--format", "csv", "--levels", levels, "-o", out)
+    result = invoke("export", xor_run, "--format", "csv", "--levels", levels, "-o", out)
     refused(result, "--levels", "at most 4,294,967,296")
     assert not out.exists()
 
 
-def test_many_levels_are_not_all_made(run, tmp_path):
+def test_many_levels_are_not_all_made(xor_run, tmp_path):
     # np.linspace over 2**32 levels made 32 GiB to pick 64 of them
     out = tmp_path / "map.csv"
     result, peak = traced(
-        lambda: invoke("export", run, "--format", "csv", "--levels", 2**32, "-o", out)
+        lambda: invoke("export", xor_run, "--format", "csv", "--levels", 2**32, "-o", out)
     )
     assert result.exit_code == 0, result.output
     assert peak < 200e6
@@ -206,19 +197,19 @@ def _fill(name, value, dtype=None):
         (None, _fill("g/0", "1e-4", "<U8"), "g/0 must hold float64"),
     ],
 )
-def test_a_crafted_checkpoint_is_refused(run, tmp_path, meta_edit, array_edit, fragment):
+def test_a_crafted_checkpoint_is_refused(xor_run, tmp_path, meta_edit, array_edit, fragment):
     # each was a traceback (KeyError, TypeError, AttributeError, ValueError) or, for
     # strings, silently converted
     ckpt = tmp_path / "crafted.npz"
-    shutil.copy(run / CHECKPOINT, ckpt)
+    shutil.copy(xor_run / CHECKPOINT, ckpt)
     _resign(ckpt, meta_edit, array_edit)
     refused(invoke("eval", ckpt), str(ckpt), fragment)
 
 
-def test_an_optimizer_state_of_the_wrong_shape_is_refused_on_resume(run, tmp_path):
+def test_an_optimizer_state_of_the_wrong_shape_is_refused_on_resume(xor_run, tmp_path):
     # was: the compiled update wrote past the arrays: a segmentation fault (exit -11)
     target = tmp_path / "run"
-    shutil.copytree(run, target)
+    shutil.copytree(xor_run, target)
 
     def short(arrays):
         for name in [n for n in arrays if n.startswith("opt/")]:
@@ -234,41 +225,41 @@ def test_an_optimizer_state_of_the_wrong_shape_is_refused_on_resume(run, tmp_pat
 # ------------------------------------------------------------------ conductance maps
 
 
-def _map(run: Path, tmp_path: Path, fmt: str) -> Path:
+def _map(xor_run: Path, tmp_path: Path, fmt: str) -> Path:
     out = tmp_path / f"map.{fmt}"
-    result = invoke("export", run, "--format", fmt, "-o", out)
+    result = invoke("export", xor_run, "--format", fmt, "-o", out)
     assert result.exit_code == 0, result.output
     return out
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
-def test_a_map_that_is_not_utf8_is_refused(run, tmp_path, fmt):
+def test_a_map_that_is_not_utf8_is_refused(xor_run, tmp_path, fmt):
     # was: UnicodeDecodeError traceback
     path = tmp_path / f"bad.{fmt}"
     path.write_bytes(b'{"format": "\xff\xfe"}')
-    refused(invoke("eval", run, "--conductances", path), str(path), "UTF-8")
+    refused(invoke("eval", xor_run, "--conductances", path), str(path), "UTF-8")
 
 
-def test_a_deeply_nested_json_map_is_refused(run, tmp_path):
+def test_a_deeply_nested_json_map_is_refused(xor_run, tmp_path):
     # was: "numerical failure (RecursionError ...) ... floating-point arithmetic"
     path = tmp_path / "deep.json"
     path.write_text("[" * 100_000 + "]" * 100_000)
-    refused(invoke("eval", run, "--conductances", path), str(path), "nested too deeply")
+    refused(invoke("eval", xor_run, "--conductances", path), str(path), "nested too deeply")
 
 
-def test_a_csv_map_with_a_byte_order_mark_loads(run, tmp_path):
+def test_a_csv_map_with_a_byte_order_mark_loads(xor_run, tmp_path):
     # a spreadsheet's "CSV UTF-8" starts with a BOM: was "the header lacks column(s) connection"
-    plain = _map(run, tmp_path, "csv")
+    plain = _map(xor_run, tmp_path, "csv")
     marked = tmp_path / "marked.csv"
     marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
-    a = invoke("eval", run, "--conductances", plain, "--json")
-    b = invoke("eval", run, "--conductances", marked, "--json")
+    a = invoke("eval", xor_run, "--conductances", plain, "--json")
+    b = invoke("eval", xor_run, "--conductances", marked, "--json")
     assert a.exit_code == b.exit_code == 0, b.output
     assert json.loads(a.stdout)["accuracy"] == json.loads(b.stdout)["accuracy"]
 
 
-def test_an_npz_map_declaring_a_huge_shape_is_refused_before_allocating(run, tmp_path):
-    raw = _map(run, tmp_path, "npz").read_bytes()
+def test_an_npz_map_declaring_a_huge_shape_is_refused_before_allocating(xor_run, tmp_path):
+    raw = _map(xor_run, tmp_path, "npz").read_bytes()
     path = tmp_path / "huge.npz"
     with zipfile.ZipFile(io.BytesIO(raw)) as src, zipfile.ZipFile(path, "w") as dst:
         for info in src.infolist():
@@ -278,7 +269,7 @@ def test_an_npz_map_declaring_a_huge_shape_is_refused_before_allocating(run, tmp
                 header = data[:end].decode("latin1").replace("(64,)", "(100000000000,)")
                 data = header[: end - 1].ljust(end - 1).encode("latin1") + b"\n" + data[end:]
             dst.writestr(info.filename, data)
-    refused(invoke("eval", run, "--conductances", path), str(path), "declares shape")
+    refused(invoke("eval", xor_run, "--conductances", path), str(path), "declares shape")
 
 
 # ------------------------------------------------------------------ options
@@ -349,10 +340,10 @@ def test_a_sweep_name_cannot_leave_runs(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ links planted in folders
 
 
-def test_a_report_folder_that_is_a_link_is_refused(run, tmp_path):
+def test_a_report_folder_that_is_a_link_is_refused(xor_run, tmp_path):
     # a run directory from elsewhere with report -> somewhere: the figures went there
     target = tmp_path / "run"
-    shutil.copytree(run, target)
+    shutil.copytree(xor_run, target)
     outside = tmp_path / "outside"
     outside.mkdir()
     (target / "report").symlink_to(outside)
