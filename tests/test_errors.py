@@ -734,3 +734,16 @@ def test_train_refuses_a_circuit_without_a_recipe(tmp_path, monkeypatch):
     result = invoke("train", path, "--out", tmp_path / "run")
     assert_user_error(result, "without `dataset`")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "gradcheck"])
+def test_outputs_fewer_than_the_classes_name_the_file_and_its_dataset_key(tmp_path, command):
+    # was: a message naming neither the file nor a key, whose advice ([output] size) a
+    # netlist circuit cannot follow
+    text = (Path(__file__).parent.parent / "circuits" / "mnist-mini.toml").read_text()
+    text = edit(text, 'dataset = "mnist-mini"', f'dataset = "mnist-mini"  {MARK}')
+    path = write(tmp_path, edit(text, "size = 10\n", "size = 5\n"))
+    args = ["--out", tmp_path / "run", "--epochs", "1"] if command == "train" else []
+    message = assert_user_error(invoke(command, path, *args), "10 classes", "5 output(s)")
+    assert message.startswith(f"error: {path}:{marked_line(path)}: `training.dataset`"), message
+    assert not (tmp_path / "run").exists()

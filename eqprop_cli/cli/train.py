@@ -19,14 +19,13 @@ from ..data.datasets import fetch_dataset, list_datasets
 from ..errors import EqpropError, NotConvergedError
 from ..io import own_folder
 from ..learn.gradcheck import at_a_kink, compare
-from ..learn.loss import ReadoutLoss
 from ..learn.run import (
     TrainingObserver,
     TrainingStart,
     epoch_line,
     run_training,
 )
-from ..learn.samples import evaluate_split, training_data
+from ..learn.samples import evaluate_split, readout_loss, training_data
 from ..learn.settings import training_settings
 from ..learn.state import TrainState
 from ..learn.train import BatchInfo, parameter_groups
@@ -284,7 +283,7 @@ def gradcheck(
         x = rng.random((samples, network.n_features))
         y = rng.integers(0, n_classes, samples)
         source = "random inputs in [0, 1)"
-    loss = ReadoutLoss(settings, len(network.outputs), n_classes)
+    loss = readout_loss(spec, network, n_classes)
     groups = parameter_groups(network, settings, spec)
     beta = settings.beta if beta is None else beta
     solver = {

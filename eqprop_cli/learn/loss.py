@@ -29,8 +29,7 @@ class ReadoutLoss:
         if n_outputs != n_classes:
             raise EqpropError(
                 f"the circuit reads out {n_outputs} output(s) but the dataset "
-                f'"{training.dataset}" has {n_classes} classes; set [output] size = {n_classes} '
-                "(one output per class)"
+                f'"{training.dataset}" has {n_classes} classes; it needs one output per class'
             )
         self.kind = training.loss
         self.n_classes = n_classes

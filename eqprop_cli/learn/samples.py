@@ -81,11 +81,26 @@ def dataset_sample(
     ], f"sample {sample} of the {split} split, label {classes[y[sample]]}"
 
 
+def readout_loss(spec: CircuitSpec, network: Network, n_classes: int) -> ReadoutLoss:
+    """The circuit's [training] loss on a data set of ``n_classes`` classes: one output per
+    class, or an error located at the file's data set key."""
+    settings = training_settings(spec)
+    n_outputs = len(network.outputs)
+    if n_outputs != n_classes:
+        key = "data_path" if settings.data_path is not None else "dataset"
+        raise spec.error(
+            ("training", key),
+            f'data set "{settings.dataset}" has {n_classes} classes but the circuit reads out '
+            f"{n_outputs} output(s); training and scoring need one output per class",
+        )
+    return ReadoutLoss(settings, n_outputs, n_classes)
+
+
 def scoring(spec: CircuitSpec, network: Network, n_classes: int) -> tuple[ReadoutLoss, int, dict]:
     """What scores samples of the circuit: its loss, evaluation batch size and free-phase
     solver settings (the arguments of ``evaluate`` after the samples)."""
     settings = training_settings(spec)
-    loss = ReadoutLoss(settings, len(network.outputs), n_classes)
+    loss = readout_loss(spec, network, n_classes)
     return loss, settings.eval_batch_size, solver_settings(spec, "free")
 
 

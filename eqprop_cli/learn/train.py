@@ -38,7 +38,7 @@ from . import optim
 from .crossbar import CrossbarGradient
 from .optim import schedule_factor
 from .programming import BatchMeasurement, Measurement, Programmer
-from .samples import Splits
+from .samples import Splits, readout_loss
 from .settings import solver_settings, training_settings
 from .state import RUNNING_KEYS, TrainState
 
@@ -332,7 +332,7 @@ class Trainer:
         self.spec = spec
         self.training = t = training_settings(spec)
         self.splits = splits
-        self.loss = ReadoutLoss(t, len(network.outputs), n_classes)
+        self.loss = readout_loss(spec, network, n_classes)
         self.groups = parameter_groups(network, t, spec)
         self.estimator = EPEstimator(network, self.groups)
         self.free = solver_settings(spec, "free")
