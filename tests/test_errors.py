@@ -747,3 +747,12 @@ def test_outputs_fewer_than_the_classes_name_the_file_and_its_dataset_key(tmp_pa
     message = assert_user_error(invoke(command, path, *args), "10 classes", "5 output(s)")
     assert message.startswith(f"error: {path}:{marked_line(path)}: `training.dataset`"), message
     assert not (tmp_path / "run").exists()
+
+
+def test_epochs_beyond_the_limit_name_the_epochs_option(tmp_path):
+    # was: "... (from --set training.epochs=2000000)", an option the user never gave
+    xor = Path(__file__).parent.parent / "circuits" / "xor.toml"
+    result = invoke("train", xor, "--epochs", 2_000_000, "--out", tmp_path / "run")
+    assert result.exit_code == 2, result.output
+    assert "'--epochs'" in result.output and "--set" not in result.output, result.output
+    assert not (tmp_path / "run").exists()

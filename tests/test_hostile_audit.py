@@ -71,7 +71,7 @@ def test_infinite_tolerances_and_nudges_are_refused(args, option):
 
 
 def test_epochs_beyond_the_limit_are_refused(tmp_path):
-    result = invoke("train", XOR, "--out", tmp_path / "run", "--epochs", 10**12)
+    result = invoke("train", XOR, "--out", tmp_path / "run", "--set", f"training.epochs={10**12}")
     refused(result, "`training.epochs`", "<= 1000000")
     assert not (tmp_path / "run").exists()
 

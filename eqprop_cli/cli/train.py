@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..circuit.spec import parse_circuit
+from ..circuit.spec import MAX_EPOCHS, parse_circuit
 from ..data.datasets import fetch_dataset, list_datasets
 from ..errors import EqpropError, NotConvergedError
 from ..io import own_folder
@@ -77,7 +77,8 @@ def train(
         typer.Option("--out", "-o", help="Run directory (default: runs/<circuit name>)."),
     ] = None,
     epochs: Annotated[
-        int | None, typer.Option(min=1, help="Train until this many epochs are complete.")
+        int | None,
+        typer.Option(min=1, max=MAX_EPOCHS, help="Train until this many epochs are complete."),
     ] = None,
     seed: Annotated[int | None, typer.Option(min=0, help="Seed (sets training.seed).")] = None,
     resume: Annotated[
