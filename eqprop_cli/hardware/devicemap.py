@@ -88,12 +88,16 @@ class Levels:
     count: int
     ranges: list[tuple[float, float]]  # one (low, high) per trainable resistor set
 
+    def step(self, k: int) -> float:
+        """The conductance between neighbouring levels of set k."""
+        low, high = self.ranges[k]
+        return (high - low) / (self.count - 1)
+
     def values(self, k: int, index: np.ndarray) -> np.ndarray:
         """The conductances of levels ``index`` of set k: np.linspace's values, bit for
         bit, without making all ``count`` of them."""
         low, high = self.ranges[k]
-        step = (high - low) / (self.count - 1)
-        return np.where(index == self.count - 1, high, index * step + low)
+        return np.where(index == self.count - 1, high, index * self.step(k) + low)
 
 
 @dataclass
@@ -327,8 +331,8 @@ def quantise(cmap: ConductanceMap, levels: Levels) -> ConductanceMap:
     g = list(net.g)
     indices = []
     for n_set, k in enumerate(cmap.resistor_sets):
-        low, high = levels.ranges[n_set]
-        step = (high - low) / (levels.count - 1)
+        low = levels.ranges[n_set][0]
+        step = levels.step(n_set)
         index = np.clip(np.rint((g[k] - low) / step), 0, levels.count - 1).astype(np.int64)
         g[k] = levels.values(n_set, index)
         indices.append(index)

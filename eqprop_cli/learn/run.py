@@ -370,22 +370,8 @@ def _resume(out_dir: Path, spec: CircuitSpec, network) -> Checkpoint:
 def _check_layout(path: Path, state: TrainState, trainer: Trainer) -> None:
     """RunError unless a checkpoint's optimizer state and device draws have the shapes this
     run's parameters give them (the compiled update writes them in place, unchecked)."""
-    expected = {
-        **{
-            f"opt/{name}/{k}": np.shape(a)
-            for name, arrays in trainer.optimizer.init(trainer.params()).items()
-            for k, a in enumerate(arrays)
-        },
-        **{f"dev/{key}": np.shape(a) for key, a in trainer.programmer.state().items()},
-    }
-    saved = {
-        **{
-            f"opt/{name}/{k}": np.shape(a)
-            for name, arrays in state.optimizer.items()
-            for k, a in enumerate(arrays)
-        },
-        **{f"dev/{key}": np.shape(a) for key, a in state.devices.items()},
-    }
+    expected = _layout(trainer.optimizer.init(trainer.params()), trainer.programmer.state())
+    saved = _layout(state.optimizer, state.devices)
     counts = {name: len(arrays) for name, arrays in state.optimizer.items()}
     for key, shape in saved.items():
         if expected.get(key) != shape:
@@ -397,6 +383,18 @@ def _check_layout(path: Path, state: TrainState, trainer: Trainer) -> None:
         name = key.split("/")[1]
         if key.startswith("opt/") and name in counts and key not in saved:
             raise RunError(f"{path}: no array {key} (its optimizer state is incomplete)")
+
+
+def _layout(optimizer: dict, devices: dict) -> dict[str, tuple]:
+    """The shape of each optimizer-state and device-draw array, by its checkpoint name."""
+    return {
+        **{
+            f"opt/{name}/{k}": np.shape(a)
+            for name, arrays in optimizer.items()
+            for k, a in enumerate(arrays)
+        },
+        **{f"dev/{key}": np.shape(a) for key, a in devices.items()},
+    }
 
 
 def _check_schedule(
