@@ -218,6 +218,19 @@ def test_device_to_device_variation_has_the_stated_spread():
     np.testing.assert_array_equal(again.c_up, arrays.c_up)
 
 
+def test_varied_bounds_stay_above_zero_at_the_largest_spread():
+    """d2d_bounds 0.5 (its largest) draws 1 + 0.5 xi <= 0 for 2% of the devices: their bounds
+    are floored at a thousandth of the nominal ones, not 0 S, so that a device driven to
+    its g_min keeps a conductance the checkpoint readers accept (> 0)."""
+    model = UpdateModel("linear", levels=33, max_pulses=64, d2d_bounds=0.5)
+    arrays = arrays_of(model, N, seed=4)
+    assert np.all(arrays.g_min >= 1e-3 * G_MIN) and np.all(arrays.g_max >= 1e-3 * G_MAX)
+    assert np.mean(arrays.g_min == 1e-3 * G_MIN) > 0.01  # the floor is what holds them
+    g = np.clip(np.full(N, 0.5 * (G_MIN + G_MAX)), arrays.g_min, arrays.g_max)
+    down = apply_pulses(g, np.full(N, -64.0), model, arrays, None)  # twice the range: down
+    assert np.all(down > 0.0) and np.all(down == arrays.g_min)
+
+
 def test_streams_are_keyed_by_their_counters():
     a = stream(1, 2, 3, "write_noise").standard_normal(4)
     np.testing.assert_array_equal(a, stream(1, 2, 3, "write_noise").standard_normal(4))

@@ -59,6 +59,10 @@ MODELS = ("ideal", "linear", "soft_bounds", "exponential")
 ROUNDINGS = ("deterministic", "stochastic")
 # a connection's response table has a row per pulse count from -max_pulses to max_pulses
 MAX_PULSES = 1_000_000
+# the least factor device-to-device variation scales a bound by: a device keeps a conductance
+# > 0 (a draw of 1 + d2d_bounds xi <= 0 would give g_min = 0, and a trained 0 S, which no
+# checkpoint reader accepts)
+BOUND_FLOOR = 1e-3
 
 
 def stream(seed: int, epoch: int, batch: int, purpose: str) -> np.random.Generator:
@@ -311,8 +315,8 @@ def device_arrays(
         *(np.asarray(float(v)) for v in (g_min, g_max, c_up, r_up, c_down, r_down))
     )
     if model.d2d_bounds:
-        lo = g_min * np.maximum(1.0 + model.d2d_bounds * rng.standard_normal(size), 0.0)
-        hi = g_max * np.maximum(1.0 + model.d2d_bounds * rng.standard_normal(size), 0.0)
+        lo = g_min * np.maximum(1.0 + model.d2d_bounds * rng.standard_normal(size), BOUND_FLOOR)
+        hi = g_max * np.maximum(1.0 + model.d2d_bounds * rng.standard_normal(size), BOUND_FLOOR)
         arrays.g_min, arrays.g_max = lo, np.maximum(hi, lo + 1e-3 * (g_max - g_min))
     if model.d2d_step or model.d2d_asymmetry:
         scale = np.maximum(1.0 + model.d2d_step * rng.standard_normal(size), 0.0)
