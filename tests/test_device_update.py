@@ -138,6 +138,29 @@ def test_exponential_curve_is_neurosims():
     np.testing.assert_allclose(down, G_MAX - b * (1 - np.exp(-p / a)), rtol=1e-12)
 
 
+def test_ecram_preset_steps_are_aihwkits_linear_step_device():
+    """aihwkit's EcRamPresetDevice (LinearStepDevice, mean bound reference) steps a weight w
+    in [-0.8276, 1.1724] by dw_min (1 - 0.1153 w / 1.1724) up and dw_min (1 + 0.5085 w /
+    0.8276) down, dw_min 0.002: the preset's nominal device takes the same steps, as
+    fractions of the range, within 0.2% at every state (and so the same symmetry point)."""
+    w_min, w_max, dw_min = -0.8276, 1.1724, 0.002
+    model = UpdateModel(**with_preset("ecram", {}))
+    quiet = replace(model, write_noise=0.0, d2d_step=0.0, d2d_asymmetry=0.0, d2d_bounds=0.0)
+    arrays = arrays_of(quiet)
+    u = np.linspace(0.0, 1.0, 21)
+    w = w_min + u * (w_max - w_min)
+    g = G_MIN + u * (G_MAX - G_MIN)
+    up = (apply_pulses(g, np.ones(u.size), quiet, arrays, None) - g) / (G_MAX - G_MIN)
+    down = (g - apply_pulses(g, -np.ones(u.size), quiet, arrays, None)) / (G_MAX - G_MIN)
+    aihwkit_up = dw_min * (1 - 0.1153 * w / w_max) / (w_max - w_min)
+    aihwkit_down = dw_min * (1 + 0.5085 * w / -w_min) / (w_max - w_min)
+    np.testing.assert_allclose(up[:-1], aihwkit_up[:-1], rtol=2e-3)  # (from a bound: cut)
+    np.testing.assert_allclose(down[1:], aihwkit_down[1:], rtol=2e-3)
+    c_up, r_up, c_down, r_down = model.coefficients()
+    symmetry = (c_up - c_down + r_down) / (r_up + r_down)  # where up and down steps are equal
+    assert symmetry == pytest.approx(-w_min / (w_max - w_min), abs=2e-3)  # aihwkit's w = 0
+
+
 @pytest.mark.parametrize(
     "label, published", [(0.04, 31.5668), (0.5, 2.5199), (2.4, 0.4992), (4.88, 0.2003)]
 )

@@ -258,9 +258,10 @@ PRESETS = {
             "Li-ion ECRAM, near-ideal (Tang et al., IEDM 2018)",
             {
                 "model": "linear",
-                "levels": 1001,
-                "gamma_up": 0.100,
-                "gamma_down": 0.505,
+                "levels": 958,
+                "gamma_up": 0.1000,
+                "gamma_down": 0.5556,
+                "asymmetry": -0.0588,
                 "write_noise": 0.0003,
                 "d2d_step": 0.1,
                 "d2d_asymmetry": 0.01,
@@ -268,10 +269,13 @@ PRESETS = {
             },
             10.0,
             "IBM aihwkit EcRamPresetDevice (fit of LinearStepDevice to Tang et al., IEDM "
-            "2018): dw_min 0.002 on the range [-0.8276, 1.1724] (1000 steps), gamma_up 0.1153 "
-            "and gamma_down 0.5085 about w = 0 (0.100 and 0.505 about mid-range), "
-            "dw_min_std 0.3 of a step, dw_min_dtod 0.1, up_down_dtod 0.01, w_max_dtod 0.05; "
-            "ON/OFF not in the preset (10 assumed)",
+            "2018): dw_min 0.002 on the range [-0.8276, 1.1724], steps dw_min (1 - 0.1153 "
+            "w / 1.1724) up and dw_min (1 + 0.5085 w / 0.8276) down (equal at w = 0, its "
+            "symmetry point), re-expressed about mid-range: 0.983 and 1.106 dw_min there "
+            "(958 levels, asymmetry -0.0588), gamma_up 0.1000, gamma_down 0.5556; "
+            "dw_min_std 0.3 of a step, dw_min_dtod 0.1, up_down_dtod 0.01, w_max_dtod 0.05 "
+            "(gamma_up_dtod and gamma_down_dtod 0.05 not modelled); ON/OFF not in the preset "
+            "(10 assumed)",
         ),
     )
 }
