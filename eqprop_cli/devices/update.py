@@ -857,6 +857,13 @@ def parse_update(table: object, rd, key: tuple) -> UpdateModel:
         rd.values({"preset": preset}, UPDATE_KEYS[:1], key)  # a located error if unknown
         table = with_preset(str(preset), table)
     values = rd.values(table, UPDATE_KEYS, key)
+    if table and "model" not in table and not preset:  # keys the default ("ideal") ignores
+        raise rd.error(
+            (*key, next(iter(table))),
+            'has no effect: the table sets no `model` (nor `preset`), and the default, "ideal", '
+            'sends no pulses; set model = "linear", "soft_bounds" or "exponential", or a preset '
+            '(model = "ideal" to train without a device model)',
+        )
     return UpdateModel(**{**values, "preset": values["preset"] or ""})
 
 
