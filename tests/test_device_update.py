@@ -222,6 +222,21 @@ def test_write_noise_through_a_soft_bounded_response_matches_pulse_by_pulse():
     assert closed.std() == pytest.approx(u.std(), rel=0.02)
 
 
+def test_noise_of_many_pulses_against_neurosims_as_eqprop_circuit_states():
+    """eqprop-circuit(5): n pulses' noise (each through the later pulses' response) against
+    NeuroSim's one draw of write_noise sqrt(n) after them, at 16 pulses, measured."""
+    stated = {("pcmo", -1): 0.43, ("pcmo", 1): 0.66, ("agsi", -1): 0.72}
+    for (name, sign), ratio in stated.items():
+        model = replace(UpdateModel(**with_preset(name, {})), max_pulses=16)
+        arrays = arrays_of(model, N)
+        g = np.full(N, G_MAX if sign < 0 else G_MIN)  # from the far bound: none reach the other
+        pulses = np.full(N, 16.0 * sign)
+        noisy = apply_pulses(g, pulses, model, arrays, np.random.default_rng(8))
+        quiet = apply_pulses(g, pulses, replace(model, write_noise=0.0), arrays, None)
+        spread = np.std(noisy - quiet) / (G_MAX - G_MIN)
+        assert spread / (model.write_noise * 4.0) == pytest.approx(ratio, abs=0.01)
+
+
 def test_device_to_device_variation_has_the_stated_spread():
     model = UpdateModel(
         "linear", levels=65, d2d_step=0.2, d2d_asymmetry=0.05, d2d_bounds=0.1, asymmetry=0.1
