@@ -18,6 +18,7 @@ from eqprop_cli.devices.update import (
     DeviceArrays,
     UpdateModel,
     apply_pulses,
+    clip_to_bounds,
     device_arrays,
     device_response,
     nonlinearity_to_a,
@@ -74,6 +75,17 @@ def test_levels_keep_every_conductance_on_its_grid(levels):
         assert np.all(np.abs(k - np.rint(k)) < 1e-9)
         assert g.min() >= G_MIN and g.max() <= G_MAX
     assert len(np.unique(np.rint(k))) > levels // 2  # it moved across the grid
+
+
+@pytest.mark.parametrize("tilt", [{"asymmetry": 0.5}, {"d2d_asymmetry": 0.2}])
+def test_unequal_up_and_down_steps_are_not_snapped_to_a_grid(tilt):
+    """A linear device whose up and down steps differ keeps no grid (a pulse up and one
+    down do not return), so its initial conductances are only clipped, not rounded to a
+    grid of its up step (43 states of 64 levels at asymmetry 0.5)."""
+    model = UpdateModel("linear", levels=64, **tilt)
+    arrays = arrays_of(model, 1000)
+    g = np.random.default_rng(1).uniform(0.0, 1.2 * G_MAX, 1000)
+    np.testing.assert_array_equal(snap_to_levels(g, model, arrays), clip_to_bounds(g, arrays))
 
 
 def test_soft_bounds_step_shrinks_to_zero_at_the_bound_and_never_crosses_it():

@@ -135,8 +135,10 @@ class UpdateModel:
 
     @property
     def on_grid(self) -> bool:
-        """Whether the states are the evenly spaced levels (and stay so without noise)."""
-        return self.model == "linear" and self.gamma_up == 0.0 and self.gamma_down == 0.0
+        """Whether the states are the evenly spaced levels (and stay so without noise): a
+        constant step, the same up and down (an asymmetric device steps off any grid)."""
+        constant = self.model == "linear" and self.gamma_up == 0.0 and self.gamma_down == 0.0
+        return constant and self.asymmetry == 0.0 and self.d2d_asymmetry == 0.0
 
     def coefficients(self) -> tuple[float, float, float, float]:
         """(c_up, r_up, c_down, r_down) of the nominal device, per pulse, normalised units."""
