@@ -391,7 +391,7 @@ def _sums(r: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     """(1 - r)^k, S_k = sum_{j<k} (1 - r)^j and sum_{j<k} (1 - r)^{2j}, elementwise."""
     keep = 1.0 - r
     q = keep**k
-    has_r = r > 0
+    has_r = r != 0  # (r < 0: a step that grows towards the bound, gamma < 0)
     safe = np.where(has_r, r, 1.0)
     total = np.where(has_r, (1.0 - q) / safe, k)
     squares = np.where(has_r, (1.0 - q * q) / np.where(has_r, 1.0 - keep * keep, 1.0), k)
@@ -429,7 +429,10 @@ def _per_device(model: UpdateModel, arrays: DeviceArrays) -> Response:
     out = []
     for c, r, up in ((arrays.c_down, arrays.r_down, False), (arrays.c_up, arrays.r_up, True)):
         r = np.minimum(r, 1.0 - 1e-12)
-        moving = r > 0  # a device whose steps vary to zero (c = r = 0) does not move
+        # a constant step (r = 0 < c: the untilted direction of a device tilted the other
+        # way) as a fixed point far off: n steps of c (1 - n CONSTANT_R / 2)
+        r = np.where((r == 0) & (c > 0), CONSTANT_R, r)
+        moving = r != 0  # a device whose steps vary to zero (c = r = 0) does not move
         fixed = np.where(moving, c / np.where(moving, r, 1.0), 0.0)  # u* up, 1 - u* down
         target = lo + span * (fixed if up else 1.0 - fixed)
         keep2 = (1.0 - r) ** 2
@@ -437,6 +440,11 @@ def _per_device(model: UpdateModel, arrays: DeviceArrays) -> Response:
         out += [target, r, spread]
     inwards = (_rounded(arrays.g_min, np.inf), _rounded(arrays.g_max, -np.inf))
     return Response(FIXED_POINT, _rows(np.float32, *out, *inwards))
+
+
+# the fraction of g - g* a pulse takes that stands for 0 in the fixed-point form: within
+# 1e-8 of a constant step at 16 pulses (5e-4 at the largest cap)
+CONSTANT_R = 1e-9
 
 
 def _rounded(a: np.ndarray, towards: float) -> np.ndarray:
