@@ -4,6 +4,7 @@ the one place where library errors become a message and an exit status."""
 from __future__ import annotations
 
 import functools
+import signal
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -183,6 +184,10 @@ def titled_table(title: str, **options: object) -> Table:
     return Table(title=Text(title), min_width=cell_len(title), **options)
 
 
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130: stopped by Ctrl-C
+EXIT_SIGTERM = 128 + signal.SIGTERM  # 143: stopped by SIGTERM (kill, timeout, a batch system)
+
+
 def _user_errors(command):
     """Turn library errors into a message on stderr and exit code 2 (3 for an equilibrium
     that did not converge); Ctrl-C into exit 130."""
@@ -208,7 +213,7 @@ def _user_errors(command):
             _fail("out of memory: the circuit or the data set is too large for this machine")
         except KeyboardInterrupt:
             err.print("interrupted; nothing was written")
-            raise typer.Exit(130) from None
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
 

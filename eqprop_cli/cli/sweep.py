@@ -13,7 +13,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..learn.run import run_name
-from ..sweep.execute import default_workers, read_record, run_local, run_ray, sweep_lock
+from ..sweep.execute import (
+    TerminateAsInterrupt,
+    default_workers,
+    read_record,
+    run_local,
+    run_ray,
+    sweep_lock,
+)
 from ..sweep.spec import (
     SEED_KEY,
     Sweep,
@@ -24,7 +31,7 @@ from ..sweep.spec import (
     show_value,
     write_results,
 )
-from .options import JsonOpt, _user_errors, app, err, out
+from .options import EXIT_INTERRUPTED, EXIT_SIGTERM, JsonOpt, _user_errors, app, err, out
 
 PERCENT = ("error", "accuracy", "agreement")  # metrics shown in per cent
 
@@ -75,7 +82,8 @@ def sweep(
     named from its overrides; a rerun skips the points already done and resumes
     the others. Prints every point's metrics, then their mean and spread over
     seeds; writes results.csv, summary.csv and results.json. Exit code 1 when a
-    point failed (its error is in the table). `eqprop report SWEEP_FOLDER` draws
+    point failed (its error is in the table); 130 on Ctrl-C and 143 on SIGTERM, each
+    point in training saved. `eqprop report SWEEP_FOLDER` draws
     the first metric against each swept key.
 
     Example: eqprop sweep circuits/sweeps/xor-lr.toml --workers 2
@@ -101,22 +109,28 @@ def sweep(
         write_results(folder, results_document(spec, records, 0.0))
         if todo:
             runner = run_ray(todo, workers, address) if address else run_local(todo, workers)
+            terminate = TerminateAsInterrupt()
             try:
-                for n, record in enumerate(runner, 1):
-                    records[record["point"]] = record
-                    _progress(n, len(todo), record, spec.metrics[0])
-                    doc = results_document(spec, records, time.perf_counter() - start)
-                    write_results(folder, doc)
-            except KeyboardInterrupt:  # the workers have stopped; their records are on disk
+                with terminate:
+                    for n, record in enumerate(runner, 1):
+                        records[record["point"]] = record
+                        _progress(n, len(todo), record, spec.metrics[0])
+                        doc = results_document(spec, records, time.perf_counter() - start)
+                        write_results(folder, doc)
+            except KeyboardInterrupt:
+                terminate.stopping = True
+                with terminate:  # a SIGTERM while the workers stop: passed on, not raised
+                    runner.close()  # wait for the workers: their records are then on disk
                 records.update(
                     {t.name: r for t in todo if (r := read_record(t, finished=False)) is not None}
                 )
                 write_results(folder, results_document(spec, records, time.perf_counter() - start))
                 err.print(
-                    f"interrupted: finished points are kept in {folder}; run the same command "
-                    "again to do the rest"
+                    f"{'terminated (SIGTERM)' if terminate.received else 'interrupted'}: "
+                    f"finished points are kept in {folder}; run the same command again to do "
+                    "the rest"
                 )
-                raise typer.Exit(130) from None
+                raise typer.Exit(EXIT_SIGTERM if terminate.received else EXIT_INTERRUPTED) from None
     doc = results_document(spec, records, time.perf_counter() - start)
     write_results(folder, doc)
     if as_json:

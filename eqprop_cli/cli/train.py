@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -40,6 +41,8 @@ from ..runs.rundir import (
 from ..sweep.plot import plot_sweep
 from ..sweep.spec import read_results
 from .options import (
+    EXIT_INTERRUPTED,
+    EXIT_SIGTERM,
     DatasetName,
     JsonOpt,
     SetOpt,
@@ -111,7 +114,8 @@ def train(
     Reads the training section of the file (dataset, nudging, learning rates),
     shows a progress bar and one line per epoch, and keeps a run directory
     (config.toml, checkpoint.npz, metrics.csv) up to date after every epoch.
-    Ctrl-C saves the last complete batch; --resume continues exactly.
+    Ctrl-C (exit 130) or SIGTERM (exit 143) saves the last complete batch;
+    --resume continues exactly.
     Given a run or checkpoint and a new --out, it fine-tunes: a new run that
     starts from the trained conductances and bias currents, with the parent's
     settings and any --set applied (structural changes are refused).
@@ -148,11 +152,13 @@ def train(
             report.progress.stop()
     state = result.state
     if result.stopped:
+        terminated = result.stop_signal == signal.SIGTERM
         err.print(
-            f"interrupted: saved epoch {state.epoch + 1}, batch {state.step} to "
-            f"{result.out_dir / CHECKPOINT}; continue with: eqprop train {result.out_dir} --resume"
+            f"{'terminated (SIGTERM)' if terminated else 'interrupted'}: saved epoch "
+            f"{state.epoch + 1}, batch {state.step} to {result.out_dir / CHECKPOINT}; "
+            f"continue with: eqprop train {result.out_dir} --resume"
         )
-        raise typer.Exit(130)
+        raise typer.Exit(EXIT_SIGTERM if terminated else EXIT_INTERRUPTED)
     if as_json:
         print(json.dumps(result.summary(), indent=2))
     elif not result.trained:

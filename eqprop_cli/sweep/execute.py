@@ -21,7 +21,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from multiprocessing import get_context
+from multiprocessing import active_children, get_context
 from pathlib import Path
 
 from threadpoolctl import threadpool_limits
@@ -286,6 +286,34 @@ def run_ray(tasks: list[Task], workers: int | None, address: str) -> Iterator[di
                 ray.cancel(ref, force=True)
     finally:
         ray.shutdown()
+
+
+class TerminateAsInterrupt:
+    """While in effect, SIGTERM stops the sweep as Ctrl-C does: it is passed on to the local
+    workers (a training saves after its batch and records "interrupted"; an evaluation in
+    progress is redone by the next run) and raised here as KeyboardInterrupt, once and not
+    while ``stopping``. ``received`` says whether it came."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self.stopping = False
+        self._previous = None
+
+    def __enter__(self) -> TerminateAsInterrupt:
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        first = not (self.received or self.stopping)
+        self.received = True
+        for child in active_children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGTERM)
+        if first:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
 
 
 @contextlib.contextmanager
