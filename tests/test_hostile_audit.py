@@ -383,6 +383,53 @@ def test_a_mirror_that_is_not_a_url_is_refused(tmp_path, mirror):
     assert list(tmp_path.iterdir()) == []
 
 
+# ------------------------------------------------------------------ relative spreads
+
+
+@pytest.mark.parametrize(
+    "option, value, says",
+    [
+        ("--variation", "5", "--variation 5: expected a relative spread in [0, 1]"),
+        ("--variation", "500%", "--variation 5: expected a relative spread in [0, 1]"),
+        ("--stuck-off", "5", "--stuck-off 5: expected a probability in [0, 1]"),
+        ("--stuck-on", "5", "--stuck-on 5: expected a probability in [0, 1]"),
+    ],
+)
+def test_eval_refuses_a_spread_above_one_and_asks_about_percent(xor_run, option, value, says):
+    # was: --variation 5 ran a Monte Carlo at 500% without a word
+    refused(invoke("eval", xor_run, option, value), says, "(5 is 500%: did you mean 0.05?)")
+
+
+def test_eval_takes_a_spread_of_exactly_one(xor_run):
+    result = invoke("eval", xor_run, "--variation", "100%", "--trials", 1, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["variation"]["sigma"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "circuit, key",
+    [
+        (XOR, "training.nudge_error"),
+        (ROOT / "circuits" / "mnist-ecram.toml", "devices.mem.update.write_noise"),
+        (ROOT / "circuits" / "mnist-ecram.toml", "devices.mem.update.d2d_step"),
+        (ROOT / "circuits" / "mnist-ecram.toml", "devices.mem.update.d2d_bounds"),
+    ],
+)
+def test_relative_circuit_keys_above_one_ask_about_percent(circuit, key):
+    result = invoke("check", circuit, "--set", f"{key}=5")
+    refused(result, f"`{key}` must be a number >= 0 and <= ", "(5 is 500%: did you mean 0.05?)")
+
+
+def test_a_sweep_eval_variation_above_one_is_refused(tmp_path):
+    # was: accepted (>= 0 only), and every point's Monte Carlo ran at 500%
+    path = _sweep(tmp_path, "training.seed = [0]")
+    path.write_text(path.read_text() + "\n[eval]\nvariation = 5\n")
+    out = tmp_path / "out"
+    result = invoke("sweep", path, "-o", out)
+    refused(result, f"{path}:", "`eval.variation` must be a number >= 0 and <= 1", "500%")
+    assert not out.exists()
+
+
 # ------------------------------------------------------------------ sweeps
 
 

@@ -366,7 +366,7 @@ BAD_FILES = [
     ),
     (
         "[sweep]\ncircuit = 'X'\n[grid]\neval.variation = [0.1,\n  -1]\n[eval]\n",
-        r":5: `grid.eval.variation\[1\]` must be a number >= 0; got -1",
+        r":5: `grid.eval.variation\[1\]` must be a number >= 0 and <= 1; got -1",
     ),
     (
         "[sweep]\ncircuit = 'X'\nmetrics = ['acuracy']\n",

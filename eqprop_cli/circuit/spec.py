@@ -229,6 +229,7 @@ TRAINING_KEYS = (
         0.0,
         0,
         maximum=1.0,
+        relative=True,
     ),
 )
 

@@ -817,6 +817,7 @@ UPDATE_KEYS = (
         0.0,
         0.0,
         maximum=1.0,
+        relative=True,
     ),
     Param(
         "d2d_step",
@@ -825,6 +826,7 @@ UPDATE_KEYS = (
         0.0,
         0.0,
         maximum=1.0,
+        relative=True,
     ),
     Param(
         "d2d_asymmetry", "number", "Device-to-device std of the asymmetry.", 0.0, 0.0, maximum=0.5
@@ -836,6 +838,7 @@ UPDATE_KEYS = (
         0.0,
         0.0,
         maximum=0.5,
+        relative=True,
     ),
 )
 

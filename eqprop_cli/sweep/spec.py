@@ -61,7 +61,15 @@ EVAL_KEYS = (
     Param("split", "choice", "Split evaluated.", "test", choices=SPLITS),
     Param("limit", "int", "Evaluate the first N samples (ngspice: default 20).", None, 1),
     Param("levels", "int", "Round conductances to N levels first (0: the devices' own).", 0, 0),
-    Param("variation", "number", "Monte Carlo: relative programming error (0.05 = 5%).", None, 0),
+    Param(
+        "variation",
+        "number",
+        "Monte Carlo: relative programming error (0.05 = 5%).",
+        None,
+        0,
+        maximum=1,
+        relative=True,
+    ),
     Param("trials", "int", "Monte Carlo: programmed chips drawn.", 10, 1),
     Param("distribution", "choice", "Monte Carlo: error law.", "lognormal", choices=DISTRIBUTIONS),
     Param(
@@ -71,6 +79,7 @@ EVAL_KEYS = (
         None,
         0,
         maximum=1,
+        relative=True,
     ),
     Param(
         "stuck_on",
@@ -79,6 +88,7 @@ EVAL_KEYS = (
         None,
         0,
         maximum=1,
+        relative=True,
     ),
     Param("seed", "int", "Monte Carlo: seed of the draws.", 0, 0),
     Param(
