@@ -53,6 +53,30 @@ def test_integer_keys_beyond_64_bits_are_refused(key):
     refused(invoke("check", XOR, "--set", f"{key}={BEYOND_INT64}"), f"`{key}`", "fits in 64 bits")
 
 
+@pytest.mark.parametrize("how", ["new", "fine-tune", "resume"])
+def test_seed_beyond_64_bits_names_the_seed_option(xor_run, tmp_path, how):
+    # was: "... (from --set training.seed=N)", an option the user never gave
+    out = tmp_path / "run"
+    if how == "new":
+        args = [XOR, "--out", out]
+    elif how == "fine-tune":
+        args = [xor_run, "--out", out]
+    else:
+        shutil.copytree(xor_run, out)
+        args = [out, "--resume", "--epochs", 2]
+    before = sorted(out.rglob("*")) if out.exists() else None
+    message = refused(invoke("train", *args, "--seed", BEYOND_INT64), "`training.seed`")
+    assert message.endswith(f"(from --seed {BEYOND_INT64})") and "--set" not in message
+    assert (sorted(out.rglob("*")) if out.exists() else None) == before  # nothing written
+
+
+def test_a_set_override_is_still_named_as_set(tmp_path):
+    message = refused(
+        invoke("train", XOR, "--out", tmp_path / "r", "--set", f"training.seed={BEYOND_INT64}")
+    )
+    assert message.endswith(f"(from --set training.seed={BEYOND_INT64})")
+
+
 def test_max_iter_option_beyond_64_bits_is_refused():
     result = invoke("solve", XOR, "--input", "1,0", "--max-iter", BEYOND_INT64)
     refused(result, "--max-iter", "fits in 64 bits")

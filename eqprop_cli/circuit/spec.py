@@ -515,11 +515,17 @@ class Locator:
         return path
 
     def error(self, path: str, key: KeyPath, message: str) -> CircuitError:
-        """A CircuitError at ``key``: its line, or the override that set it."""
+        """A CircuitError at ``key``: its line, or the override (or option) that set it."""
         key = tuple(key)
         for k in range(len(key), 0, -1):
             if key[:k] in self.overridden:
                 option = self.overridden[key[:k]]
+                if isinstance(option, OptionOverride):  # --seed N: named as given
+                    return CircuitError(
+                        f"{message} (from {option.option} {option.value})",
+                        path=path,
+                        key=format_key(key),
+                    )
                 return CircuitError(
                     f"{message} (from {{override}} {option})",
                     path=path,
@@ -625,6 +631,19 @@ TOP_KEYS = [
     "elements",
     "training",
 ]
+
+
+class OptionOverride(str):
+    """An override that a command's own option makes ("training.seed=3" from --seed 3): it
+    is applied as any "KEY=VALUE", and an error at its key names that option, not --set."""
+
+    option: str
+    value: str
+
+    def __new__(cls, option: str, key: str, value: object) -> OptionOverride:
+        self = super().__new__(cls, f"{key}={value}")
+        self.option, self.value = option, str(value)
+        return self
 
 
 def load_circuit(path: str | Path, overrides: Sequence[str] = ()) -> CircuitSpec:

@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..circuit.spec import MAX_EPOCHS, parse_circuit
+from ..circuit.spec import MAX_EPOCHS, OptionOverride, parse_circuit
 from ..data.datasets import fetch_dataset, list_datasets
 from ..errors import EqpropError, NotConvergedError
 from ..io import own_folder
@@ -83,7 +83,9 @@ def train(
         int | None,
         typer.Option(min=1, max=MAX_EPOCHS, help="Train until this many epochs are complete."),
     ] = None,
-    seed: Annotated[int | None, typer.Option(min=0, help="Seed (sets training.seed).")] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, help="Seed, 0 to 2^63-1 (sets training.seed).")
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")
     ] = False,
@@ -126,9 +128,9 @@ def train(
     """
     overrides = list(sets or [])
     if seed is not None:
-        overrides.append(f"training.seed={seed}")
+        overrides.append(OptionOverride("--seed", "training.seed", seed))
     if epochs is not None:
-        overrides.append(f"training.epochs={epochs}")
+        overrides.append(OptionOverride("--epochs", "training.epochs", epochs))
     report = _TrainingReport(quiet=quiet or as_json)
     try:
         result = run_training(
