@@ -53,6 +53,17 @@ def test_integer_keys_beyond_64_bits_are_refused(key):
     refused(invoke("check", XOR, "--set", f"{key}={BEYOND_INT64}"), f"`{key}`", "fits in 64 bits")
 
 
+@pytest.mark.parametrize("value", ["inf", "nan", "-1", "0"])
+def test_solve_and_gradcheck_check_tol_alike_and_as_the_file_key(value):
+    """One validator: the same message from both commands, with the file key's expectation."""
+    solve = refused(invoke("solve", XOR, "--input", "1,0", "--tol", value))
+    grad = refused(invoke("gradcheck", XOR, "--tol", value))
+    assert solve == grad
+    assert solve.startswith("error: --tol must be a current > 0 A (finite); got "), solve
+    key = refused(invoke("check", XOR, "--set", f"solver.tol={value}"))
+    assert "`solver.tol` must be a current > 0 A" in key
+
+
 @pytest.mark.parametrize("how", ["new", "fine-tune", "resume"])
 def test_seed_beyond_64_bits_names_the_seed_option(xor_run, tmp_path, how):
     # was: "... (from --set training.seed=N)", an option the user never gave

@@ -175,6 +175,8 @@ SOLVER = (
     ),
 )
 
+SOLVER_KEY = {p.name: p for p in SOLVER}  # [solver] keys by name (options that stand for them)
+
 BOLTZMANN = 1.38064852e-23  # J/K, the value ngspice uses
 CHARGE = 1.6021766208e-19  # C, the value ngspice uses
 ZERO_CELSIUS = 273.15

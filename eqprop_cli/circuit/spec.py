@@ -232,6 +232,7 @@ TRAINING_KEYS = (
         relative=True,
     ),
 )
+TRAINING_KEY = {p.name: p for p in TRAINING_KEYS}  # by name (options that stand for them)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import functools
 import signal
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, NoReturn, TypeVar
 
 import numpy as np
 import typer
@@ -19,9 +19,12 @@ from rich.text import Text
 from typer.core import TyperOption
 
 from .. import __version__
+from ..circuit.params import Param
 from ..errors import EqpropError
 from ..hardware.devicemap import read_map
 from ..runs.rundir import Loaded, load_target
+
+T = TypeVar("T", int, float)
 
 app = typer.Typer(
     name="eqprop",
@@ -216,6 +219,19 @@ def _user_errors(command):
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
+
+
+def checked_option(value: T | None, option: str, key: Param) -> T | None:
+    """An option that stands for a file key (--tol for [solver] tol, --beta for
+    training.beta), checked as the key is: same kind, bounds and finiteness, one message."""
+    if value is None:
+        return None
+    try:
+        return key.coerce(value)
+    except ValueError as exc:
+        finite = "" if key.kind in ("int", "choice", "bool", "string") else " (finite)"
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+        raise EqpropError(f"{option} must be {exc}{finite}; got {shown}") from None
 
 
 # library parameters whose option is not their name spelled as a flag

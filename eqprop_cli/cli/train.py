@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import signal
 import time
 from pathlib import Path
@@ -15,7 +14,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..circuit.spec import MAX_EPOCHS, OptionOverride, parse_circuit
+from ..circuit.params import SOLVER_KEY
+from ..circuit.spec import MAX_EPOCHS, TRAINING_KEY, OptionOverride, parse_circuit
 from ..data.datasets import fetch_dataset, list_datasets
 from ..errors import EqpropError, NotConvergedError
 from ..io import own_folder
@@ -50,6 +50,7 @@ from .options import (
     _percent,
     _user_errors,
     app,
+    checked_option,
     err,
     out,
     titled_table,
@@ -274,10 +275,8 @@ def gradcheck(
 
     Example: eqprop gradcheck circuits/kendall2020-mnist.toml --beta 1e-8
     """
-    if tol is not None and not 0 < tol < math.inf:
-        raise EqpropError(f"--tol must be a finite current > 0 A; got {tol:g}")
-    if beta is not None and not 0 < beta < math.inf:
-        raise EqpropError(f"--beta must be a finite conductance > 0 S; got {beta:g}")
+    tol = checked_option(tol, "--tol", SOLVER_KEY["tol"])
+    beta = checked_option(beta, "--beta", TRAINING_KEY["beta"])
     loaded = load_target(target, list(sets or []))
     spec, network = loaded.spec, loaded.network
     settings = training_settings(spec)
