@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -12,10 +13,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..errors import EqpropError
 from ..learn.run import run_name
 from ..sweep.execute import (
+    SweepError,
     TerminateAsInterrupt,
     default_workers,
+    ray_module,
     read_record,
     run_local,
     run_ray,
@@ -24,6 +28,7 @@ from ..sweep.execute import (
 from ..sweep.spec import (
     SEED_KEY,
     Sweep,
+    key_error,
     load_sweep,
     place,
     results_document,
@@ -91,7 +96,10 @@ def sweep(
     spec = load_sweep(sweep_file)
     folder = out_dir or Path("runs") / run_name(spec.name)
     place(spec, folder)
+    fail = _address_error(spec, address)
     address = address or spec.address
+    if address:
+        ray_module(fail)  # before anything is written
     workers = workers or spec.workers or (None if address else default_workers())
     with sweep_lock(folder):
         records = {t.name: r for t in spec.tasks if (r := read_record(t)) is not None}
@@ -108,7 +116,7 @@ def sweep(
         start = time.perf_counter()
         write_results(folder, results_document(spec, records, 0.0))
         if todo:
-            runner = run_ray(todo, workers, address) if address else run_local(todo, workers)
+            runner = run_ray(todo, workers, address, fail) if address else run_local(todo, workers)
             terminate = TerminateAsInterrupt()
             try:
                 with terminate:
@@ -140,6 +148,14 @@ def sweep(
         out.print(f"results: {folder / 'results.csv'}, {folder / 'summary.csv'}")
     if any(r["status"] != "done" for r in doc["rows"]):
         raise typer.Exit(1)
+
+
+def _address_error(spec: Sweep, option: str | None) -> Callable[[str], EqpropError]:
+    """The error about the Ray address, naming where it came from: --address, or the sweep
+    file's [sweep] address (file, line and key)."""
+    if option:
+        return lambda message: SweepError(f"--address {option}: {message}")
+    return lambda message: key_error(spec, ("sweep", "address"), f"{spec.address}: {message}")
 
 
 def _progress(n: int, total: int, record: dict, metric: str) -> None:

@@ -241,17 +241,23 @@ def _outcome(task: Task, get: Callable[[], dict]) -> dict:
         }
 
 
-def run_ray(tasks: list[Task], workers: int | None, address: str) -> Iterator[dict]:
-    """Records as points finish, as Ray tasks of one CPU each on the cluster at ``address``
-    ("local": a Ray instance started here with ``workers`` CPUs), at most ``workers`` at a
-    time when given."""
+def ray_module(fail: Callable[[str], EqpropError]):
+    """Ray, imported; ``fail(message)`` is the error that names where the address came from
+    (the --address option or the sweep file's key)."""
     try:
         import ray
     except ImportError:
-        raise SweepError(
-            f"{{address}} {address}: Ray is not installed; pip install 'eqprop[ray]'",
-            params=("address",),
-        ) from None
+        raise fail("Ray is not installed; pip install 'eqprop[ray]'") from None
+    return ray
+
+
+def run_ray(
+    tasks: list[Task], workers: int | None, address: str, fail: Callable[[str], EqpropError]
+) -> Iterator[dict]:
+    """Records as points finish, as Ray tasks of one CPU each on the cluster at ``address``
+    ("local": a Ray instance started here with ``workers`` CPUs), at most ``workers`` at a
+    time when given. ``fail`` makes the errors, as for ray_module."""
+    ray = ray_module(fail)
     variables = dict.fromkeys(THREAD_VARIABLES, "1")
     if os.environ.get("EQPROP_DATA_DIR"):  # where the data sets are, on every node too
         variables["EQPROP_DATA_DIR"] = str(Path(os.environ["EQPROP_DATA_DIR"]).resolve())
@@ -264,9 +270,7 @@ def run_ray(tasks: list[Task], workers: int | None, address: str) -> Iterator[di
         else:
             ray.init(address=address, runtime_env=env, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise SweepError(
-            f"{{address}} {address}: cannot reach the Ray cluster ({exc})", params=("address",)
-        ) from None
+        raise fail(f"cannot reach the Ray cluster ({exc})") from None
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(run_point)
         waiting = list(reversed(tasks))

@@ -228,6 +228,11 @@ def point_names(points: list[list[tuple[str, object]]]) -> list[str]:
     return names
 
 
+def key_error(sweep: Sweep, key: KeyPath, message: str) -> CircuitError:
+    """An error at one key of the sweep file, naming its file, line and key."""
+    return Locator(sweep.text).error(str(sweep.path), key, message)
+
+
 def load_sweep(path: str | Path) -> Sweep:
     """Read and validate a sweep file; CircuitError (file, line, key) on any fault."""
     return parse_sweep(read_text(path), Path(path))

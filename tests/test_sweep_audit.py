@@ -1,0 +1,101 @@
+"""Hostile sweeps (issue 17's audit): a worker process that dies, Ray missing, sweep files
+whose keys or values cannot make a point. Each test failed before its fix."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from test_hostile import refused
+from test_sweep import XOR, run, write
+
+from eqprop_cli.runs.rundir import CHECKPOINT
+
+ONE_POINT = f"""
+[sweep]
+circuit = "{XOR}"
+set = ["training.epochs={{epochs}}"]
+
+[grid]
+training.seed = [0]
+"""
+
+
+def children(pid: int) -> set[int]:
+    """The live worker processes of ``pid`` (its multiprocessing spawn children)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid and b"spawn_main" in command and stat.rsplit(")", 1)[1].split()[0] != "Z":
+            found.add(int(entry.name))
+    return found
+
+
+def wait_for(condition, seconds: float = 120):
+    deadline = time.monotonic() + seconds
+    while not (value := condition()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+    return value
+
+
+def sweep_process(sweep_file: Path, out: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "eqprop_cli", "sweep", str(sweep_file), "-o", str(out)]
+    return subprocess.Popen(
+        [*command, "--workers", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Whatever is left of the sweep's session: killed (a failing test leaves no workers)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def kill_worker_once_training(proc: subprocess.Popen, run_dir: Path, spared: set[int]) -> int:
+    """SIGKILL the sweep's worker (not one of ``spared``) once its point has a checkpoint."""
+
+    def alive(found):
+        assert proc.poll() is None, proc.communicate()  # the sweep itself must go on
+        return found
+
+    worker = wait_for(lambda: alive(children(proc.pid) - spared))
+    wait_for(lambda: alive((run_dir / CHECKPOINT).is_file()))
+    (pid,) = worker
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def test_ray_missing_is_named_where_the_address_came_from_and_writes_nothing(tmp_path, monkeypatch):
+    # was: "--address local: ..." for an address from the sweep file, after results.json,
+    # results.csv and summary.csv were written with every point pending
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    text = ONE_POINT.format(epochs=1).replace("[sweep]\n", '[sweep]\naddress = "local"\n')
+    sweep_file = write(tmp_path, text)
+    out = tmp_path / "out"
+    refused(
+        run("sweep", sweep_file, "-o", out),
+        f"{sweep_file}:3: `sweep.address` local: Ray is not installed; pip install 'eqprop[ray]'",
+    )
+    refused(
+        run("sweep", sweep_file, "-o", out, "--address", "auto"),
+        "error: --address auto: Ray is not installed",
+    )
+    assert not out.exists()
