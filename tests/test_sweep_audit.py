@@ -4,6 +4,7 @@ whose keys or values cannot make a point. Each test failed before its fix."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -12,9 +13,9 @@ import time
 from pathlib import Path
 
 from test_hostile import refused
-from test_sweep import XOR, run, write
+from test_sweep import XOR, run, same_parameters, train_by_hand, write
 
-from eqprop_cli.runs.rundir import CHECKPOINT
+from eqprop_cli.runs.rundir import CHECKPOINT, load_checkpoint
 
 ONE_POINT = f"""
 [sweep]
@@ -81,6 +82,50 @@ def kill_worker_once_training(proc: subprocess.Popen, run_dir: Path, spared: set
     (pid,) = worker
     os.kill(pid, signal.SIGKILL)
     return pid
+
+
+def test_a_worker_killed_mid_point_is_retried_and_resumes_exactly(tmp_path):
+    # was: "error: numerical failure (BrokenProcessPool ...)", the sweep stopped, every
+    # point left pending in results.json
+    out = tmp_path / "out"
+    epochs = 80
+    sweep_file = write(tmp_path, ONE_POINT.format(epochs=epochs))
+    proc = sweep_process(sweep_file, out)
+    point = out / "points" / "seed-0"
+    try:
+        kill_worker_once_training(proc, point, set())
+        stdout, stderr = proc.communicate(timeout=180)
+    finally:
+        stop(proc)
+    assert proc.returncode == 0, (stdout, stderr)
+    assert "Traceback" not in stderr and "numerical failure" not in stderr
+    doc = json.loads((out / "results.json").read_text())
+    assert [r["status"] for r in doc["rows"]] == ["done"]
+    # killed while training: the point's log shows two starts, the second one resuming
+    starts = (point / "sweep-point.log").read_text().count("training xor on xor")
+    assert starts == 2, (point / "sweep-point.log").read_text()
+    assert load_checkpoint(point / CHECKPOINT).state.epoch == epochs
+    hand = tmp_path / "hand"
+    train_by_hand({"training.seed": 0}, epochs, hand)
+    assert same_parameters(point, hand)  # the retry resumed exactly
+
+
+def test_a_point_whose_worker_dies_twice_fails_alone_with_a_message(tmp_path):
+    out = tmp_path / "out"
+    sweep_file = write(tmp_path, ONE_POINT.format(epochs=100000))
+    proc = sweep_process(sweep_file, out)
+    try:
+        first = kill_worker_once_training(proc, out / "points" / "seed-0", set())
+        kill_worker_once_training(proc, out / "points" / "seed-0", {first})
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        stop(proc)
+    assert proc.returncode == 1, (stdout, stderr)
+    assert "Traceback" not in stderr
+    doc = json.loads((out / "results.json").read_text())
+    (row,) = doc["rows"]
+    assert row["status"] == "failed" and "worker process died twice" in row["error"]
+    assert "died twice" in stderr
 
 
 def test_ray_missing_is_named_where_the_address_came_from_and_writes_nothing(tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import active_children, get_context
 from pathlib import Path
 
@@ -204,15 +205,37 @@ def _worker_start() -> None:
 
 def run_local(tasks: list[Task], workers: int) -> Iterator[dict]:
     """Records as points finish, ``workers`` processes at a time. A point is handed out only
-    when a worker is free, so after Ctrl-C no queued point starts."""
-    context = get_context("spawn")  # a clean interpreter: no inherited threads or locks
+    when a worker is free, so after Ctrl-C no queued point starts.
+
+    A worker process that dies (killed, out of memory) breaks the pool, which stops every
+    point in flight: those points run again, once each, in a new pool (resuming their
+    checkpoints); a point whose worker dies a second time is recorded as failed."""
     waiting = list(reversed(tasks))
+    retried: set[str] = set()
+    while waiting:
+        lost: list[Task] = []
+        yield from _pool_round(waiting, workers, lost)
+        for task in lost:
+            if task.name in retried:
+                yield _worker_died(task)
+            else:
+                retried.add(task.name)
+                waiting.append(task)
+
+
+def _pool_round(waiting: list[Task], workers: int, lost: list[Task]) -> Iterator[dict]:
+    """Run points from the end of ``waiting`` in one process pool until none is left or
+    the pool breaks; the points it lost then are added to ``lost``."""
+    context = get_context("spawn")  # a clean interpreter: no inherited threads or locks
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start) as pool:
         pending = {}
 
         def submit() -> None:
             task = waiting.pop()
-            pending[pool.submit(run_point, task)] = task
+            try:
+                pending[pool.submit(run_point, task)] = task
+            except BrokenProcessPool:
+                waiting.append(task)
 
         with _single_threaded_children():  # the workers start with the first submissions
             for _ in range(min(workers, len(waiting))):
@@ -221,9 +244,27 @@ def run_local(tasks: list[Task], workers: int) -> Iterator[dict]:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 task = pending.pop(future)
-                if waiting:
+                if isinstance(future.exception(), BrokenProcessPool):
+                    lost.append(task)
+                    continue
+                if waiting and not lost:
                     submit()
                 yield _outcome(task, future.result)
+
+
+def _worker_died(task: Task) -> dict:
+    """The record of a point whose worker process died twice, also written to its folder."""
+    record = {
+        "point": task.name,
+        "overrides": list(task.overrides),
+        "eval_settings": _eval_settings(task),
+        "status": "failed",
+        "error": "its worker process died twice (killed by a signal, or out of memory?); "
+        "the sweep run again retries it from its last checkpoint",
+    }
+    with contextlib.suppress(OSError, EqpropError):
+        write_atomic(Path(task.run_dir) / POINT_RECORD, json.dumps(record, indent=2) + "\n")
+    return record
 
 
 def _outcome(task: Task, get: Callable[[], dict]) -> dict:
