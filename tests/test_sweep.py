@@ -354,7 +354,7 @@ BAD_FILES = [
     ),
     (
         "[sweep]\ncircuit = 'X'\n[grid]\ntraining.seed = [1, 1]\n",
-        r":4: `grid.training.seed` holds the same value twice",
+        r":4: `grid.training.seed\[1\]` holds the same value twice \(1 and 1\)",
     ),
     (
         "[sweep]\ncircuit = 'X'\n[grid]\neval.levels = [0, 4]\n",

@@ -144,3 +144,10 @@ def test_ray_missing_is_named_where_the_address_came_from_and_writes_nothing(tmp
         "error: --address auto: Ray is not installed",
     )
     assert not out.exists()
+
+
+def test_values_equal_as_numbers_are_the_same_grid_value(tmp_path):
+    # was: "FILE: `points` two points are the same: ..." with no line, for a [grid] array
+    text = ONE_POINT.format(epochs=1).replace("[0]", "[1, 2, 1.0]")
+    message = refused(run("sweep", write(tmp_path, text), "-o", tmp_path / "out"))
+    assert ":7: `grid.training.seed[2]` holds the same value twice (1 and 1.0)" in message

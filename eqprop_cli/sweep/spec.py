@@ -310,8 +310,13 @@ def _grid(data: Mapping, rd: _Reader) -> tuple[list[tuple[str, list]], dict[str,
             raise rd.error(
                 located[key], f"must be a non-empty array of values; got {_show(values)}"
             )
-        if len({_toml_value(v) for v in values}) != len(values):
-            raise rd.error(located[key], "holds the same value twice")
+        first: dict[object, int] = {}
+        for i, v in enumerate(values):  # as == compares them: 1 and 1.0 make the same point
+            if (j := first.setdefault(_frozen(v), i)) != i:
+                raise rd.error(
+                    (*located[key], i),
+                    f"holds the same value twice ({_toml_value(values[j])} and {_toml_value(v)})",
+                )
         if key.startswith("eval."):
             values = [_eval_value(key, v, (*located[key], i), rd) for i, v in enumerate(values)]
         grid.append((key, values))
