@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from test_hostile import refused
 from test_sweep import XOR, run, same_parameters, train_by_hand, write
 
@@ -144,6 +145,42 @@ def test_ray_missing_is_named_where_the_address_came_from_and_writes_nothing(tmp
         "error: --address auto: Ray is not installed",
     )
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "table, says",
+    [
+        (
+            "[grid]\ntraining.learning_rat = [0.1, 0.2]\n",
+            ":7: `grid.training.learning_rat` is not a key of the circuit: "
+            f'{XOR}: `training.learning_rat` unknown key; did you mean "learning_rate"?',
+        ),
+        (
+            "[[points]]\ntraining.seed = 1\n[[points]]\ndevices.w.g_mn = 1e-6\n",
+            ":9: `points[1].devices.w.g_mn` is not a key of the circuit",
+        ),
+        ("[grid]\nhidden.0.size = [4]\n", "`hidden[0]` does not exist"),
+        ("[grid]\ntraining.epochs.x = [1]\n", "`grid.training.epochs.x` is not a key"),
+    ],
+)
+def test_a_swept_key_the_circuit_lacks_is_refused_before_any_point_runs(tmp_path, table, says):
+    # was: every point trained and failed with the same message (exit 1), folders written
+    text = ONE_POINT.format(epochs=1).split("[grid]")[0] + table
+    out = tmp_path / "out"
+    refused(run("sweep", write(tmp_path, text), "-o", out), says)
+    assert not out.exists()
+
+
+def test_a_bad_value_still_fails_its_point_alone(tmp_path):
+    """The key check does not judge values: learning_rate = -1 is that point's failure."""
+    text = ONE_POINT.format(epochs=1).replace(
+        "training.seed = [0]", "training.learning_rate = [-1, 0.3]"
+    )
+    out = tmp_path / "out"
+    result = run("sweep", write(tmp_path, text), "-o", out)
+    assert result.exit_code == 1, result.output
+    statuses = [r["status"] for r in json.loads((out / "results.json").read_text())["rows"]]
+    assert statuses == ["failed", "done"]
 
 
 def test_values_equal_as_numbers_are_the_same_grid_value(tmp_path):

@@ -30,7 +30,7 @@ import tomli_w
 
 from ..circuit.params import Param
 from ..circuit.spec import KeyPath, Locator, _Reader, _show, load_circuit, read_text, read_toml
-from ..errors import CircuitError, EqpropError
+from ..errors import CircuitError, EqpropError, UnknownKeyError
 from ..hardware.variation import DISTRIBUTIONS
 from ..io import own_folder, write_atomic
 from ..learn.settings import SPLITS
@@ -279,6 +279,7 @@ def parse_sweep(text: str, path: Path) -> Sweep:
     ]
     tasks, rows = _expand([e + c for e in entries or [[]] for c in combos], base_eval, rd)
     tasks = [Task(t.name, str(circuit), "", (*lists["set"], *t.overrides), t.evals) for t in tasks]
+    _check_keys(tasks, circuit, axes, rd)
     evaluates = base_eval is not None
     modes = _eval_modes(tasks)
     metrics = lists["metrics"] or _default_metrics(evaluates, modes)
@@ -378,6 +379,29 @@ def _expand(
         for p in unique
     ]
     return tasks, rows
+
+
+def _check_keys(tasks: list[Task], circuit: Path, axes: dict[str, KeyPath], rd: _Reader) -> None:
+    """Refuse a swept key that the circuit does not have before any point runs: the first
+    point of each set of keys is loaded. (A value out of range fails its point alone, as it
+    runs; a key the circuit lacks would fail every point.)"""
+    seen = set()
+    for task in tasks:
+        keys = tuple(o.split("=", 1)[0] for o in task.overrides)
+        if keys in seen:
+            continue
+        seen.add(keys)
+        try:
+            load_circuit(circuit, task.overrides)
+        except UnknownKeyError as exc:
+            axis = next(
+                (a for a in axes if f" {a}=" in str(exc) or f"{exc.key}.".startswith(f"{a}.")),
+                None,
+            )
+            at = axes[axis] if axis else ("grid",)
+            raise rd.error(at, f"is not a key of the circuit: {exc}") from None
+        except CircuitError:
+            pass  # a value: its point fails alone
 
 
 def _describe(point: list[tuple[str, object]]) -> str:
