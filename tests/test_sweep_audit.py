@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -188,3 +189,19 @@ def test_values_equal_as_numbers_are_the_same_grid_value(tmp_path):
     text = ONE_POINT.format(epochs=1).replace("[0]", "[1, 2, 1.0]")
     message = refused(run("sweep", write(tmp_path, text), "-o", tmp_path / "out"))
     assert ":7: `grid.training.seed[2]` holds the same value twice (1 and 1.0)" in message
+
+
+def test_a_point_trained_by_an_earlier_sweep_file_says_what_to_do(tmp_path):
+    # was: only "... only the number of epochs may change on resume": a sweep has no
+    # --overwrite, and the message did not say to delete the point or sweep elsewhere
+    out = tmp_path / "out"
+    text = ONE_POINT.format(epochs=1)
+    assert run("sweep", write(tmp_path, text), "-o", out).exit_code == 0
+    changed = text.replace('"training.epochs=1"', '"training.epochs=1", "training.momentum=0.5"')
+    result = run("sweep", write(tmp_path, changed), "-o", out, "--json")
+    assert result.exit_code == 1, result.output
+    (row,) = json.loads(result.stdout)["rows"]
+    assert "only the number of epochs may change on resume" in row["error"]
+    assert f"delete {out / 'points' / 'seed-0'} to train the point again" in row["error"]
+    shutil.rmtree(out / "points" / "seed-0")  # as the message says
+    assert run("sweep", write(tmp_path, changed), "-o", out).exit_code == 0

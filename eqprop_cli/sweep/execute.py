@@ -36,7 +36,7 @@ from ..learn.evaluate import evaluate
 from ..learn.run import TrainingLog, run_training
 from ..learn.samples import scoring, split_samples
 from ..learn.settings import solver_settings
-from ..runs.rundir import CHECKPOINT, load_target
+from ..runs.rundir import CHECKPOINT, RunError, load_target
 from ..sweep.spec import (
     MONTE_CARLO_KEYS,
     MONTE_CARLO_METRICS,
@@ -90,6 +90,7 @@ def run_point(task: Task) -> dict:
         "eval_settings": _eval_settings(task),
         "host": socket.gethostname(),
     }
+    resuming = (run_dir / CHECKPOINT).is_file()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         with (
@@ -104,7 +105,8 @@ def run_point(task: Task) -> dict:
         record["status"] = "done"
         record["error"] = None
     except EqpropError as exc:
-        record.update(status="failed", error=str(exc))
+        hint = _RESUME_HINT.format(run_dir) if resuming and isinstance(exc, RunError) else ""
+        record.update(status="failed", error=str(exc) + hint)
     except KeyboardInterrupt:  # Ctrl-C: the training saved and stopped
         record.update(status="interrupted", error="interrupted")
     except Exception as exc:  # a bug, not the point's fault: keep the traceback in the log
@@ -115,6 +117,14 @@ def run_point(task: Task) -> dict:
     with contextlib.suppress(OSError, EqpropError):
         write_atomic(run_dir / POINT_RECORD, json.dumps(record, indent=2) + "\n")
     return record
+
+
+# a point whose run directory cannot be resumed (trained by an earlier version of the sweep
+# file with other settings, or a damaged checkpoint): what to do, as a sweep has no --overwrite
+_RESUME_HINT = (
+    "; this point's run directory was made by an earlier sweep run and cannot be continued: "
+    "sweep into another folder (-o), or delete {} to train the point again"
+)
 
 
 def _train(task: Task) -> dict:
