@@ -205,3 +205,23 @@ def test_a_point_trained_by_an_earlier_sweep_file_says_what_to_do(tmp_path):
     assert f"delete {out / 'points' / 'seed-0'} to train the point again" in row["error"]
     shutil.rmtree(out / "points" / "seed-0")  # as the message says
     assert run("sweep", write(tmp_path, changed), "-o", out).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "table, at",
+    [
+        ('[eval]\nbackend = "ngspice"\nlimit = 2\n', ":9: `eval.backend`"),
+        ('eval.backend = ["solver", "ngspice"]\n[eval]\nlimit = 2\n', ":8: `grid.eval.backend`"),
+    ],
+)
+def test_an_ngspice_sweep_without_ngspice_is_refused_before_training(
+    tmp_path, monkeypatch, table, at
+):
+    # was: every point trained, then failed at its evaluation (exit 1)
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))  # no ngspice on it
+    sweep_file = write(tmp_path, ONE_POINT.format(epochs=1) + table)
+    out = tmp_path / "out"
+    refused(run("sweep", sweep_file, "-o", out), f"{sweep_file}{at} ngspice is not installed")
+    assert not out.exists()

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import EqpropError
+from ..hardware.spice import ngspice_path
 from ..learn.run import run_name
 from ..sweep.execute import (
     SweepError,
@@ -100,6 +101,8 @@ def sweep(
     address = address or spec.address
     if address:
         ray_module(fail)  # before anything is written
+    else:
+        _require_ngspice(spec)
     workers = workers or spec.workers or (None if address else default_workers())
     with sweep_lock(folder):
         records = {t.name: r for t in spec.tasks if (r := read_record(t)) is not None}
@@ -148,6 +151,18 @@ def sweep(
         out.print(f"results: {folder / 'results.csv'}, {folder / 'summary.csv'}")
     if any(r["status"] != "done" for r in doc["rows"]):
         raise typer.Exit(1)
+
+
+def _require_ngspice(spec: Sweep) -> None:
+    """Refuse, before any point trains, a local sweep that evaluates with ngspice where there
+    is none (each point would train, then fail); on Ray the nodes need it, not this one."""
+    if not any(dict(c)["backend"] == "ngspice" for t in spec.tasks for c in t.evals):
+        return
+    try:
+        ngspice_path()
+    except EqpropError as exc:
+        key = ("grid", "eval", "backend") if "eval.backend" in spec.axes else ("eval", "backend")
+        raise key_error(spec, key, f"{exc}; needed to evaluate with ngspice") from None
 
 
 def _address_error(spec: Sweep, option: str | None) -> Callable[[str], EqpropError]:
