@@ -66,6 +66,11 @@ class CircuitError(EqpropError):
         return printable(f"{where}:{key} {self.reason}")
 
 
+class UnknownKeyError(CircuitError):
+    """A key that the circuit does not have (a misspelt name, an index past the end, a key
+    below a value): wrong whatever its value, unlike a value out of range."""
+
+
 class InputError(EqpropError):
     """Input vectors or command-line options that do not fit the circuit."""
 

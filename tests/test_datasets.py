@@ -473,14 +473,15 @@ def test_csv_with_a_label_column(tmp_path):
 @pytest.mark.parametrize(
     ("text", "says"),
     [
-        ("a,label\nx,0\n2,1\n", "numbers only"),
+        ("a,label\nx,0\n2,1\n", r"line 2, column 1 \(`a`\): 'x' is not a number"),
         ("a,label\n1,0\n2,1.5\n", "found 1.5"),
         ("a,b\n1,0\n", "column named `label`"),
         ("a,label\n1,0\n2,1.5\n", "integers 0..K-1"),
         ("label\n0\n1\n", "at least one feature column"),
         ("a,label\n", "no data rows"),
-        ("a,label\n1,0\n2\n", "one value per header column"),
-        ("a,b,label\n1,0\n2,1\n", "rows have 2 values, the header 3"),
+        ("a,label\n1,0\n2\n", r"line 3: 1 value\(s\); expected one per header column \(2\)"),
+        ("a,b,label\n1,0\n2,1\n", r"line 2: 2 value\(s\); expected one per header column \(3\)"),
+        ('a,b,label\n1,2,0\n\n"3","x",1\n', r"line 4, column 2 \(`b`\): 'x' is not a number"),
     ],
 )
 def test_csv_errors_name_the_file(tmp_path, text, says):
@@ -489,6 +490,23 @@ def test_csv_errors_name_the_file(tmp_path, text, says):
     with pytest.raises(DataError, match=says) as info:
         load_dataset(str(path))
     assert str(path) in str(info.value)
+
+
+def test_csv_quoted_as_spreadsheets_write_it(tmp_path):
+    # was: "every feature column must hold numbers only" for "0.5", a spreadsheet's quoting
+    plain, quoted = tmp_path / "plain.csv", tmp_path / "quoted.csv"
+    plain.write_text("a,b,label\n0.5,1,rose\n-2,3e-1,tulip\n1,2,rose red\n")
+    quoted.write_text(
+        '"a","b","label"\r\n"0.5","1","rose"\r\n"-2"," 3e-1 ",tulip\r\n1,"2","rose red"\r\n'
+    )
+    a, b = load_dataset(str(plain)), load_dataset(str(quoted))
+    np.testing.assert_array_equal(
+        np.vstack([a.x_train, a.x_test]), np.vstack([b.x_train, b.x_test])
+    )
+    assert a.classes == b.classes == ["rose", "rose red", "tulip"]
+    comma = tmp_path / "comma.csv"  # a quoted class name may hold the delimiter
+    comma.write_text('a,label\n1,"red, dark"\n2,white\n3,"red, dark"\n')
+    assert load_dataset(str(comma)).classes == ["red, dark", "white"]
 
 
 def test_idx_folder_as_a_source(tmp_path):

@@ -7,6 +7,7 @@ what was expected, no traceback, nothing written, and no allocation of the size 
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
 import json
@@ -20,14 +21,15 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from test_hostile import XOR, invoke, refused
+from test_hostile import ROOT, XOR, invoke, refused
 
 from eqprop_cli.circuit.graph import compile_circuit
 from eqprop_cli.circuit.network import Network
 from eqprop_cli.circuit.spec import load_circuit
+from eqprop_cli.errors import EqpropError
 from eqprop_cli.hardware import variation as hw_variation
-from eqprop_cli.hardware.devicemap import Levels
-from eqprop_cli.runs.rundir import CHECKPOINT, _digest
+from eqprop_cli.hardware.devicemap import Levels, conductance_map, read_map
+from eqprop_cli.runs.rundir import CHECKPOINT, _digest, load_target
 from eqprop_cli.sweep.spec import load_sweep, point_names
 
 BEYOND_INT64 = str(2**63)
@@ -49,6 +51,41 @@ def traced(call):
 def test_integer_keys_beyond_64_bits_are_refused(key):
     # was: numba's TypingError traceback ("Int value is too large") from the solve
     refused(invoke("check", XOR, "--set", f"{key}={BEYOND_INT64}"), f"`{key}`", "fits in 64 bits")
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1", "0"])
+def test_solve_and_gradcheck_check_tol_alike_and_as_the_file_key(value):
+    """One validator: the same message from both commands, with the file key's expectation."""
+    solve = refused(invoke("solve", XOR, "--input", "1,0", "--tol", value))
+    grad = refused(invoke("gradcheck", XOR, "--tol", value))
+    assert solve == grad
+    assert solve.startswith("error: --tol must be a current > 0 A (finite); got "), solve
+    key = refused(invoke("check", XOR, "--set", f"solver.tol={value}"))
+    assert "`solver.tol` must be a current > 0 A" in key
+
+
+@pytest.mark.parametrize("how", ["new", "fine-tune", "resume"])
+def test_seed_beyond_64_bits_names_the_seed_option(xor_run, tmp_path, how):
+    # was: "... (from --set training.seed=N)", an option the user never gave
+    out = tmp_path / "run"
+    if how == "new":
+        args = [XOR, "--out", out]
+    elif how == "fine-tune":
+        args = [xor_run, "--out", out]
+    else:
+        shutil.copytree(xor_run, out)
+        args = [out, "--resume", "--epochs", 2]
+    before = sorted(out.rglob("*")) if out.exists() else None
+    message = refused(invoke("train", *args, "--seed", BEYOND_INT64), "`training.seed`")
+    assert message.endswith(f"(from --seed {BEYOND_INT64})") and "--set" not in message
+    assert (sorted(out.rglob("*")) if out.exists() else None) == before  # nothing written
+
+
+def test_a_set_override_is_still_named_as_set(tmp_path):
+    message = refused(
+        invoke("train", XOR, "--out", tmp_path / "r", "--set", f"training.seed={BEYOND_INT64}")
+    )
+    assert message.endswith(f"(from --set training.seed={BEYOND_INT64})")
 
 
 def test_max_iter_option_beyond_64_bits_is_refused():
@@ -272,6 +309,97 @@ def test_an_npz_map_declaring_a_huge_shape_is_refused_before_allocating(xor_run,
     refused(invoke("eval", xor_run, "--conductances", path), str(path), "declares shape")
 
 
+def _edited_csv(source: Path, target: Path, edit) -> list[dict]:
+    """``source``'s rows, changed by ``edit(rows)``, written to ``target`` (lines from 2)."""
+    with source.open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    edit(rows)
+    with target.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def _element_refused(xor_run: Path, path: Path, *fragments: str) -> None:
+    """Refused by eval, and by export with nothing written."""
+    refused(invoke("eval", xor_run, "--conductances", path), str(path), *fragments)
+    out = path.parent / "out.cir"
+    result = invoke("export", xor_run, "--conductances", path, "--input", "1,0", "-o", out)
+    refused(result, str(path), *fragments)
+    assert not out.exists()
+
+
+def test_a_map_element_that_names_another_device_is_refused(xor_run, tmp_path):
+    # was: ignored: rows whose element names were swapped programmed each value by position
+    bad = tmp_path / "swapped.csv"
+
+    def swap(rows):
+        rows[1]["element"], rows[2]["element"] = rows[2]["element"], rows[1]["element"]
+
+    rows = _edited_csv(_map(xor_run, tmp_path, "csv"), bad, swap)
+    expected = rows[2]["element"]  # what line 3 must name: the device swapped out of it
+    _element_refused(
+        xor_run,
+        bad,
+        "line 3:",
+        f'element "{rows[1]["element"]}" does not match the circuit',
+        f'at connection {rows[1]["connection"]} row {rows[1]["row"]} is "{expected}"',
+    )
+
+
+def test_a_map_element_unknown_to_the_circuit_is_refused(xor_run, tmp_path):
+    bad = tmp_path / "unknown.csv"
+    rows = _edited_csv(
+        _map(xor_run, tmp_path, "csv"), bad, lambda rows: rows[4].update(element="R_nowhere")
+    )
+    _element_refused(xor_run, bad, "line 6:", '"R_nowhere" does not match the circuit')
+    assert rows[4]["element"] == "R_nowhere"
+
+
+def test_a_map_element_given_twice_is_refused(xor_run, tmp_path):
+    bad = tmp_path / "twice.csv"
+    _edited_csv(
+        _map(xor_run, tmp_path, "csv"), bad, lambda rows: rows[3].update(element=rows[0]["element"])
+    )
+    _element_refused(xor_run, bad, "line 5:", "appears twice (first at line 2)")
+
+
+def test_a_json_map_element_is_checked_too(xor_run, tmp_path):
+    doc = json.loads(_map(xor_run, tmp_path, "json").read_text())
+    doc["devices"][-1]["element"] = "I_h9"  # a current source's row
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    _element_refused(xor_run, bad, f"devices[{len(doc['devices']) - 1}]", '"I_h9"')
+
+
+def test_a_map_with_rows_reordered_or_elements_left_out_still_loads(xor_run, tmp_path):
+    """The element column is a check, not required: rows in any order, empty cells load."""
+    plain = _map(xor_run, tmp_path, "csv")
+    shuffled, blank = tmp_path / "shuffled.csv", tmp_path / "blank.csv"
+    _edited_csv(plain, shuffled, lambda rows: rows.reverse())
+    _edited_csv(plain, blank, lambda rows: [r.update(element="") for r in rows])
+    scores = [
+        json.loads(invoke("eval", xor_run, "--conductances", p, "--json").stdout)["loss"]
+        for p in (plain, shuffled, blank)
+    ]
+    assert scores[0] == scores[1] == scores[2]
+
+
+def test_a_crossbar_map_element_is_checked(tmp_path):
+    """A layered circuit's devices are named R<set>_<row>_<column>."""
+    network = load_target(ROOT / "circuits" / "mnist-mini.toml", ["hidden.0.size=4"]).network
+    path = tmp_path / "map.csv"
+    path.write_text(conductance_map(network).to_csv())
+    read_map(path, network)  # as written: loads
+    bad = tmp_path / "bad.csv"
+    _edited_csv(path, bad, lambda rows: rows[0].update(element="R0_0_1"))
+    with pytest.raises(
+        EqpropError, match=r'line 2: element "R0_0_1" .* row 0 column 0 is "R0_0_0"'
+    ):
+        read_map(bad, network)
+
+
 # ------------------------------------------------------------------ options
 
 
@@ -288,6 +416,53 @@ def test_a_mirror_that_is_not_a_url_is_refused(tmp_path, mirror):
     result = invoke("data", "fetch", "mnist", "--dest", dest, "--mirror", mirror)
     refused(result, "--mirror", "expected an http://, https:// or file:// URL")
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ relative spreads
+
+
+@pytest.mark.parametrize(
+    "option, value, says",
+    [
+        ("--variation", "5", "--variation 5: expected a relative spread in [0, 1]"),
+        ("--variation", "500%", "--variation 5: expected a relative spread in [0, 1]"),
+        ("--stuck-off", "5", "--stuck-off 5: expected a probability in [0, 1]"),
+        ("--stuck-on", "5", "--stuck-on 5: expected a probability in [0, 1]"),
+    ],
+)
+def test_eval_refuses_a_spread_above_one_and_asks_about_percent(xor_run, option, value, says):
+    # was: --variation 5 ran a Monte Carlo at 500% without a word
+    refused(invoke("eval", xor_run, option, value), says, "(5 is 500%: did you mean 0.05?)")
+
+
+def test_eval_takes_a_spread_of_exactly_one(xor_run):
+    result = invoke("eval", xor_run, "--variation", "100%", "--trials", 1, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["variation"]["sigma"] == 1.0
+
+
+@pytest.mark.parametrize(
+    "circuit, key",
+    [
+        (XOR, "training.nudge_error"),
+        (ROOT / "circuits" / "mnist-ecram.toml", "devices.mem.update.write_noise"),
+        (ROOT / "circuits" / "mnist-ecram.toml", "devices.mem.update.d2d_step"),
+        (ROOT / "circuits" / "mnist-ecram.toml", "devices.mem.update.d2d_bounds"),
+    ],
+)
+def test_relative_circuit_keys_above_one_ask_about_percent(circuit, key):
+    result = invoke("check", circuit, "--set", f"{key}=5")
+    refused(result, f"`{key}` must be a number >= 0 and <= ", "(5 is 500%: did you mean 0.05?)")
+
+
+def test_a_sweep_eval_variation_above_one_is_refused(tmp_path):
+    # was: accepted (>= 0 only), and every point's Monte Carlo ran at 500%
+    path = _sweep(tmp_path, "training.seed = [0]")
+    path.write_text(path.read_text() + "\n[eval]\nvariation = 5\n")
+    out = tmp_path / "out"
+    result = invoke("sweep", path, "-o", out)
+    refused(result, f"{path}:", "`eval.variation` must be a number >= 0 and <= 1", "500%")
+    assert not out.exists()
 
 
 # ------------------------------------------------------------------ sweeps

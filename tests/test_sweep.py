@@ -354,7 +354,7 @@ BAD_FILES = [
     ),
     (
         "[sweep]\ncircuit = 'X'\n[grid]\ntraining.seed = [1, 1]\n",
-        r":4: `grid.training.seed` holds the same value twice",
+        r":4: `grid.training.seed\[1\]` holds the same value twice \(1 and 1\)",
     ),
     (
         "[sweep]\ncircuit = 'X'\n[grid]\neval.levels = [0, 4]\n",
@@ -366,7 +366,7 @@ BAD_FILES = [
     ),
     (
         "[sweep]\ncircuit = 'X'\n[grid]\neval.variation = [0.1,\n  -1]\n[eval]\n",
-        r":5: `grid.eval.variation\[1\]` must be a number >= 0; got -1",
+        r":5: `grid.eval.variation\[1\]` must be a number >= 0 and <= 1; got -1",
     ),
     (
         "[sweep]\ncircuit = 'X'\nmetrics = ['acuracy']\n",

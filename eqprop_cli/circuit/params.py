@@ -37,6 +37,7 @@ class Param:
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     allow_inf: bool = False
+    relative: bool = False  # a fraction (0.05 = 5%): above 1, the message asks about percent
 
     @property
     def unit(self) -> str:
@@ -93,8 +94,16 @@ class Param:
         ):
             raise ValueError(self.expectation())
         if self.maximum is not None and number > self.maximum:
-            raise ValueError(self.expectation())
+            raise ValueError(self.expectation() + (percent_hint(number) if self.relative else ""))
         return int(value) if self.kind == "int" else number
+
+
+def percent_hint(fraction: float) -> str:
+    """For a relative value above 1, most likely a percentage typed as a number: the
+    question to ask (" (5 is 500%: did you mean 0.05?)"); nothing for 1 or less."""
+    if not fraction > 1:
+        return ""
+    return f" ({fraction:g} is {100 * fraction:g}%: did you mean {fraction / 100:g}?)"
 
 
 ErrorAt = Callable[[tuple, str], Exception]  # (key path, message) -> a located error
@@ -165,6 +174,8 @@ SOLVER = (
         choices=("float64", "float32"),
     ),
 )
+
+SOLVER_KEY = {p.name: p for p in SOLVER}  # [solver] keys by name (options that stand for them)
 
 BOLTZMANN = 1.38064852e-23  # J/K, the value ngspice uses
 CHARGE = 1.6021766208e-19  # C, the value ngspice uses

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..circuit.params import SOLVER, Param
 from ..devices import DEVICE_KINDS
 from ..devices.update import UpdateModel, parse_update
-from ..errors import CircuitError, printable
+from ..errors import CircuitError, UnknownKeyError, printable
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -229,8 +229,10 @@ TRAINING_KEYS = (
         0.0,
         0,
         maximum=1.0,
+        relative=True,
     ),
 )
+TRAINING_KEY = {p.name: p for p in TRAINING_KEYS}  # by name (options that stand for them)
 
 
 @dataclass(frozen=True)
@@ -513,19 +515,28 @@ class Locator:
                 path = (*path, arrays[path])
         return path
 
-    def error(self, path: str, key: KeyPath, message: str) -> CircuitError:
-        """A CircuitError at ``key``: its line, or the override that set it."""
+    def error(
+        self, path: str, key: KeyPath, message: str, kind: type[CircuitError] = CircuitError
+    ) -> CircuitError:
+        """A CircuitError (or ``kind``) at ``key``: its line, or the override (or option)
+        that set it."""
         key = tuple(key)
         for k in range(len(key), 0, -1):
             if key[:k] in self.overridden:
                 option = self.overridden[key[:k]]
-                return CircuitError(
+                if isinstance(option, OptionOverride):  # --seed N: named as given
+                    return kind(
+                        f"{message} (from {option.option} {option.value})",
+                        path=path,
+                        key=format_key(key),
+                    )
+                return kind(
                     f"{message} (from {{override}} {option})",
                     path=path,
                     key=format_key(key),
                     params=("override",),
                 )
-        return CircuitError(message, path=path, key=format_key(key), line=self.line(key))
+        return kind(message, path=path, key=format_key(key), line=self.line(key))
 
     def line(self, key: KeyPath) -> int | None:
         """Line of ``key``, or of its nearest located ancestor."""
@@ -547,8 +558,10 @@ class _Reader:
         self.path = path
         self.locator = locator
 
-    def error(self, key: KeyPath, message: str) -> CircuitError:
-        return self.locator.error(self.path, key, message)
+    def error(
+        self, key: KeyPath, message: str, kind: type[CircuitError] = CircuitError
+    ) -> CircuitError:
+        return self.locator.error(self.path, key, message, kind)
 
     def expect_table(self, value: object, key: KeyPath) -> Mapping:
         if not isinstance(value, Mapping):
@@ -562,7 +575,7 @@ class _Reader:
                 hint = (
                     f'; did you mean "{near[0]}"?' if near else f"; allowed: {', '.join(allowed)}"
                 )
-                raise self.error((*key, name), f"unknown key{hint}")
+                raise self.error((*key, name), f"unknown key{hint}", UnknownKeyError)
 
     def values(
         self,
@@ -624,6 +637,19 @@ TOP_KEYS = [
     "elements",
     "training",
 ]
+
+
+class OptionOverride(str):
+    """An override that a command's own option makes ("training.seed=3" from --seed 3): it
+    is applied as any "KEY=VALUE", and an error at its key names that option, not --set."""
+
+    option: str
+    value: str
+
+    def __new__(cls, option: str, key: str, value: object) -> OptionOverride:
+        self = super().__new__(cls, f"{key}={value}")
+        self.option, self.value = option, str(value)
+        return self
 
 
 def load_circuit(path: str | Path, overrides: Sequence[str] = ()) -> CircuitSpec:
@@ -734,7 +760,7 @@ def _apply_override(data: dict, key: KeyPath, value: object, option: str, path: 
         nxt = key[depth + 1]
         if isinstance(part, int):
             if not isinstance(node, list) or part >= len(node):
-                raise CircuitError(
+                raise UnknownKeyError(
                     f"{{override}} {option}: `{format_key(key[: depth + 1])}` does not exist",
                     path=path,
                     params=("override",),
@@ -743,14 +769,14 @@ def _apply_override(data: dict, key: KeyPath, value: object, option: str, path: 
         elif isinstance(node, dict):
             node = node.setdefault(part, [] if isinstance(nxt, int) else {})
         else:
-            raise CircuitError(
+            raise UnknownKeyError(
                 f"{{override}} {option}: `{format_key(key[:depth])}` is not a table",
                 path=path,
                 params=("override",),
             )
     last = key[-1]
     if isinstance(last, int) or not isinstance(node, dict):
-        raise CircuitError(
+        raise UnknownKeyError(
             f"{{override}} {option}: can only set a key of a table", path=path, params=("override",)
         )
     node[last] = value

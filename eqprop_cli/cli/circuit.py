@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import math
 import sys
 from collections import Counter
 from pathlib import Path
@@ -16,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..circuit.network import Network
-from ..circuit.params import INT_LIMIT
+from ..circuit.params import SOLVER_KEY
 from ..errors import EqpropError
 from ..io import read_inputs, voltages_csv, write_voltages
 from ..learn.samples import dataset_sample
@@ -34,6 +33,7 @@ from .options import (
     _load,
     _user_errors,
     app,
+    checked_option,
     err,
     out,
     titled_table,
@@ -172,15 +172,9 @@ def solve_command(
     to_stdout = output is not None and str(output) == "-"
     if output is not None and not to_stdout and output.suffix.lower() not in (".npy", ".csv"):
         raise EqpropError(f"--output {output}: expected a .npy or .csv file name, or - for stdout")
-    if tol is not None and not 0 < tol < math.inf:
-        raise EqpropError(f"--tol must be a finite current > 0 A; got {tol:g}")
-    if vtol is not None and not 0 < vtol < math.inf:
-        raise EqpropError(f"--vtol must be a finite voltage > 0 V; got {vtol:g}")
-    if max_iter is not None and not 1 <= max_iter <= INT_LIMIT:
-        raise EqpropError(
-            f"--max-iter must be an integer >= 1 that fits in 64 bits (at most {INT_LIMIT}); "
-            f"got {max_iter}"
-        )
+    tol = checked_option(tol, "--tol", SOLVER_KEY["tol"])
+    vtol = checked_option(vtol, "--vtol", SOLVER_KEY["vtol"])
+    max_iter = checked_option(max_iter, "--max-iter", SOLVER_KEY["max_iter"])
     if input is not None and sample is not None:
         raise EqpropError("give one of --input and --sample")
     loaded = _load(circuit, sets, conductances)

@@ -349,7 +349,7 @@ def eval_command(
         str | None,
         typer.Option(
             "--variation",
-            help="Monte Carlo: relative programming error of every conductance, e.g. 0.05 or 5%.",
+            help="Monte Carlo: relative programming error of every conductance, 0 to 1 (e.g. 0.05 or 5%).",
             metavar="SIGMA",
             show_default=False,
         ),

@@ -4,9 +4,10 @@ the one place where library errors become a message and an exit status."""
 from __future__ import annotations
 
 import functools
+import signal
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, NoReturn, TypeVar
 
 import numpy as np
 import typer
@@ -18,9 +19,12 @@ from rich.text import Text
 from typer.core import TyperOption
 
 from .. import __version__
+from ..circuit.params import Param
 from ..errors import EqpropError
 from ..hardware.devicemap import read_map
 from ..runs.rundir import Loaded, load_target
+
+T = TypeVar("T", int, float)
 
 app = typer.Typer(
     name="eqprop",
@@ -183,6 +187,10 @@ def titled_table(title: str, **options: object) -> Table:
     return Table(title=Text(title), min_width=cell_len(title), **options)
 
 
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # 130: stopped by Ctrl-C
+EXIT_SIGTERM = 128 + signal.SIGTERM  # 143: stopped by SIGTERM (kill, timeout, a batch system)
+
+
 def _user_errors(command):
     """Turn library errors into a message on stderr and exit code 2 (3 for an equilibrium
     that did not converge); Ctrl-C into exit 130."""
@@ -208,9 +216,22 @@ def _user_errors(command):
             _fail("out of memory: the circuit or the data set is too large for this machine")
         except KeyboardInterrupt:
             err.print("interrupted; nothing was written")
-            raise typer.Exit(130) from None
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
+
+
+def checked_option(value: T | None, option: str, key: Param) -> T | None:
+    """An option that stands for a file key (--tol for [solver] tol, --beta for
+    training.beta), checked as the key is: same kind, bounds and finiteness, one message."""
+    if value is None:
+        return None
+    try:
+        return key.coerce(value)
+    except ValueError as exc:
+        finite = "" if key.kind in ("int", "choice", "bool", "string") else " (finite)"
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+        raise EqpropError(f"{option} must be {exc}{finite}; got {shown}") from None
 
 
 # library parameters whose option is not their name spelled as a flag

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -12,11 +13,23 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..errors import EqpropError
+from ..hardware.spice import ngspice_path
 from ..learn.run import run_name
-from ..sweep.execute import default_workers, read_record, run_local, run_ray, sweep_lock
+from ..sweep.execute import (
+    SweepError,
+    TerminateAsInterrupt,
+    default_workers,
+    ray_module,
+    read_record,
+    run_local,
+    run_ray,
+    sweep_lock,
+)
 from ..sweep.spec import (
     SEED_KEY,
     Sweep,
+    key_error,
     load_sweep,
     place,
     results_document,
@@ -24,7 +37,7 @@ from ..sweep.spec import (
     show_value,
     write_results,
 )
-from .options import JsonOpt, _user_errors, app, err, out
+from .options import EXIT_INTERRUPTED, EXIT_SIGTERM, JsonOpt, _user_errors, app, err, out
 
 PERCENT = ("error", "accuracy", "agreement")  # metrics shown in per cent
 
@@ -75,7 +88,8 @@ def sweep(
     named from its overrides; a rerun skips the points already done and resumes
     the others. Prints every point's metrics, then their mean and spread over
     seeds; writes results.csv, summary.csv and results.json. Exit code 1 when a
-    point failed (its error is in the table). `eqprop report SWEEP_FOLDER` draws
+    point failed (its error is in the table); 130 on Ctrl-C and 143 on SIGTERM, each
+    point in training saved. `eqprop report SWEEP_FOLDER` draws
     the first metric against each swept key.
 
     Example: eqprop sweep circuits/sweeps/xor-lr.toml --workers 2
@@ -83,7 +97,12 @@ def sweep(
     spec = load_sweep(sweep_file)
     folder = out_dir or Path("runs") / run_name(spec.name)
     place(spec, folder)
+    fail = _address_error(spec, address)
     address = address or spec.address
+    if address:
+        ray_module(fail)  # before anything is written
+    else:
+        _require_ngspice(spec)
     workers = workers or spec.workers or (None if address else default_workers())
     with sweep_lock(folder):
         records = {t.name: r for t in spec.tasks if (r := read_record(t)) is not None}
@@ -100,23 +119,29 @@ def sweep(
         start = time.perf_counter()
         write_results(folder, results_document(spec, records, 0.0))
         if todo:
-            runner = run_ray(todo, workers, address) if address else run_local(todo, workers)
+            runner = run_ray(todo, workers, address, fail) if address else run_local(todo, workers)
+            terminate = TerminateAsInterrupt()
             try:
-                for n, record in enumerate(runner, 1):
-                    records[record["point"]] = record
-                    _progress(n, len(todo), record, spec.metrics[0])
-                    doc = results_document(spec, records, time.perf_counter() - start)
-                    write_results(folder, doc)
-            except KeyboardInterrupt:  # the workers have stopped; their records are on disk
+                with terminate:
+                    for n, record in enumerate(runner, 1):
+                        records[record["point"]] = record
+                        _progress(n, len(todo), record, spec.metrics[0])
+                        doc = results_document(spec, records, time.perf_counter() - start)
+                        write_results(folder, doc)
+            except KeyboardInterrupt:
+                terminate.stopping = True
+                with terminate:  # a SIGTERM while the workers stop: passed on, not raised
+                    runner.close()  # wait for the workers: their records are then on disk
                 records.update(
                     {t.name: r for t in todo if (r := read_record(t, finished=False)) is not None}
                 )
                 write_results(folder, results_document(spec, records, time.perf_counter() - start))
                 err.print(
-                    f"interrupted: finished points are kept in {folder}; run the same command "
-                    "again to do the rest"
+                    f"{'terminated (SIGTERM)' if terminate.received else 'interrupted'}: "
+                    f"finished points are kept in {folder}; run the same command again to do "
+                    "the rest"
                 )
-                raise typer.Exit(130) from None
+                raise typer.Exit(EXIT_SIGTERM if terminate.received else EXIT_INTERRUPTED) from None
     doc = results_document(spec, records, time.perf_counter() - start)
     write_results(folder, doc)
     if as_json:
@@ -126,6 +151,26 @@ def sweep(
         out.print(f"results: {folder / 'results.csv'}, {folder / 'summary.csv'}")
     if any(r["status"] != "done" for r in doc["rows"]):
         raise typer.Exit(1)
+
+
+def _require_ngspice(spec: Sweep) -> None:
+    """Refuse, before any point trains, a local sweep that evaluates with ngspice where there
+    is none (each point would train, then fail); on Ray the nodes need it, not this one."""
+    if not any(dict(c)["backend"] == "ngspice" for t in spec.tasks for c in t.evals):
+        return
+    try:
+        ngspice_path()
+    except EqpropError as exc:
+        key = ("grid", "eval", "backend") if "eval.backend" in spec.axes else ("eval", "backend")
+        raise key_error(spec, key, f"{exc}; needed to evaluate with ngspice") from None
+
+
+def _address_error(spec: Sweep, option: str | None) -> Callable[[str], EqpropError]:
+    """The error about the Ray address, naming where it came from: --address, or the sweep
+    file's [sweep] address (file, line and key)."""
+    if option:
+        return lambda message: SweepError(f"--address {option}: {message}")
+    return lambda message: key_error(spec, ("sweep", "address"), f"{spec.address}: {message}")
 
 
 def _progress(n: int, total: int, record: dict, metric: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import math
+import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -14,7 +14,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..circuit.spec import MAX_EPOCHS, parse_circuit
+from ..circuit.params import SOLVER_KEY
+from ..circuit.spec import MAX_EPOCHS, TRAINING_KEY, OptionOverride, parse_circuit
 from ..data.datasets import fetch_dataset, list_datasets
 from ..errors import EqpropError, NotConvergedError
 from ..io import own_folder
@@ -40,6 +41,8 @@ from ..runs.rundir import (
 from ..sweep.plot import plot_sweep
 from ..sweep.spec import read_results
 from .options import (
+    EXIT_INTERRUPTED,
+    EXIT_SIGTERM,
     DatasetName,
     JsonOpt,
     SetOpt,
@@ -47,6 +50,7 @@ from .options import (
     _percent,
     _user_errors,
     app,
+    checked_option,
     err,
     out,
     titled_table,
@@ -80,7 +84,9 @@ def train(
         int | None,
         typer.Option(min=1, max=MAX_EPOCHS, help="Train until this many epochs are complete."),
     ] = None,
-    seed: Annotated[int | None, typer.Option(min=0, help="Seed (sets training.seed).")] = None,
+    seed: Annotated[
+        int | None, typer.Option(min=0, help="Seed, 0 to 2^63-1 (sets training.seed).")
+    ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")
     ] = False,
@@ -111,7 +117,8 @@ def train(
     Reads the training section of the file (dataset, nudging, learning rates),
     shows a progress bar and one line per epoch, and keeps a run directory
     (config.toml, checkpoint.npz, metrics.csv) up to date after every epoch.
-    Ctrl-C saves the last complete batch; --resume continues exactly.
+    Ctrl-C (exit 130) or SIGTERM (exit 143) saves the last complete batch;
+    --resume continues exactly.
     Given a run or checkpoint and a new --out, it fine-tunes: a new run that
     starts from the trained conductances and bias currents, with the parent's
     settings and any --set applied (structural changes are refused).
@@ -122,9 +129,9 @@ def train(
     """
     overrides = list(sets or [])
     if seed is not None:
-        overrides.append(f"training.seed={seed}")
+        overrides.append(OptionOverride("--seed", "training.seed", seed))
     if epochs is not None:
-        overrides.append(f"training.epochs={epochs}")
+        overrides.append(OptionOverride("--epochs", "training.epochs", epochs))
     report = _TrainingReport(quiet=quiet or as_json)
     try:
         result = run_training(
@@ -148,11 +155,13 @@ def train(
             report.progress.stop()
     state = result.state
     if result.stopped:
+        terminated = result.stop_signal == signal.SIGTERM
         err.print(
-            f"interrupted: saved epoch {state.epoch + 1}, batch {state.step} to "
-            f"{result.out_dir / CHECKPOINT}; continue with: eqprop train {result.out_dir} --resume"
+            f"{'terminated (SIGTERM)' if terminated else 'interrupted'}: saved epoch "
+            f"{state.epoch + 1}, batch {state.step} to {result.out_dir / CHECKPOINT}; "
+            f"continue with: eqprop train {result.out_dir} --resume"
         )
-        raise typer.Exit(130)
+        raise typer.Exit(EXIT_SIGTERM if terminated else EXIT_INTERRUPTED)
     if as_json:
         print(json.dumps(result.summary(), indent=2))
     elif not result.trained:
@@ -266,10 +275,8 @@ def gradcheck(
 
     Example: eqprop gradcheck circuits/kendall2020-mnist.toml --beta 1e-8
     """
-    if tol is not None and not 0 < tol < math.inf:
-        raise EqpropError(f"--tol must be a finite current > 0 A; got {tol:g}")
-    if beta is not None and not 0 < beta < math.inf:
-        raise EqpropError(f"--beta must be a finite conductance > 0 S; got {beta:g}")
+    tol = checked_option(tol, "--tol", SOLVER_KEY["tol"])
+    beta = checked_option(beta, "--beta", TRAINING_KEY["beta"])
     loaded = load_target(target, list(sets or []))
     spec, network = loaded.spec, loaded.network
     settings = training_settings(spec)

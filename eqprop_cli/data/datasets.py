@@ -9,6 +9,7 @@ since the bytes of a .gz depend on the compressor.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
 import http.client
@@ -406,14 +407,16 @@ def _load_npz(file: Path | io.BytesIO, source: str) -> dict:
 
 
 def _load_csv(source: Path, label: str = "label") -> tuple[dict, list[str] | None]:
-    """Features and labels of a .csv file, and the class names when the labels are names
-    (numbered in sorted order) rather than numbers."""
+    """Features and labels of a .csv file (standard CSV quoting: "0.5" is a number), and
+    the class names when the labels are names (numbered in sorted order) rather than
+    numbers. A row that does not fit is refused with its line and column."""
     try:
-        with open(source, encoding="utf-8") as fh:
-            header = [h.strip() for h in fh.readline().strip().split(",")]
+        with open(source, encoding="utf-8", newline="") as fh:
+            first = fh.readline()
             body = fh.read()
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{source}: cannot read it ({exc})") from None
+    header = [h.strip() for h in next(csv.reader([first]), [])]
     if not body.strip():
         raise DataError(f"{source}: no data rows after the header")
     if label not in header or len(header) < 2:
@@ -421,31 +424,53 @@ def _load_csv(source: Path, label: str = "label") -> tuple[dict, list[str] | Non
             f"{source}: expected a header row with a column named `{label}` (the label column, "
             f"training.label_column) and at least one feature column; got {header}"
         )
+    column = header.index(label)
     try:
         # as objects, then str: loadtxt's own dtype=str takes time and memory quadratic in
         # the number of columns (2 rows of 10,000: 30 s and 4 GB)
-        rows = np.loadtxt(io.StringIO(body), delimiter=",", ndmin=2, dtype=object).astype(str)
-    except ValueError as exc:
-        raise DataError(
-            f"{source}: every row must hold one value per header column; rows are counted "
-            f"from 0 after the header ({exc})"
-        ) from None
-    if rows.shape[1] != len(header):
-        raise DataError(f"{source}: rows have {rows.shape[1]} values, the header {len(header)}")
-    column = header.index(label)
-    names = np.char.strip(rows[:, column])
-    try:
+        rows = np.loadtxt(
+            io.StringIO(body), delimiter=",", quotechar='"', ndmin=2, dtype=object
+        ).astype(str)
+        if rows.shape[1] != len(header):
+            raise ValueError
+        names = np.char.strip(rows[:, column])
         features = np.delete(rows, column, axis=1).astype(np.float64)
-    except ValueError as exc:
-        raise DataError(
-            f"{source}: every feature column must hold numbers only; rows are counted from 0 "
-            f"after the header ({exc})"
-        ) from None
+    except ValueError:
+        raise _csv_fault(source, header, column, body) from None
     try:
         return {"x_train": features, "y_train": names.astype(np.float64)}, None
     except ValueError:  # class names: numbered in sorted order
         classes, y = np.unique(names, return_inverse=True)
         return {"x_train": features, "y_train": y}, [str(c) for c in classes]
+
+
+def _csv_fault(source: Path, header: list[str], label: int, body: str) -> DataError:
+    """Where a CSV data set's rows go wrong (read again with the csv module, line by line):
+    a row without one value per header column, or a feature that is not a number."""
+    reader = csv.reader(io.StringIO(body))
+    for row in reader:
+        line = reader.line_num + 1  # the header is line 1
+        if not row or (row[0].lstrip().startswith("#")):
+            continue  # blank lines and comments are skipped, as by the fast reader
+        if len(row) != len(header):
+            return DataError(
+                f"{source}: line {line}: {len(row)} value(s); expected one per header column "
+                f"({len(header)})"
+            )
+        for k, cell in enumerate(row):
+            if k == label:
+                continue
+            try:
+                float(cell)
+            except ValueError:
+                return DataError(
+                    f"{source}: line {line}, column {k + 1} (`{header[k]}`): {cell.strip()!r} "
+                    "is not a number; every column but the label must hold numbers"
+                )
+    return DataError(
+        f"{source}: not a valid CSV data set (a header row, then one value per "
+        "header column on every line)"
+    )
 
 
 def _load_mini(path: str | Path | None) -> Dataset:

@@ -835,6 +835,7 @@ UPDATE_KEYS = (
         0.0,
         0.0,
         maximum=1.0,
+        relative=True,
     ),
     Param(
         "d2d_step",
@@ -843,6 +844,7 @@ UPDATE_KEYS = (
         0.0,
         0.0,
         maximum=1.0,
+        relative=True,
     ),
     Param(
         "d2d_asymmetry", "number", "Device-to-device std of the asymmetry.", 0.0, 0.0, maximum=0.5
@@ -854,6 +856,7 @@ UPDATE_KEYS = (
         0.0,
         0.0,
         maximum=0.5,
+        relative=True,
     ),
 )
 

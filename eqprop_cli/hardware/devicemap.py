@@ -127,7 +127,7 @@ class ConductanceMap:
             if r.dense:
                 rows = np.repeat(np.arange(len(r.rows)), len(r.cols))
                 columns: list = np.tile(np.arange(len(r.cols)), len(r.rows)).tolist()
-                elements = [f"R{k}_{i}_{j}" for i, j in zip(rows.tolist(), columns, strict=True)]
+                elements = [crossbar_element(k, i, j) for i, j in zip(rows, columns, strict=True)]
             else:
                 rows = np.arange(len(r.rows))
                 columns = [0] * len(rows)  # a one-dimensional set: column 0
@@ -231,6 +231,11 @@ class ConductanceMap:
         if fmt == "json":
             return self.to_json()
         return self.to_npz()
+
+
+def crossbar_element(k: int, row: int, column: int) -> str:
+    """The SPICE name of a crossbar's device: resistor set ``k``, at ``row``, ``column``."""
+    return f"R{k}_{row}_{column}"
 
 
 def programmable_sets(network: Network) -> tuple[list[int], list[int]]:
@@ -415,6 +420,7 @@ class _RowReader:
         self.g = {k: np.full(network.g[k].shape, np.nan) for k in resistors}
         self.currents = {k: np.full(network.currents[k].shape, np.nan) for k in sources}
         self.seen_sources: set[int] = set()
+        self.elements: dict[str, str] = {}  # element name -> where it was given
 
     def fail(self, where: str, message: str) -> MapError:
         return MapError(f"{self.path}: {where}: {message}")
@@ -429,9 +435,12 @@ class _RowReader:
             if r.dense:
                 j = self._index(row, "column", len(r.cols), where)
                 a, b, at = r.rows[i], r.cols[j], (i, j)
+                element, position = crossbar_element(k, i, j), f"row {i} column {j}"
             else:
                 self._unused(row, "column", 0, where)
                 a, b, at = r.rows[i], r.cols[i], (i,)
+                element, position = r.labels[i], f"row {i}"
+            self._element(row, element, f"{name} {position}", where)
             self._nodes(row, names[a], names[b], where)
             self._unused(row, "current_A", FILL["current_A"], where)
             value = self._conductance(row, where)
@@ -441,6 +450,7 @@ class _RowReader:
             s = self.net.isources[k]
             i = self._index(row, "row", len(s.plus), where)
             self._unused(row, "column", 0, where)
+            self._element(row, s.labels[i], f"{name} row {i}", where)
             self._nodes(row, names[s.plus[i]], names[s.minus[i]], where)
             for key in ("conductance_S", "resistance_ohm"):
                 self._unused(row, key, FILL[key], where)
@@ -485,6 +495,24 @@ class _RowReader:
                 f'{key} "{text}" does not apply to a {row.get("kind")} row: expected {fill!r} '
                 "or an empty cell",
             )
+
+    def _element(self, row: dict, expected: str, position: str, where: str) -> None:
+        """The element column, when given, names the device at the row's position, once."""
+        text = str(row.get("element", ""))
+        if text.strip() == "":
+            return  # left out: the position says which device it is
+        if text in self.elements:
+            raise self.fail(
+                where, f'element "{text}" appears twice (first at {self.elements[text]})'
+            )
+        if text != expected:
+            raise self.fail(
+                where,
+                f'element "{text}" does not match the circuit: its device at connection '
+                f'{position} is "{expected}" (an edited row, or a map of another circuit? '
+                "correct the element or leave its cell empty)",
+            )
+        self.elements[text] = where
 
     def _nodes(self, row: dict, a: str, b: str, where: str) -> None:
         got = (str(row.get("node_a", "")), str(row.get("node_b", "")))

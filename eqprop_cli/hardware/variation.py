@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..circuit.network import Network
+from ..circuit.params import percent_hint
 from ..errors import EqpropError
 from ..hardware.devicemap import programmable_sets
 from ..learn.evaluate import Evaluation, evaluate
@@ -37,9 +38,10 @@ class Variation:
     stuck_on: float = 0.0
 
     def __post_init__(self) -> None:
-        if not (np.isfinite(self.sigma) and self.sigma >= 0):
+        if not (np.isfinite(self.sigma) and 0 <= self.sigma <= 1):
             raise EqpropError(
-                f"{{variation}} {self.sigma:g}: expected a relative spread >= 0",
+                f"{{variation}} {self.sigma:g}: expected a relative spread in [0, 1], 0.05 or "
+                f"5% for 5%{percent_hint(self.sigma)}",
                 params=("variation",),
             )
         if self.distribution not in DISTRIBUTIONS:
@@ -51,7 +53,8 @@ class Variation:
         for name, p in (("stuck_off", self.stuck_off), ("stuck_on", self.stuck_on)):
             if not 0 <= p <= 1:
                 raise EqpropError(
-                    f"{{{name}}} {p:g}: expected a probability in [0, 1]", params=(name,)
+                    f"{{{name}}} {p:g}: expected a probability in [0, 1]{percent_hint(p)}",
+                    params=(name,),
                 )
         if self.stuck_off + self.stuck_on > 1:
             raise EqpropError(

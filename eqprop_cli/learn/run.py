@@ -129,6 +129,7 @@ class TrainingResult:
     epochs: int  # what was asked: train until this many epochs are complete
     trained: bool  # False: the run had its epochs already, nothing was done
     stopped: bool  # stopped on request after a batch (saved; continue with resume)
+    stop_signal: int | None = None  # the signal that asked it to stop (SIGINT, SIGTERM)
 
     def summary(self) -> dict:
         """The run directory, the epochs done, the last epoch's metrics, the parent."""
@@ -159,8 +160,9 @@ def run_training(
     ``overrides``: "dotted.key=VALUE" settings over the file's. ``overwrite``
     replaces a run in ``out_dir``; ``reschedule`` accepts, on resume, a cosine
     schedule recomputed over a changed number of epochs. ``stop_on_interrupt``: while
-    batches run, the first Ctrl-C (SIGINT) stops after the batch, saved (``stopped``),
-    a second one raises KeyboardInterrupt (main thread only). Raises an EqpropError
+    batches run, the first Ctrl-C (SIGINT) or any SIGTERM stops after the batch, saved
+    (``stopped``, ``stop_signal``), a second Ctrl-C raises KeyboardInterrupt (main thread
+    only). Raises an EqpropError
     for a request that does not fit (nothing written); NotConvergedError, after
     saving the last complete batch, when an equilibrium misses its tolerances.
     """
@@ -261,6 +263,7 @@ def run_training(
                     return bool(flag and flag.requested) or observer.stop_requested()
 
                 state, stopped = trainer.run(state, total, observer.batch, on_epoch, should_stop)
+            signum = flag.signum if flag else None
         except NotConvergedError as exc:
             save(exc.state)
             raise NotConvergedError(
@@ -271,28 +274,35 @@ def run_training(
             ) from None
         if stopped:
             save(state)
-        return TrainingResult(out_dir, state, parent, total, trained=True, stopped=stopped)
+        return TrainingResult(out_dir, state, parent, total, True, stopped, signum)
 
 
 class StopOnInterrupt:
-    """While in effect, the first Ctrl-C (SIGINT) asks the training to stop after its batch
-    (``requested``); a second one raises KeyboardInterrupt."""
+    """While in effect, the first Ctrl-C (SIGINT) or a SIGTERM asks the training to stop
+    after its batch (``requested``; ``signum`` says which came first); a second Ctrl-C
+    raises KeyboardInterrupt. SIGTERM repeated asks the same again: a kill that is sent to
+    a whole process group and forwarded by its parent (a sweep) still saves the batch."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = None
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopOnInterrupt:
-        self._previous = signal.signal(signal.SIGINT, self._handle)
+        self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
     def _handle(self, signum, frame) -> None:
-        if self.requested:
+        if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
+        self.signum = self.signum or signum
 
     def __exit__(self, *exc) -> None:
-        signal.signal(signal.SIGINT, self._previous)
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
 
 
 def run_name(name: str) -> str:

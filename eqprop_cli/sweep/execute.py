@@ -21,7 +21,8 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from multiprocessing import get_context
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import active_children, get_context
 from pathlib import Path
 
 from threadpoolctl import threadpool_limits
@@ -35,7 +36,7 @@ from ..learn.evaluate import evaluate
 from ..learn.run import TrainingLog, run_training
 from ..learn.samples import scoring, split_samples
 from ..learn.settings import solver_settings
-from ..runs.rundir import CHECKPOINT, load_target
+from ..runs.rundir import CHECKPOINT, RunError, load_target
 from ..sweep.spec import (
     MONTE_CARLO_KEYS,
     MONTE_CARLO_METRICS,
@@ -89,6 +90,7 @@ def run_point(task: Task) -> dict:
         "eval_settings": _eval_settings(task),
         "host": socket.gethostname(),
     }
+    resuming = (run_dir / CHECKPOINT).is_file()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         with (
@@ -103,7 +105,8 @@ def run_point(task: Task) -> dict:
         record["status"] = "done"
         record["error"] = None
     except EqpropError as exc:
-        record.update(status="failed", error=str(exc))
+        hint = _RESUME_HINT.format(run_dir) if resuming and isinstance(exc, RunError) else ""
+        record.update(status="failed", error=str(exc) + hint)
     except KeyboardInterrupt:  # Ctrl-C: the training saved and stopped
         record.update(status="interrupted", error="interrupted")
     except Exception as exc:  # a bug, not the point's fault: keep the traceback in the log
@@ -114,6 +117,14 @@ def run_point(task: Task) -> dict:
     with contextlib.suppress(OSError, EqpropError):
         write_atomic(run_dir / POINT_RECORD, json.dumps(record, indent=2) + "\n")
     return record
+
+
+# a point whose run directory cannot be resumed (trained by an earlier version of the sweep
+# file with other settings, or a damaged checkpoint): what to do, as a sweep has no --overwrite
+_RESUME_HINT = (
+    "; this point's run directory was made by an earlier sweep run and cannot be continued: "
+    "sweep into another folder (-o), or delete {} to train the point again"
+)
 
 
 def _train(task: Task) -> dict:
@@ -204,15 +215,37 @@ def _worker_start() -> None:
 
 def run_local(tasks: list[Task], workers: int) -> Iterator[dict]:
     """Records as points finish, ``workers`` processes at a time. A point is handed out only
-    when a worker is free, so after Ctrl-C no queued point starts."""
-    context = get_context("spawn")  # a clean interpreter: no inherited threads or locks
+    when a worker is free, so after Ctrl-C no queued point starts.
+
+    A worker process that dies (killed, out of memory) breaks the pool, which stops every
+    point in flight: those points run again, once each, in a new pool (resuming their
+    checkpoints); a point whose worker dies a second time is recorded as failed."""
     waiting = list(reversed(tasks))
+    retried: set[str] = set()
+    while waiting:
+        lost: list[Task] = []
+        yield from _pool_round(waiting, workers, lost)
+        for task in lost:
+            if task.name in retried:
+                yield _worker_died(task)
+            else:
+                retried.add(task.name)
+                waiting.append(task)
+
+
+def _pool_round(waiting: list[Task], workers: int, lost: list[Task]) -> Iterator[dict]:
+    """Run points from the end of ``waiting`` in one process pool until none is left or
+    the pool breaks; the points it lost then are added to ``lost``."""
+    context = get_context("spawn")  # a clean interpreter: no inherited threads or locks
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start) as pool:
         pending = {}
 
         def submit() -> None:
             task = waiting.pop()
-            pending[pool.submit(run_point, task)] = task
+            try:
+                pending[pool.submit(run_point, task)] = task
+            except BrokenProcessPool:
+                waiting.append(task)
 
         with _single_threaded_children():  # the workers start with the first submissions
             for _ in range(min(workers, len(waiting))):
@@ -221,9 +254,27 @@ def run_local(tasks: list[Task], workers: int) -> Iterator[dict]:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 task = pending.pop(future)
-                if waiting:
+                if isinstance(future.exception(), BrokenProcessPool):
+                    lost.append(task)
+                    continue
+                if waiting and not lost:
                     submit()
                 yield _outcome(task, future.result)
+
+
+def _worker_died(task: Task) -> dict:
+    """The record of a point whose worker process died twice, also written to its folder."""
+    record = {
+        "point": task.name,
+        "overrides": list(task.overrides),
+        "eval_settings": _eval_settings(task),
+        "status": "failed",
+        "error": "its worker process died twice (killed by a signal, or out of memory?); "
+        "the sweep run again retries it from its last checkpoint",
+    }
+    with contextlib.suppress(OSError, EqpropError):
+        write_atomic(Path(task.run_dir) / POINT_RECORD, json.dumps(record, indent=2) + "\n")
+    return record
 
 
 def _outcome(task: Task, get: Callable[[], dict]) -> dict:
@@ -241,17 +292,23 @@ def _outcome(task: Task, get: Callable[[], dict]) -> dict:
         }
 
 
-def run_ray(tasks: list[Task], workers: int | None, address: str) -> Iterator[dict]:
-    """Records as points finish, as Ray tasks of one CPU each on the cluster at ``address``
-    ("local": a Ray instance started here with ``workers`` CPUs), at most ``workers`` at a
-    time when given."""
+def ray_module(fail: Callable[[str], EqpropError]):
+    """Ray, imported; ``fail(message)`` is the error that names where the address came from
+    (the --address option or the sweep file's key)."""
     try:
         import ray
     except ImportError:
-        raise SweepError(
-            f"{{address}} {address}: Ray is not installed; pip install 'eqprop[ray]'",
-            params=("address",),
-        ) from None
+        raise fail("Ray is not installed; pip install 'eqprop[ray]'") from None
+    return ray
+
+
+def run_ray(
+    tasks: list[Task], workers: int | None, address: str, fail: Callable[[str], EqpropError]
+) -> Iterator[dict]:
+    """Records as points finish, as Ray tasks of one CPU each on the cluster at ``address``
+    ("local": a Ray instance started here with ``workers`` CPUs), at most ``workers`` at a
+    time when given. ``fail`` makes the errors, as for ray_module."""
+    ray = ray_module(fail)
     variables = dict.fromkeys(THREAD_VARIABLES, "1")
     if os.environ.get("EQPROP_DATA_DIR"):  # where the data sets are, on every node too
         variables["EQPROP_DATA_DIR"] = str(Path(os.environ["EQPROP_DATA_DIR"]).resolve())
@@ -264,9 +321,7 @@ def run_ray(tasks: list[Task], workers: int | None, address: str) -> Iterator[di
         else:
             ray.init(address=address, runtime_env=env, log_to_driver=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise SweepError(
-            f"{{address}} {address}: cannot reach the Ray cluster ({exc})", params=("address",)
-        ) from None
+        raise fail(f"cannot reach the Ray cluster ({exc})") from None
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(run_point)
         waiting = list(reversed(tasks))
@@ -286,6 +341,34 @@ def run_ray(tasks: list[Task], workers: int | None, address: str) -> Iterator[di
                 ray.cancel(ref, force=True)
     finally:
         ray.shutdown()
+
+
+class TerminateAsInterrupt:
+    """While in effect, SIGTERM stops the sweep as Ctrl-C does: it is passed on to the local
+    workers (a training saves after its batch and records "interrupted"; an evaluation in
+    progress is redone by the next run) and raised here as KeyboardInterrupt, once and not
+    while ``stopping``. ``received`` says whether it came."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self.stopping = False
+        self._previous = None
+
+    def __enter__(self) -> TerminateAsInterrupt:
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        first = not (self.received or self.stopping)
+        self.received = True
+        for child in active_children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.SIGTERM)
+        if first:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
 
 
 @contextlib.contextmanager

@@ -30,7 +30,7 @@ import tomli_w
 
 from ..circuit.params import Param
 from ..circuit.spec import KeyPath, Locator, _Reader, _show, load_circuit, read_text, read_toml
-from ..errors import CircuitError, EqpropError
+from ..errors import CircuitError, EqpropError, UnknownKeyError
 from ..hardware.variation import DISTRIBUTIONS
 from ..io import own_folder, write_atomic
 from ..learn.settings import SPLITS
@@ -61,7 +61,15 @@ EVAL_KEYS = (
     Param("split", "choice", "Split evaluated.", "test", choices=SPLITS),
     Param("limit", "int", "Evaluate the first N samples (ngspice: default 20).", None, 1),
     Param("levels", "int", "Round conductances to N levels first (0: the devices' own).", 0, 0),
-    Param("variation", "number", "Monte Carlo: relative programming error (0.05 = 5%).", None, 0),
+    Param(
+        "variation",
+        "number",
+        "Monte Carlo: relative programming error (0.05 = 5%).",
+        None,
+        0,
+        maximum=1,
+        relative=True,
+    ),
     Param("trials", "int", "Monte Carlo: programmed chips drawn.", 10, 1),
     Param("distribution", "choice", "Monte Carlo: error law.", "lognormal", choices=DISTRIBUTIONS),
     Param(
@@ -71,6 +79,7 @@ EVAL_KEYS = (
         None,
         0,
         maximum=1,
+        relative=True,
     ),
     Param(
         "stuck_on",
@@ -79,6 +88,7 @@ EVAL_KEYS = (
         None,
         0,
         maximum=1,
+        relative=True,
     ),
     Param("seed", "int", "Monte Carlo: seed of the draws.", 0, 0),
     Param(
@@ -218,6 +228,11 @@ def point_names(points: list[list[tuple[str, object]]]) -> list[str]:
     return names
 
 
+def key_error(sweep: Sweep, key: KeyPath, message: str) -> CircuitError:
+    """An error at one key of the sweep file, naming its file, line and key."""
+    return Locator(sweep.text).error(str(sweep.path), key, message)
+
+
 def load_sweep(path: str | Path) -> Sweep:
     """Read and validate a sweep file; CircuitError (file, line, key) on any fault."""
     return parse_sweep(read_text(path), Path(path))
@@ -264,6 +279,7 @@ def parse_sweep(text: str, path: Path) -> Sweep:
     ]
     tasks, rows = _expand([e + c for e in entries or [[]] for c in combos], base_eval, rd)
     tasks = [Task(t.name, str(circuit), "", (*lists["set"], *t.overrides), t.evals) for t in tasks]
+    _check_keys(tasks, circuit, axes, rd)
     evaluates = base_eval is not None
     modes = _eval_modes(tasks)
     metrics = lists["metrics"] or _default_metrics(evaluates, modes)
@@ -295,8 +311,13 @@ def _grid(data: Mapping, rd: _Reader) -> tuple[list[tuple[str, list]], dict[str,
             raise rd.error(
                 located[key], f"must be a non-empty array of values; got {_show(values)}"
             )
-        if len({_toml_value(v) for v in values}) != len(values):
-            raise rd.error(located[key], "holds the same value twice")
+        first: dict[object, int] = {}
+        for i, v in enumerate(values):  # as == compares them: 1 and 1.0 make the same point
+            if (j := first.setdefault(_frozen(v), i)) != i:
+                raise rd.error(
+                    (*located[key], i),
+                    f"holds the same value twice ({_toml_value(values[j])} and {_toml_value(v)})",
+                )
         if key.startswith("eval."):
             values = [_eval_value(key, v, (*located[key], i), rd) for i, v in enumerate(values)]
         grid.append((key, values))
@@ -358,6 +379,29 @@ def _expand(
         for p in unique
     ]
     return tasks, rows
+
+
+def _check_keys(tasks: list[Task], circuit: Path, axes: dict[str, KeyPath], rd: _Reader) -> None:
+    """Refuse a swept key that the circuit does not have before any point runs: the first
+    point of each set of keys is loaded. (A value out of range fails its point alone, as it
+    runs; a key the circuit lacks would fail every point.)"""
+    seen = set()
+    for task in tasks:
+        keys = tuple(o.split("=", 1)[0] for o in task.overrides)
+        if keys in seen:
+            continue
+        seen.add(keys)
+        try:
+            load_circuit(circuit, task.overrides)
+        except UnknownKeyError as exc:
+            axis = next(
+                (a for a in axes if f" {a}=" in str(exc) or f"{exc.key}.".startswith(f"{a}.")),
+                None,
+            )
+            at = axes[axis] if axis else ("grid",)
+            raise rd.error(at, f"is not a key of the circuit: {exc}") from None
+        except CircuitError:
+            pass  # a value: its point fails alone
 
 
 def _describe(point: list[tuple[str, object]]) -> str:
