@@ -1770,10 +1770,9 @@ def _layered(
     (times LAYERED_SAFETY). A warm-started solve of a batch whose free solve was layered
     (a nudged one given ``like``) takes each sample's rho as at least the one its free
     solve ended with or handed over to Newton with (``Problem.rates``), and needs no
-    ratio of its own then. A warm start that knows no contraction (no ``like``) is
-    converged only where the bound from its residual (``_residual_bound``) is within vtol
-    too: its first sweeps move what the start upset, and the changes can show the slow
-    rest of the circuit too little for their ratios to measure it. With ``handover``, a contraction too slow to
+    ratio of its own then. A warm start that knows no contraction (no ``like``) doubts its
+    claims of convergence (``_Doubt``): its first sweeps move what the start upset, and the
+    changes can show the slow rest of the circuit too little for their ratios to measure it. With ``handover``, a contraction too slow to
     finish (within the iteration limit, or SLOW_SWEEPS more sweeps) hands the solve to
     Newton, warm-started from the sweeps. ``cold``: x is no warm start, so the first sweep's
     1-D diode solves start from each root's estimate (``_Junctions.start``) instead.
@@ -1824,8 +1823,8 @@ def _layered(
     loop = _SweepLoop.of(problem, blocks) if quadratic and x.flags.c_contiguous else None
     # a warm start of a batch whose free solve was layered: its samples' contractions
     rates = problem.rates if not cold and problem.rates is not None else np.full(B, np.nan)
-    # a warm start that knows no contraction: its estimate is held to the residual's bound
-    unsure = not cold and problem.rates is None
+    # a warm start that knows no contraction: its claims of convergence are doubted
+    doubt = _Doubt() if not cold and problem.rates is None else None
     rho = None  # the contraction of the last estimate
     estimated = False  # whether ``error`` is that of the current x
     residual = None  # both classes' largest residual, when the compiled loop converged
@@ -1842,7 +1841,7 @@ def _layered(
             if ended == LOOP_DONE:
                 residual0, residual, error, rho = loop.out
                 estimated = True
-                if not unsure or _certified(error, problem, blocks, x, vtol):
+                if doubt is None or doubt.accepts(error, problem, blocks, x, vtol, sweeps):
                     break
                 residual0 = residual = None
                 continue
@@ -1883,7 +1882,7 @@ def _layered(
         if first <= tol and error.max() <= vtol:
             residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
             if residual0.max() <= tol and (
-                not unsure or _certified(error, problem, blocks, x, vtol)
+                doubt is None or doubt.accepts(error, problem, blocks, x, vtol, sweeps)
             ):
                 break
             residual0 = None
@@ -1911,8 +1910,8 @@ def _layered(
         error, rho = _sweep_error(changes, x, problem, blocks, sweeps, bound, rates)
     if error is None:
         error = np.full(B, np.inf)
-    elif unsure:  # reported as certified
-        _certified(error, problem, blocks, x, vtol)
+    elif doubt is not None and not doubt.accepted:  # an unconfirmed claim: held to the bound
+        np.fmax(error, _residual_bound(problem, blocks, x), out=error)
     if residual is None:
         if residual0 is None:
             residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
@@ -1926,12 +1925,31 @@ def _layered(
     return problem.result(x, residual, error, tol, vtol, sweeps, "layered", "sweeps", xQx)
 
 
-def _certified(error: np.ndarray, problem: Problem, blocks, x: np.ndarray, vtol: float) -> bool:
-    """Whether every sample's error is within vtol once held (in place) to at least the bound
-    from its residual (``_residual_bound``): the changes of a warm start that knows no
-    contraction may show its slow part too little for their ratios to measure it."""
-    np.fmax(error, _residual_bound(problem, blocks, x), out=error)
-    return bool(error.max() <= vtol)
+class _Doubt:
+    """The claims of convergence of a warm start that knows no contraction (no ``like``):
+    its changes may show the slow part of the circuit too little for their ratios to
+    measure it. A claim is accepted where the bound from the residual (``_residual_bound``)
+    agrees, every sample's error then held to it; else once the estimate claims it again
+    CONFIRM_SWEEPS sweeps after the first claim or later, from ratios of changes all made
+    since (the bound cannot confirm an answer whose residual is at the rounding level of
+    a stiff circuit's currents)."""
+
+    def __init__(self):
+        self.claim: int | None = None  # the sweep of the first claim
+        self.accepted = False
+
+    def accepts(
+        self, error: np.ndarray, problem: Problem, blocks, x: np.ndarray, vtol: float, sweeps: int
+    ) -> bool:
+        bound = _residual_bound(problem, blocks, x)
+        if bound.max() <= vtol:
+            np.fmax(error, bound, out=error)
+            self.accepted = True
+        elif self.claim is None:
+            self.claim = sweeps
+        else:
+            self.accepted = sweeps >= self.claim + CONFIRM_SWEEPS
+        return self.accepted
 
 
 def _rates(anderson: _Anderson | None, contraction: np.ndarray | None, rho: np.ndarray):
@@ -2240,6 +2258,7 @@ def _residual_bound(problem: Problem, blocks, x: np.ndarray, rows=slice(None)) -
 
 LAYERED_SAFETY = 2.0  # margin on the contraction estimate of the remaining error
 MIN_RATIOS = 2  # ratios of sweep changes (none to the first sweep's) that an estimate needs
+CONFIRM_SWEEPS = 3  # a doubted claim is confirmed this many sweeps on (_contraction's ratios)
 SLOW_SWEEPS = 200  # auto hands a layered solve to Newton when more sweeps than this remain
 
 
