@@ -2,9 +2,10 @@
 
 Resistors are R elements in ohms, written in exponent notation (no m/Meg
 traps); Shockley diodes use a D .model at the matching temperature, each with a
-behavioural source that makes ngspice's reverse region (below -3 n Vt) exactly
-Shockley's law and takes back the GMIN that ngspice puts across each diode, so
-ngspice solves eqprop's circuit exactly; ideal
+behavioural source across its junction that makes ngspice's reverse region (below
+-3 n Vt) exactly Shockley's law and takes back the GMIN that ngspice puts across each
+diode (a series resistance is an R element to the junction node), so ngspice solves
+eqprop's circuit exactly; ideal
 piecewise-linear diodes are behavioural current sources; a hard clamp is a
 behavioural source of very high on-conductance (1e8 times the conductance at
 its node) whose corner is rounded over 10 nV (a softplus), so that ngspice's
@@ -28,6 +29,7 @@ import numpy as np
 
 from ..circuit.network import Network
 from ..devices.amplifier import AMP_NODE
+from ..devices.diode import junction_node
 from ..devices.netlist import GMIN, celsius, num
 from ..devices.netlist import text as _text
 from ..devices.source import VoltageSourceModel
@@ -45,6 +47,9 @@ def spice_node_names(network: Network) -> list[str]:
     """Unique, SPICE-safe, case-insensitive names; ground is 0."""
     # the amplifiers' internal nodes are reserved
     names, seen = [], {"0", *(f"{AMP_NODE}{k}" for k in range(len(network.amplifiers)))}
+    for k, d in enumerate(network.diodes):
+        if getattr(d.model, "series_resistance", 0.0) > 0:
+            seen.update(junction_node(k, i) for i in range(len(d.anode)))
     for i, name in enumerate(network.node_names):
         if i == 0:
             names.append("0")
