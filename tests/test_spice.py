@@ -248,3 +248,68 @@ def test_series_resistance_in_reverse_matches_ngspice(ngspice):
     assert re.search(r"^RD0_0 0 xjd0_0 1\.0+e\+05$", netlist, re.M), netlist
     assert re.search(r"^D0_0 xjd0_0 xjd0_0_1 DM0 ", netlist, re.M)
     assert re.search(r"^BD0_0 xjd0_0 xjd0_0_1 I = ", netlist, re.M)
+
+
+AMPLIFIED_CLAMP = """
+[devices.small]
+type = "resistor"
+g = "1u"
+[devices.big]
+type = "resistor"
+g = "1m"
+[devices.clamp]
+type = "diode"
+model = "ideal"
+threshold = 0.1
+[devices.amp]
+type = "amplifier"
+gain = {gain}
+[devices.rail]
+type = "vsource"
+value = 1.0
+[netlist]
+inputs = ["x"]
+outputs = ["o"]
+[[elements]]
+name = "Rin"
+device = "{rin}"
+nodes = ["x", "h"]
+[[elements]]
+name = "A"
+device = "amp"
+nodes = ["h", "a"]
+[[elements]]
+name = "Rout"
+device = "{rout}"
+nodes = ["a", "r"]
+[[elements]]
+name = "Vr"
+device = "rail"
+nodes = ["r", "gnd"]
+[[elements]]
+name = "D"
+device = "clamp"
+nodes = ["{clamped}", "gnd"]
+[[elements]]
+name = "Ro"
+device = "small"
+nodes = ["a", "o"]
+[[elements]]
+name = "Ro2"
+device = "small"
+nodes = ["o", "gnd"]
+"""
+
+
+@pytest.mark.parametrize(
+    ("clamped", "rin", "rout", "gain"),
+    [("h", "small", "big", 2.0), ("a", "big", "small", 4.0)],
+)
+def test_a_hard_clamp_beside_an_amplifier_matches_ngspice(ngspice, clamped, rin, rout, gain):
+    """A clamp at an amplifier's input whose load is at the output (1 mS behind the
+    amplifier, 1 uS at the clamp's own node), or at its output driven from a 1 mS input:
+    the exported clamp's on-conductance counts what the amplifier passes across (it
+    counted the clamp's own node only, and ngspice's node sat 4e-6 and 4e-5 V off)."""
+    text = AMPLIFIED_CLAMP.format(clamped=clamped, rin=rin, rout=rout, gain=gain)
+    net = Network(compile_circuit(parse_circuit(text)))
+    assert _compare(net, np.array([[1.0], [0.5]])) <= 1e-6

@@ -73,7 +73,21 @@ def _node_conductance(network: Network) -> np.ndarray:
             g_on = np.full(len(d.anode), d.model.on_conductance)
             total += np.bincount(d.anode, g_on, network.n_nodes)
             total += np.bincount(d.cathode, g_on, network.n_nodes)
-    return total
+    # Amplifiers join their nodes: a load at the output reaches the input through F
+    # (I_out / A, I_out = G A V_in: G at the input), a load at the input reaches the
+    # output through E (a current I at the output moves V_in by I / (A g), V_out by I / g).
+    # So every node of amplifiers joined input to output sees the conductance of all.
+    group = list(range(network.n_nodes))
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            group[i] = i = group[group[i]]
+        return i
+
+    for amp in network.amplifiers:
+        group[root(amp.target)] = root(amp.source)
+    roots = np.array([root(i) for i in range(network.n_nodes)])
+    return np.bincount(roots, total, network.n_nodes)[roots]
 
 
 def _clamp_g_on(d, conductance: np.ndarray) -> np.ndarray:
