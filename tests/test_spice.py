@@ -313,3 +313,55 @@ def test_a_hard_clamp_beside_an_amplifier_matches_ngspice(ngspice, clamped, rin,
     text = AMPLIFIED_CLAMP.format(clamped=clamped, rin=rin, rout=rout, gain=gain)
     net = Network(compile_circuit(parse_circuit(text)))
     assert _compare(net, np.array([[1.0], [0.5]])) <= 1e-6
+
+
+def test_a_node_named_GND_is_not_ngspice_ground(ngspice):
+    """eqprop's node names are case-sensitive and only "gnd" and "0" are ground; ngspice
+    lower-cases names and takes "gnd" for ground, so the input node "GND" (at 0.5 V) was
+    written as ground and ngspice's outputs were 0 V and 1 V for our 0.32 and 0.16 V."""
+    text = """
+[devices.r]
+type = "resistor"
+g = "1m"
+[devices.amp]
+type = "amplifier"
+gain = 2
+[netlist]
+inputs = ["GND", "Gnd.1"]
+outputs = ["o", "a.b"]
+[[elements]]
+name = "R1"
+device = "r"
+nodes = ["GND", "a.b"]
+[[elements]]
+name = "R2"
+device = "r"
+nodes = ["a.b", "a_b"]
+[[elements]]
+name = "R3"
+device = "r"
+nodes = ["a_b", "gnd"]
+[[elements]]
+name = "R4"
+device = "r"
+nodes = ["Gnd.1", "A_B"]
+[[elements]]
+name = "R5"
+device = "r"
+nodes = ["A_B", "0"]
+[[elements]]
+name = "A1"
+device = "amp"
+nodes = ["a.b", "o"]
+[[elements]]
+name = "R6"
+device = "r"
+nodes = ["o", "gnd_1"]
+[[elements]]
+name = "R7"
+device = "r"
+nodes = ["gnd_1", "A_B"]
+"""
+    net = Network(compile_circuit(parse_circuit(text)))
+    assert _compare(net, np.array([[0.5, -0.3], [-1.0, 1.0]])) <= 1e-9
+    assert "gnd" not in spice_node_names(net)

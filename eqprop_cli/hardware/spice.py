@@ -45,8 +45,9 @@ OPTIONS = f"RELTOL=1e-12 VNTOL={VNTOL:g} GMIN={GMIN:g} ITL1=1000"
 
 def spice_node_names(network: Network) -> list[str]:
     """Unique, SPICE-safe, case-insensitive names; ground is 0."""
-    # the amplifiers' internal nodes are reserved
-    names, seen = [], {"0", *(f"{AMP_NODE}{k}" for k in range(len(network.amplifiers)))}
+    # ngspice takes "gnd" for ground (eqprop's node "GND" is not); the amplifiers' and
+    # the diodes' internal nodes are reserved
+    names, seen = [], {"0", "gnd", *(f"{AMP_NODE}{k}" for k in range(len(network.amplifiers)))}
     for k, d in enumerate(network.diodes):
         if getattr(d.model, "series_resistance", 0.0) > 0:
             seen.update(junction_node(k, i) for i in range(len(d.anode)))
