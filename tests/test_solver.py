@@ -458,6 +458,9 @@ def _resistors_exactly(net: Network, x: np.ndarray, current: np.ndarray) -> np.n
         (1, 2, "single", "1.2e-07", "0.00011", [-6e-12, 5e-12], True),  # was 8.5e-9 V off
         (1, 2, "single", "1.2e-07", "0.00011", [-6e-12, 5e-12], False),
         (3, 2, "differential", "5.6e-06", "2.2e-05", [7e-11, 8e-11], False),  # 6.1e-9 V
+        # no like: the changes' ratios saw too little of the slow part (8.6e-9, 3.8e-9 V)
+        (2, 2, "differential", "1.07e-07", "1.93e-07", [-1.2e-10, -1.3e-10], False),
+        (2, 3, "differential", "2.57e-05", "0.000145", [-3.5e-11, -2.5e-10, 8.3e-11], False),
     ],
 )
 def test_a_warm_start_upset_at_the_outputs_is_not_converged_early(

@@ -1770,7 +1770,10 @@ def _layered(
     (times LAYERED_SAFETY). A warm-started solve of a batch whose free solve was layered
     (a nudged one given ``like``) takes each sample's rho as at least the one its free
     solve ended with or handed over to Newton with (``Problem.rates``), and needs no
-    ratio of its own then. With ``handover``, a contraction too slow to
+    ratio of its own then. A warm start that knows no contraction (no ``like``) is
+    converged only where the bound from its residual (``_residual_bound``) is within vtol
+    too: its first sweeps move what the start upset, and the changes can show the slow
+    rest of the circuit too little for their ratios to measure it. With ``handover``, a contraction too slow to
     finish (within the iteration limit, or SLOW_SWEEPS more sweeps) hands the solve to
     Newton, warm-started from the sweeps. ``cold``: x is no warm start, so the first sweep's
     1-D diode solves start from each root's estimate (``_Junctions.start``) instead.
@@ -1821,6 +1824,8 @@ def _layered(
     loop = _SweepLoop.of(problem, blocks) if quadratic and x.flags.c_contiguous else None
     # a warm start of a batch whose free solve was layered: its samples' contractions
     rates = problem.rates if not cold and problem.rates is not None else np.full(B, np.nan)
+    # a warm start that knows no contraction: its estimate is held to the residual's bound
+    unsure = not cold and problem.rates is None
     rho = None  # the contraction of the last estimate
     estimated = False  # whether ``error`` is that of the current x
     residual = None  # both classes' largest residual, when the compiled loop converged
@@ -1837,7 +1842,10 @@ def _layered(
             if ended == LOOP_DONE:
                 residual0, residual, error, rho = loop.out
                 estimated = True
-                break
+                if not unsure or _certified(error, problem, blocks, x, vtol):
+                    break
+                residual0 = residual = None
+                continue
             if ended == LOOP_LIMIT:
                 break
             start = loop.start  # LOOP_BACK: the rest of the last sweep is done here
@@ -1874,7 +1882,9 @@ def _layered(
         # class 1 is exact now; class 0 was within tol before this sweep's update
         if first <= tol and error.max() <= vtol:
             residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
-            if residual0.max() <= tol:
+            if residual0.max() <= tol and (
+                not unsure or _certified(error, problem, blocks, x, vtol)
+            ):
                 break
             residual0 = None
         judged = error
@@ -1901,6 +1911,8 @@ def _layered(
         error, rho = _sweep_error(changes, x, problem, blocks, sweeps, bound, rates)
     if error is None:
         error = np.full(B, np.inf)
+    elif unsure:  # reported as certified
+        _certified(error, problem, blocks, x, vtol)
     if residual is None:
         if residual0 is None:
             residual0 = np.max(np.abs(blocks[0].residual(x)), axis=1, initial=0.0)
@@ -1912,6 +1924,14 @@ def _layered(
         problem.rates = _rates(anderson, contraction, rho)
     xQx = functools.partial(_block_xQx, x, blocks)  # when an energy is asked for
     return problem.result(x, residual, error, tol, vtol, sweeps, "layered", "sweeps", xQx)
+
+
+def _certified(error: np.ndarray, problem: Problem, blocks, x: np.ndarray, vtol: float) -> bool:
+    """Whether every sample's error is within vtol once held (in place) to at least the bound
+    from its residual (``_residual_bound``): the changes of a warm start that knows no
+    contraction may show its slow part too little for their ratios to measure it."""
+    np.fmax(error, _residual_bound(problem, blocks, x), out=error)
+    return bool(error.max() <= vtol)
 
 
 def _rates(anderson: _Anderson | None, contraction: np.ndarray | None, rho: np.ndarray):
@@ -2205,10 +2225,17 @@ def _sweep_error(
             )
         floor &= ~np.isfinite(error)
     if floor.any():
-        raw = [np.abs(b.residual(x)[floor]) * b.weight for b in blocks]
-        largest = np.maximum(*(np.max(r, axis=1, initial=0.0) for r in raw))
-        error[floor] = problem.inverse_bound * scale.max(initial=0.0) * largest
+        error[floor] = _residual_bound(problem, blocks, x, floor)
     return error, rho
+
+
+def _residual_bound(problem: Problem, blocks, x: np.ndarray, rows=slice(None)) -> np.ndarray:
+    """Per sample (of ``rows``), a bound on the node-voltage error from the KCL residual:
+    ||Q^-1|| (``Problem.inverse_bound``) times the largest residual, each class's times its
+    weight, in volts of the most amplified node."""
+    raw = [np.abs(b.residual(x)[rows]) * b.weight for b in blocks]
+    largest = np.maximum(*(np.max(r, axis=1, initial=0.0) for r in raw))
+    return problem.inverse_bound * problem.var_scale.max(initial=0.0) * largest
 
 
 LAYERED_SAFETY = 2.0  # margin on the contraction estimate of the remaining error
