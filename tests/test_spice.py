@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 
 import numpy as np
@@ -365,3 +366,20 @@ nodes = ["gnd_1", "A_B"]
     net = Network(compile_circuit(parse_circuit(text)))
     assert _compare(net, np.array([[0.5, -0.3], [-1.0, 1.0]])) <= 1e-9
     assert "gnd" not in spice_node_names(net)
+
+
+def test_nodes_named_like_ngspice_words_keep_their_voltages_and_the_class(ngspice):
+    """Nodes named as the .control block's vectors (readout), as ngspice's control words
+    (all, gt) or as its netlist functions (temper, gauss) are renamed like collisions: with
+    them ngspice printed readouts of 0 V or 13 V and the wrong class, or crashed."""
+    names = ["readout", "all", "gt", "temper", "gauss"]
+    chain = ["x", *names, "gnd"]
+    text = '[devices.r]\ntype = "resistor"\ng = "1m"\n[netlist]\ninputs = ["x"]\n'
+    text += "outputs = [" + ", ".join(f'"{n}"' for n in names[:3]) + "]\n"
+    for k, (a, b) in enumerate(itertools.pairwise(chain)):
+        text += f'[[elements]]\nname = "R{k}"\ndevice = "r"\nnodes = ["{a}", "{b}"]\n'
+    net = Network(compile_circuit(parse_circuit(text)))
+    x = np.array([[1.0]])
+    assert _compare(net, x) <= 1e-9
+    _, printed = ngspice_op(export_spice(net, x[0]))
+    assert re.search(r"predicted class: 0, readout 0\.83333\d* V", printed), printed[-500:]

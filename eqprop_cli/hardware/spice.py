@@ -41,13 +41,36 @@ CONTROL_START = ".control\nop\n"  # how an exported .control block starts
 VNTOL = 1e-13  # volts
 ABSTOL = 1e-18  # amperes; with hard clamps at least VNTOL times their largest on-conductance
 OPTIONS = f"RELTOL=1e-12 VNTOL={VNTOL:g} GMIN={GMIN:g} ITL1=1000"
+# Node names that ngspice reads as something else: ground; the vectors of our .control
+# block; words of its control language that v(...) takes as keywords or operators (a
+# node "all" printed 13 V, "gt" swapped the classes); and functions of its netlist
+# preprocessor ("temper" made ngspice-39 crash, "limit" and the random functions
+# stopped it). Such nodes get a suffix like any other collision.
+CONTROL_VECTORS = ("readout", "best", "top", "k")
+CONTROL_WORDS = (
+    "all",
+    "allv",
+    "alli",
+    "ally",
+    "not",
+    "and",
+    "or",
+    "gt",
+    "lt",
+    "ge",
+    "le",
+    "ne",
+    "eq",
+)
+NETLIST_FUNCTIONS = ("temper", "limit", "gauss", "agauss", "unif", "aunif")
+TAKEN = frozenset(("0", "gnd", *CONTROL_VECTORS, *CONTROL_WORDS, *NETLIST_FUNCTIONS))
 
 
 def spice_node_names(network: Network) -> list[str]:
     """Unique, SPICE-safe, case-insensitive names; ground is 0."""
     # ngspice takes "gnd" for ground (eqprop's node "GND" is not); the amplifiers' and
-    # the diodes' internal nodes are reserved
-    names, seen = [], {"0", "gnd", *(f"{AMP_NODE}{k}" for k in range(len(network.amplifiers)))}
+    # the diodes' internal nodes are reserved, and so are ngspice's words (TAKEN)
+    names, seen = [], {*TAKEN, *(f"{AMP_NODE}{k}" for k in range(len(network.amplifiers)))}
     for k, d in enumerate(network.diodes):
         if getattr(d.model, "series_resistance", 0.0) > 0:
             seen.update(junction_node(k, i) for i in range(len(d.anode)))
