@@ -96,6 +96,8 @@ def test_device_draws_are_saved_and_metrics_record_programming(tmp_path):
         ('rounding = "up"', "devices.mem.update.rounding", '"stochastic"'),
         ("leveles = 8", "devices.mem.update.leveles", 'did you mean "levels"'),
         ("nl_up = 12", "devices.mem.update.nl_up", "<= 9"),
+        # no model nor preset: the default, ideal, would train without them, silently
+        ("levels = 16", "devices.mem.update.levels", "has no effect"),
     ],
 )
 def test_bad_update_keys_are_located_errors(tmp_path, table, key, phrase):

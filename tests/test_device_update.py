@@ -18,6 +18,7 @@ from eqprop_cli.devices.update import (
     DeviceArrays,
     UpdateModel,
     apply_pulses,
+    clip_to_bounds,
     device_arrays,
     device_response,
     nonlinearity_to_a,
@@ -76,6 +77,17 @@ def test_levels_keep_every_conductance_on_its_grid(levels):
     assert len(np.unique(np.rint(k))) > levels // 2  # it moved across the grid
 
 
+@pytest.mark.parametrize("tilt", [{"asymmetry": 0.5}, {"d2d_asymmetry": 0.2}])
+def test_unequal_up_and_down_steps_are_not_snapped_to_a_grid(tilt):
+    """A linear device whose up and down steps differ keeps no grid (a pulse up and one
+    down do not return), so its initial conductances are only clipped, not rounded to a
+    grid of its up step (43 states of 64 levels at asymmetry 0.5)."""
+    model = UpdateModel("linear", levels=64, **tilt)
+    arrays = arrays_of(model, 1000)
+    g = np.random.default_rng(1).uniform(0.0, 1.2 * G_MAX, 1000)
+    np.testing.assert_array_equal(snap_to_levels(g, model, arrays), clip_to_bounds(g, arrays))
+
+
 def test_soft_bounds_step_shrinks_to_zero_at_the_bound_and_never_crosses_it():
     model = UpdateModel("soft_bounds", levels=101, max_pulses=1000)
     arrays = arrays_of(model)
@@ -121,6 +133,32 @@ def test_n_pulses_at_once_equal_n_single_pulses():
         )
 
 
+@pytest.mark.parametrize(
+    "tilts",
+    [
+        {"gamma_up": 0.0, "gamma_down": 0.3, "d2d_step": 0.1},  # up: a constant step
+        {"gamma_up": -0.5, "gamma_down": -0.5},  # steps that grow towards the bound
+        {"gamma_up": -0.5, "gamma_down": 0.4, "d2d_step": 0.1},
+        {"gamma_up": -0.9, "gamma_down": 0.3, "asymmetry": 0.2},
+    ],
+)
+def test_linear_tilts_of_either_sign_are_n_single_pulses(tilts):
+    """gamma in [-1, 1], each direction its own (0 too), devices alike or varied: n pulses
+    at once are the n single pulses (within 1e-4 of a step: float32 rows)."""
+    model = UpdateModel("linear", levels=17, max_pulses=8, **tilts)
+    arrays = arrays_of(model, 400, seed=1)
+    rng = np.random.default_rng(0)
+    g = np.clip(rng.uniform(G_MIN, G_MAX, 400), arrays.g_min, arrays.g_max)
+    pulses = rng.integers(-8, 9, 400).astype(float)
+    step = (G_MAX - G_MIN) / 16
+    np.testing.assert_allclose(
+        apply_pulses(g, pulses, model, arrays, None),
+        explicit_pulses(g, pulses, model, arrays),
+        rtol=0.0,
+        atol=1e-4 * step,
+    )
+
+
 def test_exponential_curve_is_neurosims():
     """From g_min, p up pulses follow G(p) = B (1 - exp(-p/A)) + g_min and reach g_max
     after levels - 1 pulses; depression mirrors it from g_max."""
@@ -136,6 +174,29 @@ def test_exponential_curve_is_neurosims():
     a = nonlinearity_to_a(4.88) * 96
     b = (G_MAX - G_MIN) / (1 - math.exp(-96 / a))
     np.testing.assert_allclose(down, G_MAX - b * (1 - np.exp(-p / a)), rtol=1e-12)
+
+
+def test_ecram_preset_steps_are_aihwkits_linear_step_device():
+    """aihwkit's EcRamPresetDevice (LinearStepDevice, mean bound reference) steps a weight w
+    in [-0.8276, 1.1724] by dw_min (1 - 0.1153 w / 1.1724) up and dw_min (1 + 0.5085 w /
+    0.8276) down, dw_min 0.002: the preset's nominal device takes the same steps, as
+    fractions of the range, within 0.2% at every state (and so the same symmetry point)."""
+    w_min, w_max, dw_min = -0.8276, 1.1724, 0.002
+    model = UpdateModel(**with_preset("ecram", {}))
+    quiet = replace(model, write_noise=0.0, d2d_step=0.0, d2d_asymmetry=0.0, d2d_bounds=0.0)
+    arrays = arrays_of(quiet)
+    u = np.linspace(0.0, 1.0, 21)
+    w = w_min + u * (w_max - w_min)
+    g = G_MIN + u * (G_MAX - G_MIN)
+    up = (apply_pulses(g, np.ones(u.size), quiet, arrays, None) - g) / (G_MAX - G_MIN)
+    down = (g - apply_pulses(g, -np.ones(u.size), quiet, arrays, None)) / (G_MAX - G_MIN)
+    aihwkit_up = dw_min * (1 - 0.1153 * w / w_max) / (w_max - w_min)
+    aihwkit_down = dw_min * (1 + 0.5085 * w / -w_min) / (w_max - w_min)
+    np.testing.assert_allclose(up[:-1], aihwkit_up[:-1], rtol=2e-3)  # (from a bound: cut)
+    np.testing.assert_allclose(down[1:], aihwkit_down[1:], rtol=2e-3)
+    c_up, r_up, c_down, r_down = model.coefficients()
+    symmetry = (c_up - c_down + r_down) / (r_up + r_down)  # where up and down steps are equal
+    assert symmetry == pytest.approx(-w_min / (w_max - w_min), abs=2e-3)  # aihwkit's w = 0
 
 
 @pytest.mark.parametrize(
@@ -199,6 +260,21 @@ def test_write_noise_through_a_soft_bounded_response_matches_pulse_by_pulse():
     assert closed.std() == pytest.approx(u.std(), rel=0.02)
 
 
+def test_noise_of_many_pulses_against_neurosims_as_eqprop_circuit_states():
+    """eqprop-circuit(5): n pulses' noise (each through the later pulses' response) against
+    NeuroSim's one draw of write_noise sqrt(n) after them, at 16 pulses, measured."""
+    stated = {("pcmo", -1): 0.43, ("pcmo", 1): 0.66, ("agsi", -1): 0.72}
+    for (name, sign), ratio in stated.items():
+        model = replace(UpdateModel(**with_preset(name, {})), max_pulses=16)
+        arrays = arrays_of(model, N)
+        g = np.full(N, G_MAX if sign < 0 else G_MIN)  # from the far bound: none reach the other
+        pulses = np.full(N, 16.0 * sign)
+        noisy = apply_pulses(g, pulses, model, arrays, np.random.default_rng(8))
+        quiet = apply_pulses(g, pulses, replace(model, write_noise=0.0), arrays, None)
+        spread = np.std(noisy - quiet) / (G_MAX - G_MIN)
+        assert spread / (model.write_noise * 4.0) == pytest.approx(ratio, abs=0.01)
+
+
 def test_device_to_device_variation_has_the_stated_spread():
     model = UpdateModel(
         "linear", levels=65, d2d_step=0.2, d2d_asymmetry=0.05, d2d_bounds=0.1, asymmetry=0.1
@@ -216,6 +292,19 @@ def test_device_to_device_variation_has_the_stated_spread():
         assert (bound / nominal).std() == pytest.approx(0.1, rel=0.02)
     again = arrays_of(model, N, seed=11)  # drawn from the seed: the same devices again
     np.testing.assert_array_equal(again.c_up, arrays.c_up)
+
+
+def test_varied_bounds_stay_above_zero_at_the_largest_spread():
+    """d2d_bounds 0.5 (its largest) draws 1 + 0.5 xi <= 0 for 2% of the devices: their bounds
+    are floored at a thousandth of the nominal ones, not 0 S, so that a device driven to
+    its g_min keeps a conductance the checkpoint readers accept (> 0)."""
+    model = UpdateModel("linear", levels=33, max_pulses=64, d2d_bounds=0.5)
+    arrays = arrays_of(model, N, seed=4)
+    assert np.all(arrays.g_min >= 1e-3 * G_MIN) and np.all(arrays.g_max >= 1e-3 * G_MAX)
+    assert np.mean(arrays.g_min == 1e-3 * G_MIN) > 0.01  # the floor is what holds them
+    g = np.clip(np.full(N, 0.5 * (G_MIN + G_MAX)), arrays.g_min, arrays.g_max)
+    down = apply_pulses(g, np.full(N, -64.0), model, arrays, None)  # twice the range: down
+    assert np.all(down > 0.0) and np.all(down == arrays.g_min)
 
 
 def test_streams_are_keyed_by_their_counters():

@@ -16,11 +16,17 @@ fails until it does.
 
 from __future__ import annotations
 
+import sys
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pytest
 import randomcircuits as rc
 
+import eqprop_cli
 from eqprop_cli import Network, compile_circuit, parse_circuit, solve
+from eqprop_cli.circuit.spec import load_circuit
 from eqprop_cli.devices import (
     DEVICE_KINDS,
     DIODE_PARTS,
@@ -29,7 +35,11 @@ from eqprop_cli.devices import (
     IVModel,
     TrainableModel,
 )
+from eqprop_cli.devices.protocol import ROLES
+from eqprop_cli.hardware.devicemap import conductance_map, level_ranges, quantise
 from eqprop_cli.hardware.spice import export_spice, run_ngspice, spice_node_names
+from eqprop_cli.learn.samples import training_data
+from eqprop_cli.learn.train import Trainer
 
 ROWS = {
     "resistor": 'type = "resistor"\ninit = "uniform"\ninit_low = "0.2m"\ninit_high = "2m"\n'
@@ -249,6 +259,78 @@ def test_set_energy_and_currents_sum_the_elements(row, dense):
     got = np.zeros((batch, n))
     model.add_set_currents(got, V, (p, q, dense), theta)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-18)
+
+
+# --------------------------------------------------------------------------- the roles are the contract
+
+PACKAGE = Path(eqprop_cli.__file__).parent
+DEVICES = PACKAGE / "devices"
+
+
+def declared(role: type) -> set[str]:
+    """What a role (protocol) declares: its attributes, methods and properties, its bases'."""
+    names: set[str] = set()
+    for base in role.__mro__:
+        if base is not object and base.__module__ != "typing":
+            names |= set(getattr(base, "__annotations__", {}))
+            names |= {k for k in vars(base) if not k.startswith("_")}
+    return names
+
+
+def only_declared(model: object, group: str, undeclared: list[str]) -> object:
+    """``model`` (a copy, of a subclass) that records in ``undeclared`` every read of an
+    attribute its group's role does not declare by code of eqprop_cli outside devices/."""
+    names = declared(ROLES[group])
+
+    def getattribute(self, name):
+        if name not in names and not name.startswith("__"):
+            caller = sys._getframe(1)
+            where = caller.f_code.co_filename
+            if where.startswith(str(PACKAGE)) and not where.startswith(str(DEVICES)):
+                spot = f"{Path(where).relative_to(PACKAGE)}:{caller.f_lineno}"
+                undeclared.append(f"{group}: {type(model).__name__}.{name} read at {spot}")
+        return object.__getattribute__(self, name)
+
+    cls = type(f"Only{type(model).__name__}", (type(model),), {"__getattribute__": getattribute})
+    copy = object.__new__(cls)
+    for key, value in vars(model).items():
+        object.__setattr__(copy, key, value)
+    return copy
+
+
+def test_code_outside_the_devices_reads_only_what_each_role_declares():
+    """Every row's circuit compiled, solved and exported, and the paper circuit (diodes,
+    amplifiers, biases) trained a batch, exported and mapped to levels, with each device's
+    model seen through its role (devices/protocol.py ROLES): no other attribute is read,
+    so a new kind that keeps its role's protocol works everywhere."""
+    undeclared: list[str] = []
+
+    def restricted(spec):
+        for name, d in list(spec.devices.items()):
+            spec.devices[name] = replace(d, model=only_declared(d.model, d.group, undeclared))
+        return spec
+
+    for row in ROWS:
+        spec = parse_circuit(circuit(row, 0))
+        model = spec.devices["dut"].model
+        assert isinstance(model, ROLES[spec.devices["dut"].group]), row
+        net = Network(compile_circuit(restricted(spec)))
+        x = np.random.default_rng(0).uniform(-1.0, 1.0, (2, net.n_features))
+        assert solve(net, x).success
+        export_spice(net, x[0])
+    sets = ("dataset", "train_subset", "test_subset", "batch_size")
+    values = ('"mnist-mini"', 32, 16, 32)
+    paper = rc.ROOT / "circuits" / "kendall2020-mnist.toml"
+    overrides = [f"training.{k}={v}" for k, v in zip(sets, values, strict=True)]
+    spec = restricted(load_circuit(paper, [*overrides, "devices.mem.levels=16"]))
+    net = Network(compile_circuit(spec))
+    dataset, splits = training_data(spec, net)
+    trainer = Trainer(net, spec, splits, dataset.n_classes)
+    trainer.run(trainer.new_state(), 1)
+    export_spice(net, np.zeros(net.n_features))
+    quantise(conductance_map(net), level_ranges(net, None, None)).to_csv()
+    assert ROLES.keys() == {d.group for d in spec.devices.values()} | {"vsource"}
+    assert not undeclared, "\n".join(sorted(set(undeclared)))
 
 
 # --------------------------------------------------------------------------- against ngspice

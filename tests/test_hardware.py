@@ -283,6 +283,16 @@ def test_programming_error_has_the_asked_spread_and_stays_in_range(distribution)
     flat = np.concatenate([a.ravel() for a in half])
     assert abs(np.mean(flat == g_min) - 0.25) < 0.01 and abs(np.mean(flat == g_max) - 0.25) < 0.01
     assert g[0][0, 0] == 5e-6  # the nominal arrays are untouched
+    # a device-aware run's devices keep their own bounds (d2d_bounds): trained conductances
+    # outside [g_min, g_max] stay where they are at sigma 0 (they were clipped into it), and
+    # the range is widened to them, not beyond
+    outside = [a.copy() for a in g]
+    outside[0][0, :3] = (0.5 * g_min, 1.2 * g_max, 5e-6)
+    same = Variation(0.0, distribution).draw(network, outside, seed=1, trial=0)
+    assert all(np.array_equal(a, b) for a, b in zip(same, outside, strict=True))
+    moved = Variation(0.05, distribution).draw(network, outside, seed=1, trial=0)
+    assert moved[0][0, 2] != 5e-6
+    assert moved[0][0, 0] >= 0.5 * g_min and moved[0][0, 1] <= 1.2 * g_max
 
 
 # ------------------------------------------------------------ ngspice

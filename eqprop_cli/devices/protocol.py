@@ -8,10 +8,12 @@ into a typed, frozen *model*. Everything downstream reads models, never a
 kind's parameters by name; the registry in devices/__init__.py is the only
 list of kinds.
 
-Models come in the roles below; the network (circuit/network.py) keeps each
-role's element sets and loops over them, calling their models, and never names
-a kind. The contract test
-(tests/test_devices.py) checks every kind and model against these
+Models come in the roles below, one per element group (ROLES); the network
+(circuit/network.py) keeps each role's element sets and loops over them, calling
+their models, and never names a kind. What code outside this package reads of a
+model is what its role declares, and nothing else (tests/test_devices.py runs
+every row through compiling, solving, training and export with any other read
+refused). The contract test checks every kind and model against these
 definitions by finite differences, and a random circuit of each against
 ngspice; a new device adds a row there.
 """
@@ -101,7 +103,10 @@ class TrainableModel(Protocol):
       (dense: every first joined to every second, theta a matrix), ``weight`` each
       element's stage weight: what ``Network.energy`` sums, vectorised per set;
     - ``add_set_currents(out, V, ends, theta)``: adds each element's current leaving
-      its nodes to ``out`` (batch, nodes): what ``Network.branch_currents`` sums.
+      its nodes to ``out`` (batch, nodes): what ``Network.branch_currents`` sums;
+    - ``spice_lines(k, elements, theta, node)``: the netlist lines of element set
+      number k (``elements`` the set: its ends, labels and device), ``node`` the
+      SPICE name of each node.
 
     How an element set enters the network's quadratic form depends on where theta
     enters the energy: ConductanceModel and CurrentModel below.
@@ -133,11 +138,17 @@ class TrainableModel(Protocol):
 
     def add_set_currents(self, out: np.ndarray, V: np.ndarray, ends, theta) -> None: ...
 
+    def spice_lines(self, k: int, elements, theta: np.ndarray, node: list[str]) -> list[str]: ...
+
 
 @runtime_checkable
 class ConductanceModel(TrainableModel, Protocol):
     """A trainable element quadratic in the potentials (quantity "conductance": the
-    resistor group), stamped into Q, K and the constant term as linear maps of theta:
+    resistor group). Its initial conductances: ``g``, a netlist element's own (None:
+    drawn), and ``initial(shape, stream)``, those drawn for a set of that shape
+    (``stream``: the set's number, so that sets draw independently); ``levels``, the
+    evenly spaced conductances exports round to (0: continuous). It is stamped into
+    Q, K and the constant term as linear maps of theta:
 
     - ``stamp(nodes, a, b, weight)``: a dict of Stamps (circuit/stamp.py) "Q", "r0",
       "SK", "fixed_diag" and "lap", maps of theta (all elements of the sets stamped
@@ -151,6 +162,11 @@ class ConductanceModel(TrainableModel, Protocol):
       only: it may be G itself), and
       ``add_crossbar_fixed_diag(bar, G, diag)`` its share of the fixed nodes' diagonal.
     """
+
+    g: float | None
+    levels: int
+
+    def initial(self, shape: tuple[int, ...], stream: int) -> np.ndarray: ...
 
     def stamp(self, nodes, a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> dict: ...
 
@@ -166,8 +182,46 @@ class ConductanceModel(TrainableModel, Protocol):
 @runtime_checkable
 class CurrentModel(TrainableModel, Protocol):
     """A trainable element linear in the potentials (quantity "current": a current
-    source): ``add_linear_terms(nodes, plus, minus, weight, theta, s, fixed_current)``
+    source; ``current``, its elements' initial value):
+    ``add_linear_terms(nodes, plus, minus, weight, theta, s, fixed_current)``
     adds its energy's linear terms in place, on the unknowns (``s``) and on the fixed
     nodes (``fixed_current``, where not None), for the current values theta."""
 
+    current: float
+
     def add_linear_terms(self, nodes, plus, minus, weight, theta, s, fixed_current) -> None: ...
+
+
+@runtime_checkable
+class GainModel(Protocol):
+    """A bidirectional amplifier (the amplifier group) from node h to the node a it
+    drives: ``gain``, its forward voltage gain A (V_a = A V_h; it draws 1/A of the
+    current it delivers out of h); ``conducts_dc``, as for IVModel; and
+    ``spice_lines(k, source, target, label)``, its netlist lines (number k, between the
+    SPICE nodes ``source`` and ``target``)."""
+
+    gain: float
+    conducts_dc: bool
+
+    def spice_lines(self, k: int, source: str, target: str, label: str) -> list[str]: ...
+
+
+@runtime_checkable
+class VoltageModel(Protocol):
+    """A voltage source (the vsource group): ``value``, its fixed potential difference,
+    plus ``gain`` times its input feature where the element takes one (the exporter
+    writes its V line itself); ``conducts_dc``, as for IVModel."""
+
+    value: float
+    gain: float
+    conducts_dc: bool
+
+
+# the role of each element group (circuit/params.GROUPS): what a model of that group keeps
+ROLES = {
+    "resistor": ConductanceModel,
+    "diode": IVModel,
+    "vsource": VoltageModel,
+    "isource": CurrentModel,
+    "amplifier": GainModel,
+}

@@ -59,6 +59,10 @@ MODELS = ("ideal", "linear", "soft_bounds", "exponential")
 ROUNDINGS = ("deterministic", "stochastic")
 # a connection's response table has a row per pulse count from -max_pulses to max_pulses
 MAX_PULSES = 1_000_000
+# the least factor device-to-device variation scales a bound by: a device keeps a conductance
+# > 0 (a draw of 1 + d2d_bounds xi <= 0 would give g_min = 0, and a trained 0 S, which no
+# checkpoint reader accepts)
+BOUND_FLOOR = 1e-3
 
 
 def stream(seed: int, epoch: int, batch: int, purpose: str) -> np.random.Generator:
@@ -131,8 +135,10 @@ class UpdateModel:
 
     @property
     def on_grid(self) -> bool:
-        """Whether the states are the evenly spaced levels (and stay so without noise)."""
-        return self.model == "linear" and self.gamma_up == 0.0 and self.gamma_down == 0.0
+        """Whether the states are the evenly spaced levels (and stay so without noise): a
+        constant step, the same up and down (an asymmetric device steps off any grid)."""
+        constant = self.model == "linear" and self.gamma_up == 0.0 and self.gamma_down == 0.0
+        return constant and self.asymmetry == 0.0 and self.d2d_asymmetry == 0.0
 
     def coefficients(self) -> tuple[float, float, float, float]:
         """(c_up, r_up, c_down, r_down) of the nominal device, per pulse, normalised units."""
@@ -254,9 +260,10 @@ PRESETS = {
             "Li-ion ECRAM, near-ideal (Tang et al., IEDM 2018)",
             {
                 "model": "linear",
-                "levels": 1001,
-                "gamma_up": 0.100,
-                "gamma_down": 0.505,
+                "levels": 958,
+                "gamma_up": 0.1000,
+                "gamma_down": 0.5556,
+                "asymmetry": -0.0588,
                 "write_noise": 0.0003,
                 "d2d_step": 0.1,
                 "d2d_asymmetry": 0.01,
@@ -264,10 +271,13 @@ PRESETS = {
             },
             10.0,
             "IBM aihwkit EcRamPresetDevice (fit of LinearStepDevice to Tang et al., IEDM "
-            "2018): dw_min 0.002 on the range [-0.8276, 1.1724] (1000 steps), gamma_up 0.1153 "
-            "and gamma_down 0.5085 about w = 0 (0.100 and 0.505 about mid-range), "
-            "dw_min_std 0.3 of a step, dw_min_dtod 0.1, up_down_dtod 0.01, w_max_dtod 0.05; "
-            "ON/OFF not in the preset (10 assumed)",
+            "2018): dw_min 0.002 on the range [-0.8276, 1.1724], steps dw_min (1 - 0.1153 "
+            "w / 1.1724) up and dw_min (1 + 0.5085 w / 0.8276) down (equal at w = 0, its "
+            "symmetry point), re-expressed about mid-range: 0.983 and 1.106 dw_min there "
+            "(958 levels, asymmetry -0.0588), gamma_up 0.1000, gamma_down 0.5556; "
+            "dw_min_std 0.3 of a step, dw_min_dtod 0.1, up_down_dtod 0.01, w_max_dtod 0.05 "
+            "(gamma_up_dtod and gamma_down_dtod 0.05 not modelled); ON/OFF not in the preset "
+            "(10 assumed)",
         ),
     )
 }
@@ -311,8 +321,8 @@ def device_arrays(
         *(np.asarray(float(v)) for v in (g_min, g_max, c_up, r_up, c_down, r_down))
     )
     if model.d2d_bounds:
-        lo = g_min * np.maximum(1.0 + model.d2d_bounds * rng.standard_normal(size), 0.0)
-        hi = g_max * np.maximum(1.0 + model.d2d_bounds * rng.standard_normal(size), 0.0)
+        lo = g_min * np.maximum(1.0 + model.d2d_bounds * rng.standard_normal(size), BOUND_FLOOR)
+        hi = g_max * np.maximum(1.0 + model.d2d_bounds * rng.standard_normal(size), BOUND_FLOOR)
         arrays.g_min, arrays.g_max = lo, np.maximum(hi, lo + 1e-3 * (g_max - g_min))
     if model.d2d_step or model.d2d_asymmetry:
         scale = np.maximum(1.0 + model.d2d_step * rng.standard_normal(size), 0.0)
@@ -381,7 +391,7 @@ def _sums(r: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     """(1 - r)^k, S_k = sum_{j<k} (1 - r)^j and sum_{j<k} (1 - r)^{2j}, elementwise."""
     keep = 1.0 - r
     q = keep**k
-    has_r = r > 0
+    has_r = r != 0  # (r < 0: a step that grows towards the bound, gamma < 0)
     safe = np.where(has_r, r, 1.0)
     total = np.where(has_r, (1.0 - q) / safe, k)
     squares = np.where(has_r, (1.0 - q * q) / np.where(has_r, 1.0 - keep * keep, 1.0), k)
@@ -419,7 +429,10 @@ def _per_device(model: UpdateModel, arrays: DeviceArrays) -> Response:
     out = []
     for c, r, up in ((arrays.c_down, arrays.r_down, False), (arrays.c_up, arrays.r_up, True)):
         r = np.minimum(r, 1.0 - 1e-12)
-        moving = r > 0  # a device whose steps vary to zero (c = r = 0) does not move
+        # a constant step (r = 0 < c: the untilted direction of a device tilted the other
+        # way) as a fixed point far off: n steps of c (1 - n CONSTANT_R / 2)
+        r = np.where((r == 0) & (c > 0), CONSTANT_R, r)
+        moving = r != 0  # a device whose steps vary to zero (c = r = 0) does not move
         fixed = np.where(moving, c / np.where(moving, r, 1.0), 0.0)  # u* up, 1 - u* down
         target = lo + span * (fixed if up else 1.0 - fixed)
         keep2 = (1.0 - r) ** 2
@@ -427,6 +440,11 @@ def _per_device(model: UpdateModel, arrays: DeviceArrays) -> Response:
         out += [target, r, spread]
     inwards = (_rounded(arrays.g_min, np.inf), _rounded(arrays.g_max, -np.inf))
     return Response(FIXED_POINT, _rows(np.float32, *out, *inwards))
+
+
+# the fraction of g - g* a pulse takes that stands for 0 in the fixed-point form: within
+# 1e-8 of a constant step at 16 pulses (5e-4 at the largest cap)
+CONSTANT_R = 1e-9
 
 
 def _rounded(a: np.ndarray, towards: float) -> np.ndarray:
@@ -849,6 +867,13 @@ def parse_update(table: object, rd, key: tuple) -> UpdateModel:
         rd.values({"preset": preset}, UPDATE_KEYS[:1], key)  # a located error if unknown
         table = with_preset(str(preset), table)
     values = rd.values(table, UPDATE_KEYS, key)
+    if table and "model" not in table and not preset:  # keys the default ("ideal") ignores
+        raise rd.error(
+            (*key, next(iter(table))),
+            'has no effect: the table sets no `model` (nor `preset`), and the default, "ideal", '
+            'sends no pulses; set model = "linear", "soft_bounds" or "exponential", or a preset '
+            '(model = "ideal" to train without a device model)',
+        )
     return UpdateModel(**{**values, "preset": values["preset"] or ""})
 
 

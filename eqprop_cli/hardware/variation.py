@@ -4,7 +4,9 @@ Each trial draws, for every programmable conductance (the trainable
 resistor sets), a multiplicative error, lognormal ``g * exp(sigma z)`` or
 Gaussian ``g * (1 + sigma z)``, then marks devices stuck off (at g_min) or
 stuck on (at g_max) with the given probabilities, clips everything to the
-device range [g_min, g_max] and evaluates the circuit. Trial t draws from a
+device range [g_min, g_max] (widened to each trained conductance outside it: the
+devices of a device-aware run vary device to device, and keep their own bounds)
+and evaluates the circuit. Trial t draws from a
 generator seeded with (seed, t), so any trial is reproducible on its own,
 and sigma = 0 without stuck devices is exactly the nominal circuit.
 """
@@ -74,7 +76,8 @@ class Variation:
                 u = rng.random(g[k].shape)
                 value = np.where(u < self.stuck_off, model.low, value)
                 value = np.where(u >= 1.0 - self.stuck_on, model.high, value)
-            out[k] = np.clip(value, model.low, model.high)
+            low, high = np.minimum(model.low, g[k]), np.maximum(model.high, g[k])
+            out[k] = np.clip(value, low, high)
         return out
 
 
