@@ -71,9 +71,8 @@ def spice_node_names(network: Network) -> list[str]:
     # ngspice takes "gnd" for ground (eqprop's node "GND" is not); the amplifiers' and
     # the diodes' internal nodes are reserved, and so are ngspice's words (TAKEN)
     names, seen = [], {*TAKEN, *(f"{AMP_NODE}{k}" for k in range(len(network.amplifiers)))}
-    for k, d in enumerate(network.diodes):
-        if getattr(d.model, "series_resistance", 0.0) > 0:
-            seen.update(junction_node(k, i) for i in range(len(d.anode)))
+    for k, d in enumerate(network.diodes):  # (a diode with a series resistance uses its own)
+        seen.update(junction_node(k, i) for i in range(len(d.anode)))
     for i, name in enumerate(network.node_names):
         if i == 0:
             names.append("0")
