@@ -645,3 +645,27 @@ def test_every_documented_key_is_one_the_loader_takes():
     for section, names in accepted_keys().items():
         stale = set(entries(documented[section])) - names
         assert not stale, f"eqprop-circuit(5), {section}: {sorted(stale)} are not accepted"
+
+
+def test_gradcheck_examples_say_where_their_inputs_come_from():
+    """gradcheck takes its samples from the data set of the file's [training] section, and
+    random inputs only without one: each example of a shipped circuit says which, in its
+    paragraph or its output (the page said kendall2020-mnist has no [training], so random
+    inputs, after its file had gained a [training] section on MNIST)."""
+    import tomllib
+
+    body = sections(page("eqprop-gradcheck.1"), "SH")["EXAMPLES"]
+    chunks = re.split(r"^\.EE$", body, flags=re.M)
+    checked = 0
+    for chunk in chunks:
+        found = re.search(r"^\$ eqprop gradcheck circuits/(\S+\.toml)", chunk, re.M)
+        if not found:
+            continue
+        circuit = tomllib.loads((ROOT / "circuits" / found.group(1)).read_text())
+        dataset = circuit.get("training", {}).get("dataset")
+        said_random = "random" in chunk
+        assert said_random == (dataset is None), (found.group(1), dataset, chunk)
+        if dataset:
+            assert dataset.lower() in chunk.lower(), (found.group(1), dataset)
+        checked += 1
+    assert checked >= 2

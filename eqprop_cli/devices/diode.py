@@ -20,6 +20,7 @@ from .netlist import GMIN, celsius, num, text
 
 CLAMP_WIDTH = 1e-8  # volts: sharper corners make ngspice fail to converge more often
 E = 2.718281828459045  # ngspice's CONSTe
+JUNCTION_NODE = "xjd"  # exported netlists: the junction node of a diode with series resistance
 
 # Shockley diodes: real junctions have saturation currents far below this; above it
 # the exponential overflows the solvers' arithmetic (is = 1e300 made Newton's matrix
@@ -194,18 +195,30 @@ class ShockleyDiode:
         self, k: int, ends: list[tuple[str, str]], labels: list[str], clamp_g_on: np.ndarray
     ) -> tuple[list[str], list[str]]:
         """D elements of group ``k`` with their .model line, each with a BD source (see
-        ``reverse_correction``)."""
+        ``reverse_correction``) across its junction. A series resistance is an RD element
+        to the junction node ``junction_node(k, i)`` (the .model's RS is 0): ngspice's own
+        RS would hide that node, and the correction must see the junction's voltage, not
+        the terminals' (they differ by RS I, of the order of RS IS in reverse)."""
         name = f"DM{k}"
+        rs = self.series_resistance
         model = (
             f".model {name} D(IS={num(self.saturation_current)} N={num(self.ideality)} "
-            f"RS={num(self.series_resistance)} TNOM={num(celsius(self.thermal_voltage))})"
+            f"RS=0 TNOM={num(celsius(self.thermal_voltage))})"
         )
         lines = [
             f"* Shockley diodes: D{k}_<index>, each with BD{k}_<index>, the difference "
             "between Shockley's law and ngspice's reverse region (below -3 n Vt)"
         ]
+        if rs > 0:
+            lines.append(
+                f"* series resistance RS = {num(rs)} ohm: RD{k}_<index> from the anode to the "
+                f"junction node {junction_node(k, 0)[:-1]}<index>"
+            )
         correction = self.reverse_correction()
         for i, (a, c) in enumerate(ends):
+            if rs > 0:
+                lines.append(f"RD{k}_{i} {a} {junction_node(k, i)} {num(rs)}")
+                a = junction_node(k, i)
             lines.append(
                 f"D{k}_{i} {a} {c} {name} TEMP={num(celsius(self.thermal_voltage))} ; {text(labels[i])}"
             )
@@ -226,6 +239,12 @@ class ShockleyDiode:
             f"(({{v}} < -3 * {nvt}) ? {Is} * (exp({{v}} / {nvt}) + "
             f"pwr(3 * {nvt} / ({num(E)} * {{v}}), 3)) : 0) - {GMIN:g} * {{v}}"
         )
+
+
+def junction_node(k: int, i: int) -> str:
+    """The SPICE node between series resistance and junction of diode ``i`` of group ``k``
+    (spice_node_names keeps eqprop's nodes off these names)."""
+    return f"{JUNCTION_NODE}{k}_{i}"
 
 
 def diode_model(values: dict) -> IdealDiode | ShockleyDiode:

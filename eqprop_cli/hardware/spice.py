@@ -2,9 +2,10 @@
 
 Resistors are R elements in ohms, written in exponent notation (no m/Meg
 traps); Shockley diodes use a D .model at the matching temperature, each with a
-behavioural source that makes ngspice's reverse region (below -3 n Vt) exactly
-Shockley's law and takes back the GMIN that ngspice puts across each diode, so
-ngspice solves eqprop's circuit exactly; ideal
+behavioural source across its junction that makes ngspice's reverse region (below
+-3 n Vt) exactly Shockley's law and takes back the GMIN that ngspice puts across each
+diode (a series resistance is an R element to the junction node), so ngspice solves
+eqprop's circuit exactly; ideal
 piecewise-linear diodes are behavioural current sources; a hard clamp is a
 behavioural source of very high on-conductance (1e8 times the conductance at
 its node) whose corner is rounded over 10 nV (a softplus), so that ngspice's
@@ -28,6 +29,7 @@ import numpy as np
 
 from ..circuit.network import Network
 from ..devices.amplifier import AMP_NODE
+from ..devices.diode import junction_node
 from ..devices.netlist import GMIN, celsius, num
 from ..devices.netlist import text as _text
 from ..devices.source import VoltageSourceModel
@@ -39,12 +41,38 @@ CONTROL_START = ".control\nop\n"  # how an exported .control block starts
 VNTOL = 1e-13  # volts
 ABSTOL = 1e-18  # amperes; with hard clamps at least VNTOL times their largest on-conductance
 OPTIONS = f"RELTOL=1e-12 VNTOL={VNTOL:g} GMIN={GMIN:g} ITL1=1000"
+# Node names that ngspice reads as something else: ground; the vectors of our .control
+# block; words of its control language that v(...) takes as keywords or operators (a
+# node "all" printed 13 V, "gt" swapped the classes); and functions of its netlist
+# preprocessor ("temper" made ngspice-39 crash, "limit" and the random functions
+# stopped it). Such nodes get a suffix like any other collision.
+CONTROL_VECTORS = ("readout", "best", "top", "k")
+CONTROL_WORDS = (
+    "all",
+    "allv",
+    "alli",
+    "ally",
+    "not",
+    "and",
+    "or",
+    "gt",
+    "lt",
+    "ge",
+    "le",
+    "ne",
+    "eq",
+)
+NETLIST_FUNCTIONS = ("temper", "limit", "gauss", "agauss", "unif", "aunif")
+TAKEN = frozenset(("0", "gnd", *CONTROL_VECTORS, *CONTROL_WORDS, *NETLIST_FUNCTIONS))
 
 
 def spice_node_names(network: Network) -> list[str]:
     """Unique, SPICE-safe, case-insensitive names; ground is 0."""
-    # the amplifiers' internal nodes are reserved
-    names, seen = [], {"0", *(f"{AMP_NODE}{k}" for k in range(len(network.amplifiers)))}
+    # ngspice takes "gnd" for ground (eqprop's node "GND" is not); the amplifiers' and
+    # the diodes' internal nodes are reserved, and so are ngspice's words (TAKEN)
+    names, seen = [], {*TAKEN, *(f"{AMP_NODE}{k}" for k in range(len(network.amplifiers)))}
+    for k, d in enumerate(network.diodes):  # (a diode with a series resistance uses its own)
+        seen.update(junction_node(k, i) for i in range(len(d.anode)))
     for i, name in enumerate(network.node_names):
         if i == 0:
             names.append("0")
@@ -68,7 +96,21 @@ def _node_conductance(network: Network) -> np.ndarray:
             g_on = np.full(len(d.anode), d.model.on_conductance)
             total += np.bincount(d.anode, g_on, network.n_nodes)
             total += np.bincount(d.cathode, g_on, network.n_nodes)
-    return total
+    # Amplifiers join their nodes: a load at the output reaches the input through F
+    # (I_out / A, I_out = G A V_in: G at the input), a load at the input reaches the
+    # output through E (a current I at the output moves V_in by I / (A g), V_out by I / g).
+    # So every node of amplifiers joined input to output sees the conductance of all.
+    group = list(range(network.n_nodes))
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            group[i] = i = group[group[i]]
+        return i
+
+    for amp in network.amplifiers:
+        group[root(amp.target)] = root(amp.source)
+    roots = np.array([root(i) for i in range(network.n_nodes)])
+    return np.bincount(roots, total, network.n_nodes)[roots]
 
 
 def _clamp_g_on(d, conductance: np.ndarray) -> np.ndarray:
