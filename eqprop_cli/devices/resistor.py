@@ -25,6 +25,12 @@ from .netlist import num, text
 MAX_LEVELS = 2**32  # export levels: a level index stays exact in a float64 and an int64
 
 
+def crossbar_element(k: int, row: int, column: int) -> str:
+    """The SPICE name of a crossbar's device: resistor set ``k``, at ``row``, ``column`` (the
+    netlist's R element, and the element column of conductance maps)."""
+    return f"R{k}_{row}_{column}"
+
+
 class LinearConductance:
     """The physics of a linear conductance g, which every model of the resistor group
     shares (a resistor, a memristor at DC): I = g v, E = g v^2 / 2, its stamp into the
@@ -217,7 +223,7 @@ class LinearConductance:
             for i, a in enumerate(rset.rows):
                 na = node[a]
                 out.extend(
-                    f"R{k}_{i}_{j} {na} {node[b]} {num(ohms[i, j])}"
+                    f"{crossbar_element(k, i, j)} {na} {node[b]} {num(ohms[i, j])}"
                     for j, b in enumerate(rset.cols)
                 )
             return out

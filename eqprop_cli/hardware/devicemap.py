@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..circuit.network import Network
-from ..devices.resistor import MAX_LEVELS
+from ..devices.resistor import MAX_LEVELS, crossbar_element
 from ..errors import EqpropError
 from ..io import check_npz_sizes
 
@@ -127,7 +127,9 @@ class ConductanceMap:
             if r.dense:
                 rows = np.repeat(np.arange(len(r.rows)), len(r.cols))
                 columns: list = np.tile(np.arange(len(r.cols)), len(r.rows)).tolist()
-                elements = [crossbar_element(k, i, j) for i, j in zip(rows, columns, strict=True)]
+                elements = [
+                    crossbar_element(k, i, j) for i, j in zip(rows.tolist(), columns, strict=True)
+                ]
             else:
                 rows = np.arange(len(r.rows))
                 columns = [0] * len(rows)  # a one-dimensional set: column 0
@@ -231,11 +233,6 @@ class ConductanceMap:
         if fmt == "json":
             return self.to_json()
         return self.to_npz()
-
-
-def crossbar_element(k: int, row: int, column: int) -> str:
-    """The SPICE name of a crossbar's device: resistor set ``k``, at ``row``, ``column``."""
-    return f"R{k}_{row}_{column}"
 
 
 def programmable_sets(network: Network) -> tuple[list[int], list[int]]:

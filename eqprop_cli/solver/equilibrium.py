@@ -1772,9 +1772,9 @@ def _layered(
     solve ended with or handed over to Newton with (``Problem.rates``), and needs no
     ratio of its own then. A warm start that knows no contraction (no ``like``) doubts its
     claims of convergence (``_Doubt``): its first sweeps move what the start upset, and the
-    changes can show the slow rest of the circuit too little for their ratios to measure it. With ``handover``, a contraction too slow to
-    finish (within the iteration limit, or SLOW_SWEEPS more sweeps) hands the solve to
-    Newton, warm-started from the sweeps. ``cold``: x is no warm start, so the first sweep's
+    changes can show the slow rest of the circuit too little for their ratios to measure
+    it. With ``handover``, a contraction too slow to finish (within the iteration limit,
+    or SLOW_SWEEPS more sweeps) hands the solve to Newton, warm-started from the sweeps. ``cold``: x is no warm start, so the first sweep's
     1-D diode solves start from each root's estimate (``_Junctions.start``) instead.
 
     Deep circuits (several hidden layers) contract slowly. Where both classes are
